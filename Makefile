@@ -1,0 +1,76 @@
+# kneeload: the two README commands are `make report` and `make test`.
+# Everything installs into .venv from PyPI, pinned by requirements/constraints.txt.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+KNEELOAD := $(VENV)/bin/kneeload
+CONSTRAINTS := requirements/constraints.txt
+STAMP := $(VENV)/.installed
+KERNEL := kneeload
+
+DATASET ?= demo
+RAW := data/raw/$(DATASET)
+PROCESSED := data/processed/$(DATASET)
+REPORTS := reports/$(DATASET)
+RAW_FILES := $(wildcard $(RAW)/*.csv)
+SRC := $(shell find src -name '*.py') pyproject.toml
+
+.PHONY: setup report build test test-fast test-notebooks notebooks lab lock lint bench clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "kneeload needs Python 3.11+, found " + sys.version' 
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when the project metadata or the pins change.
+$(STAMP): $(VENV)/bin/python pyproject.toml $(CONSTRAINTS)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name 'Python (kneeload)' >/dev/null
+	@touch $@
+
+setup: $(STAMP)  ## create .venv and install kneeload with its extras (pinned)
+
+$(PROCESSED)/panel.parquet: $(STAMP) $(RAW_FILES) $(SRC)
+	$(KNEELOAD) build $(RAW) --out $(PROCESSED)
+
+build: $(PROCESSED)/panel.parquet  ## raw -> processed for DATASET (default: demo)
+
+report: build  ## the main job: demo raw data -> processed -> reports/demo/index.html
+	$(KNEELOAD) report $(PROCESSED) --out $(REPORTS) --changed-only
+	@echo "open $(REPORTS)/index.html"
+
+test: build  ## the package tests, then the notebooks under nbval
+	$(PY) -m pytest tests
+	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg -p no:randomly notebooks
+
+test-fast: $(STAMP)  ## package tests without the slow end-to-end ones
+	$(PY) -m pytest tests -m 'not slow and not browser'
+
+notebooks: build  ## re-execute every notebook in place (when a change of output is intended)
+	cd notebooks && ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.kernel_name=$(KERNEL) *.ipynb
+	$(VENV)/bin/jupytext --sync notebooks/*.ipynb
+
+lab: build  ## JupyterLab with the registered kneeload kernel
+	$(VENV)/bin/jupyter lab notebooks
+
+lock:  ## refresh requirements/constraints.txt from a fresh resolve (review the diff, then commit)
+	rm -rf build/lockenv && $(PYTHON) -m venv build/lockenv
+	build/lockenv/bin/python -m pip install --quiet --upgrade pip
+	build/lockenv/bin/python -m pip install --quiet -e '.[dev]'
+	build/lockenv/bin/python -m pip freeze --exclude-editable | grep -v '^kneeload' > $(CONSTRAINTS)
+	rm -rf build/lockenv
+	@echo "wrote $(CONSTRAINTS)"
+
+lint: $(STAMP)  ## ruff on the package, tests, benchmarks and notebooks
+	$(VENV)/bin/ruff check src tests bench notebooks
+
+bench: build  ## benchmarks (long; not part of make test)
+	$(PY) bench/run_all.py
+
+clean:  ## remove generated outputs (keeps .venv)
+	rm -rf data/processed/* reports .pytest_cache
+	touch data/processed/.gitkeep

@@ -1,0 +1,98 @@
+"""Table contracts at module boundaries (pandera).
+
+Column names here are the public interface: notebooks, reports and users' code rely on them.
+Raw tables (straight from :mod:`analysis.ingest`) carry the canonical names with values as
+read, plus provenance columns; clean tables (after :mod:`analysis.clean`) are typed and
+checked with the schemas below.
+"""
+
+from __future__ import annotations
+
+import pandera.pandas as pa
+
+# --- canonical raw data contract (docs/data-contract.md) -----------------------------------
+RUNNERS_REQUIRED = ("runner_id", "cohort")
+RUNNERS_OPTIONAL = ("sex", "age", "follow_up_start", "follow_up_end")
+RUNS_REQUIRED = ("runner_id", "date", "distance_km")
+RUNS_OPTIONAL = ("duration_min", "shoe_id", "activity_type", "rpe", "start_time")
+PAIN_REQUIRED = ("runner_id", "date", "pain")
+OSTRC_ITEMS = ("ostrc_q1", "ostrc_q2", "ostrc_q3", "ostrc_q4")
+PAIN_OPTIONAL = OSTRC_ITEMS
+SHOES_REQUIRED = ("shoe_id", "runner_id")
+SHOES_OPTIONAL = ("start_date", "start_km")
+
+#: Provenance columns every raw table carries: input file name and 1-based line number
+#: in that file (the header is line 1, so the first data row is line 2).
+SOURCE_FILE = "source_file"
+SOURCE_LINE = "source_line"
+PROVENANCE = (SOURCE_FILE, SOURCE_LINE)
+
+# --- value ranges -----------------------------------------------------------------------
+PAIN_MIN, PAIN_MAX = 0.0, 10.0  # numeric rating scale (NRS 0-10)
+MAX_DAILY_KM = 100.0  # more than this in one day is treated as impossible (docs/cleaning.md)
+
+_runner_id = pa.Column(str, nullable=False)
+_date = pa.Column("datetime64[ns]", nullable=False)
+
+RUNNERS = pa.DataFrameSchema(
+    {
+        "runner_id": pa.Column(str, nullable=False, unique=True),
+        "cohort": pa.Column(str, nullable=False),
+        "sex": pa.Column(str, nullable=True, required=False),
+        "age": pa.Column(float, pa.Check.in_range(0, 120), nullable=True, required=False),
+        "follow_up_start": pa.Column("datetime64[ns]", nullable=True, required=False),
+        "follow_up_end": pa.Column("datetime64[ns]", nullable=True, required=False),
+    },
+    name="runners",
+    strict=False,
+)
+
+RUNS = pa.DataFrameSchema(
+    {
+        "runner_id": _runner_id,
+        "date": _date,
+        "distance_km": pa.Column(float, pa.Check.in_range(0, MAX_DAILY_KM, include_min=False)),
+        "duration_min": pa.Column(float, pa.Check.gt(0), nullable=True, required=False),
+        "shoe_id": pa.Column(str, nullable=True, required=False),
+        "rpe": pa.Column(float, pa.Check.in_range(0, 10), nullable=True, required=False),
+    },
+    name="runs",
+    strict=False,
+)
+
+PAIN = pa.DataFrameSchema(
+    {
+        "runner_id": _runner_id,
+        "date": _date,
+        "pain": pa.Column(float, pa.Check.in_range(PAIN_MIN, PAIN_MAX)),
+    },
+    name="pain",
+    strict=False,
+)
+
+SHOES = pa.DataFrameSchema(
+    {
+        "shoe_id": pa.Column(str, nullable=False, unique=True),
+        "runner_id": _runner_id,
+        "start_date": pa.Column("datetime64[ns]", nullable=True, required=False),
+        "start_km": pa.Column(float, pa.Check.ge(0), nullable=True, required=False),
+    },
+    name="shoes",
+    strict=False,
+)
+
+#: Minimum columns of the exposure panel (one row per pain report); the exposures module
+#: documents every other column in docs/exposures.md.
+PANEL = pa.DataFrameSchema(
+    {
+        "runner_id": _runner_id,
+        "cohort": pa.Column(str, nullable=False),
+        "date": _date,
+        "reference_date": _date,
+        "pain": pa.Column(float, pa.Check.in_range(PAIN_MIN, PAIN_MAX)),
+        "pain_any": pa.Column(bool),
+    },
+    name="panel",
+    strict=False,
+    unique=["runner_id", "date"],
+)
