@@ -8,6 +8,7 @@ checked with the schemas below.
 
 from __future__ import annotations
 
+import pandas as pd
 import pandera.pandas as pa
 
 # --- canonical raw data contract (docs/data-contract.md) -----------------------------------
@@ -32,7 +33,18 @@ PAIN_MIN, PAIN_MAX = 0.0, 10.0  # numeric rating scale (NRS 0-10)
 MAX_DAILY_KM = 100.0  # more than this in one day is treated as impossible (docs/cleaning.md)
 
 _runner_id = pa.Column(str, nullable=False)
-_date = pa.Column("datetime64[ns]", nullable=False)
+
+#: Dates are calendar days (midnight, no time zone) at any datetime64 resolution: pandas 3
+#: parses to microseconds, older pandas to nanoseconds; the contract does not care.
+_is_datetime = pa.Check(pd.api.types.is_datetime64_any_dtype, element_wise=False,
+                        name="is_datetime64")
+
+
+def _date_column(*, nullable: bool = False, required: bool = True) -> pa.Column:
+    return pa.Column(None, _is_datetime, nullable=nullable, required=required)
+
+
+_date = _date_column()
 
 RUNNERS = pa.DataFrameSchema(
     {
@@ -40,8 +52,8 @@ RUNNERS = pa.DataFrameSchema(
         "cohort": pa.Column(str, nullable=False),
         "sex": pa.Column(str, nullable=True, required=False),
         "age": pa.Column(float, pa.Check.in_range(0, 120), nullable=True, required=False),
-        "follow_up_start": pa.Column("datetime64[ns]", nullable=True, required=False),
-        "follow_up_end": pa.Column("datetime64[ns]", nullable=True, required=False),
+        "follow_up_start": _date_column(nullable=True, required=False),
+        "follow_up_end": _date_column(nullable=True, required=False),
     },
     name="runners",
     strict=False,
@@ -74,7 +86,7 @@ SHOES = pa.DataFrameSchema(
     {
         "shoe_id": pa.Column(str, nullable=False, unique=True),
         "runner_id": _runner_id,
-        "start_date": pa.Column("datetime64[ns]", nullable=True, required=False),
+        "start_date": _date_column(nullable=True, required=False),
         "start_km": pa.Column(float, pa.Check.ge(0), nullable=True, required=False),
     },
     name="shoes",
