@@ -1,0 +1,488 @@
+"""Mixed-effects models of knee pain on training-load exposures -> one tidy result type.
+
+Models (docs/models.md):
+
+* ``lmm``  pain score (NRS 0-10), linear mixed model, random intercept per runner and optional
+  random slopes; REML by default, ML for likelihood-ratio tests.
+* ``glmm`` pain present (``pain_any``), binomial (logit) mixed model by maximum likelihood
+  (Laplace approximation), odds ratios with Wald intervals.
+* ``gee``  pain present, population-averaged GEE with an exchangeable working correlation
+  (sensitivity analysis).
+
+Standard errors of LMM fixed effects are the generalised-least-squares covariance
+``sigma^2 (X' V^-1 X)^-1`` at the estimated variance parameters, as lme4's ``vcov()`` reports
+(statsmodels' ``bse_fe`` inverts the joint Hessian instead, which differs by up to 1e-3
+relative on random-slope models; /work/shared/ANCHORS.md).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.errors import ModelSpecError
+
+#: Two-sided 95 % normal quantile used for Wald intervals.
+Z_95 = float(stats.norm.ppf(0.975))
+
+#: Fewest runners for which a random slope is estimable. With fewer clusters the variance of
+#: a slope (and its correlation with the intercept) is poorly identified and fits are
+#: routinely singular (McNeish & Stapleton 2016, Educ Psychol Rev 28:295-314).
+MIN_RUNNERS_FOR_SLOPE = 10
+
+#: Fewest runners for any random-intercept model (a variance needs more than one level;
+#: lme4 refuses grouping factors with fewer than 2 levels).
+MIN_RUNNERS = 2
+
+#: A variance component below this fraction of the residual variance is reported as a
+#: singular fit (lme4's ``isSingular`` uses 1e-4 on the relative Cholesky factor).
+SINGULAR_TOL = 1e-4
+
+#: Latent-scale residual variance of the logistic distribution, pi^2/3, for the ICC of a
+#: logit model (Nakagawa, Johnson & Schielzeth 2017, J R Soc Interface 14:20170213).
+LOGIT_RESIDUAL_VARIANCE = math.pi**2 / 3
+
+#: Optimizers tried in turn for statsmodels' MixedLM until one converges.
+LMM_OPTIMIZERS = ("lbfgs", "bfgs", "powell", "nm")
+
+CENTER_OPTIONS = (None, "within-between", "grand")
+
+INTERCEPT = "Intercept"
+
+
+@dataclass
+class ModelResult:
+    """Tidy result of one model fit (the same type for every model)."""
+
+    model: str
+    outcome: str
+    exposures: list[str]
+    covariates: list[str]
+    random_slopes: list[str]
+    table: pd.DataFrame
+    variance_components: pd.DataFrame
+    icc: float | None
+    n_obs: int
+    n_runners: int
+    dropped: dict[str, int]
+    converged: bool
+    optimizer: str | None
+    warnings: list[str]
+    loglik: float | None
+    aic: float | None
+    bic: float | None
+    method: str
+    engine: str = "statsmodels"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tables as lists of records; NaN becomes None)."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["table"] = _records(self.table)
+        out["variance_components"] = _records(self.variance_components)
+        for key in ("icc", "loglik", "aic", "bic"):
+            out[key] = _finite_or_none(out[key])
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelResult:
+        """Inverse of :meth:`to_dict`."""
+        kwargs = dict(d)
+        kwargs["table"] = pd.DataFrame.from_records(d["table"]) if d["table"] else pd.DataFrame()
+        vc = d["variance_components"]
+        kwargs["variance_components"] = pd.DataFrame.from_records(vc) if vc else pd.DataFrame()
+        kwargs = {k: v for k, v in kwargs.items() if k in cls.__dataclass_fields__}
+        return cls(**kwargs)
+
+    def term(self, name: str) -> pd.Series:
+        """The table row of one term (``"Intercept"``, an exposure, ``"C(sex)[T.M]"`` ...)."""
+        rows = self.table.loc[self.table["term"] == name]
+        if rows.empty:
+            raise KeyError(f"no term {name!r}; terms are {list(self.table['term'])}")
+        return rows.iloc[0]
+
+
+def _finite_or_none(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    recs = df.astype(object).where(df.notna(), None).to_dict(orient="records")
+    return [{k: (float(v) if isinstance(v, np.floating) else v) for k, v in r.items()}
+            for r in recs]
+
+
+# --- design ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Design:
+    """Numeric design of a mixed model, rows sorted by runner."""
+
+    y: np.ndarray
+    X: np.ndarray
+    Z: np.ndarray
+    groups: np.ndarray  # integer codes 0..m-1, sorted
+    starts: np.ndarray  # start row of each group
+    x_names: list[str]
+    z_names: list[str]
+    group_labels: np.ndarray
+    dropped: dict[str, int]
+    frame: pd.DataFrame  # the modelling rows (sorted), with derived columns
+
+
+def _is_categorical(s: pd.Series) -> bool:
+    return not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s))
+
+
+def _parse_covariate(spec: str) -> tuple[str, bool]:
+    """``"C(sex)"`` -> ("sex", True); ``"age"`` -> ("age", False)."""
+    spec = spec.strip()
+    if spec.startswith("C(") and spec.endswith(")"):
+        return spec[2:-1].strip(), True
+    return spec, False
+
+
+def build_design(
+    panel: pd.DataFrame,
+    *,
+    outcome: str,
+    exposures: Sequence[str],
+    covariates: Sequence[str] = (),
+    random_slopes: Sequence[str] = (),
+    center: str | None = None,
+    group: str = "runner_id",
+) -> Design:
+    """Check a model request and build its design matrices (no fitting).
+
+    Parameters
+    ----------
+    panel : one row per pain report.
+    outcome : response column (``pain`` NRS 0-10, or ``pain_any``).
+    exposures : numeric exposure columns (e.g. ``mileage_jump`` fraction, ``shoe_km`` km).
+    covariates : adjustment columns; non-numeric columns or ``C(col)`` are dummy-coded
+        (treatment coding, first sorted level as reference).
+    random_slopes : exposures (or numeric covariates) that get a random slope per runner.
+    center : None, ``"within-between"`` (each exposure split into the runner mean
+        ``<x>_between`` and the deviation from it ``<x>_within``) or ``"grand"``
+        (exposures minus their overall mean).
+    group : runner identifier column.
+
+    Raises
+    ------
+    ModelSpecError
+        Missing column, constant exposure, too few runners, or a slope that is not estimable.
+    """
+    exposures = list(exposures)
+    if not exposures:
+        raise ModelSpecError("at least one exposure is needed")
+    if center not in CENTER_OPTIONS:
+        raise ModelSpecError(f"center must be one of {CENTER_OPTIONS}, got {center!r}")
+    cov_specs = [_parse_covariate(c) for c in covariates]
+    needed = [outcome, *exposures, *(c for c, _ in cov_specs)]
+    for col in [group, *needed]:
+        if col not in panel.columns:
+            raise ModelSpecError(f"panel has no column {col!r}", column=col)
+    if len(set(needed)) != len(needed):
+        raise ModelSpecError(f"a column is requested twice: {needed}")
+    for s in random_slopes:
+        if s not in exposures and s not in [c for c, cat in cov_specs if not cat]:
+            raise ModelSpecError(
+                f"random slope {s!r} must also be a fixed effect (an exposure or numeric "
+                "covariate)", column=s)
+    for col in exposures:
+        if _is_categorical(panel[col]):
+            raise ModelSpecError(f"exposure {col!r} is not numeric ({panel[col].dtype})",
+                                 column=col)
+
+    # drop incomplete rows, attributing each dropped row to the first missing column
+    keep = panel[group].notna().to_numpy().copy()
+    dropped: dict[str, int] = {}
+    n_missing_group = int((~keep).sum())
+    if n_missing_group:
+        dropped[f"missing {group}"] = n_missing_group
+    for col in needed:
+        miss = panel[col].isna().to_numpy() & keep
+        if miss.any():
+            dropped[f"missing {col}"] = int(miss.sum())
+            keep &= ~miss
+    frame = panel.loc[keep, [group, *dict.fromkeys(needed)]].copy()
+    frame[group] = frame[group].astype(str)
+    frame = frame.sort_values(group, kind="stable").reset_index(drop=True)
+    if frame.empty:
+        raise ModelSpecError("no complete rows left after dropping missing values")
+
+    codes, labels = pd.factorize(frame[group], sort=True)
+    m = len(labels)
+    if m < MIN_RUNNERS:
+        raise ModelSpecError(f"{m} runner(s) with complete data; a random intercept needs at "
+                             f"least {MIN_RUNNERS}", column=group)
+
+    y = frame[outcome].to_numpy(dtype=float)
+    cols: dict[str, np.ndarray] = {}
+    for col in exposures:
+        x = frame[col].to_numpy(dtype=float)
+        if np.ptp(x) == 0:
+            raise ModelSpecError(f"exposure {col!r} is constant ({x[0]:g}) in the modelling "
+                                 "rows; its effect is not identifiable", column=col)
+        if center == "within-between":
+            means = np.bincount(codes, weights=x, minlength=m) / np.bincount(codes, minlength=m)
+            between, within = means[codes], x - means[codes]
+            if np.ptp(within) == 0:
+                raise ModelSpecError(f"exposure {col!r} never varies within a runner; the "
+                                     "within-runner effect is not identifiable", column=col)
+            if np.ptp(between) == 0:
+                raise ModelSpecError(f"exposure {col!r} has the same mean for every runner; "
+                                     "the between-runner effect is not identifiable",
+                                     column=col)
+            cols[f"{col}_within"] = within
+            cols[f"{col}_between"] = between
+        elif center == "grand":
+            cols[col] = x - x.mean()
+        else:
+            cols[col] = x
+    for col, forced_cat in cov_specs:
+        s = frame[col]
+        if forced_cat or _is_categorical(s):
+            levels = sorted(s.astype(str).unique())
+            if len(levels) < 2:
+                raise ModelSpecError(f"covariate {col!r} has a single level {levels}",
+                                     column=col)
+            sv = s.astype(str).to_numpy()
+            for lev in levels[1:]:
+                cols[f"C({col})[T.{lev}]"] = (sv == lev).astype(float)
+        else:
+            x = s.to_numpy(dtype=float)
+            if np.ptp(x) == 0:
+                raise ModelSpecError(f"covariate {col!r} is constant ({x[0]:g})", column=col)
+            cols[col] = x
+
+    x_names = [INTERCEPT, *cols]
+    X = np.column_stack([np.ones(len(frame)), *cols.values()])
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        raise ModelSpecError(f"the fixed-effect columns {x_names[1:]} are collinear "
+                             "(e.g. a covariate that is a combination of others)")
+
+    slope_cols = [f"{s}_within" if center == "within-between" and s in exposures else s
+                  for s in random_slopes]
+    z_names = [INTERCEPT, *slope_cols]
+    Z = np.column_stack([np.ones(len(frame)), *(cols[s] for s in slope_cols)])
+    if slope_cols:
+        # runners whose slope exposure varies (a slope is only informed by those)
+        for s in slope_cols:
+            lo = np.full(m, np.inf)
+            hi = np.full(m, -np.inf)
+            np.minimum.at(lo, codes, cols[s])
+            np.maximum.at(hi, codes, cols[s])
+            n_varying = int((hi > lo).sum())
+            if n_varying < MIN_RUNNERS_FOR_SLOPE:
+                raise ModelSpecError(
+                    f"a random slope on {s!r} needs at least {MIN_RUNNERS_FOR_SLOPE} runners "
+                    f"whose {s!r} varies; {n_varying} do", column=s)
+    if len(frame) <= m * Z.shape[1]:
+        raise ModelSpecError(f"{len(frame)} observations for {m * Z.shape[1]} random effects; "
+                             "the residual variance is not identifiable")
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    for name, values in cols.items():
+        frame[name] = values
+    return Design(y=y, X=X, Z=Z, groups=codes, starts=starts, x_names=x_names,
+                  z_names=z_names, group_labels=np.asarray(labels), dropped=dropped,
+                  frame=frame)
+
+
+# --- GLS covariance (lme4's vcov) -------------------------------------------------------------
+
+
+def _group_cross(A: np.ndarray, B: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per-group cross products ``A_i' B_i`` for rows sorted by group -> (m, a, b)."""
+    prod = A[:, :, None] * B[:, None, :]
+    return np.add.reduceat(prod, starts, axis=0)
+
+
+def gls_covariance(design: Design, *, G: np.ndarray, sigma2: float) -> np.ndarray:
+    """``(X' V^-1 X)^-1`` with ``V_i = Z_i G Z_i' + sigma2 I`` (lme4's ``vcov``).
+
+    Uses the Woodbury identity per runner, so the cost is O(n p q) and no n x n matrix is
+    formed: ``X'V^-1X = (X'X - sum_i X_i'Z_i (Z_i'Z_i + sigma2 G^-1)^-1 Z_i'X_i) / sigma2``.
+    G may be singular; then ``(sigma2 I + G Z_i'Z_i)^-1 G`` is used instead of G^-1.
+    """
+    X, Z, starts = design.X, design.Z, design.starts
+    XtX = X.T @ X
+    XZ = _group_cross(X, Z, starts)  # m x p x q
+    ZZ = _group_cross(Z, Z, starts)  # m x q x q
+    q = Z.shape[1]
+    # (Z'Z + s2 G^-1)^-1 = G (s2 I + Z'Z G)^-1 ... written to avoid inverting G
+    M = sigma2 * np.eye(q) + ZZ @ G  # m x q x q
+    K = G @ np.linalg.inv(M)  # = (Z'Z + s2 G^-1)^-1 when G invertible
+    corr = np.einsum("mpq,mqr,msr->ps", XZ, K, XZ)
+    info = (XtX - corr) / sigma2
+    return np.linalg.inv(info)
+
+
+# --- linear mixed model -------------------------------------------------------------------
+
+
+def _variance_table(group: str, z_names: list[str], G: np.ndarray,
+                    sigma2: float | None) -> pd.DataFrame:
+    rows = []
+    sd = np.sqrt(np.clip(np.diag(G), 0, None))
+    for i, a in enumerate(z_names):
+        rows.append({"group": group, "var1": a, "var2": None, "vcov": float(G[i, i]),
+                     "sdcor": float(sd[i])})
+    for i, a in enumerate(z_names):
+        for j in range(i + 1, len(z_names)):
+            denom = sd[i] * sd[j]
+            rows.append({"group": group, "var1": a, "var2": z_names[j], "vcov": float(G[i, j]),
+                         "sdcor": float(G[i, j] / denom) if denom > 0 else float("nan")})
+    if sigma2 is not None:
+        rows.append({"group": "Residual", "var1": None, "var2": None, "vcov": float(sigma2),
+                     "sdcor": math.sqrt(sigma2)})
+    return pd.DataFrame(rows, columns=["group", "var1", "var2", "vcov", "sdcor"])
+
+
+def _wald_table(names: list[str], est: np.ndarray, se: np.ndarray, *,
+                odds: bool = False) -> pd.DataFrame:
+    z = est / se
+    table = pd.DataFrame({
+        "term": names,
+        "estimate": est,
+        "std_error": se,
+        "ci_low": est - Z_95 * se,
+        "ci_high": est + Z_95 * se,
+        "p_value": 2 * stats.norm.sf(np.abs(z)),
+    })
+    if odds:
+        table = table.assign(odds_ratio=np.exp(table["estimate"]),
+                             or_ci_low=np.exp(table["ci_low"]),
+                             or_ci_high=np.exp(table["ci_high"]))
+    return table
+
+
+def fit_lmm(
+    panel: pd.DataFrame,
+    *,
+    exposures: Sequence[str],
+    outcome: str = "pain",
+    covariates: Sequence[str] = (),
+    random_slopes: Sequence[str] = (),
+    center: str | None = None,
+    reml: bool = True,
+    group: str = "runner_id",
+) -> ModelResult:
+    """Linear mixed model of pain (NRS 0-10) with a random intercept (and slopes) per runner.
+
+    Parameters
+    ----------
+    panel : one row per pain report (``docs/exposures.md``).
+    exposures : exposure columns, e.g. ``["mileage_jump", "shoe_km", "rest_days_7d"]``
+        (fraction, km, days: each estimate is the change in pain per unit).
+    outcome : response, pain NRS 0-10.
+    covariates : adjustment columns; strings or ``C(col)`` are dummy-coded.
+    random_slopes : exposures with a random slope per runner.
+    center : None, ``"within-between"`` or ``"grand"`` (see :func:`build_design`).
+    reml : REML (default) or ML (for likelihood-ratio tests of fixed effects).
+    group : runner identifier column.
+
+    Returns
+    -------
+    ModelResult with GLS (lme4-form) standard errors and Wald 95 % intervals.
+    """
+    import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    design = build_design(panel, outcome=outcome, exposures=exposures, covariates=covariates,
+                          random_slopes=random_slopes, center=center, group=group)
+    model = sm.MixedLM(design.y, design.X, groups=design.groups, exog_re=design.Z)
+    model.exog_names[:] = design.x_names  # labels only
+    notes: list[str] = []
+    fit = None
+    used = None
+    for opt in LMM_OPTIMIZERS:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                candidate = model.fit(reml=reml, method=[opt])
+            except (np.linalg.LinAlgError, ValueError) as exc:
+                notes.append(f"optimizer {opt} failed: {exc}")
+                continue
+        conv_msgs = [str(w.message) for w in caught
+                     if issubclass(w.category, ConvergenceWarning)]
+        if candidate.converged and not any("did not converge" in m or "failed" in m.lower()
+                                           for m in conv_msgs):
+            fit, used = candidate, opt
+            notes.extend(m for m in conv_msgs if "boundary" in m)
+            break
+        notes.append(f"optimizer {opt} did not converge" +
+                     (f": {'; '.join(conv_msgs)}" if conv_msgs else ""))
+        if fit is None:
+            fit = candidate
+    converged = used is not None
+    if not converged:
+        notes.append("no optimizer converged; estimates are from the first attempt")
+    assert fit is not None
+    sigma2 = float(fit.scale)
+    G = np.asarray(fit.cov_re, dtype=float)
+    beta = np.asarray(fit.fe_params, dtype=float)
+    cov = gls_covariance(design, G=G, sigma2=sigma2)
+    se = np.sqrt(np.diag(cov))
+    return _lmm_result(design, beta=beta, se=se, G=G, sigma2=sigma2, loglik=float(fit.llf),
+                       reml=reml, converged=converged, optimizer=used, notes=notes,
+                       outcome=outcome, exposures=exposures, covariates=covariates,
+                       random_slopes=random_slopes, group=group, engine="statsmodels")
+
+
+def _lmm_result(design: Design, *, beta: np.ndarray, se: np.ndarray, G: np.ndarray,
+                sigma2: float, loglik: float, reml: bool, converged: bool,
+                optimizer: str | None, notes: list[str], outcome: str,
+                exposures: Sequence[str], covariates: Sequence[str],
+                random_slopes: Sequence[str], group: str, engine: str) -> ModelResult:
+    notes = list(notes)
+    # singular fit: a random-effect SD (relative to the residual SD) at ~0, or |corr| ~ 1
+    rel_sd = np.sqrt(np.clip(np.diag(G), 0, None) / sigma2)
+    singular = bool((rel_sd < SINGULAR_TOL).any())
+    if G.shape[0] > 1:
+        d = np.sqrt(np.clip(np.diag(G), 1e-300, None))
+        corr = G / np.outer(d, d)
+        if (np.abs(corr[np.triu_indices_from(corr, 1)]) > 1 - 1e-6).any():
+            singular = True
+    if singular:
+        notes.append("singular fit: a random-effect variance is estimated at zero (or a "
+                     "correlation at +/-1); the random-effect structure is too rich for the "
+                     "data")
+    if design.dropped:
+        notes.append("rows dropped: " + ", ".join(f"{k}: {v}" for k, v in design.dropped.items()))
+    n, p = design.X.shape
+    q = design.Z.shape[1]
+    k = p + q * (q + 1) // 2 + 1  # fixed effects + random-effect covariances + residual
+    icc = float(G[0, 0] / (G[0, 0] + sigma2)) if q == 1 else None
+    return ModelResult(
+        model="lmm", outcome=outcome, exposures=list(exposures), covariates=list(covariates),
+        random_slopes=list(random_slopes),
+        table=_wald_table(design.x_names, beta, se),
+        variance_components=_variance_table(group, design.z_names, G, sigma2),
+        icc=icc, n_obs=int(n), n_runners=len(design.group_labels), dropped=design.dropped,
+        converged=converged, optimizer=optimizer, warnings=notes, loglik=loglik,
+        aic=-2 * loglik + 2 * k, bic=-2 * loglik + math.log(n) * k,
+        method="REML" if reml else "ML", engine=engine,
+        extra={"singular": singular, "n_params": k},
+    )
+
+
+def fit_model(panel: pd.DataFrame, *, model: str = "lmm", **kwargs: Any) -> ModelResult:
+    """Dispatch to :func:`fit_lmm`, :func:`fit_glmm` or :func:`fit_gee` by ``model`` name."""
+    fitters = {"lmm": fit_lmm}
+    try:
+        fitter = fitters[model]
+    except KeyError:
+        raise ModelSpecError(f"unknown model {model!r}; choose one of {sorted(fitters)}") from None
+    return fitter(panel, **kwargs)
