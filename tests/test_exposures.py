@@ -1,0 +1,121 @@
+"""Tests for analysis.exposures: hand-computed fixtures, properties, an independent reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.exposures import PanelBuild, build_panel, daily_calendar
+
+D0 = pd.Timestamp("2025-03-03")  # a Monday: follow-up day 0
+
+
+def _day(k: int) -> pd.Timestamp:
+    return D0 + pd.Timedelta(days=k)
+
+
+def _quick_tables() -> tuple[pd.DataFrame, ...]:
+    """Runner A: 3 weeks of 30 km (Wed, Sun rest; two runs on Sat), a 39 km week 4.
+
+    Runner B: 20 km in week 1, nothing in week 2, 5 km in week 3.
+    Shoe A1 has start_km 100 and start_date 2025-02-01; A2 is not in the shoes table.
+    """
+    rows = []
+    for week in range(4):
+        base = 7 * week
+        rows += [(base + 0, 5.0, "A1", "07:00"), (base + 1, 5.0, "A2", "07:00"),
+                 (base + 3, 5.0, "A1", "07:00"), (base + 4, 5.0, "A2", "07:00"),
+                 (base + 5, 4.0, "A1", "07:00"), (base + 5, 6.0, "A2", "18:00")]
+    rows.append((27, 9.0, "A1", "07:00"))
+    runs_a = pd.DataFrame(rows, columns=["k", "distance_km", "shoe_id", "start_time"])
+    runs_a["runner_id"] = "A"
+    runs_b = pd.DataFrame({"k": [0, 2, 15], "distance_km": [10.0, 10.0, 5.0],
+                           "shoe_id": [None, None, None], "start_time": ["07:00"] * 3})
+    runs_b["runner_id"] = "B"
+    runs = pd.concat([runs_a, runs_b], ignore_index=True)
+    runs["date"] = runs["k"].map(_day).astype("datetime64[us]")
+    runs = runs.drop(columns="k")
+    runners = pd.DataFrame({"runner_id": ["A", "B"], "cohort": ["c1", "c2"],
+                            "sex": ["F", "M"], "age": [30.0, 41.0],
+                            "follow_up_start": [D0, D0],
+                            "follow_up_end": [_day(41), _day(41)]})
+    pain = pd.DataFrame({"runner_id": ["A", "A", "A", "B", "B"],
+                         "date": [_day(13), _day(27), _day(34), _day(27), _day(27)],
+                         "pain": [1.0, 3.0, 2.0, 5.0, 2.0]})
+    shoes = pd.DataFrame({"shoe_id": ["A1"], "runner_id": ["A"],
+                          "start_date": [pd.Timestamp("2025-02-01")], "start_km": [100.0]})
+    return runs, runners, pain, shoes
+
+
+@pytest.fixture
+def quick() -> PanelBuild:
+    runs, runners, pain, shoes = _quick_tables()
+    return build_panel(runs, runners, pain, shoes)
+
+
+def _row(build: PanelBuild, runner: str, k: int) -> pd.Series:
+    panel = build.panel
+    hit = panel[(panel["runner_id"] == runner) & (panel["date"] == _day(k))]
+    assert len(hit) == 1
+    return hit.iloc[0]
+
+
+def test_core_features_match_hand_computation(quick: PanelBuild) -> None:
+    # A, report day 34 -> s = day 27 (Sunday of week 4)
+    row = _row(quick, "A", 34)
+    assert row["reference_date"] == _day(27)
+    assert row["km_7d"] == 39.0  # 5+5+5+5+4+6+9
+    assert row["km_prev7d"] == 30.0
+    assert row["mileage_jump"] == pytest.approx(0.30)
+    assert row["jump_category"] == "10-30%"  # 0.30 is inside the middle band
+    assert row["rest_days_7d"] == 1.0  # only Wednesday
+    assert row["acwr_rolling"] == pytest.approx(39.0 / (129.0 / 4))  # 28-day km = 3*30 + 39
+    assert row["shoe_km"] == 165.0  # A1: start 100 + 4 weeks x 14 km + 9 km on day 27
+    assert row["shoe_age_days"] == 57.0  # 2025-02-01 -> 2025-03-30
+    assert (row["cohort"], row["sex"], row["age"]) == ("c1", "F", 30.0)
+    assert not row["pain_any"]
+    # A, report day 27 -> s = day 20 (Sunday, rest): latest run is Saturday 18:00 in A2
+    row = _row(quick, "A", 27)
+    assert (row["km_7d"], row["km_prev7d"], row["mileage_jump"]) == (30.0, 30.0, 0.0)
+    assert row["jump_category"] == "<10%"
+    assert row["rest_days_7d"] == 2.0
+    assert np.isnan(row["acwr_rolling"])  # 28-day window reaches before follow-up
+    assert row["shoe_km"] == 48.0  # A2: 3 weeks x (5 + 5 + 6), no start_km
+    assert row["shoe_age_days"] == 19.0  # first use day 1
+    assert row["pain_any"]  # pain 3 >= threshold 3
+    # A, report day 13 -> s = day 6: previous week is before follow-up start
+    row = _row(quick, "A", 13)
+    assert row["km_7d"] == 30.0
+    assert np.isnan(row["km_prev7d"]) and np.isnan(row["mileage_jump"])
+    assert pd.isna(row["jump_category"])
+
+
+def test_zero_km_previous_week_gives_nan_jump_not_inf(quick: PanelBuild) -> None:
+    row = _row(quick, "B", 27)  # s = day 20
+    assert (row["km_7d"], row["km_prev7d"]) == (5.0, 0.0)
+    assert np.isnan(row["mileage_jump"]) and pd.isna(row["jump_category"])
+    assert row["rest_days_7d"] == 6.0
+    assert np.isnan(row["shoe_km"]) and np.isnan(row["shoe_age_days"])  # runs carry no shoe
+    assert row["pain"] == 5.0  # duplicate reports on day 27: the highest is kept
+    assert quick.audit["duplicate_pain_reports"]["count"] == 1
+    assert len(quick.panel) == 4
+
+
+def test_daily_calendar_sums_runs_and_marks_rest_days() -> None:
+    runs, runners, _, _ = _quick_tables()
+    daily = daily_calendar(runs, runners)
+    assert len(daily) == 2 * 42
+    sat = daily[(daily["runner_id"] == "A") & (daily["date"] == _day(5))].iloc[0]
+    assert (sat["distance_km"], sat["n_runs"], sat["shoe_id"]) == (10.0, 2, "A2")
+    wed = daily[(daily["runner_id"] == "A") & (daily["date"] == _day(2))].iloc[0]
+    assert (wed["distance_km"], bool(wed["rest_day"])) == (0.0, True)
+
+
+def test_row_order_does_not_matter() -> None:
+    runs, runners, pain, shoes = _quick_tables()
+    first = build_panel(runs, runners, pain, shoes).panel
+    rng = np.random.default_rng(1)
+    shuffled = build_panel(runs.sample(frac=1, random_state=rng), runners.iloc[::-1],
+                           pain.sample(frac=1, random_state=rng), shoes).panel
+    pd.testing.assert_frame_equal(first, shuffled)
