@@ -378,6 +378,7 @@ def fit_lmm(
     center: str | None = None,
     reml: bool = True,
     group: str = "runner_id",
+    engine: str = "profiled",
 ) -> ModelResult:
     """Linear mixed model of pain (NRS 0-10) with a random intercept (and slopes) per runner.
 
@@ -392,18 +393,181 @@ def fit_lmm(
     center : None, ``"within-between"`` or ``"grand"`` (see :func:`build_design`).
     reml : REML (default) or ML (for likelihood-ratio tests of fixed effects).
     group : runner identifier column.
+    engine : ``"profiled"`` (default: lme4's profiled deviance on per-runner sufficient
+        statistics, :func:`fit_lmm_design`) or ``"statsmodels"`` (``MixedLM``, optimizers
+        tried in turn, SEs recomputed in the GLS form).
 
     Returns
     -------
     ModelResult with GLS (lme4-form) standard errors and Wald 95 % intervals.
     """
+    design = build_design(panel, outcome=outcome, exposures=exposures, covariates=covariates,
+                          random_slopes=random_slopes, center=center, group=group)
+    if engine == "profiled":
+        fit = fit_lmm_design(design, reml=reml)
+    elif engine == "statsmodels":
+        fit = _fit_lmm_statsmodels(design, reml=reml)
+    else:
+        raise ModelSpecError(f"unknown LMM engine {engine!r}; use 'profiled' or 'statsmodels'")
+    return _lmm_result(design, fit=fit, reml=reml, outcome=outcome, exposures=exposures,
+                       covariates=covariates, random_slopes=random_slopes, group=group,
+                       engine=engine)
+
+
+@dataclass
+class LmmFit:
+    """Raw estimates of one LMM fit (before tidying)."""
+
+    beta: np.ndarray
+    vcov: np.ndarray  # GLS covariance of beta, sigma^2 (X'V^-1X)^-1
+    G: np.ndarray  # random-effect covariance (absolute scale)
+    sigma2: float
+    loglik: float
+    converged: bool
+    optimizer: str | None
+    notes: list[str]
+    theta: np.ndarray | None = None  # relative Cholesky factor (lme4's theta)
+    singular: bool = False
+
+
+@dataclass
+class _SuffStats:
+    """Per-runner cross products: all an LMM deviance needs (O(m q^2 p), not O(n))."""
+
+    n: int
+    XtX: np.ndarray
+    Xty: np.ndarray
+    yty: float
+    ZZ: np.ndarray  # m x q x q
+    ZX: np.ndarray  # m x q x p
+    Zy: np.ndarray  # m x q
+
+
+def _suff_stats(design: Design) -> _SuffStats:
+    X, Z, y, starts = design.X, design.Z, design.y, design.starts
+    q, p = Z.shape[1], X.shape[1]
+
+    def gsum(v: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(v, starts)
+
+    ZZ = np.empty((len(starts), q, q))
+    for a in range(q):
+        for b in range(a, q):
+            ZZ[:, a, b] = ZZ[:, b, a] = gsum(Z[:, a] * Z[:, b])
+    ZX = np.stack([np.stack([gsum(Z[:, a] * X[:, b]) for b in range(p)], axis=-1)
+                   for a in range(q)], axis=1)
+    Zy = np.stack([gsum(Z[:, a] * y) for a in range(q)], axis=-1)
+    return _SuffStats(n=len(y), XtX=X.T @ X, Xty=X.T @ y, yty=float(y @ y), ZZ=ZZ, ZX=ZX,
+                      Zy=Zy)
+
+
+def _theta_to_lambda(theta: np.ndarray, q: int) -> np.ndarray:
+    """lme4's theta (lower triangle, column by column) -> relative Cholesky factor Lambda."""
+    lam = np.zeros((q, q))
+    rows, cols = np.tril_indices(q)
+    order = np.lexsort((rows, cols))  # column-major, as lme4 stores theta
+    lam[rows[order], cols[order]] = theta
+    return lam
+
+
+def _profiled_deviance(theta: np.ndarray, ss: _SuffStats, *, reml: bool,
+                       full: bool = False) -> Any:
+    """-2 log-likelihood profiled over beta and sigma (Bates et al. 2015, JSS 67(1), eq. 34/41).
+
+    With ``V = I + Z Lambda Lambda' Z'`` (relative to sigma^2) and, per runner,
+    ``M_i = Lambda' Z_i'Z_i Lambda + I``, Woodbury gives ``X'V^-1X = X'X - sum A_i' M_i^-1 A_i``
+    with ``A_i = Lambda' Z_i'X_i`` and ``log|V| = sum log|M_i|``.
+    """
+    q = ss.ZZ.shape[1]
+    lam = _theta_to_lambda(theta, q)
+    M = np.einsum("ji,mjk,kl->mil", lam, ss.ZZ, lam) + np.eye(q)
+    L = np.linalg.cholesky(M)
+    logdet_v = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum()
+    A = np.einsum("ji,mjp->mip", lam, ss.ZX)  # m x q x p
+    a = np.einsum("ji,mj->mi", lam, ss.Zy)  # m x q
+    rhs = np.concatenate([A, a[:, :, None]], axis=2)  # m x q x (p+1)
+    sol = np.linalg.solve(M, rhs)
+    cross = np.einsum("mqi,mqj->ij", rhs, sol)  # (p+1) x (p+1)
+    p = ss.XtX.shape[0]
+    XVX = ss.XtX - cross[:p, :p]
+    XVy = ss.Xty - cross[:p, p]
+    yVy = ss.yty - cross[p, p]
+    cho = np.linalg.cholesky(XVX)
+    beta = np.linalg.solve(XVX, XVy)
+    r2 = max(float(yVy - beta @ XVy), 1e-300)
+    dof = ss.n - p if reml else ss.n
+    dev = logdet_v + dof * (1.0 + math.log(2.0 * math.pi * r2 / dof))
+    if reml:
+        dev += 2.0 * np.log(np.diag(cho)).sum()
+    if not full:
+        return dev
+    sigma2 = r2 / dof
+    return dev, beta, sigma2 * np.linalg.inv(XVX), sigma2 * lam @ lam.T, sigma2
+
+
+#: scipy optimizers tried in turn by the profiled engine (all accept bounds).
+PROFILED_OPTIMIZERS = ("L-BFGS-B", "Powell", "Nelder-Mead")
+
+
+def fit_lmm_design(design: Design, *, reml: bool = True,
+                   optimizers: Sequence[str] = PROFILED_OPTIMIZERS) -> LmmFit:
+    """Fit an LMM by minimising lme4's profiled (RE)ML deviance over theta.
+
+    The per-runner sufficient statistics are computed once, so each deviance evaluation costs
+    O(m q^3 + p^3) whatever the number of rows. Optimizers are tried in turn until one
+    reports convergence; theta's diagonal is bounded at 0 (a singular fit is then reported,
+    as lme4 does).
+    """
+    from scipy.optimize import minimize
+
+    ss = _suff_stats(design)
+    q = design.Z.shape[1]
+    rows, cols = np.tril_indices(q)
+    order = np.lexsort((rows, cols))
+    is_diag = (rows[order] == cols[order])
+    theta0 = is_diag.astype(float)  # lme4's start: identity
+    bounds = [(0.0, None) if d else (None, None) for d in is_diag]
+    notes: list[str] = []
+
+    def objective(th: np.ndarray) -> float:
+        try:
+            return float(_profiled_deviance(th, ss, reml=reml))
+        except np.linalg.LinAlgError:
+            return float("inf")
+
+    best = None
+    used = None
+    options = {
+        "L-BFGS-B": {"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000},
+        "Powell": {"xtol": 1e-8, "ftol": 1e-12, "maxiter": 20000},
+        "Nelder-Mead": {"xatol": 1e-8, "fatol": 1e-12, "maxiter": 20000},
+    }
+    for opt in optimizers:
+        start = theta0 if best is None else best.x
+        res = minimize(objective, start, method=opt, bounds=bounds, options=options.get(opt))
+        if best is None or res.fun < best.fun:
+            best = res
+        if res.success and np.isfinite(res.fun):
+            used = opt
+            break
+        notes.append(f"optimizer {opt} did not converge: {res.message}")
+    assert best is not None
+    if used is None:
+        notes.append("no optimizer converged; estimates are from the lowest deviance found")
+    theta = np.asarray(best.x, dtype=float)
+    dev, beta, vcov, G, sigma2 = _profiled_deviance(theta, ss, reml=reml, full=True)
+    singular = bool((theta[is_diag] < SINGULAR_TOL).any())
+    return LmmFit(beta=beta, vcov=vcov, G=G, sigma2=sigma2, loglik=-0.5 * dev,
+                  converged=used is not None, optimizer=used, notes=notes, theta=theta,
+                  singular=singular)
+
+
+def _fit_lmm_statsmodels(design: Design, *, reml: bool) -> LmmFit:
+    """statsmodels MixedLM, optimizers tried in turn; SEs recomputed in lme4's GLS form."""
     import statsmodels.api as sm
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-    design = build_design(panel, outcome=outcome, exposures=exposures, covariates=covariates,
-                          random_slopes=random_slopes, center=center, group=group)
     model = sm.MixedLM(design.y, design.X, groups=design.groups, exog_re=design.Z)
-    model.exog_names[:] = design.x_names  # labels only
     notes: list[str] = []
     fit = None
     used = None
@@ -420,36 +584,33 @@ def fit_lmm(
         if candidate.converged and not any("did not converge" in m or "failed" in m.lower()
                                            for m in conv_msgs):
             fit, used = candidate, opt
-            notes.extend(m for m in conv_msgs if "boundary" in m)
             break
         notes.append(f"optimizer {opt} did not converge" +
                      (f": {'; '.join(conv_msgs)}" if conv_msgs else ""))
         if fit is None:
             fit = candidate
-    converged = used is not None
-    if not converged:
+    if fit is None:
+        raise ModelSpecError("statsmodels MixedLM failed with every optimizer: "
+                             + "; ".join(notes))
+    if used is None:
         notes.append("no optimizer converged; estimates are from the first attempt")
-    assert fit is not None
     sigma2 = float(fit.scale)
     G = np.asarray(fit.cov_re, dtype=float)
     beta = np.asarray(fit.fe_params, dtype=float)
-    cov = gls_covariance(design, G=G, sigma2=sigma2)
-    se = np.sqrt(np.diag(cov))
-    return _lmm_result(design, beta=beta, se=se, G=G, sigma2=sigma2, loglik=float(fit.llf),
-                       reml=reml, converged=converged, optimizer=used, notes=notes,
-                       outcome=outcome, exposures=exposures, covariates=covariates,
-                       random_slopes=random_slopes, group=group, engine="statsmodels")
+    return LmmFit(beta=beta, vcov=gls_covariance(design, G=G, sigma2=sigma2), G=G,
+                  sigma2=sigma2, loglik=float(fit.llf), converged=used is not None,
+                  optimizer=used, notes=notes)
 
 
-def _lmm_result(design: Design, *, beta: np.ndarray, se: np.ndarray, G: np.ndarray,
-                sigma2: float, loglik: float, reml: bool, converged: bool,
-                optimizer: str | None, notes: list[str], outcome: str,
+def _lmm_result(design: Design, *, fit: LmmFit, reml: bool, outcome: str,
                 exposures: Sequence[str], covariates: Sequence[str],
                 random_slopes: Sequence[str], group: str, engine: str) -> ModelResult:
-    notes = list(notes)
+    notes = list(fit.notes)
+    G, sigma2 = fit.G, fit.sigma2
     # singular fit: a random-effect SD (relative to the residual SD) at ~0, or |corr| ~ 1
+    singular = fit.singular
     rel_sd = np.sqrt(np.clip(np.diag(G), 0, None) / sigma2)
-    singular = bool((rel_sd < SINGULAR_TOL).any())
+    singular |= bool((rel_sd < SINGULAR_TOL).any())
     if G.shape[0] > 1:
         d = np.sqrt(np.clip(np.diag(G), 1e-300, None))
         corr = G / np.outer(d, d)
@@ -468,11 +629,11 @@ def _lmm_result(design: Design, *, beta: np.ndarray, se: np.ndarray, G: np.ndarr
     return ModelResult(
         model="lmm", outcome=outcome, exposures=list(exposures), covariates=list(covariates),
         random_slopes=list(random_slopes),
-        table=_wald_table(design.x_names, beta, se),
+        table=_wald_table(design.x_names, fit.beta, np.sqrt(np.diag(fit.vcov))),
         variance_components=_variance_table(group, design.z_names, G, sigma2),
         icc=icc, n_obs=int(n), n_runners=len(design.group_labels), dropped=design.dropped,
-        converged=converged, optimizer=optimizer, warnings=notes, loglik=loglik,
-        aic=-2 * loglik + 2 * k, bic=-2 * loglik + math.log(n) * k,
+        converged=fit.converged, optimizer=fit.optimizer, warnings=notes, loglik=fit.loglik,
+        aic=-2 * fit.loglik + 2 * k, bic=-2 * fit.loglik + math.log(n) * k,
         method="REML" if reml else "ML", engine=engine,
         extra={"singular": singular, "n_params": k},
     )
