@@ -1,0 +1,203 @@
+"""The ``kneeload`` command: thin typer wrappers over the package functions.
+
+Errors a user can fix (:class:`analysis.errors.KneeloadError`) print one red line and exit
+with code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from analysis.errors import EXIT_USER_ERROR, KneeloadError
+
+app = typer.Typer(
+    name="kneeload",
+    help="Running training load and knee pain: simulate, build, fit and report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a KneeloadError into one red line on stderr and exit code 2."""
+    try:
+        yield
+    except KneeloadError as error:
+        console.print(f"[bold red]error:[/] {error.one_line()}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+def _split(values: str | None) -> list[str]:
+    return [v.strip() for v in (values or "").split(",") if v.strip()]
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="Folder to write the canonical CSVs and truth.json.")],
+    runners_per_cohort: Annotated[int, typer.Option(min=1)] = 20,
+    weeks: Annotated[int, typer.Option(min=3, help="Weeks of follow-up.")] = 26,
+    cohorts: Annotated[int, typer.Option(min=1, max=5)] = 3,
+    seed: int = 20261125,
+    outcome: Annotated[str, typer.Option(help="'nrs' (linear) or 'binary' (logistic).")] = "nrs",
+) -> None:
+    """Write a deterministic synthetic dataset with known true effects."""
+    from analysis.simulate import simulate_dataset, write_dataset
+
+    with user_errors():
+        dataset = simulate_dataset(runners_per_cohort=runners_per_cohort, weeks=weeks,
+                                   cohorts=cohorts, seed=seed, outcome=outcome)
+        write_dataset(dataset, out)
+    counts = dataset.truth["counts"]
+    console.print(f"wrote {out}: {counts['runners']} runners, {counts['runs']} runs, "
+                  f"{counts['pain_reports']} pain reports, truth.json")
+
+
+@app.command()
+def build(
+    raw: Annotated[Path, typer.Argument(help="Raw data folder (never written to).")],
+    out: Annotated[Path, typer.Option(help="Processed folder to (re)create.")],
+    format: Annotated[str, typer.Option(
+        help="canonical | strava | garmin | lovdal | auto (detect by headers)")] = "auto",
+    exposure_lag_days: Annotated[int, typer.Option(
+        min=0, help="Days between a pain report and its exposures' reference day.")] = 7,
+    pain_threshold: Annotated[float, typer.Option(help="pain_any = pain >= this (NRS).")] = 3.0,
+    lags: Annotated[str, typer.Option(help="Weekly lags of every feature, e.g. '1,2'.")] = "",
+    unlogged_gaps: Annotated[str, typer.Option(
+        help="21+ day gaps without runs: 'rest' or 'missing'.")] = "rest",
+) -> None:
+    """Validate and clean raw files, build the exposure panel, write Parquet."""
+    from analysis.pipeline import build as build_dataset
+
+    with user_errors():
+        summary = build_dataset(raw, out, format=format, exposure_lag_days=exposure_lag_days,
+                                pain_threshold=pain_threshold,
+                                lags=[int(v) for v in _split(lags)],
+                                unlogged_gaps=unlogged_gaps)
+    counts = summary.counts
+    console.print(
+        f"built {summary.out_dir} from {raw} (format: {summary.format}): "
+        f"{counts['runners']} runners, {counts['runs']} runs, {counts['pain_reports']} "
+        f"pain reports -> {counts['panel_rows']} panel rows; {counts['quarantined']} rows "
+        "quarantined (quarantine.csv)"
+    )
+
+
+@app.command()
+def fit(
+    panel: Annotated[Path, typer.Argument(help="panel.parquet or a processed folder.")],
+    out: Annotated[Path, typer.Option(help="Where to write the result (.json or .csv).")],
+    model: Annotated[str, typer.Option(help="lmm | glmm | gee")] = "lmm",
+    exposures: Annotated[str, typer.Option(help="Comma-separated panel columns.")] =
+        "mileage_jump,shoe_km,rest_days_7d",
+    covariates: Annotated[str, typer.Option(help="Comma-separated, e.g. 'age,sex'.")] = "",
+    random_slope: Annotated[str, typer.Option(help="Exposure(s) with a random slope.")] = "",
+    center: Annotated[str | None, typer.Option(help="'within-between' to split every "
+                                               "exposure into runner mean and deviation.")]
+        = None,
+    cohort: Annotated[str | None, typer.Option(help="Fit one cohort only.")] = None,
+    format: Annotated[str | None, typer.Option(help="json | csv (default: from --out)")] = None,
+) -> None:
+    """Fit a mixed model of pain on exposures and write a tidy table."""
+    import pandas as pd
+
+    from analysis.errors import InputFileError
+    from analysis.models import fit_model
+
+    with user_errors():
+        source = panel / "panel.parquet" if panel.is_dir() else panel
+        if not source.is_file():
+            raise InputFileError("panel file not found", file=source)
+        data = pd.read_parquet(source)
+        if cohort is not None:
+            if cohort not in set(data["cohort"]):
+                raise InputFileError(f"no cohort {cohort!r}; the panel has "
+                                     f"{sorted(data['cohort'].unique())}", file=source,
+                                     column="cohort")
+            data = data[data["cohort"] == cohort]
+        kwargs: dict[str, Any] = {"exposures": _split(exposures),
+                                  "covariates": _split(covariates)}
+        if random_slope:
+            kwargs["random_slopes"] = _split(random_slope)
+        if center:
+            kwargs["center"] = center
+        result = fit_model(data, model=model, **kwargs)
+        out_format = format or ("csv" if out.suffix.lower() == ".csv" else "json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out_format == "csv":
+            result.table.to_csv(out, index=False)
+        else:
+            out.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    status = "converged" if result.converged else "did NOT converge"
+    console.print(f"{result.model}: {result.n_obs} reports from {result.n_runners} runners, "
+                  f"{status}; wrote {out}")
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+@app.command()
+def report(
+    processed: Annotated[Path, typer.Argument(help="Processed folder from 'kneeload build'.")],
+    out: Annotated[Path, typer.Option(help="Reports folder (index.html, one folder per "
+                                      "cohort).")],
+    cohort: Annotated[list[str] | None, typer.Option(help="Cohort(s) to run; default all.")]
+        = None,
+    workers: Annotated[int, typer.Option(min=1, help="Notebooks run at once.")] = 1,
+    changed_only: Annotated[bool, typer.Option(
+        help="Skip cohorts whose inputs, parameters and template are unchanged.")] = False,
+    param: Annotated[list[str] | None, typer.Option(
+        help="Template parameter KEY=VALUE (repeatable).")] = None,
+) -> None:
+    """Render one report per cohort with papermill, plus index.html and manifest.json."""
+    from analysis.reports import run_reports
+
+    with user_errors():
+        params = _parse_params(param or [])
+        progress = _Progress()
+        run = run_reports(processed, out, cohorts=cohort or None, workers=workers,
+                          changed_only=changed_only, params=params, on_done=progress)
+    line = f"{run.one_line()}; open {run.out_dir / 'index.html'}"
+    if run.failed:
+        console.print(f"[bold red]error:[/] {line}", highlight=False)
+        raise typer.Exit(1)
+    console.print(line, highlight=False)
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise KneeloadError(f"--param needs KEY=VALUE, got {item!r}")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+class _Progress:
+    """One line per finished cohort (plain text, so it reads the same under cron)."""
+
+    def __call__(self, outcome: Any) -> None:
+        took = f" in {outcome.duration_s:.1f} s" if outcome.duration_s else ""
+        error = f": {outcome.error}" if outcome.error else ""
+        console.print(f"  {outcome.cohort}: {outcome.status}{took}{error}", highlight=False)
+
+
+def main() -> None:  # pragma: no cover - console-script entry for `python -m analysis.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

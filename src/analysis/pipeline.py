@@ -1,0 +1,211 @@
+"""Raw folder -> processed folder: ingest, clean, build the exposure panel, write Parquet.
+
+The processed folder is replaced atomically: everything is written into a temporary sibling
+folder and swapped into place only when complete, so a crash never leaves half a dataset.
+Raw inputs are only ever read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis import __version__
+from analysis.clean import CleanResult, clean_tables
+from analysis.errors import InputFileError
+from analysis.exposures import PanelBuild, build_panel
+from analysis.ingest import read_dataset
+
+TABLES = ("runners", "runs", "pain", "shoes")
+HASH_CHUNK_BYTES = 1 << 20
+
+
+@dataclass
+class BuildSummary:
+    """What :func:`build` wrote and counted."""
+
+    out_dir: Path
+    format: str
+    counts: dict[str, Any]
+    cleaning: dict[str, Any]
+    meta: dict[str, Any]
+
+
+def build(
+    raw_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    format: str = "auto",
+    exposure_lag_days: int = 7,
+    pain_threshold: float = 3.0,
+    lags: Sequence[int] = (),
+    unlogged_gaps: str = "rest",
+    today: date | None = None,
+) -> BuildSummary:
+    """Build the processed folder for one dataset.
+
+    Parameters
+    ----------
+    raw_dir
+        Folder of raw files (see ``docs/data-contract.md``); never written to.
+    out_dir
+        Processed folder to (re)create: Parquet tables, ``panel.parquet``, audit JSON.
+    format
+        Input format for :func:`analysis.ingest.read_dataset` (``auto`` detects it).
+    exposure_lag_days
+        Days between a pain report and the reference day of its exposures (default 7).
+    pain_threshold
+        ``pain_any`` is ``pain >= pain_threshold`` (NRS 0-10).
+    lags, unlogged_gaps
+        Passed to :func:`analysis.exposures.build_panel`.
+    today
+        Reports dated after this day are quarantined as future dates (default: today).
+    """
+    raw = Path(raw_dir).resolve()
+    out = Path(out_dir).resolve()
+    if not raw.is_dir():
+        raise InputFileError("raw data folder does not exist", file=raw)
+    if out == raw or raw in out.parents:
+        raise InputFileError("the output folder must not be inside the raw data folder", file=out)
+
+    tables = read_dataset(raw, format=format)
+    cleaned = clean_tables(tables, today=today)
+    built = build_panel(
+        cleaned.runs,
+        cleaned.runners,
+        cleaned.pain,
+        cleaned.shoes,
+        exposure_lag_days=exposure_lag_days,
+        pain_threshold=pain_threshold,
+        lags=tuple(lags),
+        unlogged_gaps=unlogged_gaps,
+    )
+    meta = {
+        **built.meta,
+        "dataset": raw.name,
+        "raw_dir": str(raw),
+        "format": tables.format,
+        "package_version": __version__,
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "input_sha256": input_hashes(raw),
+    }
+    counts = _counts(cleaned, built)
+    _write_atomically(out, cleaned, built, meta, counts)
+    return BuildSummary(out_dir=out, format=tables.format, counts=counts,
+                        cleaning=cleaned.report, meta=meta)
+
+
+def input_hashes(raw_dir: Path) -> dict[str, str]:
+    """sha256 of every file under ``raw_dir``, keyed by path relative to it."""
+    hashes = {}
+    for path in sorted(p for p in raw_dir.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(HASH_CHUNK_BYTES), b""):
+                digest.update(chunk)
+        hashes[path.relative_to(raw_dir).as_posix()] = digest.hexdigest()
+    return hashes
+
+
+def _counts(cleaned: CleanResult, built: PanelBuild) -> dict[str, Any]:
+    panel = built.panel
+    runners = cleaned.runners
+    per_cohort = {}
+    for cohort, group in runners.groupby("cohort", sort=True):
+        ids = set(group["runner_id"])
+        cohort_panel = panel[panel["runner_id"].isin(ids)]
+        per_cohort[str(cohort)] = {
+            "runners": len(ids),
+            "runs": int(cleaned.runs["runner_id"].isin(ids).sum()),
+            "pain_reports": int(cleaned.pain["runner_id"].isin(ids).sum()),
+            "panel_rows": len(cohort_panel),
+            "runners_with_reports": int(cohort_panel["runner_id"].nunique()),
+        }
+    return {
+        "runners": len(runners),
+        "runs": len(cleaned.runs),
+        "pain_reports": len(cleaned.pain),
+        "shoes": len(cleaned.shoes),
+        "panel_rows": len(panel),
+        "quarantined": len(cleaned.quarantine),
+        "cohorts": per_cohort,
+    }
+
+
+def _write_atomically(
+    out: Path,
+    cleaned: CleanResult,
+    built: PanelBuild,
+    meta: dict[str, Any],
+    counts: dict[str, Any],
+) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        for name in TABLES:
+            getattr(cleaned, name).to_parquet(staging / f"{name}.parquet", index=False)
+        built.daily.to_parquet(staging / "daily.parquet", index=False)
+        built.panel.to_parquet(staging / "panel.parquet", index=False)
+        cleaned.quarantine.to_csv(staging / "quarantine.csv", index=False)
+        _write_json(staging / "cleaning_report.json", cleaned.report)
+        _write_json(staging / "panel_meta.json", meta)
+        _write_json(staging / "counts.json", counts)
+        _write_json(staging / "audit.json", built.audit)
+        _swap_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    """Replace ``out`` with ``staging``; the old folder survives until the new one is in place."""
+    if out.exists():
+        retired = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(retired)
+        staging.rename(out)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(out)
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp | date):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, pd.DataFrame):
+        return value.to_dict(orient="records")
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def load_processed(processed_dir: str | Path) -> dict[str, Any]:
+    """Read a processed folder back: tables as DataFrames, JSON files as dicts."""
+    folder = Path(processed_dir)
+    if not (folder / "panel.parquet").is_file():
+        raise InputFileError(
+            "not a processed folder (no panel.parquet); run 'kneeload build' first", file=folder
+        )
+    loaded: dict[str, Any] = {
+        name: pd.read_parquet(folder / f"{name}.parquet")
+        for name in (*TABLES, "daily", "panel")
+    }
+    for name in ("cleaning_report", "panel_meta", "counts", "audit"):
+        path = folder / f"{name}.json"
+        loaded[name] = json.loads(path.read_text()) if path.is_file() else {}
+    quarantine = folder / "quarantine.csv"
+    loaded["quarantine"] = pd.read_csv(quarantine) if quarantine.is_file() else pd.DataFrame()
+    return loaded
