@@ -1,0 +1,536 @@
+"""Cleaning rules with reason codes: :class:`~analysis.ingest.RawTables` -> :class:`CleanResult`.
+
+Every raw record ends in exactly one of three places: kept (typed, in the clean tables),
+merged (a duplicate of a kept record) or quarantined (with file, line, column, value and a
+reason code). Fixable problems (units, decimal commas, an invalid optional value) are fixed
+in place and counted. The codes are documented in ``docs/cleaning.md``; per input file,
+``read == kept + merged + quarantined`` is checked here and a mismatch raises
+:class:`ConservationError` (a bug, not a user error).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pandera.errors
+
+from analysis.errors import DataContractError
+from analysis.ingest import RawTables
+from analysis.ingest._io import SOURCE_ISSUE
+from analysis.schemas import (
+    MAX_DAILY_KM,
+    OSTRC_ITEMS,
+    PAIN,
+    PAIN_MAX,
+    PAIN_MIN,
+    RUNNERS,
+    RUNS,
+    SHOES,
+    SOURCE_FILE,
+    SOURCE_LINE,
+)
+
+# --- thresholds ----------------------------------------------------------------------------
+#: Fastest plausible pace (min/km): 2:30 min/km is faster than the marathon world record
+#: (about 2:52 min/km, Kiptum 2023), so slower than any real training run can go.
+MIN_PACE_MIN_PER_KM = 2.5
+#: Slowest pace still counted as running (min/km); slower is walking (about 6-7 km/h
+#: brisk walking = 8.5-10 min/km; 15 min/km = 4 km/h).
+MAX_PACE_MIN_PER_KM = 15.0
+#: Two records of the same runner whose times overlap are one run recorded by two devices
+#: when their distances differ by at most this fraction (GPS distance error of consumer
+#: watches is a few percent; Gilgen-Ammann et al. 2020, doi:10.7717/peerj.10366).
+TWO_DEVICE_DISTANCE_TOLERANCE = 0.05
+KM_PER_MILE = 1.609344  # international mile (exact)
+M_PER_KM = 1000.0
+
+#: Cell texts that mean "no value" in exports (Garmin writes ``--``).
+MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "--", "-", "#n/a"})
+#: ``activity_type`` values counted as running (matched case-insensitively as a word).
+RUNNING_PATTERN = re.compile(r"\brun(?:ning)?\b|\bjog(?:ging)?\b|\blauf|\blöp", re.IGNORECASE)
+
+# --- reason codes (docs/cleaning.md) --------------------------------------------------------
+#: Codes for records not kept because they duplicate a kept record (counted as "merged").
+MERGE_REASONS: dict[str, str] = {
+    "exact_duplicate": "same record (after parsing) as an earlier one",
+    "two_device_duplicate": "same runner, overlapping time, distance within 5 % of a kept run",
+    "same_day_pain_report": "a later pain report of the same runner and day supersedes it",
+}
+#: Codes for quarantined records.
+QUARANTINE_REASONS: dict[str, str] = {
+    "malformed_row": "the line has more fields than the header",
+    "missing_value": "a required column is empty",
+    "non_running_activity": "activity_type is not running (ride, swim, walk, ...)",
+    "unparseable_date": "date is not an ISO 8601 date (YYYY-MM-DD[ HH:MM[:SS]])",
+    "future_date": "date after today",
+    "outside_follow_up": "pain report outside the runner's follow-up, or run after its end",
+    "distance_not_number": "distance is not a number",
+    "unknown_distance_unit": "distance_unit is not km, mi or m",
+    "distance_not_positive": "distance <= 0 km",
+    "distance_over_daily_max": "one run longer than 100 km",
+    "daily_km_over_max": "the runner's runs on that day add up to more than 100 km",
+    "pace_too_fast": "pace faster than 2:30 min/km",
+    "pace_too_slow": "pace slower than 15:00 min/km",
+    "pain_not_number": "pain is not a number",
+    "pain_out_of_range": "pain outside the 0-10 numeric rating scale",
+    "unknown_runner": "runner_id not in runners",
+    "runner_without_cohort": "the runner's row in runners has no cohort",
+    "missing_cohort": "runner has no cohort",
+    "duplicate_runner_id": "runner_id already used by a different runners row",
+    "duplicate_shoe_id": "shoe_id already used by a different shoes row",
+}
+#: Codes for fixes applied to kept records (counted as "fixed").
+FIX_REASONS: dict[str, str] = {
+    "miles_to_km": "distance given in miles, converted to km",
+    "metres_to_km": "distance given in metres, converted to km",
+    "decimal_comma": "number written with a decimal comma",
+    "invalid_optional_blanked": "an optional value (age, duration, rpe, OSTRC, shoe start) "
+                                "was not valid and was set to missing",
+}
+
+QUARANTINE_COLUMNS = ("file", "line", "column", "value", "reason")
+
+
+class ConservationError(RuntimeError):
+    """Rows were lost or double-counted during cleaning: a bug in this module."""
+
+
+@dataclass
+class CleanResult:
+    """Clean, typed tables plus the audit of every record not kept."""
+
+    runners: pd.DataFrame
+    runs: pd.DataFrame
+    pain: pd.DataFrame
+    shoes: pd.DataFrame
+    quarantine: pd.DataFrame  # file, line, column, value, reason
+    report: dict = field(default_factory=dict)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def _text(series: pd.Series) -> pd.Series:
+    """Values as trimmed strings with NA for missing tokens."""
+    s = series.astype("str").str.strip()
+    return s.mask(s.str.lower().isin(MISSING_TOKENS))
+
+
+def _is_missing(series: pd.Series) -> pd.Series:
+    return _text(series).isna()
+
+
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+
+
+def to_number(series: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Strings -> float; returns the values (NaN where not a number) and a decimal-comma mask."""
+    s = _text(series)
+    values = pd.to_numeric(s, errors="coerce").astype("float64")
+    comma = values.isna() & s.notna() & s.str.match(_DECIMAL_COMMA).fillna(False).astype(bool)
+    if comma.any():
+        values = values.mask(comma, pd.to_numeric(s[comma].str.replace(",", ".")))
+    values = values.where(np.isfinite(values))
+    return values, comma
+
+
+_TZ_SUFFIX = re.compile(r"(?<=\d)(Z|[+-]\d{2}:?\d{2})$")
+
+
+def to_datetime(series: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """ISO 8601 strings -> local wall-clock datetime64 (a zone suffix is dropped as written).
+
+    Returns the datetimes (NaT where unparseable) and a mask of values that carried a time
+    of day or zone.
+    """
+    if pd.api.types.is_datetime64_any_dtype(series):
+        dt = series.dt.tz_localize(None) if series.dt.tz is not None else series
+        return dt.astype("datetime64[us]"), dt.notna() & (dt != dt.dt.normalize())
+    s = _text(series)
+    stripped = s.str.replace(_TZ_SUFFIX, "", regex=True)
+    dt = pd.to_datetime(stripped, format="ISO8601", errors="coerce")
+    has_time = s.notna() & (s.str.len() > 10)
+    return dt.astype("datetime64[us]"), has_time.fillna(False).astype(bool)
+
+
+class _Ledger:
+    """Collects every record that leaves a table, with its reason."""
+
+    def __init__(self) -> None:
+        self.parts: list[pd.DataFrame] = []
+
+    def drop(
+        self,
+        df: pd.DataFrame,
+        mask: pd.Series,
+        *,
+        reason: str,
+        column: str,
+        values: pd.Series | None = None,
+    ) -> pd.DataFrame:
+        """Record the rows of ``df`` under ``mask`` and return the others."""
+        assert reason in MERGE_REASONS or reason in QUARANTINE_REASONS, reason
+        mask = mask.reindex(df.index).fillna(False).astype(bool)
+        if mask.any():
+            bad = df[mask]
+            if values is None:
+                values = bad[column] if column in bad else pd.Series(pd.NA, index=bad.index)
+            self.parts.append(pd.DataFrame({
+                "file": bad[SOURCE_FILE].astype("str"),
+                "line": bad[SOURCE_LINE].astype("int64"),
+                "column": column,
+                "value": values.reindex(bad.index).astype("str"),
+                "reason": reason,
+            }))
+        return df[~mask]
+
+    def frame(self) -> pd.DataFrame:
+        if not self.parts:
+            return pd.DataFrame({
+                "file": pd.Series(dtype="str"), "line": pd.Series(dtype="int64"),
+                "column": pd.Series(dtype="str"), "value": pd.Series(dtype="str"),
+                "reason": pd.Series(dtype="str"),
+            })
+        out = pd.concat(self.parts, ignore_index=True)
+        return out.sort_values(["file", "line"], kind="stable").reset_index(drop=True)
+
+
+def _fix(df: pd.DataFrame, code: str, mask: pd.Series) -> pd.DataFrame:
+    col = f"_fix_{code}"
+    prev = df[col] if col in df else pd.Series(False, index=df.index)
+    return df.assign(**{col: prev | mask.reindex(df.index).fillna(False).astype(bool)})
+
+
+def _common_rules(df: pd.DataFrame, led: _Ledger, required: tuple[str, ...]) -> pd.DataFrame:
+    if SOURCE_ISSUE in df:
+        df = led.drop(df, df[SOURCE_ISSUE].notna(), reason="malformed_row", column=SOURCE_ISSUE)
+    for col in required:
+        df = led.drop(df, _is_missing(df[col]), reason="missing_value", column=col)
+    return df.assign(runner_id=_text(df["runner_id"])) if "runner_id" in df else df
+
+
+def _optional_number(
+    df: pd.DataFrame, col: str, *, lo: float | None = None, hi: float | None = None,
+    lo_open: bool = False,
+) -> pd.DataFrame:
+    """Parse an optional numeric column; invalid or out-of-range values -> NaN (a fix)."""
+    if col not in df:
+        return df
+    values, comma = to_number(df[col])
+    bad = values.notna() & (
+        (values < lo if not lo_open else values <= lo) if lo is not None else False
+    )
+    if hi is not None:
+        bad = bad | (values > hi)
+    invalid = (_text(df[col]).notna() & values.isna()) | bad
+    df = _fix(df, "decimal_comma", comma & ~bad)
+    df = _fix(df, "invalid_optional_blanked", invalid)
+    return df.assign(**{f"_{col}": values.mask(bad)})
+
+
+def _optional_date(df: pd.DataFrame, col: str) -> pd.DataFrame:
+    if col not in df:
+        return df
+    dt, _ = to_datetime(df[col])
+    invalid = _text(df[col]).notna() & dt.isna()
+    df = _fix(df, "invalid_optional_blanked", invalid)
+    return df.assign(**{f"_{col}": dt.dt.normalize()})
+
+
+def _runner_filter(
+    df: pd.DataFrame, runners: pd.DataFrame, no_cohort: set[str], led: _Ledger
+) -> pd.DataFrame:
+    unknown = ~df["runner_id"].isin(runners["runner_id"])
+    cohortless = unknown & df["runner_id"].isin(no_cohort)
+    df = led.drop(df, cohortless, reason="runner_without_cohort", column="runner_id")
+    return led.drop(df, unknown, reason="unknown_runner", column="runner_id")
+
+
+def _date_rules(df: pd.DataFrame, led: _Ledger, today: date) -> pd.DataFrame:
+    dt, has_time = to_datetime(df["date"])
+    df = df.assign(_start=dt, _date=dt.dt.normalize(), _has_time=has_time)
+    df = led.drop(df, df["_date"].isna(), reason="unparseable_date", column="date")
+    return led.drop(df, df["_date"] > pd.Timestamp(today), reason="future_date", column="date")
+
+
+def _follow_up(df: pd.DataFrame, runners: pd.DataFrame) -> pd.DataFrame:
+    """Attach each record's runner follow-up window as ``_fu_start``/``_fu_end`` (NaT: open)."""
+    lookup = runners.set_index("runner_id")
+    out = {}
+    for name, col in (("_fu_start", "_follow_up_start"), ("_fu_end", "_follow_up_end")):
+        out[name] = (df["runner_id"].map(lookup[col]) if col in lookup
+                     else pd.Series(pd.NaT, index=df.index, dtype="datetime64[us]"))
+    return df.assign(**out)
+
+
+# --- per table ------------------------------------------------------------------------------
+def _final(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """Select output columns: {output name: internal column}; keep provenance."""
+    out = pd.DataFrame({name: df[src] for name, src in columns.items() if src in df},
+                       index=df.index)
+    for col in out:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].astype("str")
+    out[SOURCE_FILE] = df[SOURCE_FILE].astype("str")
+    out[SOURCE_LINE] = df[SOURCE_LINE].astype("int64")
+    return out.reset_index(drop=True)
+
+
+def clean_tables(raw: RawTables, *, today: date | None = None) -> CleanResult:
+    """Apply the cleaning rules (docs/cleaning.md) to raw canonical tables.
+
+    Parameters
+    ----------
+    raw
+        Tables from :func:`analysis.ingest.read_dataset`.
+    today
+        Dates after this day are quarantined as ``future_date`` (default: today).
+
+    Returns
+    -------
+    CleanResult
+        Typed tables checked with :mod:`analysis.schemas`, the quarantine (file, line,
+        column, value, reason; merged duplicates included with their merge reason) and the
+        per-file report ``{"files": {name: {read, kept, merged, quarantined, fixed,
+        by_reason, fixes}}}``.
+
+    Raises
+    ------
+    ConservationError
+        If any input file's records do not add up (a bug).
+    DataContractError
+        If a clean table fails its schema (a bug in a rule).
+    """
+    today = today or date.today()
+    led = _Ledger()
+
+    # runners
+    runners = _common_rules(raw.runners.copy(), led, ("runner_id",))
+    cohortless = _is_missing(runners["cohort"])
+    cohortless_ids = set(runners.loc[cohortless, "runner_id"])
+    runners = led.drop(runners, cohortless, reason="missing_cohort", column="cohort")
+    runners = runners.assign(cohort=_text(runners["cohort"]))
+    if "sex" in runners:
+        runners = runners.assign(sex=_text(runners["sex"]))
+    runners = _optional_number(runners, "age", lo=0, hi=120)
+    for col in ("follow_up_start", "follow_up_end"):
+        runners = _optional_date(runners, col)
+    if "_follow_up_start" in runners and "_follow_up_end" in runners:
+        rev = runners["_follow_up_end"] < runners["_follow_up_start"]
+        runners = _fix(runners, "invalid_optional_blanked", rev).assign(
+            _follow_up_start=runners["_follow_up_start"].mask(rev),
+            _follow_up_end=runners["_follow_up_end"].mask(rev),
+        )
+    key = [c for c in ("runner_id", "cohort", "sex", "_age", "_follow_up_start",
+                       "_follow_up_end") if c in runners]
+    runners = led.drop(runners, runners.duplicated(key, keep="first"),
+                       reason="exact_duplicate", column="runner_id")
+    runners = led.drop(runners, runners["runner_id"].duplicated(keep="first"),
+                       reason="duplicate_runner_id", column="runner_id")
+    cohortless_ids -= set(runners["runner_id"])
+
+    # shoes
+    shoes = _common_rules(raw.shoes.copy(), led, ("shoe_id", "runner_id"))
+    shoes = shoes.assign(shoe_id=_text(shoes["shoe_id"]))
+    shoes = _runner_filter(shoes, runners, cohortless_ids, led)
+    shoes = _optional_date(shoes, "start_date")
+    shoes = _optional_number(shoes, "start_km", lo=0)
+    key = [c for c in ("shoe_id", "runner_id", "_start_date", "_start_km") if c in shoes]
+    shoes = led.drop(shoes, shoes.duplicated(key, keep="first"), reason="exact_duplicate",
+                     column="shoe_id")
+    shoes = led.drop(shoes, shoes["shoe_id"].duplicated(keep="first"),
+                     reason="duplicate_shoe_id", column="shoe_id")
+
+    runs = _clean_runs(raw.runs.copy(), runners, cohortless_ids, led, today)
+    pain = _clean_pain(raw.pain.copy(), runners, cohortless_ids, led, today)
+
+    out_runners = _final(runners, {"runner_id": "runner_id", "cohort": "cohort", "sex": "sex",
+                                   "age": "_age", "follow_up_start": "_follow_up_start",
+                                   "follow_up_end": "_follow_up_end"})
+    out_shoes = _final(shoes, {"shoe_id": "shoe_id", "runner_id": "runner_id",
+                               "start_date": "_start_date", "start_km": "_start_km"})
+    out_runs = _final(runs, {"runner_id": "runner_id", "date": "_date",
+                             "distance_km": "_distance_km", "duration_min": "_duration_min",
+                             "shoe_id": "_shoe_id", "activity_type": "_activity_type",
+                             "rpe": "_rpe", "start_time": "_start_time"})
+    out_pain = _final(pain, {"runner_id": "runner_id", "date": "_date", "pain": "_pain",
+                             **{q: f"_{q}" for q in OSTRC_ITEMS}})
+    quarantine = led.frame()
+    kept = {"runners": runners, "shoes": shoes, "runs": runs, "pain": pain}
+    report = _report(raw, kept, quarantine)
+    try:
+        result = CleanResult(
+            runners=RUNNERS.validate(out_runners), runs=RUNS.validate(out_runs),
+            pain=PAIN.validate(out_pain), shoes=SHOES.validate(out_shoes),
+            quarantine=quarantine, report=report,
+        )
+    except pandera.errors.SchemaError as exc:  # a rule let a bad value through
+        raise DataContractError(f"clean table fails its contract: {exc}") from exc
+    return result
+
+
+def _clean_runs(
+    df: pd.DataFrame, runners: pd.DataFrame, cohortless: set[str], led: _Ledger, today: date
+) -> pd.DataFrame:
+    df = _common_rules(df, led, ("runner_id", "date", "distance_km"))
+    if "activity_type" in df:
+        act = _text(df["activity_type"])
+        not_run = act.notna() & ~act.str.contains(RUNNING_PATTERN).fillna(False).astype(bool)
+        df = led.drop(df.assign(_activity_type=act), not_run, reason="non_running_activity",
+                      column="activity_type")
+    df = _date_rules(df, led, today)
+    dist, comma = to_number(df["distance_km"])
+    df = _fix(df.assign(_distance_km=dist), "decimal_comma", comma)
+    df = led.drop(df, df["_distance_km"].isna(), reason="distance_not_number",
+                  column="distance_km")
+    if "distance_unit" in df:
+        unit = _text(df["distance_unit"]).str.lower()
+        miles = unit.isin(["mi", "mile", "miles"])
+        metres = unit.isin(["m", "metre", "metres", "meter", "meters"])
+        known = unit.isna() | miles | metres | unit.isin(["km", "kilometre", "kilometres",
+                                                          "kilometer", "kilometers"])
+        df = led.drop(df, ~known, reason="unknown_distance_unit", column="distance_unit")
+        factor = np.where(miles.reindex(df.index), KM_PER_MILE,
+                          np.where(metres.reindex(df.index), 1 / M_PER_KM, 1.0))
+        df = df.assign(_distance_km=df["_distance_km"] * factor)
+        df = _fix(df, "miles_to_km", miles)
+        df = _fix(df, "metres_to_km", metres)
+    df = led.drop(df, df["_distance_km"] <= 0, reason="distance_not_positive",
+                  column="distance_km")
+    df = led.drop(df, df["_distance_km"] > MAX_DAILY_KM, reason="distance_over_daily_max",
+                  column="distance_km")
+    df = _optional_number(df, "duration_min", lo=0, lo_open=True)
+    df = _optional_number(df, "rpe", lo=0, hi=10)
+    if "_duration_min" in df:
+        pace = df["_duration_min"] / df["_distance_km"]
+        shown = pace.map(lambda p: f"{p:.2f} min/km", na_action="ignore")
+        df = led.drop(df, pace < MIN_PACE_MIN_PER_KM, reason="pace_too_fast",
+                      column="duration_min", values=shown)
+        df = led.drop(df, pace > MAX_PACE_MIN_PER_KM, reason="pace_too_slow",
+                      column="duration_min", values=shown)
+    if "shoe_id" in df:
+        df = df.assign(_shoe_id=_text(df["shoe_id"]))
+    if "start_time" in df:
+        df = _start_time(df)
+    df = _runner_filter(df, runners, cohortless, led)
+    df = _follow_up(df, runners)
+    df = led.drop(df, df["_date"] > df["_fu_end"], reason="outside_follow_up", column="date")
+    key = [c for c in ("runner_id", "_start", "_distance_km", "_duration_min", "_shoe_id",
+                       "_activity_type", "_rpe") if c in df]
+    df = led.drop(df, df.duplicated(key, keep="first"), reason="exact_duplicate",
+                  column="distance_km")
+    df = led.drop(df, _two_device(df), reason="two_device_duplicate", column="distance_km")
+    day_km = df.groupby(["runner_id", "_date"])["_distance_km"].transform("sum")
+    return led.drop(df, day_km > MAX_DAILY_KM, reason="daily_km_over_max",
+                    column="distance_km",
+                    values=day_km.map(lambda v: f"{v:.2f} km that day", na_action="ignore"))
+
+
+def _start_time(df: pd.DataFrame) -> pd.DataFrame:
+    """``start_time``: a time of day (HH:MM[:SS]) combined with ``date``, or a datetime."""
+    s = _text(df["start_time"])
+    clock = s.str.fullmatch(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?").fillna(False).astype(bool)
+    full = s.where(~clock, df["_date"].dt.strftime("%Y-%m-%d") + " " + s.str.zfill(5))
+    dt, _ = to_datetime(full)
+    has = dt.notna()
+    df = _fix(df, "invalid_optional_blanked", s.notna() & ~has)
+    return df.assign(_start=dt.where(has, df["_start"]), _has_time=df["_has_time"] | has,
+                     _start_time=dt)
+
+
+def _two_device(df: pd.DataFrame) -> pd.Series:
+    """Mask of runs that repeat an earlier run of the same runner recorded by another device.
+
+    Two runs are the same when both have a time of day, their intervals [start, start +
+    duration] overlap (a missing duration is a zero-length interval) and their distances
+    differ by at most :data:`TWO_DEVICE_DISTANCE_TOLERANCE` of the larger. The earlier
+    record (by file, then line) is kept.
+    """
+    timed = df[df["_has_time"]]
+    if len(timed) < 2:
+        return pd.Series(False, index=df.index)
+    dur = timed["_duration_min"] if "_duration_min" in timed else pd.Series(np.nan,
+                                                                           index=timed.index)
+    t = pd.DataFrame({
+        "runner_id": timed["runner_id"],
+        "start": timed["_start"],
+        "end": timed["_start"] + pd.to_timedelta(dur.fillna(0), unit="min"),
+        "km": timed["_distance_km"],
+        "order": np.arange(len(timed)),
+        "row": timed.index,
+    })
+    pairs = t.merge(t, on="runner_id", suffixes=("", "_o"))
+    pairs = pairs[pairs["order_o"] < pairs["order"]]
+    overlap = (pairs["start"] <= pairs["end_o"]) & (pairs["start_o"] <= pairs["end"])
+    close = (pairs["km"] - pairs["km_o"]).abs() <= TWO_DEVICE_DISTANCE_TOLERANCE * np.maximum(
+        pairs["km"], pairs["km_o"])
+    dup_rows = set(pairs.loc[overlap & close, "row"])
+    return pd.Series(df.index.isin(list(dup_rows)), index=df.index)
+
+
+def _clean_pain(
+    df: pd.DataFrame, runners: pd.DataFrame, cohortless: set[str], led: _Ledger, today: date
+) -> pd.DataFrame:
+    df = _common_rules(df, led, ("runner_id", "date", "pain"))
+    df = _date_rules(df, led, today)
+    pain, comma = to_number(df["pain"])
+    df = _fix(df.assign(_pain=pain), "decimal_comma", comma)
+    df = led.drop(df, df["_pain"].isna(), reason="pain_not_number", column="pain")
+    df = led.drop(df, (df["_pain"] < PAIN_MIN) | (df["_pain"] > PAIN_MAX),
+                  reason="pain_out_of_range", column="pain")
+    for item in OSTRC_ITEMS:
+        df = _optional_number(df, item, lo=0)
+    df = _runner_filter(df, runners, cohortless, led)
+    df = _follow_up(df, runners)
+    outside = (df["_date"] < df["_fu_start"]) | (df["_date"] > df["_fu_end"])
+    df = led.drop(df, outside, reason="outside_follow_up", column="date")
+    key = ["runner_id", "_date", "_pain", *[f"_{q}" for q in OSTRC_ITEMS if f"_{q}" in df]]
+    df = led.drop(df, df.duplicated(key, keep="first"), reason="exact_duplicate", column="pain")
+    return led.drop(df, df.duplicated(["runner_id", "_date"], keep="last"),
+                    reason="same_day_pain_report", column="pain")
+
+
+def _report(raw: RawTables, kept: dict[str, pd.DataFrame], quarantine: pd.DataFrame) -> dict:
+    """Per-file counts; raises ConservationError when read != kept + merged + quarantined."""
+    kept_rows = pd.concat([t[[SOURCE_FILE]] for t in kept.values()], ignore_index=True)
+    kept_n = kept_rows[SOURCE_FILE].value_counts()
+    fix_cols = sorted({c for t in kept.values() for c in t.columns if c.startswith("_fix_")})
+    fixes = pd.concat(
+        [t[[SOURCE_FILE]].assign(**{c: t[c].astype(bool) if c in t else False
+                                    for c in fix_cols}) for t in kept.values()],
+        ignore_index=True,
+    )
+    raw_n = pd.concat([t[[SOURCE_FILE]] for t in raw.tables().values()],
+                      ignore_index=True)[SOURCE_FILE].value_counts()
+    merged = quarantine["reason"].isin(list(MERGE_REASONS))
+    files: dict[str, dict] = {}
+    names = sorted(set(raw.files) | set(raw_n.index.astype(str)))
+    for name in names:
+        q = quarantine[quarantine["file"] == name]
+        m = int(merged[q.index].sum())
+        f = fixes[fixes[SOURCE_FILE] == name]
+        fix_counts = {c.removeprefix("_fix_"): int(f[c].astype(bool).sum()) for c in fix_cols}
+        entry = {
+            "read": int(raw.files.get(name, 0)),
+            "kept": int(kept_n.get(name, 0)),
+            "merged": m,
+            "quarantined": len(q) - m,
+            "fixed": int(f[fix_cols].astype(bool).any(axis=1).sum()) if fix_cols else 0,
+            "by_reason": {str(k): int(v) for k, v in q["reason"].value_counts().sort_index()
+                          .items()},
+            "fixes": {k: v for k, v in fix_counts.items() if v},
+        }
+        if name in raw.file_info:
+            info = raw.file_info[name]
+            entry["encoding"] = info.encoding
+            entry["lines"] = info.lines
+        if entry["read"] != int(raw_n.get(name, 0)) or \
+                entry["read"] != entry["kept"] + entry["merged"] + entry["quarantined"]:
+            raise ConservationError(
+                f"{name}: read {entry['read']} (raw tables hold {int(raw_n.get(name, 0))}) != "
+                f"kept {entry['kept']} + merged {m} + quarantined {entry['quarantined']}"
+            )
+        files[name] = entry
+    return {"files": files, "format": raw.format, "notes": list(raw.notes)}

@@ -1,0 +1,109 @@
+"""Ingest: the only code that parses foreign files. One small reader per input format.
+
+Every reader ends in :class:`RawTables`: the canonical tables (``docs/data-contract.md``)
+with values *as read* (strings) plus ``source_file`` and ``source_line`` for the audit.
+:func:`analysis.clean.clean_tables` types, checks and cleans them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.errors import InputFileError, KneeloadError
+from analysis.ingest._io import FileInfo
+from analysis.schemas import SOURCE_FILE
+
+__all__ = ["FORMATS", "FileInfo", "RawTables", "read_dataset"]
+
+#: Formats :func:`read_dataset` understands; "auto" picks one by file names and headers.
+FORMATS = ("canonical", "strava", "garmin", "lovdal", "diary")
+
+
+@dataclass
+class RawTables:
+    """Canonical tables as read, before cleaning.
+
+    Attributes
+    ----------
+    runners, runs, pain, shoes
+        Canonical column names (``analysis.schemas``), string values, plus ``source_file``
+        and ``source_line`` (1-based line in that file; the header is line 1). ``shoes``
+        may have no rows.
+    format
+        Reader used ("canonical", "strava", ...).
+    raw_dir
+        The folder read.
+    files
+        Input file name (relative to ``raw_dir``) -> records read from it; the unit of the
+        conservation check in :func:`analysis.clean.clean_tables`.
+    file_info
+        Input file name -> how it was read (encoding, delimiter, data lines).
+    notes
+        Human-readable decisions the reader took (format chosen, encoding fallbacks, ...).
+    """
+
+    runners: pd.DataFrame
+    runs: pd.DataFrame
+    pain: pd.DataFrame
+    shoes: pd.DataFrame
+    format: str
+    raw_dir: Path
+    files: dict[str, int]
+    file_info: dict[str, FileInfo] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The four tables by name."""
+        return {"runners": self.runners, "runs": self.runs, "pain": self.pain,
+                "shoes": self.shoes}
+
+
+def count_files(tables: dict[str, pd.DataFrame]) -> dict[str, int]:
+    """Records per source file over all tables (the conservation denominators)."""
+    counts: dict[str, int] = {}
+    for frame in tables.values():
+        if len(frame):
+            for name, n in frame[SOURCE_FILE].value_counts(sort=False).items():
+                counts[str(name)] = counts.get(str(name), 0) + int(n)
+    return dict(sorted(counts.items()))
+
+
+def read_dataset(raw_dir: str | Path, *, format: str = "auto") -> RawTables:
+    """Read a raw dataset folder into canonical :class:`RawTables`.
+
+    Parameters
+    ----------
+    raw_dir
+        Folder with the input files (never written).
+    format
+        One of :data:`FORMATS` or "auto" (detect by file names and headers; the choice is
+        recorded in ``RawTables.notes``).
+
+    Raises
+    ------
+    InputFileError
+        Missing folder or file, empty/binary/HTML file, missing required column.
+    """
+    from analysis.ingest.canonical import read_canonical
+
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise InputFileError("raw data folder not found", file=raw_dir)
+    notes: list[str] = []
+    if format == "auto":
+        format = "canonical"
+        notes.append("format 'canonical' (auto)")
+    if format not in FORMATS:
+        raise KneeloadError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    if format != "canonical":
+        raise KneeloadError(f"format {format!r} is not implemented yet")
+    tables, infos = read_canonical(raw_dir)
+    for info in infos.values():
+        if info.encoding == "Latin-1":
+            notes.append(f"{info.name}: not valid UTF-8, read as Latin-1")
+    files = {name: 0 for name in infos} | count_files(tables)
+    return RawTables(**tables, format=format, raw_dir=raw_dir, files=dict(sorted(files.items())),
+                     file_info=infos, notes=notes)
