@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import DataContractError, KneeloadError
+from analysis.schemas import OSTRC_ITEMS
 
 # --- constants (docs/exposures.md) ---------------------------------------------------------
 DEFAULT_EXPOSURE_LAG_DAYS = 7  # s = t - 7: the week before the report's week (issue 4)
@@ -32,6 +33,24 @@ UNLOGGED_GAP_POLICIES = ("rest", "missing")
 #: EWMA smoothing conventions: Williams et al. 2017 (2/(N+1)), GoldenCheetah (1-e^(-1/N)),
 #: intervals.icu / TrainingPeaks (1/N).
 DECAYS = ("williams", "exp", "inverse")
+#: Fitness (chronic) and fatigue (acute) time constants in days (Banister et al. 1975;
+#: the 42/7-day performance-management-chart defaults, Allen & Coggan 2010).
+CTL_DAYS = 42
+ATL_DAYS = 7
+#: A run more than 10 % longer than the longest run in the previous 30 days is a spike
+#: (Frandsen et al. 2025, BJSM).
+RUN_SPIKE_RATIO = 1.10
+RUN_SPIKE_LOOKBACK_DAYS = 30
+#: OSTRC-O2 item scores for answer options 1..4 of every item (Clarsen et al. 2020, BJSM
+#: 54:390; the 2013 version scored items 2 and 3 as 0, 6, 13, 19, 25 over five options,
+#: Clarsen et al. 2013, BJSM 47:495). Severity is the sum, 0-100.
+OSTRC_O2_SCORES = (0.0, 8.0, 17.0, 25.0)
+OSTRC_CODINGS = ("option", "score")
+#: Item 2 or 3 at "to a moderate extent" (17) or worse, or item 1 "could not participate"
+#: (25), is a substantial problem (Clarsen et al. 2013; 2020).
+OSTRC_SUBSTANTIAL_SCORE = 17.0
+#: Shoes used in the last 30 days count as "in rotation".
+ROTATION_DAYS = 30
 
 _DAY = np.timedelta64(1, "D")
 _DATE_UNIT = "datetime64[us]"  # pandas 3 default resolution; inputs may be any resolution
@@ -273,6 +292,10 @@ def _calendar(
     srpe_missing = np.bincount(rows, weights=np.isnan(load), minlength=n)
     duration[dur_missing > 0] = np.nan
     srpe[srpe_missing > 0] = np.nan
+    if "duration_min" not in runs.columns:
+        duration[:] = np.nan
+    if "duration_min" not in runs.columns or "rpe" not in runs.columns:
+        srpe[:] = np.nan
     shoe = np.full(n, None, dtype=object)
     last_of_day = ~on["row"].duplicated(keep="last").to_numpy()
     shoe[rows[last_of_day]] = on["shoe_id"].to_numpy(dtype=object)[last_of_day]
@@ -328,10 +351,88 @@ def _segments(daily: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return seg_start, np.arange(n) - seg_start
 
 
+def _alpha(days: int, decay: str) -> float:
+    """EWMA smoothing constant for a time constant of ``days`` under ``decay``."""
+    if decay == "williams":  # Williams et al. 2017: 2 / (N + 1)
+        return 2.0 / (days + 1.0)
+    if decay == "exp":  # GoldenCheetah PMC: 1 - e^(-1/N)
+        return float(1.0 - np.exp(-1.0 / days))
+    if decay == "inverse":  # intervals.icu / TrainingPeaks: 1 / N
+        return 1.0 / days
+    raise KneeloadError(f"decay must be one of {DECAYS}, got {decay!r}")
+
+
+def _ewma(values: np.ndarray, seg_start: np.ndarray, seg_pos: np.ndarray, alpha: float,
+          *, seed_first: bool) -> np.ndarray:
+    """``y_t = alpha x_t + (1 - alpha) y_(t-1)``, restarted at every segment start.
+
+    ``seed_first`` starts each segment at its first value (pandas ``adjust=False``, the
+    ``acwr`` package); otherwise at 0 (no training before follow-up). One linear filter over
+    the whole grid, then the carry-over from the previous segment is subtracted in closed form.
+    """
+    from scipy.signal import lfilter
+
+    x = np.nan_to_num(values.astype(float))
+    y = lfilter([alpha], [1.0, -(1.0 - alpha)], x)
+    if len(x) == 0:
+        return y
+    carry = np.where(seg_start > 0, y[np.maximum(seg_start - 1, 0)], 0.0)
+    if seed_first:
+        carry = carry - x[seg_start]
+    return y - (1.0 - alpha) ** (seg_pos + 1) * carry
+
+
+def _last_index(flag: np.ndarray, *, strictly_before: bool) -> np.ndarray:
+    """Row of the latest flagged row at or before (or strictly before) each row; -1 if none."""
+    idx = np.where(flag, np.arange(len(flag)), -1)
+    last = np.maximum.accumulate(idx) if len(idx) else idx
+    if strictly_before:
+        last = np.concatenate([[-1], last[:-1]]) if len(last) else last
+    return last
+
+
+def _rotation_counts(daily: pd.DataFrame, ordered_runs: pd.DataFrame | None,
+                     width: int) -> np.ndarray:
+    """Distinct shoes used in the ``width`` days up to each row (rows of the daily grid).
+
+    Each (shoe, use day d) covers rows d..d+width-1; overlapping covers of one shoe are merged
+    into blocks, and a difference array counts the blocks covering each row.
+    """
+    n = len(daily)
+    counts = np.zeros(n + 1)
+    if ordered_runs is None or n == 0:
+        return counts[:n]
+    used = ordered_runs[(ordered_runs["row"] >= 0) & ordered_runs["shoe_id"].notna()]
+    used = used.drop_duplicates(["shoe_id", "row"]).sort_values(["shoe_id", "row"])
+    rows = used["row"].to_numpy()
+    shoe = used["shoe_id"].to_numpy(dtype=object)
+    if len(rows) == 0:
+        return counts[:n]
+    # last grid row of each row's runner: a cover may not run into the next runner
+    day_index = daily["day_index"].to_numpy()
+    ends = np.flatnonzero(np.r_[day_index[1:] == 0, True])
+    runner_last_row = np.repeat(ends, np.diff(np.r_[-1, ends]))[rows]
+    new_block = np.ones(len(rows), dtype=bool)
+    new_block[1:] = ((shoe[1:] != shoe[:-1]) | (rows[1:] - rows[:-1] > width)
+                     | (runner_last_row[1:] != runner_last_row[:-1]))
+    block = np.cumsum(new_block) - 1
+    first = rows[new_block]
+    last = np.zeros(block[-1] + 1, dtype=np.int64)
+    np.maximum.at(last, block, rows)
+    stop = np.minimum(last + width - 1, runner_last_row[new_block]) + 1
+    np.add.at(counts, first, 1.0)
+    np.add.at(counts, stop, -1.0)
+    return np.cumsum(counts)[:n]
+
+
 def daily_exposures(
     daily: pd.DataFrame,
     ordered_runs: pd.DataFrame | None = None,
     shoes: pd.DataFrame | None = None,
+    *,
+    decay: str = "williams",
+    ctl_days: int = CTL_DAYS,
+    atl_days: int = ATL_DAYS,
 ) -> pd.DataFrame:
     """Every exposure feature on every calendar day (the day is the reference day ``s``).
 
@@ -340,7 +441,12 @@ def daily_exposures(
     daily
         The output of :func:`daily_calendar`.
     ordered_runs, shoes
-        Runs in calendar order (internal) and the shoes table, for the shoe features.
+        Runs in calendar order (internal, from the calendar build) and the shoes table, for
+        the shoe and run-spike features; without them those features are NaN.
+    decay
+        EWMA convention for ``acwr_ewma``, ``ctl`` and ``atl`` (:data:`DECAYS`).
+    ctl_days, atl_days
+        Time constants of fitness and fatigue (days; Banister 1975, default 42 and 7).
 
     Returns
     -------
@@ -351,22 +457,80 @@ def daily_exposures(
     seg_start, seg_pos = _segments(daily)
     known = ~np.isnan(km)
 
-    km_7d = _masked(_window(km, ACUTE_DAYS, "sum"), seg_pos >= ACUTE_DAYS - 1)
-    km_prev7d = _masked(_shift(km_7d, ACUTE_DAYS), seg_pos >= 2 * ACUTE_DAYS - 1)
-    km_28d = _masked(_window(km, CHRONIC_DAYS, "sum"), seg_pos >= CHRONIC_DAYS - 1)
+    def window(values: np.ndarray, width: int, reducer: str = "sum",
+               end_offset: int = 0) -> np.ndarray:
+        out = _window(values, width, reducer)
+        if end_offset:
+            out = _shift(out, end_offset)
+        return _masked(out, seg_pos >= width - 1 + end_offset)
+
+    km_7d = window(km, ACUTE_DAYS)
+    km_prev7d = window(km, ACUTE_DAYS, end_offset=ACUTE_DAYS)
+    km_28d = window(km, CHRONIC_DAYS)
+    km_uncoupled = window(km, CHRONIC_DAYS - ACUTE_DAYS, end_offset=ACUTE_DAYS)
     jump = _safe_ratio(km_7d - km_prev7d, km_prev7d)
     is_rest = np.where(known, km == 0, np.nan)
-    rest_7d = _masked(_window(is_rest, ACUTE_DAYS, "sum"), seg_pos >= ACUTE_DAYS - 1)
+    rest_7d = window(is_rest, ACUTE_DAYS)
+    weeks_chronic = CHRONIC_DAYS / ACUTE_DAYS
+    weeks_uncoupled = (CHRONIC_DAYS - ACUTE_DAYS) / ACUTE_DAYS
+
+    acute_ewma = _ewma(km, seg_start, seg_pos, _alpha(ACUTE_DAYS, decay), seed_first=True)
+    chronic_ewma = _ewma(km, seg_start, seg_pos, _alpha(CHRONIC_DAYS, decay), seed_first=True)
+    acwr_ewma = _masked(_safe_ratio(acute_ewma, chronic_ewma), seg_pos >= CHRONIC_DAYS - 1)
+    ctl = _masked(_ewma(km, seg_start, seg_pos, _alpha(ctl_days, decay), seed_first=False),
+                  seg_pos >= ctl_days - 1)
+    atl = _masked(_ewma(km, seg_start, seg_pos, _alpha(atl_days, decay), seed_first=False),
+                  seg_pos >= atl_days - 1)
+
+    sd_7d = window(km, ACUTE_DAYS, "std")
+    monotony = _safe_ratio(km_7d / ACUTE_DAYS, sd_7d)
+    srpe = daily["srpe_au"].to_numpy(dtype=float)
+    srpe_7d = window(srpe, ACUTE_DAYS)
+
+    rest_flag = known & (km == 0)
+    row = np.arange(len(km))
+    prev_rest = _last_index(rest_flag, strictly_before=True)
+    days_since_rest = np.where(prev_rest >= seg_start, row - prev_rest, np.nan)
+    last_rest = _last_index(rest_flag, strictly_before=False)
+    streak = np.where(last_rest >= seg_start, row - last_rest, np.nan)
+
+    # run spike: the day's longest run > 110 % of the longest run in the 30 days before it
+    longest = daily["longest_run_km"].to_numpy(dtype=float)
+    before = window(longest, RUN_SPIKE_LOOKBACK_DAYS, "max", end_offset=1)
+    ran = daily["n_runs"].to_numpy() > 0
+    spike_day = np.where(ran, np.where(np.isnan(before), np.nan,
+                                       longest > RUN_SPIKE_RATIO * before), 0.0)
+    spike_day = np.where(known, spike_day, np.nan)
+    spike_any = window(np.nan_to_num(spike_day, nan=0.0), ACUTE_DAYS, "max")
+    spike_unknown = window(np.isnan(spike_day).astype(float), ACUTE_DAYS, "max")
+    run_spike = pd.array(np.where(spike_any == 1, True, False), dtype="boolean")
+    run_spike[(spike_any != 1) & ((spike_unknown == 1) | np.isnan(spike_any))] = pd.NA
 
     out = pd.DataFrame({
         "km_7d": km_7d,
         "km_prev7d": km_prev7d,
+        "km_28d": km_28d,
         "mileage_jump": jump,
-        "jump_category": jump_category(pd.Series(jump)).values,
+        "jump_category": jump_category(pd.Series(jump)).array,
+        "run_spike": run_spike,
+        "acwr_rolling": _safe_ratio(km_7d, km_28d / weeks_chronic),
+        "acwr_uncoupled": _safe_ratio(km_7d, km_uncoupled / weeks_uncoupled),
+        "acwr_ewma": acwr_ewma,
+        "ctl": ctl,
+        "atl": atl,
+        "tsb": ctl - atl,
+        "monotony": monotony,
+        "strain": km_7d * monotony,
+        "srpe_7d": srpe_7d,
         "rest_days_7d": rest_7d,
-        "acwr_rolling": _safe_ratio(km_7d, km_28d / (CHRONIC_DAYS / ACUTE_DAYS)),
+        "days_since_rest": days_since_rest,
+        "consecutive_run_days": streak,
     }, index=daily.index)
     shoe = _shoe_features(daily, ordered_runs, shoes)
+    has_shoes = ordered_runs is not None and ordered_runs["shoe_id"].notna().any()
+    rotation = _rotation_counts(daily, ordered_runs, ROTATION_DAYS)
+    shoe["shoes_in_rotation_30d"] = _masked(
+        rotation, (seg_pos >= ROTATION_DAYS - 1) & has_shoes)
     for col in shoe.columns:
         out[col] = np.where(known, shoe[col].to_numpy(), np.nan)
     return out
@@ -446,6 +610,80 @@ def _shoe_features(
     return pd.DataFrame({"shoe_km": shoe_km, "shoe_age_days": age}, index=daily.index)
 
 
+# --- OSTRC overuse questionnaire -----------------------------------------------------------
+
+
+def ostrc_scores(pain: pd.DataFrame, *, coding: str = "option") -> pd.DataFrame:
+    """OSTRC-O2 item scores, severity (0-100) and problem flags for each pain report.
+
+    Parameters
+    ----------
+    pain
+        Table with ``ostrc_q1`` .. ``ostrc_q4`` (missing items are treated as unanswered).
+    coding
+        ``"option"``: answers are option numbers 1-4 as printed (1 = best);
+        ``"score"``: answers are already item scores 0, 8, 17 or 25.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``ostrc_q1_score`` .. ``ostrc_q4_score``, ``ostrc_severity`` (sum, 0-100),
+        ``ostrc_problem`` and ``ostrc_substantial`` (nullable booleans), same index.
+
+    Notes
+    -----
+    O2 logic (Clarsen et al. 2020): item 1 is the gatekeeper, "full participation without
+    problems" ends the questionnaire, so items 2-4 score 0 whatever was entered; "could not
+    participate" skips items 2 and 3, which score 25. A problem is any item-1 answer other
+    than full participation without problems; a substantial problem is item 1 = could not
+    participate or item 2 or 3 at "moderate" or worse. Anything needed but unanswered is NA.
+    """
+    if coding not in OSTRC_CODINGS:
+        raise KneeloadError(f"ostrc coding must be one of {OSTRC_CODINGS}, got {coding!r}")
+    n = len(pain)
+    scores = {}
+    for item in range(1, 5):
+        col = f"ostrc_q{item}"
+        raw = (pain[col].astype(float).to_numpy() if col in pain.columns
+               else np.full(n, np.nan))
+        allowed = np.arange(1, 5) if coding == "option" else np.array(OSTRC_O2_SCORES)
+        bad = ~np.isnan(raw) & ~np.isin(raw, allowed)
+        if bad.any():
+            at = int(np.flatnonzero(bad)[0])
+            raise DataContractError(
+                f"OSTRC answer {raw[at]!r} is not one of {allowed.tolist()} "
+                f"(coding={coding!r})", row=at, column=col)
+        if coding == "option":
+            score = np.full(n, np.nan)
+            ok = ~np.isnan(raw)
+            score[ok] = np.asarray(OSTRC_O2_SCORES)[raw[ok].astype(int) - 1]
+        else:
+            score = raw
+        scores[item] = score
+    q1 = scores[1]
+    no_problem = q1 == OSTRC_O2_SCORES[0]
+    cannot = q1 == OSTRC_O2_SCORES[-1]
+    for item in (2, 3, 4):
+        scores[item] = np.where(no_problem, 0.0, scores[item])
+        scores[item] = np.where(np.isnan(q1), np.nan, scores[item])
+    for item in (2, 3):
+        scores[item] = np.where(cannot, OSTRC_O2_SCORES[-1], scores[item])
+    severity = scores[1] + scores[2] + scores[3] + scores[4]
+    problem = pd.array(~no_problem, dtype="boolean")
+    problem[np.isnan(q1)] = pd.NA
+    worst_23 = np.fmax(scores[2], scores[3])
+    substantial_known = cannot | (worst_23 >= OSTRC_SUBSTANTIAL_SCORE)
+    substantial = pd.array(substantial_known, dtype="boolean")
+    unknown = ~substantial_known & (np.isnan(q1) | np.isnan(scores[2]) | np.isnan(scores[3]))
+    substantial[unknown] = pd.NA
+    out = pd.DataFrame({f"ostrc_q{i}_score": scores[i] for i in range(1, 5)},
+                       index=pain.index)
+    out["ostrc_severity"] = severity
+    out["ostrc_problem"] = problem
+    out["ostrc_substantial"] = substantial
+    return out
+
+
 # --- pain reports and the panel -------------------------------------------------------------
 
 
@@ -462,7 +700,7 @@ def _dedupe_pain(pain: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _validate_options(exposure_lag_days: int, pain_threshold: float, lags: Sequence[int],
-                      unlogged_gaps: str, decay: str) -> None:
+                      unlogged_gaps: str, decay: str, ostrc_coding: str) -> None:
     if int(exposure_lag_days) != exposure_lag_days or exposure_lag_days < 0:
         raise KneeloadError(f"exposure_lag_days must be a whole number of days >= 0, "
                             f"got {exposure_lag_days!r}")
@@ -475,6 +713,9 @@ def _validate_options(exposure_lag_days: int, pain_threshold: float, lags: Seque
                             f"got {unlogged_gaps!r}")
     if decay not in DECAYS:
         raise KneeloadError(f"decay must be one of {DECAYS}, got {decay!r}")
+    if ostrc_coding not in OSTRC_CODINGS:
+        raise KneeloadError(f"ostrc_coding must be one of {OSTRC_CODINGS}, "
+                            f"got {ostrc_coding!r}")
 
 
 def _gap_rows(daily: pd.DataFrame) -> list[dict[str, Any]]:
@@ -491,6 +732,18 @@ def _gap_rows(daily: pd.DataFrame) -> list[dict[str, Any]]:
             for r in spans.itertuples()]
 
 
+def _within_between(panel: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Add ``<col>_between`` (runner mean over the panel) and ``<col>_within`` (deviation)."""
+    if not columns:
+        return panel
+    means = panel.groupby("runner_id", sort=False)[list(columns)].transform("mean")
+    extra = {}
+    for col in columns:
+        extra[f"{col}_between"] = means[col].to_numpy()
+        extra[f"{col}_within"] = panel[col].to_numpy() - means[col].to_numpy()
+    return pd.concat([panel, pd.DataFrame(extra, index=panel.index)], axis=1)
+
+
 def build_panel(
     runs: pd.DataFrame,
     runners: pd.DataFrame,
@@ -502,6 +755,7 @@ def build_panel(
     lags: Sequence[int] = (),
     unlogged_gaps: str = "rest",
     decay: str = "williams",
+    ostrc_coding: str = "option",
 ) -> PanelBuild:
     """The exposure panel: one row per pain report with exposures at ``s = t - L``.
 
@@ -519,17 +773,20 @@ def build_panel(
         ``"rest"`` or ``"missing"`` (see :func:`daily_calendar`).
     decay
         EWMA convention for ``acwr_ewma``, ``ctl``, ``atl``: one of :data:`DECAYS`.
+    ostrc_coding
+        How ``ostrc_q1..q4`` are coded (see :func:`ostrc_scores`).
 
     Returns
     -------
     PanelBuild
         ``panel``, ``daily``, ``meta`` and ``audit``.
     """
-    _validate_options(exposure_lag_days, pain_threshold, lags, unlogged_gaps, decay)
+    _validate_options(exposure_lag_days, pain_threshold, lags, unlogged_gaps, decay,
+                      ostrc_coding)
     _require(pain, ("runner_id", "date", "pain"), "pain")
     _require(runners, ("runner_id", "cohort"), "runners")
     calendar, ordered = _calendar(runs, runners, unlogged_gaps=unlogged_gaps)
-    features = daily_exposures(calendar, ordered, shoes)
+    features = daily_exposures(calendar, ordered, shoes, decay=decay)
     daily = pd.concat([calendar, features], axis=1)
 
     kept, merged = _dedupe_pain(pain)
@@ -547,8 +804,13 @@ def build_panel(
     panel["reference_date"] = _dates(ref_day)
     panel["pain"] = kept["pain"].to_numpy()
     panel["pain_any"] = panel["pain"].to_numpy() >= pain_threshold
-    for col in (c for c in kept.columns if c.startswith("ostrc_q")):
+    ostrc_cols = [c for c in OSTRC_ITEMS if c in kept.columns]
+    for col in ostrc_cols:
         panel[col] = kept[col].to_numpy()
+    if ostrc_cols:
+        scored = ostrc_scores(kept.reset_index(drop=True), coding=ostrc_coding)
+        for col in scored.columns:
+            panel[col] = scored[col].array
 
     runner_codes = pd.Index(calendar["runner_id"].unique())
     grid_key = _runner_key(runner_codes.get_indexer(calendar["runner_id"]),
@@ -566,7 +828,16 @@ def build_panel(
 
     at_s = lookup(ref_day)
     for col in feature_cols:
-        panel[col] = at_s[col].values
+        panel[col] = at_s[col].array
+    lagged = []
+    for k in lags:
+        at_lag = lookup(ref_day - ACUTE_DAYS * int(k))
+        for col in feature_cols:
+            panel[f"{col}_lag{int(k)}w"] = at_lag[col].array
+            lagged.append(f"{col}_lag{int(k)}w")
+    numeric = [c for c in [*feature_cols, *lagged]
+               if pd.api.types.is_float_dtype(panel[c].dtype)]
+    panel = _within_between(panel, numeric)
     panel = panel.sort_values(["runner_id", "date"], kind="stable").reset_index(drop=True)
 
     meta = {
@@ -579,6 +850,10 @@ def build_panel(
         "chronic_days": CHRONIC_DAYS,
         "unlogged_gap_min_days": UNLOGGED_GAP_MIN_DAYS,
         "jump_bands": list(NIELSEN_BANDS),
+        "ctl_days": CTL_DAYS,
+        "atl_days": ATL_DAYS,
+        "ostrc_coding": ostrc_coding,
+        "within_between": numeric,
     }
     gaps = _gap_rows(calendar)
     audit = {
