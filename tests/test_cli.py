@@ -1,0 +1,116 @@
+"""The kneeload command as a user (or cron) runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+KNEELOAD = str(Path(sys.executable).with_name("kneeload"))
+
+
+def run(*args: str | Path, check: bool = False) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([KNEELOAD, *map(str, args)], capture_output=True, text=True,
+                          check=False, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kneeload {args} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+def test_help_lists_the_commands():
+    out = run("--help", check=True).stdout
+    for command in ("simulate", "build", "fit", "report"):
+        assert command in out
+
+
+def test_build_of_a_missing_folder_is_one_line_exit_2(tmp_path):
+    assert_one_line_error(run("build", tmp_path / "nope", "--out", tmp_path / "out"),
+                          "nope", "does not exist")
+
+
+def test_build_names_the_file_and_the_missing_column(tmp_path, small_raw):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("runners.csv", "pain.csv", "shoes.csv"):
+        (raw / name).write_bytes((small_raw / name).read_bytes())
+    runs = pd.read_csv(small_raw / "runs.csv").drop(columns="distance_km")
+    runs.to_csv(raw / "runs.csv", index=False)
+    assert_one_line_error(run("build", raw, "--out", tmp_path / "out"),
+                          "runs.csv", "distance_km")
+    assert not (tmp_path / "out").exists()
+
+
+def test_fit_writes_a_tidy_json_and_csv(tmp_path, small_processed):
+    out = tmp_path / "fit.json"
+    proc = run("fit", small_processed.out_dir, "--out", out, check=True)
+    assert "converged" in proc.stderr
+    result = json.loads(out.read_text())
+    terms = [row["term"] for row in result["table"]]
+    assert terms == ["Intercept", "mileage_jump", "shoe_km", "rest_days_7d"]
+    assert result["n_runners"] == 12
+    for key in ("estimate", "std_error", "ci_low", "ci_high", "p_value"):
+        assert all(isinstance(row[key], float) for row in result["table"])
+    csv = tmp_path / "fit.csv"
+    run("fit", small_processed.out_dir / "panel.parquet", "--out", csv, "--cohort", "novice",
+        check=True)
+    table = pd.read_csv(csv)
+    assert list(table["term"]) == terms
+
+
+def test_fit_of_an_unknown_cohort_is_one_line_exit_2(tmp_path, small_processed):
+    assert_one_line_error(
+        run("fit", small_processed.out_dir, "--out", tmp_path / "x.json", "--cohort", "elite"),
+        "elite", "cohort")
+
+
+def test_fit_of_an_unknown_exposure_is_one_line_exit_2(tmp_path, small_processed):
+    assert_one_line_error(
+        run("fit", small_processed.out_dir, "--out", tmp_path / "x.json",
+            "--exposures", "mileage_jump,heart_rate"),
+        "heart_rate")
+
+
+@pytest.mark.slow
+def test_simulate_build_fit_report_end_to_end(tmp_path):
+    """The whole walking skeleton through the command line, with real papermill kernels."""
+    raw, processed, reports = tmp_path / "raw", tmp_path / "processed", tmp_path / "reports"
+    run("simulate", "--out", raw, "--runners-per-cohort", "5", "--weeks", "8", "--cohorts", "2",
+        "--seed", "3", check=True)
+    run("build", raw, "--out", processed, check=True)
+    run("fit", processed, "--out", tmp_path / "fit.json", check=True)
+    proc = run("report", processed, "--out", reports, check=True)
+    assert "2 cohorts: 2 ok" in proc.stderr
+
+    index = (reports / "index.html").read_text()
+    for cohort in ("novice", "recreational"):
+        assert f'href="{cohort}/report.html"' in index
+        html = (reports / cohort / "report.html").read_text()
+        assert "Mixed model" in html and "mileage_jump" in html
+        assert "from analysis import" not in html  # code cells are hidden
+        assert (reports / cohort / "report.ipynb").is_file()
+        summary = json.loads((reports / cohort / "summary.json").read_text())
+        assert summary["n_runners"] == 5
+        assert {h["term"] for h in summary["headline"]} == {
+            "mileage_jump", "shoe_km", "rest_days_7d"}
+        first = summary["headline"][0]
+        assert f"{first['estimate']:.3f}" in index  # the index shows the fitted numbers
+    manifest = json.loads((reports / "manifest.json").read_text())
+    assert {c["status"] for c in manifest["cohorts"].values()} == {"ok"}
+
+    again = run("report", processed, "--out", reports, "--changed-only", check=True)
+    assert "2 skipped" in again.stderr

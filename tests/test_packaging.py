@@ -1,0 +1,81 @@
+"""The install contract: environment.yml, pyproject.toml, the pins and CI agree."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: pyproject names that conda-forge spells differently (pip name -> conda names).
+CONDA_SPELLING = {"dask": {"dask", "distributed"}}
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _pyproject_requirements() -> list[Requirement]:
+    project = _pyproject()["project"]
+    reqs = [Requirement(r) for r in project["dependencies"]]
+    for extra in project["optional-dependencies"].values():
+        reqs += [Requirement(r) for r in extra if not r.startswith("kneeload")]
+    return reqs
+
+
+def _environment_names() -> set[str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    names: set[str] = set()
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            names |= {canonicalize_name(Requirement(p).name) for p in dep["pip"]
+                      if not p.startswith("-e")}
+        else:
+            names.add(canonicalize_name(re.split(r"[<>=!\s]", dep, maxsplit=1)[0]))
+    return names - {"python", "pip"}
+
+
+def test_environment_yml_names_the_same_packages_as_pyproject():
+    expected: set[str] = set()
+    for req in _pyproject_requirements():
+        expected |= CONDA_SPELLING.get(canonicalize_name(req.name), {canonicalize_name(req.name)})
+    assert _environment_names() == expected
+
+
+def test_environment_yml_uses_python_311_and_installs_the_package_editable_with_dev():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert "python=3.11" in env["dependencies"]
+    pip_block = next(d for d in env["dependencies"] if isinstance(d, dict))["pip"]
+    assert "-e .[dev]" in pip_block
+    assert env["channels"] == ["conda-forge"]
+
+
+def test_constraints_pin_every_dependency_exactly():
+    pins = {}
+    for line in (ROOT / "requirements" / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version
+    for req in _pyproject_requirements():
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{name} is not pinned in requirements/constraints.txt"
+        assert req.specifier.contains(pins[name]), f"pin {name}=={pins[name]} violates {req}"
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = [ln.strip() for ln in ci.splitlines()
+                if ln.strip() and not ln.lstrip().startswith("#")
+                and not ln.startswith(("set ", "cd "))]
+    assert commands == ["make test"]
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme and "make report" in readme
+
+
+def test_console_script_points_at_the_typer_app():
+    assert _pyproject()["project"]["scripts"] == {"kneeload": "analysis.cli:app"}

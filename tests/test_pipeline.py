@@ -1,0 +1,96 @@
+"""raw -> processed: every file written, counts that add up, raw never touched, atomic swap."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from analysis.errors import InputFileError, KneeloadError
+from analysis.pipeline import build, input_hashes, load_processed
+
+EXPECTED_FILES = {
+    "runners.parquet", "runs.parquet", "pain.parquet", "shoes.parquet", "daily.parquet",
+    "panel.parquet", "quarantine.csv", "cleaning_report.json", "panel_meta.json",
+    "counts.json", "audit.json",
+}
+
+
+def test_processed_folder_has_every_file(small_processed):
+    assert {p.name for p in small_processed.out_dir.iterdir()} == EXPECTED_FILES
+
+
+def test_counts_match_the_tables(small_processed, small_dataset):
+    data = load_processed(small_processed.out_dir)
+    counts = data["counts"]
+    assert counts["runners"] == len(small_dataset.runners) == len(data["runners"])
+    assert counts["runs"] == len(small_dataset.runs) == len(data["runs"])
+    assert counts["pain_reports"] == len(small_dataset.pain) == len(data["panel"])
+    assert counts["quarantined"] == 0 == len(data["quarantine"])
+    per_cohort = counts["cohorts"]
+    assert sum(c["runners"] for c in per_cohort.values()) == counts["runners"]
+    assert sum(c["panel_rows"] for c in per_cohort.values()) == counts["panel_rows"]
+
+
+def test_cleaning_report_adds_up_per_file(small_processed):
+    report = json.loads((small_processed.out_dir / "cleaning_report.json").read_text())
+    assert set(report["files"]) == {"runners.csv", "runs.csv", "pain.csv", "shoes.csv"}
+    for name, c in report["files"].items():
+        assert c["read"] == c["kept"] + c["merged"] + c["quarantined"], name
+
+
+def test_meta_records_lag_threshold_version_and_input_hashes(small_processed, small_raw):
+    meta = json.loads((small_processed.out_dir / "panel_meta.json").read_text())
+    assert meta["exposure_lag_days"] == 7
+    assert meta["pain_threshold"] == 3.0
+    assert meta["format"] == "canonical"
+    assert meta["input_sha256"] == input_hashes(small_raw)
+    assert set(meta["input_sha256"]) == {"runners.csv", "runs.csv", "pain.csv", "shoes.csv",
+                                         "truth.json"}
+
+
+def test_panel_reference_day_is_report_day_minus_lag(small_processed):
+    panel = pd.read_parquet(small_processed.out_dir / "panel.parquet")
+    assert ((panel["date"] - panel["reference_date"]).dt.days == 7).all()
+    assert (panel["pain_any"] == (panel["pain"] >= 3)).all()
+
+
+def test_build_never_writes_under_raw(tmp_path, small_raw, tree_hashes):
+    raw = shutil.copytree(small_raw, tmp_path / "raw")
+    before = tree_hashes(raw)
+    build(raw, tmp_path / "processed")
+    assert tree_hashes(raw) == before
+    with pytest.raises(InputFileError, match="must not be inside the raw"):
+        build(raw, raw / "processed")
+    assert tree_hashes(raw) == before
+
+
+def test_a_failed_rebuild_leaves_the_previous_processed_folder(tmp_path, small_raw, tree_hashes):
+    raw = shutil.copytree(small_raw, tmp_path / "raw")
+    out = tmp_path / "processed"
+    build(raw, out)
+    good = tree_hashes(out)
+    (raw / "runs.csv").write_text("runner_id,date\nX,2025-01-01\n")  # distance_km missing
+    with pytest.raises(KneeloadError):
+        build(raw, out)
+    assert tree_hashes(out) == good
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_lag_zero_must_be_asked_for_and_is_recorded(tmp_path, small_raw):
+    summary = build(small_raw, tmp_path / "p0", exposure_lag_days=0)
+    panel = pd.read_parquet(summary.out_dir / "panel.parquet")
+    assert (panel["date"] == panel["reference_date"]).all()
+    assert summary.meta["exposure_lag_days"] == 0
+
+
+def test_missing_raw_folder_is_a_user_error(tmp_path):
+    with pytest.raises(InputFileError, match="does not exist"):
+        build(tmp_path / "nope", tmp_path / "out")
+
+
+def test_load_processed_refuses_a_folder_that_is_not_processed(tmp_path):
+    with pytest.raises(InputFileError, match="kneeload build"):
+        load_processed(tmp_path)
