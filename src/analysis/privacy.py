@@ -1,0 +1,64 @@
+"""Pseudonymous runner identifiers: one keyed hash used by ingest and reports alike.
+
+When the environment variable ``KNEELOAD_ID_SALT`` is set, every runner identifier that
+leaves the package (reports, index, figures) is replaced by ``r-`` plus the first
+:data:`PSEUDONYM_HEX_CHARS` hex digits of HMAC-SHA256(salt, id). HMAC with a secret key
+(rather than a bare hash) is what stops a reader from re-identifying runners by hashing
+every plausible ID (NIST SP 800-107 rev. 1, section 5.3: keyed hashes for pseudonyms;
+see also ICO "Pseudonymisation" guidance). The same salt gives the same pseudonym, so
+reports of one study stay comparable across runs; a different salt unlinks them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+import numpy as np
+import pandas as pd
+
+#: Environment variable holding the secret salt (key) of the pseudonymisation hash.
+ID_SALT_ENV = "KNEELOAD_ID_SALT"
+#: Prefix that marks an identifier as a pseudonym.
+PSEUDONYM_PREFIX = "r-"
+#: Hex digits kept from the HMAC (48 bits). Birthday bound: the chance of any collision
+#: among n runners is about n^2 / 2^49, below 1e-6 for n < 16,000.
+PSEUDONYM_HEX_CHARS = 12
+
+
+def id_salt() -> str | None:
+    """The pseudonymisation salt from ``KNEELOAD_ID_SALT``, or None when unset or empty."""
+    salt = os.environ.get(ID_SALT_ENV, "")
+    return salt or None
+
+
+def pseudonym(runner_id: str, *, salt: str) -> str:
+    """One runner's pseudonym: ``r-`` + 12 hex digits of HMAC-SHA256(salt, runner_id)."""
+    digest = hmac.new(salt.encode("utf-8"), str(runner_id).encode("utf-8"), hashlib.sha256)
+    return PSEUDONYM_PREFIX + digest.hexdigest()[:PSEUDONYM_HEX_CHARS]
+
+
+def pseudonymise(ids: pd.Series, *, salt: str | None) -> pd.Series:
+    """Replace runner identifiers by their keyed-hash pseudonyms (missing values stay missing).
+
+    Parameters
+    ----------
+    ids
+        Runner identifiers (any dtype; compared as strings).
+    salt
+        Secret key; ``None`` returns ``ids`` unchanged (the data contract requires
+        identifiers to be pseudonymous codes already, ``docs/data-contract.md``).
+
+    Returns
+    -------
+    pd.Series
+        Same index and name, string dtype. Each distinct identifier is hashed once.
+    """
+    if salt is None:
+        return ids
+    codes, uniques = pd.factorize(ids.astype("str"), sort=False)
+    hashed = np.array([pseudonym(u, salt=salt) for u in uniques] or [""], dtype=object)
+    out = pd.Series(hashed[np.where(codes >= 0, codes, 0)], index=ids.index, name=ids.name,
+                    dtype="str")
+    return out.where(ids.notna())
