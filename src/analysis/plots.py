@@ -5,10 +5,6 @@ Figures use fixed sizes and no randomness, so that notebooks re-render identical
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)  # headless by default; Jupyter's inline backend still wins
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
