@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import ast
+import math
+import operator
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from analysis.exposures import PanelBuild, build_panel, daily_calendar
+
+FIXTURES = Path(__file__).parent / "fixtures" / "exposures"
 
 D0 = pd.Timestamp("2025-03-03")  # a Monday: follow-up day 0
 
@@ -119,3 +126,116 @@ def test_row_order_does_not_matter() -> None:
     shuffled = build_panel(runs.sample(frac=1, random_state=rng), runners.iloc[::-1],
                            pain.sample(frac=1, random_state=rng), shoes).panel
     pd.testing.assert_frame_equal(first, shuffled)
+
+
+# --- the hand-computed fixture (tests/fixtures/exposures, README there) ----------------------
+
+
+def _load_fixture() -> tuple[pd.DataFrame, ...]:
+    def read(name: str, dates: list[str]) -> pd.DataFrame:
+        table = pd.read_csv(FIXTURES / name, dtype={"runner_id": "str", "shoe_id": "str",
+                                                    "start_time": "str", "sex": "str"})
+        for col in dates:
+            table[col] = pd.to_datetime(table[col])
+        return table
+
+    runs = read("runs.csv", ["date"])
+    runners = read("runners.csv", ["follow_up_start", "follow_up_end"])
+    runners["age"] = runners["age"].astype(float)
+    pain = read("pain.csv", ["date"])
+    shoes = read("shoes.csv", ["start_date"])
+    return runs, runners, pain, shoes
+
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+        ast.Div: operator.truediv, ast.USub: operator.neg}
+
+
+def _arith(text: str) -> float:
+    """Evaluate the hand-written arithmetic of an expected value (numbers, + - * /, sqrt)."""
+
+    def walk(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            return float(node.value)
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](walk(node.operand))
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id == "sqrt" and len(node.args) == 1):
+            return math.sqrt(walk(node.args[0]))
+        raise ValueError(f"not plain arithmetic: {text!r}")
+
+    return walk(ast.parse(text, mode="eval"))
+
+
+@pytest.fixture(scope="module")
+def fixture_builds() -> dict[str, PanelBuild]:
+    runs, runners, pain, shoes = _load_fixture()
+    return {mode: build_panel(runs, runners, pain, shoes, lags=(1,), unlogged_gaps=mode)
+            for mode in ("rest", "missing")}
+
+
+EXPECTED = pd.read_csv(FIXTURES / "expected_panel.csv", dtype=str, keep_default_na=False)
+
+
+@pytest.mark.parametrize("mode", ["rest", "missing"])
+def test_every_expected_value_of_the_hand_computed_fixture(
+    fixture_builds: dict[str, PanelBuild], mode: str
+) -> None:
+    panel = fixture_builds[mode].panel
+    rows = EXPECTED[EXPECTED["mode"].isin(["both", mode])]
+    failures = []
+    for exp in rows.itertuples():
+        hit = panel[(panel["runner_id"] == exp.runner_id)
+                    & (panel["date"] == pd.Timestamp(exp.date))]
+        assert len(hit) == 1, (exp.runner_id, exp.date)
+        got = hit.iloc[0][exp.column]
+        want = exp.expected
+        if want == "nan":
+            ok = isinstance(got, float) and math.isnan(got)
+        elif want == "NA":
+            ok = got is pd.NA or (isinstance(got, float) and math.isnan(got))
+        elif want in ("True", "False"):
+            ok = got is not pd.NA and bool(got) == (want == "True")
+        elif exp.column in ("reference_date",):
+            ok = got == pd.Timestamp(want)
+        elif exp.column in ("cohort", "sex", "jump_category"):
+            ok = got == want
+        else:
+            ok = not pd.isna(got) and math.isclose(float(got), _arith(want), rel_tol=1e-12,
+                                                   abs_tol=1e-12)
+        if not ok:
+            failures.append(f"{exp.runner_id} {exp.date} {exp.column}: got {got!r}, "
+                            f"expected {want} ({exp.how})")
+    assert not failures, "\n".join(failures)
+    assert len(panel) == 9  # 12 reports - 2 same-day duplicates - 1 unknown runner
+
+
+def test_fixture_audit_and_calendar(fixture_builds: dict[str, PanelBuild]) -> None:
+    build = fixture_builds["rest"]
+    assert build.audit["duplicate_pain_reports"]["count"] == 2
+    assert sorted((r["runner_id"], r["date"], r["pain"])
+                  for r in build.audit["duplicate_pain_reports"]["rows"]) == [
+        ("R1", "2025-02-16", 4.0), ("R2", "2025-02-16", 1.0)]
+    assert build.audit["unlogged_gaps"] == {
+        "count": 1, "days": 25,
+        "rows": [{"runner_id": "R2", "first_day": "2025-02-06", "last_day": "2025-03-02",
+                  "days": 25}]}
+    assert build.audit["pain_unknown_runner"] == {"count": 1, "rows": ["R9"]}
+    daily = build.daily
+    assert daily.groupby("runner_id").size().to_dict() == {"R1": 49, "R2": 56, "R3": 3}
+    sat = daily[(daily["runner_id"] == "R1") & (daily["date"] == "2025-01-11")].iloc[0]
+    # two runs: 6 km in S2 at 07:00, 4 km in S1 at 17:00 -> the latest run's shoe is S1
+    assert (sat["distance_km"], sat["n_runs"], sat["longest_run_km"], sat["shoe_id"]) == (
+        10.0, 2, 6.0, "S1")
+    r2 = daily[daily["runner_id"] == "R2"].set_index("date")
+    assert not r2.loc["2025-02-05", "unlogged_gap"]
+    assert r2.loc["2025-02-06":"2025-03-02", "unlogged_gap"].all()
+    assert r2["unlogged_gap"].sum() == 25
+    missing = fixture_builds["missing"].daily
+    gap_day = missing[(missing["runner_id"] == "R2") & (missing["date"] == "2025-02-20")].iloc[0]
+    assert np.isnan(gap_day["distance_km"]) and gap_day["rest_day"] is pd.NA
+    assert build.meta["exposure_lag_days"] == 7 and build.meta["pain_threshold"] == 3.0
