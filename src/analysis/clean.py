@@ -21,6 +21,7 @@ import pandera.errors
 from analysis.errors import DataContractError
 from analysis.ingest import RawTables
 from analysis.ingest._io import SOURCE_ISSUE
+from analysis.ingest.diary import SOURCE_COLUMN
 from analysis.schemas import (
     MAX_DAILY_KM,
     OSTRC_ITEMS,
@@ -177,10 +178,14 @@ class _Ledger:
             bad = df[mask]
             if values is None:
                 values = bad[column] if column in bad else pd.Series(pd.NA, index=bad.index)
+            where: str | pd.Series = column
+            if SOURCE_COLUMN in bad and column in ("pain", "date", "distance_km"):
+                # the cell of a reshaped file (wide diary week, Lövdal block)
+                where = bad[SOURCE_COLUMN].astype("str").fillna(column)
             self.parts.append(pd.DataFrame({
                 "file": bad[SOURCE_FILE].astype("str"),
                 "line": bad[SOURCE_LINE].astype("int64"),
-                "column": column,
+                "column": where,
                 "value": values.reindex(bad.index).astype("str"),
                 "reason": reason,
             }))
@@ -273,6 +278,8 @@ def _final(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     for col in out:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
             out[col] = out[col].astype("str")
+    for col in (c for c in df.columns if c.startswith("x_")):  # extra measured columns
+        out[col] = to_number(df[col])[0]
     out[SOURCE_FILE] = df[SOURCE_FILE].astype("str")
     out[SOURCE_LINE] = df[SOURCE_LINE].astype("int64")
     return out.reset_index(drop=True)

@@ -71,39 +71,88 @@ def count_files(tables: dict[str, pd.DataFrame]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def read_dataset(raw_dir: str | Path, *, format: str = "auto") -> RawTables:
+def read_dataset(
+    raw_dir: str | Path,
+    *,
+    format: str = "auto",
+    pseudonymise: bool = False,
+    salt: str | None = None,
+    timezone: str = "UTC",
+    distance_unit: str = "km",
+    cohort: str = "all",
+) -> RawTables:
     """Read a raw dataset folder into canonical :class:`RawTables`.
 
     Parameters
     ----------
     raw_dir
-        Folder with the input files (never written).
+        Folder with the input files (only ever read).
     format
-        One of :data:`FORMATS` or "auto" (detect by file names and headers; the choice is
-        recorded in ``RawTables.notes``).
+        One of :data:`FORMATS` or "auto" (detect by file names and headers; the choice and
+        its reason are the first entry of ``RawTables.notes``).
+    pseudonymise
+        Replace runner and shoe IDs by salted hashes and drop free-text columns
+        (:mod:`analysis.ingest.pseudonymise`).
+    salt
+        Secret for ``pseudonymise``; default ``$KNEELOAD_ID_SALT``.
+    timezone
+        Strava only: IANA time zone of the runners (Strava writes UTC).
+    distance_unit
+        Garmin only: "km" or "mi", the account's unit when the header does not say.
+    cohort
+        Strava/Garmin only: cohort of runners derived from folder names when the folder has
+        no runners file.
 
     Raises
     ------
     InputFileError
         Missing folder or file, empty/binary/HTML file, missing required column.
+    KneeloadError
+        Unknown format, or ``pseudonymise`` without a salt.
     """
-    from analysis.ingest.canonical import read_canonical
-
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise InputFileError("raw data folder not found", file=raw_dir)
     notes: list[str] = []
     if format == "auto":
-        format = "canonical"
-        notes.append("format 'canonical' (auto)")
+        from analysis.ingest.detect import detect_format
+
+        format, why = detect_format(raw_dir)
+        notes.append(f"format {format!r} chosen automatically: {why}")
     if format not in FORMATS:
-        raise KneeloadError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
-    if format != "canonical":
-        raise KneeloadError(f"format {format!r} is not implemented yet")
-    tables, infos = read_canonical(raw_dir)
+        raise KneeloadError(f"unknown format {format!r}; choose one of "
+                            f"{', '.join(FORMATS)} or auto")
+    tables, infos, more = _read(raw_dir, format, timezone=timezone,
+                                distance_unit=distance_unit, cohort=cohort)
+    notes.extend(more)
     for info in infos.values():
         if info.encoding == "Latin-1":
             notes.append(f"{info.name}: not valid UTF-8, read as Latin-1")
     files = {name: 0 for name in infos} | count_files(tables)
-    return RawTables(**tables, format=format, raw_dir=raw_dir, files=dict(sorted(files.items())),
-                     file_info=infos, notes=notes)
+    raw = RawTables(**tables, format=format, raw_dir=raw_dir, files=dict(sorted(files.items())),
+                    file_info=infos, notes=notes)
+    if pseudonymise:
+        from analysis.ingest.pseudonymise import pseudonymise as _pseudonymise
+
+        raw = _pseudonymise(raw, salt=salt)
+    return raw
+
+
+def _read(raw_dir: Path, format: str, *, timezone: str, distance_unit: str,
+          cohort: str) -> tuple[dict[str, pd.DataFrame], dict[str, FileInfo], list[str]]:
+    if format in ("canonical", "diary"):
+        from analysis.ingest.canonical import read_canonical
+
+        tables, infos = read_canonical(raw_dir, diary=format == "diary")
+        return tables, infos, []
+    if format == "strava":
+        from analysis.ingest.strava import read_strava
+
+        return read_strava(raw_dir, timezone=timezone, cohort=cohort)
+    if format == "garmin":
+        from analysis.ingest.garmin import read_garmin
+
+        return read_garmin(raw_dir, distance_unit=distance_unit, cohort=cohort)
+    from analysis.ingest.lovdal import read_lovdal
+
+    return read_lovdal(raw_dir)

@@ -203,3 +203,42 @@ def _cell_text(value: object) -> str | None:
 def stringify(frame: pd.DataFrame) -> pd.DataFrame:
     """Typed cells (from Excel/Parquet) -> strings as a CSV would hold them; missing -> NA."""
     return frame.apply(lambda col: col.astype(object).map(_cell_text).astype("str"))
+
+
+def read_text_table(path: Path, *, name: str) -> tuple[list[str], list[list[str]], list[int],
+                                                       FileInfo]:
+    """Read a comma-separated export keeping every header cell as written (duplicates too)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"cannot read the file: {exc.strerror}", file=name) from exc
+    text, encoding = decode_bytes(data, file=name)
+    header, records, lines = parse_csv_text(text, delimiter=",", file=name)
+    header = [h.strip() for h in header]
+    return header, records, lines, FileInfo(name=name, encoding=encoding, delimiter=",",
+                                            lines=len(records))
+
+
+def column_of(header: Sequence[str], records: Sequence[Sequence[str]], index: int) -> list[str]:
+    """Cells of column ``index`` (empty string where a short row lacks it)."""
+    return [row[index].strip() if index < len(row) else "" for row in records]
+
+
+def find_exports(raw_dir: Path, patterns: Sequence[str]) -> list[tuple[str, Path]]:
+    """Per-runner export files: ``raw_dir/<runner>/<pattern>`` or ``raw_dir/<pattern>``.
+
+    Returns (runner_id, path) pairs sorted by path; a file directly in ``raw_dir`` belongs to
+    a runner named after ``raw_dir``. Matching is case-insensitive on the file name.
+    """
+    found: list[tuple[str, Path]] = []
+    lowered = [p.lower() for p in patterns]
+
+    def matches(path: Path) -> bool:
+        return path.is_file() and any(Path(path.name.lower()).match(p) for p in lowered)
+
+    for path in sorted(raw_dir.iterdir()):
+        if matches(path):
+            found.append((raw_dir.name, path))
+        elif path.is_dir() and not path.name.startswith("."):
+            found.extend((path.name, sub) for sub in sorted(path.iterdir()) if matches(sub))
+    return found

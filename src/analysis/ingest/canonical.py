@@ -128,8 +128,10 @@ def _read_typed(raw: pd.DataFrame, name: str, kind: str) -> tuple[pd.DataFrame, 
     return frame, FileInfo(name=name, encoding=kind, delimiter="", lines=len(frame))
 
 
-def read_canonical(raw_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, FileInfo]]:
-    """Read the canonical tables in ``raw_dir``.
+def read_canonical(
+    raw_dir: Path, *, diary: bool = False
+) -> tuple[dict[str, pd.DataFrame], dict[str, FileInfo]]:
+    """Read the canonical tables in ``raw_dir`` (``diary``: pain from a wide pain diary).
 
     Returns
     -------
@@ -140,6 +142,16 @@ def read_canonical(raw_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, Fi
     tables: dict[str, pd.DataFrame] = {}
     infos: dict[str, FileInfo] = {}
     for table, (required, optional, must_exist) in TABLES.items():
+        if diary and table == "pain":
+            from analysis.ingest.diary import find_diary, read_diary
+
+            diary_path = find_diary(raw_dir)
+            if diary_path is None:
+                raise InputFileError("missing wide pain diary pain_diary.csv",
+                                     file=raw_dir / "pain_diary.csv")
+            tables[table], info = read_diary(diary_path)
+            infos[info.name] = info
+            continue
         path = find_table_file(raw_dir, table)
         if path is None:
             if must_exist:
@@ -153,3 +165,51 @@ def read_canonical(raw_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, Fi
         tables[table] = frame
         infos[info.name] = info
     return tables, infos
+
+
+#: ``source_file`` of runners rows made up by a reader (export formats have no runners file).
+DERIVED_RUNNERS = "(derived runners)"
+
+
+def derived_runners(runner_ids: list[str], *, cohort: str) -> pd.DataFrame:
+    """One runners row per id, all in ``cohort`` (line numbers count from 1 in that list)."""
+    ids = list(dict.fromkeys(runner_ids))
+    return pd.DataFrame({
+        "runner_id": pd.array(ids, dtype="str"),
+        "cohort": pd.array([cohort] * len(ids), dtype="str"),
+        SOURCE_FILE: pd.array([DERIVED_RUNNERS] * len(ids), dtype="str"),
+        SOURCE_LINE: pd.array(range(1, len(ids) + 1), dtype="int64"),
+    })
+
+
+def read_companions(
+    raw_dir: Path, *, runner_ids: list[str], cohort: str
+) -> tuple[dict[str, pd.DataFrame], dict[str, FileInfo], list[str]]:
+    """Optional canonical ``runners``, ``pain`` (or a wide pain diary) and ``shoes`` files
+    next to an export; runners are derived from ``runner_ids`` when there is no runners file.
+
+    Returns the three tables, the file infos and notes.
+    """
+    from analysis.ingest.diary import find_diary, read_diary
+
+    tables: dict[str, pd.DataFrame] = {}
+    infos: dict[str, FileInfo] = {}
+    notes: list[str] = []
+    for table in ("runners", "pain", "shoes"):
+        required, optional, _ = TABLES[table]
+        path = find_table_file(raw_dir, table)
+        if path is not None:
+            frame, info = read_table_file(path, required=required, optional=optional)
+            tables[table], infos[info.name] = frame, info
+        elif table == "runners":
+            tables[table] = derived_runners(runner_ids, cohort=cohort)
+            notes.append(f"no runners file: {len(set(runner_ids))} runner(s) derived from the "
+                         f"export folder names, cohort {cohort!r}")
+        elif table == "pain" and (diary := find_diary(raw_dir)) is not None:
+            tables[table], info = read_diary(diary)
+            infos[info.name] = info
+        else:
+            tables[table] = empty_table(table)
+            if table == "pain":
+                notes.append("no pain file: the dataset has no pain reports")
+    return tables, infos, notes

@@ -1,0 +1,118 @@
+"""Reader for Garmin Connect "Activities" list exports (``Activities.csv``).
+
+Layout: ``RAW/<runner_id>/Activities.csv`` (or a single ``RAW/Activities*.csv`` for one
+runner named after ``RAW``), plus optional canonical ``runners``, ``pain`` (or a wide pain
+diary) and ``shoes`` files in ``RAW`` (the export has no gear column).
+
+Format facts (``shared/data/real/formats/README.md``, checked on a real export): CRLF line
+endings; ``Date`` is local ``YYYY-MM-DD HH:MM:SS``; ``Distance`` is km for metric accounts
+and miles for imperial ones (the header does not say: pass ``distance_unit="mi"``, or a
+header ``Distance (mi)`` decides); missing values are ``--`` or ``NaN``; numbers may carry
+thousands separators (``1,684``); times are ``HH:MM:SS[.f]``. ``Title`` is free text and is
+never read.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.errors import InputFileError
+from analysis.ingest._io import FileInfo, column_of, find_exports, read_text_table
+from analysis.ingest.canonical import read_companions
+from analysis.schemas import SOURCE_FILE, SOURCE_LINE
+
+EXPORT_PATTERNS = ("activities*.csv",)
+GARMIN_MISSING = ("--", "NaN", "nan", "")
+REQUIRED_HEADERS = ("Activity Type", "Date")
+_THOUSANDS = re.compile(r"^\d{1,3}(,\d{3})+(\.\d+)?$")
+_UNIT_IN_HEADER = re.compile(r"^Distance\s*\((km|mi|m)\)$", re.IGNORECASE)
+_HMS = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{2}(?:\.\d+)?)$")
+
+
+def strip_thousands(values: pd.Series) -> pd.Series:
+    """``1,684`` -> ``1684`` where the commas are thousands separators (Garmin, English)."""
+    is_thousands = values.str.match(_THOUSANDS).fillna(False).astype(bool)
+    return values.where(~is_thousands, values.str.replace(",", "", regex=False))
+
+
+def hms_to_minutes(values: pd.Series) -> pd.Series:
+    """``HH:MM:SS[.f]`` (or ``MM:SS``) -> minutes as strings; other text -> missing."""
+    parts = values.str.extract(_HMS)
+    hours = pd.to_numeric(parts[0], errors="coerce").fillna(0)
+    minutes = hours * 60 + pd.to_numeric(parts[1], errors="coerce") + pd.to_numeric(
+        parts[2], errors="coerce") / 60
+    return minutes.round(4).astype("str").where(minutes.notna())
+
+
+def read_activities(path: Path, *, name: str, runner_id: str, distance_unit: str = "km"
+                    ) -> tuple[pd.DataFrame, FileInfo]:
+    """One Garmin ``Activities.csv`` -> raw runs records (all activity types)."""
+    header, records, lines, info = read_text_table(path, name=name)
+    dist_idx = next((i for i, h in enumerate(header)
+                     if h == "Distance" or _UNIT_IN_HEADER.match(h)), None)
+    missing = [h for h in REQUIRED_HEADERS if h not in header]
+    if dist_idx is None:
+        missing.append("Distance")
+    if missing:
+        raise InputFileError(
+            f"not a Garmin Connect activities export: missing column {missing[0]!r}; found "
+            f"columns: {', '.join(header[:12])}{', ...' if len(header) > 12 else ''}",
+            file=name, column=missing[0])
+    assert dist_idx is not None
+    unit_match = _UNIT_IN_HEADER.match(header[dist_idx])
+    unit = unit_match.group(1).lower() if unit_match else distance_unit
+
+    def col(column: str | int) -> pd.Series:
+        idx = column if isinstance(column, int) else (
+            header.index(column) if column in header else None)
+        if idx is None:
+            return pd.Series([pd.NA] * len(records), dtype="str")
+        cells = pd.Series(column_of(header, records, idx), dtype="str")
+        return cells.mask(cells.isin(GARMIN_MISSING))
+
+    distance = strip_thousands(col(dist_idx))
+    duration = hms_to_minutes(col("Moving Time")).fillna(hms_to_minutes(col("Time")))
+    frame = pd.DataFrame({
+        "runner_id": pd.Series([runner_id] * len(records), dtype="str"),
+        "date": col("Date"),
+        "distance_km": distance,
+        "distance_unit": pd.Series([unit] * len(records), dtype="str").where(distance.notna()),
+        "duration_min": duration,
+        "activity_type": col("Activity Type"),
+        SOURCE_FILE: pd.Series([name] * len(records), dtype="str"),
+        SOURCE_LINE: pd.Series(lines, dtype="int64"),
+    })
+    return frame, info
+
+
+def read_garmin(raw_dir: Path, *, distance_unit: str = "km", cohort: str = "all"
+                ) -> tuple[dict[str, pd.DataFrame], dict[str, FileInfo], list[str]]:
+    """Read a folder of Garmin Connect exports into canonical tables.
+
+    Parameters
+    ----------
+    raw_dir
+        Folder with ``<runner>/Activities.csv`` files (or one ``Activities*.csv``).
+    distance_unit
+        "km" (metric account) or "mi" (imperial account) when the header does not say.
+    cohort
+        Cohort of runners derived from folder names when there is no runners file.
+    """
+    exports = find_exports(raw_dir, EXPORT_PATTERNS)
+    if not exports:
+        raise InputFileError("no Garmin Activities.csv found (looked for "
+                             "<runner>/Activities.csv and Activities*.csv)", file=raw_dir)
+    runs, infos = [], {}
+    for runner_id, path in exports:
+        name = path.relative_to(raw_dir).as_posix()
+        frame, info = read_activities(path, name=name, runner_id=runner_id,
+                                      distance_unit=distance_unit)
+        runs.append(frame)
+        infos[name] = info
+    tables, extra_infos, notes = read_companions(
+        raw_dir, runner_ids=[r for r, _ in exports], cohort=cohort)
+    tables["runs"] = pd.concat(runs, ignore_index=True)
+    return tables, infos | extra_infos, [f"Garmin distances read as {distance_unit}", *notes]
