@@ -239,3 +239,89 @@ def test_fixture_audit_and_calendar(fixture_builds: dict[str, PanelBuild]) -> No
     gap_day = missing[(missing["runner_id"] == "R2") & (missing["date"] == "2025-02-20")].iloc[0]
     assert np.isnan(gap_day["distance_km"]) and gap_day["rest_day"] is pd.NA
     assert build.meta["exposure_lag_days"] == 7 and build.meta["pain_threshold"] == 3.0
+
+
+# --- independent reference: the acwr package (PyPI) -----------------------------------------
+
+
+def _one_runner_daily(km: np.ndarray, *, decay: str = "williams") -> pd.DataFrame:
+    days = pd.date_range("2025-01-06", periods=len(km), freq="D").astype("datetime64[us]")
+    ran = km > 0
+    runs = pd.DataFrame({"runner_id": "A", "date": days[ran], "distance_km": km[ran]})
+    runners = pd.DataFrame({"runner_id": ["A"], "cohort": ["c"], "follow_up_start": [days[0]],
+                            "follow_up_end": [days[-1]]})
+    pain = pd.DataFrame({"runner_id": ["A"], "date": [days[-1]], "pain": [0.0]})
+    return build_panel(runs, runners, pain, decay=decay).daily.set_index("date")
+
+
+@pytest.fixture(scope="module")
+def load_series() -> pd.Series:
+    rng = np.random.default_rng(20261125)
+    km = np.round(rng.gamma(2.0, 4.0, 200) * (rng.random(200) > 0.35), 1)
+    km[60:67] = 0.0  # a rest week, so ratios pass through low chronic loads
+    return pd.Series(km, index=pd.date_range("2025-01-06", periods=200, freq="D"))
+
+
+@pytest.mark.parametrize(("column", "method"), [("acwr_rolling", "rac"),
+                                                ("acwr_uncoupled", "rau"),
+                                                ("acwr_ewma", "ewma")])
+def test_acwr_variants_agree_with_the_acwr_package(load_series: pd.Series, column: str,
+                                                   method: str) -> None:
+    acwr = pytest.importorskip("acwr")
+    ours = _one_runner_daily(load_series.to_numpy())[column].to_numpy()
+    theirs = acwr.acwr(load_series, method=method, decay="span").to_numpy()
+    # conventions: the package gives inf where the chronic load is 0; we give NaN
+    theirs = np.where(np.isinf(theirs), np.nan, theirs)
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12, equal_nan=True)
+    assert np.isfinite(ours).sum() > 150
+
+
+def test_monotony_agrees_with_the_acwr_package(load_series: pd.Series) -> None:
+    acwr = pytest.importorskip("acwr")
+    daily = _one_runner_daily(load_series.to_numpy())
+    theirs = acwr.monotony(load_series, window=7, ddof=1).to_numpy()
+    theirs = np.where(np.isinf(theirs), np.nan, theirs)  # sd 0 with load > 0: we give NaN
+    np.testing.assert_allclose(daily["monotony"].to_numpy(), theirs, rtol=1e-12,
+                               equal_nan=True)
+
+
+@pytest.mark.parametrize(("decay", "alpha7", "alpha28"), [
+    ("exp", 1 - math.exp(-1 / 7), 1 - math.exp(-1 / 28)),  # GoldenCheetah
+    ("inverse", 1 / 7, 1 / 28),  # intervals.icu
+])
+def test_ewma_decay_conventions_match_pandas_ewm(load_series: pd.Series, decay: str,
+                                                 alpha7: float, alpha28: float) -> None:
+    daily = _one_runner_daily(load_series.to_numpy(), decay=decay)
+    acute = load_series.ewm(alpha=alpha7, adjust=False).mean()
+    chronic = load_series.ewm(alpha=alpha28, adjust=False).mean()
+    expected = (acute / chronic).to_numpy(copy=True)
+    expected[:27] = np.nan
+    np.testing.assert_allclose(daily["acwr_ewma"].to_numpy(), expected, rtol=1e-10,
+                               equal_nan=True)
+
+
+def test_ctl_atl_tsb_closed_form_for_constant_load() -> None:
+    # constant 10 km a day from follow-up start (no load before): ctl_k = 10 (1 - (1-a)^(k+1))
+    daily = _one_runner_daily(np.full(60, 10.0), decay="inverse")
+    k = np.arange(60)
+    ctl = 10 * (1 - (1 - 1 / 42) ** (k + 1))
+    atl = 10 * (1 - (1 - 1 / 7) ** (k + 1))
+    ctl[:41], atl[:6] = np.nan, np.nan  # warm-up: NaN until one time constant is covered
+    np.testing.assert_allclose(daily["ctl"].to_numpy(), ctl, rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(daily["atl"].to_numpy(), atl, rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(daily["tsb"].to_numpy(), ctl - atl, rtol=1e-12, equal_nan=True)
+
+
+def test_ewma_restarts_after_an_unlogged_gap() -> None:
+    km = np.r_[np.full(30, 5.0), np.zeros(25), np.full(40, 8.0)]
+    days = pd.date_range("2025-01-06", periods=len(km), freq="D").astype("datetime64[us]")
+    runs = pd.DataFrame({"runner_id": "A", "date": days[km > 0], "distance_km": km[km > 0]})
+    runners = pd.DataFrame({"runner_id": ["A"], "cohort": ["c"]})
+    pain = pd.DataFrame({"runner_id": ["A"], "date": [days[-1]], "pain": [0.0]})
+    daily = build_panel(runs, runners, pain, unlogged_gaps="missing").daily
+    after = daily["acwr_ewma"].to_numpy()[55:]
+    # the known stretch restarts at 8 km/day: both EWMAs are 8, ratio 1 once 28 days are known
+    assert np.isnan(after[:27]).all()
+    np.testing.assert_allclose(after[27:], 1.0, rtol=1e-12)
+    assert np.isnan(daily["acwr_ewma"].to_numpy()[30:55]).all()
