@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 
 from analysis.errors import ModelSpecError
-from analysis.models import ModelResult, build_design, fit_lmm, fit_model, gls_covariance
+from analysis.models import (
+    ModelResult,
+    build_design,
+    fit_glmm,
+    fit_lmm,
+    fit_model,
+    gls_covariance,
+)
+from analysis.power import redraw_lmm_outcome, simulate_panel
 
 #: True effects of the numpy panel below (pain NRS per unit of exposure).
 TRUE_LMM = {"Intercept": 2.0, "mileage_jump": 1.5, "shoe_km": 0.004, "rest_days_7d": -0.3}
@@ -168,3 +176,85 @@ def test_lmm_matches_lme4(lme4_ref, cohort, model):
 def test_statsmodels_engine_close_to_lme4(lme4_ref, cohort, model):
     """statsmodels' MixedLM stops short of the optimum on the singular sparse slope model."""
     compare_lmm_with_lme4(lme4_ref, cohort, model, engine="statsmodels")
+
+
+# --- binomial models ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cohort", ["demo", "sparse"])
+def test_glmm_matches_glmer(lme4_ref, cohort):
+    res = fit_glmm(load_fixture(cohort), exposures=EXPOSURES)
+    fe = lme4_numbers(lme4_ref, cohort, "glmm_ri", "fixef").set_index("term")
+    ours = res.table.set_index("term").loc[fe.index]
+    # fixed effects within 1 % of glmer (issue 5); standard errors within 2 %
+    np.testing.assert_allclose(ours["estimate"], fe["estimate"], rtol=0.01)
+    np.testing.assert_allclose(ours["std_error"], fe["std_error"], rtol=0.02)
+    vc = lme4_numbers(lme4_ref, cohort, "glmm_ri", "varcorr")
+    assert res.variance_components["vcov"].item() == pytest.approx(vc["estimate"].item(),
+                                                                   rel=0.01)
+    loglik = lme4_numbers(lme4_ref, cohort, "glmm_ri", "fit").set_index("term")["estimate"]
+    assert res.loglik == pytest.approx(loglik["loglik"], abs=0.01)
+    np.testing.assert_allclose(ours["odds_ratio"], np.exp(fe["estimate"]), rtol=0.01)
+    assert res.converged and res.method.startswith("Laplace")
+    tau2 = res.variance_components["vcov"].item()
+    assert res.icc == pytest.approx(tau2 / (tau2 + np.pi**2 / 3))
+
+
+def test_gee_is_attenuated_towards_one():
+    """Marginal (GEE) log-odds are smaller than runner-specific (GLMM) ones (Zeger 1988)."""
+    panel = load_fixture("demo")
+    glmm = fit_model(panel, model="glmm", exposures=EXPOSURES)
+    gee = fit_model(panel, model="gee", exposures=EXPOSURES)
+    assert gee.converged and gee.loglik is None
+    for term in EXPOSURES:
+        b_glmm, b_gee = glmm.term(term).estimate, gee.term(term).estimate
+        assert np.sign(b_glmm) == np.sign(b_gee)
+        assert abs(b_gee) < abs(b_glmm)
+    rho = gee.variance_components["vcov"].item()
+    assert 0 < rho < 1
+
+
+def test_binomial_outcome_must_be_binary():
+    with pytest.raises(ModelSpecError, match="0/1"):
+        fit_glmm(load_fixture("demo"), outcome="pain", exposures=EXPOSURES)
+
+
+# --- known truth on the package's simulator -------------------------------------------------
+
+
+#: Seed of the known-truth studies below, fixed before the tests were first run.
+TRUTH_SEED = 2026
+
+
+def test_lmm_on_simulated_cohorts_covers_truth():
+    """Simulated exposures, outcome from the exact LMM (the NRS rounding attenuates slightly)."""
+    panel, truth = simulate_panel(runners_per_cohort=40, weeks=26, cohorts=3, seed=TRUTH_SEED)
+    panel = redraw_lmm_outcome(panel, truth, seed=TRUTH_SEED)
+    res = fit_lmm(panel, exposures=EXPOSURES, random_slopes=["mileage_jump"])
+    assert res.converged
+    for term, value in truth["fixed_effects"].items():
+        row = res.term(term)
+        assert row.ci_low < value < row.ci_high, (term, value, row.to_dict())
+    assert res.dropped and all(k.startswith("missing ") for k in res.dropped)
+    assert res.variance_components["sdcor"].iloc[0] == pytest.approx(
+        truth["random_effects"]["sd_intercept"], rel=0.25)
+    assert res.variance_components["sdcor"].iloc[-1] == pytest.approx(
+        truth["residual_sd"], rel=0.05)
+
+
+def test_lmm_on_simulator_nrs_covers_truth():
+    """End to end on the simulator's own rounded NRS outcome."""
+    panel, truth = simulate_panel(runners_per_cohort=40, weeks=26, cohorts=3, seed=TRUTH_SEED)
+    res = fit_lmm(panel, exposures=EXPOSURES, random_slopes=["mileage_jump"])
+    for term, value in truth["fixed_effects"].items():
+        row = res.term(term)
+        assert row.ci_low < value < row.ci_high, (term, value, row.to_dict())
+
+
+def test_glmm_on_simulated_cohorts_covers_truth():
+    panel, truth = simulate_panel(runners_per_cohort=40, weeks=26, cohorts=3, seed=TRUTH_SEED,
+                                  outcome="binary")
+    res = fit_glmm(panel, exposures=EXPOSURES)
+    for term, value in truth["fixed_effects"].items():
+        row = res.term(term)
+        assert row.ci_low < value < row.ci_high, (term, value, row.to_dict())

@@ -1,0 +1,228 @@
+"""Simulation-based power for studies of training load and knee pain.
+
+Power to detect an exposure effect is estimated the only general way: simulate many studies
+of the planned size with :func:`analysis.simulate.simulate_dataset` (true effects stated),
+build each one's exposure panel exactly as real data would be, fit the planned model and
+count how often the effect is significant (Arnold et al. 2011, BMC Med Res Methodol 11:94;
+Green & MacLeod 2016, Methods Ecol Evol 7:493-8, the approach of R's simr).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.epi import wilson_interval
+from analysis.errors import KneeloadError, ModelSpecError
+from analysis.models import fit_model
+
+#: Exposures the simulator's truth refers to (fraction, km, days).
+DEFAULT_EXPOSURES = ("mileage_jump", "shoe_km", "rest_days_7d")
+DEFAULT_ALPHA = 0.05
+DEFAULT_SEED = 20261125
+
+#: Outcome model the simulator draws for each model family.
+_OUTCOME_FOR_MODEL = {"lmm": "nrs", "glmm": "binary", "gee": "binary"}
+
+
+def simulate_panel(
+    *,
+    runners_per_cohort: int = 20,
+    weeks: int = 26,
+    cohorts: int = 1,
+    seed: int = DEFAULT_SEED,
+    outcome: str = "nrs",
+    effects: dict[str, float] | None = None,
+    **simulate_kwargs: Any,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Simulate a study and build its exposure panel -> ``(panel, truth)``.
+
+    ``truth["fixed_effects"]`` holds the true effects (NRS points per unit, or log-odds for
+    ``outcome="binary"``) of the panel columns ``mileage_jump`` (fraction), ``shoe_km`` (km),
+    ``rest_days_7d`` (days).
+    """
+    from analysis.exposures import build_panel
+    from analysis.simulate import simulate_dataset
+
+    ds = simulate_dataset(runners_per_cohort=runners_per_cohort, weeks=weeks, cohorts=cohorts,
+                          seed=seed, outcome=outcome, effects=effects, **simulate_kwargs)
+    built = build_panel(ds.runs, ds.runners, ds.pain, ds.shoes,
+                        exposure_lag_days=ds.truth["exposure_lag_days"],
+                        pain_threshold=ds.truth["pain_threshold"])
+    return built.panel, ds.truth
+
+
+def redraw_lmm_outcome(panel: pd.DataFrame, truth: dict[str, Any], *,
+                       seed: int) -> pd.DataFrame:
+    """Replace ``pain`` by a draw from the exact linear mixed model stated in ``truth``.
+
+    The simulator's NRS outcome is rounded and clipped to 0-10, which attenuates effects
+    slightly; this redraw (same exposures, no rounding) gives a correctly specified LMM for
+    verifying the estimator itself (tests, ``bench/coverage.py``).
+    """
+    rng = np.random.default_rng(seed)
+    codes, uniques = pd.factorize(panel["runner_id"], sort=True)
+    re = truth["random_effects"]
+    u0 = rng.normal(0.0, re["sd_intercept"], len(uniques))[codes]
+    u1 = rng.normal(0.0, re.get("sd_slope_mileage_jump", 0.0), len(uniques))[codes]
+    fe = truth["fixed_effects"]
+    eta = np.full(len(panel), float(fe["Intercept"]))
+    for col, beta in fe.items():
+        if col != "Intercept":
+            eta += beta * panel[col].astype(float).fillna(0.0).to_numpy()
+    jump = panel["mileage_jump"].astype(float).fillna(0.0).to_numpy()
+    noise = rng.normal(0.0, truth["residual_sd"], len(panel))
+    return panel.assign(pain=eta + u0 + u1 * jump + noise)
+
+
+def simulate_and_fit(
+    *,
+    runners: int,
+    weeks: int,
+    effects: dict[str, float] | None = None,
+    seed: int,
+    model: str = "lmm",
+    exposures: Sequence[str] = DEFAULT_EXPOSURES,
+    random_slopes: Sequence[str] = (),
+    cohorts: int = 1,
+    alpha: float = DEFAULT_ALPHA,
+) -> pd.DataFrame:
+    """One simulated study: one row per exposure with truth, estimate, interval, p-value.
+
+    A fit that fails (a :class:`~analysis.errors.KneeloadError`, e.g. an exposure that is
+    constant in a tiny study) gives rows with ``failed=True`` and missing estimates: it
+    counts as "not detected" in power.
+    """
+    outcome = _OUTCOME_FOR_MODEL[model]
+    per_cohort = math.ceil(runners / cohorts)
+    panel, truth = simulate_panel(runners_per_cohort=per_cohort, weeks=weeks, cohorts=cohorts,
+                                  seed=seed, outcome=outcome, effects=effects)
+    true_effects = truth["fixed_effects"]
+    kwargs: dict[str, Any] = {"exposures": list(exposures)}
+    if model != "gee":
+        kwargs["random_slopes"] = list(random_slopes)
+    try:
+        res = fit_model(panel, model=model, **kwargs)
+        table = res.table.set_index("term")
+        failed, converged, message = False, res.converged, ""
+    except KneeloadError as exc:
+        table, failed, converged, message = None, True, False, exc.one_line()
+    rows = []
+    for term in exposures:
+        row: dict[str, Any] = {"seed": seed, "term": term, "truth": true_effects.get(term),
+                               "failed": failed, "converged": converged, "error": message}
+        if table is not None:
+            est = table.loc[term]
+            row.update(estimate=est["estimate"], std_error=est["std_error"],
+                       ci_low=est["ci_low"], ci_high=est["ci_high"], p_value=est["p_value"])
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    for col in ("estimate", "std_error", "ci_low", "ci_high", "p_value"):
+        if col not in out:
+            out[col] = np.nan
+    return out.assign(significant=out["p_value"] < alpha,
+                      covered=(out["ci_low"] < out["truth"]) & (out["truth"] < out["ci_high"]))
+
+
+def summarise_simulations(sims: pd.DataFrame, *, by: Sequence[str] = ("term",)) -> pd.DataFrame:
+    """Power (Wilson 95 % interval), coverage of the 95 % intervals and bias per group."""
+    by = list(by)
+    ok = sims.assign(estimate_ok=sims["estimate"].where(~sims["failed"]),
+                     covered_ok=sims["covered"].where(~sims["failed"]).astype(float))
+    out = ok.groupby(by, observed=True, sort=False).agg(
+        n_sims=("seed", "size"), n_failed=("failed", "sum"),
+        n_significant=("significant", "sum"), truth=("truth", "first"),
+        mean_estimate=("estimate_ok", "mean"), empirical_sd=("estimate_ok", "std"),
+        mean_std_error=("std_error", "mean"), coverage=("covered_ok", "mean"),
+    ).reset_index()
+    lo, hi = wilson_interval(out["n_significant"].to_numpy(), out["n_sims"].to_numpy())
+    return out.assign(power=out["n_significant"] / out["n_sims"], power_ci_low=lo,
+                      power_ci_high=hi, bias=out["mean_estimate"] - out["truth"])
+
+
+def _progress(total: int, enabled: bool, description: str) -> Any:
+    if not enabled:
+        return None
+    from rich.progress import Progress
+
+    bar = Progress(transient=False)
+    bar.start()
+    bar.add_task(description, total=total)
+    return bar
+
+
+def power_curve(
+    *,
+    runners: Iterable[int],
+    weeks: Iterable[int],
+    effects: dict[str, float],
+    n_sims: int = 100,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = DEFAULT_SEED,
+    progress: bool = True,
+    model: str = "lmm",
+    exposures: Sequence[str] = DEFAULT_EXPOSURES,
+    random_slopes: Sequence[str] = (),
+    cohorts: int = 1,
+) -> pd.DataFrame:
+    """Power to detect each effect in ``effects`` for every study size (runners x weeks).
+
+    Parameters
+    ----------
+    runners : numbers of runners (in total, split evenly over ``cohorts``).
+    weeks : follow-up lengths in weeks (one pain report a week).
+    effects : true effects by exposure, e.g. ``{"mileage_jump": 0.8}`` (NRS points per
+        +100 % week-over-week jump for ``model="lmm"``; log-odds for ``"glmm"``/``"gee"``).
+        Exposures not named keep the simulator's defaults.
+    n_sims : simulated studies per design (the Monte Carlo SE of a power p is
+        sqrt(p(1-p)/n_sims): 0.035 at p = 0.5 with 200).
+    alpha : two-sided significance level of the Wald test.
+    seed : master seed; design cell ``i`` and simulation ``j`` use a derived seed, so every
+        cell is reproducible on its own.
+    progress : show a progress bar (rich).
+    model, exposures, random_slopes, cohorts : the planned analysis.
+
+    Returns
+    -------
+    One row per runners x weeks x term in ``effects``: ``power`` with its Wilson interval,
+    ``coverage`` of the 95 % intervals, ``bias``, ``n_failed`` and seconds per simulation.
+    """
+    if model not in _OUTCOME_FOR_MODEL:
+        raise ModelSpecError(f"unknown model {model!r}; choose one of {sorted(_OUTCOME_FOR_MODEL)}")
+    if n_sims < 1:
+        raise ModelSpecError("n_sims must be at least 1")
+    unknown = set(effects) - set(exposures)
+    if unknown:
+        raise ModelSpecError(f"effects {sorted(unknown)} are not among the modelled exposures "
+                             f"{list(exposures)}")
+    cells = [(int(r), int(w)) for r in runners for w in weeks]
+    seeds = np.random.SeedSequence(seed).generate_state(len(cells) * n_sims, dtype=np.uint32)
+    bar = _progress(len(cells) * n_sims, progress, "simulating studies")
+    results = []
+    try:
+        for i, (n_runners, n_weeks) in enumerate(cells):
+            t0 = time.perf_counter()
+            sims = []
+            for j in range(n_sims):
+                sims.append(simulate_and_fit(
+                    runners=n_runners, weeks=n_weeks, effects=effects,
+                    seed=int(seeds[i * n_sims + j]), model=model, exposures=exposures,
+                    random_slopes=random_slopes, cohorts=cohorts, alpha=alpha))
+                if bar is not None:
+                    bar.advance(bar.task_ids[0])
+            seconds = (time.perf_counter() - t0) / n_sims
+            summary = summarise_simulations(pd.concat(sims, ignore_index=True))
+            summary = summary.loc[summary["term"].isin(list(effects))]
+            results.append(summary.assign(runners=n_runners, weeks=n_weeks, model=model,
+                                          alpha=alpha, seconds_per_sim=seconds))
+    finally:
+        if bar is not None:
+            bar.stop()
+    out = pd.concat(results, ignore_index=True)
+    first = ["runners", "weeks", "term", "truth", "power", "power_ci_low", "power_ci_high"]
+    return out[first + [c for c in out.columns if c not in first]]
