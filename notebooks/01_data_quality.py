@@ -26,6 +26,8 @@ dataset: str = "demo"  # processed dataset: a name under data/processed/ or a fo
 cohort: str = ""  # cohort name from runners.csv; empty for every cohort
 
 # %%
+import itertools
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -133,8 +135,8 @@ order = coverage.sort_values(["cohort"]).index  # runner_id is already sorted wi
 km_grid = weeks.pivot_table(index="runner_id", columns="week", values="distance_km",
                             aggfunc="sum").reindex(order)
 reported = (panel.assign(week=panel["date"].dt.to_period("W-SUN").dt.start_time)
-            .groupby(["runner_id", "week"]).size().unstack().reindex(index=order,
-                                                                    columns=km_grid.columns))
+            .pivot_table(index="runner_id", columns="week", values="pain", aggfunc="size")
+            .reindex(index=order, columns=km_grid.columns))
 fig, ax = plt.subplots(figsize=(10, 6), layout="constrained")
 ax.set_facecolor("lightgrey")
 sns.heatmap(km_grid, ax=ax, cmap="Blues", cbar_kws={"label": "km per week"},
@@ -142,9 +144,9 @@ sns.heatmap(km_grid, ax=ax, cmap="Blues", cbar_kws={"label": "km per week"},
 rows, cols = reported.notna().to_numpy().nonzero()
 ax.scatter(cols + 0.5, rows + 0.5, s=4, color="tab:red", label="pain report")
 cohort_rows = coverage.loc[order, "cohort"].reset_index(drop=True)
-edges = cohort_rows.index[cohort_rows.ne(cohort_rows.shift())].tolist() + [len(order)]
+edges = [*cohort_rows.index[cohort_rows.ne(cohort_rows.shift())], len(order)]
 ax.hlines(edges[1:-1], 0, km_grid.shape[1], color="black", linewidth=1)
-ax.set_yticks([(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)],
+ax.set_yticks([(a + b) / 2 for a, b in itertools.pairwise(edges)],
               cohort_rows.iloc[edges[:-1]].tolist())
 ax.set(xlabel="week", ylabel=f"{len(order)} runners",
        title="Weekly km and pain reports per runner")
