@@ -325,3 +325,88 @@ def test_ewma_restarts_after_an_unlogged_gap() -> None:
     assert np.isnan(after[:27]).all()
     np.testing.assert_allclose(after[27:], 1.0, rtol=1e-12)
     assert np.isnan(daily["acwr_ewma"].to_numpy()[30:55]).all()
+
+
+# --- properties (hypothesis) ----------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_RUN = st.tuples(st.integers(0, 69), st.floats(0.5, 40.0, allow_nan=False),
+                 st.sampled_from(["s1", "s2", "s3"]))
+
+
+@st.composite
+def _cohorts(draw: st.DrawFn) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """One to three runners, 70 days of follow-up each, 0-60 runs, weekly reports."""
+    n_runners = draw(st.integers(1, 3))
+    start = pd.Timestamp("2025-03-03")
+    runs, runners, pain = [], [], []
+    for r in range(n_runners):
+        rid = f"r{r}"
+        for day, km, shoe in draw(st.lists(_RUN, max_size=60)):
+            runs.append((rid, start + pd.Timedelta(days=day), round(km, 1), f"{rid}-{shoe}"))
+        runners.append((rid, "c", start, start + pd.Timedelta(days=69)))
+        pain += [(rid, start + pd.Timedelta(days=d), 1.0) for d in range(6, 70, 7)]
+    runs_df = pd.DataFrame(runs, columns=["runner_id", "date", "distance_km", "shoe_id"])
+    runs_df = runs_df.astype({"runner_id": "str", "shoe_id": "str", "date": "datetime64[us]",
+                              "distance_km": float})
+    runners_df = pd.DataFrame(runners, columns=["runner_id", "cohort", "follow_up_start",
+                                                "follow_up_end"])
+    pain_df = pd.DataFrame(pain, columns=["runner_id", "date", "pain"])
+    return runs_df, runners_df, pain_df
+
+
+_PROPERTY = settings(max_examples=40, deadline=None,
+                     suppress_health_check=[HealthCheck.too_slow])
+
+
+@_PROPERTY
+@given(_cohorts())
+def test_week_sums_add_up_to_the_14_day_sum(tables: tuple[pd.DataFrame, ...]) -> None:
+    runs, runners, pain = tables
+    daily = build_panel(runs, runners, pain).daily
+    for _, one in daily.groupby("runner_id"):
+        km = one["distance_km"].to_numpy()
+        for i in range(13, len(km)):  # a plain loop is the independent reference here
+            assert one["km_7d"].iloc[i] + one["km_prev7d"].iloc[i] == pytest.approx(
+                km[i - 13:i + 1].sum(), abs=1e-9)
+        assert one["km_prev7d"].iloc[:13].isna().all()
+
+
+@_PROPERTY
+@given(_cohorts())
+def test_bounds_rest_days_and_coupled_ratio(tables: tuple[pd.DataFrame, ...]) -> None:
+    runs, runners, pain = tables
+    daily = build_panel(runs, runners, pain).daily
+    rest = daily["rest_days_7d"].dropna()
+    assert ((rest >= 0) & (rest <= 7)).all()
+    ratio = daily["acwr_rolling"].dropna()
+    assert (ratio <= 4.0 + 1e-12).all() and (ratio >= 0).all()
+    numeric = daily.select_dtypes("number")
+    assert not np.isinf(numeric.to_numpy(dtype=float)).any()
+
+
+@_PROPERTY
+@given(_cohorts())
+def test_shoe_km_never_decreases_within_a_shoe(tables: tuple[pd.DataFrame, ...]) -> None:
+    runs, runners, pain = tables
+    daily = build_panel(runs, runners, pain).daily
+    current = daily.groupby("runner_id")["shoe_id"].ffill()  # every run carries a shoe here
+    known = daily.assign(current=current).dropna(subset=["current", "shoe_km"])
+    for _, one in known.groupby("current"):
+        assert (np.diff(one["shoe_km"].to_numpy()) >= -1e-9).all()
+
+
+@_PROPERTY
+@given(_cohorts(), st.randoms(use_true_random=False))
+def test_results_do_not_depend_on_row_order(tables: tuple[pd.DataFrame, ...],
+                                            rnd: object) -> None:
+    runs, runners, pain = tables
+    first = build_panel(runs, runners, pain, lags=(1,))
+    seed = rnd.randint(0, 2**31)  # type: ignore[attr-defined]
+    again = build_panel(runs.sample(frac=1, random_state=seed),
+                        runners.sample(frac=1, random_state=seed),
+                        pain.sample(frac=1, random_state=seed), lags=(1,))
+    pd.testing.assert_frame_equal(first.panel, again.panel)
+    pd.testing.assert_frame_equal(first.daily, again.daily)

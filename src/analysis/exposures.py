@@ -279,16 +279,17 @@ def _calendar(
     pos = np.where(inside, offsets[np.maximum(run_code, 0)] + run_day - start_of, -1)
     ordered = ordered.assign(row=pos)
     on = ordered[inside]
-    rows = on["row"].to_numpy()
-    km = np.bincount(rows, weights=on["distance_km"].to_numpy(), minlength=n)
+    rows = on["row"].to_numpy(dtype=np.int64)
+    km = np.bincount(rows, weights=on["distance_km"].to_numpy(dtype=float),
+                     minlength=n).astype(float)
     n_runs = np.bincount(rows, minlength=n)
     longest = np.zeros(n)
     np.maximum.at(longest, rows, on["distance_km"].to_numpy())
-    duration = np.bincount(rows, weights=np.nan_to_num(on["duration_min"].to_numpy()),
-                           minlength=n)
-    dur_missing = np.bincount(rows, weights=on["duration_min"].isna().to_numpy(), minlength=n)
-    load = (on["rpe"] * on["duration_min"]).to_numpy()
-    srpe = np.bincount(rows, weights=np.nan_to_num(load), minlength=n)
+    minutes = on["duration_min"].to_numpy(dtype=float)
+    duration = np.bincount(rows, weights=np.nan_to_num(minutes), minlength=n).astype(float)
+    dur_missing = np.bincount(rows, weights=np.isnan(minutes), minlength=n)
+    load = on["rpe"].to_numpy(dtype=float) * minutes
+    srpe = np.bincount(rows, weights=np.nan_to_num(load), minlength=n).astype(float)
     srpe_missing = np.bincount(rows, weights=np.isnan(load), minlength=n)
     duration[dur_missing > 0] = np.nan
     srpe[srpe_missing > 0] = np.nan
