@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import shutil
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from analysis.errors import InputFileError
-from analysis.ingest import read_dataset
+from analysis import privacy
+from analysis.clean import clean_tables
+from analysis.errors import InputFileError, KneeloadError
+from analysis.exposures import build_panel
+from analysis.ingest import garmin, lovdal, read_dataset, strava
+from analysis.ingest.detect import detect_format
+from analysis.ingest.fetch import FetchError, fetch_dataset, read_sums, verify_sha256
+from analysis.paths import real_data_dir
+from analysis.pipeline import input_hashes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
 MESSY = FIXTURES / "canonical_messy"
@@ -139,3 +147,364 @@ def test_two_variants_of_one_table_are_ambiguous(tmp_path: Path) -> None:
     shutil.copy(folder / "runs.csv", folder / "runs.txt")
     with pytest.raises(InputFileError, match="more than one file for table 'runs'"):
         read_dataset(folder)
+
+
+# --- Strava ------------------------------------------------------------------------------
+STRAVA = FIXTURES / "strava_export"
+TODAY = date(2025, 12, 31)
+
+
+def test_strava_export_hand_checked() -> None:
+    raw = read_dataset(STRAVA, timezone="Europe/Amsterdam")
+    assert raw.format == "strava"
+    assert raw.notes[0].startswith("format 'strava' chosen automatically: alice/activities.csv")
+    assert raw.files == {"alice/activities.csv": 7, "bob/activities.csv": 3, "pain.csv": 2,
+                         "runners.csv": 2}
+    assert "Activity Name" not in raw.runs.columns  # free text is never read
+    assert not raw.runs.isin(["with Bob in the park"]).any().any()
+    clean = clean_tables(raw, today=TODAY)
+    runs = clean.runs.set_index(["source_file", "source_line"])
+    a2 = runs.loc[("alice/activities.csv", 2)]
+    # 06:00 UTC = 08:00 in Amsterdam (CEST); 10004.5 m; Moving Time 2950 s
+    assert a2["date"] == pd.Timestamp("2025-07-14")
+    assert a2["distance_km"] == pytest.approx(10.0045)
+    assert a2["duration_min"] == pytest.approx(2950 / 60, abs=1e-4)
+    assert a2["shoe_id"] == "Pegasus 40"
+    # 22:30 UTC on Jul 15 is 00:30 on Jul 16 in Amsterdam; no metres -> display km (6.00)
+    a4 = runs.loc[("alice/activities.csv", 4)]
+    assert (a4["date"], a4["distance_km"], a4["rpe"]) == (pd.Timestamp("2025-07-16"), 6.0, 7.0)
+    # bob's account shows miles (9994 m / 6.21 = 1609.3 m per unit): 3.11 mi -> km
+    assert runs.loc[("bob/activities.csv", 3), "distance_km"] == pytest.approx(3.11 * 1.609344)
+    got = {(f, int(ln)): r for f, ln, r in
+           clean.quarantine[["file", "line", "reason"]].itertuples(index=False)}
+    assert got == {
+        ("alice/activities.csv", 3): "two_device_duplicate",  # 06:01, 10.20 vs 10.0045 km
+        ("alice/activities.csv", 5): "non_running_activity",  # Ride
+        ("alice/activities.csv", 6): "unparseable_date",  # 16/07/2025 18:00
+        ("alice/activities.csv", 7): "non_running_activity",  # Walk
+        ("alice/activities.csv", 8): "pace_too_fast",  # 10 km in 20 min moving
+        ("bob/activities.csv", 4): "future_date",
+    }
+    assert clean.report["files"]["bob/activities.csv"]["fixes"] == {"metres_to_km": 1,
+                                                                    "miles_to_km": 1}
+
+
+def test_strava_utc_dates_default_to_utc_days() -> None:
+    clean = clean_tables(read_dataset(STRAVA), today=TODAY)
+    row = clean.runs.set_index(["source_file", "source_line"]).loc[("alice/activities.csv", 4)]
+    assert row["date"] == pd.Timestamp("2025-07-15")  # 22:30 UTC stays on the 15th
+
+
+def test_strava_display_unit_inference() -> None:
+    display = pd.Series([6.21, 3.0, 0.0])
+    metres = pd.Series([9994.0, 4828.0, 0.0])
+    assert strava.display_unit(display, metres) == "mi"
+    assert strava.display_unit(display, metres * 1000 / 1609.344) == "km"
+    assert strava.display_unit(display, metres * 3) is None  # neither: caller assumes km
+    assert strava.display_unit(pd.Series([1.0]), pd.Series([float("nan")])) is None
+
+
+# --- Garmin ------------------------------------------------------------------------------
+GARMIN = FIXTURES / "garmin_export"
+
+
+def test_garmin_export_hand_checked() -> None:
+    raw = read_dataset(GARMIN)
+    assert raw.format == "garmin"
+    assert raw.files == {"(derived runners)": 1, "carol/Activities.csv": 7}
+    assert raw.runners["cohort"].tolist() == ["all"]
+    clean = clean_tables(raw, today=TODAY)
+    assert clean.runs["distance_km"].tolist() == [13.12, 5.0]
+    # Moving Time 01:07:03 = 67.05 min; Treadmill: Moving Time "--" -> Time 00:30:00
+    assert clean.runs["duration_min"].tolist() == [67.05, 30.0]
+    got = {int(ln): (col, val, r) for ln, col, val, r in
+           clean.quarantine[["line", "column", "value", "reason"]].itertuples(index=False)}
+    assert got[3][2] == got[6][2] == "non_running_activity"  # Cycling, Strength Training
+    assert got[5][2] == got[7][2] == "missing_value"  # "--" and "NaN" distances
+    assert got[8] == ("distance_km", "1001.00", "distance_over_daily_max")  # "1,001.00"
+
+
+def test_garmin_miles_account() -> None:
+    clean = clean_tables(read_dataset(GARMIN, format="garmin", distance_unit="mi"),
+                         today=TODAY)
+    assert clean.runs["distance_km"].tolist() == pytest.approx([13.12 * 1.609344,
+                                                                5.0 * 1.609344])
+    assert clean.report["files"]["carol/Activities.csv"]["fixes"] == {"miles_to_km": 2}
+
+
+def test_garmin_cell_parsers() -> None:
+    values = pd.Series(["1,684", "1,001.50", "8,5", "12", pd.NA], dtype="str")
+    assert garmin.strip_thousands(values).tolist()[:4] == ["1684", "1001.50", "8,5", "12"]
+    times = pd.Series(["01:07:03", "00:09:24.5", "42:30", "--"], dtype="str")
+    minutes = pd.to_numeric(garmin.hms_to_minutes(times))
+    assert minutes.tolist()[:3] == pytest.approx([67.05, 9 + 24.5 / 60, 42.5])
+    assert pd.isna(minutes.iloc[3])
+
+
+# --- wide pain diary ---------------------------------------------------------------------
+def test_wide_diary_with_week_columns() -> None:
+    raw = read_dataset(FIXTURES / "diary")
+    assert raw.format == "diary"
+    assert "name" not in raw.pain.columns and "notes" not in raw.pain.columns
+    clean = clean_tables(raw, today=TODAY)
+    # week N of a diary starting on day S is reported on S + 7N - 1
+    assert [(r, d.strftime("%Y-%m-%d"), p) for r, d, p in
+            clean.pain[["runner_id", "date", "pain"]].itertuples(index=False)] == [
+        ("D1", "2024-01-07", 2.0), ("D1", "2024-01-21", 4.0), ("D2", "2024-01-14", 0.0)]
+    q = clean.quarantine.set_index("column")
+    assert q.loc["week_2", ["line", "value", "reason"]].tolist() == [3, "12",
+                                                                     "pain_out_of_range"]
+    assert q.loc["week_3", "reason"] == "pain_not_number"
+    assert clean.report["files"]["pain_diary.csv"]["read"] == 5  # non-empty cells
+
+
+def test_wide_diary_with_date_columns(tmp_path: Path) -> None:
+    write_dataset(tmp_path, pain_csv=None)
+    (tmp_path / "pain_diary.csv").write_text(
+        "runner_id,2024-01-07,2024-01-14\nR1,1,\nR2,,3\n", encoding="utf-8")
+    clean = clean_tables(read_dataset(tmp_path), today=TODAY)
+    assert clean.pain[["runner_id", "pain"]].to_numpy().tolist() == [["R1", 1.0], ["R2", 3.0]]
+    assert clean.pain["date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-01-07", "2024-01-14"]
+
+
+def test_wide_diary_without_start_date_is_an_error(tmp_path: Path) -> None:
+    write_dataset(tmp_path, pain_csv=None)
+    (tmp_path / "pain_diary.csv").write_text("runner_id,week_1\nR1,2\n", encoding="utf-8")
+    with pytest.raises(InputFileError, match="no start_date column"):
+        read_dataset(tmp_path, format="diary")
+
+
+# --- Lövdal 2021 -------------------------------------------------------------------------
+def lovdal_file(folder: Path, rows: list[tuple[int, int, int]],
+                km: dict[tuple[int, int], float], *, override: dict | None = None) -> Path:
+    """Write a day-approach file: rows are (athlete, Date, injury); block k of a row at Date
+    d holds day d-6+k of ``km`` (0 km when absent); ``override`` patches single cells."""
+    features = list(lovdal.FEATURES)
+    header = [f"{f}{s}" for s in lovdal.BLOCK_SUFFIXES for f in features]
+    header += ["Athlete ID", "injury", "Date"]
+    lines = [",".join(header)]
+    for athlete, day, injury in rows:
+        cells = []
+        for k in range(7):
+            d = day - 6 + k
+            dist = km.get((athlete, d), 0.0)
+            ran = dist > 0
+            values = {"nr. sessions": float(ran), "total km": dist, "km Z3-4": 0.0,
+                      "km Z5-T1-T2": 0.0, "km sprinting": 0.0, "strength training": 0.0,
+                      "hours alternative": 0.0,
+                      "perceived exertion": 0.1 if ran else -0.01,
+                      "perceived trainingSuccess": 0.0 if ran else -0.01,
+                      "perceived recovery": 0.17 if ran else -0.01}
+            for f in features:
+                key = (athlete, day, f"{f}{lovdal.BLOCK_SUFFIXES[k]}")
+                cells.append(str((override or {}).get(key, values[f])))
+        cells += [str(athlete), str(injury), str(day)]
+        lines.append(",".join(cells))
+    path = folder / "day_approach_maskedID_timeseries.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_lovdal_rebuilds_one_daily_series_from_the_newest_block(tmp_path: Path) -> None:
+    # athlete 0: rows for Dates 0, 1, 2 and 5 (days 3-4 only in the Date-5 row's blocks);
+    # athlete 7: one row, injured. km on day d of athlete 0 is 10 + d on odd days.
+    km = {(0, d): 10.0 + d for d in range(-6, 6) if d % 2}
+    km[(7, 0)] = 12.0
+    override = {(0, 5, "total km.3"): 99.0}  # an older block disagreeing with Date 2's .6
+    lovdal_file(tmp_path, [(0, 0, 0), (0, 1, 0), (0, 2, 0), (0, 5, 0), (7, 0, 1)], km,
+                override=override)
+    raw = read_dataset(tmp_path)
+    assert raw.format == "lovdal"
+    clean = clean_tables(raw, today=TODAY)
+    a0 = clean.runs[clean.runs["runner_id"] == "lovdal-0"]
+    day = (a0["date"] - pd.Timestamp("2012-01-01")).dt.days
+    # odd days -5..5 (d = -6..5 covered; even days have 0 km and are not runs)
+    assert dict(zip(day, a0["distance_km"], strict=True)) == {
+        d: 10.0 + d for d in range(-5, 6, 2)}
+    assert 99.0 not in a0["distance_km"].tolist()  # Date 2's own .6 block wins for day 2
+    assert a0["x_perceived_exertion"].tolist() == [0.1] * 6
+    # the sentinel -0.01 never reaches a clean table
+    assert not (clean.runs.filter(like="x_perceived") < 0).any().any()
+    pain = clean.pain.set_index("runner_id")
+    assert pain.loc["lovdal-7", "pain"] == 10.0  # injury 1 -> pain 10
+    assert (clean.pain.loc[clean.pain["runner_id"] == "lovdal-0", "pain"] == 0).all()
+    runners = clean.runners.set_index("runner_id")
+    assert runners.loc["lovdal-0", "follow_up_start"] == pd.Timestamp("2012-01-01")
+    assert runners.loc["lovdal-0", "follow_up_end"] == pd.Timestamp("2012-01-06")
+    assert set(runners["cohort"]) == {"lovdal2021"}
+    report = clean.report["files"]["day_approach_maskedID_timeseries.csv"]
+    assert report["lines"] == 5
+    # runs: athlete 0 six odd days, athlete 7 one day; pain: one per row
+    assert report["read"] == report["kept"] == 6 + 1 + 5
+
+
+def test_lovdal_without_day_file(tmp_path: Path) -> None:
+    (tmp_path / "week_approach_maskedID_timeseries.csv").write_text(
+        "total kms,Athlete ID,injury,Date\n1,0,0,0\n", encoding="utf-8")
+    with pytest.raises(InputFileError, match="no Lövdal day-approach file"):
+        read_dataset(tmp_path, format="lovdal")
+
+
+# --- auto detection ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("folder", "expected"),
+    [("canonical_messy", "canonical"), ("strava_export", "strava"),
+     ("garmin_export", "garmin"), ("diary", "diary")],
+)
+def test_auto_detection_says_what_it_chose(folder: str, expected: str) -> None:
+    fmt, why = detect_format(FIXTURES / folder)
+    assert fmt == expected
+    assert why
+
+
+def test_auto_detection_fails_with_the_files_seen(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello", encoding="utf-8")
+    with pytest.raises(InputFileError, match=r"cannot tell the format.*found notes\.txt"):
+        read_dataset(tmp_path)
+    with pytest.raises(KneeloadError, match="unknown format 'fitbit'"):
+        read_dataset(tmp_path, format="fitbit")
+
+
+# --- pseudonymisation --------------------------------------------------------------------
+SALT = "test-salt-not-secret-0123456789"
+
+
+def test_pseudonymise_hashes_ids_consistently_and_drops_free_text() -> None:
+    plain = read_dataset(STRAVA)
+    raw = read_dataset(STRAVA, pseudonymise=True, salt=SALT)
+    expected = privacy.pseudonym("alice", salt=SALT)
+    assert expected in set(raw.runners["runner_id"])
+    assert set(raw.runs["runner_id"]) == set(raw.runners["runner_id"])
+    assert "alice" not in " ".join(raw.files) + " ".join(raw.notes)
+    assert f"{expected}/activities.csv" in raw.files
+    shoes = set(raw.runs["shoe_id"].dropna())
+    assert shoes == {"s-" + privacy.pseudonym("Pegasus 40", salt=SALT)[2:],
+                     "s-" + privacy.pseudonym("Kona Rove ST", salt=SALT)[2:]}
+    assert set(raw.runs.columns) <= set(plain.runs.columns)
+    other = read_dataset(STRAVA, pseudonymise=True, salt=SALT + "x")
+    assert set(other.runners["runner_id"]).isdisjoint(raw.runners["runner_id"])
+    clean = clean_tables(raw, today=TODAY)
+    assert len(clean.runs) == 4  # same cleaning outcome as without pseudonyms
+    assert clean.quarantine["file"].str.contains("alice").sum() == 0
+
+
+def test_pseudonymise_drops_unknown_columns_and_needs_a_salt(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_dataset(tmp_path, runs_csv="runner_id,date,distance_km,comment\n"
+                                     "R1,2024-01-01,5,ran with Jane Doe\n")
+    raw = read_dataset(tmp_path, pseudonymise=True, salt=SALT)
+    assert "comment" not in raw.runs.columns
+    monkeypatch.delenv("KNEELOAD_ID_SALT", raising=False)
+    with pytest.raises(KneeloadError, match="needs a secret salt: set KNEELOAD_ID_SALT"):
+        read_dataset(tmp_path, pseudonymise=True)
+    monkeypatch.setenv("KNEELOAD_ID_SALT", SALT)
+    assert read_dataset(tmp_path, pseudonymise=True).runs["runner_id"].tolist() == [
+        privacy.pseudonym("R1", salt=SALT)]
+
+
+# --- fetch -------------------------------------------------------------------------------
+def test_fetch_offline_is_one_line(tmp_path: Path) -> None:
+    # port 9 (discard) on the loopback interface: connection refused, no network needed
+    with pytest.raises(FetchError) as err:
+        fetch_dataset("lovdal2021", tmp_path / "lovdal", base_url="http://127.0.0.1:9",
+                      timeout_s=5)
+    line = err.value.one_line()
+    assert "\n" not in line
+    assert line.startswith("cannot download the lovdal2021 file list from 127.0.0.1:9")
+    assert "https://doi.org/10.34894/UWU9PV" in line
+    assert not (tmp_path / "lovdal").exists()  # nothing written
+
+
+def test_sha256_verification_on_a_local_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"abc")
+    known = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # FIPS 180-2
+    assert verify_sha256(path, known.upper()) == known
+    with pytest.raises(FetchError, match=f"x.csv: sha256 mismatch: expected {'0' * 64}"):
+        verify_sha256(path, "0" * 64)
+    (tmp_path / "SHA256SUMS").write_text(f"{known}  x.csv\n", encoding="utf-8")
+    assert read_sums(tmp_path) == {"x.csv": known}
+    with pytest.raises(KneeloadError, match="unknown dataset 'nope'"):
+        fetch_dataset("nope", tmp_path)
+
+
+# --- real samples (shared folder, never copied into the repo) ----------------------------
+def real(*parts: str) -> Path:
+    path = real_data_dir().joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real sample {path} not available (set KNEELOAD_REAL_DATA)")
+    return path
+
+
+@pytest.mark.real_data
+def test_real_strava_sample() -> None:
+    folder = real("formats", "strava")
+    before = input_hashes(folder)
+    assert before["activities_sample.csv"] == (  # README: bytes unchanged from the source
+        "842d26321e5103466ba8f643594af2cce3a5d2363bcb5621677957ef6485e98a")
+    clean = clean_tables(read_dataset(folder), today=TODAY)
+    report = clean.report["files"]["activities_sample.csv"]
+    # README: 17 Run, 21 Ride and 7 Hike
+    assert (report["read"], report["kept"], report["quarantined"]) == (45, 17, 28)
+    assert report["by_reason"] == {"non_running_activity": 28}
+    reference = pd.read_csv(folder / "activities_sample.csv")  # independent parse
+    runs_ref = reference[reference["Activity Type"] == "Run"]
+    assert clean.runs["distance_km"].to_numpy() == pytest.approx(
+        runs_ref["Distance.1"].to_numpy() / 1000)
+    assert clean.runs["duration_min"].to_numpy() == pytest.approx(
+        runs_ref["Moving Time"].to_numpy() / 60)
+    assert clean.runs["date"].min() == pd.Timestamp("2025-07-14")
+    assert clean.runs["date"].max() <= pd.Timestamp("2025-08-25")
+    assert input_hashes(folder) == before
+
+
+@pytest.mark.real_data
+def test_real_garmin_sample() -> None:
+    folder = real("formats", "garmin_connect")
+    before = input_hashes(folder)
+    raw = read_dataset(folder)
+    assert not raw.runs["date"].str.contains("\r", regex=False).any()  # CRLF handled
+    clean = clean_tables(raw, today=TODAY)
+    report = clean.report["files"]["Activities.csv"]
+    # README: 160 activities, Running 76
+    assert (report["read"], report["kept"], report["quarantined"]) == (160, 76, 84)
+    reference = pd.read_csv(folder / "Activities.csv")
+    runs_ref = reference[reference["Activity Type"] == "Running"]
+    assert clean.runs["distance_km"].to_numpy() == pytest.approx(
+        runs_ref["Distance"].astype(float).to_numpy())
+    assert clean.runs["date"].max() == pd.Timestamp("2024-10-17")
+    assert input_hashes(folder) == before
+
+
+@pytest.mark.real_data
+def test_real_lovdal_excerpt() -> None:
+    folder = real("lovdal2021")
+    before = input_hashes(folder)
+    raw = read_dataset(folder)
+    assert raw.format == "lovdal"
+    assert any("week file ignored" in n for n in raw.notes)
+    clean = clean_tables(raw, today=TODAY)
+    reference = pd.read_csv(folder / "day_approach_maskedID_timeseries.EXCERPT.csv")
+    # every row's newest block (.6) is that Date's value in the rebuilt series
+    by_day = dict(zip((clean.runs["date"] - lovdal.LOVDAL_EPOCH).dt.days,
+                      clean.runs["distance_km"], strict=True))
+    for day, km in zip(reference["Date"], reference["total km.6"], strict=True):
+        assert by_day.get(day, 0.0) == km
+    # the first row's older blocks give days -6..-1
+    first = reference.iloc[0]
+    for k, suffix in enumerate(lovdal.BLOCK_SUFFIXES[:-1]):
+        assert by_day.get(k - 6, 0.0) == first[f"total km{suffix}"]
+    assert len(clean.pain) == 47 and (clean.pain["pain"] == 0).all()  # no injuries
+    assert sum(reference["total km.6"] > 0) + sum(
+        first[f"total km{s}"] > 0 for s in lovdal.BLOCK_SUFFIXES[:-1]) == len(clean.runs)
+    assert input_hashes(folder) == before
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("parts", [("formats", "strava"), ("formats", "garmin_connect"),
+                                   ("lovdal2021",)])
+def test_real_samples_reach_the_exposure_panel(parts: tuple[str, ...]) -> None:
+    clean = clean_tables(read_dataset(real(*parts)), today=TODAY)
+    built = build_panel(clean.runs, clean.runners, clean.pain, clean.shoes)
+    assert len(built.panel) == len(clean.pain)
+    assert built.daily["runner_id"].nunique() == len(clean.runners)

@@ -20,7 +20,7 @@ import pandera.errors
 
 from analysis.errors import DataContractError
 from analysis.ingest import RawTables
-from analysis.ingest._io import SOURCE_ISSUE
+from analysis.ingest._io import MISSING_TOKENS, SOURCE_ISSUE
 from analysis.ingest.diary import SOURCE_COLUMN
 from analysis.schemas import (
     MAX_DAILY_KM,
@@ -49,8 +49,6 @@ TWO_DEVICE_DISTANCE_TOLERANCE = 0.05
 KM_PER_MILE = 1.609344  # international mile (exact)
 M_PER_KM = 1000.0
 
-#: Cell texts that mean "no value" in exports (Garmin writes ``--``).
-MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "--", "-", "#n/a"})
 #: ``activity_type`` values counted as running (matched case-insensitively as a word).
 RUNNING_PATTERN = re.compile(r"\brun(?:ning)?\b|\bjog(?:ging)?\b|\blauf|\blöp", re.IGNORECASE)
 

@@ -23,6 +23,9 @@ from analysis.schemas import SOURCE_FILE, SOURCE_LINE
 #: clean quarantines such rows with this text as the reason detail.
 SOURCE_ISSUE = "source_issue"
 
+#: Cell texts that mean "no value" in exports (Garmin writes ``--``).
+MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "--", "-", "#n/a"})
+
 #: Delimiters tried, in order, when a header does not split into the required columns.
 DELIMITERS = (",", ";", "\t", "|")
 

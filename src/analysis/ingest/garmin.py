@@ -44,7 +44,7 @@ def hms_to_minutes(values: pd.Series) -> pd.Series:
     hours = pd.to_numeric(parts[0], errors="coerce").fillna(0)
     minutes = hours * 60 + pd.to_numeric(parts[1], errors="coerce") + pd.to_numeric(
         parts[2], errors="coerce") / 60
-    return minutes.round(4).astype("str").where(minutes.notna())
+    return minutes.astype("str").where(minutes.notna())
 
 
 def read_activities(path: Path, *, name: str, runner_id: str, distance_unit: str = "km"

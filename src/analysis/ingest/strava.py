@@ -100,7 +100,7 @@ def read_activities(path: Path, *, name: str, runner_id: str, timezone: str = "U
     moving = pd.to_numeric(col("Moving Time"), errors="coerce")
     elapsed = pd.to_numeric(col("Elapsed Time", 0), errors="coerce")
     seconds = moving.where(moving > 0, elapsed)
-    duration = (seconds / SECONDS_PER_MINUTE).round(4).astype("str").where(seconds.notna())
+    duration = (seconds / SECONDS_PER_MINUTE).astype("str").where(seconds.notna())
     frame = pd.DataFrame({
         "runner_id": pd.Series([runner_id] * len(records), dtype="str"),
         "date": local_datetime_text(col("Activity Date"), timezone=timezone),
