@@ -14,43 +14,48 @@
 # %% tags=["parameters"]
 dataset: str = "demo"  # processed dataset: a name under data/processed/ or a folder
 cohort: str = "recreational"  # cohort name from runners.csv
-outcome: str = "pain"  # model outcome: "pain" (NRS 0-10)
+outcome: str = "pain"  # "pain" (NRS 0-10, linear model) or "pain_any" (logistic model)
 pain_threshold: float = 3.0  # NRS 0-10; a report counts as pain present at or above it
 exposures: str = "mileage_jump,shoe_km,rest_days_7d"  # comma-separated panel columns
 random_slopes: str = ""  # comma-separated exposures with a random slope per runner
 min_cohort_size: int = 5  # runners; smaller cohorts get no statistics (privacy)
-seed: int = 0  # seed for bootstrap intervals in figures
+seed: int = 0  # numpy seed set before any figure is drawn
 summary_path: str = ""  # where kneeload report collects the index numbers (empty: none)
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
+import numpy as np
 from IPython.display import Markdown, display
 
 from analysis import plots, reports
-from analysis.models import fit_model
 
-exposure_list = [e.strip() for e in exposures.split(",") if e.strip()]
-slope_list = [e.strip() for e in random_slopes.split(",") if e.strip()]
-view = reports.load_cohort(dataset, cohort, min_cohort_size=min_cohort_size)
-display(Markdown(f"# Knee pain and training load: cohort **{cohort}**\n\n"
-                 f"Exposures are measured **{view.meta['exposure_lag_days']} days** before "
-                 "each pain report (the reference day), so that pain which cuts training is "
-                 "not regressed on the training it cut."))
+np.random.seed(seed)
+exposure_list = reports.split_list(exposures)
+slope_list = reports.split_list(random_slopes)
+view = reports.load_cohort(dataset, cohort, min_cohort_size=min_cohort_size,
+                           pain_threshold=pain_threshold)
+display(Markdown(
+    f"# Knee pain and training load: cohort **{cohort}**\n\n"
+    f"Exposures are measured **{view.meta.get('exposure_lag_days')} days** before each pain "
+    "report (the reference day), so that pain which cuts training is not regressed on the "
+    "training it cut. Runner identifiers are "
+    + ("keyed-hash pseudonyms." if view.pseudonymised else "the study's pseudonymous codes.")
+))
 
 # %% [markdown]
 # ## Data quality
-# Rows read, kept, merged and quarantined per input file (whole dataset), from the cleaning
-# audit (`cleaning_report.json`).
+# This cohort's rows after cleaning, then the cleaning audit of every input file (whole
+# dataset): rows read, kept, merged and quarantined, with reasons (`cleaning_report.json`).
 
 # %%
-reports.cleaning_counts(view.cleaning)
+display(reports.cohort_audit(view).set_index("count"))
+reports.cleaning_counts(view.cleaning).set_index("file")
 
 # %% [markdown]
 # ## Cohort summary
 
 # %%
-reports.cohort_summary(view, exposures=exposure_list)
+reports.cohort_summary(view, exposures=exposure_list).set_index("measure")
 
 # %% [markdown]
 # ## Training and pain over time
@@ -58,41 +63,82 @@ reports.cohort_summary(view, exposures=exposure_list)
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), layout="constrained")
 plots.weekly_mileage(view.daily, ax=axes[0])
-plots.pain_over_time(view.panel, ax=axes[1]);
+if view.panel.empty:
+    axes[1].set_axis_off()
+    display(Markdown("No pain reports in this cohort."))
+else:
+    plots.pain_over_time(view.panel, ax=axes[1]);
 
 # %% [markdown]
 # ## Exposures and pain
 # Raw associations, before adjusting for anything: mean pain per band of week-over-week
-# mileage change (Nielsen et al. 2014) and per quantile bin of each exposure.
+# mileage change (Nielsen et al. 2014) and per quantile bin of each exposure, with 95 %
+# bootstrap intervals.
 
 # %%
-fig, axes = plt.subplots(1, 1 + len(exposure_list), figsize=(5 * (1 + len(exposure_list)), 3.8),
-                         layout="constrained")
-plots.jump_bands_vs_pain(view.panel, ax=axes[0])
-for ax, exposure in zip(axes[1:], exposure_list, strict=True):
-    plots.exposure_vs_pain(view.panel, exposure, ax=ax);
+if view.panel.dropna(subset=exposure_list).empty:
+    display(Markdown("No pain report has all exposures known; nothing to plot."))
+else:
+    fig, axes = plt.subplots(1, 1 + len(exposure_list),
+                             figsize=(5 * (1 + len(exposure_list)), 3.8), layout="constrained")
+    plots.jump_bands_vs_pain(view.panel, ax=axes[0])
+    for ax, exposure in zip(axes[1:], exposure_list, strict=True):
+        plots.exposure_vs_pain(view.panel, exposure, ax=ax);
 
 # %% [markdown]
 # ## Mixed model
-# Linear mixed model of knee pain (NRS 0-10) with a random intercept per runner
-# (statsmodels MixedLM, REML; standard errors in lme4's GLS form).
+# Knee pain on the exposures with a random intercept per runner: a linear mixed model for
+# the NRS score (REML; standard errors in lme4's GLS form), or a logistic one for pain
+# present. Effects are shown per step a clinician reads (e.g. per +10 % mileage jump).
 
 # %%
-result = fit_model(view.panel, model="lmm", outcome=outcome, exposures=exposure_list,
-                   random_slopes=slope_list)
-display(Markdown(
-    f"{result.n_obs} reports from {result.n_runners} runners; "
-    f"{'converged' if result.converged else '**did not converge**'}"
-    f" (optimizer: {result.optimizer}). "
-    + (f"Rows dropped: {result.dropped}." if result.dropped else "No rows dropped.")
-))
-for warning in result.warnings:
-    display(Markdown(f"**Warning:** {warning}"))
-result.table.round(4)
+attempt = reports.fit_cohort_model(view, outcome=outcome, exposures=exposure_list,
+                                   random_slopes=slope_list)
+result = attempt.result
+if result is None:
+    display(Markdown(f"**No model for this cohort.** {attempt.reason}"))
+else:
+    display(Markdown(
+        f"{result.n_obs} reports from {result.n_runners} runners; "
+        f"{'converged' if result.converged else '**did not converge**'} ({result.method})."
+    ))
+    for warning in result.warnings:
+        display(Markdown(f"**Warning:** {warning}"))
+    effects = reports.effects_table(result.table)
+    display(effects.set_index("term").round(3))
+    display(Markdown("\n".join(f"- {s}" for s in reports.plain_language(result.table,
+                                                                         outcome=outcome))))
 
 # %%
-display(Markdown("\n".join(f"- {s}" for s in reports.plain_language(result.table))))
-result.variance_components.round(4)
+if result is not None:
+    odds = "odds_ratio" in result.table.columns
+    plots.effects_forest(effects, null=1.0 if odds else 0.0,
+                         xlabel="odds ratio" if odds else "change in pain (NRS points)");
+
+# %% [markdown]
+# ## Random-effect spread and diagnostics
+# How much runners differ beyond the exposures (variance components, ICC), each runner's
+# conditional mode with its 95 % interval, and the residual checks of the linear model.
 
 # %%
-reports.write_summary(summary_path, view, result)
+modes = None
+if result is not None:
+    display(result.variance_components.set_index("group").round(4))
+    if result.icc is not None:
+        display(Markdown(f"Intraclass correlation: **{result.icc:.2f}** of the variance in "
+                         "pain (beyond the exposures) lies between runners."))
+    if result.model == "lmm":
+        modes = reports.conditional_modes(view.panel, result)
+        fig, axes = plt.subplots(1, 3, figsize=(16, 3.8), layout="constrained")
+        plots.random_intercepts(modes.per_runner, ax=axes[0])
+        plots.lmm_diagnostics(modes.per_report, axes=axes[1:]);
+
+# %% [markdown]
+# ## Runners
+# Pseudonymous identifiers only.
+
+# %%
+reports.runner_table(view, modes).set_index("runner_id")
+
+# %%
+summary = reports.write_summary(summary_path, view, attempt)

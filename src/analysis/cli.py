@@ -153,19 +153,34 @@ def report(
     cohort: Annotated[list[str] | None, typer.Option(help="Cohort(s) to run; default all.")]
         = None,
     workers: Annotated[int, typer.Option(min=1, help="Notebooks run at once.")] = 1,
+    dask_scheduler: Annotated[str | None, typer.Option(
+        help="Run each cohort as a task on this Dask scheduler, e.g. tcp://host:8786.")]
+        = None,
     changed_only: Annotated[bool, typer.Option(
         help="Skip cohorts whose inputs, parameters and template are unchanged.")] = False,
     param: Annotated[list[str] | None, typer.Option(
-        help="Template parameter KEY=VALUE (repeatable).")] = None,
+        help="Template parameter KEY=VALUE (repeatable), e.g. pain_threshold=4.")] = None,
+    template: Annotated[Path | None, typer.Option(
+        help="Alternative report notebook (default notebooks/cohort_report.ipynb).")] = None,
 ) -> None:
-    """Render one report per cohort with papermill, plus index.html and manifest.json."""
-    from analysis.reports import run_reports
+    """Render one report per cohort with papermill, plus index.html and manifest.json.
 
-    with user_errors():
-        params = _parse_params(param or [])
-        progress = _Progress()
-        run = run_reports(processed, out, cohorts=cohort or None, workers=workers,
-                          changed_only=changed_only, params=params, on_done=progress)
+    Exit codes: 0 all cohorts ok (or skipped/suppressed), 1 some cohort failed,
+    2 the run could not start (bad parameter, lock held), 130 interrupted.
+    """
+    from analysis.reports import parse_param_items, run_reports
+
+    with user_errors(), _progress() as progress:
+        params = parse_param_items(param or [], template=template)
+        try:
+            run = run_reports(processed, out, cohorts=cohort or None, workers=workers,
+                              dask_scheduler=dask_scheduler, changed_only=changed_only,
+                              params=params, template=template, on_start=progress.start,
+                              on_done=progress.done)
+        except KeyboardInterrupt:
+            console.print("[bold red]interrupted:[/] finished cohorts are in place, the "
+                          "others keep their previous report", highlight=False)
+            raise typer.Exit(130) from None
     line = f"{run.one_line()}; open {run.out_dir / 'index.html'}"
     if run.failed:
         console.print(f"[bold red]error:[/] {line}", highlight=False)
@@ -173,26 +188,59 @@ def report(
     console.print(line, highlight=False)
 
 
-def _parse_params(items: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise KneeloadError(f"--param needs KEY=VALUE, got {item!r}")
-        try:
-            params[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key.strip()] = value
-    return params
+class _PlainProgress:
+    """One timestamped line per cohort (reads the same in a cron mail or a CI log)."""
 
+    def start(self, cohorts: list[str]) -> None:
+        self.total, self.count = len(cohorts), 0
+        console.print(f"{_stamp()} {self.total} cohort(s) to report", highlight=False)
 
-class _Progress:
-    """One line per finished cohort (plain text, so it reads the same under cron)."""
-
-    def __call__(self, outcome: Any) -> None:
+    def done(self, outcome: Any) -> None:
+        self.count += 1
         took = f" in {outcome.duration_s:.1f} s" if outcome.duration_s else ""
         error = f": {outcome.error}" if outcome.error else ""
-        console.print(f"  {outcome.cohort}: {outcome.status}{took}{error}", highlight=False)
+        console.print(f"{_stamp()} [{self.count}/{self.total}] {outcome.cohort}: "
+                      f"{outcome.status}{took}{error}", highlight=False, soft_wrap=True)
+
+
+class _BarProgress(_PlainProgress):
+    """A rich progress bar over cohorts, with a line per finished cohort above it."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self.task: Any = None
+
+    def start(self, cohorts: list[str]) -> None:
+        self.total, self.count = len(cohorts), 0
+        self.task = self.bar.add_task("cohorts", total=len(cohorts))
+
+    def done(self, outcome: Any) -> None:
+        self.count += 1
+        took = f" in {outcome.duration_s:.1f} s" if outcome.duration_s else ""
+        error = f": {outcome.error}" if outcome.error else ""
+        self.bar.console.print(f"  {outcome.cohort}: {outcome.status}{took}{error}",
+                               highlight=False)
+        self.bar.advance(self.task)
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[_PlainProgress]:
+    """A progress bar on a terminal, plain log lines otherwise (cron, CI, pipes)."""
+    if not console.is_terminal:
+        yield _PlainProgress()
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                  transient=True) as bar:
+        yield _BarProgress(bar)
+
+
+def _stamp() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def main() -> None:  # pragma: no cover - console-script entry for `python -m analysis.cli`

@@ -1,28 +1,38 @@
 """Per-cohort reports: papermill runs ``notebooks/cohort_report.ipynb`` once per cohort.
 
-Layout of a reports folder::
+Layout of a reports folder (``docs/reports.md``)::
 
-    REPORTS_DIR/index.html            every cohort: status, size, headline estimates, link
-    REPORTS_DIR/manifest.json         per cohort: input hashes, parameters, template hash, ...
-    REPORTS_DIR/<cohort>/report.ipynb the executed notebook
-    REPORTS_DIR/<cohort>/report.html  the same without code cells
-    REPORTS_DIR/<cohort>/summary.json what the notebook measured (for the index)
+    REPORTS_DIR/index.html                  every cohort: status, size, headline estimates, link
+    REPORTS_DIR/manifest.json               per cohort: input hashes, parameters, template hash,
+                                            package version, start, end, status, error, outputs
+    REPORTS_DIR/<cohort>/report.ipynb       the executed notebook
+    REPORTS_DIR/<cohort>/report.html        the same without code cells
+    REPORTS_DIR/<cohort>/summary.json       what the notebook measured (for the index)
+    REPORTS_DIR/<cohort>/report.failed.ipynb  the executed notebook of the last failed run
 
-Guarantees: one cohort failing never stops the others; a report is written under a
-temporary name and moved into place only when complete (an interrupted run leaves the
-previous good report); a lock file keeps two runs off one folder; cohorts smaller than
-``min_cohort_size`` runners get no statistics at all (privacy).
+Guarantees (each has a test in ``tests/test_reports.py``): one cohort failing never stops
+the others; a report is written under a temporary name and moved into place only when
+complete (an interrupted run leaves the previous good report, and the manifest lists only
+outputs that are in place); a lock file keeps two runs off one folder; cohorts smaller than
+``min_cohort_size`` runners get no statistics at all (privacy); runner identifiers are
+replaced by keyed-hash pseudonyms when ``KNEELOAD_ID_SALT`` is set (:mod:`analysis.privacy`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import json
+import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -30,18 +40,29 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
 from analysis import __version__, paths
-from analysis.errors import InputFileError, ReportError
+from analysis.errors import InputFileError, ModelSpecError, ReportError
+from analysis.privacy import id_salt, pseudonym, pseudonymise
 
 KERNEL_NAME = "kneeload"
 TEMPLATE_NAME = "cohort_report.ipynb"
-DEFAULT_MIN_COHORT_SIZE = 5  # runners; smaller cohorts are suppressed (privacy)
+#: Fewest runners a cohort needs for any statistic to be shown. Five is the usual floor for
+#: small-cell suppression in health statistics (e.g. NHS Digital / ONS disclosure control
+#: uses 5; "rule of five"); raising it is allowed, lowering it is not.
+DEFAULT_MIN_COHORT_SIZE = 5
 LOCK_NAME = ".kneeload-report.lock"
 MANIFEST_NAME = "manifest.json"
 SUMMARY_NAME = "summary.json"
+REPORT_FILES = ("report.ipynb", "report.html", SUMMARY_NAME)
+FAILED_NOTEBOOK = "report.failed.ipynb"
+#: Outcomes the template can model: NRS score (linear) or pain present (logistic).
+OUTCOMES = {"pain": "lmm", "pain_any": "glmm"}
+#: Parameters the runner sets itself; ``--param`` may not override them.
+RESERVED_PARAMETERS = ("dataset", "cohort", "summary_path")
 #: Parameters the template must declare; checked against papermill's inspection before running.
 DEFAULT_PARAMETERS: dict[str, Any] = {
     "outcome": "pain",
@@ -51,11 +72,19 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "min_cohort_size": DEFAULT_MIN_COHORT_SIZE,
     "seed": 0,
 }
-#: Inputs of a cohort report: a change in any of them makes --changed-only re-run it.
-PROCESSED_INPUTS = ("panel.parquet", "daily.parquet", "runners.parquet", "cleaning_report.json",
-                    "panel_meta.json")
+#: Processed tables whose rows for a cohort determine its report (hashed per cohort).
+COHORT_TABLES = ("runners", "panel", "daily")
+#: Processed JSON files shown in every report (hashed whole; volatile keys removed).
+SHARED_INPUTS = ("cleaning_report.json", "panel_meta.json")
+VOLATILE_META_KEYS = ("built_at",)
+#: Manifest parameter recording which salt made the pseudonyms (None: no salt), so that
+#: --changed-only re-runs every cohort when the salt changes. It is the pseudonym of a
+#: fixed string, which reveals nothing the pseudonyms in the reports do not.
+PSEUDONYM_CHECK = "id_pseudonym_check"
+#: Seconds to wait for a Dask scheduler before giving up.
+DASK_CONNECT_TIMEOUT_S = 15
 
-Status = str  # "ok" | "failed" | "suppressed" | "skipped"
+Status = str  # "ok" | "failed" | "suppressed" | "skipped" | "interrupted"
 
 
 @dataclass
@@ -64,7 +93,7 @@ class CohortOutcome:
 
     cohort: str
     status: Status
-    runners: int
+    runners: int | None
     parameters: dict[str, Any]
     input_sha256: dict[str, str]
     template_sha256: str
@@ -74,15 +103,22 @@ class CohortOutcome:
     duration_s: float | None = None
     error: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    outputs_sha256: dict[str, str] = field(default_factory=dict)
+    last_ok: str | None = None
 
     @property
     def fingerprint(self) -> str:
-        """Hash of everything that determines the report (for --changed-only)."""
+        """Hash of everything that determines the report (for ``--changed-only``)."""
         payload = json.dumps(
             [self.parameters, self.input_sha256, self.template_sha256, self.package_version],
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> CohortOutcome:
+        """Rebuild an outcome from its manifest entry."""
+        return cls(**{k: entry[k] for k in cls.__dataclass_fields__ if k in entry})
 
 
 @dataclass
@@ -94,15 +130,30 @@ class ReportRun:
 
     @property
     def failed(self) -> list[CohortOutcome]:
+        """Cohorts whose notebook raised in this run."""
         return [o for o in self.outcomes if o.status == "failed"]
 
     def one_line(self) -> str:
+        """``3 cohorts: 1 failed, 2 ok; failed: x`` (for logs and the CLI)."""
         by_status: dict[str, int] = {}
         for outcome in self.outcomes:
             by_status[outcome.status] = by_status.get(outcome.status, 0) + 1
         parts = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
         failed = "; failed: " + ", ".join(o.cohort for o in self.failed) if self.failed else ""
         return f"{len(self.outcomes)} cohorts: {parts}{failed}"
+
+
+@dataclass
+class CohortJob:
+    """Everything one cohort's notebook run needs (picklable, for Dask)."""
+
+    cohort: str
+    processed_dir: str
+    out_dir: str
+    template: str
+    kernel_name: str
+    outcome: CohortOutcome
+    id_salt: str | None = None
 
 
 def template_path() -> Path:
@@ -123,20 +174,122 @@ def list_cohorts(processed_dir: str | Path) -> pd.DataFrame:
     )
 
 
+# --- parameters ------------------------------------------------------------------------------
+
+
+def parse_param_items(items: Sequence[str], *, template: str | Path | None = None
+                      ) -> dict[str, Any]:
+    """Turn ``--param KEY=VALUE`` strings into typed template parameters.
+
+    Each value is converted to the type the template declares for it (``int``, ``float``,
+    ``str``, ``bool``) as papermill infers it from the parameters cell.
+
+    Raises
+    ------
+    ReportError
+        Malformed item, unknown or reserved key, or a value of the wrong type.
+    """
+    declared = _declared_parameters(Path(template) if template else template_path())
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ReportError(f"--param needs KEY=VALUE, got {item!r}")
+        if key in RESERVED_PARAMETERS:
+            raise ReportError(f"--param {key} is set by 'kneeload report' itself (use the "
+                              "PROCESSED_DIR argument and --cohort)")
+        if key not in declared:
+            raise ReportError(f"unknown report parameter {key!r}; the template declares "
+                              f"{sorted(set(declared) - set(RESERVED_PARAMETERS))}")
+        params[key] = _coerce(key, value.strip(), declared[key])
+    return params
+
+
+def _coerce(key: str, value: str, type_name: str) -> Any:
+    try:
+        if type_name == "int":
+            return int(value)
+        if type_name == "float":
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            return number
+        if type_name == "bool":
+            lowered = value.lower()
+            if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError(value)
+            return lowered in {"true", "1", "yes"}
+    except ValueError:
+        raise ReportError(f"--param {key}={value!r}: expected {type_name}") from None
+    return value
+
+
+def validate_parameters(parameters: Mapping[str, Any], *, panel_columns: Iterable[str] = ()
+                        ) -> None:
+    """Check parameter values before any notebook runs (one clear error, not N failed reports).
+
+    Raises
+    ------
+    ReportError
+        Unknown outcome, threshold outside NRS 0-10, ``min_cohort_size`` below the privacy
+        floor, no exposures, a random slope that is not an exposure, or a column the panel
+        lacks.
+    """
+    if parameters["outcome"] not in OUTCOMES:
+        raise ReportError(f"outcome must be one of {sorted(OUTCOMES)}, got "
+                          f"{parameters['outcome']!r}")
+    if not 0 <= float(parameters["pain_threshold"]) <= 10:
+        raise ReportError("pain_threshold is on the NRS 0-10 scale, got "
+                          f"{parameters['pain_threshold']}")
+    if int(parameters["min_cohort_size"]) < DEFAULT_MIN_COHORT_SIZE:
+        raise ReportError(f"min_cohort_size may be raised but not lowered below "
+                          f"{DEFAULT_MIN_COHORT_SIZE} runners (privacy)")
+    exposures = split_list(parameters["exposures"])
+    if not exposures:
+        raise ReportError("exposures: at least one panel column is needed")
+    slopes = split_list(parameters["random_slopes"])
+    if not set(slopes) <= set(exposures):
+        raise ReportError(f"random_slopes {slopes} must be among the exposures {exposures}")
+    columns = set(panel_columns)
+    missing = [c for c in exposures if columns and c not in columns]
+    if missing:
+        raise ReportError(f"exposure(s) {missing} are not panel columns")
+
+
+def split_list(value: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (comma-separated template parameters)."""
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def _declared_parameters(template: Path) -> dict[str, str]:
+    import papermill
+
+    if not template.is_file():
+        raise ReportError("report template not found", file=template)
+    return {name: info["inferred_type_name"]
+            for name, info in papermill.inspect_notebook(str(template)).items()}
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
 def run_reports(
     processed_dir: str | Path,
     out_dir: str | Path,
     *,
     cohorts: Sequence[str] | None = None,
     workers: int = 1,
+    dask_scheduler: str | None = None,
     changed_only: bool = False,
     params: Mapping[str, Any] | None = None,
     template: str | Path | None = None,
     kernel_name: str = KERNEL_NAME,
+    on_start: Callable[[list[str]], None] | None = None,
     on_done: Callable[[CohortOutcome], None] | None = None,
-    submit: Callable[..., Iterable[CohortOutcome]] | None = None,
+    submit: Callable[[list[CohortJob]], Iterable[CohortOutcome]] | None = None,
 ) -> ReportRun:
-    """Render one report per cohort and the index page.
+    """Render one report per cohort, then the index page.
 
     Parameters
     ----------
@@ -148,30 +301,41 @@ def run_reports(
         Cohort names to run (default: all).
     workers
         Notebooks executed at once on this machine (each in its own papermill process).
+    dask_scheduler
+        ``tcp://HOST:PORT`` of a running Dask scheduler: each cohort becomes one task
+        (workers need the package installed and the folders visible at the same paths).
     changed_only
         Skip cohorts whose inputs, parameters, template and package version are unchanged
-        since their last successful run.
+        since their last successful run and whose outputs are still those it wrote.
     params
         Template parameters overriding :data:`DEFAULT_PARAMETERS`.
-    on_done
-        Called with each finished cohort (progress display).
+    on_start, on_done
+        Called with the cohort names before running, and with each finished cohort.
     submit
-        Alternative executor (e.g. Dask): called as ``submit(jobs)`` with a list of
-        :class:`CohortJob` and returns their outcomes as they finish.
+        Alternative executor: called as ``submit(jobs)`` with a list of :class:`CohortJob`,
+        returns their outcomes as they finish.
+
+    Raises
+    ------
+    ReportError
+        Bad parameter, unknown cohort, missing template, or another run holds the lock.
     """
     processed = Path(processed_dir).resolve()
     out = Path(out_dir).resolve()
-    template_file = Path(template) if template else template_path()
+    template_file = Path(template).resolve() if template else template_path()
     if not template_file.is_file():
         raise ReportError("report template not found", file=template_file)
     parameters = {**DEFAULT_PARAMETERS, **(params or {})}
     _check_parameters(template_file, parameters)
     available = list_cohorts(processed)
-    wanted = list(available["cohort"]) if not cohorts else list(cohorts)
+    validate_parameters(parameters, panel_columns=_panel_columns(processed))
+    wanted = list(available["cohort"]) if not cohorts else list(dict.fromkeys(cohorts))
     unknown = sorted(set(wanted) - set(available["cohort"]))
     if unknown:
         raise ReportError(f"unknown cohort(s) {unknown}; the processed data has "
                           f"{list(available['cohort'])}", file=processed)
+    if dask_scheduler and submit is None:
+        submit = dask_submitter(dask_scheduler)
 
     out.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(out / LOCK_NAME), timeout=0)
@@ -184,21 +348,9 @@ def run_reports(
     try:
         return _run_locked(processed, out, template_file, available, wanted, parameters,
                            workers=workers, changed_only=changed_only, kernel_name=kernel_name,
-                           on_done=on_done, submit=submit)
+                           on_start=on_start, on_done=on_done, submit=submit)
     finally:
         lock.release()
-
-
-@dataclass
-class CohortJob:
-    """Everything one cohort's notebook run needs (picklable, for Dask)."""
-
-    cohort: str
-    processed_dir: str
-    out_dir: str
-    template: str
-    kernel_name: str
-    outcome: CohortOutcome
 
 
 def _run_locked(
@@ -212,82 +364,211 @@ def _run_locked(
     workers: int,
     changed_only: bool,
     kernel_name: str,
+    on_start: Callable[[list[str]], None] | None,
     on_done: Callable[[CohortOutcome], None] | None,
-    submit: Callable[..., Iterable[CohortOutcome]] | None,
+    submit: Callable[[list[CohortJob]], Iterable[CohortOutcome]] | None,
 ) -> ReportRun:
+    _remove_stale_temporaries(out)
     manifest = _read_manifest(out)
-    input_sha = {name: _sha256(processed / name) for name in PROCESSED_INPUTS
-                 if (processed / name).is_file()}
+    input_sha = cohort_input_hashes(processed, wanted)
     template_sha = _sha256(template_file)
     size = dict(zip(available["cohort"], available["runners"], strict=True))
     min_size = int(parameters["min_cohort_size"])
+    salt = id_salt()
+    if on_start:
+        on_start(wanted)
 
-    results: list[CohortOutcome] = []
+    finished: dict[str, CohortOutcome] = {}
     jobs: list[CohortJob] = []
     for cohort in wanted:
         planned = CohortOutcome(
             cohort=cohort, status="pending", runners=int(size[cohort]),
-            parameters={"cohort": cohort, **parameters}, input_sha256=input_sha,
-            template_sha256=template_sha,
+            parameters={"cohort": cohort, **parameters, PSEUDONYM_CHECK: _salt_check(salt)},
+            input_sha256=input_sha[cohort], template_sha256=template_sha,
         )
-        previous = manifest.get("cohorts", {}).get(cohort)
+        previous = manifest["cohorts"].get(cohort)
         if planned.runners < min_size:
             planned.status = "suppressed"
-            _remove_cohort_outputs(out / _safe_name(cohort))
-            results.append(planned)
-        elif changed_only and previous and previous.get("status") == "ok" and \
-                previous.get("fingerprint") == planned.fingerprint and \
-                (out / _safe_name(cohort) / "report.html").is_file():
-            kept = CohortOutcome(**{k: previous[k] for k in CohortOutcome.__dataclass_fields__
-                                    if k in previous})
+            planned.runners = None  # the size itself is not shown either
+            planned.input_sha256 = {}
+            _remove_cohort_outputs(out / safe_name(cohort))
+            finished[cohort] = planned
+        elif changed_only and _unchanged(out, previous, planned):
+            kept = CohortOutcome.from_entry(previous)
             kept.status = "skipped"
-            results.append(kept)
+            finished[cohort] = kept
         else:
             jobs.append(CohortJob(cohort=cohort, processed_dir=str(processed),
                                   out_dir=str(out), template=str(template_file),
-                                  kernel_name=kernel_name, outcome=planned))
-    for outcome in results:
+                                  kernel_name=kernel_name, outcome=planned, id_salt=salt))
+    for outcome in finished.values():
         _update_manifest(out, manifest, outcome)  # suppressed ones; skipped ones are unchanged
         if on_done:
             on_done(outcome)
 
     runner = submit or (lambda js: _run_local(js, workers=workers))
-    for outcome in runner(jobs):
-        results.append(outcome)
-        _update_manifest(out, manifest, outcome)
-        if on_done:
-            on_done(outcome)
+    try:
+        for outcome in runner(jobs):
+            finished[outcome.cohort] = outcome
+            _update_manifest(out, manifest, outcome)
+            write_index(out, _index_outcomes(wanted, finished, manifest), processed=processed)
+            if on_done:
+                on_done(outcome)
+    except KeyboardInterrupt:
+        _kill_live_processes()
+        write_index(out, _index_outcomes(wanted, finished, manifest, interrupted=True),
+                    processed=processed)
+        raise
+    outcomes = [finished[c] for c in wanted]
+    write_index(out, outcomes, processed=processed)
+    return ReportRun(out_dir=out, outcomes=outcomes)
 
-    order = {cohort: i for i, cohort in enumerate(wanted)}
-    results.sort(key=lambda o: order[o.cohort])
-    write_index(out, results, processed=processed)
-    return ReportRun(out_dir=out, outcomes=results)
+
+def _unchanged(out: Path, previous: Mapping[str, Any] | None, planned: CohortOutcome) -> bool:
+    """True when the last successful run had the same fingerprint and its files are intact."""
+    if not previous or previous.get("status") != "ok":
+        return False
+    if previous.get("fingerprint") != planned.fingerprint:
+        return False
+    folder = out / safe_name(planned.cohort)
+    recorded = previous.get("outputs_sha256") or {}
+    return set(recorded) == set(REPORT_FILES) and all(
+        (folder / name).is_file() and _sha256(folder / name) == digest
+        for name, digest in recorded.items()
+    )
 
 
-def _run_local(jobs: list[CohortJob], *, workers: int) -> Iterable[CohortOutcome]:
+def _index_outcomes(wanted: list[str], finished: Mapping[str, CohortOutcome],
+                    manifest: Mapping[str, Any], *, interrupted: bool = False
+                    ) -> list[CohortOutcome]:
+    """What the index shows mid-run: finished cohorts, else the report still on disk."""
+    rows = []
+    for cohort in wanted:
+        if cohort in finished:
+            rows.append(finished[cohort])
+            continue
+        entry = manifest["cohorts"].get(cohort)
+        row = CohortOutcome.from_entry(entry) if entry else CohortOutcome(
+            cohort=cohort, status="pending", runners=0, parameters={}, input_sha256={},
+            template_sha256="")
+        if interrupted:
+            row.error = "this run was interrupted before the cohort finished; " + (
+                "the report shown is the previous one" if row.status == "ok" else "no report")
+            row.status = "interrupted" if row.status != "ok" else "ok"
+        rows.append(row)
+    return rows
+
+
+def _run_local(jobs: list[CohortJob], *, workers: int) -> Iterator[CohortOutcome]:
     if workers <= 1:
         for job in jobs:
             yield run_cohort(job)
         return
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # each job is its own process
+    pool = ThreadPoolExecutor(max_workers=workers)  # each job is its own process
+    try:
         futures = [pool.submit(run_cohort, job) for job in jobs]
         for future in as_completed(futures):
             yield future.result()
+    finally:
+        # on Ctrl-C: do not wait for queued cohorts; running ones are killed by the caller
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def dask_submitter(address: str) -> Callable[[list[CohortJob]], Iterator[CohortOutcome]]:
+    """An executor for :func:`run_reports` that runs each cohort as a task on a Dask cluster.
+
+    Parameters
+    ----------
+    address
+        Scheduler address, e.g. ``tcp://10.0.0.5:8786``.
+    """
+
+    def submit(jobs: list[CohortJob]) -> Iterator[CohortOutcome]:
+        if not jobs:
+            return
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+
+        try:
+            client = Client(address, timeout=DASK_CONNECT_TIMEOUT_S, set_as_default=False)
+        except (OSError, TimeoutError) as error:
+            raise ReportError(f"cannot reach the Dask scheduler at {address}: "
+                              f"{type(error).__name__}: {error}") from None
+        with client:
+            futures = {
+                client.submit(run_cohort, job, pure=False,
+                              key=f"kneeload-report-{safe_name(job.cohort)}-{uuid.uuid4().hex}"):
+                job for job in jobs
+            }
+            try:
+                for future in dask_completed(futures):
+                    job = futures[future]
+                    try:
+                        yield future.result()
+                    except Exception as error:  # the task died outside the notebook
+                        yield _failed_outcome(job, f"Dask task failed: {type(error).__name__}: "
+                                              f"{error}")
+            finally:
+                client.cancel(list(futures))
+
+    return submit
+
+
+def _salt_check(salt: str | None) -> str | None:
+    return None if salt is None else pseudonym("kneeload-salt-check", salt=salt)
+
+
+def _failed_outcome(job: CohortJob, error: str) -> CohortOutcome:
+    outcome = job.outcome
+    outcome.status = "failed"
+    outcome.error = error
+    outcome.finished = _now()
+    return outcome
+
+
+# papermill children of this process, killed on Ctrl-C (and by the kernel if we are SIGKILLed).
+_LIVE: set[subprocess.Popen[str]] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+#: libc, loaded in the parent: the child may only make the one prctl call after fork.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: have the kernel SIGKILL this child when its parent thread dies (PDEATHSIG)."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _kill_live_processes() -> None:
+    with _LIVE_LOCK:
+        for proc in list(_LIVE):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
 
 
 def run_cohort(job: CohortJob) -> CohortOutcome:
     """Execute the template for one cohort and render its HTML, atomically.
 
     Runs papermill in a subprocess (in-process kernels are known to hang on ports when run
-    concurrently). Never raises for a failing notebook: the outcome says ``failed``.
+    concurrently). Never raises for a failing notebook: the outcome says ``failed`` and the
+    executed notebook is kept as ``report.failed.ipynb``.
     """
     outcome = job.outcome
-    folder = Path(job.out_dir) / _safe_name(job.cohort)
+    folder = Path(job.out_dir) / safe_name(job.cohort)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp_nb = folder / f".report.{os.getpid()}.{time.monotonic_ns()}.ipynb"
-    tmp_summary = folder / f".summary.{tmp_nb.stem}.json"
-    params = {**outcome.parameters, "dataset": job.processed_dir,
-              "summary_path": str(tmp_summary)}
+    stem = f".report.{os.getpid()}.{uuid.uuid4().hex[:12]}"
+    tmp_nb = folder / f"{stem}.ipynb"
+    tmp_html = folder / f"{stem}.html"
+    tmp_summary = folder / f"{stem}.summary.json"
+    params = {**{k: v for k, v in outcome.parameters.items() if k != PSEUDONYM_CHECK},
+              "dataset": job.processed_dir, "summary_path": str(tmp_summary)}
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env.pop("KNEELOAD_ID_SALT", None)
+    if job.id_salt:
+        env["KNEELOAD_ID_SALT"] = job.id_salt
     outcome.started = _now()
     start = time.perf_counter()
     command = [
@@ -296,29 +577,59 @@ def run_cohort(job: CohortJob) -> CohortOutcome:
         "--no-progress-bar", "--log-level", "ERROR",
         "--parameters_yaml", json.dumps(params),
     ]
-    proc = subprocess.run(command, capture_output=True, text=True, check=False)
     try:
-        if proc.returncode != 0:
+        stderr = _run_child(command, env=env)
+        if not tmp_nb.is_file() or _notebook_error(tmp_nb) or stderr is not None:
             outcome.status = "failed"
-            outcome.error = _notebook_error(tmp_nb) or _last_line(proc.stderr)
+            outcome.error = _notebook_error(tmp_nb) or _last_line(stderr or "")
             if tmp_nb.is_file():
-                os.replace(tmp_nb, folder / "report.failed.ipynb")
+                tmp_nb.replace(folder / FAILED_NOTEBOOK)
         else:
-            tmp_html = folder / f"{tmp_nb.stem}.html"
             tmp_html.write_text(render_html(tmp_nb), encoding="utf-8")
-            os.replace(tmp_nb, folder / "report.ipynb")
-            os.replace(tmp_html, folder / "report.html")
-            if tmp_summary.is_file():
-                outcome.summary = json.loads(tmp_summary.read_text())
-                os.replace(tmp_summary, folder / SUMMARY_NAME)
-            (folder / "report.failed.ipynb").unlink(missing_ok=True)
+            outcome.summary = json.loads(tmp_summary.read_text()) \
+                if tmp_summary.is_file() else {}
+            # move into place; the manifest (written by the caller) records these hashes
+            outcome.outputs_sha256 = {"report.ipynb": _sha256(tmp_nb),
+                                      "report.html": _sha256(tmp_html),
+                                      SUMMARY_NAME: _sha256(tmp_summary)
+                                      if tmp_summary.is_file() else ""}
+            if not tmp_summary.is_file():
+                tmp_summary.write_text("{}\n")
+                outcome.outputs_sha256[SUMMARY_NAME] = _sha256(tmp_summary)
+            tmp_nb.replace(folder / "report.ipynb")
+            tmp_summary.replace(folder / SUMMARY_NAME)
+            tmp_html.replace(folder / "report.html")
+            (folder / FAILED_NOTEBOOK).unlink(missing_ok=True)
             outcome.status = "ok"
+            outcome.error = None
+    except Exception as error:  # a bug in rendering must not stop the other cohorts
+        outcome.status = "failed"
+        outcome.error = f"{type(error).__name__}: {error}"
     finally:
-        for leftover in (tmp_nb, tmp_summary):
+        for leftover in (tmp_nb, tmp_html, tmp_summary):
             leftover.unlink(missing_ok=True)
     outcome.finished = _now()
     outcome.duration_s = round(time.perf_counter() - start, 2)
     return outcome
+
+
+def _run_child(command: list[str], *, env: Mapping[str, str]) -> str | None:
+    """Run papermill; None on success, else its stderr."""
+    preexec = _die_with_parent if _LIBC is not None else None
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=dict(env), preexec_fn=preexec)
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
+    try:
+        _, stderr = proc.communicate()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
+    return None if proc.returncode == 0 else stderr
 
 
 def render_html(notebook_path: str | Path) -> str:
@@ -332,10 +643,13 @@ def render_html(notebook_path: str | Path) -> str:
 
 
 def _notebook_error(notebook_path: Path) -> str | None:
-    """'cell N: ErrorName: message' for the first cell that raised, if any."""
+    """'cell N: ErrorName: message' for the first code cell that raised, if any."""
     if not notebook_path.is_file():
         return None
-    notebook = nbformat.read(str(notebook_path), as_version=4)
+    try:
+        notebook = nbformat.read(str(notebook_path), as_version=4)
+    except Exception:  # a half-written notebook from a killed papermill
+        return None
     code_cells = [c for c in notebook.cells if c.cell_type == "code"]
     for number, cell in enumerate(code_cells, start=1):
         for output in cell.get("outputs", []):
@@ -346,16 +660,68 @@ def _notebook_error(notebook_path: Path) -> str | None:
 
 
 def _check_parameters(template: Path, parameters: Mapping[str, Any]) -> None:
-    import papermill
-
-    declared = set(papermill.inspect_notebook(str(template)))
+    declared = set(_declared_parameters(template))
     unknown = sorted(set(parameters) - declared)
     if unknown:
         raise ReportError(f"unknown report parameter(s) {unknown}; the template declares "
                           f"{sorted(declared)}", file=template)
+    missing = sorted(set(RESERVED_PARAMETERS) - declared)
+    if missing:
+        raise ReportError(f"the template does not declare {missing}", file=template)
+
+
+def _panel_columns(processed: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    panel = processed / "panel.parquet"
+    if not panel.is_file():
+        raise InputFileError("not a processed folder (no panel.parquet); run 'kneeload "
+                             "build' first", file=processed)
+    return list(pq.read_schema(panel).names)
+
+
+# --- input fingerprints ----------------------------------------------------------------------
+
+
+def cohort_input_hashes(processed_dir: str | Path, cohorts: Sequence[str]
+                        ) -> dict[str, dict[str, str]]:
+    """sha256 per cohort of its rows in each processed table, plus the shared audit files.
+
+    A change to one cohort's data changes only that cohort's hashes, so ``--changed-only``
+    re-runs only it. Row hashes are ``pandas.util.hash_pandas_object`` over all columns,
+    in file order, with the column names and dtypes in the digest.
+    """
+    processed = Path(processed_dir)
+    runners = pd.read_parquet(processed / "runners.parquet")
+    cohort_of = runners.set_index("runner_id")["cohort"]
+    tables = {name: pd.read_parquet(processed / f"{name}.parquet") for name in COHORT_TABLES}
+    shared = {name: _json_digest(processed / name) for name in SHARED_INPUTS
+              if (processed / name).is_file()}
+    out: dict[str, dict[str, str]] = {c: dict(shared) for c in cohorts}
+    for name, table in tables.items():
+        row_hash = pd.util.hash_pandas_object(table, index=False).to_numpy()
+        owner = table["runner_id"].map(cohort_of).to_numpy(dtype=object)
+        schema = json.dumps([[str(c), str(t)] for c, t in table.dtypes.items()]).encode()
+        for cohort in cohorts:
+            digest = hashlib.sha256(schema)
+            digest.update(row_hash[owner == cohort].tobytes())
+            out[cohort][f"{name}.parquet[{cohort}]"] = digest.hexdigest()
+    return out
+
+
+def _json_digest(path: Path) -> str:
+    data = json.loads(path.read_text())
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in VOLATILE_META_KEYS}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 # --- manifest and index ----------------------------------------------------------------------
+
+
+def read_manifest(out_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a reports folder (``{"cohorts": {}}`` when there is none yet)."""
+    return _read_manifest(Path(out_dir))
 
 
 def _read_manifest(out: Path) -> dict[str, Any]:
@@ -363,20 +729,26 @@ def _read_manifest(out: Path) -> dict[str, Any]:
     if not path.is_file():
         return {"cohorts": {}}
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError:  # cannot happen with atomic writes; start afresh if it does
         return {"cohorts": {}}
+    manifest.setdefault("cohorts", {})
+    return manifest
 
 
 def _update_manifest(out: Path, manifest: dict[str, Any], outcome: CohortOutcome) -> None:
     """Record one cohort and rewrite the manifest atomically (consistent after any kill)."""
     if outcome.status == "skipped":
         return
+    previous = manifest["cohorts"].get(outcome.cohort)
+    if outcome.status == "failed" and previous and previous.get("status") in {"ok", "failed"}:
+        # the previous good report is still in place: keep pointing at it
+        outcome.last_ok = previous.get("finished") if previous.get("status") == "ok" \
+            else previous.get("last_ok")
+        outcome.outputs_sha256 = previous.get("outputs_sha256") or {}
+        outcome.summary = previous.get("summary") or {}
     entry = asdict(outcome)
     entry["fingerprint"] = outcome.fingerprint
-    previous = manifest.setdefault("cohorts", {}).get(outcome.cohort)
-    if outcome.status == "failed" and previous and previous.get("status") == "ok":
-        entry["last_ok"] = previous.get("finished")  # the old report is still in place
     manifest["cohorts"][outcome.cohort] = entry
     manifest["package_version"] = __version__
     manifest["updated"] = _now()
@@ -393,24 +765,45 @@ def write_index(out: Path, outcomes: Sequence[CohortOutcome], *, processed: Path
         title=f"kneeload reports: {processed.name}",
         generated=_now(),
         version=__version__,
-        rows=[_index_row(o) for o in outcomes],
+        rows=[_index_row(o, out) for o in outcomes],
     )
     path = out / "index.html"
     _atomic_write_text(path, page)
     return path
 
 
-def _index_row(outcome: CohortOutcome) -> dict[str, Any]:
+def headline_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Headline effects of a summary in reading units (e.g. per +10 % mileage jump)."""
+    rows = []
+    for effect in summary.get("headline", []):
+        base = str(effect["term"]).removesuffix("_within").removesuffix("_between")
+        step, phrase = EFFECT_STEPS.get(base, (1.0, "per unit"))
+        scale = summary.get("scale", "nrs")
+        values = [effect[k] * step for k in ("estimate", "ci_low", "ci_high")]
+        if scale == "odds":
+            values = [math.exp(v) for v in values]
+        rows.append({"term": effect["term"], "phrase": phrase, "scale": scale,
+                     "estimate": values[0], "ci_low": values[1], "ci_high": values[2]})
+    return rows
+
+
+def _index_row(outcome: CohortOutcome, out: Path) -> dict[str, Any]:
     summary = outcome.summary or {}
+    folder = safe_name(outcome.cohort)
+    has_report = (out / folder / "report.html").is_file()
     return {
         "cohort": outcome.cohort,
         "status": outcome.status,
         "runners": outcome.runners if outcome.status != "suppressed" else None,
         "reports": summary.get("n_reports"),
-        "estimates": summary.get("headline", []),
-        "link": f"{_safe_name(outcome.cohort)}/report.html"
-        if outcome.status in {"ok", "skipped"} else None,
+        "estimates": headline_rows(summary),
+        "model_note": summary.get("model_note"),
+        "link": f"{folder}/report.html" if has_report and outcome.status != "suppressed"
+        else None,
+        "failed_link": f"{folder}/{FAILED_NOTEBOOK}" if outcome.status == "failed" else None,
+        "last_ok": outcome.last_ok,
         "duration_s": outcome.duration_s,
+        "finished": outcome.finished,
         "error": outcome.error,
     }
 
@@ -421,12 +814,13 @@ INDEX_TEMPLATE = """<!doctype html>
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
 table { border-collapse: collapse; } td, th { padding: .35rem .7rem; border-bottom: 1px solid #ddd;
 text-align: left; vertical-align: top; } .ok { color: #17663a; } .failed { color: #b00020; }
-.suppressed, .skipped { color: #666; } small { color: #666; }
+.suppressed, .skipped, .interrupted { color: #666; } small { color: #666; }
 </style></head><body>
 <h1>{{ title }}</h1>
 <p><small>Generated {{ generated }} by kneeload {{ version }}.
-Estimates: linear mixed model of knee pain (NRS 0-10), random intercept per runner;
-95 % confidence intervals.</small></p>
+Estimates: mixed model of knee pain with a random intercept per runner, in reading units
+(NRS 0-10 points, or odds ratios for pain present); 95 % confidence intervals.
+"skipped" means unchanged since the last successful run (that report is shown).</small></p>
 <table>
 <thead><tr><th>Cohort</th><th>Status</th><th>Runners</th><th>Reports</th>
 <th>Headline estimates (95 % CI)</th><th>Duration</th><th>Report</th></tr></thead>
@@ -437,12 +831,20 @@ Estimates: linear mixed model of knee pain (NRS 0-10), random intercept per runn
 {% if row.status == "suppressed" %}
 <td colspan="5">suppressed: fewer runners than the minimum cohort size; no statistics shown</td>
 {% else %}
-<td>{{ row.runners }}</td><td>{{ row.reports if row.reports is not none else "" }}</td>
-<td>{% for e in row.estimates %}{{ e.term }}: {{ "%.3f"|format(e.estimate) }}
-({{ "%.3f"|format(e.ci_low) }} to {{ "%.3f"|format(e.ci_high) }})<br>{% endfor %}
+<td>{{ row.runners if row.runners is not none else "" }}</td>
+<td>{{ row.reports if row.reports is not none else "" }}</td>
+<td>{% for e in row.estimates %}{{ e.term }} {{ e.phrase }}:
+{% if e.scale == "odds" %}OR {{ "%.2f"|format(e.estimate) }}
+({{ "%.2f"|format(e.ci_low) }} to {{ "%.2f"|format(e.ci_high) }})
+{% else %}{{ "%+.2f"|format(e.estimate) }} NRS
+({{ "%+.2f"|format(e.ci_low) }} to {{ "%+.2f"|format(e.ci_high) }}){% endif %}<br>
+{% endfor %}
+{% if row.model_note %}<em>{{ row.model_note }}</em><br>{% endif %}
 {% if row.error %}<span class="failed">{{ row.error }}</span>{% endif %}</td>
 <td>{{ "%.1f s"|format(row.duration_s) if row.duration_s is not none else "" }}</td>
-<td>{% if row.link %}<a href="{{ row.link }}">report</a>{% endif %}</td>
+<td>{% if row.link %}<a href="{{ row.link }}">report</a>{% endif %}
+{% if row.failed_link %}<br><a href="{{ row.failed_link }}">failed notebook</a>
+{% if row.last_ok %}<br><small>report shown: {{ row.last_ok }}</small>{% endif %}{% endif %}</td>
 {% endif %}
 </tr>{% endfor %}
 </tbody></table></body></html>
@@ -452,26 +854,41 @@ Estimates: linear mixed model of knee pain (NRS 0-10), random intercept per runn
 # --- small helpers ---------------------------------------------------------------------------
 
 
-def _safe_name(cohort: str) -> str:
-    """A folder name for a cohort (letters, digits, dash, underscore)."""
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(cohort))
-    return cleaned or "_"
+def safe_name(cohort: str) -> str:
+    """A folder name for a cohort: letters, digits, dash, underscore, plus a short hash when
+    anything had to be replaced (so "a b" and "a_b" never share a folder)."""
+    text = str(cohort)
+    cleaned = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_" for ch in text)
+    if cleaned == text and cleaned:
+        return cleaned
+    return f"{cleaned}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 def _remove_cohort_outputs(folder: Path) -> None:
     """A cohort that became suppressed must not keep an old report with its statistics."""
-    for name in ("report.ipynb", "report.html", SUMMARY_NAME, "report.failed.ipynb"):
+    for name in (*REPORT_FILES, FAILED_NOTEBOOK):
         (folder / name).unlink(missing_ok=True)
 
 
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temporary files of killed runs (we hold the lock, so nobody else is writing)."""
+    for pattern in ("*/.report.*", ".*.tmp"):
+        for path in out.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def _now() -> str:
@@ -485,35 +902,65 @@ def _last_line(text: str) -> str:
 
 # --- what the report notebook calls ----------------------------------------------------------
 
-#: Plain-language units for reading effects: (step, phrase). Effects are multiplied by step.
+#: Reading units for effects: (step, phrase); an estimate is multiplied by its step.
 EFFECT_STEPS: dict[str, tuple[float, str]] = {
     "mileage_jump": (0.10, "per +10 % week-over-week mileage"),
     "shoe_km": (100.0, "per +100 km on the shoe"),
     "shoe_age_days": (30.0, "per +30 days of shoe age"),
     "rest_days_7d": (1.0, "per extra rest day in the week"),
     "km_7d": (10.0, "per +10 km in the week"),
+    "km_28d": (10.0, "per +10 km in four weeks"),
     "acwr_rolling": (0.1, "per +0.1 acute:chronic ratio"),
     "acwr_ewma": (0.1, "per +0.1 acute:chronic ratio (EWMA)"),
 }
+#: Runner columns a report may show; anything else in runners.csv (names, notes) never is.
+SAFE_RUNNER_COLUMNS = ("runner_id", "cohort", "sex", "age", "follow_up_start", "follow_up_end")
+#: Identifier columns replaced by pseudonyms (shoe IDs often embed the runner ID).
+ID_COLUMNS = ("runner_id", "shoe_id")
 
 
 @dataclass
 class CohortView:
-    """One cohort's slice of a processed folder, as the report notebook uses it."""
+    """One cohort's slice of a processed folder, as the report notebook uses it.
+
+    Runner and shoe identifiers are pseudonyms when ``KNEELOAD_ID_SALT`` is set; runners
+    carry only :data:`SAFE_RUNNER_COLUMNS`; quarantined rows carry no raw values.
+    """
 
     cohort: str
     panel: pd.DataFrame
     daily: pd.DataFrame
     runners: pd.DataFrame
     cleaning: dict[str, Any]
+    counts: dict[str, Any]
     meta: dict[str, Any]
     quarantine: pd.DataFrame
+    pseudonymised: bool = False
 
 
 def load_cohort(
-    dataset: str | Path, cohort: str, *, min_cohort_size: int = DEFAULT_MIN_COHORT_SIZE
+    dataset: str | Path,
+    cohort: str,
+    *,
+    min_cohort_size: int = DEFAULT_MIN_COHORT_SIZE,
+    pain_threshold: float | None = None,
+    salt: str | None = None,
 ) -> CohortView:
-    """Load one cohort; refuse (ReportError) when it has fewer than ``min_cohort_size`` runners."""
+    """Load one cohort of a processed folder.
+
+    Parameters
+    ----------
+    dataset
+        Processed folder, or a dataset name under ``data/processed/``.
+    cohort
+        Cohort label from ``runners.csv``.
+    min_cohort_size
+        Refuse (ReportError) cohorts with fewer runners (privacy).
+    pain_threshold
+        Recompute ``pain_any = pain >= pain_threshold`` (NRS 0-10); None keeps the build's.
+    salt
+        Pseudonymisation key; default ``KNEELOAD_ID_SALT`` (:func:`analysis.privacy.id_salt`).
+    """
     from analysis.pipeline import load_processed
 
     processed = paths.processed_dir(str(dataset))
@@ -524,20 +971,33 @@ def load_cohort(
                           f"{sorted(runners['cohort'].unique())}", file=processed)
     members = runners[runners["cohort"] == cohort]
     if len(members) < min_cohort_size:
-        raise ReportError(f"cohort {cohort!r} has {len(members)} runners, fewer than "
-                          f"min_cohort_size={min_cohort_size}; suppressed", file=processed)
+        raise ReportError(f"cohort {cohort!r} has fewer runners than min_cohort_size="
+                          f"{min_cohort_size}; suppressed", file=processed)
     ids = set(members["runner_id"])
+    salt = id_salt() if salt is None else salt
+    panel = data["panel"][data["panel"]["runner_id"].isin(ids)].reset_index(drop=True)
+    if pain_threshold is not None:
+        panel = panel.assign(pain_any=panel["pain"] >= pain_threshold)
     quarantine = data["quarantine"]
-    if "runner_id" in quarantine.columns:
-        quarantine = quarantine[quarantine["runner_id"].isin(ids)]
+    quarantine = (quarantine[quarantine["runner_id"].isin(ids)]
+                  if "runner_id" in quarantine.columns else quarantine.iloc[:0])
+    quarantine = quarantine.drop(columns=["value", "runner_id"], errors="ignore")
+
+    def hide(table: pd.DataFrame) -> pd.DataFrame:
+        return table.assign(**{c: pseudonymise(table[c], salt=salt)
+                               for c in ID_COLUMNS if c in table.columns})
+
     return CohortView(
         cohort=cohort,
-        panel=data["panel"][data["panel"]["runner_id"].isin(ids)].reset_index(drop=True),
-        daily=data["daily"][data["daily"]["runner_id"].isin(ids)].reset_index(drop=True),
-        runners=members.reset_index(drop=True),
+        panel=hide(panel),
+        daily=hide(data["daily"][data["daily"]["runner_id"].isin(ids)].reset_index(drop=True)),
+        runners=hide(members[[c for c in SAFE_RUNNER_COLUMNS if c in members.columns]]
+                     .reset_index(drop=True)),
         cleaning=data["cleaning_report"],
+        counts=data["counts"].get("cohorts", {}).get(cohort, {}),
         meta=data["panel_meta"],
-        quarantine=quarantine,
+        quarantine=quarantine.reset_index(drop=True),
+        pseudonymised=salt is not None,
     )
 
 
@@ -549,7 +1009,8 @@ def cohort_summary(view: CohortView, *, exposures: Sequence[str] = ()) -> pd.Dat
     rows = [
         ("runners", len(view.runners)),
         ("runners with pain reports", panel["runner_id"].nunique()),
-        ("weeks followed per runner (median)", round(float(weeks.median()), 1)),
+        ("weeks followed per runner (median)",
+         round(float(weeks.median()), 1) if len(weeks) else float("nan")),
         ("pain reports", len(panel)),
         ("reports with pain >= threshold", int(panel["pain_any"].sum())),
         ("reports usable for the model (all exposures known)", len(usable)),
@@ -557,50 +1018,191 @@ def cohort_summary(view: CohortView, *, exposures: Sequence[str] = ()) -> pd.Dat
          round(1 - len(usable) / len(panel), 3) if len(panel) else float("nan")),
         ("exposure lag (days)", view.meta.get("exposure_lag_days")),
     ]
-    return pd.DataFrame(rows, columns=["measure", "value"])
+    return pd.DataFrame(rows, columns=["measure", "value"], dtype=object)
 
 
 def cleaning_counts(cleaning: Mapping[str, Any]) -> pd.DataFrame:
     """The cleaning audit as a table: one row per input file (read, kept, merged, ...)."""
     files = cleaning.get("files", {})
-    rows = [{"file": name, **{k: v for k, v in counts.items() if k != "by_reason"},
-             "reasons": ", ".join(f"{r}: {n}" for r, n in sorted(counts.get("by_reason",
-                                                                             {}).items()))}
+    columns = ["file", "read", "kept", "merged", "quarantined", "fixed", "reasons"]
+    rows = [{"file": name, **{k: counts.get(k, 0) for k in columns[1:-1]},
+             "reasons": ", ".join(f"{r}: {n}" for r, n in
+                                  sorted(counts.get("by_reason", {}).items()))}
             for name, counts in sorted(files.items())]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def cohort_audit(view: CohortView) -> pd.DataFrame:
+    """This cohort's rows kept after cleaning (from ``counts.json``) and, when the
+    quarantine names runners, its quarantined rows per reason."""
+    labels = {"runners": "runners", "runs": "runs kept", "pain_reports": "pain reports kept",
+              "panel_rows": "panel rows (reports with exposures)",
+              "runners_with_reports": "runners with at least one report"}
+    rows = [(labels[k], view.counts[k]) for k in labels if k in view.counts]
+    for reason, n in view.quarantine.get("reason", pd.Series(dtype="str")) \
+            .value_counts().sort_index().items():
+        rows.append((f"quarantined: {reason}", int(n)))
+    return pd.DataFrame(rows, columns=["count", "value"])
+
+
+@dataclass
+class ModelAttempt:
+    """A fitted model, or the plain reason no model could be fitted for this cohort."""
+
+    result: Any | None
+    reason: str | None = None
+
+
+def fit_cohort_model(
+    view: CohortView,
+    *,
+    outcome: str = "pain",
+    exposures: Sequence[str],
+    random_slopes: Sequence[str] = (),
+) -> ModelAttempt:
+    """Fit the report's model, or say why it cannot be fitted (never raises a model error).
+
+    ``pain`` (NRS 0-10) gets a linear mixed model, ``pain_any`` a logistic one; both with a
+    random intercept per runner.
+    """
+    from analysis.models import fit_model
+
+    panel = view.panel
+    if panel.empty:
+        return ModelAttempt(None, "This cohort has no pain reports, so there is nothing to "
+                                  "model.")
+    values = panel[outcome].dropna().unique() if outcome in panel.columns else []
+    if len(values) < 2:
+        what = "no pain events" if outcome == "pain_any" or (len(values) == 1 and
+                                                             float(values[0]) == 0) \
+            else "the same pain score in every report"
+        return ModelAttempt(None, f"This cohort has {what} ({outcome} never varies), so no "
+                                  "association with training load can be estimated.")
+    try:
+        result = fit_model(panel, model=OUTCOMES.get(outcome, "lmm"), outcome=outcome,
+                           exposures=list(exposures), random_slopes=list(random_slopes))
+    except ModelSpecError as error:
+        return ModelAttempt(None, f"The model cannot be fitted for this cohort: "
+                                  f"{error.one_line()}")
+    return ModelAttempt(result)
+
+
+@dataclass
+class RandomEffects:
+    """Conditional modes (BLUPs) of a linear mixed model and its residuals."""
+
+    per_runner: pd.DataFrame  # runner_id, one column per random effect, <name>_se
+    per_report: pd.DataFrame  # runner_id, fitted (conditional), residual, fitted_marginal
+
+
+def conditional_modes(panel: pd.DataFrame, result: Any) -> RandomEffects:
+    """Per-runner random effects and per-report conditional residuals of an LMM fit.
+
+    ``b_i = G (Z_i'Z_i G + sigma^2 I)^-1 Z_i'(y_i - X_i beta)`` and conditional variance
+    ``G - G (Z_i'Z_i G + sigma^2 I)^-1 Z_i'Z_i G`` (Henderson's BLUP; the push-through form
+    also holds when G is singular). Vectorised over runners.
+    """
+    from analysis.models import build_design
+
+    design = build_design(panel, outcome=result.outcome, exposures=result.exposures,
+                          covariates=result.covariates, random_slopes=result.random_slopes)
+    beta = result.table.set_index("term").loc[design.x_names, "estimate"].to_numpy(float)
+    vc = result.variance_components
+    q = len(design.z_names)
+    grouped = vc[vc["group"] != "Residual"]
+    G = np.zeros((q, q))
+    index = {name: i for i, name in enumerate(design.z_names)}
+    for row in grouped.itertuples(index=False):
+        i = index[row.var1]
+        j = i if row.var2 is None or pd.isna(row.var2) else index[row.var2]
+        G[i, j] = G[j, i] = row.vcov
+    sigma2 = float(vc.loc[vc["group"] == "Residual", "vcov"].iloc[0])
+
+    fixed = design.X @ beta
+    resid_marginal = design.y - fixed
+    Z = design.Z
+    ztz = np.add.reduceat(Z[:, :, None] * Z[:, None, :], design.starts, axis=0)  # (m, q, q)
+    ztr = np.add.reduceat(Z * resid_marginal[:, None], design.starts, axis=0)  # (m, q)
+    inner = ztz @ G + sigma2 * np.eye(q)  # (m, q, q)
+    solved = np.linalg.solve(inner, ztr[:, :, None])[:, :, 0]
+    modes = solved @ G.T  # G is symmetric: b_i = G solved_i
+    cond_var = G - G @ np.linalg.solve(inner, ztz @ G)
+    se = np.sqrt(np.clip(np.diagonal(cond_var, axis1=1, axis2=2), 0, None))
+    labels = pd.Series(design.group_labels, name="runner_id")
+    per_runner = pd.concat(
+        [labels, pd.DataFrame(modes, columns=design.z_names),
+         pd.DataFrame(se, columns=[f"{n}_se" for n in design.z_names])], axis=1)
+    fitted = fixed + np.einsum("nq,nq->n", Z, modes[design.groups])
+    per_report = pd.DataFrame({
+        "runner_id": design.group_labels[design.groups],
+        "fitted": fitted,
+        "residual": design.y - fitted,
+        "fitted_marginal": fixed,
+    })
+    return RandomEffects(per_runner=per_runner, per_report=per_report)
+
+
+def runner_table(view: CohortView, modes: RandomEffects | None = None) -> pd.DataFrame:
+    """One row per runner (pseudonymous ID): weeks followed, km per week, reports, mean pain
+    (NRS 0-10) and, with a model, the runner's random intercept (NRS points)."""
+    daily = view.daily
+    weeks = daily.groupby("runner_id")["date"].agg(lambda d: (d.max() - d.min()).days + 1) / 7
+    km = daily.groupby("runner_id")["distance_km"].sum()
+    pain = view.panel.groupby("runner_id")["pain"].agg(["size", "mean"])
+    table = pd.DataFrame({"weeks_followed": weeks.round(1), "km_per_week": (km / weeks).round(1)})
+    table = table.join(pain.rename(columns={"size": "reports", "mean": "mean_pain"}), how="left")
+    table = table.assign(reports=table["reports"].fillna(0).astype(int),
+                         mean_pain=table["mean_pain"].round(2))
+    if modes is not None and "Intercept" in modes.per_runner.columns:
+        intercept = modes.per_runner.set_index("runner_id")["Intercept"].round(2)
+        table = table.join(intercept.rename("random_intercept"), how="left")
+    return table.rename_axis("runner_id").reset_index().sort_values("runner_id",
+                                                                    ignore_index=True)
+
+
+def effects_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Fixed effects in reading units: estimate and 95 % CI per step (e.g. per +10 % jump)."""
+    rows = []
+    odds = "odds_ratio" in table.columns
+    for row in table[table["term"] != "Intercept"].itertuples(index=False):
+        base = str(row.term).removesuffix("_within").removesuffix("_between")
+        step, phrase = EFFECT_STEPS.get(base, (1.0, "per unit"))
+        values = [row.estimate * step, row.ci_low * step, row.ci_high * step]
+        if odds:
+            values = [math.exp(v) for v in values]
+        rows.append({"term": row.term, "step": phrase, "estimate": values[0],
+                     "ci_low": values[1], "ci_high": values[2],
+                     "p_value": getattr(row, "p_value", float("nan"))})
+    return pd.DataFrame(rows, columns=["term", "step", "estimate", "ci_low", "ci_high",
+                                       "p_value"])
 
 
 def plain_language(table: pd.DataFrame, *, outcome: str = "pain") -> list[str]:
     """One sentence per exposure effect, in steps a clinician reads (e.g. per +10 % jump)."""
     sentences = []
-    for row in table.itertuples(index=False):
-        base = str(row.term).removesuffix("_within").removesuffix("_between")
-        if base not in EFFECT_STEPS:
-            continue
-        step, phrase = EFFECT_STEPS[base]
-        est, low, high = (row.estimate * step, row.ci_low * step, row.ci_high * step)
-        if "odds_ratio" in table.columns and not pd.isna(getattr(row, "odds_ratio", None)):
-            import math
-
+    for row in effects_table(table).itertuples(index=False):
+        clear = (row.ci_low > (1 if "odds_ratio" in table.columns else 0)
+                 or row.ci_high < (1 if "odds_ratio" in table.columns else 0))
+        verdict = ("the interval excludes no effect" if clear
+                   else "the interval includes no effect, so the data are compatible with none")
+        if "odds_ratio" in table.columns:
             sentences.append(
-                f"{row.term}: odds of pain x{math.exp(est):.2f} {phrase} "
-                f"(95 % CI x{math.exp(low):.2f} to x{math.exp(high):.2f})."
-            )
+                f"{row.term}: the odds of pain change by a factor of {row.estimate:.2f} "
+                f"{row.step} (95 % CI {row.ci_low:.2f} to {row.ci_high:.2f}; {verdict}).")
             continue
-        direction = "higher" if est > 0 else "lower"
-        clear = "the interval excludes no effect" if low > 0 or high < 0 else \
-            "the interval includes no effect"
+        direction = "higher" if row.estimate > 0 else "lower"
         sentences.append(
-            f"{row.term}: {abs(est):.2f} NRS points {direction} {outcome} {phrase} "
-            f"(95 % CI {low:.2f} to {high:.2f}; {clear})."
-        )
+            f"{row.term}: {abs(row.estimate):.2f} NRS points {direction} {outcome} {row.step} "
+            f"(95 % CI {row.ci_low:.2f} to {row.ci_high:.2f}; {verdict}).")
     return sentences
 
 
-def write_summary(path: str | Path | None, view: CohortView, result: Any | None) -> None:
-    """Write the numbers the index page shows (only pseudonymous, aggregate values)."""
-    if not path:
-        return
+def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttempt | Any
+                  ) -> dict[str, Any]:
+    """Write the numbers the index page shows (aggregate values only, no identifiers)."""
+    if not isinstance(attempt, ModelAttempt):  # a bare ModelResult (or None)
+        attempt = ModelAttempt(attempt, None if attempt is not None else "no model")
+    result = attempt.result
     headline = []
     if result is not None:
         table = result.table
@@ -614,7 +1216,26 @@ def write_summary(path: str | Path | None, view: CohortView, result: Any | None)
         "n_runners": len(view.runners),
         "n_reports": len(view.panel),
         "n_obs_model": getattr(result, "n_obs", None),
+        "model": getattr(result, "model", None),
+        "scale": "odds" if result is not None and "odds_ratio" in result.table.columns
+        else "nrs",
         "converged": getattr(result, "converged", None),
+        "model_note": attempt.reason,
+        "warnings": list(getattr(result, "warnings", []) or []),
         "headline": headline,
     }
-    Path(path).write_text(json.dumps(summary, indent=2) + "\n")
+    if path:
+        Path(path).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+__all__ = [
+    "DEFAULT_MIN_COHORT_SIZE", "DEFAULT_PARAMETERS", "EFFECT_STEPS", "KERNEL_NAME",
+    "CohortJob", "CohortOutcome", "CohortView", "ModelAttempt",
+    "RandomEffects", "ReportRun", "cleaning_counts", "cohort_audit", "cohort_input_hashes",
+    "cohort_summary", "conditional_modes", "dask_submitter", "effects_table",
+    "fit_cohort_model", "headline_rows", "list_cohorts", "load_cohort", "parse_param_items",
+    "plain_language", "read_manifest", "render_html", "run_cohort", "run_reports",
+    "runner_table", "safe_name", "split_list", "template_path", "validate_parameters",
+    "write_index", "write_summary",
+]
