@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from analysis.models import (
     fit_lmm,
     fit_model,
     gls_covariance,
+    likelihood_ratio_test,
 )
 from analysis.power import redraw_lmm_outcome, simulate_panel
 
@@ -258,3 +261,115 @@ def test_glmm_on_simulated_cohorts_covers_truth():
     for term, value in truth["fixed_effects"].items():
         row = res.term(term)
         assert row.ci_low < value < row.ci_high, (term, value, row.to_dict())
+
+
+# --- likelihood-ratio test ------------------------------------------------------------------
+
+
+def test_lrt_random_slope_matches_lme4_logliks(lme4_ref):
+    panel = load_fixture("demo")
+    ri = fit_lmm(panel, exposures=EXPOSURES, reml=False)
+    rs = fit_lmm(panel, exposures=EXPOSURES, reml=False, random_slopes=["mileage_jump"])
+    out = likelihood_ratio_test(ri, rs)
+    ll = lme4_ref.loc[(lme4_ref["cohort"] == "demo") & (lme4_ref["term"] == "loglik")]
+    ll = ll.set_index("model")["estimate"]
+    expected = 2 * (ll["lmm_rs_ml"] - ll["lmm_ri_ml"])  # what lme4's anova() reports
+    assert out["statistic"] == pytest.approx(expected, abs=1e-5)
+    assert out["df"] == 2  # slope variance + intercept-slope covariance
+    assert out["p_value"] == pytest.approx(np.exp(-expected / 2))  # chi2(2) survival
+    # 50:50 mixture of chi2(1) and chi2(2) is smaller (less conservative)
+    assert out["p_value_boundary"] < out["p_value"]
+    assert "boundary" in out["caveat"]
+
+
+def test_lrt_refuses_reml_with_different_fixed_effects():
+    panel = load_fixture("demo")
+    small = fit_lmm(panel, exposures=["mileage_jump", "shoe_km"])
+    big = fit_lmm(panel, exposures=EXPOSURES)
+    with pytest.raises(ModelSpecError, match="ML"):
+        likelihood_ratio_test(small, big)
+    with pytest.raises(ModelSpecError, match="not nested"):
+        likelihood_ratio_test(big, fit_lmm(panel, exposures=["mileage_jump", "age"]))
+
+
+# --- live lme4 ------------------------------------------------------------------------------
+
+
+def _have_lme4() -> bool:
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        return False
+    probe = subprocess.run([rscript, "-e", "quit(status = !requireNamespace('lme4'))"],
+                           capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+@pytest.mark.lme4
+@pytest.mark.skipif(not _have_lme4(), reason="needs Rscript with the lme4 package")
+def test_lme4_reference_live(tmp_path):
+    """Re-run tests/reference/lme4_reference.R and compare with the committed numbers."""
+    root = REF_DIR.parent.parent
+    subprocess.run(["Rscript", str(REF_DIR / "lme4_reference.R"), str(tmp_path)], cwd=root,
+                   check=True, capture_output=True, timeout=300)
+    live = pd.read_csv(tmp_path / "lme4_reference.csv")
+    committed = pd.read_csv(REF_DIR / "lme4_reference.csv")
+    keep = live["term"] != "seconds"
+    pd.testing.assert_frame_equal(live.loc[keep].reset_index(drop=True),
+                                  committed.loc[committed["term"] != "seconds"]
+                                  .reset_index(drop=True), rtol=1e-6)
+    for cohort in ("demo", "sparse"):
+        for model in LMM_SPECS:
+            compare_lmm_with_lme4(live, cohort, model)
+
+
+# --- model figures (analysis.plots, section "model figures") ---------------------------------
+
+
+@pytest.fixture
+def agg_backend():
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    matplotlib.use("Agg")
+    yield plt
+    plt.close("all")
+
+
+def test_forest_and_prediction_figures_show_the_estimates(agg_backend):
+    from analysis import plots
+
+    panel = load_fixture("demo")
+    res = fit_lmm(panel, exposures=EXPOSURES, covariates=["sex"])
+    ax = plots.forest_plot(res.table)
+    x, _ = ax.lines[0].get_data()  # errorbar's marker line
+    np.testing.assert_allclose(np.asarray(x, float), res.table["estimate"].iloc[1:])
+    ax = plots.predicted_pain(res, panel, exposure="mileage_jump")
+    gx, gy = (np.asarray(v, float) for v in ax.lines[0].get_data())
+    # a straight line whose slope is the mileage_jump estimate (NRS per unit)
+    np.testing.assert_allclose(np.diff(gy) / np.diff(gx), res.term("mileage_jump").estimate)
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() < gy.min() and band.max() > gy.max()
+    glmm = fit_glmm(panel, exposures=EXPOSURES)
+    ax = plots.forest_plot(glmm.table)
+    assert ax.get_xscale() == "log"
+    _, prob = plots.predicted_pain(glmm, panel, exposure="shoe_km").lines[0].get_data()
+    assert ((prob > 0) & (prob < 1)).all() and (np.diff(prob) > 0).all()
+
+
+def test_caterpillar_residuals_and_power_figures(agg_backend):
+    from analysis import plots
+
+    per_runner = pd.DataFrame({"Intercept": [0.5, -1.0, 0.2], "Intercept_se": [0.1, 0.2, 0.3]})
+    ax = plots.caterpillar(per_runner)
+    _, y = ax.lines[0].get_data()
+    assert list(y) == [-1.0, 0.2, 0.5]  # sorted
+    rng = np.random.default_rng(0)
+    per_report = pd.DataFrame({"fitted": rng.uniform(0, 6, 300),
+                               "residual": rng.normal(0, 1, 300)})
+    axes = plots.residual_diagnostics(per_report)
+    assert len(axes) == 3
+    power = pd.DataFrame({"term": "mileage_jump", "weeks": [12, 12], "runners": [50, 100],
+                          "power": [0.4, 0.7], "power_ci_low": [0.3, 0.6],
+                          "power_ci_high": [0.5, 0.8]})
+    ax = plots.power_curve_plot(power)
+    assert list(ax.lines[0].get_data()[1]) == [0.4, 0.7]

@@ -46,7 +46,7 @@ def test_power_curve_reproducible_and_monotone_in_effect():
 def test_power_curve_grid_and_binomial():
     out = power_curve(runners=[10, 30], weeks=[8], effects={"mileage_jump": 1.0}, n_sims=3,
                       seed=3, progress=False, model="glmm")
-    assert out[["runners", "weeks"]].values.tolist() == [[10, 8], [30, 8]]
+    assert out[["runners", "weeks"]].to_numpy().tolist() == [[10, 8], [30, 8]]
     assert ((out["power"] >= 0) & (out["power"] <= 1)).all()
 
 

@@ -409,9 +409,11 @@ def fit_lmm(
         fit = _fit_lmm_statsmodels(design, reml=reml)
     else:
         raise ModelSpecError(f"unknown LMM engine {engine!r}; use 'profiled' or 'statsmodels'")
-    return _lmm_result(design, fit=fit, reml=reml, outcome=outcome, exposures=exposures,
-                       covariates=covariates, random_slopes=random_slopes, group=group,
-                       engine=engine)
+    result = _lmm_result(design, fit=fit, reml=reml, outcome=outcome, exposures=exposures,
+                         covariates=covariates, random_slopes=random_slopes, group=group,
+                         engine=engine)
+    result.extra.update(center=center, group=group)
+    return result
 
 
 @dataclass
@@ -505,6 +507,13 @@ def _profiled_deviance(theta: np.ndarray, ss: _SuffStats, *, reml: bool,
     return dev, beta, sigma2 * np.linalg.inv(XVX), sigma2 * lam @ lam.T, sigma2
 
 
+#: Bound on the relative Cholesky factor theta (random-effect SD / residual SD): a runner
+#: SD of 1,000 residual SDs is far outside any plausible pain model and keeps X'V^-1X
+#: numerically positive definite during line searches.
+THETA_MAX = 1e3
+#: Deviance returned for a theta at which X'V^-1X is numerically singular.
+DEVIANCE_PENALTY = 1e15
+
 #: scipy optimizers tried in turn by the profiled engine (all accept bounds).
 PROFILED_OPTIMIZERS = ("L-BFGS-B", "Powell", "Nelder-Mead")
 
@@ -526,14 +535,16 @@ def fit_lmm_design(design: Design, *, reml: bool = True,
     order = np.lexsort((rows, cols))
     is_diag = (rows[order] == cols[order])
     theta0 = is_diag.astype(float)  # lme4's start: identity
-    bounds = [(0.0, None) if d else (None, None) for d in is_diag]
+    bounds = [(0.0, THETA_MAX) if d else (-THETA_MAX, THETA_MAX) for d in is_diag]
     notes: list[str] = []
 
     def objective(th: np.ndarray) -> float:
         try:
-            return float(_profiled_deviance(th, ss, reml=reml))
+            dev = float(_profiled_deviance(th, ss, reml=reml))
         except np.linalg.LinAlgError:
-            return float("inf")
+            return DEVIANCE_PENALTY
+        # finite, so that finite-difference gradients never subtract infinities
+        return dev if math.isfinite(dev) else DEVIANCE_PENALTY
 
     best = None
     used = None
@@ -635,8 +646,63 @@ def _lmm_result(design: Design, *, fit: LmmFit, reml: bool, outcome: str,
         converged=fit.converged, optimizer=fit.optimizer, warnings=notes, loglik=fit.loglik,
         aic=-2 * fit.loglik + 2 * k, bic=-2 * fit.loglik + math.log(n) * k,
         method="REML" if reml else "ML", engine=engine,
-        extra={"singular": singular, "n_params": k},
+        extra={"singular": singular, "n_params": k, "vcov": fit.vcov.tolist()},
     )
+
+
+# --- model comparison -----------------------------------------------------------------------
+
+
+def likelihood_ratio_test(restricted: ModelResult, full: ModelResult) -> dict[str, Any]:
+    """Likelihood-ratio test of two nested mixed models fitted to the same rows.
+
+    Models that differ in fixed effects must both be fitted by ML (``reml=False``); models
+    with the same fixed effects that differ only in random slopes may be REML fits.
+
+    Boundary caveat: when the full model adds random-effect variances, the null value (a
+    variance of zero) lies on the boundary of the parameter space and the chi-square
+    reference distribution is conservative. ``p_value_boundary`` then uses the 50:50
+    mixture of chi-square(df - 1) and chi-square(df) (Self & Liang 1987, JASA 82:605-10;
+    Stram & Lee 1994, Biometrics 50:1171-7), exact for adding one random slope with its
+    covariance to a random intercept.
+
+    Returns
+    -------
+    dict with ``statistic``, ``df``, ``p_value`` (chi-square), ``p_value_boundary`` (None
+    when no variance is tested) and ``caveat``.
+    """
+    if restricted.model != full.model or full.model not in ("lmm", "glmm"):
+        raise ModelSpecError("a likelihood-ratio test needs two LMMs or two GLMMs")
+    if restricted.n_obs != full.n_obs or restricted.outcome != full.outcome:
+        raise ModelSpecError("the two models were not fitted to the same rows and outcome "
+                             f"({restricted.n_obs} vs {full.n_obs} rows)")
+    r_terms, f_terms = set(restricted.table["term"]), set(full.table["term"])
+    r_slopes, f_slopes = set(restricted.random_slopes), set(full.random_slopes)
+    if not (r_terms <= f_terms and r_slopes <= f_slopes):
+        raise ModelSpecError("the models are not nested (the restricted model has a term or "
+                             "random slope the full model lacks)")
+    df = int(full.extra["n_params"] - restricted.extra["n_params"])
+    if df <= 0:
+        raise ModelSpecError("the full model must have more parameters than the restricted")
+    if r_terms != f_terms and "REML" in (restricted.method, full.method):
+        raise ModelSpecError("models with different fixed effects must be fitted by ML "
+                             "(reml=False): REML likelihoods of different fixed effects are "
+                             "not comparable")
+    if restricted.loglik is None or full.loglik is None:
+        raise ModelSpecError("both models need a log-likelihood")
+    stat = max(2.0 * (full.loglik - restricted.loglik), 0.0)
+    p_value = float(stats.chi2.sf(stat, df))
+    tests_variance = f_slopes != r_slopes
+    p_boundary = None
+    caveat = "chi-square reference distribution"
+    if tests_variance:
+        lower = stats.chi2.sf(stat, df - 1) if df > 1 else float(stat <= 0)
+        p_boundary = float(0.5 * lower + 0.5 * p_value)
+        caveat = ("the null puts a variance on the boundary (zero): the chi-square p-value is "
+                  "conservative; p_value_boundary uses the 50:50 chi-square mixture "
+                  f"of df {df - 1} and {df}")
+    return {"statistic": stat, "df": df, "p_value": p_value, "p_value_boundary": p_boundary,
+            "caveat": caveat}
 
 
 # --- binomial models ------------------------------------------------------------------------
@@ -747,7 +813,8 @@ def fit_glmm(
         optimizer=f"gpboost:{opt}" if converged else None,
         warnings=notes, loglik=loglik, aic=-2 * loglik + 2 * k,
         bic=-2 * loglik + math.log(n) * k, method="Laplace (ML)", engine=engine,
-        extra={"singular": singular, "n_params": k, "iterations": num_it},
+        extra={"singular": singular, "n_params": k, "iterations": num_it, "center": center,
+               "group": group},
     )
 
 
@@ -794,7 +861,8 @@ def fit_gee(
         variance_components=vc, icc=None, n_obs=len(design.y),
         n_runners=len(design.group_labels), dropped=design.dropped, converged=converged,
         optimizer=None, warnings=notes, loglik=None, aic=None, bic=None,
-        method="GEE (exchangeable, robust SE)", engine="statsmodels", extra={},
+        method="GEE (exchangeable, robust SE)", engine="statsmodels",
+        extra={"vcov": np.asarray(fit.cov_params()).tolist(), "center": center, "group": group},
     )
 
 

@@ -124,6 +124,146 @@ def share_missing(panel: pd.DataFrame, columns: list[str]) -> pd.Series:
 # --- model figures ---
 
 
+def forest_plot(table: pd.DataFrame, *, odds: bool | None = None,
+                terms: Sequence[str] | None = None, ax: Axes | None = None) -> Axes:
+    """Forest plot of a model table (:class:`analysis.models.ModelResult` ``.table``).
+
+    One row per term (the intercept left out unless named in ``terms``) with its Wald 95 %
+    interval; odds ratios on a log axis when the table has them (``odds=None``: detect).
+    Units are the model's: NRS points per unit of exposure, or odds ratios per unit.
+    """
+    ax = _axes(ax)
+    odds = "odds_ratio" in table.columns if odds is None else odds
+    rows = table.loc[table["term"] != "Intercept"] if terms is None else \
+        table.set_index("term").loc[list(terms)].reset_index()
+    est, lo, hi = (("odds_ratio", "or_ci_low", "or_ci_high") if odds
+                   else ("estimate", "ci_low", "ci_high"))
+    y = np.arange(len(rows))[::-1]
+    ax.errorbar(rows[est], y, xerr=[rows[est] - rows[lo], rows[hi] - rows[est]], fmt="o",
+                color="black", ecolor="tab:blue", capsize=3)
+    ax.axvline(1.0 if odds else 0.0, color="tab:gray", linestyle="--", linewidth=1)
+    if odds:
+        ax.set_xscale("log")
+    ax.set_yticks(y, list(rows["term"]))
+    ax.set(xlabel="odds ratio per unit (95 % CI)" if odds
+           else "change in pain per unit (NRS points, 95 % CI)", title="Fixed effects")
+    return ax
+
+
+def predicted_pain(result: object, panel: pd.DataFrame, *, exposure: str,
+                   n_points: int = 50, ax: Axes | None = None) -> Axes:
+    """Predicted pain (NRS, or probability of pain for binomial models) against one exposure.
+
+    The other fixed-effect columns are held at their means in the modelling rows (for
+    dummies: the sample shares); the band is the pointwise Wald 95 % interval from the
+    fixed-effect covariance (``result.extra["vcov"]``). With within-between centering the
+    within-runner effect is drawn. The x range is the exposure's 2.5-97.5 % quantiles.
+    """
+    from analysis.models import Z_95, build_design
+
+    ax = _axes(ax)
+    res = result
+    design = build_design(panel, outcome=res.outcome, exposures=res.exposures,
+                          covariates=res.covariates, random_slopes=res.random_slopes,
+                          center=res.extra.get("center"), group=res.extra.get("group",
+                                                                              "runner_id"))
+    beta = res.table.set_index("term").loc[design.x_names, "estimate"].to_numpy(float)
+    vcov = res.extra.get("vcov")
+    cov = (np.asarray(vcov, float) if vcov is not None
+           else np.diag(res.table.set_index("term").loc[design.x_names, "std_error"]
+                        .to_numpy(float) ** 2))
+    center = res.extra.get("center")
+    column = f"{exposure}_within" if center == "within-between" else exposure
+    j = design.x_names.index(column)
+    raw = design.frame[exposure].to_numpy(float)
+    grid = np.linspace(*np.quantile(raw, [0.025, 0.975]), n_points)
+    shift = raw.mean() if center in ("grand", "within-between") else 0.0
+    X = np.tile(design.X.mean(axis=0), (n_points, 1))
+    X[:, j] = grid - shift
+    eta = X @ beta
+    half = Z_95 * np.sqrt(np.einsum("ij,jk,ik->i", X, cov, X))
+    lo, hi = eta - half, eta + half
+    ylabel = "predicted pain (NRS 0-10)"
+    if res.model in ("glmm", "gee"):
+        eta, lo, hi = (1 / (1 + np.exp(-v)) for v in (eta, lo, hi))
+        ylabel = f"predicted P({res.outcome})"
+    ax.plot(grid, eta, color="tab:blue")
+    ax.fill_between(grid, lo, hi, color="tab:blue", alpha=0.2, linewidth=0)
+    ax.set(xlabel=exposure, ylabel=ylabel,
+           title=f"{res.model.upper()}: prediction with 95 % CI (others at their means)")
+    return ax
+
+
+def caterpillar(per_runner: pd.DataFrame, *, term: str = "Intercept",
+                ax: Axes | None = None) -> Axes:
+    """Caterpillar plot of one random effect per runner with 95 % intervals.
+
+    ``per_runner`` has ``term`` and ``<term>_se`` columns (conditional modes and their
+    conditional SDs, e.g. :func:`analysis.reports.conditional_modes`); runners are sorted.
+    """
+    ax = _axes(ax)
+    data = per_runner.sort_values(term, ignore_index=True)
+    ax.errorbar(np.arange(len(data)), data[term], yerr=1.96 * data[f"{term}_se"], fmt="o",
+                markersize=3, color="tab:purple", ecolor="tab:purple", alpha=0.7)
+    ax.axhline(0, color="tab:gray", linestyle="--", linewidth=1)
+    ax.set_xticks([])
+    ax.set(xlabel=f"runners (sorted, n = {len(data)})",
+           ylabel=f"random effect: {term}", title="Per-runner random effects (95 % intervals)")
+    return ax
+
+
+def residual_diagnostics(per_report: pd.DataFrame, *, bins: int = 20,
+                         axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
+    """Three residual checks of an LMM: vs fitted (with binned means), Q-Q, histogram.
+
+    ``per_report`` has ``fitted`` and ``residual`` (NRS points, conditional on the
+    runner's random effects).
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(2 * FIGSIZE[0], FIGSIZE[1]), layout="constrained")
+    fitted = per_report["fitted"].to_numpy(float)
+    resid = per_report["residual"].to_numpy(float)
+    a, b, c = axes[0], axes[1], axes[2]
+    a.scatter(fitted, resid, s=6, alpha=0.4, color="tab:blue")
+    edges = np.unique(np.quantile(fitted, np.linspace(0, 1, bins + 1)))
+    which = np.clip(np.searchsorted(edges, fitted, side="right") - 1, 0, len(edges) - 2)
+    means = pd.Series(resid).groupby(which).mean()
+    mids = (edges[:-1] + edges[1:]) / 2
+    a.plot(mids[means.index], means.to_numpy(), color="tab:red", marker="o", markersize=3)
+    a.axhline(0, color="tab:gray", linestyle="--", linewidth=1)
+    a.set(xlabel="fitted pain (NRS)", ylabel="residual (NRS points)",
+          title="Residuals vs fitted (red: binned means)")
+    ordered = np.sort(resid)
+    n = len(ordered)
+    theory = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)
+    b.scatter(theory, ordered, s=6, alpha=0.4, color="tab:blue")
+    if n > 1:
+        b.plot(theory, theory * ordered.std(ddof=1) + ordered.mean(), color="tab:red")
+    b.set(xlabel="normal quantile", ylabel="residual (NRS points)", title="Normal Q-Q")
+    sns.histplot(resid, ax=c, bins=30, color="tab:blue")
+    c.set(xlabel="residual (NRS points)", title="Residual distribution")
+    return axes
+
+
+def power_curve_plot(power: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Power (with Wilson 95 % intervals) against runners, one line per follow-up length.
+
+    ``power`` is the output of :func:`analysis.power.power_curve` (one term).
+    """
+    ax = _axes(ax)
+    for (term, weeks), part in power.groupby(["term", "weeks"], sort=True):
+        part = part.sort_values("runners")
+        line = ax.plot(part["runners"], part["power"], marker="o",
+                       label=f"{term}, {weeks} weeks")[0]
+        ax.fill_between(part["runners"], part["power_ci_low"], part["power_ci_high"],
+                        color=line.get_color(), alpha=0.15, linewidth=0)
+    ax.axhline(0.8, color="tab:gray", linestyle="--", linewidth=1)
+    ax.set(xlabel="runners", ylabel="power", ylim=(0, 1.02),
+           title="Simulation-based power (95 % intervals)")
+    ax.legend(frameon=False)
+    return ax
+
+
 # --- report figures (per-cohort reports: analysis.reports) ---
 
 

@@ -193,7 +193,8 @@ def power_curve(
     ``coverage`` of the 95 % intervals, ``bias``, ``n_failed`` and seconds per simulation.
     """
     if model not in _OUTCOME_FOR_MODEL:
-        raise ModelSpecError(f"unknown model {model!r}; choose one of {sorted(_OUTCOME_FOR_MODEL)}")
+        raise ModelSpecError(
+            f"unknown model {model!r}; choose one of {sorted(_OUTCOME_FOR_MODEL)}")
     if n_sims < 1:
         raise ModelSpecError("n_sims must be at least 1")
     unknown = set(effects) - set(exposures)
