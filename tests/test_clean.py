@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import tempfile
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analysis import schemas
 from analysis.clean import (
@@ -18,7 +22,9 @@ from analysis.clean import (
     ConservationError,
     clean_tables,
 )
+from analysis.errors import KneeloadError
 from analysis.ingest import read_dataset
+from analysis.pipeline import input_hashes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
 MESSY = FIXTURES / "canonical_messy"
@@ -131,3 +137,117 @@ def test_future_is_relative_to_today() -> None:
     future = early.quarantine.query("reason == 'future_date'")
     assert set(future["file"]) == {"runs.csv", "pain.csv"}
     assert len(future) > 1
+
+
+# --- properties: messy inputs never lose or invent a record, raw files stay untouched ----
+CELLS = {
+    "runner_id": st.sampled_from(["R1", "R2", "R9", "", "NA", " R1 "]),
+    "date": st.sampled_from(["2024-01-01", "2024-01-02", "2024-02-30", "x", "2030-01-01",
+                             "2024-01-01 07:00", "2024-01-01T07:00:00Z", ""]),
+    "distance_km": st.one_of(
+        st.sampled_from(["5", "5.0", "0", "-1", "150", "8,5", "abc", "", "1e3", "nan", "60"]),
+        st.floats(min_value=-5, max_value=120, allow_nan=False).map(str)),
+    "duration_min": st.sampled_from(["30", "", "0", "-5", "600", "x", "3", "31"]),
+    "activity_type": st.sampled_from(["run", "Ride", "", "Trail Run"]),
+    "start_time": st.sampled_from(["", "07:00", "07:01", "25:99"]),
+    "pain": st.sampled_from(["0", "3", "10", "11", "-1", "sore", "", "2,5"]),
+    "cohort": st.sampled_from(["A", "B", ""]),
+    "note": st.text(alphabet=st.sampled_from(list('ab ,;"\n\r\té')), max_size=6),
+}
+TABLE_COLUMNS = {
+    "runners.csv": ("runner_id", "cohort", "note"),
+    "runs.csv": ("runner_id", "date", "distance_km", "duration_min", "activity_type",
+                 "start_time", "note"),
+    "pain.csv": ("runner_id", "date", "pain", "note"),
+}
+
+
+@st.composite
+def messy_tables(draw: st.DrawFn) -> dict[str, list[list[str]]]:
+    tables = {}
+    for name, columns in TABLE_COLUMNS.items():
+        rows = draw(st.lists(st.tuples(*(CELLS[c] for c in columns)).map(list), max_size=12))
+        copies = draw(st.lists(st.integers(0, max(len(rows) - 1, 0)), max_size=4))
+        tables[name] = rows + [list(rows[i]) for i in copies if rows]
+    return tables
+
+
+def write_tables(folder: Path, tables: dict[str, list[list[str]]]) -> None:
+    for name, rows in tables.items():
+        with (folder / name).open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(TABLE_COLUMNS[name])
+            writer.writerows(rows)
+
+
+@settings(max_examples=30, deadline=None)
+@given(tables=messy_tables())
+def test_messy_inputs_conserve_every_record_and_leave_raw_files_alone(
+        tables: dict[str, list[list[str]]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_tables(folder, tables)
+        before = input_hashes(folder)
+        result = clean_tables(read_dataset(folder), today=TODAY)
+        assert input_hashes(folder) == before
+    files = result.report["files"]
+    for name, rows in tables.items():
+        # rows whose cells are all blank are blank lines, not records
+        expected = sum(any(cell.strip() for cell in row) for row in rows)
+        entry = files.get(name, {"read": 0, "kept": 0, "merged": 0, "quarantined": 0})
+        assert entry["read"] == expected
+        assert entry["read"] == entry["kept"] + entry["merged"] + entry["quarantined"]
+    # every (file, line) is either kept or in the quarantine, exactly once
+    kept = pd.concat([t[["source_file", "source_line"]] for t in
+                      (result.runners, result.runs, result.pain)])
+    places = list(zip(kept["source_file"], kept["source_line"], strict=True)) + list(
+        zip(result.quarantine["file"], result.quarantine["line"], strict=True))
+    assert len(places) == len(set(places)) == sum(e["read"] for e in files.values())
+    # what is kept meets the rules
+    runs = result.runs
+    assert ((runs["distance_km"] > 0) & (runs["distance_km"] <= 100)).all()
+    pace = runs["duration_min"] / runs["distance_km"]
+    assert pace.dropna().between(2.5, 15).all()
+    assert (runs.groupby(["runner_id", "date"])["distance_km"].sum() <= 100).all()
+    assert not result.pain.duplicated(["runner_id", "date"]).any()
+    assert set(runs["runner_id"]) | set(result.pain["runner_id"]) <= set(
+        result.runners["runner_id"])
+
+
+@settings(max_examples=20, deadline=None)
+@given(body=st.text(max_size=200))
+def test_arbitrary_text_either_fails_in_one_line_or_conserves(body: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_tables(folder, {"runners.csv": [["R1", "A", ""]], "pain.csv": []})
+        (folder / "runs.csv").write_text("runner_id,date,distance_km\n" + body,
+                                         encoding="utf-8", newline="")
+        before = input_hashes(folder)
+        try:
+            result = clean_tables(read_dataset(folder), today=TODAY)
+        except KneeloadError as exc:
+            assert "\n" not in exc.one_line()
+            return
+        finally:
+            assert input_hashes(folder) == before
+    entry = result.report["files"]["runs.csv"]
+    assert entry["read"] == entry["kept"] + entry["merged"] + entry["quarantined"]
+
+
+def test_unit_rules(tmp_path: Path) -> None:
+    (tmp_path / "runners.csv").write_text("runner_id,cohort\nR1,A\n", encoding="utf-8")
+    (tmp_path / "pain.csv").write_text("runner_id,date,pain\n", encoding="utf-8")
+    (tmp_path / "runs.csv").write_text(
+        "runner_id,date,distance_km,distance_unit\n"
+        "R1,2024-01-01,3.1,mi\n"  # 3.1 * 1.609344 = 4.9889664 km
+        "R1,2024-01-02,5000,m\n"
+        "R1,2024-01-03,5,km\n"
+        "R1,2024-01-04,5,furlong\n"
+        "R1,2024-01-05,7,\n", encoding="utf-8")
+    result = clean_tables(read_dataset(tmp_path), today=TODAY)
+    assert result.runs["distance_km"].tolist() == pytest.approx([4.9889664, 5.0, 5.0, 7.0])
+    assert result.quarantine[["line", "reason"]].to_numpy().tolist() == [
+        [5, "unknown_distance_unit"]]
+    entry = result.report["files"]["runs.csv"]
+    assert (entry["fixed"], entry["fixes"]) == (2, {"miles_to_km": 1, "metres_to_km": 1})
+    assert entry["read"] == 5 and result.report["files"]["pain.csv"]["read"] == 0
