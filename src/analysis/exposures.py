@@ -106,22 +106,6 @@ def _runner_key(codes: np.ndarray, days: np.ndarray) -> np.ndarray:
     return codes.astype(np.int64) * (1 << 32) + (days + (1 << 31))
 
 
-def _window(values: np.ndarray, width: int, reducer: str) -> np.ndarray:
-    """Reduce rows ``i-width+1..i`` for every row ``i`` (earlier rows padded with NaN).
-
-    NaN inside a window makes the result NaN; callers mask windows that cross a runner.
-    """
-    padded = np.concatenate([np.full(width - 1, np.nan), values.astype(float)])
-    view = np.lib.stride_tricks.sliding_window_view(padded, width)
-    if reducer == "sum":
-        return view.sum(axis=1)
-    if reducer == "max":
-        return view.max(axis=1)
-    if reducer == "std":
-        return view.std(axis=1, ddof=1)
-    raise ValueError(reducer)
-
-
 def _shift(values: np.ndarray, days: int) -> np.ndarray:
     """Row ``i`` takes row ``i - days`` (callers mask rows that cross a runner)."""
     out = np.full(values.shape, np.nan)
@@ -149,7 +133,7 @@ def _take(table: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
             arr = values.to_numpy(dtype=float)
             out[col] = np.where(hit, arr[safe], np.nan) if len(arr) else np.full(len(rows),
                                                                                   np.nan)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, copy=False)
 
 
 def _masked(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -167,56 +151,77 @@ def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 # --- daily calendar --------------------------------------------------------------------------
 
 
-def _follow_up_windows(runs: pd.DataFrame, runners: pd.DataFrame) -> pd.DataFrame:
-    """First and last follow-up day per runner: runners.csv, else first/last run day."""
-    ids = runners["runner_id"].astype(str)
-    run_days = pd.DataFrame({"runner_id": runs["runner_id"].astype(str),
-                             "day": _day_numbers(runs["date"])})
-    span = run_days.groupby("runner_id")["day"].agg(["min", "max"])
-    first = ids.map(span["min"]).to_numpy(dtype=float)
-    last = ids.map(span["max"]).to_numpy(dtype=float)
-    if "follow_up_start" in runners.columns:
-        start = _day_numbers(runners["follow_up_start"]).astype(float)
-        start[runners["follow_up_start"].isna().to_numpy()] = np.nan
-        first = np.where(np.isnan(start), first, start)
-    if "follow_up_end" in runners.columns:
-        end = _day_numbers(runners["follow_up_end"]).astype(float)
-        end[runners["follow_up_end"].isna().to_numpy()] = np.nan
-        last = np.where(np.isnan(end), last, end)
-    windows = pd.DataFrame({"runner_id": ids.to_numpy(), "start": first, "end": last})
-    windows = windows[np.isfinite(windows["start"]) & np.isfinite(windows["end"])
-                      & (windows["end"] >= windows["start"])]
-    return windows.astype({"start": np.int64, "end": np.int64}).sort_values(
-        "runner_id", kind="stable").reset_index(drop=True)
+def _codes(values: pd.Series, universe: pd.Index) -> np.ndarray:
+    """Position of each value in ``universe`` (-1 when absent or missing); fast on strings."""
+    codes, uniques = pd.factorize(values)
+    lookup = universe.get_indexer(pd.Index(uniques))
+    return np.where(codes >= 0, lookup[np.maximum(codes, 0)] if len(lookup) else -1, -1)
 
 
-def _ordered_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs with day numbers, in a total order that does not depend on input row order.
+@dataclass
+class _Grid:
+    """Internals of the calendar shared by the feature code (all integer arrays)."""
+
+    runner_ids: pd.Index  # runners with a follow-up window, sorted; codes index into it
+    code: np.ndarray  # runner code of each grid row
+    day: np.ndarray  # day number of each grid row
+    runs: pd.DataFrame  # runs in total order: runner, day, distance_km, shoe, row
+    shoe_ids: pd.Index  # shoe ids (sorted); runs["shoe"] indexes into it
+    has_shoes: bool
+
+
+def _follow_up_windows(runs: pd.DataFrame, runners: pd.DataFrame,
+                       run_code: np.ndarray, run_day: np.ndarray,
+                       ids: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """First and last follow-up day per runner (NaN-free float arrays, NaN = no window)."""
+    n = len(ids)
+    known = run_code >= 0
+    first = np.full(n, np.inf)
+    last = np.full(n, -np.inf)
+    np.minimum.at(first, run_code[known], run_day[known].astype(float))
+    np.maximum.at(last, run_code[known], run_day[known].astype(float))
+    order = _codes(runners["runner_id"].astype("str"), ids)
+    for col, target in (("follow_up_start", first), ("follow_up_end", last)):
+        if col in runners.columns:
+            given = runners[col]
+            ok = given.notna().to_numpy() & (order >= 0)
+            target[order[ok]] = _day_numbers(given[ok]).astype(float)
+    valid = np.isfinite(first) & np.isfinite(last) & (last >= first)
+    return np.where(valid, first, np.nan), np.where(valid, last, np.nan)
+
+
+def _ordered_runs(runs: pd.DataFrame, ids: pd.Index) -> tuple[pd.DataFrame, pd.Index]:
+    """Runs as integer codes, in a total order that does not depend on input row order.
 
     Within a day, runs are ordered by ``start_time`` when present, then distance and shoe, so
     "the latest run of the day" is well defined.
     """
-    out = pd.DataFrame({
-        "runner_id": runs["runner_id"].astype(str).to_numpy(),
-        "day": _day_numbers(runs["date"]),
-        "distance_km": runs["distance_km"].astype(float).to_numpy(),
-    })
-    keys = ["runner_id", "day"]
-    if "start_time" in runs.columns:
-        out["start_time"] = runs["start_time"].astype(str).to_numpy()
-        out.loc[runs["start_time"].isna().to_numpy(), "start_time"] = ""
-        keys.append("start_time")
-    keys.append("distance_km")
-    out["shoe_id"] = (runs["shoe_id"].astype("str").to_numpy() if "shoe_id" in runs.columns
-                      else pd.array([pd.NA] * len(runs), dtype="str"))
+    n = len(runs)
+    runner = _codes(runs["runner_id"].astype("str"), ids)
+    day = _day_numbers(runs["date"])
+    km = runs["distance_km"].to_numpy(dtype=float)
     if "shoe_id" in runs.columns:
-        out.loc[runs["shoe_id"].isna().to_numpy(), "shoe_id"] = pd.NA
-    out["_shoe_sort"] = out["shoe_id"].fillna("")
-    keys.append("_shoe_sort")
-    for col in ("duration_min", "rpe"):
-        out[col] = runs[col].astype(float).to_numpy() if col in runs.columns else np.nan
-    out = out.sort_values(keys, kind="stable").drop(columns="_shoe_sort")
-    return out.reset_index(drop=True)
+        shoe, shoe_ids = pd.factorize(runs["shoe_id"].astype("str"), sort=True)
+        shoe_index = pd.Index(shoe_ids)
+    else:
+        shoe, shoe_index = np.full(n, -1), pd.Index([], dtype="str")
+    start = (pd.factorize(runs["start_time"].astype("str"), sort=True)[0]
+             if "start_time" in runs.columns else np.zeros(n, dtype=np.int64))
+    # one composite int64 key (runner, day, start time) keeps the sort to three keys
+    dmin = int(day.min()) if n else 0
+    span = int(day.max()) - dmin + 1 if n else 1
+    n_start = int(np.max(start)) + 2 if n else 1
+    composite = ((runner.astype(np.int64) + 1) * span + (day - dmin)) * n_start + (start + 1)
+    order = np.lexsort((shoe, km, composite))
+    out = pd.DataFrame({
+        "runner": runner[order], "day": day[order], "distance_km": km[order],
+        "shoe": np.asarray(shoe)[order],
+        "duration_min": (runs["duration_min"].to_numpy(dtype=float)[order]
+                         if "duration_min" in runs.columns else np.full(n, np.nan)),
+        "rpe": (runs["rpe"].to_numpy(dtype=float)[order] if "rpe" in runs.columns
+                else np.full(n, np.nan)),
+    }, copy=False)
+    return out, shoe_index
 
 
 def daily_calendar(
@@ -253,38 +258,46 @@ def daily_calendar(
 
 def _calendar(
     runs: pd.DataFrame, runners: pd.DataFrame, *, unlogged_gaps: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The daily calendar and the ordered runs (kept for shoe and spike features)."""
+) -> tuple[pd.DataFrame, _Grid]:
+    """The daily calendar and its integer internals (kept for shoe and spike features)."""
     if unlogged_gaps not in UNLOGGED_GAP_POLICIES:
         raise KneeloadError(f"unlogged_gaps must be one of {UNLOGGED_GAP_POLICIES}, "
                             f"got {unlogged_gaps!r}")
     _require(runs, ("runner_id", "date", "distance_km"), "runs")
     _require(runners, ("runner_id",), "runners")
-    ordered = _ordered_runs(runs)
-    windows = _follow_up_windows(runs, runners)
-    lengths = (windows["end"] - windows["start"] + 1).to_numpy()
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    all_ids = pd.Index(pd.unique(runners["runner_id"].astype("str").dropna())).sort_values()
+    ordered, shoe_ids = _ordered_runs(runs, all_ids)
+    first, last = _follow_up_windows(runs, runners, ordered["runner"].to_numpy(),
+                                     ordered["day"].to_numpy(), all_ids)
+    has_window = np.isfinite(first)
+    ids = all_ids[has_window]
+    remap = np.full(len(all_ids) + 1, -1)
+    remap[np.flatnonzero(has_window)] = np.arange(has_window.sum())
+    ordered["runner"] = remap[ordered["runner"].to_numpy()]  # -1 stays -1 (last slot)
+    start = first[has_window].astype(np.int64)
+    end = last[has_window].astype(np.int64)
+    lengths = end - start + 1
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     n = int(lengths.sum())
-    code = np.repeat(np.arange(len(windows)), lengths)
+    code = np.repeat(np.arange(len(ids)), lengths)
     day_index = np.arange(n) - np.repeat(offsets, lengths)
-    day = np.repeat(windows["start"].to_numpy(), lengths) + day_index
+    day = np.repeat(start, lengths) + day_index
 
     # place each run on its grid row (runs outside follow-up have no row)
-    run_code = pd.Index(windows["runner_id"]).get_indexer(ordered["runner_id"])
+    run_code = ordered["runner"].to_numpy()
     run_day = ordered["day"].to_numpy()
     inside = run_code >= 0
-    start_of = np.where(inside, windows["start"].to_numpy()[run_code], 0)
-    end_of = np.where(inside, windows["end"].to_numpy()[run_code], -1)
-    inside &= (run_day >= start_of) & (run_day <= end_of)
-    pos = np.where(inside, offsets[np.maximum(run_code, 0)] + run_day - start_of, -1)
-    ordered = ordered.assign(row=pos)
+    safe = np.maximum(run_code, 0)
+    inside &= (run_day >= start[safe]) & (run_day <= end[safe]) if len(start) else inside
+    ordered["row"] = np.where(inside, offsets[safe] + run_day - start[safe], -1) if len(
+        start) else -1
     on = ordered[inside]
     rows = on["row"].to_numpy(dtype=np.int64)
     km = np.bincount(rows, weights=on["distance_km"].to_numpy(dtype=float),
                      minlength=n).astype(float)
     n_runs = np.bincount(rows, minlength=n)
     longest = np.zeros(n)
-    np.maximum.at(longest, rows, on["distance_km"].to_numpy())
+    np.maximum.at(longest, rows, on["distance_km"].to_numpy(dtype=float))
     minutes = on["duration_min"].to_numpy(dtype=float)
     duration = np.bincount(rows, weights=np.nan_to_num(minutes), minlength=n).astype(float)
     dur_missing = np.bincount(rows, weights=np.isnan(minutes), minlength=n)
@@ -297,59 +310,298 @@ def _calendar(
         duration[:] = np.nan
     if "duration_min" not in runs.columns or "rpe" not in runs.columns:
         srpe[:] = np.nan
-    shoe = np.full(n, None, dtype=object)
-    last_of_day = ~on["row"].duplicated(keep="last").to_numpy()
-    shoe[rows[last_of_day]] = on["shoe_id"].to_numpy(dtype=object)[last_of_day]
+    day_shoe = np.full(n, -1)
+    last_of_day = np.r_[rows[1:] != rows[:-1], True] if len(rows) else np.zeros(0, bool)
+    day_shoe[rows[last_of_day]] = on["shoe"].to_numpy()[last_of_day]
 
     # runs of consecutive days without a run, per runner: 21+ days are possibly unlogged
     rest = n_runs == 0
     new_block = np.ones(n, dtype=bool)
     new_block[1:] = (rest[1:] != rest[:-1]) | (code[1:] != code[:-1])
     block = np.cumsum(new_block) - 1
-    block_len = np.bincount(block)
+    block_len = np.bincount(block) if n else np.zeros(0, dtype=np.int64)
     gap = rest & (block_len[block] >= UNLOGGED_GAP_MIN_DAYS)
 
     distance = km.copy()
     rest_day = pd.array(rest, dtype="boolean")
-    if unlogged_gaps == "missing":
-        for arr in (distance, duration, srpe):
-            arr[gap] = np.nan
-        rest_day[gap] = pd.NA
-    longest[rest] = 0.0
+    missing = gap if unlogged_gaps == "missing" else np.zeros(n, dtype=bool)
+    for arr in (distance, duration, srpe, longest):
+        arr[missing] = np.nan
+    rest_day[missing] = pd.NA
+    shoe_str = pd.array(np.asarray(shoe_ids, dtype=object), dtype="str")
     daily = pd.DataFrame({
-        "runner_id": pd.array(windows["runner_id"].to_numpy()[code], dtype="str"),
+        "runner_id": pd.array(np.asarray(ids, dtype=object), dtype="str").take(code),
         "date": _dates(day),
         "day_index": day_index.astype(np.int64),
         "distance_km": distance,
         "n_runs": n_runs.astype(np.int64),
-        "longest_run_km": np.where(gap & (unlogged_gaps == "missing"), np.nan, longest),
+        "longest_run_km": longest,
         "duration_min": duration,
         "srpe_au": srpe,
         "rest_day": rest_day,
         "unlogged_gap": gap,
-        "shoe_id": pd.array(shoe, dtype="str"),
-    })
-    return daily, ordered
+        "shoe_id": shoe_str.take(day_shoe, allow_fill=True),
+    }, copy=False)
+    grid = _Grid(runner_ids=ids, code=code, day=day, runs=ordered, shoe_ids=shoe_ids,
+                 has_shoes=bool((ordered["shoe"] >= 0).any()))
+    return daily, grid
 
 
 # --- features on the daily grid --------------------------------------------------------------
 
 
-def _segments(daily: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Segment start row and position within segment for every row.
+def _window_count(flags: np.ndarray, width: int) -> np.ndarray:
+    """How many flags are set in rows ``i-width+1..i`` (exact integer arithmetic)."""
+    c = np.cumsum(flags, dtype=np.int64)
+    prev = np.zeros_like(c)
+    prev[width:] = c[:-width]
+    return c - prev
 
-    A segment is a runner's stretch of known days: the whole follow-up under
-    ``unlogged_gaps="rest"``, split around missing days under ``"missing"``.
+
+class _Windows:
+    """Trailing windows on the grid that never cross a segment (a runner's known stretch)."""
+
+    def __init__(self, daily: pd.DataFrame) -> None:
+        n = len(daily)
+        known = daily["distance_km"].notna().to_numpy()
+        first = daily["day_index"].to_numpy() == 0
+        new = np.ones(n, dtype=bool)
+        if n:
+            new[1:] = first[1:] | (known[1:] != known[:-1])
+        self.seg_id = np.cumsum(new) - 1
+        starts = np.flatnonzero(new)
+        self.seg_start = starts[self.seg_id] if n else np.zeros(0, dtype=np.int64)
+        self.seg_pos = np.arange(n) - self.seg_start
+        self.known = known
+
+    def valid(self, width: int, offset: int = 0) -> np.ndarray:
+        return self.seg_pos >= width - 1 + offset
+
+    def sum(self, values: np.ndarray, width: int, offset: int = 0) -> np.ndarray:
+        """Sum over rows ``i-offset-width+1 .. i-offset``; NaN if any value is NaN.
+
+        Per-segment cumulative sums (so rounding stays at the scale of one runner's total);
+        windows holding only zeros are exactly 0.
+        """
+        v = values.astype(float)
+        nan = np.isnan(v)
+        filled = np.where(nan, 0.0, v)
+        cs = pd.Series(filled).groupby(self.seg_id).cumsum().to_numpy()
+        before = np.where(self.seg_pos >= width, _shift(cs, width), 0.0)
+        total = cs - before
+        # a window of zeros is exactly 0: adding 0.0 leaves a cumulative sum unchanged
+        if nan.any():
+            total[_window_count(nan, width) > 0] = np.nan
+        if offset:
+            total = _shift(total, offset)
+        return _masked(total, self.valid(width, offset))
+
+    def extreme(self, values: np.ndarray, width: int, offset: int = 0, *,
+                lowest: bool = False) -> np.ndarray:
+        """Max (or min) over the window; NaN if any value is NaN."""
+        from scipy.ndimage import maximum_filter1d, minimum_filter1d
+
+        v = values.astype(float)
+        nan = np.isnan(v)
+        filt = minimum_filter1d if lowest else maximum_filter1d
+        centred = filt(np.where(nan, 0.0, v), size=width, mode="nearest") if len(v) else v
+        trailing = _shift(centred, width - 1 - width // 2) if width > 1 else centred
+        if nan.any():
+            trailing[_window_count(nan, width) > 0] = np.nan
+        if offset:
+            trailing = _shift(trailing, offset)
+        return _masked(trailing, self.valid(width, offset))
+
+    def sample_sd(self, values: np.ndarray, width: int) -> np.ndarray:
+        """Sample standard deviation (ddof 1); exactly 0 when the window is constant."""
+        mean = self.sum(values, width) / width
+        squares = np.zeros(len(values))
+        for lag in range(width):
+            squares += (_shift(values.astype(float), lag) - mean) ** 2
+        sd = np.sqrt(squares / (width - 1))
+        constant = self.extreme(values, width) == self.extreme(values, width, lowest=True)
+        return np.where(constant, 0.0, sd)
+
+
+def _shoe_features(grid: _Grid, shoes: pd.DataFrame | None) -> pd.DataFrame:
+    """``shoe_km`` and ``shoe_age_days`` for the shoe of the latest run on or before each day.
+
+    Uses every logged run (also before follow-up): km on a shoe is a property of the shoe.
     """
-    n = len(daily)
-    known = daily["distance_km"].notna().to_numpy()
-    first = daily["day_index"].to_numpy() == 0
-    new = np.ones(n, dtype=bool)
-    if n:
-        new[1:] = first[1:] | (known[1:] != known[:-1])
-    starts = np.flatnonzero(new)
-    seg_start = starts[np.cumsum(new) - 1] if n else np.zeros(0, dtype=np.int64)
-    return seg_start, np.arange(n) - seg_start
+    n = len(grid.code)
+    shoe_km = np.full(n, np.nan)
+    age = np.full(n, np.nan)
+    if not grid.has_shoes or n == 0:
+        return pd.DataFrame({"shoe_km": shoe_km, "shoe_age_days": age})
+    runs = grid.runs
+    shoe = runs["shoe"].to_numpy()
+    day = runs["day"].to_numpy()
+    km = runs["distance_km"].to_numpy(dtype=float)
+    used = shoe >= 0
+    key = _runner_key(shoe[used], day[used])
+    order = np.argsort(key, kind="stable")
+    key, km_used = key[order], km[used][order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    shoe_day_key = key[starts]
+    shoe_of = (shoe_day_key >> 32).astype(np.int64)
+    day_of = (shoe_day_key & 0xFFFFFFFF) - (1 << 31)
+    cum_km = pd.Series(np.add.reduceat(km_used, starts)).groupby(shoe_of).cumsum().to_numpy()
+
+    n_shoes = len(grid.shoe_ids)
+    start_km = np.zeros(n_shoes)
+    start_day = np.full(n_shoes, np.nan)
+    first_of_shoe = np.r_[True, shoe_of[1:] != shoe_of[:-1]]
+    start_day[shoe_of[first_of_shoe]] = day_of[first_of_shoe]
+    if shoes is not None and len(shoes):
+        _require(shoes, ("shoe_id", "runner_id"), "shoes")
+        at = _codes(shoes["shoe_id"].astype("str"), pd.Index(grid.shoe_ids))
+        ok = at >= 0
+        if "start_km" in shoes.columns:
+            given = shoes["start_km"].to_numpy(dtype=float)
+            fill = ok & ~np.isnan(given)
+            start_km[at[fill]] = given[fill]
+        if "start_date" in shoes.columns:
+            fill = ok & shoes["start_date"].notna().to_numpy()
+            start_day[at[fill]] = _day_numbers(shoes["start_date"][fill])
+
+    # the latest run of each runner-day (runs are in total order) and its shoe
+    runner = runs["runner"].to_numpy()
+    mine = runner >= 0
+    r_key = _runner_key(runner[mine], day[mine])
+    last = np.r_[r_key[1:] != r_key[:-1], True] if len(r_key) else np.zeros(0, dtype=bool)
+    last_key = r_key[last]
+    last_shoe = shoe[mine][last]
+    last_day = day[mine][last]
+    cum_at = np.full(len(last_key), np.nan)
+    has = last_shoe >= 0
+    found = np.searchsorted(shoe_day_key, _runner_key(last_shoe[has], last_day[has]))
+    cum_at[has] = cum_km[found]
+
+    grid_key = _runner_key(grid.code, grid.day)
+    hit = np.searchsorted(last_key, grid_key, side="right") - 1
+    ok = hit >= 0
+    ok[ok] = (last_key[hit[ok]] >> 32) == (grid_key[ok] >> 32)
+    s = np.where(ok, last_shoe[np.maximum(hit, 0)] if len(last_shoe) else -1, -1)
+    ok &= s >= 0
+    shoe_km[ok] = start_km[s[ok]] + cum_at[hit[ok]]
+    age[ok] = grid.day[ok] - start_day[s[ok]]
+    return pd.DataFrame({"shoe_km": shoe_km, "shoe_age_days": age})
+
+
+def _rotation_counts(grid: _Grid, width: int) -> np.ndarray:
+    """Distinct shoes used in the ``width`` days up to each grid row.
+
+    Each (shoe, use row r) covers rows r..r+width-1; overlapping covers of one shoe are merged
+    into blocks, and a difference array counts the blocks covering each row.
+    """
+    n = len(grid.code)
+    counts = np.zeros(n + 1)
+    runs = grid.runs
+    use = (runs["row"].to_numpy() >= 0) & (runs["shoe"].to_numpy() >= 0)
+    if n == 0 or not use.any():
+        return counts[:n]
+    key = np.sort(runs["shoe"].to_numpy()[use].astype(np.int64) * (n + 1)
+                  + runs["row"].to_numpy()[use])
+    key = key[np.r_[True, key[1:] != key[:-1]]]
+    shoe, rows = key // (n + 1), key % (n + 1)
+    ends = np.flatnonzero(np.r_[grid.code[1:] != grid.code[:-1], True])
+    runner_last_row = np.repeat(ends, np.diff(np.r_[-1, ends]))[rows]
+    new_block = np.ones(len(rows), dtype=bool)
+    new_block[1:] = ((shoe[1:] != shoe[:-1]) | (rows[1:] - rows[:-1] > width)
+                     | (runner_last_row[1:] != runner_last_row[:-1]))
+    block = np.cumsum(new_block) - 1
+    first = rows[new_block]
+    last = np.zeros(block[-1] + 1, dtype=np.int64)
+    np.maximum.at(last, block, rows)
+    stop = np.minimum(last + width - 1, runner_last_row[new_block]) + 1
+    np.add.at(counts, first, 1.0)
+    np.add.at(counts, stop, -1.0)
+    return np.cumsum(counts)[:n]
+
+
+def _daily_features(
+    daily: pd.DataFrame,
+    grid: _Grid,
+    shoes: pd.DataFrame | None,
+    *,
+    decay: str = "williams",
+    ctl_days: int = CTL_DAYS,
+    atl_days: int = ATL_DAYS,
+) -> pd.DataFrame:
+    """Every exposure feature on every calendar day (each day taken as reference day ``s``).
+
+    Columns and definitions: ``docs/exposures.md``.
+    """
+    km = daily["distance_km"].to_numpy(dtype=float)
+    win = _Windows(daily)
+    seg_start, seg_pos, known = win.seg_start, win.seg_pos, win.known
+
+    km_7d = win.sum(km, ACUTE_DAYS)
+    km_prev7d = win.sum(km, ACUTE_DAYS, offset=ACUTE_DAYS)
+    km_28d = win.sum(km, CHRONIC_DAYS)
+    km_uncoupled = win.sum(km, CHRONIC_DAYS - ACUTE_DAYS, offset=ACUTE_DAYS)
+    jump = _safe_ratio(km_7d - km_prev7d, km_prev7d)
+    rest_7d = win.sum(np.where(known, km == 0, np.nan), ACUTE_DAYS)
+    weeks_chronic = CHRONIC_DAYS / ACUTE_DAYS
+    weeks_uncoupled = (CHRONIC_DAYS - ACUTE_DAYS) / ACUTE_DAYS
+
+    acute_ewma = _ewma(km, seg_start, seg_pos, _alpha(ACUTE_DAYS, decay), seed_first=True)
+    chronic_ewma = _ewma(km, seg_start, seg_pos, _alpha(CHRONIC_DAYS, decay), seed_first=True)
+    acwr_ewma = _masked(_safe_ratio(acute_ewma, chronic_ewma), win.valid(CHRONIC_DAYS))
+    ctl = _masked(_ewma(km, seg_start, seg_pos, _alpha(ctl_days, decay), seed_first=False),
+                  win.valid(ctl_days))
+    atl = _masked(_ewma(km, seg_start, seg_pos, _alpha(atl_days, decay), seed_first=False),
+                  win.valid(atl_days))
+
+    monotony = _safe_ratio(km_7d / ACUTE_DAYS, win.sample_sd(km, ACUTE_DAYS))
+    srpe_7d = win.sum(daily["srpe_au"].to_numpy(dtype=float), ACUTE_DAYS)
+
+    rest_flag = known & (km == 0)
+    row = np.arange(len(km))
+    prev_rest = _last_index(rest_flag, strictly_before=True)
+    days_since_rest = np.where(known & (prev_rest >= seg_start), row - prev_rest, np.nan)
+    last_rest = _last_index(rest_flag, strictly_before=False)
+    streak = np.where(known & (last_rest >= seg_start), row - last_rest, np.nan)
+
+    # run spike: the day's longest run > 110 % of the longest run in the 30 days before it
+    longest = daily["longest_run_km"].to_numpy(dtype=float)
+    before = win.extreme(longest, RUN_SPIKE_LOOKBACK_DAYS, offset=1)
+    ran = daily["n_runs"].to_numpy() > 0
+    spike_day = np.where(ran, np.where(np.isnan(before), np.nan,
+                                       longest > RUN_SPIKE_RATIO * before), 0.0)
+    spike_day = np.where(known, spike_day, np.nan)
+    spike_any = win.sum(np.nan_to_num(spike_day, nan=0.0), ACUTE_DAYS)
+    spike_unknown = win.sum(np.isnan(spike_day).astype(float), ACUTE_DAYS)
+    run_spike = pd.array(spike_any > 0, dtype="boolean")
+    run_spike[~(spike_any > 0) & ~(spike_unknown == 0)] = pd.NA
+
+    shoe = _shoe_features(grid, shoes)
+    rotation = _masked(_rotation_counts(grid, ROTATION_DAYS),
+                       win.valid(ROTATION_DAYS) & grid.has_shoes)
+    out = {
+        "km_7d": km_7d,
+        "km_prev7d": km_prev7d,
+        "km_28d": km_28d,
+        "mileage_jump": jump,
+        "jump_category": jump_category(pd.Series(jump)).array,
+        "run_spike": run_spike,
+        "acwr_rolling": _safe_ratio(km_7d, km_28d / weeks_chronic),
+        "acwr_uncoupled": _safe_ratio(km_7d, km_uncoupled / weeks_uncoupled),
+        "acwr_ewma": acwr_ewma,
+        "ctl": ctl,
+        "atl": atl,
+        "tsb": ctl - atl,
+        "monotony": monotony,
+        "strain": km_7d * monotony,
+        "srpe_7d": srpe_7d,
+        "rest_days_7d": rest_7d,
+        "days_since_rest": days_since_rest,
+        "consecutive_run_days": streak,
+        "shoe_km": _masked(shoe["shoe_km"].to_numpy(), known),
+        "shoe_age_days": _masked(shoe["shoe_age_days"].to_numpy(), known),
+        "shoes_in_rotation_30d": rotation,
+    }
+    return pd.DataFrame(out, index=daily.index, copy=False)
 
 
 def _alpha(days: int, decay: str) -> float:
@@ -361,6 +613,7 @@ def _alpha(days: int, decay: str) -> float:
     if decay == "inverse":  # intervals.icu / TrainingPeaks: 1 / N
         return 1.0 / days
     raise KneeloadError(f"decay must be one of {DECAYS}, got {decay!r}")
+
 
 
 def _ewma(values: np.ndarray, seg_start: np.ndarray, seg_pos: np.ndarray, alpha: float,
@@ -383,6 +636,7 @@ def _ewma(values: np.ndarray, seg_start: np.ndarray, seg_pos: np.ndarray, alpha:
     return y - (1.0 - alpha) ** (seg_pos + 1) * carry
 
 
+
 def _last_index(flag: np.ndarray, *, strictly_before: bool) -> np.ndarray:
     """Row of the latest flagged row at or before (or strictly before) each row; -1 if none."""
     idx = np.where(flag, np.arange(len(flag)), -1)
@@ -391,150 +645,6 @@ def _last_index(flag: np.ndarray, *, strictly_before: bool) -> np.ndarray:
         last = np.concatenate([[-1], last[:-1]]) if len(last) else last
     return last
 
-
-def _rotation_counts(daily: pd.DataFrame, ordered_runs: pd.DataFrame | None,
-                     width: int) -> np.ndarray:
-    """Distinct shoes used in the ``width`` days up to each row (rows of the daily grid).
-
-    Each (shoe, use day d) covers rows d..d+width-1; overlapping covers of one shoe are merged
-    into blocks, and a difference array counts the blocks covering each row.
-    """
-    n = len(daily)
-    counts = np.zeros(n + 1)
-    if ordered_runs is None or n == 0:
-        return counts[:n]
-    used = ordered_runs[(ordered_runs["row"] >= 0) & ordered_runs["shoe_id"].notna()]
-    used = used.drop_duplicates(["shoe_id", "row"]).sort_values(["shoe_id", "row"])
-    rows = used["row"].to_numpy()
-    shoe = used["shoe_id"].to_numpy(dtype=object)
-    if len(rows) == 0:
-        return counts[:n]
-    # last grid row of each row's runner: a cover may not run into the next runner
-    day_index = daily["day_index"].to_numpy()
-    ends = np.flatnonzero(np.r_[day_index[1:] == 0, True])
-    runner_last_row = np.repeat(ends, np.diff(np.r_[-1, ends]))[rows]
-    new_block = np.ones(len(rows), dtype=bool)
-    new_block[1:] = ((shoe[1:] != shoe[:-1]) | (rows[1:] - rows[:-1] > width)
-                     | (runner_last_row[1:] != runner_last_row[:-1]))
-    block = np.cumsum(new_block) - 1
-    first = rows[new_block]
-    last = np.zeros(block[-1] + 1, dtype=np.int64)
-    np.maximum.at(last, block, rows)
-    stop = np.minimum(last + width - 1, runner_last_row[new_block]) + 1
-    np.add.at(counts, first, 1.0)
-    np.add.at(counts, stop, -1.0)
-    return np.cumsum(counts)[:n]
-
-
-def daily_exposures(
-    daily: pd.DataFrame,
-    ordered_runs: pd.DataFrame | None = None,
-    shoes: pd.DataFrame | None = None,
-    *,
-    decay: str = "williams",
-    ctl_days: int = CTL_DAYS,
-    atl_days: int = ATL_DAYS,
-) -> pd.DataFrame:
-    """Every exposure feature on every calendar day (the day is the reference day ``s``).
-
-    Parameters
-    ----------
-    daily
-        The output of :func:`daily_calendar`.
-    ordered_runs, shoes
-        Runs in calendar order (internal, from the calendar build) and the shoes table, for
-        the shoe and run-spike features; without them those features are NaN.
-    decay
-        EWMA convention for ``acwr_ewma``, ``ctl`` and ``atl`` (:data:`DECAYS`).
-    ctl_days, atl_days
-        Time constants of fitness and fatigue (days; Banister 1975, default 42 and 7).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Same rows as ``daily`` with the feature columns of ``docs/exposures.md``.
-    """
-    km = daily["distance_km"].to_numpy(dtype=float)
-    seg_start, seg_pos = _segments(daily)
-    known = ~np.isnan(km)
-
-    def window(values: np.ndarray, width: int, reducer: str = "sum",
-               end_offset: int = 0) -> np.ndarray:
-        out = _window(values, width, reducer)
-        if end_offset:
-            out = _shift(out, end_offset)
-        return _masked(out, seg_pos >= width - 1 + end_offset)
-
-    km_7d = window(km, ACUTE_DAYS)
-    km_prev7d = window(km, ACUTE_DAYS, end_offset=ACUTE_DAYS)
-    km_28d = window(km, CHRONIC_DAYS)
-    km_uncoupled = window(km, CHRONIC_DAYS - ACUTE_DAYS, end_offset=ACUTE_DAYS)
-    jump = _safe_ratio(km_7d - km_prev7d, km_prev7d)
-    is_rest = np.where(known, km == 0, np.nan)
-    rest_7d = window(is_rest, ACUTE_DAYS)
-    weeks_chronic = CHRONIC_DAYS / ACUTE_DAYS
-    weeks_uncoupled = (CHRONIC_DAYS - ACUTE_DAYS) / ACUTE_DAYS
-
-    acute_ewma = _ewma(km, seg_start, seg_pos, _alpha(ACUTE_DAYS, decay), seed_first=True)
-    chronic_ewma = _ewma(km, seg_start, seg_pos, _alpha(CHRONIC_DAYS, decay), seed_first=True)
-    acwr_ewma = _masked(_safe_ratio(acute_ewma, chronic_ewma), seg_pos >= CHRONIC_DAYS - 1)
-    ctl = _masked(_ewma(km, seg_start, seg_pos, _alpha(ctl_days, decay), seed_first=False),
-                  seg_pos >= ctl_days - 1)
-    atl = _masked(_ewma(km, seg_start, seg_pos, _alpha(atl_days, decay), seed_first=False),
-                  seg_pos >= atl_days - 1)
-
-    sd_7d = window(km, ACUTE_DAYS, "std")
-    monotony = _safe_ratio(km_7d / ACUTE_DAYS, sd_7d)
-    srpe = daily["srpe_au"].to_numpy(dtype=float)
-    srpe_7d = window(srpe, ACUTE_DAYS)
-
-    rest_flag = known & (km == 0)
-    row = np.arange(len(km))
-    prev_rest = _last_index(rest_flag, strictly_before=True)
-    days_since_rest = np.where(prev_rest >= seg_start, row - prev_rest, np.nan)
-    last_rest = _last_index(rest_flag, strictly_before=False)
-    streak = np.where(last_rest >= seg_start, row - last_rest, np.nan)
-
-    # run spike: the day's longest run > 110 % of the longest run in the 30 days before it
-    longest = daily["longest_run_km"].to_numpy(dtype=float)
-    before = window(longest, RUN_SPIKE_LOOKBACK_DAYS, "max", end_offset=1)
-    ran = daily["n_runs"].to_numpy() > 0
-    spike_day = np.where(ran, np.where(np.isnan(before), np.nan,
-                                       longest > RUN_SPIKE_RATIO * before), 0.0)
-    spike_day = np.where(known, spike_day, np.nan)
-    spike_any = window(np.nan_to_num(spike_day, nan=0.0), ACUTE_DAYS, "max")
-    spike_unknown = window(np.isnan(spike_day).astype(float), ACUTE_DAYS, "max")
-    run_spike = pd.array(np.where(spike_any == 1, True, False), dtype="boolean")
-    run_spike[(spike_any != 1) & ((spike_unknown == 1) | np.isnan(spike_any))] = pd.NA
-
-    out = pd.DataFrame({
-        "km_7d": km_7d,
-        "km_prev7d": km_prev7d,
-        "km_28d": km_28d,
-        "mileage_jump": jump,
-        "jump_category": jump_category(pd.Series(jump)).array,
-        "run_spike": run_spike,
-        "acwr_rolling": _safe_ratio(km_7d, km_28d / weeks_chronic),
-        "acwr_uncoupled": _safe_ratio(km_7d, km_uncoupled / weeks_uncoupled),
-        "acwr_ewma": acwr_ewma,
-        "ctl": ctl,
-        "atl": atl,
-        "tsb": ctl - atl,
-        "monotony": monotony,
-        "strain": km_7d * monotony,
-        "srpe_7d": srpe_7d,
-        "rest_days_7d": rest_7d,
-        "days_since_rest": days_since_rest,
-        "consecutive_run_days": streak,
-    }, index=daily.index)
-    shoe = _shoe_features(daily, ordered_runs, shoes)
-    has_shoes = ordered_runs is not None and ordered_runs["shoe_id"].notna().any()
-    rotation = _rotation_counts(daily, ordered_runs, ROTATION_DAYS)
-    shoe["shoes_in_rotation_30d"] = _masked(
-        rotation, (seg_pos >= ROTATION_DAYS - 1) & has_shoes)
-    for col in shoe.columns:
-        out[col] = np.where(known, shoe[col].to_numpy(), np.nan)
-    return out
 
 
 def jump_category(mileage_jump: pd.Series) -> pd.Series:
@@ -551,64 +661,6 @@ def jump_category(mileage_jump: pd.Series) -> pd.Series:
     return pd.Series(cat, index=mileage_jump.index, name="jump_category")
 
 
-def _shoe_features(
-    daily: pd.DataFrame, ordered_runs: pd.DataFrame | None, shoes: pd.DataFrame | None
-) -> pd.DataFrame:
-    """``shoe_km`` and ``shoe_age_days`` for the shoe of the latest run on or before each day.
-
-    Uses every logged run (also before follow-up): km on a shoe is a property of the shoe.
-    """
-    n = len(daily)
-    nan = pd.DataFrame({"shoe_km": np.full(n, np.nan), "shoe_age_days": np.full(n, np.nan)},
-                       index=daily.index)
-    if ordered_runs is None or ordered_runs["shoe_id"].isna().all() or n == 0:
-        return nan
-    runs = ordered_runs
-    with_shoe = runs[runs["shoe_id"].notna()]
-    per_shoe_day = (with_shoe.groupby(["shoe_id", "day"], sort=True)["distance_km"].sum()
-                    .reset_index())
-    per_shoe_day["cum_km"] = per_shoe_day.groupby("shoe_id")["distance_km"].cumsum()
-    first_use = with_shoe.groupby("shoe_id")["day"].min()
-
-    start_km = pd.Series(0.0, index=first_use.index)
-    start_day = first_use.astype(float)
-    if shoes is not None and len(shoes):
-        _require(shoes, ("shoe_id", "runner_id"), "shoes")
-        info = shoes.assign(shoe_id=shoes["shoe_id"].astype(str)).set_index("shoe_id")
-        if "start_km" in info.columns:
-            given = info["start_km"].astype(float).reindex(start_km.index)
-            start_km = given.fillna(0.0)
-        if "start_date" in info.columns:
-            given_day = pd.Series(_day_numbers(info["start_date"]).astype(float),
-                                  index=info.index)
-            given_day[info["start_date"].isna().to_numpy()] = np.nan
-            given_day = given_day.reindex(start_day.index)
-            start_day = given_day.fillna(start_day)
-
-    # the latest run of each runner-day (runs are in total order) and its shoe
-    last = runs.drop_duplicates(["runner_id", "day"], keep="last")
-    last = last.merge(per_shoe_day[["shoe_id", "day", "cum_km"]], on=["shoe_id", "day"],
-                      how="left")
-    runner_codes = pd.Index(daily["runner_id"].unique())
-    last_code = runner_codes.get_indexer(last["runner_id"])
-    last = last[last_code >= 0]
-    last_key = _runner_key(last_code[last_code >= 0], last["day"].to_numpy())
-    order = np.argsort(last_key, kind="stable")
-    last_key = last_key[order]
-    last = last.iloc[order]
-    day = _day_numbers(daily["date"])
-    grid_key = _runner_key(runner_codes.get_indexer(daily["runner_id"]), day)
-    hit = np.searchsorted(last_key, grid_key, side="right") - 1
-    ok = hit >= 0
-    ok[ok] = (last_key[hit[ok]] >> 32) == (grid_key[ok] >> 32)
-    shoe_id = last["shoe_id"].to_numpy(dtype=object)[np.maximum(hit, 0)]
-    ok &= pd.notna(shoe_id)
-    shoe_index = pd.Index(start_km.index)
-    sidx = shoe_index.get_indexer(np.where(ok, shoe_id, None))
-    shoe_km = np.where(ok, start_km.to_numpy()[sidx] + last["cum_km"].to_numpy()[
-        np.maximum(hit, 0)], np.nan)
-    age = np.where(ok, day - start_day.to_numpy()[sidx], np.nan)
-    return pd.DataFrame({"shoe_km": shoe_km, "shoe_age_days": age}, index=daily.index)
 
 
 # --- OSTRC overuse questionnaire -----------------------------------------------------------
@@ -742,7 +794,7 @@ def _within_between(panel: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame
     for col in columns:
         extra[f"{col}_between"] = means[col].to_numpy()
         extra[f"{col}_within"] = panel[col].to_numpy() - means[col].to_numpy()
-    return pd.concat([panel, pd.DataFrame(extra, index=panel.index)], axis=1)
+    return pd.concat([panel, pd.DataFrame(extra, index=panel.index, copy=False)], axis=1)
 
 
 def build_panel(
@@ -786,9 +838,10 @@ def build_panel(
                       ostrc_coding)
     _require(pain, ("runner_id", "date", "pain"), "pain")
     _require(runners, ("runner_id", "cohort"), "runners")
-    calendar, ordered = _calendar(runs, runners, unlogged_gaps=unlogged_gaps)
-    features = daily_exposures(calendar, ordered, shoes, decay=decay)
-    daily = pd.concat([calendar, features], axis=1)
+    calendar, grid = _calendar(runs, runners, unlogged_gaps=unlogged_gaps)
+    features = _daily_features(calendar, grid, shoes, decay=decay)
+    daily = pd.DataFrame({**{c: calendar[c].array for c in calendar.columns},
+                          **{c: features[c].array for c in features.columns}}, copy=False)
 
     kept, merged = _dedupe_pain(pain)
     known_runner = kept["runner_id"].isin(runners["runner_id"].astype(str))
@@ -813,10 +866,8 @@ def build_panel(
         for col in scored.columns:
             panel[col] = scored[col].array
 
-    runner_codes = pd.Index(calendar["runner_id"].unique())
-    grid_key = _runner_key(runner_codes.get_indexer(calendar["runner_id"]),
-                           _day_numbers(calendar["date"]))
-    panel_code = runner_codes.get_indexer(panel["runner_id"])
+    grid_key = _runner_key(grid.code, grid.day)
+    panel_code = _codes(panel["runner_id"], grid.runner_ids)
     feature_cols = list(features.columns)
 
     def lookup(days: np.ndarray) -> pd.DataFrame:
