@@ -107,8 +107,9 @@ def test_simulate_build_fit_report_end_to_end(tmp_path):
         assert summary["n_runners"] == 5
         assert {h["term"] for h in summary["headline"]} == {
             "mileage_jump", "shoe_km", "rest_days_7d"}
-        first = summary["headline"][0]
-        assert f"{first['estimate']:.3f}" in index  # the index shows the fitted numbers
+        jump = next(h for h in summary["headline"] if h["term"] == "mileage_jump")
+        # The index reads effects per +10 % mileage jump, i.e. the estimate x 0.10.
+        assert f"{jump['estimate'] * 0.10:+.2f} NRS" in index
     manifest = json.loads((reports / "manifest.json").read_text())
     assert {c["status"] for c in manifest["cohorts"].values()} == {"ok"}
 
