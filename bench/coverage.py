@@ -56,6 +56,7 @@ def one_study(setting: str, seed: int, *, runners: int, cohorts: int,
         "ci_low": table["ci_low"].to_numpy(), "ci_high": table["ci_high"].to_numpy(),
         "p_value": table["p_value"].to_numpy(), "failed": False,
         "converged": res.converged,
+        "max_abs_jump": float(panel["mileage_jump"].abs().max()),
     }).assign(significant=lambda d: d["p_value"] < 0.05,
               covered=lambda d: (d["ci_low"] < d["truth"]) & (d["truth"] < d["ci_high"]))
 

@@ -99,10 +99,13 @@ def test_wilson_contains_estimate(n, data):
 
 def test_weekly_prevalence_and_ostrc():
     panel = hand_panel().sort_values(["runner_id", "date"]).reset_index(drop=True)
-    panel = panel.assign(cohort="all", ostrc_q1=np.nan, ostrc_q2=np.nan, ostrc_q3=np.nan)
-    # first week: A answers Q2 = 13 (moderate volume loss: substantial); B Q1 = 8 (not)
-    panel.loc[0, "ostrc_q2"] = 13.0
-    panel.loc[9, "ostrc_q1"] = 8.0
+    items = {f"ostrc_q{i}": np.nan for i in range(1, 5)}
+    panel = panel.assign(cohort="all", **items)
+    # first week, OSTRC-O2 option numbers 1-4: A reduced participation (q1 = 3) with a
+    # moderate loss of training volume (q2 = 3): substantial; B full participation with
+    # problems (q1 = 2) and no reduction (q2 = q3 = 1): a problem but not substantial
+    panel.loc[0, ["ostrc_q1", "ostrc_q2", "ostrc_q3", "ostrc_q4"]] = [3.0, 3.0, 1.0, 2.0]
+    panel.loc[9, ["ostrc_q1", "ostrc_q2", "ostrc_q3", "ostrc_q4"]] = [2.0, 1.0, 1.0, 2.0]
     out = weekly_prevalence(panel)
     first = out.iloc[0]
     assert first["week_start"] == pd.Timestamp("2025-12-29")  # Monday before Sunday 4 Jan
@@ -112,6 +115,7 @@ def test_weekly_prevalence_and_ostrc():
     assert out["reports"].sum() == len(panel)
     assert out.iloc[1]["ostrc_reports"] == 0
     assert np.isnan(out.iloc[1]["prevalence_substantial"])
-    sub = ostrc_substantial(pd.DataFrame({"ostrc_q1": [3, 2, np.nan], "ostrc_q2": [0, 1, 2]}),
-                            coding="option")
-    assert sub.tolist() == [True, False, True]
+    # a precomputed panel column wins over the items
+    flagged = panel.assign(ostrc_substantial=pd.array([True] + [pd.NA] * (len(panel) - 1),
+                                                      dtype="boolean"))
+    assert ostrc_substantial(flagged).sum() == 1

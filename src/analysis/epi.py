@@ -5,7 +5,8 @@ The injurytools-style summaries (Bahr 2009; Clarsen et al. 2013), for knee pain 
 * incidence of pain episodes per 1,000 running hours and per 1,000 km, with exact (Garwood)
   Poisson intervals; a new episode starts when ``pain_any`` turns on after at least
   :data:`EPISODE_MIN_PAIN_FREE_REPORTS` pain-free reports of the same runner;
-* weekly prevalence of ``pain_any`` and of OSTRC substantial problems, with Wilson intervals.
+* weekly prevalence of ``pain_any`` and of OSTRC substantial problems (OSTRC-O2, scored by
+  :func:`analysis.exposures.ostrc_scores`), with Wilson intervals.
 """
 
 from __future__ import annotations
@@ -21,15 +22,6 @@ from analysis.errors import ModelSpecError
 #: A new pain episode needs at least this many pain-free reports before it (issue 5), so a
 #: single pain-free week inside a continuing problem does not split it in two.
 EPISODE_MIN_PAIN_FREE_REPORTS = 2
-
-#: OSTRC overuse questionnaire scoring (Clarsen, Myklebust & Bahr 2013, Br J Sports Med
-#: 47:495-502): Q1 participation 0/8/17/25, Q2 training volume and Q3 performance
-#: 0/6/13/19/25, Q4 symptoms 0/8/17/25. A *substantial* problem is a moderate or greater
-#: reduction in training volume (Q2 >= 13) or performance (Q3 >= 13), or full inability to
-#: participate (Q1 = 25).
-OSTRC_SUBSTANTIAL_SCORE = {"ostrc_q1": 25, "ostrc_q2": 13, "ostrc_q3": 13}
-#: The same thresholds when the items hold the 0-based answer option (Q1 0-3, Q2/Q3 0-4).
-OSTRC_SUBSTANTIAL_OPTION = {"ostrc_q1": 3, "ostrc_q2": 2, "ostrc_q3": 2}
 
 #: Rates are expressed per this many hours or km.
 RATE_PER = 1000.0
@@ -156,31 +148,28 @@ def incidence(
     return out.reset_index().astype({"episodes": int, "runs_without_duration": int})
 
 
-def ostrc_substantial(reports: pd.DataFrame, *, coding: str = "score") -> pd.Series:
-    """OSTRC substantial problem per report (boolean; missing when no item was answered).
+def ostrc_substantial(reports: pd.DataFrame, *, coding: str = "auto") -> pd.Series:
+    """OSTRC substantial problem per report (nullable boolean; NA when not answered).
 
-    ``coding="score"``: items hold OSTRC scores (0-25); ``"option"``: the 0-based answer.
+    Uses the panel's ``ostrc_substantial`` column when present, else scores ``ostrc_q1`` ..
+    ``ostrc_q4`` with :func:`analysis.exposures.ostrc_scores` (OSTRC-O2, Clarsen et al.
+    2020: item 1 "could not participate", or item 2 or 3 "moderate" or worse), so the
+    definition lives in one place.
     """
-    thresholds = {"score": OSTRC_SUBSTANTIAL_SCORE, "option": OSTRC_SUBSTANTIAL_OPTION}
-    if coding not in thresholds:
-        raise ModelSpecError(f"coding must be 'score' or 'option', not {coding!r}")
-    items = [c for c in thresholds[coding] if c in reports.columns]
-    if not items:
+    if "ostrc_substantial" in reports.columns:
+        return reports["ostrc_substantial"].astype("boolean")
+    if not any(c.startswith("ostrc_q") for c in reports.columns):
         return pd.Series(pd.NA, index=reports.index, dtype="boolean")
-    answered = reports[items].notna().any(axis=1)
-    hit = np.zeros(len(reports), dtype=bool)
-    for item in items:
-        values = pd.to_numeric(reports[item], errors="coerce").to_numpy(dtype=float)
-        with np.errstate(invalid="ignore"):
-            hit |= values >= thresholds[coding][item]
-    return pd.Series(hit, index=reports.index, dtype="boolean").where(answered, pd.NA)
+    from analysis.exposures import ostrc_scores
+
+    return ostrc_scores(reports, coding=coding)["ostrc_substantial"].astype("boolean")
 
 
 def weekly_prevalence(
     panel: pd.DataFrame,
     *,
     by: Sequence[str] = ("cohort",),
-    ostrc_coding: str = "score",
+    ostrc_coding: str = "auto",
     alpha: float = 0.05,
 ) -> pd.DataFrame:
     """Weekly prevalence of ``pain_any`` and of OSTRC substantial problems, per cohort.

@@ -269,7 +269,12 @@ def build_design(
 
     x_names = [INTERCEPT, *cols]
     X = np.column_stack([np.ones(len(frame)), *cols.values()])
-    if np.linalg.matrix_rank(X) < X.shape[1]:
+    bad = ~np.isfinite(X).all(axis=0)
+    if bad.any():
+        name = x_names[int(np.flatnonzero(bad)[0])]
+        raise ModelSpecError(f"column {name!r} has infinite values", column=name)
+    # rank on unit-norm columns, so that km next to fractions is not mistaken for collinearity
+    if np.linalg.matrix_rank(X / np.linalg.norm(X, axis=0)) < X.shape[1]:
         raise ModelSpecError(f"the fixed-effect columns {x_names[1:]} are collinear "
                              "(e.g. a covariate that is a combination of others)")
 
