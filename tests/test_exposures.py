@@ -410,3 +410,76 @@ def test_results_do_not_depend_on_row_order(tables: tuple[pd.DataFrame, ...],
                         pain.sample(frac=1, random_state=seed), lags=(1,))
     pd.testing.assert_frame_equal(first.panel, again.panel)
     pd.testing.assert_frame_equal(first.daily, again.daily)
+
+
+# --- contracts, options, OSTRC coding ------------------------------------------------------
+
+
+def test_outputs_meet_the_table_contracts(fixture_builds: dict[str, PanelBuild]) -> None:
+    from analysis.schemas import DAILY, PANEL
+
+    for build in fixture_builds.values():
+        PANEL.validate(build.panel)
+        DAILY.validate(build.daily)
+
+
+def test_lag_zero_must_be_asked_for_and_is_recorded() -> None:
+    runs, runners, pain, shoes = _quick_tables()
+    same_day = build_panel(runs, runners, pain, shoes, exposure_lag_days=0)
+    row = _row(same_day, "A", 27)
+    assert row["reference_date"] == _day(27) and row["km_7d"] == 39.0
+    assert same_day.meta["exposure_lag_days"] == 0
+    assert build_panel(runs, runners, pain, shoes).meta["exposure_lag_days"] == 7
+
+
+@pytest.mark.parametrize("bad", [
+    {"exposure_lag_days": -1}, {"exposure_lag_days": 2.5}, {"pain_threshold": 11},
+    {"lags": (0,)}, {"unlogged_gaps": "zero"}, {"decay": "linear"}, {"ostrc_coding": "x"},
+])
+def test_impossible_options_raise_a_kneeload_error(bad: dict) -> None:
+    from analysis.errors import KneeloadError
+
+    runs, runners, pain, shoes = _quick_tables()
+    with pytest.raises(KneeloadError):
+        build_panel(runs, runners, pain, shoes, **bad)
+
+
+def test_missing_required_column_names_the_column() -> None:
+    from analysis.errors import DataContractError
+
+    runs, runners, pain, shoes = _quick_tables()
+    with pytest.raises(DataContractError) as err:
+        build_panel(runs.drop(columns="distance_km"), runners, pain, shoes)
+    assert err.value.column == "distance_km"
+
+
+def test_ostrc_score_coding_gives_the_same_result_as_option_coding() -> None:
+    from analysis.exposures import OSTRC_O2_SCORES, ostrc_scores
+
+    options = pd.DataFrame({"ostrc_q1": [1, 2, 3, 4, np.nan, 2],
+                            "ostrc_q2": [3, 2, 4, np.nan, 1, 3],
+                            "ostrc_q3": [np.nan, 1, 1, np.nan, 1, 1],
+                            "ostrc_q4": [2, 2, 1, 4, 1, 1]})
+    scores = options.apply(lambda c: c.map(lambda v: np.nan if pd.isna(v)
+                                           else OSTRC_O2_SCORES[int(v) - 1]))
+    by_option = ostrc_scores(options, coding="option")
+    pd.testing.assert_frame_equal(by_option, ostrc_scores(scores, coding="score"))
+    pd.testing.assert_frame_equal(by_option, ostrc_scores(scores))  # auto: scores
+    pd.testing.assert_frame_equal(by_option, ostrc_scores(options))  # auto: options
+    # by hand: row 1 = 8 + 8 + 0 + 8; row 2 = 17 + 25 + 0 + 0; row 3 could not participate:
+    # items 2 and 3 skipped and scored 25, so 25 x 4
+    assert by_option["ostrc_severity"].tolist()[:4] == [0.0, 24.0, 42.0, 100.0]
+    assert by_option["ostrc_substantial"].tolist() == [False, False, True, True, pd.NA, True]
+    assert by_option["ostrc_problem"].tolist() == [False, True, True, True, pd.NA, True]
+
+
+def test_ostrc_answers_outside_both_codings_are_rejected_with_the_column() -> None:
+    from analysis.errors import DataContractError
+    from analysis.exposures import ostrc_scores
+
+    with pytest.raises(DataContractError) as err:
+        ostrc_scores(pd.DataFrame({"ostrc_q1": [1.0, 2.0], "ostrc_q2": [5.0, 1.0]}),
+                     coding="option")
+    assert (err.value.column, err.value.row) == ("ostrc_q2", 0)
+    with pytest.raises(DataContractError):
+        ostrc_scores(pd.DataFrame({"ostrc_q1": [0.0, 2.0]}))  # 0-based options: ambiguous

@@ -45,7 +45,7 @@ RUN_SPIKE_LOOKBACK_DAYS = 30
 #: 54:390; the 2013 version scored items 2 and 3 as 0, 6, 13, 19, 25 over five options,
 #: Clarsen et al. 2013, BJSM 47:495). Severity is the sum, 0-100.
 OSTRC_O2_SCORES = (0.0, 8.0, 17.0, 25.0)
-OSTRC_CODINGS = ("option", "score")
+OSTRC_CODINGS = ("auto", "option", "score")
 #: Item 2 or 3 at "to a moderate extent" (17) or worse, or item 1 "could not participate"
 #: (25), is a substantial problem (Clarsen et al. 2013; 2020).
 OSTRC_SUBSTANTIAL_SCORE = 17.0
@@ -666,7 +666,21 @@ def jump_category(mileage_jump: pd.Series) -> pd.Series:
 # --- OSTRC overuse questionnaire -----------------------------------------------------------
 
 
-def ostrc_scores(pain: pd.DataFrame, *, coding: str = "option") -> pd.DataFrame:
+def _ostrc_coding(pain: pd.DataFrame) -> str:
+    """``"option"`` or ``"score"``: the coding every OSTRC answer in ``pain`` fits."""
+    items = [c for c in OSTRC_ITEMS if c in pain.columns]
+    values = pd.unique(pain[items].to_numpy(dtype=float).ravel()) if items else np.array([])
+    values = values[~np.isnan(values)]
+    if np.isin(values, np.arange(1, 5)).all():
+        return "option"
+    if np.isin(values, OSTRC_O2_SCORES).all():
+        return "score"
+    raise DataContractError(
+        f"OSTRC answers {sorted(values.tolist())[:8]} are neither option numbers 1-4 nor "
+        f"OSTRC-O2 item scores {list(OSTRC_O2_SCORES)}", column=items[0])
+
+
+def ostrc_scores(pain: pd.DataFrame, *, coding: str = "auto") -> pd.DataFrame:
     """OSTRC-O2 item scores, severity (0-100) and problem flags for each pain report.
 
     Parameters
@@ -675,7 +689,9 @@ def ostrc_scores(pain: pd.DataFrame, *, coding: str = "option") -> pd.DataFrame:
         Table with ``ostrc_q1`` .. ``ostrc_q4`` (missing items are treated as unanswered).
     coding
         ``"option"``: answers are option numbers 1-4 as printed (1 = best);
-        ``"score"``: answers are already item scores 0, 8, 17 or 25.
+        ``"score"``: answers are already item scores 0, 8, 17 or 25;
+        ``"auto"`` (default): whichever of the two the answers fit (the two value sets do not
+        overlap, so this is unambiguous; all answers missing reads as options).
 
     Returns
     -------
@@ -694,6 +710,8 @@ def ostrc_scores(pain: pd.DataFrame, *, coding: str = "option") -> pd.DataFrame:
     if coding not in OSTRC_CODINGS:
         raise KneeloadError(f"ostrc coding must be one of {OSTRC_CODINGS}, got {coding!r}")
     n = len(pain)
+    if coding == "auto":
+        coding = _ostrc_coding(pain)
     scores = {}
     for item in range(1, 5):
         col = f"ostrc_q{item}"
@@ -808,7 +826,7 @@ def build_panel(
     lags: Sequence[int] = (),
     unlogged_gaps: str = "rest",
     decay: str = "williams",
-    ostrc_coding: str = "option",
+    ostrc_coding: str = "auto",
 ) -> PanelBuild:
     """The exposure panel: one row per pain report with exposures at ``s = t - L``.
 
@@ -862,6 +880,8 @@ def build_panel(
     for col in ostrc_cols:
         panel[col] = kept[col].to_numpy()
     if ostrc_cols:
+        if ostrc_coding == "auto":
+            ostrc_coding = _ostrc_coding(kept)
         scored = ostrc_scores(kept.reset_index(drop=True), coding=ostrc_coding)
         for col in scored.columns:
             panel[col] = scored[col].array

@@ -108,3 +108,20 @@ PANEL = pa.DataFrameSchema(
     strict=False,
     unique=["runner_id", "date"],
 )
+
+#: The daily calendar (one row per runner and calendar day inside follow-up); distance_km is
+#: NaN only on days treated as missing (``unlogged_gaps="missing"``, docs/exposures.md).
+DAILY = pa.DataFrameSchema(
+    {
+        "runner_id": _runner_id,
+        "date": _date,
+        "day_index": pa.Column(int, pa.Check.ge(0)),
+        "distance_km": pa.Column(float, pa.Check.ge(0), nullable=True),
+        "n_runs": pa.Column(int, pa.Check.ge(0)),
+        "rest_day": pa.Column("boolean", nullable=True),
+        "unlogged_gap": pa.Column(bool),
+    },
+    name="daily",
+    strict=False,
+    unique=["runner_id", "date"],
+)
