@@ -310,7 +310,11 @@ def test_ctl_atl_tsb_closed_form_for_constant_load() -> None:
     ctl[:41], atl[:6] = np.nan, np.nan  # warm-up: NaN until one time constant is covered
     np.testing.assert_allclose(daily["ctl"].to_numpy(), ctl, rtol=1e-12, equal_nan=True)
     np.testing.assert_allclose(daily["atl"].to_numpy(), atl, rtol=1e-12, equal_nan=True)
-    np.testing.assert_allclose(daily["tsb"].to_numpy(), ctl - atl, rtol=1e-12, equal_nan=True)
+    # form on day s is yesterday's fitness minus yesterday's fatigue (TrainingPeaks and the
+    # GoldenCheetah default)
+    tsb = np.r_[np.nan, (ctl - atl)[:-1]]
+    np.testing.assert_allclose(daily["tsb"].to_numpy(), tsb, rtol=1e-12, equal_nan=True)
+    assert np.isnan(daily["tsb"].to_numpy()[:42]).all() and not np.isnan(tsb[42])
 
 
 def test_ewma_restarts_after_an_unlogged_gap() -> None:

@@ -590,7 +590,7 @@ def _daily_features(
         "acwr_ewma": acwr_ewma,
         "ctl": ctl,
         "atl": atl,
-        "tsb": ctl - atl,
+        "tsb": _masked(_shift(ctl - atl, 1), win.valid(ctl_days, offset=1)),
         "monotony": monotony,
         "strain": km_7d * monotony,
         "srpe_7d": srpe_7d,
