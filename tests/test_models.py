@@ -16,6 +16,7 @@ from analysis.models import (
     build_design,
     fit_glmm,
     fit_lmm,
+    fit_lmm_design,
     fit_model,
     gls_covariance,
     likelihood_ratio_test,
@@ -373,3 +374,45 @@ def test_caterpillar_residuals_and_power_figures(agg_backend):
                           "power_ci_high": [0.5, 0.8]})
     ax = plots.power_curve_plot(power)
     assert list(ax.lines[0].get_data()[1]) == [0.4, 0.7]
+
+
+# --- optimizers, centering ------------------------------------------------------------------
+
+
+def test_optimizer_fallback_and_non_convergence_are_reported():
+    d = build_design(load_fixture("demo"), outcome="pain", exposures=EXPOSURES,
+                     random_slopes=["mileage_jump"])
+    best = fit_lmm_design(d)
+    assert best.converged and best.optimizer == "L-BFGS-B"
+    nm = fit_lmm_design(d, optimizers=("Nelder-Mead",))
+    assert nm.optimizer == "Nelder-Mead"
+    np.testing.assert_allclose(nm.beta, best.beta, rtol=1e-5)
+    assert nm.loglik == pytest.approx(best.loglik, abs=1e-6)
+    stuck = fit_lmm_design(d, maxiter=1)
+    assert not stuck.converged and stuck.optimizer is None
+    assert len(stuck.notes) == 4  # three optimizers failed, and the final verdict
+    assert stuck.loglik < best.loglik
+
+
+def test_within_between_centering_separates_the_two_effects():
+    """Between-runner confounding: the runner-mean jump has its own (here negative) effect."""
+    rng = np.random.default_rng(4)
+    n_runners, n_reports = 80, 15
+    rid = np.repeat(np.arange(n_runners), n_reports)
+    runner_mean = rng.normal(0.1, 0.2, n_runners)
+    jump = runner_mean[rid] + rng.normal(0, 0.25, rid.size)
+    within_true, between_true = 1.5, -2.0
+    pain = (3 + within_true * (jump - runner_mean[rid]) + between_true * runner_mean[rid]
+            + rng.normal(0, 0.7, n_runners)[rid] + rng.normal(0, 1, rid.size))
+    panel = pd.DataFrame({"runner_id": [f"r{i}" for i in rid], "pain": pain,
+                          "mileage_jump": jump})
+    res = fit_lmm(panel, exposures=["mileage_jump"], center="within-between")
+    w, b = res.term("mileage_jump_within"), res.term("mileage_jump_between")
+    assert w.ci_low < within_true < w.ci_high
+    assert b.ci_low < between_true < b.ci_high
+    plain = fit_lmm(panel, exposures=["mileage_jump"])  # a blend of the two
+    assert b.estimate < plain.term("mileage_jump").estimate < w.estimate
+    grand = fit_lmm(panel, exposures=["mileage_jump"], center="grand")
+    assert grand.term("mileage_jump").estimate == pytest.approx(
+        plain.term("mileage_jump").estimate, rel=1e-5)
+    assert res.extra["center"] == "within-between"

@@ -524,13 +524,15 @@ PROFILED_OPTIMIZERS = ("L-BFGS-B", "Powell", "Nelder-Mead")
 
 
 def fit_lmm_design(design: Design, *, reml: bool = True,
-                   optimizers: Sequence[str] = PROFILED_OPTIMIZERS) -> LmmFit:
+                   optimizers: Sequence[str] = PROFILED_OPTIMIZERS,
+                   maxiter: int | None = None) -> LmmFit:
     """Fit an LMM by minimising lme4's profiled (RE)ML deviance over theta.
 
     The per-runner sufficient statistics are computed once, so each deviance evaluation costs
-    O(m q^3 + p^3) whatever the number of rows. Optimizers are tried in turn until one
-    reports convergence; theta's diagonal is bounded at 0 (a singular fit is then reported,
-    as lme4 does).
+    O(m q^3 + p^3) whatever the number of rows. Optimizers are tried in turn, each starting
+    from the best point so far, until one reports convergence; theta's diagonal is bounded
+    at 0 (a singular fit is then reported, as lme4 does). ``maxiter`` caps every optimizer's
+    iterations (for tests of the non-convergence path).
     """
     from scipy.optimize import minimize
 
@@ -556,11 +558,14 @@ def fit_lmm_design(design: Design, *, reml: bool = True,
     options = {
         "L-BFGS-B": {"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000},
         "Powell": {"xtol": 1e-8, "ftol": 1e-12, "maxiter": 20000},
-        "Nelder-Mead": {"xatol": 1e-8, "fatol": 1e-12, "maxiter": 20000},
+        "Nelder-Mead": {"xatol": 1e-7, "fatol": 1e-9, "maxiter": 20000},
     }
     for opt in optimizers:
         start = theta0 if best is None else best.x
-        res = minimize(objective, start, method=opt, bounds=bounds, options=options.get(opt))
+        opts = dict(options.get(opt, {}))
+        if maxiter is not None:
+            opts["maxiter"] = maxiter
+        res = minimize(objective, start, method=opt, bounds=bounds, options=opts)
         if best is None or res.fun < best.fun:
             best = res
         if res.success and np.isfinite(res.fun):
