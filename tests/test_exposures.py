@@ -487,3 +487,25 @@ def test_ostrc_answers_outside_both_codings_are_rejected_with_the_column() -> No
     assert (err.value.column, err.value.row) == ("ostrc_q2", 0)
     with pytest.raises(DataContractError):
         ostrc_scores(pd.DataFrame({"ostrc_q1": [0.0, 2.0]}))  # 0-based options: ambiguous
+
+
+def test_shoe_rotation_counts_distinct_shoes_and_is_nan_for_runners_without_shoes() -> None:
+    days = pd.date_range("2025-01-06", periods=40, freq="D").astype("datetime64[us]")
+    runs = pd.DataFrame({
+        "runner_id": ["A"] * 4 + ["B"],
+        "date": [days[0], days[5], days[10], days[35], days[3]],
+        "distance_km": [5.0, 5.0, 5.0, 5.0, 5.0],
+        "shoe_id": ["a1", "a2", "a1", "a3", None],
+    })
+    runners = pd.DataFrame({"runner_id": ["A", "B"], "cohort": ["c", "c"],
+                            "follow_up_start": [days[0]] * 2, "follow_up_end": [days[-1]] * 2})
+    pain = pd.DataFrame({"runner_id": ["A"], "date": [days[-1]], "pain": [0.0]})
+    daily = build_panel(runs, runners, pain).daily.set_index(["runner_id", "date"])
+    rotation = daily["shoes_in_rotation_30d"]
+    # by hand: day 29 window 0..29 holds a1, a2; day 35 window 6..35 holds a1 (day 10), a3;
+    # day 39 window 10..39 holds a1 (day 10) and a3
+    assert rotation[("A", days[29])] == 2.0
+    assert rotation[("A", days[35])] == 2.0
+    assert rotation[("A", days[39])] == 2.0
+    assert np.isnan(rotation[("A", days[28])])  # window reaches before follow-up
+    assert rotation.loc["B"].isna().all()  # B's runs carry no shoe

@@ -576,8 +576,11 @@ def _daily_features(
     run_spike[~(spike_any > 0) & ~(spike_unknown == 0)] = pd.NA
 
     shoe = _shoe_features(grid, shoes)
+    runner_has_shoe = np.zeros(len(grid.runner_ids) + 1, dtype=bool)
+    shod = (grid.runs["runner"].to_numpy() >= 0) & (grid.runs["shoe"].to_numpy() >= 0)
+    runner_has_shoe[grid.runs["runner"].to_numpy()[shod]] = True
     rotation = _masked(_rotation_counts(grid, ROTATION_DAYS),
-                       win.valid(ROTATION_DAYS) & grid.has_shoes)
+                       win.valid(ROTATION_DAYS) & runner_has_shoe[grid.code])
     out = {
         "km_7d": km_7d,
         "km_prev7d": km_prev7d,
