@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analysis import privacy
 from analysis.clean import clean_tables
 from analysis.errors import InputFileError, KneeloadError
 from analysis.exposures import build_panel
-from analysis.ingest import garmin, lovdal, read_dataset, strava
+from analysis.ingest import _io, garmin, lovdal, read_dataset, strava
 from analysis.ingest.detect import detect_format
 from analysis.ingest.fetch import FetchError, fetch_dataset, read_sums, verify_sha256
 from analysis.paths import real_data_dir
@@ -508,3 +510,32 @@ def test_real_samples_reach_the_exposure_panel(parts: tuple[str, ...]) -> None:
     built = build_panel(clean.runs, clean.runners, clean.pain, clean.shoes)
     assert len(built.panel) == len(clean.pain)
     assert built.daily["runner_id"].nunique() == len(clean.runners)
+
+
+# --- the two CSV paths -------------------------------------------------------------------
+def _as_lists(parsed: _io.CsvCells) -> tuple:
+    cells = parsed.cells.astype(object).where(parsed.cells.notna(), None)
+    return (parsed.header, cells.to_numpy().tolist(), parsed.lines.tolist(),
+            parsed.issues.astype(object).where(parsed.issues.notna(), None).tolist())
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list('ab1 ,;"\n\r\t')), min_size=1,
+                    max_size=60))
+def test_fast_and_careful_csv_paths_agree(text: str) -> None:
+    fast = _io._fast_split(text, delimiter=",")
+    if fast is None:  # the careful path alone decides
+        return
+    careful = _io.careful_split(text, delimiter=",", file="x.csv")
+    assert _as_lists(fast) == _as_lists(careful)
+
+
+def test_fast_path_is_taken_for_plain_files_and_not_for_quoted_newlines() -> None:
+    plain = "a,b\n1,2\n\n3,4\n"
+    assert _io._fast_split(plain, delimiter=",") is not None
+    assert _io.parse_csv_text(plain, delimiter=",", file="x").lines.tolist() == [2, 4]
+    quoted = 'a,b\n"x\ny",2\n3,4\n'
+    assert _io._fast_split(quoted, delimiter=",") is None
+    parsed = _io.parse_csv_text(quoted, delimiter=",", file="x")
+    assert parsed.lines.tolist() == [2, 4]  # the record on lines 2-3 starts on line 2
+    assert parsed.cells[0].tolist() == ["x\ny", "3"]

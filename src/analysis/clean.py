@@ -46,6 +46,9 @@ MAX_PACE_MIN_PER_KM = 15.0
 #: when their distances differ by at most this fraction (GPS distance error of consumer
 #: watches is a few percent; Gilgen-Ammann et al. 2020, doi:10.7717/peerj.10366).
 TWO_DEVICE_DISTANCE_TOLERANCE = 0.05
+#: Longest possible run in calendar days a start can precede an overlapping record by:
+#: 100 km at 15 min/km is 25 h, which can touch the day after next.
+MAX_RUN_SPAN_DAYS = 2
 KM_PER_MILE = 1.609344  # international mile (exact)
 M_PER_KM = 1000.0
 
@@ -148,7 +151,10 @@ def to_datetime(series: pd.Series) -> tuple[pd.Series, pd.Series]:
         dt = series.dt.tz_localize(None) if series.dt.tz is not None else series
         return dt.astype("datetime64[us]"), dt.notna() & (dt != dt.dt.normalize())
     s = _text(series)
-    stripped = s.str.replace(_TZ_SUFFIX, "", regex=True)
+    long = s.str.len() > 19  # "YYYY-MM-DD HH:MM:SS" is 19: only longer ones can carry a zone
+    tail = s.str[-1:]
+    zoned = (long | (tail == "Z")).fillna(False).astype(bool)
+    stripped = s.where(~zoned, s[zoned].str.replace(_TZ_SUFFIX, "", regex=True))
     dt = pd.to_datetime(stripped, format="ISO8601", errors="coerce")
     has_time = s.notna() & (s.str.len() > 10)
     return dt.astype("datetime64[us]"), has_time.fillna(False).astype(bool)
@@ -466,7 +472,15 @@ def _two_device(df: pd.DataFrame) -> pd.Series:
         "order": np.arange(len(timed)),
         "row": timed.index,
     })
-    pairs = t.merge(t, on="runner_id", suffixes=("", "_o"))
+    # candidates start within MAX_RUN_SPAN_DAYS of each other (a run lasts at most 100 km
+    # x 15 min/km = 25 h), so join on (runner, start day + offset), not on runner alone
+    t["day"] = t["start"].dt.normalize()
+    other = t.rename(columns=lambda c: c if c == "runner_id" else f"{c}_o")
+    pairs = pd.concat([
+        t.merge(other.assign(day=other["day_o"] + pd.Timedelta(days=off)),
+                on=["runner_id", "day"])
+        for off in range(-MAX_RUN_SPAN_DAYS, MAX_RUN_SPAN_DAYS + 1)
+    ], ignore_index=True)
     pairs = pairs[pairs["order_o"] < pairs["order"]]
     overlap = (pairs["start"] <= pairs["end_o"]) & (pairs["start_o"] <= pairs["end"])
     close = (pairs["km"] - pairs["km_o"]).abs() <= TWO_DEVICE_DISTANCE_TOLERANCE * np.maximum(

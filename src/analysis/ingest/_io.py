@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis.errors import InputFileError
@@ -117,13 +118,68 @@ def pick_delimiter(header_line: str, *, required: Sequence[str], normalise: bool
     return best
 
 
-def parse_csv_text(
-    text: str, *, delimiter: str, file: str
-) -> tuple[list[str], list[list[str]], list[int]]:
+@dataclass(frozen=True)
+class CsvCells:
+    """A parsed CSV: header cells as written and the records as positional string columns."""
+
+    header: list[str]
+    cells: pd.DataFrame  # columns 0..width-1, "str" dtype, trimmed, "" -> NA
+    lines: np.ndarray  # int64: first physical line (1-based) of each record
+    issues: pd.Series  # "str": why a record does not fit the header, else NA
+
+
+def _fast_split(text: str, *, delimiter: str) -> CsvCells | None:
+    """pandas' C parser, when every record is provably one physical line; else None.
+
+    A record spans lines only through a quoted newline, which leaves an odd number of
+    quote characters on its first line; with every line even (and no lone CR) the line
+    of record i is known without a Python loop over cells.
+    """
+    if "\r" in text.replace("\r\n", ""):
+        return None
+    physical = text.replace("\r\n", "\n").split("\n")
+    if any(line.count('"') % 2 for line in physical):
+        return None
+    blank = f'{delimiter}" \t'
+    keep = [i for i, line in enumerate(physical) if line.strip(blank)]
+    if len(keep) < 1:
+        return None
+    try:
+        frame = pd.read_csv(io.StringIO("\n".join(physical[i] for i in keep)), sep=delimiter,
+                            header=None, dtype=str, na_filter=False, engine="c",
+                            skip_blank_lines=False, index_col=False)
+    except (pd.errors.ParserError, ValueError):
+        return None  # ragged or otherwise unusual: the careful path decides
+    if len(frame) != len(keep):
+        return None
+    frame = frame.fillna("")
+    header = [str(h) for h in frame.iloc[0].tolist()]
+    width = len(header)
+    body = frame.iloc[1:].reset_index(drop=True)
+    body = body.apply(lambda col: col.astype("str").str.strip()).replace("", pd.NA)
+    body.columns = range(width)
+    return CsvCells(header=header, cells=body,
+                    lines=np.asarray(keep[1:], dtype="int64") + 1,
+                    issues=pd.Series(pd.NA, index=body.index, dtype="str"))
+
+
+def parse_csv_text(text: str, *, delimiter: str, file: str) -> CsvCells:
     """Split CSV text into header, records and each record's first physical line (1-based).
 
-    Blank lines are skipped (they are not data rows).
+    Blank lines (only whitespace, delimiters and quotes) are skipped: they are not data
+    rows. Records with more non-empty fields than the header get an issue text; missing
+    trailing fields are empty. Uses pandas' C parser when line numbers are unambiguous and
+    the :mod:`csv` module otherwise; both give the same result
+    (``tests/test_ingest.py::test_fast_and_careful_csv_paths_agree``).
     """
+    fast = _fast_split(text, delimiter=delimiter)
+    if fast is not None:
+        return fast
+    return careful_split(text, delimiter=delimiter, file=file)
+
+
+def careful_split(text: str, *, delimiter: str, file: str) -> CsvCells:
+    """The :mod:`csv`-module path of :func:`parse_csv_text` (any quoting, ragged rows)."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header: list[str] | None = None
     records: list[list[str]] = []
@@ -132,7 +188,7 @@ def parse_csv_text(
     try:
         for row in reader:
             start, prev = prev + 1, reader.line_num
-            if not row or all(not cell.strip() for cell in row):
+            if not row or all(not cell.strip(f'" \t{delimiter}') for cell in row):
                 continue
             if header is None:
                 header = row
@@ -143,53 +199,49 @@ def parse_csv_text(
         raise InputFileError(f"not a readable CSV: {exc}", file=file, row=prev + 1) from exc
     if header is None:
         raise InputFileError("file is empty", file=file)
-    return header, records, lines
+    width = len(header)
+    issues: list[str | None] = [None] * len(records)
+    for i in (i for i, row in enumerate(records) if len(row) != width):  # ragged rows only
+        row = records[i]
+        if len(row) > width:
+            if any(cell.strip() for cell in row[width:]):
+                issues[i] = f"{len(row)} fields where the header has {width}"
+            records[i] = row[:width]
+        else:
+            records[i] = [*row, *([""] * (width - len(row)))]
+    cells = pd.DataFrame(records, columns=range(width), dtype="str")
+    cells = cells.apply(lambda col: col.str.strip()).replace("", pd.NA)
+    return CsvCells(header=header, cells=cells, lines=np.asarray(lines, dtype="int64"),
+                    issues=pd.Series(issues, dtype="str"))
 
 
 def records_frame(
-    header: Sequence[str],
-    records: Sequence[Sequence[str]],
-    lines: Sequence[int],
+    parsed: CsvCells,
     *,
+    header: Sequence[str],
     file: str,
     columns: Iterable[str] | None = None,
 ) -> pd.DataFrame:
-    """Records -> string DataFrame with provenance; ragged rows are padded or flagged.
+    """Parsed cells -> string DataFrame named by ``header``, with provenance columns.
 
     Parameters
     ----------
     header
-        Column names (already normalised by the caller).
+        Column names (normalised by the caller), one per parsed column.
     columns
         Keep only these columns (by name, first occurrence); None keeps all.
     """
-    width = len(header)
-    fixed: list[list[str]] = []
-    issues: list[str | None] = []
-    for row in records:
-        issue = None
-        if len(row) > width:
-            extra = row[width:]
-            if any(cell.strip() for cell in extra):
-                issue = f"{len(row)} fields where the header has {width}"
-            row = row[:width]
-        elif len(row) < width:
-            row = [*row, *([""] * (width - len(row)))]
-        fixed.append(list(row))
-        issues.append(issue)
-    frame = pd.DataFrame(fixed, columns=range(width), dtype="str")
     keep: dict[str, int] = {}
     for i, name in enumerate(header):
         keep.setdefault(name, i)  # first occurrence wins for duplicated names
     if columns is not None:
         wanted = set(columns)
         keep = {k: v for k, v in keep.items() if k in wanted}
-    out = frame[list(keep.values())].set_axis(list(keep), axis=1)
-    out = out.apply(lambda s: s.str.strip()).replace("", pd.NA)
+    out = parsed.cells[list(keep.values())].set_axis(list(keep), axis=1)
     out[SOURCE_FILE] = file
-    out[SOURCE_LINE] = pd.array(lines, dtype="int64")
-    out[SOURCE_ISSUE] = pd.array(issues, dtype="str")
-    return out.astype({SOURCE_FILE: "str"})
+    out[SOURCE_LINE] = pd.array(parsed.lines, dtype="int64")
+    out[SOURCE_ISSUE] = parsed.issues.to_numpy()
+    return out.astype({SOURCE_FILE: "str", SOURCE_ISSUE: "str"})
 
 
 def _cell_text(value: object) -> str | None:
@@ -208,23 +260,18 @@ def stringify(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.apply(lambda col: col.astype(object).map(_cell_text).astype("str"))
 
 
-def read_text_table(path: Path, *, name: str) -> tuple[list[str], list[list[str]], list[int],
-                                                       FileInfo]:
+def read_text_table(path: Path, *, name: str) -> tuple[CsvCells, FileInfo]:
     """Read a comma-separated export keeping every header cell as written (duplicates too)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InputFileError(f"cannot read the file: {exc.strerror}", file=name) from exc
     text, encoding = decode_bytes(data, file=name)
-    header, records, lines = parse_csv_text(text, delimiter=",", file=name)
-    header = [h.strip() for h in header]
-    return header, records, lines, FileInfo(name=name, encoding=encoding, delimiter=",",
-                                            lines=len(records))
-
-
-def column_of(header: Sequence[str], records: Sequence[Sequence[str]], index: int) -> list[str]:
-    """Cells of column ``index`` (empty string where a short row lacks it)."""
-    return [row[index].strip() if index < len(row) else "" for row in records]
+    parsed = parse_csv_text(text, delimiter=",", file=name)
+    parsed = CsvCells(header=[h.strip() for h in parsed.header], cells=parsed.cells,
+                      lines=parsed.lines, issues=parsed.issues)
+    return parsed, FileInfo(name=name, encoding=encoding, delimiter=",",
+                            lines=len(parsed.cells))
 
 
 def find_exports(raw_dir: Path, patterns: Sequence[str]) -> list[tuple[str, Path]]:

@@ -93,10 +93,10 @@ def read_table_file(
         text, encoding = decode_bytes(data, file=name)
         header_line = next((ln for ln in text.splitlines() if ln.strip()), "")
         delim = pick_delimiter(header_line, required=required)
-        header, records, lines = parse_csv_text(text, delimiter=delim, file=name)
-        header = [normalise_name(h) for h in header]
-        frame = records_frame(header, records, lines, file=name)
-        info = FileInfo(name=name, encoding=encoding, delimiter=delim, lines=len(records))
+        parsed = parse_csv_text(text, delimiter=delim, file=name)
+        frame = records_frame(parsed, header=[normalise_name(h) for h in parsed.header],
+                              file=name)
+        info = FileInfo(name=name, encoding=encoding, delimiter=delim, lines=len(frame))
     missing = [c for c in required if c not in frame.columns]
     if missing:
         found = [c for c in frame.columns if c not in (SOURCE_FILE, SOURCE_LINE, SOURCE_ISSUE)]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.errors import InputFileError
-from analysis.ingest._io import FileInfo, column_of, find_exports, read_text_table
+from analysis.ingest._io import SOURCE_ISSUE, FileInfo, find_exports, read_text_table
 from analysis.ingest.canonical import read_companions
 from analysis.schemas import SOURCE_FILE, SOURCE_LINE
 
@@ -50,7 +50,8 @@ def hms_to_minutes(values: pd.Series) -> pd.Series:
 def read_activities(path: Path, *, name: str, runner_id: str, distance_unit: str = "km"
                     ) -> tuple[pd.DataFrame, FileInfo]:
     """One Garmin ``Activities.csv`` -> raw runs records (all activity types)."""
-    header, records, lines, info = read_text_table(path, name=name)
+    parsed, info = read_text_table(path, name=name)
+    header, n = parsed.header, len(parsed.cells)
     dist_idx = next((i for i, h in enumerate(header)
                      if h == "Distance" or _UNIT_IN_HEADER.match(h)), None)
     missing = [h for h in REQUIRED_HEADERS if h not in header]
@@ -69,21 +70,22 @@ def read_activities(path: Path, *, name: str, runner_id: str, distance_unit: str
         idx = column if isinstance(column, int) else (
             header.index(column) if column in header else None)
         if idx is None:
-            return pd.Series([pd.NA] * len(records), dtype="str")
-        cells = pd.Series(column_of(header, records, idx), dtype="str")
+            return pd.Series([pd.NA] * n, dtype="str")
+        cells = parsed.cells[idx]
         return cells.mask(cells.isin(GARMIN_MISSING))
 
     distance = strip_thousands(col(dist_idx))
     duration = hms_to_minutes(col("Moving Time")).fillna(hms_to_minutes(col("Time")))
     frame = pd.DataFrame({
-        "runner_id": pd.Series([runner_id] * len(records), dtype="str"),
+        "runner_id": pd.Series([runner_id] * n, dtype="str"),
         "date": col("Date"),
         "distance_km": distance,
-        "distance_unit": pd.Series([unit] * len(records), dtype="str").where(distance.notna()),
+        "distance_unit": pd.Series([unit] * n, dtype="str").where(distance.notna()),
         "duration_min": duration,
         "activity_type": col("Activity Type"),
-        SOURCE_FILE: pd.Series([name] * len(records), dtype="str"),
-        SOURCE_LINE: pd.Series(lines, dtype="int64"),
+        SOURCE_FILE: pd.Series([name] * n, dtype="str"),
+        SOURCE_LINE: pd.Series(parsed.lines, dtype="int64"),
+        SOURCE_ISSUE: parsed.issues,
     })
     return frame, info
 

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import InputFileError
-from analysis.ingest._io import FileInfo, read_text_table
+from analysis.ingest._io import FileInfo, read_text_table, records_frame
 from analysis.ingest.canonical import DERIVED_RUNNERS
 from analysis.ingest.diary import SOURCE_COLUMN
 from analysis.schemas import SOURCE_FILE, SOURCE_LINE
@@ -94,8 +94,8 @@ def find_day_file(raw_dir: Path) -> tuple[Path, list[str]]:
     return day, notes
 
 
-def _numbers(cells: list[str]) -> pd.Series:
-    return pd.to_numeric(pd.Series(cells, dtype="str"), errors="coerce")
+def _numbers(cells: pd.Series) -> pd.Series:
+    return pd.to_numeric(cells, errors="coerce")
 
 
 def read_lovdal(raw_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, FileInfo],
@@ -103,32 +103,31 @@ def read_lovdal(raw_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, FileI
     """Read the Lövdal 2021 day-approach file into canonical tables (see module doc)."""
     path, notes = find_day_file(raw_dir)
     name = path.relative_to(raw_dir).as_posix()
-    header, records, lines, info = read_text_table(path, name=name)
+    parsed, info = read_text_table(path, name=name)
+    header = parsed.header
     missing = [f"{f}{s}" for s in BLOCK_SUFFIXES for f in FEATURES if f"{f}{s}" not in header]
     if missing:
         raise InputFileError(f"Lövdal day file lacks column {missing[0]!r}", file=name,
                              column=missing[0])
-    pos = {h: i for i, h in reversed(list(enumerate(header)))}
+    table = records_frame(parsed, header=header, file=name)
 
-    def cells(column: str) -> list[str]:
-        i = pos[column]
-        return [row[i].strip() if i < len(row) else "" for row in records]
+    def cells(column: str) -> pd.Series:
+        return table[column].fillna("")
 
-    athlete = pd.Series(cells("Athlete ID"), dtype="str")
+    athlete = cells("Athlete ID").astype("str")
     day_index = _numbers(cells("Date"))
-    line = pd.Series(lines, dtype="int64")
+    line = pd.Series(parsed.lines, dtype="int64")
     bad_index = day_index.isna() | (day_index != day_index.round())
     if bad_index.any():
         i = int(np.flatnonzero(bad_index.to_numpy())[0])
-        raise InputFileError(f"Date is not an integer day index: {cells('Date')[i]!r}",
-                             file=name, row=int(lines[i]), column="Date")
+        raise InputFileError(f"Date is not an integer day index: {cells('Date').iloc[i]!r}",
+                             file=name, row=int(parsed.lines[i]), column="Date")
     runner = RUNNER_PREFIX + athlete.str.replace(r"\.0$", "", regex=True)
 
     # long table of (row, block) -> day values; newest covering block wins per day
     blocks = []
     for k, suffix in enumerate(BLOCK_SUFFIXES):
-        block = pd.DataFrame({out: pd.Series(cells(f"{feat}{suffix}"), dtype="str")
-                              for feat, out in FEATURES.items()})
+        block = pd.DataFrame({out: table[f"{feat}{suffix}"] for feat, out in FEATURES.items()})
         blocks.append(block.assign(
             runner_id=runner, _day=day_index - (DAYS_PER_ROW - 1 - k), _k=k,
             **{SOURCE_LINE: line, SOURCE_COLUMN: f"total km{suffix}"}))
@@ -149,7 +148,7 @@ def read_lovdal(raw_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, FileI
     ).drop(columns=["_day", "_k"]).sort_values(["runner_id", "date"]).reset_index(drop=True)
     runs_out = runs_out.astype({SOURCE_FILE: "str", "activity_type": "str"})
 
-    injury = pd.Series(cells("injury"), dtype="str")
+    injury = table["injury"]
     injury_num = pd.to_numeric(injury, errors="coerce")
     pain_text = (injury_num * PAIN_FOR_INJURY).astype("str").where(injury_num.notna(), injury)
     row_day = LOVDAL_EPOCH + pd.to_timedelta(day_index, unit="D")
@@ -158,9 +157,9 @@ def read_lovdal(raw_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, FileI
         "date": row_day.dt.strftime("%Y-%m-%d").astype("str"),
         "pain": pain_text.astype("str"),
         "x_injury": injury,
-        SOURCE_FILE: pd.Series([name] * len(records), dtype="str"),
+        SOURCE_FILE: pd.Series([name] * len(table), dtype="str"),
         SOURCE_LINE: line,
-        SOURCE_COLUMN: pd.Series(["injury"] * len(records), dtype="str"),
+        SOURCE_COLUMN: pd.Series(["injury"] * len(table), dtype="str"),
     })
     span = pd.DataFrame({"runner_id": runner, "day": row_day, "line": line}).groupby(
         "runner_id", sort=True).agg(start=("day", "min"), end=("day", "max"))
@@ -177,8 +176,8 @@ def read_lovdal(raw_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, FileI
 
     n_days = len(long)
     notes.append(
-        f"{name}: {len(records)} rows -> {n_days} days rebuilt for {len(span)} athlete(s) "
-        f"({n_days - len(records)} from older blocks), {len(runs_out)} days with running "
+        f"{name}: {len(table)} rows -> {n_days} days rebuilt for {len(span)} athlete(s) "
+        f"({n_days - len(table)} from older blocks), {len(runs_out)} days with running "
         f"km as runs, {n_days - len(runs_out)} days with 0 km not runs; Date placed on a "
         f"synthetic calendar from {LOVDAL_EPOCH.date()}; pain = 10 x injury"
     )

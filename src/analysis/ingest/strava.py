@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import InputFileError
-from analysis.ingest._io import FileInfo, column_of, find_exports, read_text_table
+from analysis.ingest._io import SOURCE_ISSUE, FileInfo, find_exports, read_text_table
 from analysis.ingest.canonical import read_companions
 from analysis.schemas import SOURCE_FILE, SOURCE_LINE
 
@@ -69,7 +69,8 @@ def display_unit(display: pd.Series, metres: pd.Series) -> str | None:
 def read_activities(path: Path, *, name: str, runner_id: str, timezone: str = "UTC"
                     ) -> tuple[pd.DataFrame, FileInfo, list[str]]:
     """One Strava ``activities.csv`` -> raw runs records (all activity types), notes."""
-    header, records, lines, info = read_text_table(path, name=name)
+    parsed, info = read_text_table(path, name=name)
+    header, n = parsed.header, len(parsed.cells)
     missing = [h for h in REQUIRED_HEADERS if h not in header]
     if missing:
         raise InputFileError(
@@ -81,9 +82,8 @@ def read_activities(path: Path, *, name: str, runner_id: str, timezone: str = "U
     def col(column: str, occurrence: int = 0) -> pd.Series:
         idx = _indices(header, column)
         if len(idx) <= occurrence:
-            return pd.Series([pd.NA] * len(records), dtype="str")
-        return pd.Series(column_of(header, records, idx[occurrence]), dtype="str").replace(
-            "", pd.NA)
+            return pd.Series([pd.NA] * n, dtype="str")
+        return parsed.cells[idx[occurrence]]
 
     display, metres = col("Distance", 0), col("Distance", 1)
     disp_num = pd.to_numeric(display, errors="coerce")
@@ -102,7 +102,7 @@ def read_activities(path: Path, *, name: str, runner_id: str, timezone: str = "U
     seconds = moving.where(moving > 0, elapsed)
     duration = (seconds / SECONDS_PER_MINUTE).astype("str").where(seconds.notna())
     frame = pd.DataFrame({
-        "runner_id": pd.Series([runner_id] * len(records), dtype="str"),
+        "runner_id": pd.Series([runner_id] * n, dtype="str"),
         "date": local_datetime_text(col("Activity Date"), timezone=timezone),
         "distance_km": distance,
         "distance_unit": dist_unit,
@@ -110,8 +110,9 @@ def read_activities(path: Path, *, name: str, runner_id: str, timezone: str = "U
         "activity_type": col("Activity Type"),
         "shoe_id": col("Activity Gear"),
         "rpe": col("Perceived Exertion"),
-        SOURCE_FILE: pd.Series([name] * len(records), dtype="str"),
-        SOURCE_LINE: pd.Series(lines, dtype="int64"),
+        SOURCE_FILE: pd.Series([name] * n, dtype="str"),
+        SOURCE_LINE: pd.Series(parsed.lines, dtype="int64"),
+        SOURCE_ISSUE: parsed.issues,
     })
     return frame, info, notes
 
