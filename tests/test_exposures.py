@@ -148,11 +148,11 @@ def _load_fixture() -> tuple[pd.DataFrame, ...]:
 
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-        ast.Div: operator.truediv, ast.USub: operator.neg}
+        ast.Div: operator.truediv, ast.Pow: operator.pow, ast.USub: operator.neg}
 
 
 def _arith(text: str) -> float:
-    """Evaluate the hand-written arithmetic of an expected value (numbers, + - * /, sqrt)."""
+    """Evaluate the hand-written arithmetic of an expected value (numbers, + - * / **, sqrt)."""
 
     def walk(node: ast.AST) -> float:
         if isinstance(node, ast.Expression):
@@ -211,7 +211,7 @@ def test_every_expected_value_of_the_hand_computed_fixture(
             failures.append(f"{exp.runner_id} {exp.date} {exp.column}: got {got!r}, "
                             f"expected {want} ({exp.how})")
     assert not failures, "\n".join(failures)
-    assert len(panel) == 9  # 12 reports - 2 same-day duplicates - 1 unknown runner
+    assert len(panel) == 10  # 13 reports - 2 same-day duplicates - 1 unknown runner
 
 
 def test_fixture_audit_and_calendar(fixture_builds: dict[str, PanelBuild]) -> None:
@@ -226,7 +226,8 @@ def test_fixture_audit_and_calendar(fixture_builds: dict[str, PanelBuild]) -> No
                   "days": 25}]}
     assert build.audit["pain_unknown_runner"] == {"count": 1, "rows": ["R9"]}
     daily = build.daily
-    assert daily.groupby("runner_id").size().to_dict() == {"R1": 49, "R2": 56, "R3": 3}
+    assert daily.groupby("runner_id").size().to_dict() == {"R1": 49, "R2": 56, "R3": 3,
+                                                           "R4": 63}
     sat = daily[(daily["runner_id"] == "R1") & (daily["date"] == "2025-01-11")].iloc[0]
     # two runs: 6 km in S2 at 07:00, 4 km in S1 at 17:00 -> the latest run's shoe is S1
     assert (sat["distance_km"], sat["n_runs"], sat["longest_run_km"], sat["shoe_id"]) == (
