@@ -389,7 +389,9 @@ class _Windows:
         cs = pd.Series(filled).groupby(self.seg_id).cumsum().to_numpy()
         before = np.where(self.seg_pos >= width, _shift(cs, width), 0.0)
         total = cs - before
-        # a window of zeros is exactly 0: adding 0.0 leaves a cumulative sum unchanged
+        # a window of zeros is exactly 0 (pandas' compensated cumsum can leave a ~1e-15
+        # residue, which made km_prev7d 3.6e-15 and mileage_jump 5e15; simulate seed 2026)
+        total[_window_count(filled != 0, width) == 0] = 0.0
         if nan.any():
             total[_window_count(nan, width) > 0] = np.nan
         if offset:
