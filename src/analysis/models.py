@@ -450,8 +450,10 @@ class _SuffStats:
     Zy: np.ndarray  # m x q
 
 
-def _suff_stats(design: Design) -> _SuffStats:
+def _suff_stats(design: Design, *, scale: np.ndarray | None = None) -> _SuffStats:
     X, Z, y, starts = design.X, design.Z, design.y, design.starts
+    if scale is not None:
+        X = X / scale
     q, p = Z.shape[1], X.shape[1]
 
     def gsum(v: np.ndarray) -> np.ndarray:
@@ -536,7 +538,11 @@ def fit_lmm_design(design: Design, *, reml: bool = True,
     """
     from scipy.optimize import minimize
 
-    ss = _suff_stats(design)
+    # fixed-effect columns scaled to unit root-mean-square (km next to fractions), so that
+    # X'V^-1X stays well conditioned; estimates are scaled back below
+    x_scale = np.sqrt((design.X**2).mean(axis=0))
+    x_scale[x_scale == 0] = 1.0
+    ss = _suff_stats(design, scale=x_scale)
     q = design.Z.shape[1]
     rows, cols = np.tril_indices(q)
     order = np.lexsort((rows, cols))
@@ -576,7 +582,17 @@ def fit_lmm_design(design: Design, *, reml: bool = True,
     if used is None:
         notes.append("no optimizer converged; estimates are from the lowest deviance found")
     theta = np.asarray(best.x, dtype=float)
-    dev, beta, vcov, G, sigma2 = _profiled_deviance(theta, ss, reml=reml, full=True)
+    try:
+        dev, beta, vcov, G, sigma2 = _profiled_deviance(theta, ss, reml=reml, full=True)
+    except np.linalg.LinAlgError:
+        worst = design.x_names[int(np.argmax(np.abs(design.X).max(axis=0) / x_scale))]
+        raise ModelSpecError("the fixed-effect design is numerically singular at the optimum; "
+                             f"check for extreme values (e.g. in {worst!r})",
+                             column=worst) from None
+    beta = beta / x_scale
+    vcov = vcov / np.outer(x_scale, x_scale)
+    if reml:  # log|X'V^-1X| of the unscaled design, as lme4 reports the REML criterion
+        dev += 2.0 * np.log(x_scale).sum()
     singular = bool((theta[is_diag] < SINGULAR_TOL).any())
     return LmmFit(beta=beta, vcov=vcov, G=G, sigma2=sigma2, loglik=-0.5 * dev,
                   converged=used is not None, optimizer=used, notes=notes, theta=theta,
