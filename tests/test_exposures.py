@@ -403,7 +403,7 @@ def test_shoe_km_never_decreases_within_a_shoe(tables: tuple[pd.DataFrame, ...])
         assert (np.diff(one["shoe_km"].to_numpy()) >= -1e-9).all()
 
 
-@_PROPERTY
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_cohorts(), st.randoms(use_true_random=False))
 def test_results_do_not_depend_on_row_order(tables: tuple[pd.DataFrame, ...],
                                             rnd: object) -> None:
