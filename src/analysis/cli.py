@@ -237,6 +237,62 @@ def _progress() -> Iterator[_PlainProgress]:
         yield _BarProgress(bar)
 
 
+@app.command()
+def power(
+    out: Annotated[Path, typer.Option(help="Where to write the power table (.csv or .json).")],
+    runners: Annotated[str, typer.Option(help="Comma-separated numbers of runners.")] =
+        "50,100,200",
+    weeks: Annotated[str, typer.Option(help="Comma-separated follow-up lengths in weeks.")] =
+        "12,26",
+    effect: Annotated[list[str] | None, typer.Option(
+        help="EXPOSURE=EFFECT (NRS points per unit; log-odds for glmm/gee), repeatable.")] =
+        None,
+    model: Annotated[str, typer.Option(help="lmm | glmm | gee")] = "lmm",
+    n_sims: Annotated[int, typer.Option(help="Simulated studies per design.")] = 200,
+    alpha: Annotated[float, typer.Option(help="Two-sided significance level.")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Master seed (reproducible).")] = 20261125,
+    figure: Annotated[Path | None, typer.Option(help="Also draw the power curve (.png).")] =
+        None,
+) -> None:
+    """Simulation-based power to detect exposure effects (analysis.power.power_curve)."""
+    from analysis.power import power_curve
+
+    with user_errors():
+        effects: dict[str, float] = {}
+        for item in effect or ["mileage_jump=0.8"]:
+            name, sep, value = item.partition("=")
+            try:
+                effects[name.strip()] = float(value)
+            except ValueError:
+                sep = ""
+            if not sep:
+                raise KneeloadError(f"--effect must look like mileage_jump=0.8, got {item!r}")
+        try:
+            sizes = [int(r) for r in _split(runners)]
+            lengths = [int(w) for w in _split(weeks)]
+        except ValueError:
+            raise KneeloadError(
+                "--runners and --weeks take comma-separated whole numbers") from None
+        table = power_curve(runners=sizes, weeks=lengths, effects=effects, n_sims=n_sims,
+                            alpha=alpha, seed=seed, model=model,
+                            progress=console.is_terminal)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".json":
+            out.write_text(table.to_json(orient="records", indent=2) + "\n")
+        else:
+            table.to_csv(out, index=False)
+        if figure is not None:
+            from analysis.plots import power_curve_plot
+
+            ax = power_curve_plot(table)
+            ax.figure.savefig(figure, dpi=120)
+    for row in table.itertuples(index=False):
+        console.print(f"{row.term}: {row.runners} runners x {row.weeks} weeks: power "
+                      f"{row.power:.2f} ({row.power_ci_low:.2f}-{row.power_ci_high:.2f})",
+                      highlight=False)
+    console.print(f"wrote {out}")
+
+
 def _stamp() -> str:
     from datetime import UTC, datetime
 
