@@ -510,3 +510,13 @@ def test_shoe_rotation_counts_distinct_shoes_and_is_nan_for_runners_without_shoe
     assert rotation[("A", days[39])] == 2.0
     assert np.isnan(rotation[("A", days[28])])  # window reaches before follow-up
     assert rotation.loc["B"].isna().all()  # B's runs carry no shoe
+
+
+def test_latest_run_of_a_day_compares_clock_times_not_text() -> None:
+    day = pd.Timestamp("2025-01-06")
+    runs = pd.DataFrame({"runner_id": ["A", "A"], "date": [day, day],
+                         "distance_km": [10.0, 4.0], "shoe_id": ["late", "early"],
+                         "start_time": ["17:00", "7:05"]})  # as text "17:00" < "7:05"
+    runners = pd.DataFrame({"runner_id": ["A"], "cohort": ["c"]})
+    daily = daily_calendar(runs, runners)
+    assert daily["shoe_id"].tolist() == ["late"]

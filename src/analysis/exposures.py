@@ -52,7 +52,6 @@ OSTRC_SUBSTANTIAL_SCORE = 17.0
 #: Shoes used in the last 30 days count as "in rotation".
 ROTATION_DAYS = 30
 
-_DAY = np.timedelta64(1, "D")
 _DATE_UNIT = "datetime64[us]"  # pandas 3 default resolution; inputs may be any resolution
 
 
@@ -190,6 +189,27 @@ def _follow_up_windows(runs: pd.DataFrame, runners: pd.DataFrame,
     return np.where(valid, first, np.nan), np.where(valid, last, np.nan)
 
 
+def _time_of_day_rank(start_time: pd.Series) -> np.ndarray:
+    """Rank of each run's time of day (0 = missing or unreadable, then earliest first).
+
+    Accepts datetimes or text: a clock time ``H:MM[:SS]`` or a full date-time; "7:05" sorts
+    before "17:00" (times are compared as durations since midnight, not as text).
+    """
+    if pd.api.types.is_datetime64_any_dtype(start_time):
+        stamps = pd.to_datetime(start_time)
+        since_midnight = stamps - stamps.dt.normalize()
+    else:
+        text = start_time.astype("str").str.strip()
+        clock = text.str.fullmatch(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?").fillna(False)
+        padded = text.where(~clock | text.str.count(":").eq(2), text + ":00")
+        since_midnight = pd.to_timedelta(padded.where(clock), errors="coerce")
+        stamps = pd.to_datetime(text.where(~clock), errors="coerce", format="ISO8601")
+        since_midnight = since_midnight.fillna(stamps - stamps.dt.normalize())
+    ns = since_midnight.to_numpy(dtype="timedelta64[ns]").astype(np.int64)
+    ns[pd.isna(since_midnight).to_numpy()] = -1
+    return pd.factorize(ns, sort=True)[0]
+
+
 def _ordered_runs(runs: pd.DataFrame, ids: pd.Index) -> tuple[pd.DataFrame, pd.Index]:
     """Runs as integer codes, in a total order that does not depend on input row order.
 
@@ -205,8 +225,8 @@ def _ordered_runs(runs: pd.DataFrame, ids: pd.Index) -> tuple[pd.DataFrame, pd.I
         shoe_index = pd.Index(shoe_ids)
     else:
         shoe, shoe_index = np.full(n, -1), pd.Index([], dtype="str")
-    start = (pd.factorize(runs["start_time"].astype("str"), sort=True)[0]
-             if "start_time" in runs.columns else np.zeros(n, dtype=np.int64))
+    start = (_time_of_day_rank(runs["start_time"]) if "start_time" in runs.columns
+             else np.zeros(n, dtype=np.int64))
     # one composite int64 key (runner, day, start time) keeps the sort to three keys
     dmin = int(day.min()) if n else 0
     span = int(day.max()) - dmin + 1 if n else 1
