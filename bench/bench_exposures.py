@@ -5,7 +5,8 @@ Usage::
     .venv/bin/python bench/bench_exposures.py [--runners 5000] [--days 365] [--repeat 3]
 
 Simulates N runners x D days of runs (about 40 % rest days, some double days, two shoes in
-rotation) and one pain report per runner and week, then times
+rotation, a start time per run as the cleaning step writes it) and one pain report per runner
+and week, then times
 
 * ``analysis.exposures.build_panel`` (daily calendar, every exposure column, the panel), and
 * DuckDB building the same daily calendar from the runs and computing ``km_7d``,
@@ -48,6 +49,9 @@ def simulate(n_runners: int, n_days: int, seed: int = 7) -> tuple[pd.DataFrame, 
         "runner_id": pd.array(ids[runner], dtype="str"),
         "date": (START + pd.to_timedelta(day, unit="D")).astype("datetime64[us]"),
         "distance_km": np.minimum(km, 99.0),
+        "start_time": (START + pd.to_timedelta(day * 86400 + rng.integers(5 * 3600, 21 * 3600,
+                                                                          runner.size),
+                                               unit="s")).astype("datetime64[us]"),
         "shoe_id": pd.array(np.char.add(ids[runner], np.where(shoe == 0, "-a", "-b")),
                             dtype="str"),
     })

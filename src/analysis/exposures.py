@@ -198,15 +198,20 @@ def _time_of_day_rank(start_time: pd.Series) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(start_time):
         stamps = pd.to_datetime(start_time)
         since_midnight = stamps - stamps.dt.normalize()
-    else:
-        text = start_time.astype("str").str.strip()
-        clock = text.str.fullmatch(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?").fillna(False)
-        padded = text.where(~clock | text.str.count(":").eq(2), text + ":00")
-        since_midnight = pd.to_timedelta(padded.where(clock), errors="coerce")
-        stamps = pd.to_datetime(text.where(~clock), errors="coerce", format="ISO8601")
-        since_midnight = since_midnight.fillna(stamps - stamps.dt.normalize())
-    ns = since_midnight.to_numpy(dtype="timedelta64[ns]").astype(np.int64)
-    ns[pd.isna(since_midnight).to_numpy()] = -1
+        ns = since_midnight.to_numpy(dtype="timedelta64[ns]").astype(np.int64)
+        ns[since_midnight.isna().to_numpy()] = -1
+        return pd.factorize(ns, sort=True)[0]
+    # text: parse each distinct value once (a log has few distinct clock times)
+    codes, uniques = pd.factorize(start_time.astype("str"))
+    text = pd.Series(np.asarray(uniques, dtype=object), dtype="str").str.strip()
+    clock = text.str.fullmatch(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?").fillna(False).astype(bool)
+    padded = text.where(~clock | text.str.count(":").eq(2), text + ":00")
+    since_midnight = pd.to_timedelta(padded.where(clock), errors="coerce")
+    stamps = pd.to_datetime(text.where(~clock), errors="coerce", format="ISO8601")
+    since_midnight = since_midnight.fillna(stamps - stamps.dt.normalize())
+    unique_ns = since_midnight.to_numpy(dtype="timedelta64[ns]").astype(np.int64)
+    unique_ns[since_midnight.isna().to_numpy()] = -1
+    ns = np.where(codes >= 0, unique_ns[np.maximum(codes, 0)] if len(unique_ns) else -1, -1)
     return pd.factorize(ns, sort=True)[0]
 
 
