@@ -197,7 +197,8 @@ class _PlainProgress:
 
     def done(self, outcome: Any) -> None:
         self.count += 1
-        took = f" in {outcome.duration_s:.1f} s" if outcome.duration_s else ""
+        took = f" in {outcome.duration_s:.1f} s" if outcome.duration_s and \
+            outcome.status not in {"skipped", "suppressed"} else ""
         error = f": {outcome.error}" if outcome.error else ""
         console.print(f"{_stamp()} [{self.count}/{self.total}] {outcome.cohort}: "
                       f"{outcome.status}{took}{error}", highlight=False, soft_wrap=True)
@@ -216,7 +217,8 @@ class _BarProgress(_PlainProgress):
 
     def done(self, outcome: Any) -> None:
         self.count += 1
-        took = f" in {outcome.duration_s:.1f} s" if outcome.duration_s else ""
+        took = f" in {outcome.duration_s:.1f} s" if outcome.duration_s and \
+            outcome.status not in {"skipped", "suppressed"} else ""
         error = f": {outcome.error}" if outcome.error else ""
         self.bar.console.print(f"  {outcome.cohort}: {outcome.status}{took}{error}",
                                highlight=False)

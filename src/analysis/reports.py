@@ -46,7 +46,13 @@ from filelock import FileLock, Timeout
 
 from analysis import __version__, paths
 from analysis.errors import InputFileError, ModelSpecError, ReportError
-from analysis.privacy import id_salt, pseudonym, pseudonymise
+from analysis.privacy import (
+    PSEUDONYM_HEX_CHARS,
+    PSEUDONYM_PREFIX,
+    id_salt,
+    pseudonym,
+    pseudonymise,
+)
 
 KERNEL_NAME = "kneeload"
 TEMPLATE_NAME = "cohort_report.ipynb"
@@ -76,13 +82,15 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
 COHORT_TABLES = ("runners", "panel", "daily")
 #: Processed JSON files shown in every report (hashed whole; volatile keys removed).
 SHARED_INPUTS = ("cleaning_report.json", "panel_meta.json")
-VOLATILE_META_KEYS = ("built_at",)
+#: panel_meta.json keys that say where and when data was built, not what it is; each
+#: cohort's content is hashed separately, so these must not re-run every cohort.
+VOLATILE_META_KEYS = ("built_at", "raw_dir", "input_sha256", "dataset", "package_version")
 #: Manifest parameter recording which salt made the pseudonyms (None: no salt), so that
 #: --changed-only re-runs every cohort when the salt changes. It is the pseudonym of a
 #: fixed string, which reveals nothing the pseudonyms in the reports do not.
 PSEUDONYM_CHECK = "id_pseudonym_check"
 #: Seconds to wait for a Dask scheduler before giving up.
-DASK_CONNECT_TIMEOUT_S = 15
+DASK_CONNECT_TIMEOUT_S = 10
 
 Status = str  # "ok" | "failed" | "suppressed" | "skipped" | "interrupted"
 
@@ -501,7 +509,7 @@ def dask_submitter(address: str) -> Callable[[list[CohortJob]], Iterator[CohortO
                 job for job in jobs
             }
             try:
-                for future in dask_completed(futures):
+                for future in dask_completed(futures, loop=client.loop):
                     job = futures[future]
                     try:
                         yield future.result()
@@ -915,6 +923,8 @@ EFFECT_STEPS: dict[str, tuple[float, str]] = {
 }
 #: Runner columns a report may show; anything else in runners.csv (names, notes) never is.
 SAFE_RUNNER_COLUMNS = ("runner_id", "cohort", "sex", "age", "follow_up_start", "follow_up_end")
+#: What :func:`analysis.privacy.pseudonym` produces: IDs of this form are not hashed again.
+PSEUDONYM_PATTERN = rf"{PSEUDONYM_PREFIX}[0-9a-f]{{{PSEUDONYM_HEX_CHARS}}}"
 #: Identifier columns replaced by pseudonyms (shoe IDs often embed the runner ID).
 ID_COLUMNS = ("runner_id", "shoe_id")
 
@@ -975,6 +985,9 @@ def load_cohort(
                           f"{min_cohort_size}; suppressed", file=processed)
     ids = set(members["runner_id"])
     salt = id_salt() if salt is None else salt
+    already = bool(runners["runner_id"].astype("str").str.fullmatch(PSEUDONYM_PATTERN).all())
+    if already:  # built with --pseudonymise: keep the processed IDs so they can be looked up
+        salt = None
     panel = data["panel"][data["panel"]["runner_id"].isin(ids)].reset_index(drop=True)
     if pain_threshold is not None:
         panel = panel.assign(pain_any=panel["pain"] >= pain_threshold)
@@ -993,12 +1006,26 @@ def load_cohort(
         daily=hide(data["daily"][data["daily"]["runner_id"].isin(ids)].reset_index(drop=True)),
         runners=hide(members[[c for c in SAFE_RUNNER_COLUMNS if c in members.columns]]
                      .reset_index(drop=True)),
-        cleaning=data["cleaning_report"],
+        cleaning=_hide_folders(data["cleaning_report"], runners["runner_id"], salt=salt),
         counts=data["counts"].get("cohorts", {}).get(cohort, {}),
         meta=data["panel_meta"],
         quarantine=quarantine.reset_index(drop=True),
-        pseudonymised=salt is not None,
+        pseudonymised=already or salt is not None,
     )
+
+
+def _hide_folders(cleaning: dict[str, Any], runner_ids: pd.Series, *, salt: str | None
+                  ) -> dict[str, Any]:
+    """Input file names in the audit with per-runner folder names replaced by pseudonyms
+    (exports often come as one folder per runner, named after the runner)."""
+    if salt is None:
+        return cleaning
+    ids = runner_ids.dropna().astype("str").unique()
+    hidden = dict(zip(ids, pseudonymise(pd.Series(ids, dtype="str"), salt=salt), strict=True))
+    files = {"/".join([hidden.get(part, part) for part in name.split("/")[:-1]]
+                      + name.split("/")[-1:]): counts
+             for name, counts in cleaning.get("files", {}).items()}
+    return {**cleaning, "files": files, "notes": []}
 
 
 def cohort_summary(view: CohortView, *, exposures: Sequence[str] = ()) -> pd.DataFrame:

@@ -1,0 +1,561 @@
+"""Per-cohort reports: real papermill runs on real kernels, real files, a real Dask cluster.
+
+The end-to-end tests share one small simulated dataset (3 cohorts x 6 runners x 8 weeks):
+one ordinary cohort, one whose every pain report is 0 (no pain events: the report must say
+so), and one cut to 3 runners (below the privacy floor: suppressed). Every run goes through
+the ``kneeload`` command in a subprocess, as a scheduler would call it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from filelock import FileLock
+
+from analysis import reports
+from analysis.errors import ReportError
+from analysis.models import fit_model
+from analysis.pipeline import build
+from analysis.privacy import pseudonym, pseudonymise
+from analysis.simulate import simulate_dataset, write_dataset
+
+SALT = "test-salt-6f1c"
+EXPOSURES = ["mileage_jump", "shoe_km", "rest_days_7d"]
+CLI_TIMEOUT_S = 240
+
+
+# --- fixtures --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Study:
+    raw: Path
+    processed: Path
+    normal: str  # ordinary cohort
+    painless: str  # every pain report 0
+    small: str  # 3 runners: suppressed
+    raw_ids: list[str]
+
+
+def _make_raw(folder: Path, *, bump_runner: str | None = None) -> dict[str, Any]:
+    data = simulate_dataset(runners_per_cohort=6, weeks=8, cohorts=3, seed=11)
+    names = list(dict.fromkeys(data.runners["cohort"]))
+    normal, painless, small = names
+    dropped = data.runners.loc[data.runners["cohort"] == small, "runner_id"].iloc[3:]
+    keep = lambda t: t[~t["runner_id"].isin(dropped)]  # noqa: E731
+    painless_ids = data.runners.loc[data.runners["cohort"] == painless, "runner_id"]
+    pain = keep(data.pain)
+    pain = pain.assign(pain=pain["pain"].where(~pain["runner_id"].isin(painless_ids), 0.0))
+    if bump_runner is not None:  # change one report of one runner by +1 NRS point
+        first = pain.index[pain["runner_id"] == bump_runner][0]
+        pain.loc[first, "pain"] = min(pain.loc[first, "pain"] + 1.0, 10.0)
+    data = dataclasses.replace(data, runners=keep(data.runners), runs=keep(data.runs),
+                               pain=pain, shoes=keep(data.shoes))
+    write_dataset(data, folder)
+    return {"names": names, "ids": sorted(data.runners["runner_id"])}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
+    root = tmp_path_factory.mktemp("study")
+    made = _make_raw(root / "raw")
+    build(root / "raw", root / "processed")
+    normal, painless, small = made["names"]
+    return Study(raw=root / "raw", processed=root / "processed", normal=normal,
+                 painless=painless, small=small, raw_ids=made["ids"])
+
+
+def kneeload(*args: str | Path, salt: str | None = None, **popen: Any
+             ) -> subprocess.CompletedProcess[str]:
+    """Run the kneeload command as a scheduler would (fresh process, no TTY)."""
+    return subprocess.run(_command(*args), env=_env(salt), capture_output=True, text=True,
+                          timeout=CLI_TIMEOUT_S, check=False, **popen)
+
+
+def _command(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "analysis.cli", *map(str, args)]
+
+
+def _env(salt: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "KNEELOAD_ID_SALT"}
+    if salt:
+        env["KNEELOAD_ID_SALT"] = salt
+    return env
+
+
+@pytest.fixture(scope="module")
+def baseline(study: Study, tmp_path_factory: pytest.TempPathFactory
+             ) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """All cohorts with --workers 2 and a pseudonymisation salt."""
+    out = tmp_path_factory.mktemp("reports") / "baseline"
+    done = kneeload("report", study.processed, "--out", out, "--workers", "2", salt=SALT)
+    assert done.returncode == 0, done.stderr
+    return out, done
+
+
+def _copy(out: Path, tmp_path: Path, name: str) -> Path:
+    target = tmp_path / name
+    shutil.copytree(out, target)
+    (target / reports.LOCK_NAME).unlink(missing_ok=True)
+    return target
+
+
+def _manifest(out: Path) -> dict[str, Any]:
+    return json.loads((out / reports.MANIFEST_NAME).read_text())
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _summary(out: Path, cohort: str) -> dict[str, Any]:
+    return json.loads((out / reports.safe_name(cohort) / reports.SUMMARY_NAME).read_text())
+
+
+def _text(html: str) -> str:
+    html = re.sub(r"<(style|script)\b.*?</\1>", " ", html, flags=re.S)
+    html = re.sub(r"<img[^>]*>", " [figure] ", html)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def assert_consistent(out: Path) -> None:
+    """Manifest is valid JSON; every 'ok' entry's files are in place with the hashes it lists;
+    no temporary file is left behind."""
+    manifest = _manifest(out)
+    for cohort, entry in manifest["cohorts"].items():
+        folder = out / reports.safe_name(cohort)
+        if entry["status"] in {"ok", "failed"} and entry["outputs_sha256"]:
+            for name, digest in entry["outputs_sha256"].items():
+                assert _sha(folder / name) == digest, (cohort, name)
+        if entry["status"] == "suppressed":
+            assert not any((folder / n).exists() for n in reports.REPORT_FILES)
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_workers_2_reports_every_cohort_with_manifest(study: Study, baseline: tuple) -> None:
+    out, done = baseline
+    manifest = _manifest(out)
+    status = {c: e["status"] for c, e in manifest["cohorts"].items()}
+    assert status == {study.normal: "ok", study.painless: "ok", study.small: "suppressed"}
+    assert "3 cohorts: 2 ok, 1 suppressed" in done.stderr
+    entry = manifest["cohorts"][study.normal]
+    assert entry["template_sha256"] == _sha(reports.template_path())
+    assert entry["package_version"] == reports.__version__
+    assert entry["parameters"]["min_cohort_size"] == 5
+    assert entry["parameters"]["exposures"] == ",".join(EXPOSURES)
+    assert entry["input_sha256"] == reports.cohort_input_hashes(
+        study.processed, [study.normal])[study.normal]
+    assert entry["started"] <= entry["finished"] and entry["duration_s"] > 0
+    assert entry["error"] is None
+    assert_consistent(out)
+    assert not list(out.glob("*/.report.*"))
+
+
+@pytest.mark.slow
+def test_summary_matches_an_in_process_fit(study: Study, baseline: tuple) -> None:
+    """The index numbers are the model's: refit the cohort here and compare."""
+    out, _ = baseline
+    panel = pd.read_parquet(study.processed / "panel.parquet")
+    panel = panel[panel["cohort"] == study.normal]
+    # the report sorts runners by pseudonym; the same order gives the same optimizer path
+    panel = panel.assign(runner_id=pseudonymise(panel["runner_id"], salt=SALT))
+    expected = fit_model(panel, model="lmm", exposures=EXPOSURES).table.set_index("term")
+    summary = _summary(out, study.normal)
+    assert summary["n_runners"] == 6 and summary["model_note"] is None
+    assert [e["term"] for e in summary["headline"]] == EXPOSURES
+    for effect in summary["headline"]:
+        row = expected.loc[effect["term"]]
+        assert effect["estimate"] == pytest.approx(row["estimate"], rel=1e-9)
+        assert effect["ci_low"] == pytest.approx(row["ci_low"], rel=1e-9)
+        assert effect["ci_high"] == pytest.approx(row["ci_high"], rel=1e-9)
+    # the index shows the mileage-jump effect per +10 %, with its interval
+    jump = expected.loc["mileage_jump"]
+    index = _text((out / "index.html").read_text())
+    assert f"{jump['estimate'] * 0.1:+.2f} NRS ({jump['ci_low'] * 0.1:+.2f} to " \
+           f"{jump['ci_high'] * 0.1:+.2f})" in index
+
+
+@pytest.mark.slow
+def test_report_has_every_section_and_says_when_there_is_no_model(study: Study,
+                                                                   baseline: tuple) -> None:
+    out, _ = baseline
+    html = (out / reports.safe_name(study.normal) / "report.html").read_text()
+    text = _text(html)
+    for heading in ("Data quality", "Cohort summary", "Training and pain over time",
+                    "Exposures and pain", "Mixed model", "Random-effect spread", "Runners"):
+        assert heading in text
+    assert text.index("Data quality") < text.index("Cohort summary")  # audit at the top
+    assert "NRS points" in text and "per +10 % week-over-week mileage" in text
+    assert "per +100 km on the shoe" in text and "per extra rest day" in text
+    assert text.count("[figure]") == 4  # mileage+pain, exposures, forest, spread+diagnostics
+    assert "def " not in text and "import " not in text  # no code cells
+    painless = _text((out / reports.safe_name(study.painless) / "report.html").read_text())
+    assert "No model for this cohort" in painless and "no pain events" in painless
+    summary = _summary(out, study.painless)
+    assert summary["headline"] == [] and "no pain events" in summary["model_note"]
+    assert "no pain events" in _text((out / "index.html").read_text())
+
+
+@pytest.mark.slow
+def test_small_cohort_is_suppressed_everywhere(study: Study, baseline: tuple) -> None:
+    out, _ = baseline
+    entry = _manifest(out)["cohorts"][study.small]
+    assert entry["status"] == "suppressed"
+    assert entry["runners"] is None and entry["summary"] == {} and entry["input_sha256"] == {}
+    assert not any((out / reports.safe_name(study.small)).glob("*"))
+    rows = re.findall(r"<tr>.*?</tr>", (out / "index.html").read_text(), flags=re.S)
+    row = _text(next(r for r in rows if f"<td>{study.small}</td>" in r))
+    assert "suppressed" in row and not re.search(r"\d", row.replace(study.small, ""))
+
+
+@pytest.mark.slow
+def test_reports_show_pseudonyms_never_raw_ids(study: Study, baseline: tuple) -> None:
+    out, _ = baseline
+    normal_ids = [i for i in study.raw_ids if i[:3].lower() == study.normal[:3].lower()]
+    html = (out / reports.safe_name(study.normal) / "report.html").read_text()
+    expected = {pseudonym(i, salt=SALT) for i in normal_ids}
+    assert len(expected) == 6 and all(p in html for p in expected)  # the runner table
+    by_hand = hmac.new(SALT.encode(), normal_ids[0].encode(), hashlib.sha256).hexdigest()
+    assert f"r-{by_hand[:12]}" in html
+    for path in [*out.rglob("*.html"), *out.rglob("*.ipynb"), *out.rglob("*.json")]:
+        text = path.read_text()
+        leaked = [i for i in study.raw_ids if i in text]
+        assert not leaked, (path, leaked[:3])
+
+
+@pytest.mark.slow
+def test_changed_only_skips_then_reruns_the_changed_cohort(study: Study, baseline: tuple,
+                                                          tmp_path: Path) -> None:
+    out = _copy(baseline[0], tmp_path, "changed")
+    before = _manifest(out)
+    html_before = {c: _sha(out / reports.safe_name(c) / "report.html")
+                   for c in (study.normal, study.painless)}
+    done = kneeload("report", study.processed, "--out", out, "--changed-only", salt=SALT)
+    assert done.returncode == 0, done.stderr
+    assert "2 skipped, 1 suppressed" in done.stderr
+    assert _manifest(out)["cohorts"] == before["cohorts"]
+
+    # one pain report of one runner of the ordinary cohort changes: only that cohort re-runs
+    runner = next(i for i in study.raw_ids if i[:3].lower() == study.normal[:3].lower())
+    _make_raw(tmp_path / "raw2", bump_runner=runner)
+    build(tmp_path / "raw2", tmp_path / "processed2")
+    done = kneeload("report", tmp_path / "processed2", "--out", out, "--changed-only",
+                    salt=SALT)
+    assert done.returncode == 0, done.stderr
+    after = _manifest(out)["cohorts"]
+    assert after[study.normal]["started"] > before["cohorts"][study.normal]["finished"] or \
+        after[study.normal]["input_sha256"] != before["cohorts"][study.normal]["input_sha256"]
+    assert after[study.normal]["fingerprint"] != before["cohorts"][study.normal]["fingerprint"]
+    assert after[study.painless] == before["cohorts"][study.painless]
+    assert re.search(rf"{study.normal}: ok in [\d.]+ s", done.stderr)
+    assert re.search(rf"{study.painless}: skipped\n", done.stderr)
+    assert _sha(out / reports.safe_name(study.painless) / "report.html") == \
+        html_before[study.painless]
+    assert _sha(out / reports.safe_name(study.normal) / "report.html") != \
+        html_before[study.normal]
+    assert_consistent(out)
+
+
+@pytest.fixture(scope="module")
+def failure_run(study: Study, baseline: tuple, tmp_path_factory: pytest.TempPathFactory
+                ) -> tuple[Path, subprocess.CompletedProcess[str], dict[str, str]]:
+    """--workers 1 with a template that raises for the no-pain cohort, over a copy of the
+    baseline (so that cohort has a previous good report)."""
+    root = tmp_path_factory.mktemp("failing")
+    out = _copy(baseline[0], root, "out")
+    old = {c: _sha(out / reports.safe_name(c) / "report.html")
+           for c in (study.normal, study.painless)}
+    notebook = nbformat.read(str(reports.template_path()), as_version=4)
+    notebook.cells.insert(2, nbformat.v4.new_code_cell(
+        f"if cohort == {study.painless!r}:\n"
+        "    raise RuntimeError('deliberate failure for the test')"))
+    template = root / "failing.ipynb"
+    nbformat.write(notebook, str(template))
+    done = kneeload("report", study.processed, "--out", out, "--workers", "1",
+                    "--template", template, salt=SALT)
+    return out, done, old
+
+
+@pytest.mark.slow
+def test_failing_cohort_is_isolated_and_reported(study: Study, failure_run: tuple) -> None:
+    out, done, old = failure_run
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "1 failed" in last and f"failed: {study.painless}" in last
+    manifest = _manifest(out)["cohorts"]
+    failed = manifest[study.painless]
+    assert failed["status"] == "failed"
+    # code cells of the executed notebook: parameters, papermill's injected parameters,
+    # setup, then the raising cell
+    assert failed["error"] == "cell 4: RuntimeError: deliberate failure for the test"
+    assert failed["last_ok"] is not None
+    folder = out / reports.safe_name(study.painless)
+    assert _sha(folder / "report.html") == old[study.painless]  # previous report kept
+    kept = nbformat.read(str(folder / reports.FAILED_NOTEBOOK), as_version=4)
+    assert any(o.get("ename") == "RuntimeError" for c in kept.cells if c.cell_type == "code"
+               for o in c.get("outputs", []))
+    assert manifest[study.normal]["status"] == "ok"  # the other cohort still finished
+    assert _sha(out / reports.safe_name(study.normal) / "report.html") != old[study.normal]
+    index = _text((out / "index.html").read_text())
+    assert "cell 4: RuntimeError: deliberate failure for the test" in index
+    assert "failed notebook" in index
+    assert_consistent(out)
+
+
+def _wait_for(predicate: Any, *, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_interrupted_run_leaves_previous_reports_and_a_consistent_manifest(
+        study: Study, baseline: tuple, tmp_path: Path, how: signal.Signals) -> None:
+    out = _copy(baseline[0], tmp_path, "interrupted")
+    before = _manifest(out)
+    old = {c: _sha(out / reports.safe_name(c) / "report.html")
+           for c in (study.normal, study.painless)}
+    proc = subprocess.Popen(_command("report", study.processed, "--out", out, "--param",
+                                     "seed=1"), env=_env(SALT), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: any(out.glob("*/.report.*.ipynb")), timeout_s=120)
+        children = _descendants(proc.pid)
+        assert children  # papermill (and its kernel) are running
+        proc.send_signal(how)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    if how == signal.SIGINT:
+        assert proc.returncode == 130 and "interrupted" in stderr
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    # papermill and the kernel die with the command (PDEATHSIG / Ctrl-C handling)
+    assert _wait_for(lambda: not any(_alive(p) for p in children), timeout_s=30), \
+        [p for p in children if _alive(p)]
+    after = _manifest(out)
+    for cohort in (study.normal, study.painless):
+        entry = after["cohorts"][cohort]
+        html = out / reports.safe_name(cohort) / "report.html"
+        if entry == before["cohorts"][cohort]:
+            assert _sha(html) == old[cohort]  # the previous good report survives
+        else:  # finished before the signal: a complete new report, recorded
+            assert entry["status"] == "ok" and entry["parameters"]["seed"] == 1
+    assert_consistent(out)
+    # the next scheduled run is not blocked and cleans up after the killed one
+    done = kneeload("report", study.processed, "--out", out, "--changed-only",
+                    "--cohort", study.small, salt=SALT)
+    assert done.returncode == 0, done.stderr
+    assert not list(out.glob("*/.report.*")) and not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_second_run_on_a_locked_folder_exits_2_with_a_clear_message(study: Study,
+                                                                  tmp_path: Path) -> None:
+    out = tmp_path / "locked"
+    out.mkdir()
+    with FileLock(str(out / reports.LOCK_NAME), timeout=0):
+        done = kneeload("report", study.processed, "--out", out)
+    assert done.returncode == 2
+    assert "another 'kneeload report' is already writing this folder" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (out / reports.MANIFEST_NAME).exists()
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_the_same_reports_as_local_workers(
+        study: Study, baseline: tuple, failure_run: tuple, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    out = tmp_path / "dask"
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
+                      host="127.0.0.1", dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")
+        done = kneeload("report", study.processed, "--out", out, "--dask-scheduler",
+                        address, salt=SALT)
+    assert done.returncode == 0, done.stderr
+    manifest = _manifest(out)["cohorts"]
+    assert {c: e["status"] for c, e in manifest.items()} == {
+        study.normal: "ok", study.painless: "ok", study.small: "suppressed"}
+    workers_2, workers_1 = baseline[0], failure_run[0]
+    for cohort in (study.normal, study.painless):
+        assert _summary(out, cohort) == _summary(workers_2, cohort)
+    assert _summary(out, study.normal) == _summary(workers_1, study.normal)  # --workers 1
+    assert_consistent(out)
+
+
+@pytest.mark.slow
+def test_unreachable_dask_scheduler_is_a_one_line_error(study: Study, tmp_path: Path) -> None:
+    done = kneeload("report", study.processed, "--out", tmp_path / "x", "--cohort",
+                    study.normal, "--dask-scheduler", "tcp://127.0.0.1:9")
+    assert done.returncode == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in done.stderr
+
+
+# --- the pieces, in process ------------------------------------------------------------------
+
+
+def test_param_items_are_typed_by_the_template() -> None:
+    params = reports.parse_param_items(["seed=3", "pain_threshold=4", "exposures=km_7d",
+                                        "min_cohort_size=8"])
+    assert params == {"seed": 3, "pain_threshold": 4.0, "exposures": "km_7d",
+                      "min_cohort_size": 8}
+    assert isinstance(params["pain_threshold"], float)
+    for bad, message in [("seed=x", "expected int"), ("cohort=a", "set by 'kneeload report'"),
+                         ("foo=1", "unknown report parameter 'foo'"),
+                         ("pain_threshold=nan", "expected float"),
+                         ("novalue", "KEY=VALUE")]:
+        with pytest.raises(ReportError, match=re.escape(message)):
+            reports.parse_param_items([bad])
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"outcome": "pain_score"}, "outcome must be one of"),
+    ({"pain_threshold": 11.0}, "NRS 0-10"),
+    ({"min_cohort_size": 4}, "not lowered below 5"),
+    ({"exposures": " , "}, "at least one"),
+    ({"random_slopes": "km_7d"}, "must be among the exposures"),
+    ({"exposures": "mileage_jump,not_a_column"}, "['not_a_column'] are not panel columns"),
+])
+def test_parameter_values_are_checked_before_running(change: dict, message: str) -> None:
+    with pytest.raises(ReportError, match=re.escape(message)):
+        reports.validate_parameters({**reports.DEFAULT_PARAMETERS, **change},
+                                    panel_columns=["mileage_jump", "shoe_km", "rest_days_7d"])
+    reports.validate_parameters(reports.DEFAULT_PARAMETERS, panel_columns=EXPOSURES)
+
+
+def test_pseudonyms_are_keyed_hashes() -> None:
+    ids = pd.Series(["NOV001", None, "NOV002", "NOV001"], dtype="str", name="runner_id")
+    hashed = pseudonymise(ids, salt="k")
+    reference = "r-" + hmac.new(b"k", b"NOV001", hashlib.sha256).hexdigest()[:12]
+    assert hashed.iloc[0] == hashed.iloc[3] == reference
+    assert pd.isna(hashed.iloc[1]) and hashed.iloc[2] != reference
+    assert pseudonymise(ids, salt="other").iloc[0] != reference  # another salt unlinks
+    assert pseudonymise(ids, salt=None) is ids
+    assert re.fullmatch(reports.PSEUDONYM_PATTERN, reference)
+
+
+def test_plain_language_reads_effects_in_clinical_steps() -> None:
+    table = pd.DataFrame({
+        "term": ["Intercept", "mileage_jump", "shoe_km", "rest_days_7d"],
+        "estimate": [2.0, 0.5, 0.002, -0.1], "ci_low": [1.0, 0.3, -0.001, -0.3],
+        "ci_high": [3.0, 0.7, 0.005, 0.1], "p_value": [0.0, 0.0, 0.2, 0.3],
+    })
+    assert reports.plain_language(table) == [
+        "mileage_jump: 0.05 NRS points higher pain per +10 % week-over-week mileage "
+        "(95 % CI 0.03 to 0.07; the interval excludes no effect).",
+        "shoe_km: 0.20 NRS points higher pain per +100 km on the shoe (95 % CI -0.10 to 0.50; "
+        "the interval includes no effect, so the data are compatible with none).",
+        "rest_days_7d: 0.10 NRS points lower pain per extra rest day in the week "
+        "(95 % CI -0.30 to 0.10; the interval includes no effect, so the data are "
+        "compatible with none).",
+    ]
+    odds = table.assign(odds_ratio=np.exp(table["estimate"]))
+    assert reports.plain_language(odds)[0] == (
+        "mileage_jump: the odds of pain change by a factor of 1.05 per +10 % week-over-week "
+        "mileage (95 % CI 1.03 to 1.07; the interval excludes no effect).")
+
+
+def test_conditional_modes_match_statsmodels(study: Study) -> None:
+    """Independent reference: statsmodels MixedLM's random effects and fitted values."""
+    import statsmodels.formula.api as smf
+
+    panel = pd.read_parquet(study.processed / "panel.parquet").dropna(subset=EXPOSURES)
+    panel = panel[panel["cohort"] != study.painless]
+    result = fit_model(panel, model="lmm", exposures=EXPOSURES)
+    modes = reports.conditional_modes(panel, result)
+    fit = smf.mixedlm("pain ~ mileage_jump + shoe_km + rest_days_7d", panel,
+                      groups=panel["runner_id"]).fit(reml=True, method=["lbfgs"])
+    reference = pd.Series({k: v.iloc[0] for k, v in fit.random_effects.items()})
+    ours = modes.per_runner.set_index("runner_id")["Intercept"]
+    assert np.allclose(ours.loc[reference.index], reference, atol=1e-4)
+    by_row = modes.per_report["fitted"].to_numpy()
+    reference_fitted = fit.fittedvalues.loc[panel.sort_values("runner_id",
+                                                              kind="stable").index]
+    assert np.allclose(by_row, reference_fitted.to_numpy(), atol=1e-4)
+    assert (modes.per_runner["Intercept_se"] > 0).all()
+
+
+def test_one_cohorts_data_change_changes_only_its_hashes(study: Study, tmp_path: Path) -> None:
+    copy = tmp_path / "processed"
+    shutil.copytree(study.processed, copy)
+    cohorts = [study.normal, study.painless]
+    before = reports.cohort_input_hashes(copy, cohorts)
+    panel = pd.read_parquet(copy / "panel.parquet")
+    row = panel.index[panel["cohort"] == study.normal][0]
+    panel.loc[row, "pain"] = panel.loc[row, "pain"] + 0.5
+    panel.to_parquet(copy / "panel.parquet", index=False)
+    after = reports.cohort_input_hashes(copy, cohorts)
+    assert after[study.painless] == before[study.painless]
+    changed = {k for k in before[study.normal] if before[study.normal][k] != after[study.normal][k]}
+    assert changed == {f"panel.parquet[{study.normal}]"}
+
+
+def test_models_that_cannot_be_fitted_give_a_reason(study: Study) -> None:
+    view = reports.load_cohort(study.processed, study.normal, salt=None)
+    assert reports.fit_cohort_model(view, exposures=EXPOSURES).result is not None
+    empty = dataclasses.replace(view, panel=view.panel.iloc[:0])
+    assert "no pain reports" in reports.fit_cohort_model(empty, exposures=EXPOSURES).reason
+    flat = dataclasses.replace(view, panel=view.panel.assign(pain=0.0))
+    assert "no pain events" in reports.fit_cohort_model(flat, exposures=EXPOSURES).reason
+    constant = dataclasses.replace(view, panel=view.panel.assign(shoe_km=5.0))
+    reason = reports.fit_cohort_model(constant, exposures=EXPOSURES).reason
+    assert reason.startswith("The model cannot be fitted") and "constant" in reason
+    with pytest.raises(ReportError, match="fewer runners than min_cohort_size"):
+        reports.load_cohort(study.processed, study.small)
+
+
+def test_cohort_folder_names_never_collide() -> None:
+    assert reports.safe_name("novice") == "novice"
+    names = {reports.safe_name(c) for c in ("a b", "a_b", "a/b", "a.b", "å")}
+    assert len(names) == 5
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", n) for n in names)
