@@ -520,3 +520,11 @@ def test_latest_run_of_a_day_compares_clock_times_not_text() -> None:
     runners = pd.DataFrame({"runner_id": ["A"], "cohort": ["c"]})
     daily = daily_calendar(runs, runners)
     assert daily["shoe_id"].tolist() == ["late"]
+
+
+def test_runners_without_runs_or_follow_up_give_nan_rows_not_errors() -> None:
+    runs, runners, pain, shoes = _quick_tables()
+    build = build_panel(runs.iloc[:0], runners[["runner_id", "cohort"]], pain, shoes)
+    assert build.daily.empty and len(build.panel) == 4
+    assert build.panel["km_7d"].isna().all() and build.panel["shoe_km"].isna().all()
+    assert build_panel(runs, runners, pain.iloc[:0], shoes).panel.empty

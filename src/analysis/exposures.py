@@ -302,7 +302,7 @@ def _calendar(
     start = first[has_window].astype(np.int64)
     end = last[has_window].astype(np.int64)
     lengths = end - start + 1
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    offsets = np.r_[0, np.cumsum(lengths)][:-1].astype(np.int64)
     n = int(lengths.sum())
     code = np.repeat(np.arange(len(ids)), lengths)
     day_index = np.arange(n) - np.repeat(offsets, lengths)
