@@ -79,10 +79,11 @@ def main() -> None:
                          ignore_index=True)
         summary = summarise_simulations(sims, by=["setting", "term"])
         mc_se = np.sqrt(0.95 * 0.05 / args.n_sims)
+        n_wild = int(sims.groupby("seed")["max_abs_jump"].first().gt(10).sum())
         print(f"\n== {setting}: {args.n_sims} studies of {args.cohorts} x {args.runners} runners"
               f" x {args.weeks} weeks ({time.perf_counter() - t0:.0f} s; Monte Carlo SE of a"
               f" coverage of 0.95 is {mc_se:.3f}; {int((~sims['converged']).sum())} "
-              "non-converged term fits)")
+              f"non-converged term fits; {n_wild} studies with an impossible |mileage_jump| > 10)")
         cols = ["term", "truth", "mean_estimate", "bias", "empirical_sd", "mean_std_error",
                 "coverage", "power"]
         print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
