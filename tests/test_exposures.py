@@ -534,3 +534,23 @@ def test_runners_without_runs_or_follow_up_give_nan_rows_not_errors() -> None:
     assert build.daily.empty and len(build.panel) == 4
     assert build.panel["km_7d"].isna().all() and build.panel["shoe_km"].isna().all()
     assert build_panel(runs, runners, pain.iloc[:0], shoes).panel.empty
+
+
+def test_duckdb_window_functions_agree_on_a_simulated_cohort() -> None:
+    """The benchmark's DuckDB baseline is an independent SQL implementation of four columns."""
+    pytest.importorskip("duckdb")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_exposures", Path(__file__).parents[1] / "bench" / "bench_exposures.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    runs, runners, pain, shoes = bench.simulate(60, 120, seed=3)
+    ours = build_panel(runs, runners, pain, shoes).daily
+    theirs = bench.duckdb_baseline(runs, runners)
+    assert ours["runner_id"].tolist() == theirs["runner_id"].tolist()
+    for col in ["km_7d", "km_prev7d", "rest_days_7d", "acwr_rolling"]:
+        np.testing.assert_allclose(ours[col].to_numpy(dtype=float),
+                                   theirs[col].to_numpy(dtype=float), rtol=1e-12,
+                                   atol=1e-12, equal_nan=True)
