@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python (kneeload)
 #     language: python
@@ -29,7 +31,7 @@ from IPython.display import Markdown, display
 
 from analysis import plots, reports
 
-np.random.seed(seed)
+np.random.seed(seed)  # noqa: NPY002 - for libraries drawing from numpy's global RNG
 exposure_list = reports.split_list(exposures)
 slope_list = reports.split_list(random_slopes)
 view = reports.load_cohort(dataset, cohort, min_cohort_size=min_cohort_size,

@@ -56,7 +56,7 @@ class Study:
 def _make_raw(folder: Path, *, bump_runner: str | None = None) -> dict[str, Any]:
     data = simulate_dataset(runners_per_cohort=6, weeks=8, cohorts=3, seed=11)
     names = list(dict.fromkeys(data.runners["cohort"]))
-    normal, painless, small = names
+    _, painless, small = names
     dropped = data.runners.loc[data.runners["cohort"] == small, "runner_id"].iloc[3:]
     keep = lambda t: t[~t["runner_id"].isin(dropped)]  # noqa: E731
     painless_ids = data.runners.loc[data.runners["cohort"] == painless, "runner_id"]
@@ -536,7 +536,7 @@ def test_one_cohorts_data_change_changes_only_its_hashes(study: Study, tmp_path:
     panel.to_parquet(copy / "panel.parquet", index=False)
     after = reports.cohort_input_hashes(copy, cohorts)
     assert after[study.painless] == before[study.painless]
-    changed = {k for k in before[study.normal] if before[study.normal][k] != after[study.normal][k]}
+    changed = {k for k, v in before[study.normal].items() if after[study.normal][k] != v}
     assert changed == {f"panel.parquet[{study.normal}]"}
 
 
