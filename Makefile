@@ -61,7 +61,7 @@ notebooks: build  ## re-execute the analysis notebooks in place (when a change o
 	$(VENV)/bin/jupytext --sync notebooks/*.ipynb
 
 lab: build  ## JupyterLab with the registered kneeload kernel
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lock:  ## refresh requirements/constraints.txt from a fresh resolve (review the diff, then commit)
 	rm -rf build/lockenv && $(PYTHON) -m venv build/lockenv
