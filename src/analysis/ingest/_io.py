@@ -140,9 +140,8 @@ def _fast_split(text: str, *, delimiter: str) -> CsvCells | None:
     physical = text.replace("\r\n", "\n").split("\n")
     if any(line.count('"') % 2 for line in physical):
         return None
-    blank = f'{delimiter}" \t'
-    keep = [i for i, line in enumerate(physical) if line.strip(blank)]
-    if len(keep) < 1:
+    keep = [i for i, line in enumerate(physical) if line.strip()]
+    if not keep:
         return None
     try:
         frame = pd.read_csv(io.StringIO("\n".join(physical[i] for i in keep)), sep=delimiter,
@@ -152,21 +151,28 @@ def _fast_split(text: str, *, delimiter: str) -> CsvCells | None:
         return None  # ragged or otherwise unusual: the careful path decides
     if len(frame) != len(keep):
         return None
-    frame = frame.fillna("")
+    frame = frame.fillna("").apply(lambda col: col.astype("str").str.strip())
+    filled = (frame != "").any(axis=1).to_numpy()  # rows of only empty cells are blank
+    if not filled.any():
+        return None
+    frame = frame[filled]
+    rows = np.asarray(keep, dtype="int64")[filled]
     header = [str(h) for h in frame.iloc[0].tolist()]
     width = len(header)
-    body = frame.iloc[1:].reset_index(drop=True)
-    body = body.apply(lambda col: col.astype("str").str.strip()).replace("", pd.NA)
+    header_fields = next(csv.reader([physical[rows[0]]], delimiter=delimiter))
+    if len(header_fields) != width:
+        return None  # some line is wider than the header: ragged, the careful path flags it
+    body = frame.iloc[1:].reset_index(drop=True).replace("", pd.NA)
     body.columns = range(width)
     return CsvCells(header=header, cells=body,
-                    lines=np.asarray(keep[1:], dtype="int64") + 1,
+                    lines=rows[1:] + 1,
                     issues=pd.Series(pd.NA, index=body.index, dtype="str"))
 
 
 def parse_csv_text(text: str, *, delimiter: str, file: str) -> CsvCells:
     """Split CSV text into header, records and each record's first physical line (1-based).
 
-    Blank lines (only whitespace, delimiters and quotes) are skipped: they are not data
+    Blank lines (whose cells are all empty or whitespace) are skipped: they are not data
     rows. Records with more non-empty fields than the header get an issue text; missing
     trailing fields are empty. Uses pandas' C parser when line numbers are unambiguous and
     the :mod:`csv` module otherwise; both give the same result
@@ -188,10 +194,10 @@ def careful_split(text: str, *, delimiter: str, file: str) -> CsvCells:
     try:
         for row in reader:
             start, prev = prev + 1, reader.line_num
-            if not row or all(not cell.strip(f'" \t{delimiter}') for cell in row):
+            if not row or all(not cell.strip() for cell in row):
                 continue
             if header is None:
-                header = row
+                header = [cell.strip() for cell in row]
                 continue
             records.append(row)
             lines.append(start)
