@@ -77,7 +77,9 @@ def test_every_fixture_row_gets_its_hand_written_reason(messy: CleanResult) -> N
 def test_quarantine_has_the_contract_columns(messy: CleanResult) -> None:
     assert tuple(messy.quarantine.columns) == QUARANTINE_COLUMNS
     row = messy.quarantine.query("file == 'runs.csv' and line == 12").iloc[0]
-    assert (row["column"], row["value"]) == ("distance_km", "ten")
+    assert (row["column"], row["value"], row["runner_id"]) == ("distance_km", "ten", "R01")
+    unknown = messy.quarantine.query("file == 'runs.csv' and line == 13").iloc[0]
+    assert unknown["runner_id"] == "R09"
     pace = messy.quarantine.query("file == 'runs.csv' and line == 10").iloc[0]
     assert pace["value"] == "2.00 min/km"  # 20 min over 10 km
 
@@ -251,3 +253,24 @@ def test_unit_rules(tmp_path: Path) -> None:
     entry = result.report["files"]["runs.csv"]
     assert (entry["fixed"], entry["fixes"]) == (2, {"miles_to_km": 1, "metres_to_km": 1})
     assert entry["read"] == 5 and result.report["files"]["pain.csv"]["read"] == 0
+
+
+def test_two_device_rule_edges(tmp_path: Path) -> None:
+    (tmp_path / "runners.csv").write_text("runner_id,cohort\nR1,A\nR2,A\n", encoding="utf-8")
+    (tmp_path / "pain.csv").write_text("runner_id,date,pain\n", encoding="utf-8")
+    (tmp_path / "runs.csv").write_text(
+        "runner_id,date,distance_km,duration_min\n"
+        "R1,2024-01-01 23:50,6.0,30\n"    # 2: kept
+        "R1,2024-01-02 00:05,6.2,20\n"    # 3: overlaps line 2 across midnight, 3.2 % -> merged
+        "R1,2024-01-03 07:00,10.0,50\n"   # 4: kept
+        "R1,2024-01-03 07:10,10.6,50\n"   # 5: overlaps, 5.7 % apart -> kept
+        "R1,2024-01-03 07:20,10.5,50\n"   # 6: overlaps line 4, exactly 4.76 % -> merged
+        "R1,2024-01-03 18:00,10.0,50\n"   # 7: same day, no overlap -> kept
+        "R2,2024-01-03 07:00,10.0,50\n"   # 8: another runner -> kept
+        "R1,2024-01-04,8.0,40\n"          # 9: no time of day: never a two-device pair
+        "R1,2024-01-04,8.0,41\n",         # 10: kept (a double day)
+        encoding="utf-8")
+    result = clean_tables(read_dataset(tmp_path), today=TODAY)
+    merged = result.quarantine.query("reason == 'two_device_duplicate'")["line"].tolist()
+    assert merged == [3, 6]
+    assert sorted(result.runs["source_line"]) == [2, 4, 5, 7, 8, 9, 10]

@@ -88,6 +88,16 @@ def test_missing_column_is_named_and_found_columns_listed(tmp_path: Path) -> Non
         "found columns: runner_id, day, km")
 
 
+def test_unknown_delimiter_is_explained(tmp_path: Path) -> None:
+    write_dataset(tmp_path, runs_csv=RUNS.replace(",", ":"))
+    with pytest.raises(InputFileError) as err:
+        read_dataset(tmp_path)
+    assert err.value.one_line() == (
+        "runs.csv, column 'runner_id': missing required column 'runner_id' (also 'date', "
+        "'distance_km'); found columns: runner_id:date:distance_km (the header is one "
+        "column: separate columns with commas; semicolon, tab and | are also recognised)")
+
+
 @pytest.mark.parametrize("delim", [";", "\t", "|"])
 def test_other_delimiters_are_detected(tmp_path: Path, delim: str) -> None:
     write_dataset(tmp_path, runs_csv=RUNS.replace(",", delim))

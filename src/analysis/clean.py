@@ -94,7 +94,9 @@ FIX_REASONS: dict[str, str] = {
                                 "was not valid and was set to missing",
 }
 
-QUARANTINE_COLUMNS = ("file", "line", "column", "value", "reason")
+#: Columns of the quarantine table; ``runner_id`` (as read, trimmed) lets per-cohort reports
+#: show their own runners' rows.
+QUARANTINE_COLUMNS = ("file", "line", "column", "value", "reason", "runner_id")
 
 
 class ConservationError(RuntimeError):
@@ -109,7 +111,7 @@ class CleanResult:
     runs: pd.DataFrame
     pain: pd.DataFrame
     shoes: pd.DataFrame
-    quarantine: pd.DataFrame  # file, line, column, value, reason
+    quarantine: pd.DataFrame  # file, line, column, value, reason, runner_id
     report: dict = field(default_factory=dict)
 
 
@@ -192,6 +194,8 @@ class _Ledger:
                 "column": where,
                 "value": values.reindex(bad.index).astype("str"),
                 "reason": reason,
+                "runner_id": (_text(bad["runner_id"]) if "runner_id" in bad
+                              else pd.Series(pd.NA, index=bad.index, dtype="str")),
             }))
         return df[~mask]
 
@@ -200,7 +204,7 @@ class _Ledger:
             return pd.DataFrame({
                 "file": pd.Series(dtype="str"), "line": pd.Series(dtype="int64"),
                 "column": pd.Series(dtype="str"), "value": pd.Series(dtype="str"),
-                "reason": pd.Series(dtype="str"),
+                "reason": pd.Series(dtype="str"), "runner_id": pd.Series(dtype="str"),
             })
         out = pd.concat(self.parts, ignore_index=True)
         return out.sort_values(["file", "line"], kind="stable").reset_index(drop=True)
@@ -303,7 +307,8 @@ def clean_tables(raw: RawTables, *, today: date | None = None) -> CleanResult:
     -------
     CleanResult
         Typed tables checked with :mod:`analysis.schemas`, the quarantine (file, line,
-        column, value, reason; merged duplicates included with their merge reason) and the
+        column, value, reason, runner_id; merged duplicates included with their merge
+        reason) and the
         per-file report ``{"files": {name: {read, kept, merged, quarantined, fixed,
         by_reason, fixes}}}``.
 

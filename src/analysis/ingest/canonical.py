@@ -101,8 +101,9 @@ def read_table_file(
     if missing:
         found = [c for c in frame.columns if c not in (SOURCE_FILE, SOURCE_LINE, SOURCE_ISSUE)]
         hint = ""
-        if len(found) == 1 and any(d in found[0] for d in ";\t|,"):
-            hint = " (the delimiter looks wrong: use commas)"
+        if len(found) == 1 and len(required) > 1:
+            hint = (" (the header is one column: separate columns with commas; "
+                    "semicolon, tab and | are also recognised)")
         raise InputFileError(
             f"missing required column {missing[0]!r}"
             + (f" (also {', '.join(map(repr, missing[1:]))})" if len(missing) > 1 else "")
