@@ -350,7 +350,7 @@ def _cohorts(draw: st.DrawFn) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
     for r in range(n_runners):
         rid = f"r{r}"
         for day, km, shoe in draw(st.lists(_RUN, max_size=60)):
-            runs.append((rid, start + pd.Timedelta(days=day), round(km, 1), f"{rid}-{shoe}"))
+            runs.append((rid, start + pd.Timedelta(days=day), round(km, 2), f"{rid}-{shoe}"))
         runners.append((rid, "c", start, start + pd.Timedelta(days=69)))
         pain += [(rid, start + pd.Timedelta(days=d), 1.0) for d in range(6, 70, 7)]
     runs_df = pd.DataFrame(runs, columns=["runner_id", "date", "distance_km", "shoe_id"])
@@ -382,6 +382,13 @@ def test_week_sums_add_up_to_the_14_day_sum(tables: tuple[pd.DataFrame, ...],
             else:
                 assert both[i] == pytest.approx(expected, abs=1e-9)
         assert one["km_prev7d"].iloc[:13].isna().all()
+        # a week without runs is exactly 0 km (a 1e-15 residue would make the jump ~1e15)
+        km_7d = one["km_7d"].to_numpy()
+        for i in range(6, len(km)):
+            if (km[i - 6:i + 1] == 0).all():
+                assert km_7d[i] == 0.0
+        jump = one["mileage_jump"].to_numpy()
+        assert np.isnan(jump[one["km_prev7d"].to_numpy() == 0]).all()
 
 
 @_PROPERTY
@@ -554,3 +561,13 @@ def test_duckdb_window_functions_agree_on_a_simulated_cohort() -> None:
         np.testing.assert_allclose(ours[col].to_numpy(dtype=float),
                                    theirs[col].to_numpy(dtype=float), rtol=1e-12,
                                    atol=1e-12, equal_nan=True)
+
+
+def test_a_week_without_runs_is_exactly_zero_km() -> None:
+    # this series (from simulate seed 2) left -7.1e-15 km in the last week through pandas'
+    # compensated cumulative sum, which turned the next week's mileage_jump into ~1e15
+    km = np.array([0.0, 0.0, 5.2, 10.03, 0.0, 18.95] + [0.0] * 15)
+    daily = _one_runner_daily(km)
+    assert daily["km_7d"].iloc[12] == 0.0
+    assert daily["km_prev7d"].iloc[19] == 0.0
+    assert np.isnan(daily["mileage_jump"].iloc[19])
