@@ -549,3 +549,20 @@ def test_fast_path_is_taken_for_plain_files_and_not_for_quoted_newlines() -> Non
     parsed = _io.parse_csv_text(quoted, delimiter=",", file="x")
     assert parsed.lines.tolist() == [2, 4]  # the record on lines 2-3 starts on line 2
     assert parsed.cells[0].tolist() == ["x\ny", "3"]
+
+
+def test_lovdal_damaged_rows_are_quarantined_not_guessed(tmp_path: Path) -> None:
+    km = {(0, d): 5.0 for d in range(-6, 3)}
+    path = lovdal_file(tmp_path, [(0, 0, 0), (0, 1, 0), (0, 2, 0)], km)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[2] += ",extra"  # Date 1: one field too many
+    cells = lines[3].split(",")
+    cells[-3] = ""  # Date 2: Athlete ID missing
+    lines[3] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    clean = clean_tables(read_dataset(tmp_path), today=TODAY)
+    reasons = clean.quarantine.groupby("line")["reason"].apply(set).to_dict()
+    assert reasons == {3: {"malformed_row"}, 4: {"missing_value"}}
+    assert clean.pain["source_line"].tolist() == [2]
+    report = clean.report["files"]["day_approach_maskedID_timeseries.csv"]
+    assert report["read"] == report["kept"] + report["quarantined"]

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import InputFileError
-from analysis.ingest._io import FileInfo, read_text_table, records_frame
+from analysis.ingest._io import SOURCE_ISSUE, FileInfo, read_text_table, records_frame
 from analysis.ingest.canonical import DERIVED_RUNNERS
 from analysis.ingest.diary import SOURCE_COLUMN
 from analysis.schemas import SOURCE_FILE, SOURCE_LINE
@@ -114,7 +114,7 @@ def read_lovdal(raw_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, FileI
     def cells(column: str) -> pd.Series:
         return table[column].fillna("")
 
-    athlete = cells("Athlete ID").astype("str")
+    athlete = table["Athlete ID"]
     day_index = _numbers(cells("Date"))
     line = pd.Series(parsed.lines, dtype="int64")
     bad_index = day_index.isna() | (day_index != day_index.round())
@@ -122,7 +122,9 @@ def read_lovdal(raw_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, FileI
         i = int(np.flatnonzero(bad_index.to_numpy())[0])
         raise InputFileError(f"Date is not an integer day index: {cells('Date').iloc[i]!r}",
                              file=name, row=int(parsed.lines[i]), column="Date")
-    runner = RUNNER_PREFIX + athlete.str.replace(r"\.0$", "", regex=True)
+    # a missing Athlete ID stays missing, so clean quarantines its records (missing_value)
+    runner = (RUNNER_PREFIX + athlete.str.replace(r"\.0$", "", regex=True)).astype("str")
+    issue = table[SOURCE_ISSUE]
 
     # long table of (row, block) -> day values; newest covering block wins per day
     blocks = []
@@ -130,7 +132,7 @@ def read_lovdal(raw_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, FileI
         block = pd.DataFrame({out: table[f"{feat}{suffix}"] for feat, out in FEATURES.items()})
         blocks.append(block.assign(
             runner_id=runner, _day=day_index - (DAYS_PER_ROW - 1 - k), _k=k,
-            **{SOURCE_LINE: line, SOURCE_COLUMN: f"total km{suffix}"}))
+            **{SOURCE_LINE: line, SOURCE_COLUMN: f"total km{suffix}", SOURCE_ISSUE: issue}))
     long = pd.concat(blocks, ignore_index=True)
     long = (long.sort_values(["runner_id", "_day", "_k", SOURCE_LINE],
                              ascending=[True, True, False, True], kind="stable")
@@ -160,8 +162,9 @@ def read_lovdal(raw_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, FileI
         SOURCE_FILE: pd.Series([name] * len(table), dtype="str"),
         SOURCE_LINE: line,
         SOURCE_COLUMN: pd.Series(["injury"] * len(table), dtype="str"),
+        SOURCE_ISSUE: issue,
     })
-    span = pd.DataFrame({"runner_id": runner, "day": row_day, "line": line}).groupby(
+    span = pd.DataFrame({"runner_id": runner, "day": row_day}).dropna().groupby(
         "runner_id", sort=True).agg(start=("day", "min"), end=("day", "max"))
     runners = pd.DataFrame({
         "runner_id": pd.Series(span.index, dtype="str"),
