@@ -116,6 +116,9 @@ def test_encodings_are_tried_and_named(tmp_path: Path) -> None:
     assert raw.file_info["runs.csv"].encoding == "UTF-8 with BOM"
     assert raw.file_info["pain.csv"].encoding == "UTF-8"
     assert "runners.csv: not valid UTF-8, read as Latin-1" in raw.notes
+    utf16 = read_dataset(write_dataset(tmp_path / "u16", pain_csv=PAIN.encode("utf-16")))
+    assert utf16.pain["pain"].tolist() == ["2"]
+    assert utf16.file_info["pain.csv"].encoding == "UTF-16"
 
 
 @pytest.mark.parametrize(
