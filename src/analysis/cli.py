@@ -75,6 +75,13 @@ def build(
     lags: Annotated[str, typer.Option(help="Weekly lags of every feature, e.g. '1,2'.")] = "",
     unlogged_gaps: Annotated[str, typer.Option(
         help="21+ day gaps without runs: 'rest' or 'missing'.")] = "rest",
+    pseudonymise: Annotated[bool, typer.Option(
+        help="Replace runner/shoe IDs by a keyed hash (needs KNEELOAD_ID_SALT) and drop "
+             "free text.")] = False,
+    timezone: Annotated[str, typer.Option(
+        help="Local time zone for exports that write UTC (Strava), e.g. Europe/Oslo.")] = "UTC",
+    distance_unit: Annotated[str, typer.Option(
+        help="km or mi, for exports that do not say (Garmin).")] = "km",
 ) -> None:
     """Validate and clean raw files, build the exposure panel, write Parquet."""
     from analysis.pipeline import build as build_dataset
@@ -83,14 +90,34 @@ def build(
         summary = build_dataset(raw, out, format=format, exposure_lag_days=exposure_lag_days,
                                 pain_threshold=pain_threshold,
                                 lags=[int(v) for v in _split(lags)],
-                                unlogged_gaps=unlogged_gaps)
+                                unlogged_gaps=unlogged_gaps, pseudonymise=pseudonymise,
+                                timezone=timezone, distance_unit=distance_unit)
     counts = summary.counts
     console.print(
         f"built {summary.out_dir} from {raw} (format: {summary.format}): "
         f"{counts['runners']} runners, {counts['runs']} runs, {counts['pain_reports']} "
-        f"pain reports -> {counts['panel_rows']} panel rows; {counts['quarantined']} rows "
-        "quarantined (quarantine.csv)"
+        f"pain reports -> {counts['panel_rows']} panel rows; {counts['merged']} duplicates "
+        f"merged, {counts['quarantined']} rows quarantined (quarantine.csv)"
     )
+    for note in summary.cleaning.get("notes", []):
+        console.print(f"  {note}", highlight=False)
+
+
+datasets_app = typer.Typer(help="Public datasets kneeload can read.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.command("fetch")
+def datasets_fetch(
+    name: Annotated[str, typer.Argument(help="Dataset name, e.g. lovdal2021.")],
+    out: Annotated[Path, typer.Option(help="Folder to download into (a raw folder).")],
+) -> None:
+    """Download a public dataset from its DOI and verify its checksums (needs internet)."""
+    from analysis.ingest.fetch import fetch_dataset
+
+    with user_errors():
+        files = fetch_dataset(name, out)
+    console.print(f"fetched {name} into {out}: {len(files)} files verified", highlight=False)
 
 
 @app.command()

@@ -51,6 +51,9 @@ def build(
     lags: Sequence[int] = (),
     unlogged_gaps: str = "rest",
     today: date | None = None,
+    pseudonymise: bool = False,
+    timezone: str = "UTC",
+    distance_unit: str = "km",
 ) -> BuildSummary:
     """Build the processed folder for one dataset.
 
@@ -70,6 +73,11 @@ def build(
         Passed to :func:`analysis.exposures.build_panel`.
     today
         Reports dated after this day are quarantined as future dates (default: today).
+    pseudonymise
+        Replace runner and shoe IDs with a keyed hash (``KNEELOAD_ID_SALT``) and drop free
+        text at ingest, so nothing identifying reaches the processed folder.
+    timezone, distance_unit
+        For exports that do not say (Strava dates are UTC; Garmin distances may be miles).
     """
     raw = Path(raw_dir).resolve()
     out = Path(out_dir).resolve()
@@ -78,7 +86,8 @@ def build(
     if out == raw or raw in out.parents:
         raise InputFileError("the output folder must not be inside the raw data folder", file=out)
 
-    tables = read_dataset(raw, format=format)
+    tables = read_dataset(raw, format=format, pseudonymise=pseudonymise, timezone=timezone,
+                          distance_unit=distance_unit)
     cleaned = clean_tables(tables, today=today)
     built = build_panel(
         cleaned.runs,
@@ -95,6 +104,7 @@ def build(
         "dataset": raw.name,
         "raw_dir": str(raw),
         "format": tables.format,
+        "pseudonymised": pseudonymise,
         "package_version": __version__,
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "input_sha256": input_hashes(raw),
@@ -137,7 +147,8 @@ def _counts(cleaned: CleanResult, built: PanelBuild) -> dict[str, Any]:
         "pain_reports": len(cleaned.pain),
         "shoes": len(cleaned.shoes),
         "panel_rows": len(panel),
-        "quarantined": len(cleaned.quarantine),
+        "quarantined": sum(f["quarantined"] for f in cleaned.report["files"].values()),
+        "merged": sum(f["merged"] for f in cleaned.report["files"].values()),
         "cohorts": per_cohort,
     }
 
