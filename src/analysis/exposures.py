@@ -237,7 +237,18 @@ def _ordered_runs(runs: pd.DataFrame, ids: pd.Index) -> tuple[pd.DataFrame, pd.I
     span = int(day.max()) - dmin + 1 if n else 1
     n_start = int(np.max(start)) + 2 if n else 1
     composite = ((runner.astype(np.int64) + 1) * span + (day - dmin)) * n_start + (start + 1)
-    order = np.lexsort((shoe, km, composite))
+    order = np.argsort(composite, kind="stable")
+    # runs sharing runner, day and start time (rare with start times) are then ordered by
+    # distance and shoe; only those rows go through the slower three-key sort
+    ranked = composite[order]
+    tied = np.zeros(n, dtype=bool)
+    if n > 1:
+        same = ranked[1:] == ranked[:-1]
+        tied[1:] |= same
+        tied[:-1] |= same
+    if tied.any():
+        rows = order[tied]
+        order[tied] = rows[np.lexsort((np.asarray(shoe)[rows], km[rows], composite[rows]))]
     out = pd.DataFrame({
         "runner": runner[order], "day": day[order], "distance_km": km[order],
         "shoe": np.asarray(shoe)[order],
@@ -375,9 +386,12 @@ def _calendar(
 # --- features on the daily grid --------------------------------------------------------------
 
 
-def _window_count(flags: np.ndarray, width: int) -> np.ndarray:
-    """How many flags are set in rows ``i-width+1..i`` (exact integer arithmetic)."""
-    c = np.cumsum(flags, dtype=np.int64)
+def _window_count(flags: np.ndarray, width: int, *, cumulative: bool = False) -> np.ndarray:
+    """How many flags are set in rows ``i-width+1..i`` (exact integer arithmetic).
+
+    With ``cumulative=True`` ``flags`` is already the running count.
+    """
+    c = flags if cumulative else np.cumsum(flags, dtype=np.int64)
     prev = np.zeros_like(c)
     prev[width:] = c[:-width]
     return c - prev
@@ -398,6 +412,21 @@ class _Windows:
         self.seg_start = starts[self.seg_id] if n else np.zeros(0, dtype=np.int64)
         self.seg_pos = np.arange(n) - self.seg_start
         self.known = known
+        self._prefix: dict[int, tuple[np.ndarray, ...]] = {}
+
+    def _prefixes(self, values: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per-segment cumulative sum and running counts of NaN and non-zero values (cached,
+        since one series feeds several windows)."""
+        key = id(values)
+        if key not in self._prefix:
+            v = values.astype(float)
+            nan = np.isnan(v)
+            filled = np.where(nan, 0.0, v)
+            cs = pd.Series(filled).groupby(self.seg_id).cumsum().to_numpy()
+            nan_count = np.cumsum(nan, dtype=np.int64) if nan.any() else None
+            nonzero_count = np.cumsum(filled != 0, dtype=np.int64)
+            self._prefix[key] = (values, cs, nan_count, nonzero_count)
+        return self._prefix[key][1:]
 
     def valid(self, width: int, offset: int = 0) -> np.ndarray:
         return self.seg_pos >= width - 1 + offset
@@ -408,17 +437,14 @@ class _Windows:
         Per-segment cumulative sums (so rounding stays at the scale of one runner's total);
         windows holding only zeros are exactly 0.
         """
-        v = values.astype(float)
-        nan = np.isnan(v)
-        filled = np.where(nan, 0.0, v)
-        cs = pd.Series(filled).groupby(self.seg_id).cumsum().to_numpy()
+        cs, nan_count, nonzero_count = self._prefixes(values)
         before = np.where(self.seg_pos >= width, _shift(cs, width), 0.0)
         total = cs - before
         # a window of zeros is exactly 0 (pandas' compensated cumsum can leave a ~1e-15
         # residue, which made km_prev7d 3.6e-15 and mileage_jump 5e15; simulate seed 2026)
-        total[_window_count(filled != 0, width) == 0] = 0.0
-        if nan.any():
-            total[_window_count(nan, width) > 0] = np.nan
+        total[_window_count(nonzero_count, width, cumulative=True) == 0] = 0.0
+        if nan_count is not None:
+            total[_window_count(nan_count, width, cumulative=True) > 0] = np.nan
         if offset:
             total = _shift(total, offset)
         return _masked(total, self.valid(width, offset))
