@@ -42,12 +42,16 @@ if cohort:
     keep = set(data["runners"].loc[data["runners"]["cohort"] == cohort, "runner_id"])
     daily = daily[daily["runner_id"].isin(keep)]
     panel = panel[panel["runner_id"].isin(keep)]
-exposures = [c for c in meta["within_between"] if c in panel.columns]
 lag = meta["exposure_lag_days"]
+# exposures on the reference day of each pain report; without reports, on every runner-day
+rows, unit = (panel, "pain reports") if len(panel) else (daily, "runner-days")
+exposures = [c for c in meta["within_between"] if c in rows.columns]
 display(Markdown(
     f"{len(panel)} pain reports from {panel['runner_id'].nunique()} runners. Exposures are "
     f"measured on the reference day **{lag} days before each report**; pain present means "
     f"NRS >= {meta['pain_threshold']:g}."
+    + ("" if len(panel) else " Without pain reports, the distributions below are over "
+       f"all {len(daily)} runner-days instead.")
 ))
 
 # %% [markdown]
@@ -59,8 +63,8 @@ display(Markdown(
 
 # %%
 summary = (
-    panel[exposures].describe(percentiles=[0.25, 0.5, 0.75]).T
-    .assign(share_missing=plots.share_missing(panel, exposures))
+    rows[exposures].describe(percentiles=[0.25, 0.5, 0.75]).T
+    .assign(share_missing=plots.share_missing(rows, exposures))
     [["count", "share_missing", "min", "25%", "50%", "75%", "max"]]
     .round(3).add(0.0)  # adding 0.0 turns -0.0 into 0.0
     .astype({"count": int})
@@ -68,7 +72,7 @@ summary = (
 summary
 
 # %%
-shown = [c for c in exposures if panel[c].notna().any()]
+shown = [c for c in exposures if rows[c].notna().any()]
 empty = [c for c in exposures if c not in shown]
 if empty:
     display(Markdown(f"Not available in this dataset: {', '.join(f'`{c}`' for c in empty)}."))
@@ -76,11 +80,11 @@ ncols = 4
 nrows = -(-len(shown) // ncols)
 fig, axes = plt.subplots(nrows, ncols, figsize=(14, 2.4 * nrows), layout="constrained")
 for ax, column in zip(axes.flat, shown, strict=False):
-    sns.histplot(panel[column].dropna(), bins=30, ax=ax, color="tab:blue")
+    sns.histplot(rows[column].dropna(), bins=30, ax=ax, color="tab:blue")
     ax.set(xlabel=column, ylabel="")
 for ax in axes.flat[len(shown):]:
     ax.set_visible(False)
-fig.suptitle("Exposures on the reference day of each pain report");
+fig.suptitle(f"Exposures over {len(rows)} {unit}");
 
 # %% [markdown]
 # ## Week-over-week mileage jumps: the Nielsen bands
@@ -101,7 +105,8 @@ display(Markdown(f"Band edges: {NIELSEN_BANDS[0]:.0%} and {NIELSEN_BANDS[1]:.0%}
 bands
 
 # %%
-plots.jump_bands_vs_pain(panel);
+if len(panel):
+    plots.jump_bands_vs_pain(panel);
 
 # %% [markdown]
 # ## Acute:chronic workload ratios, side by side
@@ -158,7 +163,9 @@ axes[2].set(xlabel="acwr_rolling", ylabel="acwr_ewma", title="Rolling vs EWMA");
 
 # %%
 if not runner:
-    counts = panel.groupby("runner_id").agg(n=("pain_any", "sum"), reports=("pain", "size"))
+    counts = (panel.groupby("runner_id").agg(n=("pain_any", "sum"), reports=("pain", "size"))
+              if len(panel) else daily.groupby("runner_id").agg(n=("n_runs", "sum"),
+                                                                reports=("n_runs", "size")))
     runner = counts.sort_values(["n", "reports"], ascending=False, kind="stable").index[0]
 one_day = daily[daily["runner_id"] == runner]
 # Notebook-local (move to analysis.plots.runner_timeline): mark shoe changes on the timeline.

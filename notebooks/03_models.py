@@ -33,7 +33,9 @@ slope: str = "mileage_jump"  # exposure given a random slope per runner; empty t
 # %%
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -44,7 +46,8 @@ from scipy import stats
 from tqdm import TqdmWarning
 
 from analysis import paths, reports
-from analysis.models import fit_gee, fit_glmm, fit_lmm, likelihood_ratio_test
+from analysis.errors import KneeloadError
+from analysis.models import ModelResult, fit_gee, fit_glmm, fit_lmm, likelihood_ratio_test
 from analysis.pipeline import load_processed
 
 # gpboost imports optuna, which imports tqdm.auto: without ipywidgets it warns once (harmless).
@@ -68,6 +71,15 @@ def tidy(table: pd.DataFrame) -> pd.DataFrame:
             .assign(p_value=table.set_index("term")["p_value"].map(lambda p: f"{p:.2g}")))
 
 
+def attempt(fitter: Callable[..., ModelResult], **kwargs: Any) -> ModelResult | None:
+    """Fit, or say in one line why this dataset cannot support the model (returns None)."""
+    try:
+        return fitter(panel, **kwargs)
+    except KneeloadError as error:
+        display(Markdown(f"**Not fitted ({fitter.__name__}):** {error.one_line()}"))
+        return None
+
+
 display(Markdown(
     f"{len(panel)} pain reports from {panel['runner_id'].nunique()} runners; "
     f"{int(panel['pain_any'].sum())} with pain present (NRS >= {meta['pain_threshold']:g}). "
@@ -83,15 +95,16 @@ display(Markdown(
 # Reports with a missing exposure are dropped, and the count is shown.
 
 # %%
-lmm = fit_lmm(panel, **spec)
-display(Markdown(
-    f"{lmm.n_obs} reports from {lmm.n_runners} runners; "
-    f"{'converged' if lmm.converged else '**did not converge**'}; "
-    f"ICC {lmm.icc:.3f} (share of pain variance between runners)."
-))
-for warning in lmm.warnings:
-    display(Markdown(f"*Note:* {warning}"))
-tidy(lmm.table)
+lmm = attempt(fit_lmm, **spec)
+if lmm is not None:
+    display(Markdown(
+        f"{lmm.n_obs} reports from {lmm.n_runners} runners; "
+        f"{'converged' if lmm.converged else '**did not converge**'}; "
+        f"ICC {lmm.icc:.3f} (share of pain variance between runners)."
+    ))
+    for warning in lmm.warnings:
+        display(Markdown(f"*Note:* {warning}"))
+    display(tidy(lmm.table))
 
 # %% [markdown]
 # When the dataset is a simulation, `truth.json` beside the raw files holds the effects the
@@ -101,7 +114,7 @@ tidy(lmm.table)
 # %%
 if truth is None:
     display(Markdown("No `truth.json`: this is not a simulated dataset."))
-else:
+elif lmm is not None:
     true_effects = pd.Series(truth["fixed_effects"], name="truth")
     display(lmm.table.set_index("term")[["estimate", "ci_low", "ci_high"]]
             .join(true_effects, how="inner")
@@ -116,8 +129,8 @@ else:
 # 1987; Stram & Lee 1994).
 
 # %%
-if slope:
-    lmm_slope = fit_lmm(panel, **spec, random_slopes=[slope])
+lmm_slope = attempt(fit_lmm, **spec, random_slopes=[slope]) if slope and lmm is not None else None
+if lmm_slope is not None:
     lrt = likelihood_ratio_test(lmm, lmm_slope)
     vc = lmm_slope.variance_components
     slope_sd = vc.loc[(vc["var1"] == slope) & vc["var2"].isna(), "sdcor"].iloc[0]
@@ -143,8 +156,9 @@ if slope:
 # Grasman 2015, Front Psychol 5:1492).
 
 # %%
-lmm_wb = fit_lmm(panel, **spec, center="within-between")
-tidy(lmm_wb.table)
+lmm_wb = attempt(fit_lmm, **spec, center="within-between") if lmm is not None else None
+if lmm_wb is not None:
+    display(tidy(lmm_wb.table))
 
 # %% [markdown]
 # ## Pain present: binomial mixed model and GEE
@@ -154,20 +168,21 @@ tidy(lmm_wb.table)
 # Albert 1988). Both should point the same way.
 
 # %%
-glmm = fit_glmm(panel, **spec)
-gee = fit_gee(panel, **spec)
-odds = pd.concat(
-    {"GLMM": glmm.table.set_index("term")[["odds_ratio", "or_ci_low", "or_ci_high"]],
-     "GEE": gee.table.set_index("term")[["odds_ratio", "or_ci_low", "or_ci_high"]]},
-    axis=1,
-)
-display(Markdown(
-    f"GLMM: {glmm.n_obs} reports, {'converged' if glmm.converged else '**did not converge**'}"
-    f", runner SD on the log-odds scale {glmm.variance_components['sdcor'].iloc[0]:.3f}, "
-    f"latent ICC {glmm.icc:.3f}. GEE working correlation "
-    f"{gee.variance_components['vcov'].iloc[0]:.3f}."
-))
-odds
+glmm = attempt(fit_glmm, **spec)
+gee = attempt(fit_gee, **spec) if glmm is not None else None
+if gee is not None:
+    display(Markdown(
+        f"GLMM: {glmm.n_obs} reports, "
+        f"{'converged' if glmm.converged else '**did not converge**'}, runner SD on the "
+        f"log-odds scale {glmm.variance_components['sdcor'].iloc[0]:.3f}, latent ICC "
+        f"{glmm.icc:.3f}. GEE working correlation "
+        f"{gee.variance_components['vcov'].iloc[0]:.3f}."
+    ))
+    display(pd.concat(
+        {"GLMM": glmm.table.set_index("term")[["odds_ratio", "or_ci_low", "or_ci_high"]],
+         "GEE": gee.table.set_index("term")[["odds_ratio", "or_ci_low", "or_ci_high"]]},
+        axis=1,
+    ))
 
 # %% [markdown]
 # ## All effects on one page
@@ -176,33 +191,43 @@ odds
 
 # %%
 # Notebook-local (move to analysis.plots as a forest-plot function): one row per effect.
-fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8), layout="constrained")
-nrs = pd.concat({"random intercept": reports.effects_table(lmm.table),
-                 "within runner": reports.effects_table(lmm_wb.table)
-                 .query("term.str.endswith('_within')")}, names=["model"]).reset_index(0)
-ors = pd.concat({"GLMM": reports.effects_table(glmm.table),
-                 "GEE": reports.effects_table(gee.table)}, names=["model"]).reset_index(0)
-for ax, effects, null, label in ((left, nrs, 0.0, "change in pain (NRS points)"),
-                                 (right, ors, 1.0, "odds ratio of pain present")):
-    effects = effects.assign(row=effects["term"].str.removesuffix("_within") + "\n"
-                             + effects["step"])
-    rows = list(dict.fromkeys(effects["row"]))
-    for k, (model, group) in enumerate(effects.groupby("model", sort=False)):
-        y = np.array([rows.index(r) for r in group["row"]]) + 0.15 * (k - 0.5)
-        ax.errorbar(group["estimate"], y, xerr=[group["estimate"] - group["ci_low"],
-                                                group["ci_high"] - group["estimate"]],
-                    fmt="o", capsize=3, label=model)
-    ax.axvline(null, color="grey", linestyle="--", linewidth=1)
-    ax.set_yticks(range(len(rows)), rows, fontsize="small")
-    ax.invert_yaxis()
-    ax.set(xlabel=label)
-    ax.legend(fontsize="small")
-right.set_xscale("log")
-low, high = right.get_xlim()
-ticks = [t for t in (0.25, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 3, 5, 10) if low <= t <= high]
-right.minorticks_off()
-right.set_xticks(ticks, [f"{t:g}" for t in ticks])
-fig.suptitle("Effects per clinical step, 95 % intervals");
+def effects_of(fits: dict) -> pd.DataFrame:
+    tables = {name: reports.effects_table(fit.table) for name, fit in fits.items() if fit}
+    tables = {name: t[~t["term"].str.endswith("_between")] for name, t in tables.items()}
+    return pd.concat(tables, names=["model"]).reset_index(0) if tables else pd.DataFrame()
+
+
+panels = [(effects_of({"random intercept": lmm, "within runner": lmm_wb}), 0.0,
+           "change in pain (NRS points)"),
+          (effects_of({"GLMM": glmm, "GEE": gee}), 1.0, "odds ratio of pain present")]
+panels = [panel_ for panel_ in panels if not panel_[0].empty]
+odds_ticks = (0.25, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 3, 5, 10)
+if not panels:
+    display(Markdown("No model was fitted, so there are no effects to plot."))
+else:
+    fig, axes = plt.subplots(1, len(panels), figsize=(12, 3.8), layout="constrained",
+                             squeeze=False)
+    for ax, (effects, null, label) in zip(axes.flat, panels, strict=False):
+        effects = effects.assign(row=effects["term"].str.removesuffix("_within") + "\n"
+                                 + effects["step"])
+        rows = list(dict.fromkeys(effects["row"]))
+        for k, (model, group) in enumerate(effects.groupby("model", sort=False)):
+            y = np.array([rows.index(r) for r in group["row"]]) + 0.15 * (k - 0.5)
+            ax.errorbar(group["estimate"], y, xerr=[group["estimate"] - group["ci_low"],
+                                                    group["ci_high"] - group["estimate"]],
+                        fmt="o", capsize=3, label=model)
+        ax.axvline(null, color="grey", linestyle="--", linewidth=1)
+        ax.set_yticks(range(len(rows)), rows, fontsize="small")
+        ax.invert_yaxis()
+        ax.set(xlabel=label)
+        ax.legend(fontsize="small")
+        if null == 1.0:  # odds ratios on a log axis with plain tick labels
+            ax.set_xscale("log")
+            low, high = ax.get_xlim()
+            ticks = [t for t in odds_ticks if low <= t <= high]
+            ax.minorticks_off()
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    fig.suptitle("Effects per clinical step, 95 % intervals");
 
 # %% [markdown]
 # ## Diagnostics
@@ -212,27 +237,30 @@ fig.suptitle("Effects per clinical step, 95 % intervals");
 # truth in simulations with that same rounding (`docs/models.md`).
 
 # %%
-modes = reports.conditional_modes(panel, lmm)
-per_report, per_runner = modes.per_report, modes.per_runner.sort_values("Intercept")
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
-sns.scatterplot(data=per_report, x="fitted", y="residual", s=8, alpha=0.4, ax=axes[0])
-axes[0].axhline(0, color="black", linewidth=1)
-axes[0].set(title="Residuals vs fitted", xlabel="fitted pain (NRS)", ylabel="residual")
-stats.probplot(per_report["residual"], dist="norm", plot=axes[1])
-axes[1].set(title="Normal Q-Q of residuals")
-axes[2].errorbar(per_runner["Intercept"], np.arange(len(per_runner)),
-                 xerr=1.96 * per_runner["Intercept_se"], fmt="o", markersize=3,
-                 linewidth=0.8)
-axes[2].axvline(0, color="grey", linestyle="--", linewidth=1)
-axes[2].set(title="Runner intercepts (95 % intervals)", xlabel="NRS points vs average",
-            ylabel="runners, sorted", yticks=[]);
+if lmm is None:
+    display(Markdown("No linear mixed model was fitted, so there is nothing to diagnose."))
+else:
+    modes = reports.conditional_modes(panel, lmm)
+    per_report, per_runner = modes.per_report, modes.per_runner.sort_values("Intercept")
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
+    sns.scatterplot(data=per_report, x="fitted", y="residual", s=8, alpha=0.4, ax=axes[0])
+    axes[0].axhline(0, color="black", linewidth=1)
+    axes[0].set(title="Residuals vs fitted", xlabel="fitted pain (NRS)", ylabel="residual")
+    stats.probplot(per_report["residual"], dist="norm", plot=axes[1])
+    axes[1].set(title="Normal Q-Q of residuals")
+    axes[2].errorbar(per_runner["Intercept"], np.arange(len(per_runner)),
+                     xerr=1.96 * per_runner["Intercept_se"], fmt="o", markersize=3,
+                     linewidth=0.8)
+    axes[2].axvline(0, color="grey", linestyle="--", linewidth=1)
+    axes[2].set(title="Runner intercepts (95 % intervals)", xlabel="NRS points vs average",
+                ylabel="runners, sorted", yticks=[]);
 
 # %% [markdown]
 # ## In plain words
 # The same estimates, written per clinical step.
 
 # %%
-display(Markdown("**Pain score (linear mixed model)**\n\n"
-                 + "\n".join(f"- {s}" for s in reports.plain_language(lmm.table))))
-display(Markdown("**Pain present (binomial mixed model)**\n\n"
-                 + "\n".join(f"- {s}" for s in reports.plain_language(glmm.table))))
+for title, fit in (("Pain score (linear mixed model)", lmm),
+                   ("Pain present (binomial mixed model)", glmm)):
+    sentences = reports.plain_language(fit.table) if fit is not None else ["not fitted"]
+    display(Markdown(f"**{title}**\n\n" + "\n".join(f"- {s}" for s in sentences)))

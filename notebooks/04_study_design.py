@@ -43,11 +43,13 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from analysis import paths, power
+from analysis.errors import KneeloadError
 from analysis.models import fit_model
 from analysis.pipeline import load_processed
 
-runner_list = [int(r) for r in runners.split(",") if r.strip()]
-week_list = [int(w) for w in weeks.split(",") if w.strip()]
+# str(): papermill -p turns a single number ("-p runners 50") into an int
+runner_list = [int(r) for r in str(runners).split(",") if r.strip()]
+week_list = [int(w) for w in str(weeks).split(",") if w.strip()]
 pd.options.display.float_format = "{:.3g}".format  # 3 significant digits in every table
 mc_se = np.sqrt(0.25 / n_sims)  # Monte Carlo SE of a power estimate, largest at power 0.5
 display(Markdown(
@@ -64,14 +66,19 @@ display(Markdown(
 
 # %%
 pilot = load_processed(paths.processed_dir(dataset))["panel"]
-pilot_fit = fit_model(pilot, model=model, exposures=list(power.DEFAULT_EXPOSURES))
-pilot_weeks = pilot.groupby("runner_id")["date"].agg(lambda d: (d.max() - d.min()).days / 7 + 1)
-display(Markdown(
-    f"Pilot: {pilot_fit.n_runners} runners, about {pilot_weeks.median():.0f} weeks each, "
-    f"{pilot_fit.n_obs} reports in the model."
-))
-pilot_fit.table.set_index("term").loc[[exposure],
-                                      ["estimate", "std_error", "ci_low", "ci_high"]]
+try:
+    pilot_fit = fit_model(pilot, model=model, exposures=list(power.DEFAULT_EXPOSURES))
+except KneeloadError as error:
+    display(Markdown(f"The pilot cannot be modelled: {error.one_line()}"))
+else:
+    pilot_weeks = pilot.groupby("runner_id")["date"].agg(
+        lambda d: (d.max() - d.min()).days / 7 + 1)
+    display(Markdown(
+        f"Pilot: {pilot_fit.n_runners} runners, about {pilot_weeks.median():.0f} weeks each, "
+        f"{pilot_fit.n_obs} reports in the model."
+    ))
+    display(pilot_fit.table.set_index("term").loc[
+        [exposure], ["estimate", "std_error", "ci_low", "ci_high"]])
 
 # %% [markdown]
 # ## Power curves
