@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analysis.errors import ModelSpecError
 from analysis.models import (
@@ -416,3 +418,32 @@ def test_within_between_centering_separates_the_two_effects():
     assert grand.term("mileage_jump").estimate == pytest.approx(
         plain.term("mileage_jump").estimate, rel=1e-5)
     assert res.extra["center"] == "within-between"
+
+
+# --- invariants and dispatch -----------------------------------------------------------------
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n_missing=st.integers(0, 30))
+def test_fit_is_invariant_to_row_order_and_counts_every_dropped_row(seed, n_missing):
+    rng = np.random.default_rng(seed)
+    panel = load_fixture("sparse")
+    holes = rng.choice(len(panel), n_missing, replace=False)
+    cols = rng.choice(EXPOSURES, n_missing)
+    for row, col in zip(holes, cols, strict=True):
+        panel.loc[row, col] = np.nan
+    base = fit_lmm(panel, exposures=EXPOSURES)
+    shuffled = fit_lmm(panel.sample(frac=1.0, random_state=seed % 1000), exposures=EXPOSURES)
+    np.testing.assert_allclose(shuffled.table["estimate"], base.table["estimate"], rtol=1e-6)
+    assert base.n_obs + sum(base.dropped.values()) == len(panel)
+    assert base.n_obs == len(panel) - len(set(holes.tolist()))
+
+
+def test_dispatch_errors():
+    panel = load_fixture("demo")
+    with pytest.raises(ModelSpecError, match="unknown model"):
+        fit_model(panel, model="cox", exposures=EXPOSURES)
+    with pytest.raises(ModelSpecError, match="random slopes"):
+        fit_model(panel, model="gee", exposures=EXPOSURES, random_slopes=["mileage_jump"])
+    with pytest.raises(ModelSpecError, match="no column"):
+        fit_model(panel, exposures=["acwr_rolling"])
