@@ -22,7 +22,10 @@ formulas <- list(
   lmm_ri_ml  = list(f = paste("pain ~", fixed, "+ (1 | runner_id)"), reml = FALSE),
   lmm_rs_ml  = list(f = paste("pain ~", fixed, "+ (1 + mileage_jump | runner_id)"), reml = FALSE),
   lmm_cov    = list(f = paste("pain ~", fixed, "+ sex + age + (1 | runner_id)"), reml = TRUE),
-  glmm_ri    = list(f = paste("pain_any ~", fixed, "+ (1 | runner_id)"), family = "binomial")
+  glmm_ri    = list(f = paste("pain_any ~", fixed, "+ (1 | runner_id)"), family = "binomial"),
+  # uncorrelated random slope (GPBoost's random coefficients have no correlation parameter)
+  glmm_rs    = list(f = paste("pain_any ~", fixed, "+ (1 + mileage_jump || runner_id)"),
+                    family = "binomial")
 )
 
 lctrl <- lmerControl(optimizer = "nloptwrap",
