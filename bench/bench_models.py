@@ -16,6 +16,10 @@ model), then times, on the same rows:
 Times are for the whole fit call from the data frame (design building included, on both
 sides), median of ``--repeat`` runs (R: one run per model above 200,000 rows). Prints
 seconds and the ratio kneeload / lme4, and the largest fixed-effect difference.
+
+``--agreement`` instead prints, for every model in ``tests/reference/lme4_reference.csv``,
+the largest relative differences between kneeload's engines and lme4 on the committed
+fixtures (fixed effects, standard errors, variance components; log-likelihood absolute).
 """
 
 from __future__ import annotations
@@ -115,13 +119,62 @@ def time_lme4(panel: pd.DataFrame, repeat: int) -> pd.DataFrame | None:
         return pd.read_csv(result)
 
 
+REF_DIR = Path(__file__).resolve().parent.parent / "tests" / "reference"
+AGREEMENT_SPECS = {
+    "lmm_ri": {}, "lmm_rs": {"random_slopes": ["mileage_jump"]},
+    "lmm_ri_ml": {"reml": False},
+    "lmm_rs_ml": {"random_slopes": ["mileage_jump"], "reml": False},
+    "lmm_cov": {"covariates": ["sex", "age"]},
+    "glmm_ri": {}, "glmm_rs": {"random_slopes": ["mileage_jump"]},
+}
+
+
+def fixture_agreement() -> pd.DataFrame:
+    """Largest differences from lme4 per engine, cohort and model on the fixtures."""
+    ref = pd.read_csv(REF_DIR / "lme4_reference.csv")
+    rows = []
+    for cohort in ("demo", "sparse"):
+        data = pd.read_csv(REF_DIR / f"{cohort}.csv", dtype={"runner_id": "str"})
+        for name, spec in AGREEMENT_SPECS.items():
+            engines = ["gpboost"] if name.startswith("glmm") else ["profiled", "statsmodels"]
+            r = ref.loc[(ref["cohort"] == cohort) & (ref["model"] == name)]
+            fe = r.loc[r["kind"] == "fixef"]
+            vc = r.loc[r["kind"] == "varcorr"]
+            for engine in engines:
+                res = (fit_glmm(data, exposures=EXPOSURES, **spec) if engine == "gpboost"
+                       else fit_lmm(data, exposures=EXPOSURES, engine=engine, **spec))
+
+                def rel(ours: np.ndarray, theirs: pd.Series) -> float:
+                    return float(np.max(np.abs(ours - theirs.to_numpy())
+                                        / np.abs(theirs.to_numpy())))
+
+                rows.append({
+                    "engine": engine, "cohort": cohort, "model": name,
+                    "fixed_effects": rel(res.table["estimate"].to_numpy(), fe["estimate"]),
+                    "std_errors": rel(res.table["std_error"].to_numpy(), fe["std_error"]),
+                    "variance_components": rel(res.variance_components["vcov"].to_numpy(),
+                                               vc["estimate"]),
+                    "loglik_minus_lme4": res.loglik - float(
+                        r.loc[r["term"] == "loglik", "estimate"].iloc[0]),
+                    "singular": res.extra["singular"],
+                    "lme4_singular": bool(r.loc[r["term"] == "singular", "estimate"].iloc[0]),
+                })
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="500,2000", help="runners, comma-separated")
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-r", action="store_true")
+    parser.add_argument("--agreement", action="store_true",
+                        help="compare with the committed lme4 reference numbers instead")
     args = parser.parse_args()
+    if args.agreement:
+        pd.set_option("display.width", 160)
+        print(fixture_agreement().to_string(index=False, float_format=lambda v: f"{v:.1e}"))
+        return
     for n_runners in (int(s) for s in args.sizes.split(",")):
         panel = simulate_daily(n_runners, args.days)
         ours = time_kneeload(panel, args.repeat)
