@@ -9,7 +9,9 @@ Each pain report on day ``t`` gets the features of its reference day ``s = t - L
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +54,8 @@ OSTRC_SUBSTANTIAL_SCORE = 17.0
 #: Shoes used in the last 30 days count as "in rotation".
 ROTATION_DAYS = 30
 
+#: Threads for independent groups of feature columns (at most three groups run at once).
+_FEATURE_THREADS = max(1, min(3, os.cpu_count() or 1))
 _DATE_UNIT = "datetime64[us]"  # pandas 3 default resolution; inputs may be any resolution
 
 
@@ -589,6 +593,51 @@ def _daily_features(
     win = _Windows(daily)
     seg_start, seg_pos, known = win.seg_start, win.seg_pos, win.known
 
+    def ewmas() -> tuple[np.ndarray, ...]:
+        acute = _ewma(km, seg_start, seg_pos, _alpha(ACUTE_DAYS, decay), seed_first=True)
+        chronic = _ewma(km, seg_start, seg_pos, _alpha(CHRONIC_DAYS, decay), seed_first=True)
+        fitness = _ewma(km, seg_start, seg_pos, _alpha(ctl_days, decay), seed_first=False)
+        fatigue = _ewma(km, seg_start, seg_pos, _alpha(atl_days, decay), seed_first=False)
+        return acute, chronic, fitness, fatigue
+
+    def shoe_columns() -> tuple[pd.DataFrame, np.ndarray]:
+        return _shoe_features(grid, shoes), _rotation_counts(grid, ROTATION_DAYS)
+
+    # Independent groups of columns run on separate threads: the numpy, scipy and pandas
+    # kernels they spend their time in release the GIL, so a second core is used.
+    with ThreadPoolExecutor(max_workers=_FEATURE_THREADS) as pool:
+        ewma_job = pool.submit(ewmas)
+        shoe_job = pool.submit(shoe_columns)
+        out = _window_features(daily, km, win)
+        acute_ewma, chronic_ewma, fitness, fatigue = ewma_job.result()
+        shoe, rotation_counts = shoe_job.result()
+
+    acwr_ewma = _masked(_safe_ratio(acute_ewma, chronic_ewma), win.valid(CHRONIC_DAYS))
+    ctl = _masked(fitness, win.valid(ctl_days))
+    atl = _masked(fatigue, win.valid(atl_days))
+    runner_has_shoe = np.zeros(len(grid.runner_ids) + 1, dtype=bool)
+    shod = (grid.runs["runner"].to_numpy() >= 0) & (grid.runs["shoe"].to_numpy() >= 0)
+    runner_has_shoe[grid.runs["runner"].to_numpy()[shod]] = True
+    rotation = _masked(rotation_counts, win.valid(ROTATION_DAYS) & runner_has_shoe[grid.code])
+    out.update({
+        "acwr_ewma": acwr_ewma,
+        "ctl": ctl,
+        "atl": atl,
+        "tsb": _masked(_shift(ctl - atl, 1), win.valid(ctl_days, offset=1)),
+        "shoe_km": _masked(shoe["shoe_km"].to_numpy(), known),
+        "shoe_age_days": _masked(shoe["shoe_age_days"].to_numpy(), known),
+        "shoes_in_rotation_30d": rotation,
+    })
+    order = ["km_7d", "km_prev7d", "km_28d", "mileage_jump", "jump_category", "run_spike",
+             "acwr_rolling", "acwr_uncoupled", "acwr_ewma", "ctl", "atl", "tsb", "monotony",
+             "strain", "srpe_7d", "rest_days_7d", "days_since_rest", "consecutive_run_days",
+             "shoe_km", "shoe_age_days", "shoes_in_rotation_30d"]
+    return pd.DataFrame({c: out[c] for c in order}, index=daily.index, copy=False)
+
+
+def _window_features(daily: pd.DataFrame, km: np.ndarray, win: _Windows) -> dict[str, Any]:
+    """The columns computed from trailing windows of the daily series."""
+    seg_start, known = win.seg_start, win.known
     km_7d = win.sum(km, ACUTE_DAYS)
     km_prev7d = win.sum(km, ACUTE_DAYS, offset=ACUTE_DAYS)
     km_28d = win.sum(km, CHRONIC_DAYS)
@@ -597,14 +646,6 @@ def _daily_features(
     rest_7d = win.sum(np.where(known, km == 0, np.nan), ACUTE_DAYS)
     weeks_chronic = CHRONIC_DAYS / ACUTE_DAYS
     weeks_uncoupled = (CHRONIC_DAYS - ACUTE_DAYS) / ACUTE_DAYS
-
-    acute_ewma = _ewma(km, seg_start, seg_pos, _alpha(ACUTE_DAYS, decay), seed_first=True)
-    chronic_ewma = _ewma(km, seg_start, seg_pos, _alpha(CHRONIC_DAYS, decay), seed_first=True)
-    acwr_ewma = _masked(_safe_ratio(acute_ewma, chronic_ewma), win.valid(CHRONIC_DAYS))
-    ctl = _masked(_ewma(km, seg_start, seg_pos, _alpha(ctl_days, decay), seed_first=False),
-                  win.valid(ctl_days))
-    atl = _masked(_ewma(km, seg_start, seg_pos, _alpha(atl_days, decay), seed_first=False),
-                  win.valid(atl_days))
 
     monotony = _safe_ratio(km_7d / ACUTE_DAYS, win.sample_sd(km, ACUTE_DAYS))
     srpe_7d = win.sum(daily["srpe_au"].to_numpy(dtype=float), ACUTE_DAYS)
@@ -628,13 +669,7 @@ def _daily_features(
     run_spike = pd.array(spike_any > 0, dtype="boolean")
     run_spike[~(spike_any > 0) & ~(spike_unknown == 0)] = pd.NA
 
-    shoe = _shoe_features(grid, shoes)
-    runner_has_shoe = np.zeros(len(grid.runner_ids) + 1, dtype=bool)
-    shod = (grid.runs["runner"].to_numpy() >= 0) & (grid.runs["shoe"].to_numpy() >= 0)
-    runner_has_shoe[grid.runs["runner"].to_numpy()[shod]] = True
-    rotation = _masked(_rotation_counts(grid, ROTATION_DAYS),
-                       win.valid(ROTATION_DAYS) & runner_has_shoe[grid.code])
-    out = {
+    return {
         "km_7d": km_7d,
         "km_prev7d": km_prev7d,
         "km_28d": km_28d,
@@ -643,21 +678,13 @@ def _daily_features(
         "run_spike": run_spike,
         "acwr_rolling": _safe_ratio(km_7d, km_28d / weeks_chronic),
         "acwr_uncoupled": _safe_ratio(km_7d, km_uncoupled / weeks_uncoupled),
-        "acwr_ewma": acwr_ewma,
-        "ctl": ctl,
-        "atl": atl,
-        "tsb": _masked(_shift(ctl - atl, 1), win.valid(ctl_days, offset=1)),
         "monotony": monotony,
         "strain": km_7d * monotony,
         "srpe_7d": srpe_7d,
         "rest_days_7d": rest_7d,
         "days_since_rest": days_since_rest,
         "consecutive_run_days": streak,
-        "shoe_km": _masked(shoe["shoe_km"].to_numpy(), known),
-        "shoe_age_days": _masked(shoe["shoe_age_days"].to_numpy(), known),
-        "shoes_in_rotation_30d": rotation,
     }
-    return pd.DataFrame(out, index=daily.index, copy=False)
 
 
 def _alpha(days: int, decay: str) -> float:
