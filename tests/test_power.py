@@ -53,3 +53,12 @@ def test_power_curve_grid_and_binomial():
 def test_unknown_effect_is_an_error():
     with pytest.raises(ModelSpecError, match="not among"):
         power_curve(runners=[10], weeks=[8], effects={"acwr": 1.0}, n_sims=2, progress=False)
+
+
+def test_parallel_equals_serial():
+    kwargs = {"runners": [12], "weeks": [8], "effects": {"mileage_jump": 0.8}, "n_sims": 4,
+              "seed": 11, "progress": False}
+    serial = power_curve(**kwargs)
+    parallel = power_curve(**kwargs, n_jobs=2)
+    pd.testing.assert_frame_equal(serial.drop(columns="seconds_per_sim"),
+                                  parallel.drop(columns="seconds_per_sim"))

@@ -282,6 +282,8 @@ def power(
     seed: Annotated[int, typer.Option(help="Master seed (reproducible).")] = 20261125,
     figure: Annotated[Path | None, typer.Option(help="Also draw the power curve (.png).")] =
         None,
+    jobs: Annotated[int, typer.Option(help="Worker processes (same result for any number).")]
+        = 1,
 ) -> None:
     """Simulation-based power to detect exposure effects (analysis.power.power_curve)."""
     from analysis.power import power_curve
@@ -303,7 +305,7 @@ def power(
             raise KneeloadError(
                 "--runners and --weeks take comma-separated whole numbers") from None
         table = power_curve(runners=sizes, weeks=lengths, effects=effects, n_sims=n_sims,
-                            alpha=alpha, seed=seed, model=model,
+                            alpha=alpha, seed=seed, model=model, n_jobs=jobs,
                             progress=console.is_terminal)
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".json":

@@ -156,6 +156,12 @@ def _progress(total: int, enabled: bool, description: str) -> Any:
     return bar
 
 
+def _timed_simulation(task: dict[str, Any]) -> tuple[pd.DataFrame, float]:
+    t0 = time.perf_counter()
+    out = simulate_and_fit(**task)
+    return out, time.perf_counter() - t0
+
+
 def power_curve(
     *,
     runners: Iterable[int],
@@ -169,6 +175,7 @@ def power_curve(
     exposures: Sequence[str] = DEFAULT_EXPOSURES,
     random_slopes: Sequence[str] = (),
     cohorts: int = 1,
+    n_jobs: int = 1,
 ) -> pd.DataFrame:
     """Power to detect each effect in ``effects`` for every study size (runners x weeks).
 
@@ -186,6 +193,8 @@ def power_curve(
         cell is reproducible on its own.
     progress : show a progress bar (rich).
     model, exposures, random_slopes, cohorts : the planned analysis.
+    n_jobs : worker processes (``spawn``ed, so OpenMP in GPBoost is safe); the result does
+        not depend on it, each simulation having its own seed.
 
     Returns
     -------
@@ -203,27 +212,43 @@ def power_curve(
                              f"{list(exposures)}")
     cells = [(int(r), int(w)) for r in runners for w in weeks]
     seeds = np.random.SeedSequence(seed).generate_state(len(cells) * n_sims, dtype=np.uint32)
-    bar = _progress(len(cells) * n_sims, progress, "simulating studies")
-    results = []
+    tasks = [{"runners": n_runners, "weeks": n_weeks, "effects": effects,
+              "seed": int(seeds[i * n_sims + j]), "model": model,
+              "exposures": tuple(exposures), "random_slopes": tuple(random_slopes),
+              "cohorts": cohorts, "alpha": alpha}
+             for i, (n_runners, n_weeks) in enumerate(cells) for j in range(n_sims)]
+    bar = _progress(len(tasks), progress, "simulating studies")
+    sims: list[pd.DataFrame] = [pd.DataFrame()] * len(tasks)
+    seconds = np.zeros(len(tasks))
     try:
-        for i, (n_runners, n_weeks) in enumerate(cells):
-            t0 = time.perf_counter()
-            sims = []
-            for j in range(n_sims):
-                sims.append(simulate_and_fit(
-                    runners=n_runners, weeks=n_weeks, effects=effects,
-                    seed=int(seeds[i * n_sims + j]), model=model, exposures=exposures,
-                    random_slopes=random_slopes, cohorts=cohorts, alpha=alpha))
+        if n_jobs <= 1:
+            for k, task in enumerate(tasks):
+                sims[k], seconds[k] = _timed_simulation(task)
                 if bar is not None:
                     bar.advance(bar.task_ids[0])
-            seconds = (time.perf_counter() - t0) / n_sims
-            summary = summarise_simulations(pd.concat(sims, ignore_index=True))
-            summary = summary.loc[summary["term"].isin(list(effects))]
-            results.append(summary.assign(runners=n_runners, weeks=n_weeks, model=model,
-                                          alpha=alpha, seconds_per_sim=seconds))
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
+                futures = {pool.submit(_timed_simulation, task): k
+                           for k, task in enumerate(tasks)}
+                for future in as_completed(futures):
+                    sims[futures[future]], seconds[futures[future]] = future.result()
+                    if bar is not None:
+                        bar.advance(bar.task_ids[0])
     finally:
         if bar is not None:
             bar.stop()
+    results = []
+    for i, (n_runners, n_weeks) in enumerate(cells):
+        part = slice(i * n_sims, (i + 1) * n_sims)
+        summary = summarise_simulations(pd.concat(sims[part], ignore_index=True))
+        summary = summary.loc[summary["term"].isin(list(effects))]
+        results.append(summary.assign(runners=n_runners, weeks=n_weeks, model=model,
+                                      alpha=alpha,
+                                      seconds_per_sim=float(seconds[part].mean())))
     out = pd.concat(results, ignore_index=True)
     first = ["runners", "weeks", "term", "truth", "power", "power_ci_low", "power_ci_high"]
     return out[first + [c for c in out.columns if c not in first]]
