@@ -41,8 +41,8 @@ MIN_RUNNERS_FOR_SLOPE = 10
 #: lme4 refuses grouping factors with fewer than 2 levels).
 MIN_RUNNERS = 2
 
-#: A variance component below this fraction of the residual variance is reported as a
-#: singular fit (lme4's ``isSingular`` uses 1e-4 on the relative Cholesky factor).
+#: A random-effect SD below this multiple of the residual SD (the relative Cholesky factor
+#: theta) is reported as a singular fit, lme4's ``isSingular`` tolerance (Bates et al. 2015).
 SINGULAR_TOL = 1e-4
 
 #: Latent-scale residual variance of the logistic distribution, pi^2/3, for the ICC of a
@@ -59,7 +59,14 @@ INTERCEPT = "Intercept"
 
 @dataclass
 class ModelResult:
-    """Tidy result of one model fit (the same type for every model)."""
+    """Tidy result of one model fit (the same type for every model; docs/models.md).
+
+    ``table`` has term, estimate, std_error, ci_low, ci_high, p_value (Wald, 95 %) and, for
+    binomial models, odds_ratio, or_ci_low, or_ci_high; ``variance_components`` follows
+    lme4's ``as.data.frame(VarCorr())`` (group, var1, var2, vcov, sdcor); ``extra`` holds
+    ``singular``, ``n_params``, ``vcov`` (fixed-effect covariance in table order),
+    ``center`` and ``group``.
+    """
 
     model: str
     outcome: str
