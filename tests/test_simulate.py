@@ -11,6 +11,7 @@ import pytest
 
 from analysis import simulate
 from analysis.exposures import build_panel
+from analysis.pipeline import build
 from analysis.simulate import simulate_dataset, write_dataset
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "raw" / "demo"
@@ -24,9 +25,28 @@ def test_same_seed_same_bytes_and_another_seed_differs(tmp_path, tree_hashes):
     assert tree_hashes(a)["runs.csv"] != tree_hashes(c)["runs.csv"]
 
 
-def test_bundled_demo_is_what_the_default_simulation_writes(tmp_path, tree_hashes):
-    regenerated = write_dataset(simulate_dataset(), tmp_path / "demo")
+def test_bundled_demo_is_what_kneeload_simulate_messy_writes(tmp_path, tree_hashes):
+    regenerated = write_dataset(simulate_dataset(), tmp_path / "demo", messy=True)
     assert tree_hashes(regenerated) == tree_hashes(DEMO)
+
+
+def test_cleaning_finds_exactly_the_injected_defects_and_recovers_the_clean_data(
+        tmp_path, small_dataset, small_processed):
+    """Known truth for the cleaning step: every injected line, and nothing else, is caught."""
+    raw = write_dataset(small_dataset, tmp_path / "messy", messy=True)
+    messy = build(raw, tmp_path / "processed")
+    truth = json.loads((raw / "truth.json").read_text())["messy"]
+    quarantine = pd.read_csv(messy.out_dir / "quarantine.csv")
+    found = sorted(zip(quarantine["file"], quarantine["line"], quarantine["reason"],
+                       strict=True))
+    expected = sorted((d["file"], d["line"], d["reason"]) for d in truth["quarantined_or_merged"])
+    assert found == expected
+    assert len(expected) == sum(count for _, _, count in simulate.MESSY_DEFECTS)
+    report = messy.cleaning["files"]
+    assert report["runs.csv"]["fixes"] == truth["fixed"]["runs.csv"] == {"decimal_comma": 2}
+    clean_panel = pd.read_parquet(small_processed.out_dir / "panel.parquet")
+    messy_panel = pd.read_parquet(messy.out_dir / "panel.parquet")
+    pd.testing.assert_frame_equal(messy_panel, clean_panel)
 
 
 def test_canonical_files_and_truth(small_raw):

@@ -50,6 +50,9 @@ def simulate(
     cohorts: Annotated[int, typer.Option(min=1, max=5)] = 3,
     seed: int = 20261125,
     outcome: Annotated[str, typer.Option(help="'nrs' (linear) or 'binary' (logistic).")] = "nrs",
+    messy: Annotated[bool, typer.Option(
+        help="Also write realistic defects (listed in truth.json) for the cleaning step.")]
+        = False,
 ) -> None:
     """Write a deterministic synthetic dataset with known true effects."""
     from analysis.simulate import simulate_dataset, write_dataset
@@ -57,7 +60,7 @@ def simulate(
     with user_errors():
         dataset = simulate_dataset(runners_per_cohort=runners_per_cohort, weeks=weeks,
                                    cohorts=cohorts, seed=seed, outcome=outcome)
-        write_dataset(dataset, out)
+        write_dataset(dataset, out, messy=messy)
     counts = dataset.truth["counts"]
     console.print(f"wrote {out}: {counts['runners']} runners, {counts['runs']} runs, "
                   f"{counts['pain_reports']} pain reports, truth.json")

@@ -203,15 +203,96 @@ def simulate_dataset(
     return SimulatedDataset(runners=runners, runs=runs, pain=pain, shoes=shoes, truth=truth)
 
 
-def write_dataset(dataset: SimulatedDataset, out_dir: str | Path) -> Path:
-    """Write the dataset as canonical CSVs plus ``truth.json`` into ``out_dir``."""
+def write_dataset(dataset: SimulatedDataset, out_dir: str | Path, *, messy: bool = False) -> Path:
+    """Write the dataset as canonical CSVs plus ``truth.json`` into ``out_dir``.
+
+    With ``messy=True`` the files also carry the kinds of defects real study files have
+    (:data:`MESSY_DEFECTS`): extra copies of real rows with a broken value, exact duplicates
+    and decimal commas. Every injected line is listed in ``truth.json`` under ``"messy"``
+    with its file, line and the reason code the cleaning step must give it, and cleaning
+    recovers exactly the clean tables, so the true effects are unchanged.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("runners", "runs", "pain", "shoes"):
-        table: pd.DataFrame = getattr(dataset, name)
-        _iso_dates(table).to_csv(out / f"{name}.csv", index=False, lineterminator="\n")
-    (out / "truth.json").write_text(json.dumps(dataset.truth, indent=2, sort_keys=True) + "\n")
+    truth = dict(dataset.truth)
+    tables = {name: _iso_dates(getattr(dataset, name)) for name in ("runners", "runs", "pain",
+                                                                    "shoes")}
+    if messy:
+        rng = np.random.default_rng([truth.get("design", {}).get("seed", DEFAULT_SEED), 1])
+        injected: list[dict[str, Any]] = []
+        fixes: dict[str, dict[str, int]] = {}
+        for name in ("runs", "pain"):
+            tables[name], rows, fixed = _inject_defects(rng, tables[name], name)
+            injected += rows
+            fixes[f"{name}.csv"] = fixed
+        truth["messy"] = {"quarantined_or_merged": injected, "fixed": fixes}
+    for name, table in tables.items():
+        table.to_csv(out / f"{name}.csv", index=False, lineterminator="\n")
+    (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n")
     return out
+
+
+#: Defects injected by ``write_dataset(messy=True)``: (table, reason code, count, how).
+#: Each is an extra copy of a real row with one value broken, so removing it restores the
+#: clean table. Reason codes are those of docs/cleaning.md.
+MESSY_DEFECTS: tuple[tuple[str, str, int], ...] = (
+    ("runs", "exact_duplicate", 2),  # the same row exported twice
+    ("runs", "unparseable_date", 1),  # 2025-02-31
+    ("runs", "distance_not_positive", 1),  # a sign error
+    ("runs", "non_running_activity", 2),  # a ride in the running log
+    ("runs", "pace_too_fast", 1),  # 20 km in 30 min: a car ride left running
+    ("runs", "unknown_runner", 1),  # a participant ID with a typo
+    ("pain", "exact_duplicate", 1),
+    ("pain", "pain_out_of_range", 2),  # 12 on a 0-10 scale
+    ("pain", "pain_not_number", 1),  # free text in the score column
+)
+MESSY_DECIMAL_COMMAS = 2  # runs whose distance is written 8,52 instead of 8.52 (fixed)
+
+
+def _inject_defects(
+    rng: np.random.Generator, table: pd.DataFrame, name: str
+) -> tuple[pd.DataFrame, list[dict[str, Any]], dict[str, int]]:
+    text = table.astype(object).where(table.notna(), "").astype(str)
+    copies, positions, reasons = [], [], []
+    for table_name, reason, count in MESSY_DEFECTS:
+        if table_name != name:
+            continue
+        for _ in range(count):
+            source = int(rng.integers(len(text)))
+            row = text.iloc[source].copy()
+            if reason == "unparseable_date":
+                row["date"] = "2025-02-31"
+            elif reason == "distance_not_positive":
+                row["distance_km"] = f"-{row['distance_km']}"
+            elif reason == "non_running_activity":
+                row["activity_type"] = "ride"
+            elif reason == "pace_too_fast":
+                row["distance_km"], row["duration_min"] = "20.0", "30.0"
+            elif reason == "unknown_runner":
+                row["runner_id"] = row["runner_id"][:-1] + "X"
+            elif reason == "pain_out_of_range":
+                row["pain"] = "12"
+            elif reason == "pain_not_number":
+                row["pain"] = "sore"
+            copies.append(row)
+            positions.append(source + 0.5)  # right after the row it copies
+            reasons.append(reason)
+    fixed: dict[str, int] = {}
+    if name == "runs":
+        for source in rng.choice(len(text), size=MESSY_DECIMAL_COMMAS, replace=False):
+            text.iloc[source, text.columns.get_loc("distance_km")] = (
+                text.iloc[source]["distance_km"].replace(".", ","))
+        fixed["decimal_comma"] = MESSY_DECIMAL_COMMAS
+    order = np.concatenate([np.arange(len(text), dtype=float), np.asarray(positions)])
+    combined = pd.concat([text, pd.DataFrame(copies, columns=text.columns)], ignore_index=True)
+    rank = np.argsort(order, kind="stable")
+    combined = combined.iloc[rank].reset_index(drop=True)
+    is_copy = rank >= len(text)
+    lines = np.flatnonzero(is_copy) + 2  # header is line 1
+    reason_of = np.asarray(reasons)[rank[is_copy] - len(text)]
+    injected = [{"file": f"{name}.csv", "line": int(line), "reason": str(reason)}
+                for line, reason in zip(lines, reason_of, strict=True)]
+    return combined, injected, fixed
 
 
 # --- training ------------------------------------------------------------------------------
