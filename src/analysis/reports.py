@@ -39,7 +39,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
@@ -534,6 +533,15 @@ def _failed_outcome(job: CohortJob, error: str) -> CohortOutcome:
     return outcome
 
 
+#: ``python -m papermill`` minus 1.2-1.5 s of import: jsonschema (via nbformat) imports the
+#: optional ``rfc3987_syntax``, which builds a grammar at import time, only to check the
+#: "iri" string format that no notebook schema uses. Blocking it makes the import fail,
+#: which jsonschema handles (it then skips that format). Measured: bench/bench_reports.py.
+PAPERMILL_BOOTSTRAP = (
+    "import sys; sys.modules.setdefault('rfc3987_syntax', None); "
+    "from papermill.cli import papermill; papermill(prog_name='papermill')"
+)
+
 # papermill children of this process, killed on Ctrl-C (and by the kernel if we are SIGKILLed).
 _LIVE: set[subprocess.Popen[str]] = set()
 _LIVE_LOCK = threading.Lock()
@@ -580,7 +588,7 @@ def run_cohort(job: CohortJob) -> CohortOutcome:
     outcome.started = _now()
     start = time.perf_counter()
     command = [
-        sys.executable, "-m", "papermill", job.template, str(tmp_nb),
+        sys.executable, "-c", PAPERMILL_BOOTSTRAP, job.template, str(tmp_nb),
         "--kernel", job.kernel_name, "--cwd", str(Path(job.template).parent),
         "--no-progress-bar", "--log-level", "ERROR",
         "--parameters_yaml", json.dumps(params),
@@ -642,6 +650,7 @@ def _run_child(command: list[str], *, env: Mapping[str, str]) -> str | None:
 
 def render_html(notebook_path: str | Path) -> str:
     """HTML of an executed notebook without code cells (``nbconvert --no-input``)."""
+    import nbformat
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
@@ -652,6 +661,8 @@ def render_html(notebook_path: str | Path) -> str:
 
 def _notebook_error(notebook_path: Path) -> str | None:
     """'cell N: ErrorName: message' for the first code cell that raised, if any."""
+    import nbformat
+
     if not notebook_path.is_file():
         return None
     try:
