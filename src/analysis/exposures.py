@@ -193,18 +193,20 @@ def _follow_up_windows(runs: pd.DataFrame, runners: pd.DataFrame,
     return np.where(valid, first, np.nan), np.where(valid, last, np.nan)
 
 
+_SECONDS_PER_DAY = 86_400
+
+
 def _time_of_day_rank(start_time: pd.Series) -> np.ndarray:
-    """Rank of each run's time of day (0 = missing or unreadable, then earliest first).
+    """Second of the day of each run's start, plus 1 (0 = missing or unreadable).
 
     Accepts datetimes or text: a clock time ``H:MM[:SS]`` or a full date-time; "7:05" sorts
-    before "17:00" (times are compared as durations since midnight, not as text).
+    before "17:00" (times are compared as seconds since midnight, not as text).
     """
     if pd.api.types.is_datetime64_any_dtype(start_time):
-        stamps = pd.to_datetime(start_time)
-        since_midnight = stamps - stamps.dt.normalize()
-        ns = since_midnight.to_numpy(dtype="timedelta64[ns]").astype(np.int64)
-        ns[since_midnight.isna().to_numpy()] = -1
-        return pd.factorize(ns, sort=True)[0]
+        seconds = start_time.to_numpy().astype("datetime64[s]")
+        missing = np.isnat(seconds)
+        of_day = seconds.astype(np.int64) % _SECONDS_PER_DAY + 1
+        return np.where(missing, 0, of_day)
     # text: parse each distinct value once (a log has few distinct clock times)
     codes, uniques = pd.factorize(start_time.astype("str"))
     text = pd.Series(np.asarray(uniques, dtype=object), dtype="str").str.strip()
@@ -213,10 +215,10 @@ def _time_of_day_rank(start_time: pd.Series) -> np.ndarray:
     since_midnight = pd.to_timedelta(padded.where(clock), errors="coerce")
     stamps = pd.to_datetime(text.where(~clock), errors="coerce", format="ISO8601")
     since_midnight = since_midnight.fillna(stamps - stamps.dt.normalize())
-    unique_ns = since_midnight.to_numpy(dtype="timedelta64[ns]").astype(np.int64)
-    unique_ns[since_midnight.isna().to_numpy()] = -1
-    ns = np.where(codes >= 0, unique_ns[np.maximum(codes, 0)] if len(unique_ns) else -1, -1)
-    return pd.factorize(ns, sort=True)[0]
+    unique_s = since_midnight.to_numpy(dtype="timedelta64[s]").astype(np.int64) + 1
+    unique_s[since_midnight.isna().to_numpy()] = 0
+    unique_s = np.clip(unique_s, 0, _SECONDS_PER_DAY)
+    return np.where(codes >= 0, unique_s[np.maximum(codes, 0)] if len(unique_s) else 0, 0)
 
 
 def _ordered_runs(runs: pd.DataFrame, ids: pd.Index) -> tuple[pd.DataFrame, pd.Index]:
@@ -239,8 +241,8 @@ def _ordered_runs(runs: pd.DataFrame, ids: pd.Index) -> tuple[pd.DataFrame, pd.I
     # one composite int64 key (runner, day, start time) keeps the sort to three keys
     dmin = int(day.min()) if n else 0
     span = int(day.max()) - dmin + 1 if n else 1
-    n_start = int(np.max(start)) + 2 if n else 1
-    composite = ((runner.astype(np.int64) + 1) * span + (day - dmin)) * n_start + (start + 1)
+    n_start = _SECONDS_PER_DAY + 1
+    composite = ((runner.astype(np.int64) + 1) * span + (day - dmin)) * n_start + start
     order = np.argsort(composite, kind="stable")
     # runs sharing runner, day and start time (rare with start times) are then ordered by
     # distance and shoe; only those rows go through the slower three-key sort
@@ -419,16 +421,26 @@ class _Windows:
         self._prefix: dict[int, tuple[np.ndarray, ...]] = {}
 
     def _prefixes(self, values: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Per-segment cumulative sum and running counts of NaN and non-zero values (cached,
-        since one series feeds several windows)."""
+        """Cumulative sum and running counts of NaN and non-zero values (cached, since one
+        series feeds several windows).
+
+        Whole numbers (day counts, flags) are summed exactly in int64 over the whole grid;
+        other values per segment in float, so rounding stays at the scale of one runner.
+        """
         key = id(values)
         if key not in self._prefix:
             v = values.astype(float)
             nan = np.isnan(v)
             filled = np.where(nan, 0.0, v)
-            cs = pd.Series(filled).groupby(self.seg_id).cumsum().to_numpy()
             nan_count = np.cumsum(nan, dtype=np.int64) if nan.any() else None
-            nonzero_count = np.cumsum(filled != 0, dtype=np.int64)
+            whole = filled == np.round(filled)
+            if whole.all() and (np.abs(filled) < 2**40).all():
+                # one exact running total over the whole grid; nothing to reset per segment
+                cs = np.r_[0, np.cumsum(filled.astype(np.int64))]
+                nonzero_count = None  # exact: a window of zeros is 0 already
+            else:
+                cs = pd.Series(filled).groupby(self.seg_id).cumsum().to_numpy()
+                nonzero_count = np.cumsum(filled != 0, dtype=np.int64)
             self._prefix[key] = (values, cs, nan_count, nonzero_count)
         return self._prefix[key][1:]
 
@@ -442,11 +454,16 @@ class _Windows:
         windows holding only zeros are exactly 0.
         """
         cs, nan_count, nonzero_count = self._prefixes(values)
-        before = np.where(self.seg_pos >= width, _shift(cs, width), 0.0)
-        total = cs - before
+        if len(cs) == len(values) + 1:  # exact whole-grid running total, cs[0] = 0
+            rows = np.arange(len(values))
+            total = (cs[rows + 1] - cs[np.maximum(rows + 1 - width, 0)]).astype(float)
+        else:  # per-segment running total
+            before = np.where(self.seg_pos >= width, _shift(cs, width), 0.0)
+            total = cs - before
         # a window of zeros is exactly 0 (pandas' compensated cumsum can leave a ~1e-15
         # residue, which made km_prev7d 3.6e-15 and mileage_jump 5e15; simulate seed 2026)
-        total[_window_count(nonzero_count, width, cumulative=True) == 0] = 0.0
+        if nonzero_count is not None:
+            total[_window_count(nonzero_count, width, cumulative=True) == 0] = 0.0
         if nan_count is not None:
             total[_window_count(nan_count, width, cumulative=True) > 0] = np.nan
         if offset:
@@ -473,11 +490,15 @@ class _Windows:
         """Sample standard deviation (ddof 1); exactly 0 when the window is constant."""
         mean = self.sum(values, width) / width
         squares = np.zeros(len(values))
+        high = np.full(len(values), -np.inf)
+        low = np.full(len(values), np.inf)
         for lag in range(width):
-            squares += (_shift(values.astype(float), lag) - mean) ** 2
+            x = _shift(values.astype(float), lag)
+            squares += (x - mean) ** 2
+            np.maximum(high, x, out=high)
+            np.minimum(low, x, out=low)
         sd = np.sqrt(squares / (width - 1))
-        constant = self.extreme(values, width) == self.extreme(values, width, lowest=True)
-        return np.where(constant, 0.0, sd)
+        return np.where(high == low, 0.0, sd)  # NaN windows stay NaN through ``mean``
 
 
 def _shoe_features(grid: _Grid, shoes: pd.DataFrame | None) -> pd.DataFrame:
