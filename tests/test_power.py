@@ -62,3 +62,11 @@ def test_parallel_equals_serial():
     parallel = power_curve(**kwargs, n_jobs=2)
     pd.testing.assert_frame_equal(serial.drop(columns="seconds_per_sim"),
                                   parallel.drop(columns="seconds_per_sim"))
+
+
+def test_failed_fits_count_as_not_detected_and_say_why():
+    # 8 runners cannot support the random slope on mileage_jump (MIN_RUNNERS_FOR_SLOPE = 10)
+    out = power_curve(runners=[8], weeks=[8], effects={"mileage_jump": 3.0}, n_sims=2, seed=1,
+                      progress=False)
+    assert out["n_failed"].item() == 2 and out["power"].item() == 0.0
+    assert "random slope" in out["first_error"].item()
