@@ -57,6 +57,7 @@ ROTATION_DAYS = 30
 #: Threads for independent groups of feature columns (at most three groups run at once).
 _FEATURE_THREADS = max(1, min(3, os.cpu_count() or 1))
 _DATE_UNIT = "datetime64[us]"  # pandas 3 default resolution; inputs may be any resolution
+_US_PER_DAY = 86_400 * 1_000_000
 
 
 @dataclass
@@ -94,7 +95,8 @@ def _day_numbers(dates: pd.Series) -> np.ndarray:
 
 
 def _dates(days: np.ndarray) -> np.ndarray:
-    return days.astype("datetime64[D]").astype(_DATE_UNIT)
+    """Day numbers as midnight timestamps (datetime64[us]); int arithmetic, no unit casts."""
+    return (np.asarray(days, dtype=np.int64) * _US_PER_DAY).view(_DATE_UNIT)
 
 
 def _require(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
