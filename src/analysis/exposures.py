@@ -456,9 +456,12 @@ class _Windows:
         windows holding only zeros are exactly 0.
         """
         cs, nan_count, nonzero_count = self._prefixes(values)
-        if len(cs) == len(values) + 1:  # exact whole-grid running total, cs[0] = 0
-            rows = np.arange(len(values))
-            total = (cs[rows + 1] - cs[np.maximum(rows + 1 - width, 0)]).astype(float)
+        n = len(values)
+        if len(cs) == n + 1:  # exact whole-grid running total, cs[0] = 0
+            # row i: cs[i + 1] - cs[max(i + 1 - width, 0)]
+            lower = np.concatenate([np.zeros(min(width - 1, n), dtype=cs.dtype),
+                                    cs[: max(n - width + 1, 0)]])
+            total = (cs[1:] - lower).astype(float)
         else:  # per-segment running total
             before = np.where(self.seg_pos >= width, _shift(cs, width), 0.0)
             total = cs - before
