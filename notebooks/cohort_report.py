@@ -111,11 +111,19 @@ else:
     display(Markdown("\n".join(f"- {s}" for s in reports.plain_language(result.table,
                                                                          outcome=outcome))))
 
+# %% [markdown]
+# The forest plot shows the effects in the reading units above; the other panels show the
+# model's predicted pain across each exposure (others at their means; 95 % CI).
+
 # %%
 if result is not None:
     odds = "odds_ratio" in result.table.columns
-    plots.effects_forest(effects, null=1.0 if odds else 0.0,
-                         xlabel="odds ratio" if odds else "change in pain (NRS points)");
+    fig, axes = plt.subplots(1, 1 + len(exposure_list),
+                             figsize=(5 * (1 + len(exposure_list)), 3.8), layout="constrained")
+    plots.effects_forest(effects, null=1.0 if odds else 0.0, ax=axes[0],
+                         xlabel="odds ratio" if odds else "change in pain (NRS points)")
+    for ax, exposure in zip(axes[1:], exposure_list, strict=True):
+        plots.predicted_pain(result, view.panel, exposure=exposure, ax=ax);
 
 # %% [markdown]
 # ## Random-effect spread and diagnostics
@@ -131,9 +139,9 @@ if result is not None:
                          "pain (beyond the exposures) lies between runners."))
     if result.model == "lmm":
         modes = reports.conditional_modes(view.panel, result)
-        fig, axes = plt.subplots(1, 3, figsize=(16, 3.8), layout="constrained")
-        plots.random_intercepts(modes.per_runner, ax=axes[0])
-        plots.lmm_diagnostics(modes.per_report, axes=axes[1:]);
+        fig, axes = plt.subplots(1, 4, figsize=(20, 3.8), layout="constrained")
+        plots.caterpillar(modes.per_runner, ax=axes[0])
+        plots.residual_diagnostics(modes.per_report, axes=axes[1:]);
 
 # %% [markdown]
 # ## Runners

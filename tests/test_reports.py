@@ -8,6 +8,7 @@ the ``kneeload`` command in a subprocess, as a scheduler would call it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -273,6 +274,33 @@ def test_changed_only_skips_then_reruns_the_changed_cohort(study: Study, baselin
     assert _sha(out / reports.safe_name(study.normal) / "report.html") != \
         html_before[study.normal]
     assert_consistent(out)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs a pseudo-terminal")
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(
+        study: Study, baseline: tuple, tmp_path: Path) -> None:
+    import pty
+
+    out = _copy(baseline[0], tmp_path, "tty")
+    args = ("report", study.processed, "--out", out, "--changed-only")
+    plain = kneeload(*args, salt=SALT)
+    assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \[3/3\] ", plain.stderr, flags=re.M)
+    leader, follower = pty.openpty()
+    env = {**_env(SALT), "TERM": "xterm", "COLUMNS": "100"}
+    env.pop("NO_COLOR", None)
+    with os.fdopen(leader, "rb", buffering=0) as terminal:
+        proc = subprocess.Popen(_command(*args), env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=follower)
+        os.close(follower)
+        chunks = []
+        with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+            while chunk := terminal.read(4096):
+                chunks.append(chunk)
+        assert proc.wait(timeout=CLI_TIMEOUT_S) == 0
+    shown = b"".join(chunks).decode("utf-8", "replace")
+    assert "3/3" in shown and "cohorts" in shown  # rich's bar: description, M/N column
+    assert not re.search(r"\dZ \[\d/3\]", shown)  # not the plain log lines
 
 
 @pytest.fixture(scope="module")

@@ -284,53 +284,9 @@ def effects_forest(
                 xerr=[rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]],
                 fmt="o", color="black", ecolor="tab:blue", capsize=3)
     ax.axvline(null, color="tab:gray", linestyle="--", linewidth=1)
+    if null == 1.0:  # ratios: symmetric on a log axis
+        ax.set_xscale("log")
     ax.set_yticks(list(y), [f"{t}\n{s}" for t, s in zip(rows["term"], rows["step"],
                                                         strict=True)])
     ax.set(xlabel=xlabel, title="Fixed effects (95 % CI)")
     return ax
-
-
-def random_intercepts(per_runner: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
-    """Caterpillar plot of per-runner random intercepts (NRS points) with 95 % intervals.
-
-    ``per_runner`` has ``Intercept`` and ``Intercept_se`` per runner
-    (:func:`analysis.reports.conditional_modes`); runners are sorted, not labelled.
-    """
-    ax = _axes(ax)
-    data = per_runner.sort_values("Intercept", ignore_index=True)
-    half = 1.96 * data["Intercept_se"]
-    ax.errorbar(range(len(data)), data["Intercept"], yerr=half, fmt="o", markersize=3,
-                color="tab:green", ecolor="tab:green", alpha=0.8)
-    ax.axhline(0, color="tab:gray", linestyle="--", linewidth=1)
-    ax.set(xlabel="runners (sorted)", ylabel="random intercept (NRS points)",
-           title="Between-runner spread (conditional modes, 95 % intervals)")
-    ax.set_xticks([])
-    return ax
-
-
-def lmm_diagnostics(per_report: pd.DataFrame, *, axes: Sequence[Axes] | None = None
-                    ) -> Sequence[Axes]:
-    """Residuals against fitted values, and a normal Q-Q plot of the residuals (NRS points).
-
-    ``per_report`` has ``fitted`` and ``residual`` (conditional on the runner's random
-    effects; :func:`analysis.reports.conditional_modes`).
-    """
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(2 * FIGSIZE[0], FIGSIZE[1]), layout="constrained")
-    left, right = axes[0], axes[1]
-    left.scatter(per_report["fitted"], per_report["residual"], s=8, alpha=0.5,
-                 color="tab:blue")
-    left.axhline(0, color="tab:gray", linestyle="--", linewidth=1)
-    left.set(xlabel="fitted pain (NRS)", ylabel="residual (NRS points)",
-             title="Residuals vs fitted")
-    resid = np.sort(per_report["residual"].to_numpy(dtype=float))
-    n = len(resid)
-    theoretical = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)
-    right.scatter(theoretical, resid, s=8, alpha=0.5, color="tab:blue")
-    if n > 1:
-        sd = float(resid.std(ddof=1))
-        right.plot(theoretical, theoretical * sd + float(resid.mean()), color="tab:red",
-                   linewidth=1)
-    right.set(xlabel="normal quantile", ylabel="residual (NRS points)",
-              title="Normal Q-Q of residuals")
-    return axes
