@@ -119,3 +119,22 @@ def test_weekly_prevalence_and_ostrc():
     flagged = panel.assign(ostrc_substantial=pd.array([True] + [pd.NA] * (len(panel) - 1),
                                                       dtype="boolean"))
     assert ostrc_substantial(flagged).sum() == 1
+
+
+def test_summaries_on_a_simulated_study():
+    from analysis.exposures import build_panel
+    from analysis.simulate import simulate_dataset
+
+    ds = simulate_dataset(runners_per_cohort=8, weeks=16, cohorts=2, seed=3)
+    panel = build_panel(ds.runs, ds.runners, ds.pain, ds.shoes).panel
+    inc = incidence(panel, ds.runs)
+    assert set(inc["cohort"]) == set(panel["cohort"])
+    assert (inc["episodes"] <= panel.groupby("cohort")["pain_any"].sum().loc[inc["cohort"]]
+            .to_numpy()).all()
+    assert (inc["ci_low_km"] <= inc["rate_per_1000_km"]).all()
+    assert (inc["rate_per_1000_km"] <= inc["ci_high_km"]).all()
+    # every run of the simulator has a duration, so km and hours come from the same runs
+    assert (inc["runs_without_duration"] == 0).all() and (inc["hours"] > 0).all()
+    prev = weekly_prevalence(panel)
+    assert prev["reports"].sum() == panel["pain_any"].notna().sum()
+    assert ((prev["ci_low"] <= prev["prevalence"]) & (prev["prevalence"] <= prev["ci_high"])).all()
