@@ -141,6 +141,26 @@ def test_future_is_relative_to_today() -> None:
     assert len(future) > 1
 
 
+def test_same_day_reports_keep_the_highest_pain(tmp_path: Path) -> None:
+    """Issue 4: duplicate reports on one day keep the highest (ties: the later line)."""
+    (tmp_path / "runners.csv").write_text("runner_id,cohort\nR1,A\nR2,A\n")
+    (tmp_path / "runs.csv").write_text("runner_id,date,distance_km\nR1,2024-01-01,5\n")
+    (tmp_path / "pain.csv").write_text(
+        "runner_id,date,pain\n"
+        "R1,2024-01-07,5\n"  # line 2: the flare-up, kept
+        "R1,2024-01-07,2\n"  # line 3: a calmer report later that day
+        "R2,2024-01-07,1\n"  # line 4: tie with line 6, the later line wins
+        "R2,2024-01-07,0\n"  # line 5
+        "R2,2024-01-07,1.0\n"  # line 6 (same value as line 4 once parsed: a duplicate)
+    )
+    result = clean_tables(read_dataset(tmp_path), today=date(2025, 1, 1))
+    kept = result.pain.set_index("runner_id")["pain"]
+    assert kept.to_dict() == {"R1": 5.0, "R2": 1.0}
+    merged = result.quarantine.set_index("line")["reason"].to_dict()
+    assert merged == {3: "same_day_pain_report", 5: "same_day_pain_report",
+                      6: "exact_duplicate"}
+
+
 # --- properties: messy inputs never lose or invent a record, raw files stay untouched ----
 CELLS = {
     "runner_id": st.sampled_from(["R1", "R2", "R9", "", "NA", " R1 "]),

@@ -60,7 +60,8 @@ RUNNING_PATTERN = re.compile(r"\brun(?:ning)?\b|\bjog(?:ging)?\b|\blauf|\blöp",
 MERGE_REASONS: dict[str, str] = {
     "exact_duplicate": "same record (after parsing) as an earlier one",
     "two_device_duplicate": "same runner, overlapping time, distance within 5 % of a kept run",
-    "same_day_pain_report": "a later pain report of the same runner and day supersedes it",
+    "same_day_pain_report": "a higher (or equal, later) pain report of the same runner and day "
+                            "supersedes it",
 }
 #: Codes for quarantined records.
 QUARANTINE_REASONS: dict[str, str] = {
@@ -512,8 +513,12 @@ def _clean_pain(
     df = led.drop(df, outside, reason="outside_follow_up", column="date")
     key = ["runner_id", "_date", "_pain", *[f"_{q}" for q in OSTRC_ITEMS if f"_{q}" in df]]
     df = led.drop(df, df.duplicated(key, keep="first"), reason="exact_duplicate", column="pain")
-    return led.drop(df, df.duplicated(["runner_id", "_date"], keep="last"),
-                    reason="same_day_pain_report", column="pain")
+    # Several different reports on one day: keep the highest pain (ties: the later line), so
+    # that a flare-up is never hidden by a second, calmer report (issue 4, docs/cleaning.md).
+    ranked = df.assign(_order=np.arange(len(df))).sort_values(["_pain", "_order"],
+                                                               kind="stable")
+    superseded = ranked.duplicated(["runner_id", "_date"], keep="last").reindex(df.index)
+    return led.drop(df, superseded, reason="same_day_pain_report", column="pain")
 
 
 def _report(raw: RawTables, kept: dict[str, pd.DataFrame], quarantine: pd.DataFrame) -> dict:
