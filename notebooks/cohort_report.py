@@ -123,7 +123,8 @@ if result is not None:
     plots.effects_forest(effects, null=1.0 if odds else 0.0, ax=axes[0],
                          xlabel="odds ratio" if odds else "change in pain (NRS points)")
     for ax, exposure in zip(axes[1:], exposure_list, strict=True):
-        plots.predicted_pain(result, view.panel, exposure=exposure, ax=ax);
+        plots.predicted_pain(result, view.panel, exposure=exposure, ax=ax)
+        ax.set_title(f"Predicted pain by {exposure} (95 % CI)");
 
 # %% [markdown]
 # ## Random-effect spread and diagnostics

@@ -91,7 +91,7 @@ PSEUDONYM_CHECK = "id_pseudonym_check"
 #: Seconds to wait for a Dask scheduler before giving up.
 DASK_CONNECT_TIMEOUT_S = 10
 
-Status = str  # "ok" | "failed" | "suppressed" | "skipped" | "interrupted"
+Status = str  # "ok" | "failed" | "suppressed" | "skipped" | "interrupted" | "not run"
 
 
 @dataclass
@@ -413,22 +413,24 @@ def _run_locked(
         if on_done:
             on_done(outcome)
 
+    everyone = list(available["cohort"])  # the index lists every cohort, run now or before
     runner = submit or (lambda js: _run_local(js, workers=workers))
     try:
         for outcome in runner(jobs):
             finished[outcome.cohort] = outcome
             _update_manifest(out, manifest, outcome)
-            write_index(out, _index_outcomes(wanted, finished, manifest), processed=processed)
+            write_index(out, _index_outcomes(everyone, finished, manifest, running=wanted),
+                        processed=processed)
             if on_done:
                 on_done(outcome)
     except KeyboardInterrupt:
         _kill_live_processes()
-        write_index(out, _index_outcomes(wanted, finished, manifest, interrupted=True),
-                    processed=processed)
+        write_index(out, _index_outcomes(everyone, finished, manifest, running=wanted,
+                                         interrupted=True), processed=processed)
         raise
-    outcomes = [finished[c] for c in wanted]
-    write_index(out, outcomes, processed=processed)
-    return ReportRun(out_dir=out, outcomes=outcomes)
+    write_index(out, _index_outcomes(everyone, finished, manifest, running=wanted),
+                processed=processed)
+    return ReportRun(out_dir=out, outcomes=[finished[c] for c in wanted])
 
 
 def _unchanged(out: Path, previous: Mapping[str, Any] | None, planned: CohortOutcome) -> bool:
@@ -445,20 +447,21 @@ def _unchanged(out: Path, previous: Mapping[str, Any] | None, planned: CohortOut
     )
 
 
-def _index_outcomes(wanted: list[str], finished: Mapping[str, CohortOutcome],
-                    manifest: Mapping[str, Any], *, interrupted: bool = False
-                    ) -> list[CohortOutcome]:
-    """What the index shows mid-run: finished cohorts, else the report still on disk."""
+def _index_outcomes(cohorts: list[str], finished: Mapping[str, CohortOutcome],
+                    manifest: Mapping[str, Any], *, running: Sequence[str],
+                    interrupted: bool = False) -> list[CohortOutcome]:
+    """What the index shows: cohorts finished in this run, else what is on disk from an
+    earlier run (its manifest entry), else "not run"."""
     rows = []
-    for cohort in wanted:
+    for cohort in cohorts:
         if cohort in finished:
             rows.append(finished[cohort])
             continue
         entry = manifest["cohorts"].get(cohort)
         row = CohortOutcome.from_entry(entry) if entry else CohortOutcome(
-            cohort=cohort, status="pending", runners=0, parameters={}, input_sha256={},
+            cohort=cohort, status="not run", runners=None, parameters={}, input_sha256={},
             template_sha256="")
-        if interrupted:
+        if interrupted and cohort in running:
             row.error = "this run was interrupted before the cohort finished; " + (
                 "the report shown is the previous one" if row.status == "ok" else "no report")
             row.status = "interrupted" if row.status != "ok" else "ok"
