@@ -590,3 +590,17 @@ def test_cohort_folder_names_never_collide() -> None:
     names = {reports.safe_name(c) for c in ("a b", "a_b", "a/b", "a.b", "å")}
     assert len(names) == 5
     assert all(re.fullmatch(r"[A-Za-z0-9_-]+", n) for n in names)
+
+
+def test_headline_rows_are_in_reading_units() -> None:
+    summary = {"scale": "nrs", "headline": [
+        {"term": "mileage_jump", "estimate": 0.6, "ci_low": 0.4, "ci_high": 0.8},
+        {"term": "shoe_km", "estimate": 0.002, "ci_low": 0.001, "ci_high": 0.003}]}
+    rows = reports.headline_rows(summary)
+    assert [r["phrase"] for r in rows] == ["per +10 % week-over-week mileage",
+                                           "per +100 km on the shoe"]
+    assert [round(r["estimate"], 12) for r in rows] == [0.06, 0.2]
+    assert round(rows[1]["ci_high"], 12) == 0.3
+    odds = reports.headline_rows({**summary, "scale": "odds"})
+    assert odds[0]["estimate"] == pytest.approx(np.exp(0.06), rel=1e-12)
+    assert odds[0]["ci_low"] == pytest.approx(np.exp(0.04), rel=1e-12)
