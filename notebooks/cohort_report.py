@@ -140,9 +140,12 @@ if result is not None:
                          "pain (beyond the exposures) lies between runners."))
     if result.model == "lmm":
         modes = reports.conditional_modes(view.panel, result)
-        fig, axes = plt.subplots(1, 4, figsize=(20, 3.8), layout="constrained")
-        plots.caterpillar(modes.per_runner, ax=axes[0])
-        plots.residual_diagnostics(modes.per_report, axes=axes[1:]);
+        terms = ["Intercept", *result.random_slopes]
+        fig, axes = plt.subplots(1, len(terms) + 3, figsize=(5 * (len(terms) + 3), 3.8),
+                                 layout="constrained")
+        for ax, term in zip(axes, terms, strict=False):
+            plots.caterpillar(modes.per_runner, term=term, ax=ax)
+        plots.residual_diagnostics(modes.per_report, axes=axes[len(terms):]);
 
 # %% [markdown]
 # ## Runners

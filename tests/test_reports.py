@@ -604,3 +604,38 @@ def test_headline_rows_are_in_reading_units() -> None:
     odds = reports.headline_rows({**summary, "scale": "odds"})
     assert odds[0]["estimate"] == pytest.approx(np.exp(0.06), rel=1e-12)
     assert odds[0]["ci_low"] == pytest.approx(np.exp(0.04), rel=1e-12)
+
+
+def test_conditional_modes_with_a_random_slope_match_statsmodels(tmp_path: Path) -> None:
+    """Two random effects per runner (intercept and mileage_jump slope): the vectorised
+    BLUP against statsmodels' own, each from its own REML fit."""
+    import statsmodels.formula.api as smf
+
+    write_dataset(simulate_dataset(runners_per_cohort=14, weeks=12, cohorts=1, seed=5),
+                  tmp_path / "raw")
+    build(tmp_path / "raw", tmp_path / "processed")
+    panel = pd.read_parquet(tmp_path / "processed" / "panel.parquet").dropna(subset=EXPOSURES)
+    result = fit_model(panel, model="lmm", exposures=EXPOSURES, random_slopes=["mileage_jump"])
+    modes = reports.conditional_modes(panel, result)
+    fit = smf.mixedlm("pain ~ mileage_jump + shoe_km + rest_days_7d", panel,
+                      groups=panel["runner_id"], re_formula="~mileage_jump").fit(
+        reml=True, method=["lbfgs"])
+    reference = pd.DataFrame(fit.random_effects).T.rename(columns={"Group": "Intercept"})
+    ours = modes.per_runner.set_index("runner_id").loc[reference.index]
+    assert list(modes.per_runner.columns) == ["runner_id", "Intercept", "mileage_jump",
+                                              "Intercept_se", "mileage_jump_se"]
+    np.testing.assert_allclose(ours["Intercept"], reference["Intercept"], atol=1e-4)
+    np.testing.assert_allclose(ours["mileage_jump"], reference["mileage_jump"], atol=1e-4)
+
+
+def test_a_pseudonymised_build_is_not_hashed_twice(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KNEELOAD_ID_SALT", SALT)
+    write_dataset(simulate_dataset(runners_per_cohort=5, weeks=4, cohorts=1, seed=2),
+                  tmp_path / "raw")
+    build(tmp_path / "raw", tmp_path / "processed", pseudonymise=True)
+    runners = pd.read_parquet(tmp_path / "processed" / "runners.parquet")
+    view = reports.load_cohort(tmp_path / "processed", runners["cohort"].iloc[0])
+    assert view.pseudonymised
+    assert sorted(view.runners["runner_id"]) == sorted(runners["runner_id"])
+    assert view.runners["runner_id"].str.fullmatch(reports.PSEUDONYM_PATTERN).all()

@@ -999,7 +999,8 @@ def load_cohort(
                           f"{min_cohort_size}; suppressed", file=processed)
     ids = set(members["runner_id"])
     salt = id_salt() if salt is None else salt
-    already = bool(runners["runner_id"].astype("str").str.fullmatch(PSEUDONYM_PATTERN).all())
+    already = data["panel_meta"].get("pseudonymised") is True or bool(
+        runners["runner_id"].astype("str").str.fullmatch(PSEUDONYM_PATTERN).all())
     if already:  # built with --pseudonymise: keep the processed IDs so they can be looked up
         salt = None
     panel = data["panel"][data["panel"]["runner_id"].isin(ids)].reset_index(drop=True)
