@@ -322,6 +322,24 @@ def test_lrt_refuses_reml_with_different_fixed_effects():
         likelihood_ratio_test(big, fit_lmm(panel, exposures=["mileage_jump", "age"]))
 
 
+
+def test_lrt_refuses_reml_against_ml():
+    """A REML and an ML log-likelihood are different criteria: their difference is no LRT.
+
+    On this panel the mixed pair gives a statistic of 23.7 where the valid REML pair
+    (same fixed effects, only the random slope added) gives 3.3.
+    """
+    panel = numpy_panel(n_runners=30, n_reports=10)
+    ri_reml = fit_lmm(panel, exposures=EXPOSURES)
+    rs_ml = fit_lmm(panel, exposures=EXPOSURES, random_slopes=["mileage_jump"], reml=False)
+    rs_reml = fit_lmm(panel, exposures=EXPOSURES, random_slopes=["mileage_jump"])
+    with pytest.raises(ModelSpecError, match="same method"):
+        likelihood_ratio_test(ri_reml, rs_ml)
+    with pytest.raises(ModelSpecError, match="same method"):
+        likelihood_ratio_test(fit_lmm(panel, exposures=EXPOSURES, reml=False), rs_reml)
+    valid = likelihood_ratio_test(ri_reml, rs_reml)  # REML, same fixed effects: allowed
+    assert valid["statistic"] == pytest.approx(2 * (rs_reml.loglik - ri_reml.loglik))
+
 # --- live lme4 ------------------------------------------------------------------------------
 
 

@@ -689,8 +689,10 @@ def _lmm_result(design: Design, *, fit: LmmFit, reml: bool, outcome: str,
 def likelihood_ratio_test(restricted: ModelResult, full: ModelResult) -> dict[str, Any]:
     """Likelihood-ratio test of two nested mixed models fitted to the same rows.
 
-    Models that differ in fixed effects must both be fitted by ML (``reml=False``); models
-    with the same fixed effects that differ only in random slopes may be REML fits.
+    Both models must be fitted by the same method. Models that differ in fixed effects must
+    both be fitted by ML (``reml=False``); a REML likelihood-ratio test is only valid for
+    models with the same fixed effects that differ only in random slopes (Verbeke &
+    Molenberghs 2000, Linear Mixed Models for Longitudinal Data, sec. 6.4).
 
     Boundary caveat: when the full model adds random-effect variances, the null value (a
     variance of zero) lies on the boundary of the parameter space and the chi-square
@@ -717,10 +719,16 @@ def likelihood_ratio_test(restricted: ModelResult, full: ModelResult) -> dict[st
     df = int(full.extra["n_params"] - restricted.extra["n_params"])
     if df <= 0:
         raise ModelSpecError("the full model must have more parameters than the restricted")
+    if restricted.method != full.method:
+        raise ModelSpecError("both models must be fitted by the same method (got "
+                             f"{restricted.method} and {full.method}): a REML and an ML "
+                             "log-likelihood are different criteria and their difference is "
+                             "not a likelihood-ratio statistic")
     if r_terms != f_terms and "REML" in (restricted.method, full.method):
         raise ModelSpecError("models with different fixed effects must be fitted by ML "
-                             "(reml=False): REML likelihoods of different fixed effects are "
-                             "not comparable")
+                             "(reml=False): a REML likelihood-ratio test is only valid for "
+                             "models with the same fixed effects (REML likelihoods of "
+                             "different fixed effects are not comparable)")
     if restricted.loglik is None or full.loglik is None:
         raise ModelSpecError("both models need a log-likelihood")
     stat = max(2.0 * (full.loglik - restricted.loglik), 0.0)
