@@ -115,3 +115,17 @@ def test_simulate_build_fit_report_end_to_end(tmp_path):
 
     again = run("report", processed, "--out", reports, "--changed-only", check=True)
     assert "2 skipped" in again.stderr
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (("simulate", "--outcome", "poisson"), "outcome"),
+    (("simulate", "--weeks", "3", "--cohorts", "5", "--runners-per-cohort", "1",
+      "--outcome", "x"), "outcome"),
+])
+def test_bad_simulate_arguments_are_one_line_exit_2(tmp_path, args, fragment):
+    assert_one_line_error(run(*args, "--out", tmp_path / "sim"), fragment)
+
+
+def test_bad_lags_are_one_line_exit_2(tmp_path, small_raw):
+    assert_one_line_error(run("build", small_raw, "--out", tmp_path / "p", "--lags", "a"),
+                          "--lags", "whole numbers")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -94,3 +96,39 @@ def test_missing_raw_folder_is_a_user_error(tmp_path):
 def test_load_processed_refuses_a_folder_that_is_not_processed(tmp_path):
     with pytest.raises(InputFileError, match="kneeload build"):
         load_processed(tmp_path)
+
+
+def test_build_refuses_an_output_folder_above_the_raw_data(tmp_path, small_raw, tree_hashes):
+    project = tmp_path / "project"
+    raw = shutil.copytree(small_raw, project / "raw" / "study")
+    before = tree_hashes(project)
+    for out in (project, project / "raw"):
+        with pytest.raises(InputFileError, match="must not contain the raw data"):
+            build(raw, out)
+    assert tree_hashes(project) == before
+
+
+def test_build_refuses_to_replace_a_folder_it_did_not_write(tmp_path, small_raw):
+    unrelated = tmp_path / "thesis"
+    unrelated.mkdir()
+    (unrelated / "chapter1.tex").write_text("precious")
+    with pytest.raises(InputFileError, match="not a processed folder"):
+        build(small_raw, unrelated)
+    assert (unrelated / "chapter1.tex").read_text() == "precious"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert build(small_raw, empty).out_dir == empty  # an empty folder is fine
+
+
+def test_pseudonymised_build_hashes_export_folder_names(tmp_path, monkeypatch):
+    """Strava exports are one folder per runner, often named after the person."""
+    export = Path(__file__).parent / "fixtures" / "ingest" / "strava_export"
+    monkeypatch.setenv("KNEELOAD_ID_SALT", "test-salt")
+    summary = build(export, tmp_path / "p", format="strava", pseudonymise=True,
+                    today=date(2026, 1, 1))
+    written = "\n".join(p.read_text(errors="ignore") for p in summary.out_dir.glob("*.json"))
+    written += (summary.out_dir / "quarantine.csv").read_text()
+    for folder in (p.name for p in export.iterdir() if p.is_dir()):
+        assert folder not in written
+    assert "raw_dir" not in summary.meta
+    assert len(summary.meta["input_sha256"]) == len(input_hashes(export))

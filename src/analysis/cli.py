@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 
 from analysis.errors import EXIT_USER_ERROR, KneeloadError
+from analysis.exposures import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD
+from analysis.simulate import DEFAULT_SEED
 
 app = typer.Typer(
     name="kneeload",
@@ -42,13 +44,22 @@ def _split(values: str | None) -> list[str]:
     return [v.strip() for v in (values or "").split(",") if v.strip()]
 
 
+def _parse_ints(values: str | None, *, option: str) -> list[int]:
+    """Comma-separated whole numbers, or a one-line user error naming the option."""
+    try:
+        return [int(v) for v in _split(values)]
+    except ValueError:
+        raise KneeloadError(f"{option} takes comma-separated whole numbers, got {values!r}") \
+            from None
+
+
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option(help="Folder to write the canonical CSVs and truth.json.")],
     runners_per_cohort: Annotated[int, typer.Option(min=1)] = 20,
     weeks: Annotated[int, typer.Option(min=3, help="Weeks of follow-up.")] = 26,
     cohorts: Annotated[int, typer.Option(min=1, max=5)] = 3,
-    seed: int = 20261125,
+    seed: int = DEFAULT_SEED,
     outcome: Annotated[str, typer.Option(help="'nrs' (linear) or 'binary' (logistic).")] = "nrs",
     messy: Annotated[bool, typer.Option(
         help="Also write realistic defects (listed in truth.json) for the cleaning step.")]
@@ -73,8 +84,10 @@ def build(
     format: Annotated[str, typer.Option(
         help="canonical | strava | garmin | lovdal | auto (detect by headers)")] = "auto",
     exposure_lag_days: Annotated[int, typer.Option(
-        min=0, help="Days between a pain report and its exposures' reference day.")] = 7,
-    pain_threshold: Annotated[float, typer.Option(help="pain_any = pain >= this (NRS).")] = 3.0,
+        min=0, help="Days between a pain report and its exposures' reference day.")]
+        = DEFAULT_EXPOSURE_LAG_DAYS,
+    pain_threshold: Annotated[float, typer.Option(help="pain_any = pain >= this (NRS).")]
+        = DEFAULT_PAIN_THRESHOLD,
     lags: Annotated[str, typer.Option(help="Weekly lags of every feature, e.g. '1,2'.")] = "",
     unlogged_gaps: Annotated[str, typer.Option(
         help="21+ day gaps without runs: 'rest' or 'missing'.")] = "rest",
@@ -92,7 +105,7 @@ def build(
     with user_errors():
         summary = build_dataset(raw, out, format=format, exposure_lag_days=exposure_lag_days,
                                 pain_threshold=pain_threshold,
-                                lags=[int(v) for v in _split(lags)],
+                                lags=_parse_ints(lags, option="--lags"),
                                 unlogged_gaps=unlogged_gaps, pseudonymise=pseudonymise,
                                 timezone=timezone, distance_unit=distance_unit)
     counts = summary.counts
@@ -282,7 +295,7 @@ def power(
     model: Annotated[str, typer.Option(help="lmm | glmm | gee")] = "lmm",
     n_sims: Annotated[int, typer.Option(help="Simulated studies per design.")] = 200,
     alpha: Annotated[float, typer.Option(help="Two-sided significance level.")] = 0.05,
-    seed: Annotated[int, typer.Option(help="Master seed (reproducible).")] = 20261125,
+    seed: Annotated[int, typer.Option(help="Master seed (reproducible).")] = DEFAULT_SEED,
     figure: Annotated[Path | None, typer.Option(help="Also draw the power curve (.png).")] =
         None,
     jobs: Annotated[int, typer.Option(help="Worker processes (same result for any number).")]
@@ -301,12 +314,8 @@ def power(
                 sep = ""
             if not sep:
                 raise KneeloadError(f"--effect must look like mileage_jump=0.8, got {item!r}")
-        try:
-            sizes = [int(r) for r in _split(runners)]
-            lengths = [int(w) for w in _split(weeks)]
-        except ValueError:
-            raise KneeloadError(
-                "--runners and --weeks take comma-separated whole numbers") from None
+        sizes = _parse_ints(runners, option="--runners")
+        lengths = _parse_ints(weeks, option="--weeks")
         table = power_curve(runners=sizes, weeks=lengths, effects=effects, n_sims=n_sims,
                             alpha=alpha, seed=seed, model=model, n_jobs=jobs,
                             progress=console.is_terminal)

@@ -20,13 +20,19 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import __version__
+from analysis import __version__, schemas
 from analysis.clean import CleanResult, clean_tables
 from analysis.errors import InputFileError
-from analysis.exposures import PanelBuild, build_panel
+from analysis.exposures import (
+    DEFAULT_EXPOSURE_LAG_DAYS,
+    DEFAULT_PAIN_THRESHOLD,
+    PanelBuild,
+    build_panel,
+)
 from analysis.ingest import read_dataset
 
 TABLES = ("runners", "runs", "pain", "shoes")
+PROCESSED_MARKER = "panel_meta.json"  # a folder holding it was written by build()
 HASH_CHUNK_BYTES = 1 << 20
 
 
@@ -46,8 +52,8 @@ def build(
     out_dir: str | Path,
     *,
     format: str = "auto",
-    exposure_lag_days: int = 7,
-    pain_threshold: float = 3.0,
+    exposure_lag_days: int = DEFAULT_EXPOSURE_LAG_DAYS,
+    pain_threshold: float = DEFAULT_PAIN_THRESHOLD,
     lags: Sequence[int] = (),
     unlogged_gaps: str = "rest",
     today: date | None = None,
@@ -83,8 +89,7 @@ def build(
     out = Path(out_dir).resolve()
     if not raw.is_dir():
         raise InputFileError("raw data folder does not exist", file=raw)
-    if out == raw or raw in out.parents:
-        raise InputFileError("the output folder must not be inside the raw data folder", file=out)
+    _check_output_folder(raw, out)
 
     tables = read_dataset(raw, format=format, pseudonymise=pseudonymise, timezone=timezone,
                           distance_unit=distance_unit)
@@ -99,16 +104,21 @@ def build(
         lags=tuple(lags),
         unlogged_gaps=unlogged_gaps,
     )
+    schemas.DAILY.validate(built.daily)  # contracts at the boundary before anything is written
+    schemas.PANEL.validate(built.panel)
+    hashes = input_hashes(raw)
     meta = {
         **built.meta,
         "dataset": raw.name,
-        "raw_dir": str(raw),
         "format": tables.format,
         "pseudonymised": pseudonymise,
         "package_version": __version__,
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "input_sha256": input_hashes(raw),
+        # Export folders are often named after participants: hash them like the IDs.
+        "input_sha256": _pseudonymised_keys(hashes) if pseudonymise else hashes,
     }
+    if not pseudonymise:
+        meta["raw_dir"] = str(raw)
     counts = _counts(cleaned, built)
     _write_atomically(out, cleaned, built, meta, counts)
     return BuildSummary(out_dir=out, format=tables.format, counts=counts,
@@ -125,6 +135,35 @@ def input_hashes(raw_dir: Path) -> dict[str, str]:
                 digest.update(chunk)
         hashes[path.relative_to(raw_dir).as_posix()] = digest.hexdigest()
     return hashes
+
+
+def _check_output_folder(raw: Path, out: Path) -> None:
+    """Refuse an output folder that would overwrite raw data or an unrelated folder.
+
+    The build replaces ``out`` as a whole, so it must be neither the raw folder, nor inside
+    it, nor above it, and an existing ``out`` must be a processed folder (or empty).
+    """
+    if out == raw or raw in out.parents:
+        raise InputFileError("the output folder must not be inside the raw data folder", file=out)
+    if out in raw.parents:
+        raise InputFileError("the output folder must not contain the raw data folder (the build "
+                             "replaces the output folder as a whole)", file=out)
+    if out.is_dir() and any(out.iterdir()) and not (out / PROCESSED_MARKER).is_file():
+        raise InputFileError(f"the output folder exists and is not a processed folder (no "
+                             f"{PROCESSED_MARKER}); choose a new or empty folder", file=out)
+
+
+def _pseudonymised_keys(hashes: dict[str, str]) -> dict[str, str]:
+    """Replace every folder name in the keys by its keyed hash (file names are kept)."""
+    from analysis.ingest.pseudonymise import pseudonym, resolve_salt
+
+    salt = resolve_salt()
+    renamed = {}
+    for key, digest in hashes.items():
+        *folders, name = key.split("/")
+        hashed = list(pseudonym(pd.Series(folders, dtype="str"), salt=salt)) if folders else []
+        renamed["/".join([*hashed, name])] = digest
+    return renamed
 
 
 def _counts(cleaned: CleanResult, built: PanelBuild) -> dict[str, Any]:

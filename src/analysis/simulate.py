@@ -36,6 +36,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.errors import KneeloadError
+from analysis.exposures import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD, build_panel
+
 DAYS_PER_WEEK = 7
 DEFAULT_SEED = 20261125
 DEFAULT_START = "2025-01-06"  # a Monday; weeks run Monday..Sunday, reports on Sundays
@@ -85,8 +88,6 @@ DEFAULT_BINARY_EFFECTS: dict[str, float] = {
 BINARY_INTERCEPT = -1.2
 BINARY_SD_INTERCEPT = 0.8
 
-DEFAULT_PAIN_THRESHOLD = 3.0  # pain_any = pain >= 3 (NRS), as in analysis.exposures
-DEFAULT_EXPOSURE_LAG_DAYS = 7
 
 
 @dataclass
@@ -139,11 +140,11 @@ def simulate_dataset(
         Canonical tables (``runners``, ``runs``, ``pain``, ``shoes``) and ``truth``.
     """
     if outcome not in {"nrs", "binary"}:
-        raise ValueError(f"outcome must be 'nrs' or 'binary', not {outcome!r}")
+        raise KneeloadError(f"outcome must be 'nrs' or 'binary', not {outcome!r}")
     if not 1 <= cohorts <= len(COHORT_ARCHETYPES):
-        raise ValueError(f"cohorts must be 1..{len(COHORT_ARCHETYPES)}, not {cohorts}")
+        raise KneeloadError(f"cohorts must be 1..{len(COHORT_ARCHETYPES)}, not {cohorts}")
     if runners_per_cohort < 1 or weeks < 3:
-        raise ValueError("need at least 1 runner per cohort and 3 weeks of follow-up")
+        raise KneeloadError("need at least 1 runner per cohort and 3 weeks of follow-up")
     rng = np.random.default_rng(seed)
     start = pd.Timestamp(start_date).normalize()
 
@@ -429,8 +430,6 @@ def _reference_exposures(
     lag_days: int,
 ) -> pd.DataFrame:
     """Exposures at each report's reference day, from the package's own panel builder."""
-    from analysis.exposures import build_panel  # the one definition of every exposure
-
     placeholder = report_days.assign(pain=0.0)
     built = build_panel(runs, runners, placeholder, shoes, exposure_lag_days=lag_days)
     panel = built.panel[["runner_id", "date", *columns]]
