@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats
 
 from analysis.errors import ModelSpecError
 from analysis.models import (
@@ -307,9 +308,28 @@ def test_lrt_random_slope_matches_lme4_logliks(lme4_ref):
     assert out["statistic"] == pytest.approx(expected, abs=1e-5)
     assert out["df"] == 2  # slope variance + intercept-slope covariance
     assert out["p_value"] == pytest.approx(np.exp(-expected / 2))  # chi2(2) survival
-    # 50:50 mixture of chi2(1) and chi2(2) is smaller (less conservative)
+    # 50:50 mixture of chi2(1) and chi2(2) (Self & Liang 1987), smaller than chi2(2)
+    x = out["statistic"]
+    assert out["p_value_boundary"] == pytest.approx(0.5 * stats.chi2.sf(x, 1)
+                                                    + 0.5 * stats.chi2.sf(x, 2), rel=1e-12)
     assert out["p_value_boundary"] < out["p_value"]
     assert "boundary" in out["caveat"]
+
+
+def test_lrt_boundary_mixture_for_one_variance():
+    """df = 1 (a GPBoost slope has no covariance): the 50:50 mixture of chi2(0) and chi2(1).
+
+    chi2(0) is a point mass at 0, so for a positive statistic p = 0.5 * chi2.sf(x, 1).
+    """
+    panel = numpy_panel(n_runners=30, n_reports=10, slope_sd=3.0)
+    ri = fit_glmm(panel, exposures=EXPOSURES)
+    rs = fit_glmm(panel, exposures=EXPOSURES, random_slopes=["mileage_jump"])
+    out = likelihood_ratio_test(ri, rs)
+    assert out["df"] == 1
+    x = out["statistic"]
+    assert x > 1.0  # a slope SD of 3 is clearly detected
+    assert out["p_value"] == pytest.approx(stats.chi2.sf(x, 1), rel=1e-12)
+    assert out["p_value_boundary"] == pytest.approx(0.5 * stats.chi2.sf(x, 1), rel=1e-12)
 
 
 def test_lrt_refuses_reml_with_different_fixed_effects():
