@@ -106,6 +106,21 @@ def test_dropped_rows_counted_by_reason():
     assert res.n_runners == 20
 
 
+@pytest.mark.parametrize("model", ["lmm", "glmm", "gee"])
+def test_dropped_rows_reported_in_warnings_by_every_model(model):
+    """Every model reports the same researcher-facing note for the rows it dropped."""
+    panel = numpy_panel(n_runners=20, n_reports=10)
+    panel.loc[[0, 1, 2], "mileage_jump"] = np.nan
+    panel.loc[[2, 3], "shoe_km"] = np.nan
+    outcome = "pain" if model == "lmm" else "pain_any"
+    res = fit_model(panel, model=model, exposures=EXPOSURES, outcome=outcome)
+    assert [w for w in res.warnings if w.startswith("rows dropped")] == [
+        "rows dropped: missing mileage_jump: 3, missing shoe_km: 1"]
+    complete = fit_model(panel.dropna(subset=EXPOSURES), model=model, exposures=EXPOSURES,
+                         outcome=outcome)
+    assert not any(w.startswith("rows dropped") for w in complete.warnings)
+
+
 def test_constant_exposure_is_a_spec_error():
     panel = numpy_panel(n_runners=20, n_reports=10).assign(rest_days_7d=2.0)
     with pytest.raises(ModelSpecError, match=r"rest_days_7d.*constant"):

@@ -129,6 +129,13 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
             for r in recs]
 
 
+def _dropped_note(design: Design) -> list[str]:
+    """The ``warnings`` entry for rows dropped as incomplete (none when nothing was dropped)."""
+    if not design.dropped:
+        return []
+    return ["rows dropped: " + ", ".join(f"{k}: {v}" for k, v in design.dropped.items())]
+
+
 # --- design ---------------------------------------------------------------------------------
 
 
@@ -664,8 +671,7 @@ def _lmm_result(design: Design, *, fit: LmmFit, reml: bool, outcome: str,
         notes.append("singular fit: a random-effect variance is estimated at zero (or a "
                      "correlation at +/-1); the random-effect structure is too rich for the "
                      "data")
-    if design.dropped:
-        notes.append("rows dropped: " + ", ".join(f"{k}: {v}" for k, v in design.dropped.items()))
+    notes.extend(_dropped_note(design))
     n, p = design.X.shape
     q = design.Z.shape[1]
     k = p + q * (q + 1) // 2 + 1  # fixed effects + random-effect covariances + residual
@@ -766,6 +772,16 @@ def _binary_response(design: Design, outcome: str) -> None:
                              "no odds ratio is estimable", column=outcome)
 
 
+def _binary_design(panel: pd.DataFrame, *, outcome: str, exposures: Sequence[str],
+                   covariates: Sequence[str], random_slopes: Sequence[str],
+                   center: str | None, group: str) -> Design:
+    """Design of a binomial model (GLMM or GEE), its outcome checked to be a varying 0/1."""
+    design = build_design(panel, outcome=outcome, exposures=exposures, covariates=covariates,
+                          random_slopes=random_slopes, center=center, group=group)
+    _binary_response(design, outcome)
+    return design
+
+
 def fit_glmm(
     panel: pd.DataFrame,
     *,
@@ -797,9 +813,9 @@ def fit_glmm(
         raise ModelSpecError(f"unknown GLMM engine {engine!r}; use 'gpboost'")
     import gpboost as gpb
 
-    design = build_design(panel, outcome=outcome, exposures=exposures, covariates=covariates,
-                          random_slopes=random_slopes, center=center, group=group)
-    _binary_response(design, outcome)
+    design = _binary_design(panel, outcome=outcome, exposures=exposures,
+                            covariates=covariates, random_slopes=random_slopes, center=center,
+                            group=group)
     q = design.Z.shape[1]
     kwargs: dict[str, Any] = {}
     if q > 1:
@@ -838,8 +854,7 @@ def fit_glmm(
     singular = bool((np.sqrt(np.diag(G)) < SINGULAR_TOL).any())
     if singular:
         notes.append("singular fit: a random-effect variance is estimated at zero")
-    if design.dropped:
-        notes.append("rows dropped: " + ", ".join(f"{k}: {v}" for k, v in design.dropped.items()))
+    notes.extend(_dropped_note(design))
     n, p = design.X.shape
     k = p + q
     tau2 = float(G[0, 0])
@@ -880,9 +895,8 @@ def fit_gee(
 
     if random_slopes:
         raise ModelSpecError("GEE is population-averaged: random slopes do not apply")
-    design = build_design(panel, outcome=outcome, exposures=exposures, covariates=covariates,
-                          center=center, group=group)
-    _binary_response(design, outcome)
+    design = _binary_design(panel, outcome=outcome, exposures=exposures,
+                            covariates=covariates, random_slopes=(), center=center, group=group)
     model = sm.GEE(design.y, design.X, groups=design.groups, family=sm.families.Binomial(),
                    cov_struct=sm.cov_struct.Exchangeable())
     with warnings.catch_warnings(record=True) as caught:
@@ -890,8 +904,7 @@ def fit_gee(
         fit = model.fit(maxiter=100)
     notes = [str(w.message) for w in caught]
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    if design.dropped:
-        notes.append("rows dropped: " + ", ".join(f"{k}: {v}" for k, v in design.dropped.items()))
+    notes.extend(_dropped_note(design))
     corr = float(model.cov_struct.dep_params)
     vc = pd.DataFrame([{"group": group, "var1": "exchangeable_correlation", "var2": None,
                         "vcov": corr, "sdcor": corr}])
