@@ -233,6 +233,17 @@ def test_glmm_random_slope_against_glmer(lme4_ref):
     assert res.converged and res.optimizer is not None
 
 
+def test_icc_is_none_with_random_slopes_for_lmm_and_glmm():
+    """With a random slope the share of variance between runners depends on the exposure
+    value, so no single ICC exists: both mixed models report None (and a number without)."""
+    panel = load_fixture("demo")
+    for fit, outcome in ((fit_lmm, "pain"), (fit_glmm, "pain_any")):
+        rs = fit(panel, exposures=EXPOSURES, outcome=outcome, random_slopes=["mileage_jump"])
+        ri = fit(panel, exposures=EXPOSURES, outcome=outcome)
+        assert rs.icc is None, (rs.model, rs.icc)
+        assert ri.icc is not None and 0 < ri.icc < 1
+
+
 def test_glmm_random_slope_where_glmer_fails(lme4_ref):
     """On the sparse cohort glmer's slope fit ends below its own random-intercept fit
     (log-likelihood -300.62 < -300.52, SEs of 0.0014): not a usable reference. The slope

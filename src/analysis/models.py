@@ -807,7 +807,8 @@ def fit_glmm(
     Returns
     -------
     ModelResult with log-odds estimates, odds ratios and Wald 95 % intervals; ``icc`` on the
-    latent scale, tau^2 / (tau^2 + pi^2/3).
+    latent scale, tau^2 / (tau^2 + pi^2/3), for a random intercept only (None with random
+    slopes, as for :func:`fit_lmm`: the between-runner share then depends on the exposure).
     """
     if engine != "gpboost":
         raise ModelSpecError(f"unknown GLMM engine {engine!r}; use 'gpboost'")
@@ -864,7 +865,7 @@ def fit_glmm(
         table=_wald_table(design.x_names, beta, se, odds=True),
         variance_components=_variance_table(group, design.z_names, G, None).query(
             "var2.isna()", engine="python").reset_index(drop=True),
-        icc=tau2 / (tau2 + LOGIT_RESIDUAL_VARIANCE), n_obs=int(n),
+        icc=tau2 / (tau2 + LOGIT_RESIDUAL_VARIANCE) if q == 1 else None, n_obs=int(n),
         n_runners=len(design.group_labels), dropped=design.dropped, converged=bool(converged),
         optimizer=f"gpboost:{opt}" if converged else None,
         warnings=notes, loglik=loglik, aic=-2 * loglik + 2 * k,
