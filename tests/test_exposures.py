@@ -571,3 +571,37 @@ def test_a_week_without_runs_is_exactly_zero_km() -> None:
     assert daily["km_7d"].iloc[12] == 0.0
     assert daily["km_prev7d"].iloc[19] == 0.0
     assert np.isnan(daily["mileage_jump"].iloc[19])
+
+
+# --- threads: no import may happen inside the feature thread pool ---------------------------
+
+_FRESH_BUILD = """
+import sys
+import pandas as pd
+import analysis.exposures as ex
+days = pd.date_range("2024-01-01", periods=60)
+runs = pd.DataFrame({"runner_id": "A", "date": days, "distance_km": 10.0, "shoe_id": "S",
+                     "start_time": "07:00", "duration_min": 50.0, "rpe": 4.0})
+runners = pd.DataFrame({"runner_id": ["A"], "cohort": ["x"]})
+pain = pd.DataFrame({"runner_id": "A", "date": days[[50]], "pain": 1.0, "ostrc_q1": 2.0})
+shoes = pd.DataFrame({"shoe_id": ["S"], "runner_id": ["A"], "start_km": [5.0]})
+before = set(sys.modules)
+for gaps in ("rest", "missing"):
+    ex.build_panel(runs, runners, pain, shoes, unlogged_gaps=gaps, lags=(1,))
+print(sorted(m for m in set(sys.modules) - before if not m.startswith("encodings.")))
+"""
+
+
+def test_build_panel_imports_nothing_on_its_threads_in_fresh_processes() -> None:
+    # Two threads importing scipy submodules for the first time at once raced: about one fresh
+    # process in ten failed with KeyError: 'scipy' (review, /tmp/rv_race.py). Every module the
+    # pool needs is now imported with analysis.exposures, so a build imports nothing.
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", _FRESH_BUILD], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert out.strip() == "[]", out

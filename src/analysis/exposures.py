@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
+from scipy.signal import lfilter
 
 from analysis.errors import DataContractError, KneeloadError
 from analysis.schemas import OSTRC_ITEMS
@@ -478,8 +480,6 @@ class _Windows:
     def extreme(self, values: np.ndarray, width: int, offset: int = 0, *,
                 lowest: bool = False) -> np.ndarray:
         """Max (or min) over the window; NaN if any value is NaN."""
-        from scipy.ndimage import maximum_filter1d, minimum_filter1d
-
         v = values.astype(float)
         nan = np.isnan(v)
         filt = minimum_filter1d if lowest else maximum_filter1d
@@ -631,6 +631,8 @@ def _daily_features(
 
     # Independent groups of columns run on separate threads: the numpy, scipy and pandas
     # kernels they spend their time in release the GIL, so a second core is used.
+    # Nothing may be imported lazily on these threads: two first imports of scipy submodules
+    # at once raced (KeyError: 'scipy'), so every module they use is imported at module top.
     with ThreadPoolExecutor(max_workers=_FEATURE_THREADS) as pool:
         ewma_job = pool.submit(ewmas)
         shoe_job = pool.submit(shoe_columns)
@@ -733,8 +735,6 @@ def _ewma(values: np.ndarray, seg_start: np.ndarray, seg_pos: np.ndarray, alpha:
     ``acwr`` package); otherwise at 0 (no training before follow-up). One linear filter over
     the whole grid, then the carry-over from the previous segment is subtracted in closed form.
     """
-    from scipy.signal import lfilter
-
     x = np.nan_to_num(values.astype(float))
     y = lfilter([alpha], [1.0, -(1.0 - alpha)], x)
     if len(x) == 0:
