@@ -104,17 +104,7 @@ quarantine.head(10)
 # reported weekly, so *report coverage* is the share of followed weeks with a pain report.
 
 # %%
-coverage = (
-    daily.groupby("runner_id", observed=True)
-    .agg(first_day=("date", "min"), last_day=("date", "max"), days_followed=("date", "size"),
-         run_days=("n_runs", lambda n: int((n > 0).sum())), km=("distance_km", "sum"))
-    .join(panel.groupby("runner_id").size().rename("pain_reports"))
-    .fillna({"pain_reports": 0})
-    .astype({"pain_reports": int})
-    .join(runners.set_index("runner_id")["cohort"])
-    .assign(weeks_followed=lambda d: d["days_followed"] / 7,
-            report_coverage=lambda d: (d["pain_reports"] / d["weeks_followed"]).clip(upper=1))
-)
+coverage = reports.follow_up_coverage(daily, panel, runners)
 (coverage.groupby("cohort")
  [["days_followed", "run_days", "km", "pain_reports", "report_coverage"]]
  .median().round(2).rename_axis("cohort (median per runner)"))

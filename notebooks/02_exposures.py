@@ -168,18 +168,11 @@ if not runner:
                                                                 reports=("n_runs", "size")))
     runner = counts.sort_values(["n", "reports"], ascending=False, kind="stable").index[0]
 one_day = daily[daily["runner_id"] == runner]
-# Notebook-local (move to analysis.plots.runner_timeline): mark shoe changes on the timeline.
-shoe_starts = (one_day.dropna(subset=["shoe_id"]).groupby("shoe_id")["date"].min()
-               .sort_values())
 ax = plots.runner_timeline(daily, panel, runner)
 ax.figure.set_size_inches(12, 4)
-for shoe, first_day in shoe_starts.iloc[1:].items():
-    ax.axvline(first_day, color="tab:brown", linestyle="--", linewidth=1)
-    ax.annotate(str(shoe), (first_day, ax.get_ylim()[1]), rotation=90, va="top", ha="right",
-                fontsize="x-small", color="tab:brown")
 display(Markdown(
     f"Runner **{runner}**: {int(one_day['n_runs'].sum())} runs, "
     f"{one_day['distance_km'].sum():.0f} km over {len(one_day)} days, "
-    f"{len(shoe_starts)} shoe(s), "
+    f"{one_day['shoe_id'].nunique()} shoe(s), "
     f"{int((panel['runner_id'] == runner).sum())} pain reports."
 ));

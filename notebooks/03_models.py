@@ -38,14 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import seaborn as sns
 from IPython.display import Markdown, display
-from scipy import stats
 from tqdm import TqdmWarning
 
-from analysis import paths, reports
+from analysis import paths, plots, reports
 from analysis.errors import KneeloadError
 from analysis.models import ModelResult, fit_gee, fit_glmm, fit_lmm, likelihood_ratio_test
 from analysis.pipeline import load_processed
@@ -190,43 +187,23 @@ if gee is not None:
 # per extra rest day), with 95 % intervals.
 
 # %%
-# Notebook-local (move to analysis.plots as a forest-plot function): one row per effect.
 def effects_of(fits: dict) -> pd.DataFrame:
+    """Effects of several fits in reading units, one ``model`` label each (within only)."""
     tables = {name: reports.effects_table(fit.table) for name, fit in fits.items() if fit}
     tables = {name: t[~t["term"].str.endswith("_between")] for name, t in tables.items()}
     return pd.concat(tables, names=["model"]).reset_index(0) if tables else pd.DataFrame()
 
 
-panels = [(effects_of({"random intercept": lmm, "within runner": lmm_wb}), 0.0,
-           "change in pain (NRS points)"),
-          (effects_of({"GLMM": glmm, "GEE": gee}), 1.0, "odds ratio of pain present")]
+panels = [(effects_of({"random intercept": lmm, "within runner": lmm_wb}), 0.0),
+          (effects_of({"GLMM": glmm, "GEE": gee}), 1.0)]
 panels = [panel_ for panel_ in panels if not panel_[0].empty]
-odds_ticks = (0.25, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 3, 5, 10)
 if not panels:
     display(Markdown("No model was fitted, so there are no effects to plot."))
 else:
     fig, axes = plt.subplots(1, len(panels), figsize=(12, 3.8), layout="constrained",
                              squeeze=False)
-    for ax, (effects, null, label) in zip(axes.flat, panels, strict=False):
-        effects = effects.assign(row=effects["term"].str.removesuffix("_within") + "\n"
-                                 + effects["step"])
-        rows = list(dict.fromkeys(effects["row"]))
-        for k, (model, group) in enumerate(effects.groupby("model", sort=False)):
-            y = np.array([rows.index(r) for r in group["row"]]) + 0.15 * (k - 0.5)
-            ax.errorbar(group["estimate"], y, xerr=[group["estimate"] - group["ci_low"],
-                                                    group["ci_high"] - group["estimate"]],
-                        fmt="o", capsize=3, label=model)
-        ax.axvline(null, color="grey", linestyle="--", linewidth=1)
-        ax.set_yticks(range(len(rows)), rows, fontsize="small")
-        ax.invert_yaxis()
-        ax.set(xlabel=label)
-        ax.legend(fontsize="small")
-        if null == 1.0:  # odds ratios on a log axis with plain tick labels
-            ax.set_xscale("log")
-            low, high = ax.get_xlim()
-            ticks = [t for t in odds_ticks if low <= t <= high]
-            ax.minorticks_off()
-            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    for ax, (effects, null) in zip(axes.flat, panels, strict=False):
+        plots.forest_plot(effects, null=null, ax=ax)
     fig.suptitle("Effects per clinical step, 95 % intervals");
 
 # %% [markdown]
@@ -241,19 +218,9 @@ if lmm is None:
     display(Markdown("No linear mixed model was fitted, so there is nothing to diagnose."))
 else:
     modes = reports.conditional_modes(panel, lmm)
-    per_report, per_runner = modes.per_report, modes.per_runner.sort_values("Intercept")
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
-    sns.scatterplot(data=per_report, x="fitted", y="residual", s=8, alpha=0.4, ax=axes[0])
-    axes[0].axhline(0, color="black", linewidth=1)
-    axes[0].set(title="Residuals vs fitted", xlabel="fitted pain (NRS)", ylabel="residual")
-    stats.probplot(per_report["residual"], dist="norm", plot=axes[1])
-    axes[1].set(title="Normal Q-Q of residuals")
-    axes[2].errorbar(per_runner["Intercept"], np.arange(len(per_runner)),
-                     xerr=1.96 * per_runner["Intercept_se"], fmt="o", markersize=3,
-                     linewidth=0.8)
-    axes[2].axvline(0, color="grey", linestyle="--", linewidth=1)
-    axes[2].set(title="Runner intercepts (95 % intervals)", xlabel="NRS points vs average",
-                ylabel="runners, sorted", yticks=[]);
+    fig, axes = plt.subplots(1, 4, figsize=(18, 3.8), layout="constrained")
+    plots.residual_diagnostics(modes.per_report, axes=axes[:3])
+    plots.caterpillar(modes.per_runner, term="Intercept", ax=axes[3]);
 
 # %% [markdown]
 # ## In plain words

@@ -120,8 +120,7 @@ if result is not None:
     odds = "odds_ratio" in result.table.columns
     fig, axes = plt.subplots(1, 1 + len(exposure_list),
                              figsize=(5 * (1 + len(exposure_list)), 3.8), layout="constrained")
-    plots.effects_forest(effects, null=1.0 if odds else 0.0, ax=axes[0],
-                         xlabel="odds ratio" if odds else "change in pain (NRS points)")
+    plots.forest_plot(effects, null=1.0 if odds else 0.0, ax=axes[0])
     for ax, exposure in zip(axes[1:], exposure_list, strict=True):
         plots.predicted_pain(result, view.panel, exposure=exposure, ax=ax)
         ax.set_title(f"Predicted pain by {exposure} (95 % CI)");

@@ -492,7 +492,7 @@ def test_param_items_are_typed_by_the_template() -> None:
 @pytest.mark.parametrize(("change", "message"), [
     ({"outcome": "pain_score"}, "outcome must be one of"),
     ({"pain_threshold": 11.0}, "NRS 0-10"),
-    ({"min_cohort_size": 4}, "not lowered below 5"),
+    ({"min_cohort_size": 0}, "at least 1"),
     ({"exposures": " , "}, "at least one"),
     ({"random_slopes": "km_7d"}, "must be among the exposures"),
     ({"exposures": "mileage_jump,not_a_column"}, "['not_a_column'] are not panel columns"),

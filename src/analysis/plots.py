@@ -16,6 +16,7 @@ from scipy import stats
 
 FIGSIZE = (7.0, 3.5)  # inches
 NIELSEN_ORDER = ("<10%", "10-30%", ">30%")  # jump_category levels (Nielsen et al. 2014)
+ODDS_TICKS = (0.25, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 3, 5, 10)  # plain labels on a log axis
 
 
 def _axes(ax: Axes | None) -> Axes:
@@ -98,14 +99,22 @@ def jump_bands_vs_pain(panel: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
 def runner_timeline(
     daily: pd.DataFrame, panel: pd.DataFrame, runner_id: str, *, ax: Axes | None = None
 ) -> Axes:
-    """One runner: daily km (bars), rolling 7-day km (line) and pain reports (right axis)."""
+    """One runner: daily km (bars), rolling 7-day km (line), pain reports (right axis), and
+    dashed lines on the days a new shoe first appears in the log (when ``shoe_id`` is known).
+    """
     ax = _axes(ax)
     days = daily[daily["runner_id"] == runner_id].sort_values("date")
     reports = panel[panel["runner_id"] == runner_id].sort_values("date")
+    if "shoe_id" in days:
+        first_use = days.dropna(subset=["shoe_id"]).groupby("shoe_id")["date"].min()
+        for shoe, day in first_use.sort_values().iloc[1:].items():  # the first is no change
+            ax.axvline(day, color="tab:brown", linestyle="--", linewidth=1)
+            ax.annotate(str(shoe), (day, 1.0), xycoords=("data", "axes fraction"), rotation=90,
+                        va="top", ha="right", fontsize="x-small", color="tab:brown")
     ax.bar(days["date"], days["distance_km"].fillna(0.0), width=1.0, color="tab:gray", alpha=0.6,
            label="daily km")
-    ax.plot(days["date"], days["distance_km"].rolling(7, min_periods=7).sum() / 7, color="tab:blue",
-            label="7-day mean km/day")
+    ax.plot(days["date"], days["distance_km"].rolling(7, min_periods=7).sum() / 7,
+            color="tab:blue", label="7-day mean km/day")
     right = ax.twinx()
     right.plot(reports["date"], reports["pain"], "o-", color="tab:red", label="pain (NRS)")
     right.set(ylim=(0, 10), ylabel="knee pain (NRS 0-10)")
@@ -124,29 +133,57 @@ def share_missing(panel: pd.DataFrame, columns: list[str]) -> pd.Series:
 # --- model figures ---
 
 
-def forest_plot(table: pd.DataFrame, *, odds: bool | None = None,
-                terms: Sequence[str] | None = None, ax: Axes | None = None) -> Axes:
-    """Forest plot of a model table (:class:`analysis.models.ModelResult` ``.table``).
+def forest_plot(effects: pd.DataFrame, *, null: float | None = None, xlabel: str | None = None,
+                ax: Axes | None = None) -> Axes:
+    """Forest plot: one row per effect with its 95 % interval, one colour per model.
 
-    One row per term (the intercept left out unless named in ``terms``) with its Wald 95 %
-    interval; odds ratios on a log axis when the table has them (``odds=None``: detect).
-    Units are the model's: NRS points per unit of exposure, or odds ratios per unit.
+    Parameters
+    ----------
+    effects
+        ``term``, ``estimate``, ``ci_low``, ``ci_high``; optional ``step`` (reading unit,
+        e.g. "per +10 % week-over-week mileage", as :func:`analysis.reports.effects_table`
+        gives) and ``model`` (several models side by side). A raw
+        :class:`analysis.models.ModelResult` ``.table`` works too: its odds ratios are used
+        when it has them, and the intercept is left out.
+    null
+        The no-effect line: 0 for NRS differences, 1 for odds ratios (then a log axis).
+        Default: 1 when the table holds odds ratios, else 0.
     """
     ax = _axes(ax)
-    odds = "odds_ratio" in table.columns if odds is None else odds
-    rows = table.loc[table["term"] != "Intercept"] if terms is None else \
-        table.set_index("term").loc[list(terms)].reset_index()
-    est, lo, hi = (("odds_ratio", "or_ci_low", "or_ci_high") if odds
-                   else ("estimate", "ci_low", "ci_high"))
-    y = np.arange(len(rows))[::-1]
-    ax.errorbar(rows[est], y, xerr=[rows[est] - rows[lo], rows[hi] - rows[est]], fmt="o",
-                color="black", ecolor="tab:blue", capsize=3)
-    ax.axvline(1.0 if odds else 0.0, color="tab:gray", linestyle="--", linewidth=1)
-    if odds:
+    rows = effects[effects["term"] != "Intercept"]
+    if "odds_ratio" in rows.columns:  # a ModelResult table: odds ratios per unit
+        rows = rows.assign(estimate=rows["odds_ratio"], ci_low=rows["or_ci_low"],
+                           ci_high=rows["or_ci_high"])
+        null = 1.0 if null is None else null
+    null = 0.0 if null is None else null
+    rows = rows.assign(
+        label=rows["term"].astype(str) + ("\n" + rows["step"] if "step" in rows else ""),
+        model=rows["model"] if "model" in rows else "",
+    )
+    labels = list(dict.fromkeys(rows["label"]))
+    models = list(dict.fromkeys(rows["model"]))
+    for k, (model, group) in enumerate(rows.groupby("model", sort=False)):
+        dodge = 0.15 * (k - (len(models) - 1) / 2)
+        y = np.array([labels.index(label) for label in group["label"]]) + dodge
+        ax.errorbar(group["estimate"], y, xerr=[group["estimate"] - group["ci_low"],
+                                                group["ci_high"] - group["estimate"]],
+                    fmt="o", capsize=3, label=model or None,
+                    color=None if len(models) > 1 else "black",
+                    ecolor=None if len(models) > 1 else "tab:blue")
+    ax.axvline(null, color="tab:gray", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(labels)), labels, fontsize="small")
+    ax.invert_yaxis()
+    if null == 1.0:  # ratios are symmetric on a log axis; keep plain tick labels
         ax.set_xscale("log")
-    ax.set_yticks(y, list(rows["term"]))
-    ax.set(xlabel="odds ratio per unit (95 % CI)" if odds
-           else "change in pain per unit (NRS points, 95 % CI)", title="Fixed effects")
+        low, high = ax.get_xlim()
+        ticks = [t for t in ODDS_TICKS if low <= t <= high]
+        ax.minorticks_off()
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    if len(models) > 1:
+        ax.legend(fontsize="small")
+    ax.set(xlabel=xlabel or ("odds ratio (95 % CI)" if null == 1.0
+                             else "change in pain (NRS points, 95 % CI)"),
+           title="Fixed effects (95 % CI)")
     return ax
 
 
@@ -261,32 +298,4 @@ def power_curve_plot(power: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     ax.set(xlabel="runners", ylabel="power", ylim=(0, 1.02),
            title="Simulation-based power (95 % intervals)")
     ax.legend(frameon=False)
-    return ax
-
-
-# --- report figures (per-cohort reports: analysis.reports) ---
-
-
-def effects_forest(
-    effects: pd.DataFrame, *, null: float = 0.0, xlabel: str = "change in pain (NRS points)",
-    ax: Axes | None = None,
-) -> Axes:
-    """Forest plot: one row per effect with its 95 % CI, in reading units.
-
-    ``effects`` has ``term``, ``step`` (e.g. "per +10 % week-over-week mileage"),
-    ``estimate``, ``ci_low``, ``ci_high`` (:func:`analysis.reports.effects_table`);
-    ``null`` is the no-effect line (0 for NRS differences, 1 for odds ratios).
-    """
-    ax = _axes(ax)
-    rows = effects.reset_index(drop=True)
-    y = range(len(rows))[::-1]
-    ax.errorbar(rows["estimate"], list(y),
-                xerr=[rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]],
-                fmt="o", color="black", ecolor="tab:blue", capsize=3)
-    ax.axvline(null, color="tab:gray", linestyle="--", linewidth=1)
-    if null == 1.0:  # ratios: symmetric on a log axis
-        ax.set_xscale("log")
-    ax.set_yticks(list(y), [f"{t}\n{s}" for t, s in zip(rows["term"], rows["step"],
-                                                        strict=True)])
-    ax.set(xlabel=xlabel, title="Fixed effects (95 % CI)")
     return ax

@@ -239,9 +239,9 @@ def validate_parameters(parameters: Mapping[str, Any], *, panel_columns: Iterabl
     Raises
     ------
     ReportError
-        Unknown outcome, threshold outside NRS 0-10, ``min_cohort_size`` below the privacy
-        floor, no exposures, a random slope that is not an exposure, or a column the panel
-        lacks.
+        Unknown outcome, threshold outside NRS 0-10, ``min_cohort_size`` below 1 (the data
+        owner may lower it below the default 5; the index then says so), no exposures, a
+        random slope that is not an exposure, or a column the panel lacks.
     """
     if parameters["outcome"] not in OUTCOMES:
         raise ReportError(f"outcome must be one of {sorted(OUTCOMES)}, got "
@@ -249,9 +249,9 @@ def validate_parameters(parameters: Mapping[str, Any], *, panel_columns: Iterabl
     if not 0 <= float(parameters["pain_threshold"]) <= 10:
         raise ReportError("pain_threshold is on the NRS 0-10 scale, got "
                           f"{parameters['pain_threshold']}")
-    if int(parameters["min_cohort_size"]) < DEFAULT_MIN_COHORT_SIZE:
-        raise ReportError(f"min_cohort_size may be raised but not lowered below "
-                          f"{DEFAULT_MIN_COHORT_SIZE} runners (privacy)")
+    if int(parameters["min_cohort_size"]) < 1:
+        raise ReportError("min_cohort_size is a number of runners, at least 1 (default "
+                          f"{DEFAULT_MIN_COHORT_SIZE}); got {parameters['min_cohort_size']}")
     exposures = split_list(parameters["exposures"])
     if not exposures:
         raise ReportError("exposures: at least one panel column is needed")
@@ -788,6 +788,9 @@ def write_index(out: Path, outcomes: Sequence[CohortOutcome], *, processed: Path
         generated=_now(),
         version=__version__,
         rows=[_index_row(o, out) for o in outcomes],
+        min_cohort_size=min((int(o.parameters.get("min_cohort_size", DEFAULT_MIN_COHORT_SIZE))
+                             for o in outcomes), default=DEFAULT_MIN_COHORT_SIZE),
+        default_min_cohort_size=DEFAULT_MIN_COHORT_SIZE,
     )
     path = out / "index.html"
     _atomic_write_text(path, page)
@@ -842,7 +845,11 @@ text-align: left; vertical-align: top; } .ok { color: #17663a; } .failed { color
 <p><small>Generated {{ generated }} by kneeload {{ version }}.
 Estimates: mixed model of knee pain with a random intercept per runner, in reading units
 (NRS 0-10 points, or odds ratios for pain present); 95 % confidence intervals.
-"skipped" means unchanged since the last successful run (that report is shown).</small></p>
+"skipped" means unchanged since the last successful run (that report is shown).
+Cohorts with fewer than {{ min_cohort_size }} runners are suppressed (no statistics){% if
+min_cohort_size < default_min_cohort_size %}: <strong>this minimum was lowered below the
+default of {{ default_min_cohort_size }} by whoever ran this report</strong>{% endif
+%}.</small></p>
 <table>
 <thead><tr><th>Cohort</th><th>Status</th><th>Runners</th><th>Reports</th>
 <th>Headline estimates (95 % CI)</th><th>Duration</th><th>Report</th></tr></thead>
@@ -1063,6 +1070,28 @@ def cohort_summary(view: CohortView, *, exposures: Sequence[str] = ()) -> pd.Dat
     return pd.DataFrame(rows, columns=["measure", "value"], dtype=object)
 
 
+def follow_up_coverage(daily: pd.DataFrame, panel: pd.DataFrame,
+                       runners: pd.DataFrame) -> pd.DataFrame:
+    """Per runner: days followed, run days, km, pain reports and report coverage (0-1).
+
+    Report coverage is the share of followed weeks (days followed / 7) with a pain report,
+    capped at 1 (reports are weekly).
+    """
+    return (
+        daily.groupby("runner_id", observed=True)
+        .agg(first_day=("date", "min"), last_day=("date", "max"),
+             days_followed=("date", "size"), run_days=("n_runs", lambda n: int((n > 0).sum())),
+             km=("distance_km", "sum"))
+        .join(panel.groupby("runner_id").size().rename("pain_reports"))
+        .fillna({"pain_reports": 0})
+        .astype({"pain_reports": int})
+        .join(runners.set_index("runner_id")["cohort"])
+        .assign(weeks_followed=lambda d: d["days_followed"] / 7,
+                report_coverage=lambda d: (d["pain_reports"] / d["weeks_followed"])
+                .clip(upper=1))
+    )
+
+
 def cleaning_counts(cleaning: Mapping[str, Any]) -> pd.DataFrame:
     """The cleaning audit as a table: one row per input file (read, kept, merged, ...)."""
     files = cleaning.get("files", {})
@@ -1272,12 +1301,39 @@ def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttem
 
 
 __all__ = [
-    "DEFAULT_MIN_COHORT_SIZE", "DEFAULT_PARAMETERS", "EFFECT_STEPS", "KERNEL_NAME",
-    "CohortJob", "CohortOutcome", "CohortView", "ModelAttempt",
-    "RandomEffects", "ReportRun", "cleaning_counts", "cohort_audit", "cohort_input_hashes",
-    "cohort_summary", "conditional_modes", "dask_submitter", "effects_table",
-    "fit_cohort_model", "headline_rows", "list_cohorts", "load_cohort", "parse_param_items",
-    "plain_language", "read_manifest", "render_html", "run_cohort", "run_reports",
-    "runner_table", "safe_name", "split_list", "template_path", "validate_parameters",
-    "write_index", "write_summary",
+    "DEFAULT_MIN_COHORT_SIZE",
+    "DEFAULT_PARAMETERS",
+    "EFFECT_STEPS",
+    "KERNEL_NAME",
+    "CohortJob",
+    "CohortOutcome",
+    "CohortView",
+    "ModelAttempt",
+    "RandomEffects",
+    "ReportRun",
+    "cleaning_counts",
+    "cohort_audit",
+    "cohort_input_hashes",
+    "cohort_summary",
+    "conditional_modes",
+    "dask_submitter",
+    "effects_table",
+    "fit_cohort_model",
+    "follow_up_coverage",
+    "headline_rows",
+    "list_cohorts",
+    "load_cohort",
+    "parse_param_items",
+    "plain_language",
+    "read_manifest",
+    "render_html",
+    "run_cohort",
+    "run_reports",
+    "runner_table",
+    "safe_name",
+    "split_list",
+    "template_path",
+    "validate_parameters",
+    "write_index",
+    "write_summary",
 ]

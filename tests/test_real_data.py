@@ -1,0 +1,61 @@
+"""Real third-party files (../shared/data/real) all the way to a report.
+
+Each sample holds one athlete, so the report is run with ``min_cohort_size=1`` (which the
+index then flags as lowered). None of them has a pain or injury event: the report must say
+so instead of failing on a model that cannot be fitted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analysis.paths import real_data_dir
+
+KNEELOAD = str(Path(sys.executable).with_name("kneeload"))
+SAMPLES = {  # folder under the real-data dir -> format auto-detection must choose
+    "formats/strava": "strava",
+    "formats/garmin_connect": "garmin",
+    "lovdal2021": "lovdal",
+}
+
+pytestmark = [pytest.mark.real_data, pytest.mark.slow]
+
+
+def _sample(relative: str) -> Path:
+    folder = real_data_dir() / relative
+    if not folder.is_dir():
+        pytest.skip(f"real sample {folder} not available (set KNEELOAD_REAL_DATA)")
+    return folder
+
+
+@pytest.mark.parametrize("relative", sorted(SAMPLES))
+def test_real_sample_builds_and_reports_without_failing(tmp_path, relative, tree_hashes):
+    raw = _sample(relative)
+    before = tree_hashes(raw)
+    processed, reports = tmp_path / "processed", tmp_path / "reports"
+    build = subprocess.run([KNEELOAD, "build", str(raw), "--out", str(processed)],
+                           capture_output=True, text=True, check=False, timeout=300)
+    assert build.returncode == 0, build.stderr
+    assert f"format: {SAMPLES[relative]}" in build.stderr
+    report = subprocess.run([KNEELOAD, "report", str(processed), "--out", str(reports),
+                             "--param", "min_cohort_size=1"],
+                            capture_output=True, text=True, check=False, timeout=600)
+    assert report.returncode == 0, report.stderr
+    manifest = json.loads((reports / "manifest.json").read_text())
+    assert [c["status"] for c in manifest["cohorts"].values()] == ["ok"]
+    cohort = next(iter(manifest["cohorts"]))
+    html = (reports / cohort / "report.html").read_text()
+    assert "Traceback" not in html
+    summary = json.loads((reports / cohort / "summary.json").read_text())
+    assert summary["headline"] == []  # no events, no model, and the report says why
+    note = summary["model_note"]
+    assert note  # e.g. "no pain reports ..." / "no complete rows ..."
+    assert note.split(";")[0][:40] in html  # the report itself says it, not only the index
+    index = (reports / "index.html").read_text()
+    assert "lowered below the default of 5" in index
+    assert tree_hashes(raw) == before  # raw files are read-only
