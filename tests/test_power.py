@@ -6,8 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scipy import stats
+
 from analysis.errors import ModelSpecError
-from analysis.power import power_curve, summarise_simulations
+from analysis.models import MIN_RUNNERS_FOR_SLOPE
+from analysis.power import (
+    power_curve,
+    redraw_lmm_outcome,
+    simulate_and_fit,
+    simulate_panel,
+    summarise_simulations,
+)
 
 
 def test_summarise_by_hand():
@@ -44,10 +53,17 @@ def test_power_curve_reproducible_and_monotone_in_effect():
 
 
 def test_power_curve_grid_and_binomial():
-    out = power_curve(runners=[10, 30], weeks=[8], effects={"mileage_jump": 1.0}, n_sims=3,
-                      seed=3, progress=False, model="glmm")
-    assert out[["runners", "weeks"]].to_numpy().tolist() == [[10, 8], [30, 8]]
-    assert ((out["power"] >= 0) & (out["power"] <= 1)).all()
+    """GLMM power: a null effect is detected at about alpha, a large one almost always."""
+    kwargs = {"runners": [10, 30], "weeks": [8], "n_sims": 30, "seed": 3, "progress": False,
+              "model": "glmm"}
+    null = power_curve(effects={"mileage_jump": 0.0}, **kwargs)
+    assert null[["runners", "weeks"]].to_numpy().tolist() == [[10, 8], [30, 8]]
+    assert (null["n_failed"] == 0).all()
+    # type I error 0.05: more than the binomial 99.9 % quantile (6 of 30) would be a defect
+    limit = stats.binom.ppf(0.999, 30, 0.05)
+    assert (null["n_significant"] <= limit).all(), null[["runners", "n_significant"]]
+    large = power_curve(effects={"mileage_jump": 6.0}, **kwargs)  # log-odds per +100 % jump
+    assert (large["power"] >= 0.9).all(), large[["runners", "power"]]
 
 
 def test_unknown_effect_is_an_error():
@@ -64,9 +80,40 @@ def test_parallel_equals_serial():
                                   parallel.drop(columns="seconds_per_sim"))
 
 
-def test_failed_fits_count_as_not_detected_and_say_why():
-    # 8 runners cannot support the random slope on mileage_jump (MIN_RUNNERS_FOR_SLOPE = 10)
-    out = power_curve(runners=[8], weeks=[8], effects={"mileage_jump": 3.0}, n_sims=2, seed=1,
-                      progress=False)
-    assert out["n_failed"].item() == 2 and out["power"].item() == 0.0
-    assert "random slope" in out["first_error"].item()
+def test_designs_too_small_for_a_random_slope_are_not_estimable():
+    """Below MIN_RUNNERS_FOR_SLOPE the default random-slope LMM cannot be fitted: power is
+    not estimable (NaN, with the reason), not a power of 0."""
+    small = MIN_RUNNERS_FOR_SLOPE - 2
+    out = power_curve(runners=[small, 12], weeks=[8], effects={"mileage_jump": 3.0},
+                      n_sims=2, seed=1, progress=False).set_index("runners")
+    assert np.isnan(out.loc[small, "power"]) and out.loc[small, "n_sims"] == 0
+    assert "random slope" in out.loc[small, "not_estimable"]
+    assert str(MIN_RUNNERS_FOR_SLOPE) in out.loc[small, "not_estimable"]
+    assert pd.isna(out.loc[12, "not_estimable"]) and out.loc[12, "power"] == 1.0
+    # a random-intercept model has no such limit
+    ri = power_curve(runners=[small], weeks=[8], effects={"mileage_jump": 3.0}, n_sims=2,
+                     seed=1, progress=False, random_slopes=())
+    assert ri["power"].item() == 1.0 and pd.isna(ri["not_estimable"].item())
+
+
+def test_exactly_the_requested_runners_are_simulated():
+    """50 runners in 3 cohorts are 17 + 17 + 16, not 3 x ceil(50 / 3) = 51."""
+    panel, truth = simulate_panel(runners=50, cohorts=3, weeks=8, seed=2)
+    assert truth["n_runners"] == 50
+    per_cohort = panel.groupby("cohort")["runner_id"].nunique().sort_values()
+    assert per_cohort.tolist() == [16, 17, 17]
+    sims = simulate_and_fit(runners=50, weeks=8, cohorts=3, seed=2)
+    assert (sims["n_runners"] == 50).all()
+
+
+def test_redraw_is_the_stated_linear_model():
+    """With no random effects and no noise the redrawn pain is exactly b0 + sum b_k x_k."""
+    panel, truth = simulate_panel(runners_per_cohort=4, weeks=6, seed=4)
+    exact = {**truth, "random_effects": {"sd_intercept": 0.0, "sd_slope_mileage_jump": 0.0},
+             "residual_sd": 0.0}
+    out = redraw_lmm_outcome(panel, exact, seed=0)
+    fe = truth["fixed_effects"]
+    x = panel[["mileage_jump", "shoe_km", "rest_days_7d"]].astype(float).fillna(0.0)
+    expected = (fe["Intercept"] + fe["mileage_jump"] * x["mileage_jump"]
+                + fe["shoe_km"] * x["shoe_km"] + fe["rest_days_7d"] * x["rest_days_7d"])
+    np.testing.assert_allclose(out["pain"], expected, rtol=1e-12)

@@ -19,12 +19,12 @@ import pandas as pd
 
 from analysis.epi import wilson_interval
 from analysis.errors import KneeloadError, ModelSpecError
-from analysis.models import fit_model
+from analysis.models import MIN_RUNNERS_FOR_SLOPE, fit_model
+from analysis.simulate import DEFAULT_SEED, linear_predictor
 
 #: Exposures the simulator's truth refers to (fraction, km, days).
 DEFAULT_EXPOSURES = ("mileage_jump", "shoe_km", "rest_days_7d")
 DEFAULT_ALPHA = 0.05
-DEFAULT_SEED = 20261125
 
 #: Random slopes in the simulator's outcome models (analysis.simulate): NRS has one on the
 #: jump, the logistic model none.
@@ -43,23 +43,39 @@ def simulate_panel(
     seed: int = DEFAULT_SEED,
     outcome: str = "nrs",
     effects: dict[str, float] | None = None,
+    runners: int | None = None,
     **simulate_kwargs: Any,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Simulate a study and build its exposure panel -> ``(panel, truth)``.
 
     ``truth["fixed_effects"]`` holds the true effects (NRS points per unit, or log-odds for
     ``outcome="binary"``) of the panel columns ``mileage_jump`` (fraction), ``shoe_km`` (km),
-    ``rest_days_7d`` (days).
+    ``rest_days_7d`` (days). ``runners``, when given, is the exact total number of runners,
+    split as evenly as possible over ``cohorts`` (the first ``runners % cohorts`` cohorts get
+    one more) and replacing ``runners_per_cohort``; ``truth["n_runners"]`` is the number
+    simulated.
     """
     from analysis.exposures import build_panel
     from analysis.simulate import simulate_dataset
 
+    if runners is not None:
+        if runners < cohorts:
+            raise ModelSpecError(f"{runners} runners cannot fill {cohorts} cohorts")
+        runners_per_cohort = math.ceil(runners / cohorts)
     ds = simulate_dataset(runners_per_cohort=runners_per_cohort, weeks=weeks, cohorts=cohorts,
                           seed=seed, outcome=outcome, effects=effects, **simulate_kwargs)
-    built = build_panel(ds.runs, ds.runners, ds.pain, ds.shoes,
+    tables = {"runs": ds.runs, "runners": ds.runners, "pain": ds.pain, "shoes": ds.shoes}
+    if runners is not None and runners < runners_per_cohort * cohorts:
+        cohort_no = pd.Series(pd.factorize(ds.runners["cohort"])[0], index=ds.runners.index)
+        quota = runners // cohorts + (cohort_no < runners % cohorts)
+        rank = ds.runners.groupby("cohort", sort=False).cumcount()
+        kept = ds.runners.loc[rank < quota, "runner_id"]
+        tables = {name: t.loc[t["runner_id"].isin(kept)].reset_index(drop=True)
+                  for name, t in tables.items()}
+    built = build_panel(tables["runs"], tables["runners"], tables["pain"], tables["shoes"],
                         exposure_lag_days=ds.truth["exposure_lag_days"],
                         pain_threshold=ds.truth["pain_threshold"])
-    return built.panel, ds.truth
+    return built.panel, {**ds.truth, "n_runners": len(tables["runners"])}
 
 
 def redraw_lmm_outcome(panel: pd.DataFrame, truth: dict[str, Any], *,
@@ -76,10 +92,8 @@ def redraw_lmm_outcome(panel: pd.DataFrame, truth: dict[str, Any], *,
     u0 = rng.normal(0.0, re["sd_intercept"], len(uniques))[codes]
     u1 = rng.normal(0.0, re.get("sd_slope_mileage_jump", 0.0), len(uniques))[codes]
     fe = truth["fixed_effects"]
-    eta = np.full(len(panel), float(fe["Intercept"]))
-    for col, beta in fe.items():
-        if col != "Intercept":
-            eta += beta * panel[col].astype(float).fillna(0.0).to_numpy()
+    slopes = {col: beta for col, beta in fe.items() if col != "Intercept"}
+    eta = float(fe["Intercept"]) + linear_predictor(panel, slopes)
     jump = panel["mileage_jump"].astype(float).fillna(0.0).to_numpy()
     noise = rng.normal(0.0, truth["residual_sd"], len(panel))
     return panel.assign(pain=eta + u0 + u1 * jump + noise)
@@ -99,14 +113,15 @@ def simulate_and_fit(
 ) -> pd.DataFrame:
     """One simulated study: one row per exposure with truth, estimate, interval, p-value.
 
+    Exactly ``runners`` runners are simulated (``n_runners``), split over ``cohorts``.
+
     A fit that fails (a :class:`~analysis.errors.KneeloadError`, e.g. an exposure that is
     constant in a tiny study) gives rows with ``failed=True`` and missing estimates: it
     counts as "not detected" in power.
     """
     outcome = _OUTCOME_FOR_MODEL[model]
-    per_cohort = math.ceil(runners / cohorts)
-    panel, truth = simulate_panel(runners_per_cohort=per_cohort, weeks=weeks, cohorts=cohorts,
-                                  seed=seed, outcome=outcome, effects=effects)
+    panel, truth = simulate_panel(runners=runners, weeks=weeks, cohorts=cohorts, seed=seed,
+                                  outcome=outcome, effects=effects)
     true_effects = truth["fixed_effects"]
     kwargs: dict[str, Any] = {"exposures": list(exposures)}
     if model != "gee":
@@ -120,7 +135,8 @@ def simulate_and_fit(
     rows = []
     for term in exposures:
         row: dict[str, Any] = {"seed": seed, "term": term, "truth": true_effects.get(term),
-                               "failed": failed, "converged": converged, "error": message}
+                               "n_runners": truth["n_runners"], "failed": failed,
+                               "converged": converged, "error": message}
         if table is not None:
             est = table.loc[term]
             row.update(estimate=est["estimate"], std_error=est["std_error"],
@@ -152,6 +168,15 @@ def summarise_simulations(sims: pd.DataFrame, *, by: Sequence[str] = ("term",)) 
     lo, hi = wilson_interval(out["n_significant"].to_numpy(), out["n_sims"].to_numpy())
     return out.assign(power=out["n_significant"] / out["n_sims"], power_ci_low=lo,
                       power_ci_high=hi, bias=out["mean_estimate"] - out["truth"])
+
+
+def _not_estimable(n_runners: int, *, random_slopes: Sequence[str]) -> str | None:
+    """Why the planned model cannot be fitted to ``n_runners`` runners (None if it can)."""
+    if random_slopes and n_runners < MIN_RUNNERS_FOR_SLOPE:
+        return (f"a random slope on {', '.join(random_slopes)} needs at least "
+                f"{MIN_RUNNERS_FOR_SLOPE} runners (McNeish & Stapleton 2016); the design has "
+                f"{n_runners}")
+    return None
 
 
 def _progress(total: int, enabled: bool, description: str) -> Any:
@@ -213,6 +238,9 @@ def power_curve(
     -------
     One row per runners x weeks x term in ``effects``: ``power`` with its Wilson interval,
     ``coverage`` of the 95 % intervals, ``bias``, ``n_failed`` and seconds per simulation.
+    Exactly ``runners`` runners are simulated per study. A design whose planned model is not
+    estimable (a random slope with fewer than ``MIN_RUNNERS_FOR_SLOPE`` runners) is not
+    simulated: its ``power`` is NaN and ``not_estimable`` says why (None otherwise).
     """
     if model not in _OUTCOME_FOR_MODEL:
         raise ModelSpecError(
@@ -226,12 +254,16 @@ def power_curve(
     if random_slopes is None:
         random_slopes = SIMULATED_RANDOM_SLOPES[model]
     cells = [(int(r), int(w)) for r in runners for w in weeks]
+    fitted_slopes = tuple(random_slopes) if model != "gee" else ()  # GEE has no slopes
+    reasons = [_not_estimable(n_runners, random_slopes=fitted_slopes) for n_runners, _ in cells]
+    estimable = [i for i, reason in enumerate(reasons) if reason is None]
+    # seeds are indexed by cell, so a cell's result does not depend on the other cells
     seeds = np.random.SeedSequence(seed).generate_state(len(cells) * n_sims, dtype=np.uint32)
-    tasks = [{"runners": n_runners, "weeks": n_weeks, "effects": effects,
+    tasks = [{"runners": cells[i][0], "weeks": cells[i][1], "effects": effects,
               "seed": int(seeds[i * n_sims + j]), "model": model,
               "exposures": tuple(exposures), "random_slopes": tuple(random_slopes),
               "cohorts": cohorts, "alpha": alpha}
-             for i, (n_runners, n_weeks) in enumerate(cells) for j in range(n_sims)]
+             for i in estimable for j in range(n_sims)]
     bar = _progress(len(tasks), progress, "simulating studies")
     sims: list[pd.DataFrame] = [pd.DataFrame()] * len(tasks)
     seconds = np.zeros(len(tasks))
@@ -257,13 +289,21 @@ def power_curve(
         if bar is not None:
             bar.stop()
     results = []
+    terms = [t for t in exposures if t in effects]
     for i, (n_runners, n_weeks) in enumerate(cells):
-        part = slice(i * n_sims, (i + 1) * n_sims)
-        summary = summarise_simulations(pd.concat(sims[part], ignore_index=True))
-        summary = summary.loc[summary["term"].isin(list(effects))]
+        if reasons[i] is not None:
+            summary = pd.DataFrame({
+                "term": terms, "truth": [float(effects[t]) for t in terms], "n_sims": 0,
+                "n_failed": 0, "n_significant": 0, "power": np.nan, "power_ci_low": np.nan,
+                "power_ci_high": np.nan, "seconds_per_sim": np.nan})
+        else:
+            pos = estimable.index(i)
+            part = slice(pos * n_sims, (pos + 1) * n_sims)
+            summary = summarise_simulations(pd.concat(sims[part], ignore_index=True))
+            summary = summary.loc[summary["term"].isin(terms)].assign(
+                seconds_per_sim=float(seconds[part].mean()))
         results.append(summary.assign(runners=n_runners, weeks=n_weeks, model=model,
-                                      alpha=alpha,
-                                      seconds_per_sim=float(seconds[part].mean())))
+                                      alpha=alpha, not_estimable=reasons[i]))
     out = pd.concat(results, ignore_index=True)
     first = ["runners", "weeks", "term", "truth", "power", "power_ci_low", "power_ci_high"]
     return out[first + [c for c in out.columns if c not in first]]

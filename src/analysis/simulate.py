@@ -445,7 +445,8 @@ def _runner_effects(rng: np.random.Generator, runner_ids: pd.Series, sd: float) 
     return rng.normal(0.0, sd, len(uniques))[codes] if sd > 0 else np.zeros(len(codes))
 
 
-def _linear_predictor(exposures: pd.DataFrame, effects: dict[str, float]) -> np.ndarray:
+def linear_predictor(exposures: pd.DataFrame, effects: dict[str, float]) -> np.ndarray:
+    """Per row, the sum of ``effect * column`` over ``effects`` (a missing exposure counts 0)."""
     eta = np.zeros(len(exposures))
     for column, beta in effects.items():
         eta += beta * exposures[column].astype(float).fillna(0.0).to_numpy()
@@ -465,7 +466,7 @@ def _nrs_outcome(
     jump = exposures["mileage_jump"].astype(float).fillna(0.0).to_numpy()
     latent = (
         NRS_INTERCEPT
-        + _linear_predictor(exposures, effects)
+        + linear_predictor(exposures, effects)
         + u0
         + u1 * jump
         + rng.normal(0.0, NRS_RESIDUAL_SD, len(exposures))
@@ -496,7 +497,7 @@ def _binary_outcome(
     sd_intercept: float,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     u0 = _runner_effects(rng, exposures["runner_id"], sd_intercept)
-    eta = BINARY_INTERCEPT + _linear_predictor(exposures, effects) + u0
+    eta = BINARY_INTERCEPT + linear_predictor(exposures, effects) + u0
     present = rng.random(len(exposures)) < 1.0 / (1.0 + np.exp(-eta))
     low = int(np.ceil(threshold))
     # NRS inside the band: threshold..10 when present, 0..threshold-1 otherwise.
