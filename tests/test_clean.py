@@ -294,3 +294,23 @@ def test_two_device_rule_edges(tmp_path: Path) -> None:
     merged = result.quarantine.query("reason == 'two_device_duplicate'")["line"].tolist()
     assert merged == [3, 6]
     assert sorted(result.runs["source_line"]) == [2, 4, 5, 7, 8, 9, 10]
+
+
+def test_two_runners_may_name_their_shoes_alike(tmp_path: Path) -> None:
+    # Strava's shoe_id is the gear's display name: R1's and R2's "Pegasus 38" are two shoes;
+    # only a second row for the same runner and shoe is a duplicate
+    (tmp_path / "runners.csv").write_text("runner_id,cohort\nR1,A\nR2,A\n", encoding="utf-8")
+    (tmp_path / "pain.csv").write_text("runner_id,date,pain\n", encoding="utf-8")
+    (tmp_path / "runs.csv").write_text("runner_id,date,distance_km\nR1,2024-01-01,5\n",
+                                       encoding="utf-8")
+    (tmp_path / "shoes.csv").write_text(
+        "shoe_id,runner_id,start_km\n"
+        "Pegasus 38,R1,10\n"  # line 2: kept
+        "Pegasus 38,R2,20\n"  # line 3: another runner's shoe, kept
+        "Pegasus 38,R2,30\n",  # line 4: R2's shoe again, different row -> duplicate
+        encoding="utf-8")
+    result = clean_tables(read_dataset(tmp_path), today=TODAY)
+    assert result.shoes[["runner_id", "start_km"]].to_numpy().tolist() == [["R1", 10.0],
+                                                                          ["R2", 20.0]]
+    assert result.quarantine[["line", "reason"]].to_numpy().tolist() == [
+        [4, "duplicate_shoe_id"]]

@@ -605,3 +605,27 @@ def test_build_panel_imports_nothing_on_its_threads_in_fresh_processes() -> None
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         assert out.strip() == "[]", out
+
+
+def test_two_runners_with_the_same_shoe_name_have_separate_shoes() -> None:
+    # Strava's shoe_id is the gear's display name: A's and B's "Pegasus 38" are two shoes
+    # (review, /tmp/rv_shoe.py: both got the pooled 600 km)
+    days = pd.date_range("2024-01-01", periods=40, freq="D").astype("datetime64[us]")
+    runs = pd.concat([
+        pd.DataFrame({"runner_id": "A", "date": days, "distance_km": 5.0,
+                      "shoe_id": "Pegasus 38"}),
+        pd.DataFrame({"runner_id": "B", "date": days[10:], "distance_km": 10.0,
+                      "shoe_id": "Pegasus 38"})], ignore_index=True)
+    runners = pd.DataFrame({"runner_id": ["A", "B"], "cohort": ["x", "x"]})
+    pain = pd.DataFrame({"runner_id": ["A", "B"], "date": [days[-1]] * 2, "pain": [1.0, 1.0]})
+    shoes = pd.DataFrame({"shoe_id": ["Pegasus 38", "Pegasus 38"], "runner_id": ["B", "A"],
+                          "start_km": [50.0, 0.0],
+                          "start_date": [pd.NaT, pd.Timestamp("2023-12-30")]})
+    build = build_panel(runs, runners, pain, shoes, exposure_lag_days=0)
+    panel = build.panel.set_index("runner_id")
+    assert panel.loc["A", "shoe_km"] == 40 * 5.0  # 200 km, start_km 0
+    assert panel.loc["B", "shoe_km"] == 50.0 + 30 * 10.0  # its own start_km + 300 km
+    assert panel.loc["A", "shoe_age_days"] == 39 + 2  # A's start_date 2023-12-30
+    assert panel.loc["B", "shoe_age_days"] == 29  # no start_date: B's first use
+    assert panel["shoes_in_rotation_30d"].tolist() == [1.0, 1.0]
+    assert (build.daily["shoe_id"].dropna() == "Pegasus 38").all()

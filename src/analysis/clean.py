@@ -84,7 +84,7 @@ QUARANTINE_REASONS: dict[str, str] = {
     "runner_without_cohort": "the runner's row in runners has no cohort",
     "missing_cohort": "runner has no cohort",
     "duplicate_runner_id": "runner_id already used by a different runners row",
-    "duplicate_shoe_id": "shoe_id already used by a different shoes row",
+    "duplicate_shoe_id": "the runner's shoe_id already used by a different shoes row",
 }
 #: Codes for fixes applied to kept records (counted as "fixed").
 FIX_REASONS: dict[str, str] = {
@@ -357,7 +357,9 @@ def clean_tables(raw: RawTables, *, today: date | None = None) -> CleanResult:
     key = [c for c in ("shoe_id", "runner_id", "_start_date", "_start_km") if c in shoes]
     shoes = led.drop(shoes, shoes.duplicated(key, keep="first"), reason="exact_duplicate",
                      column="shoe_id")
-    shoes = led.drop(shoes, shoes["shoe_id"].duplicated(keep="first"),
+    # a shoe is (runner_id, shoe_id): Strava's shoe_id is the gear's display name, which
+    # two runners share ("Pegasus 38"); runs find their shoes row by the same pair
+    shoes = led.drop(shoes, shoes.duplicated(["runner_id", "shoe_id"], keep="first"),
                      reason="duplicate_shoe_id", column="shoe_id")
 
     runs = _clean_runs(raw.runs.copy(), runners, cohortless_ids, led, today)

@@ -173,7 +173,7 @@ class _Grid:
     code: np.ndarray  # runner code of each grid row
     day: np.ndarray  # day number of each grid row
     runs: pd.DataFrame  # runs in total order: runner, day, distance_km, shoe, row
-    shoe_ids: pd.Index  # shoe ids (sorted); runs["shoe"] indexes into it
+    shoe_keys: pd.MultiIndex  # (runner_id, shoe_id) pairs, sorted; runs["shoe"] indexes it
     has_shoes: bool
 
 
@@ -225,7 +225,33 @@ def _time_of_day_rank(start_time: pd.Series) -> np.ndarray:
     return np.where(codes >= 0, unique_s[np.maximum(codes, 0)] if len(unique_s) else 0, 0)
 
 
-def _ordered_runs(runs: pd.DataFrame, ids: pd.Index) -> tuple[pd.DataFrame, pd.Index]:
+def _shoe_codes(runs: pd.DataFrame) -> tuple[np.ndarray, pd.MultiIndex]:
+    """Code of each run's shoe (-1: none) and the sorted ``(runner_id, shoe_id)`` pairs.
+
+    A shoe belongs to one runner: Strava's ``shoe_id`` is the gear's display name, so two
+    runners' "Pegasus 38" are two shoes with separate km.
+    """
+    n = len(runs)
+    shoe = np.full(n, -1, dtype=np.int64)
+    empty = pd.MultiIndex.from_arrays([pd.Index([], dtype="str")] * 2,
+                                      names=["runner_id", "shoe_id"])
+    if "shoe_id" not in runs.columns:
+        return shoe, empty
+    runner, runner_ids = pd.factorize(runs["runner_id"].astype("str"), sort=True)
+    name, names = pd.factorize(runs["shoe_id"].astype("str"), sort=True)
+    ok = (name >= 0) & (runner >= 0)
+    if not ok.any():
+        return shoe, empty
+    pair = runner[ok].astype(np.int64) * len(names) + name[ok]
+    shoe[ok], pairs = pd.factorize(pair, sort=True)
+    keys = pd.MultiIndex.from_arrays(
+        [pd.Index(runner_ids).take(pairs // len(names)),
+         pd.Index(names).take(pairs % len(names))], names=["runner_id", "shoe_id"])
+    return shoe, keys
+
+
+def _ordered_runs(runs: pd.DataFrame,
+                  ids: pd.Index) -> tuple[pd.DataFrame, pd.MultiIndex]:
     """Runs as integer codes, in a total order that does not depend on input row order.
 
     Within a day, runs are ordered by ``start_time`` when present, then distance and shoe, so
@@ -235,11 +261,7 @@ def _ordered_runs(runs: pd.DataFrame, ids: pd.Index) -> tuple[pd.DataFrame, pd.I
     runner = _codes(runs["runner_id"].astype("str"), ids)
     day = _day_numbers(runs["date"])
     km = runs["distance_km"].to_numpy(dtype=float)
-    if "shoe_id" in runs.columns:
-        shoe, shoe_ids = pd.factorize(runs["shoe_id"].astype("str"), sort=True)
-        shoe_index = pd.Index(shoe_ids)
-    else:
-        shoe, shoe_index = np.full(n, -1), pd.Index([], dtype="str")
+    shoe, shoe_keys = _shoe_codes(runs)
     start = (_time_of_day_rank(runs["start_time"]) if "start_time" in runs.columns
              else np.zeros(n, dtype=np.int64))
     # one composite int64 key (runner, day, start time) keeps the sort to three keys
@@ -267,7 +289,7 @@ def _ordered_runs(runs: pd.DataFrame, ids: pd.Index) -> tuple[pd.DataFrame, pd.I
         "rpe": (runs["rpe"].to_numpy(dtype=float)[order] if "rpe" in runs.columns
                 else np.full(n, np.nan)),
     }, copy=False)
-    return out, shoe_index
+    return out, shoe_keys
 
 
 def daily_calendar(
@@ -312,7 +334,7 @@ def _calendar(
     _require(runs, ("runner_id", "date", "distance_km"), "runs")
     _require(runners, ("runner_id",), "runners")
     all_ids = pd.Index(pd.unique(runners["runner_id"].astype("str").dropna())).sort_values()
-    ordered, shoe_ids = _ordered_runs(runs, all_ids)
+    ordered, shoe_keys = _ordered_runs(runs, all_ids)
     first, last = _follow_up_windows(runs, runners, ordered["runner"].to_numpy(),
                                      ordered["day"].to_numpy(), all_ids)
     has_window = np.isfinite(first)
@@ -374,7 +396,8 @@ def _calendar(
     for arr in (distance, duration, srpe, longest):
         arr[missing] = np.nan
     rest_day[missing] = pd.NA
-    shoe_str = pd.array(np.asarray(shoe_ids, dtype=object), dtype="str")
+    shoe_str = pd.array(np.asarray(shoe_keys.get_level_values("shoe_id"), dtype=object),
+                        dtype="str")
     daily = pd.DataFrame({
         "runner_id": pd.array(np.asarray(ids, dtype=object), dtype="str").take(code),
         "date": _dates(day),
@@ -388,7 +411,7 @@ def _calendar(
         "unlogged_gap": gap,
         "shoe_id": shoe_str.take(day_shoe, allow_fill=True),
     }, copy=False)
-    grid = _Grid(runner_ids=ids, code=code, day=day, runs=ordered, shoe_ids=shoe_ids,
+    grid = _Grid(runner_ids=ids, code=code, day=day, runs=ordered, shoe_keys=shoe_keys,
                  has_shoes=bool((ordered["shoe"] >= 0).any()))
     return daily, grid
 
@@ -530,14 +553,16 @@ def _shoe_features(grid: _Grid, shoes: pd.DataFrame | None) -> pd.DataFrame:
     day_of = (shoe_day_key & 0xFFFFFFFF) - (1 << 31)
     cum_km = pd.Series(np.add.reduceat(km_used, starts)).groupby(shoe_of).cumsum().to_numpy()
 
-    n_shoes = len(grid.shoe_ids)
+    n_shoes = len(grid.shoe_keys)
     start_km = np.zeros(n_shoes)
     start_day = np.full(n_shoes, np.nan)
     first_of_shoe = np.r_[True, shoe_of[1:] != shoe_of[:-1]]
     start_day[shoe_of[first_of_shoe]] = day_of[first_of_shoe]
     if shoes is not None and len(shoes):
         _require(shoes, ("shoe_id", "runner_id"), "shoes")
-        at = _codes(shoes["shoe_id"].astype("str"), pd.Index(grid.shoe_ids))
+        # a shoes row describes the shoe of that runner (shoe names repeat across runners)
+        at = grid.shoe_keys.get_indexer(pd.MultiIndex.from_arrays(
+            [shoes["runner_id"].astype("str"), shoes["shoe_id"].astype("str")]))
         ok = at >= 0
         if "start_km" in shoes.columns:
             given = shoes["start_km"].to_numpy(dtype=float)

@@ -84,11 +84,12 @@ PAIN = pa.DataFrameSchema(
 
 SHOES = pa.DataFrameSchema(
     {
-        "shoe_id": pa.Column(str, nullable=False, unique=True),
+        "shoe_id": pa.Column(str, nullable=False),
         "runner_id": _runner_id,
         "start_date": _date_column(nullable=True, required=False),
         "start_km": pa.Column(float, pa.Check.ge(0), nullable=True, required=False),
     },
+    unique=["runner_id", "shoe_id"],  # Strava's shoe_id is the gear name: shared by runners
     name="shoes",
     strict=False,
 )
