@@ -129,3 +129,12 @@ def test_bad_simulate_arguments_are_one_line_exit_2(tmp_path, args, fragment):
 def test_bad_lags_are_one_line_exit_2(tmp_path, small_raw):
     assert_one_line_error(run("build", small_raw, "--out", tmp_path / "p", "--lags", "a"),
                           "--lags", "whole numbers")
+
+
+def test_power_says_when_a_design_is_not_estimable(tmp_path):
+    proc = run("power", "--out", tmp_path / "power.csv", "--runners", "6", "--weeks", "6",
+               "--n-sims", "2", "--effect", "mileage_jump=0.8", check=True)
+    assert "6 runners x 6 weeks: not estimable" in proc.stderr
+    assert "nan" not in proc.stderr
+    table = pd.read_csv(tmp_path / "power.csv")
+    assert table["power"].isna().all() and table["not_estimable"].notna().all()

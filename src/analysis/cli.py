@@ -330,9 +330,12 @@ def power(
             ax = power_curve_plot(table)
             ax.figure.savefig(figure, dpi=120)
     for row in table.itertuples(index=False):
-        console.print(f"{row.term}: {row.runners} runners x {row.weeks} weeks: power "
-                      f"{row.power:.2f} ({row.power_ci_low:.2f}-{row.power_ci_high:.2f})",
-                      highlight=False)
+        design = f"{row.term}: {row.runners} runners x {row.weeks} weeks"
+        if getattr(row, "not_estimable", None):
+            console.print(f"{design}: not estimable ({row.not_estimable})", highlight=False)
+            continue
+        console.print(f"{design}: power {row.power:.2f} "
+                      f"({row.power_ci_low:.2f}-{row.power_ci_high:.2f})", highlight=False)
     console.print(f"wrote {out}")
 
 
