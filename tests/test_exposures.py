@@ -629,3 +629,28 @@ def test_two_runners_with_the_same_shoe_name_have_separate_shoes() -> None:
     assert panel.loc["B", "shoe_age_days"] == 29  # no start_date: B's first use
     assert panel["shoes_in_rotation_30d"].tolist() == [1.0, 1.0]
     assert (build.daily["shoe_id"].dropna() == "Pegasus 38").all()
+
+
+def test_every_exposure_is_missing_on_the_days_of_an_unlogged_gap() -> None:
+    # a 60-day gap: the EWMA columns (and the 30-day shoe rotation) on gap days were float
+    # residue such as 2.2e-16 instead of NaN (review, /tmp/rv_gap.py)
+    days = pd.date_range("2024-01-01", periods=200, freq="D").astype("datetime64[us]")
+    ran = np.r_[np.ones(60), np.zeros(60), np.ones(80)].astype(bool)
+    runs = pd.DataFrame({"runner_id": "A", "date": days[ran], "distance_km": 10.0,
+                         "duration_min": 55.0, "rpe": 5.0, "shoe_id": "S"})
+    runners = pd.DataFrame({"runner_id": ["A"], "cohort": ["x"]})
+    pain = pd.DataFrame({"runner_id": "A", "date": days[[105, 115, 125, 130]], "pain": 1.0})
+    build = build_panel(runs, runners, pain, unlogged_gaps="missing", exposure_lag_days=0)
+    daily = build.daily
+    gap = daily["unlogged_gap"].to_numpy()
+    assert gap.sum() == 60
+    features = daily.columns[daily.columns.get_loc("km_7d"):]
+    for col in features:
+        assert daily.loc[gap, col].isna().all(), col
+    # reports on gap days: every exposure is missing; the report after it restarts
+    on_gap = build.panel[build.panel["date"] < days[120]]
+    assert len(on_gap) == 2 and on_gap[list(features)].isna().all().all()
+    after = daily.iloc[120:]
+    assert np.isnan(after["tsb"].to_numpy()[:42]).all()  # warm-up of ctl, then s - 1
+    np.testing.assert_allclose(after["atl"].to_numpy()[6:8],
+                               10 * (1 - (1 - 2 / 8) ** np.array([7, 8])), rtol=1e-12)

@@ -665,18 +665,23 @@ def _daily_features(
         acute_ewma, chronic_ewma, fitness, fatigue = ewma_job.result()
         shoe, rotation_counts = shoe_job.result()
 
-    acwr_ewma = _masked(_safe_ratio(acute_ewma, chronic_ewma), win.valid(CHRONIC_DAYS))
-    ctl = _masked(fitness, win.valid(ctl_days))
-    atl = _masked(fatigue, win.valid(atl_days))
+    # ``valid`` counts days inside a segment, and a gap is a segment too: AND with ``known``
+    # so gap days are NaN, not the filter's float residue (2e-16) of the zero-filled gap
+    known_before = np.r_[False, known[:-1]]  # day s - 1 is known (tsb uses yesterday)
+    acwr_ewma = _masked(_safe_ratio(acute_ewma, chronic_ewma),
+                        win.valid(CHRONIC_DAYS) & known)
+    ctl = _masked(fitness, win.valid(ctl_days) & known)
+    atl = _masked(fatigue, win.valid(atl_days) & known)
     runner_has_shoe = np.zeros(len(grid.runner_ids) + 1, dtype=bool)
     shod = (grid.runs["runner"].to_numpy() >= 0) & (grid.runs["shoe"].to_numpy() >= 0)
     runner_has_shoe[grid.runs["runner"].to_numpy()[shod]] = True
-    rotation = _masked(rotation_counts, win.valid(ROTATION_DAYS) & runner_has_shoe[grid.code])
+    rotation = _masked(rotation_counts,
+                       win.valid(ROTATION_DAYS) & known & runner_has_shoe[grid.code])
     out.update({
         "acwr_ewma": acwr_ewma,
         "ctl": ctl,
         "atl": atl,
-        "tsb": _masked(_shift(ctl - atl, 1), win.valid(ctl_days, offset=1)),
+        "tsb": _masked(_shift(ctl - atl, 1), win.valid(ctl_days, offset=1) & known_before),
         "shoe_km": _masked(shoe["shoe_km"].to_numpy(), known),
         "shoe_age_days": _masked(shoe["shoe_age_days"].to_numpy(), known),
         "shoes_in_rotation_30d": rotation,
