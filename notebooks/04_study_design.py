@@ -39,10 +39,9 @@ seed: int = 20261125  # master seed; every design cell is reproducible on its ow
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from IPython.display import Markdown, display
 
-from analysis import paths, power
+from analysis import paths, plots, power
 from analysis.errors import KneeloadError
 from analysis.models import fit_model
 from analysis.pipeline import load_processed
@@ -91,19 +90,13 @@ else:
 curve = power.power_curve(runners=runner_list, weeks=week_list, effects={exposure: effect},
                           n_sims=n_sims, alpha=alpha, seed=seed, model=model, progress=False)
 curve[["runners", "weeks", "power", "power_ci_low", "power_ci_high", "n_failed",
-       "mean_estimate", "coverage"]]
+       "mean_estimate", "coverage", "not_estimable"]]
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
-palette = sns.color_palette("viridis", n_colors=len(week_list))
-for color, (n_weeks, cell) in zip(palette, curve.groupby("weeks"), strict=True):
-    ax.errorbar(cell["runners"], cell["power"],
-                yerr=[cell["power"] - cell["power_ci_low"], cell["power_ci_high"] - cell["power"]],
-                marker="o", capsize=3, color=color, label=f"{n_weeks} weeks")
-ax.axhline(0.8, color="grey", linestyle="--", linewidth=1, label="80 % power")
-ax.set(xlabel="runners in the study", ylabel="power", ylim=(0, 1.02), xticks=runner_list,
-       title=f"Power to detect {exposure} = {effect:g} ({model}, alpha {alpha:g})")
-ax.legend(fontsize="small", loc="lower right");
+plots.power_curve_plot(curve, ax=ax)
+ax.set(xticks=runner_list,
+       title=f"Power to detect {exposure} = {effect:g} ({model}, alpha {alpha:g})");
 
 # %% [markdown]
 # ## Reading the curve
