@@ -27,6 +27,7 @@ from analysis.ingest import read_dataset
 from analysis.pipeline import input_hashes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
+OSTRC_COLUMNS = ["ostrc_q1", "ostrc_q2", "ostrc_q3", "ostrc_q4"]
 MESSY = FIXTURES / "canonical_messy"
 TODAY = date(2024, 6, 1)
 
@@ -314,3 +315,26 @@ def test_two_runners_may_name_their_shoes_alike(tmp_path: Path) -> None:
                                                                           ["R2", 20.0]]
     assert result.quarantine[["line", "reason"]].to_numpy().tolist() == [
         [4, "duplicate_shoe_id"]]
+
+
+def test_an_ostrc_answer_outside_both_codings_is_blanked_not_fatal(tmp_path: Path) -> None:
+    # one ostrc_q2 = 5 used to abort the whole build (in exposures, naming ostrc_q1 and no
+    # file or row); answers must be option numbers 1-4 or OSTRC-O2 scores 0, 8, 17, 25
+    (tmp_path / "runners.csv").write_text("runner_id,cohort\nR1,A\n", encoding="utf-8")
+    (tmp_path / "runs.csv").write_text("runner_id,date,distance_km\nR1,2024-01-01,5\n",
+                                       encoding="utf-8")
+    (tmp_path / "pain.csv").write_text(
+        "runner_id,date,pain,ostrc_q1,ostrc_q2,ostrc_q3,ostrc_q4\n"
+        "R1,2024-01-07,2,2,5,1,1\n"  # line 2: q2 = 5 is blanked, the report kept
+        "R1,2024-01-14,1,2,\"2,5\",1,-1\n"  # line 3: 2.5 (decimal comma) and -1 blanked
+        "R1,2024-01-21,0,1,1,1,1\n",  # line 4: valid options
+        encoding="utf-8")
+    result = clean_tables(read_dataset(tmp_path), today=TODAY)
+    pain = result.pain.set_index("source_line")
+    assert pain.index.tolist() == [2, 3, 4]
+    assert pain.loc[2, ["ostrc_q1", "ostrc_q3", "ostrc_q4"]].tolist() == [2.0, 1.0, 1.0]
+    assert pain.loc[[2, 3], "ostrc_q2"].isna().all() and pd.isna(pain.loc[3, "ostrc_q4"])
+    assert pain.loc[4, OSTRC_COLUMNS].tolist() == [1.0, 1.0, 1.0, 1.0]
+    entry = result.report["files"]["pain.csv"]
+    assert (entry["fixed"], entry["fixes"]) == (2, {"invalid_optional_blanked": 2})
+    assert result.quarantine.empty

@@ -503,6 +503,24 @@ def test_ostrc_answers_outside_both_codings_are_rejected_with_the_column() -> No
         ostrc_scores(pd.DataFrame({"ostrc_q1": [0.0, 2.0]}))  # 0-based options: ambiguous
 
 
+def test_auto_coding_names_the_file_row_and_column_of_the_bad_ostrc_answer() -> None:
+    # one ostrc_q2 = 5 aborted the build with an error naming ostrc_q1 and no file or row
+    from analysis.errors import DataContractError
+
+    runs, runners, pain, shoes = _quick_tables()
+    pain = pain.assign(ostrc_q1=[1.0, 2.0, 2.0, 1.0, 3.0], ostrc_q2=[1.0, 1.0, 5.0, 1.0, 2.0],
+                       source_file="pain.csv", source_line=[2, 3, 4, 5, 6])
+    with pytest.raises(DataContractError) as err:
+        build_panel(runs, runners, pain, shoes)
+    assert (err.value.file, err.value.row, err.value.column) == ("pain.csv", 4, "ostrc_q2")
+    assert "OSTRC answer 5 is neither" in err.value.message
+    # a mix of codings names the first answer of the rarer one (here the score 17 in q2)
+    mixed = pain.assign(ostrc_q2=[1.0, 17.0, 2.0, 1.0, 2.0])
+    with pytest.raises(DataContractError) as err:
+        build_panel(runs, runners, mixed, shoes)
+    assert (err.value.file, err.value.row, err.value.column) == ("pain.csv", 3, "ostrc_q2")
+
+
 def test_shoe_rotation_counts_distinct_shoes_and_is_nan_for_runners_without_shoes() -> None:
     days = pd.date_range("2025-01-06", periods=40, freq="D").astype("datetime64[us]")
     runs = pd.DataFrame({

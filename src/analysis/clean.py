@@ -49,6 +49,9 @@ TWO_DEVICE_DISTANCE_TOLERANCE = 0.05
 #: Longest possible run in calendar days a start can precede an overlapping record by:
 #: 100 km at 15 min/km is 25 h, which can touch the day after next.
 MAX_RUN_SPAN_DAYS = 2
+#: Valid OSTRC answers: option numbers 1-4 as printed, or OSTRC-O2 item scores 0, 8, 17, 25
+#: (Clarsen et al. 2020, BJSM 54:390); ``analysis.exposures`` tells the two codings apart.
+OSTRC_VALID_ANSWERS = (1.0, 2.0, 3.0, 4.0, 0.0, 8.0, 17.0, 25.0)
 KM_PER_MILE = 1.609344  # international mile (exact)
 M_PER_KM = 1000.0
 
@@ -227,9 +230,10 @@ def _common_rules(df: pd.DataFrame, led: _Ledger, required: tuple[str, ...]) -> 
 
 def _optional_number(
     df: pd.DataFrame, col: str, *, lo: float | None = None, hi: float | None = None,
-    lo_open: bool = False,
+    lo_open: bool = False, allowed: tuple[float, ...] | None = None,
 ) -> pd.DataFrame:
-    """Parse an optional numeric column; invalid or out-of-range values -> NaN (a fix)."""
+    """Parse an optional numeric column; invalid, out-of-range or not ``allowed`` values
+    -> NaN (a fix)."""
     if col not in df:
         return df
     values, comma = to_number(df[col])
@@ -238,6 +242,8 @@ def _optional_number(
     )
     if hi is not None:
         bad = bad | (values > hi)
+    if allowed is not None:
+        bad = bad | (values.notna() & ~values.isin(allowed))
     invalid = (_text(df[col]).notna() & values.isna()) | bad
     df = _fix(df, "decimal_comma", comma & ~bad)
     df = _fix(df, "invalid_optional_blanked", invalid)
@@ -508,7 +514,7 @@ def _clean_pain(
     df = led.drop(df, (df["_pain"] < PAIN_MIN) | (df["_pain"] > PAIN_MAX),
                   reason="pain_out_of_range", column="pain")
     for item in OSTRC_ITEMS:
-        df = _optional_number(df, item, lo=0)
+        df = _optional_number(df, item, allowed=OSTRC_VALID_ANSWERS)
     df = _runner_filter(df, runners, cohortless, led)
     df = _follow_up(df, runners)
     outside = (df["_date"] < df["_fu_start"]) | (df["_date"] > df["_fu_end"])

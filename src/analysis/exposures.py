@@ -21,7 +21,7 @@ from scipy.ndimage import maximum_filter1d, minimum_filter1d
 from scipy.signal import lfilter
 
 from analysis.errors import DataContractError, KneeloadError
-from analysis.schemas import OSTRC_ITEMS
+from analysis.schemas import OSTRC_ITEMS, SOURCE_FILE, SOURCE_LINE
 
 # --- constants (docs/exposures.md) ---------------------------------------------------------
 DEFAULT_EXPOSURE_LAG_DAYS = 7  # s = t - 7: the week before the report's week (issue 4)
@@ -805,18 +805,43 @@ def jump_category(mileage_jump: pd.Series) -> pd.Series:
 # --- OSTRC overuse questionnaire -----------------------------------------------------------
 
 
+def _where(pain: pd.DataFrame, row: int) -> dict[str, Any]:
+    """``file`` and ``row`` of table row ``row``: its source file and line when the table
+    carries them (clean tables do), else the row position."""
+    if SOURCE_FILE in pain.columns and SOURCE_LINE in pain.columns:
+        return {"file": str(pain[SOURCE_FILE].iloc[row]),
+                "row": int(pain[SOURCE_LINE].iloc[row])}
+    return {"row": row}
+
+
 def _ostrc_coding(pain: pd.DataFrame) -> str:
-    """``"option"`` or ``"score"``: the coding every OSTRC answer in ``pain`` fits."""
+    """``"option"`` or ``"score"``: the coding every OSTRC answer in ``pain`` fits.
+
+    Raises a :class:`DataContractError` naming the file, row and column of the first answer
+    that fits neither coding, or else of the first answer of the rarer coding (a mix).
+    """
     items = [c for c in OSTRC_ITEMS if c in pain.columns]
-    values = pd.unique(pain[items].to_numpy(dtype=float).ravel()) if items else np.array([])
-    values = values[~np.isnan(values)]
-    if np.isin(values, np.arange(1, 5)).all():
+    if not items:
         return "option"
-    if np.isin(values, OSTRC_O2_SCORES).all():
+    answers = pain[items].to_numpy(dtype=float)
+    answered = ~np.isnan(answers)
+    option = np.isin(answers, np.arange(1, 5))
+    score = np.isin(answers, OSTRC_O2_SCORES)
+    if (option | ~answered).all():
+        return "option"
+    if (score | ~answered).all():
         return "score"
+    neither = answered & ~option & ~score
+    if neither.any():
+        bad, why = neither, "is neither an option number 1-4 nor an OSTRC-O2 item score"
+    elif option.sum() <= score.sum():
+        bad, why = option, "is an option number 1-4 among OSTRC-O2 item scores"
+    else:
+        bad, why = score, "is an OSTRC-O2 item score among option numbers 1-4"
+    row, col = (int(k) for k in np.argwhere(bad)[0])
     raise DataContractError(
-        f"OSTRC answers {sorted(values.tolist())[:8]} are neither option numbers 1-4 nor "
-        f"OSTRC-O2 item scores {list(OSTRC_O2_SCORES)}", column=items[0])
+        f"OSTRC answer {answers[row, col]:g} {why} {list(OSTRC_O2_SCORES)}",
+        column=items[col], **_where(pain, row))
 
 
 def ostrc_scores(pain: pd.DataFrame, *, coding: str = "auto") -> pd.DataFrame:
@@ -861,8 +886,8 @@ def ostrc_scores(pain: pd.DataFrame, *, coding: str = "auto") -> pd.DataFrame:
         if bad.any():
             at = int(np.flatnonzero(bad)[0])
             raise DataContractError(
-                f"OSTRC answer {raw[at]!r} is not one of {allowed.tolist()} "
-                f"(coding={coding!r})", row=at, column=col)
+                f"OSTRC answer {raw[at]:g} is not one of {allowed.tolist()} "
+                f"(coding={coding!r})", column=col, **_where(pain, at))
         if coding == "option":
             score = np.full(n, np.nan)
             ok = ~np.isnan(raw)
