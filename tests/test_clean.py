@@ -18,6 +18,7 @@ from analysis.clean import (
     MERGE_REASONS,
     QUARANTINE_COLUMNS,
     QUARANTINE_REASONS,
+    CleanContractBug,
     CleanResult,
     ConservationError,
     clean_tables,
@@ -338,3 +339,17 @@ def test_an_ostrc_answer_outside_both_codings_is_blanked_not_fatal(tmp_path: Pat
     entry = result.report["files"]["pain.csv"]
     assert (entry["fixed"], entry["fixes"]) == (2, {"invalid_optional_blanked": 2})
     assert result.quarantine.empty
+
+
+def test_a_clean_table_failing_its_contract_is_a_bug_with_a_traceback(
+        messy: CleanResult) -> None:
+    # a value a rule let through is a bug in a rule, not a user error: it must not become a
+    # one-line KneeloadError (which the CLI prints without traceback)
+    from analysis.clean import _checked
+
+    bad_runs = messy.runs.assign(distance_km=messy.runs["distance_km"] + 100.0)
+    with pytest.raises(CleanContractBug, match=r"^bug in analysis\.clean.*runs") as err:
+        _checked(messy.runners, bad_runs, messy.pain, messy.shoes)
+    assert not isinstance(err.value, KneeloadError)
+    assert err.value.__cause__ is not None  # pandera's error stays attached
+    assert len(_checked(messy.runners, messy.runs, messy.pain, messy.shoes)) == 4

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import pandera.errors
 
-from analysis.errors import DataContractError
 from analysis.ingest import RawTables
 from analysis.ingest._io import MISSING_TOKENS, SOURCE_ISSUE
 from analysis.ingest.diary import SOURCE_COLUMN
@@ -105,6 +104,12 @@ QUARANTINE_COLUMNS = ("file", "line", "column", "value", "reason", "runner_id")
 
 class ConservationError(RuntimeError):
     """Rows were lost or double-counted during cleaning: a bug in this module."""
+
+
+class CleanContractBug(RuntimeError):
+    """A clean table fails its contract: a cleaning rule let a bad value through (a bug in
+    this module, not a user error, so it is no :class:`~analysis.errors.KneeloadError` and
+    keeps its traceback)."""
 
 
 @dataclass
@@ -323,8 +328,8 @@ def clean_tables(raw: RawTables, *, today: date | None = None) -> CleanResult:
     ------
     ConservationError
         If any input file's records do not add up (a bug).
-    DataContractError
-        If a clean table fails its schema (a bug in a rule).
+    CleanContractBug
+        If a clean table fails its schema (a bug in a rule, not a user error).
     """
     today = today or date.today()
     led = _Ledger()
@@ -385,15 +390,24 @@ def clean_tables(raw: RawTables, *, today: date | None = None) -> CleanResult:
     quarantine = led.frame()
     kept = {"runners": runners, "shoes": shoes, "runs": runs, "pain": pain}
     report = _report(raw, kept, quarantine)
-    try:
-        result = CleanResult(
-            runners=RUNNERS.validate(out_runners), runs=RUNS.validate(out_runs),
-            pain=PAIN.validate(out_pain), shoes=SHOES.validate(out_shoes),
-            quarantine=quarantine, report=report,
-        )
-    except pandera.errors.SchemaError as exc:  # a rule let a bad value through
-        raise DataContractError(f"clean table fails its contract: {exc}") from exc
-    return result
+    runners_, runs_, pain_, shoes_ = _checked(out_runners, out_runs, out_pain, out_shoes)
+    return CleanResult(runners=runners_, runs=runs_, pain=pain_, shoes=shoes_,
+                       quarantine=quarantine, report=report)
+
+
+def _checked(runners: pd.DataFrame, runs: pd.DataFrame, pain: pd.DataFrame,
+             shoes: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
+    """The clean tables checked against their contracts; a failure is a bug in a rule."""
+    out = []
+    for schema, table in ((RUNNERS, runners), (RUNS, runs), (PAIN, pain), (SHOES, shoes)):
+        try:
+            out.append(schema.validate(table))
+        except pandera.errors.SchemaError as exc:
+            raise CleanContractBug(
+                f"bug in analysis.clean: a cleaning rule let a value through that the "
+                f"{schema.name} contract rejects ({exc}); please report it with the input "
+                f"row") from exc
+    return tuple(out)
 
 
 def _clean_runs(
