@@ -462,6 +462,22 @@ def test_impossible_options_raise_a_kneeload_error(bad: dict) -> None:
         build_panel(runs, runners, pain, shoes, **bad)
 
 
+def test_each_option_is_checked_once_with_one_message() -> None:
+    # unlogged_gaps and decay were checked twice (build_panel, then again in the calendar
+    # and the EWMA helpers) with copies of the message; now one check per public entry
+    from analysis.errors import KneeloadError
+    from analysis.exposures import _ALPHAS, DECAYS
+
+    runs, runners, pain, shoes = _quick_tables()
+    with pytest.raises(KneeloadError) as via_panel:
+        build_panel(runs, runners, pain, shoes, unlogged_gaps="zero")
+    with pytest.raises(KneeloadError) as via_calendar:
+        daily_calendar(runs, runners, unlogged_gaps="zero")
+    assert str(via_panel.value) == str(via_calendar.value) == (
+        "unlogged_gaps must be one of ('rest', 'missing'), got 'zero'")
+    assert tuple(_ALPHAS) == DECAYS  # every documented convention has its formula
+
+
 def test_missing_required_column_names_the_column() -> None:
     from analysis.errors import DataContractError
 

@@ -321,16 +321,23 @@ def daily_calendar(
         ``rest_day`` (nullable boolean, NA on missing days), ``unlogged_gap`` (bool),
         ``shoe_id`` (shoe of the day's latest run). Sorted by runner and date.
     """
+    _check_choice("unlogged_gaps", unlogged_gaps, UNLOGGED_GAP_POLICIES)
     return _calendar(runs, runners, unlogged_gaps=unlogged_gaps)[0]
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    """The one check of a string option (public functions call it once, helpers never)."""
+    if value not in choices:
+        raise KneeloadError(f"{name} must be one of {tuple(choices)}, got {value!r}")
 
 
 def _calendar(
     runs: pd.DataFrame, runners: pd.DataFrame, *, unlogged_gaps: str
 ) -> tuple[pd.DataFrame, _Grid]:
-    """The daily calendar and its integer internals (kept for shoe and spike features)."""
-    if unlogged_gaps not in UNLOGGED_GAP_POLICIES:
-        raise KneeloadError(f"unlogged_gaps must be one of {UNLOGGED_GAP_POLICIES}, "
-                            f"got {unlogged_gaps!r}")
+    """The daily calendar and its integer internals (kept for shoe and spike features).
+
+    ``unlogged_gaps`` was validated by the public caller.
+    """
     _require(runs, ("runner_id", "date", "distance_km"), "runs")
     _require(runners, ("runner_id",), "runners")
     all_ids = pd.Index(pd.unique(runners["runner_id"].astype("str").dropna())).sort_values()
@@ -745,15 +752,20 @@ def _window_features(daily: pd.DataFrame, km: np.ndarray, win: _Windows) -> dict
     }
 
 
+#: EWMA smoothing constant for a time constant of N days, per convention of :data:`DECAYS`.
+_ALPHAS = {
+    "williams": lambda n: 2.0 / (n + 1.0),  # Williams et al. 2017: 2 / (N + 1)
+    "exp": lambda n: float(1.0 - np.exp(-1.0 / n)),  # GoldenCheetah PMC: 1 - e^(-1/N)
+    "inverse": lambda n: 1.0 / n,  # intervals.icu / TrainingPeaks: 1 / N
+}
+
+
 def _alpha(days: int, decay: str) -> float:
-    """EWMA smoothing constant for a time constant of ``days`` under ``decay``."""
-    if decay == "williams":  # Williams et al. 2017: 2 / (N + 1)
-        return 2.0 / (days + 1.0)
-    if decay == "exp":  # GoldenCheetah PMC: 1 - e^(-1/N)
-        return float(1.0 - np.exp(-1.0 / days))
-    if decay == "inverse":  # intervals.icu / TrainingPeaks: 1 / N
-        return 1.0 / days
-    raise KneeloadError(f"decay must be one of {DECAYS}, got {decay!r}")
+    """EWMA smoothing constant for a time constant of ``days`` under ``decay``.
+
+    ``decay`` was validated by :func:`build_panel`; an unknown one here is a bug (KeyError).
+    """
+    return _ALPHAS[decay](days)
 
 
 
@@ -943,14 +955,9 @@ def _validate_options(exposure_lag_days: int, pain_threshold: float, lags: Seque
         raise KneeloadError(f"pain_threshold must be on the 0-10 NRS, got {pain_threshold!r}")
     if any(int(k) != k or k < 1 for k in lags):
         raise KneeloadError(f"lags must be whole weeks >= 1, got {list(lags)!r}")
-    if unlogged_gaps not in UNLOGGED_GAP_POLICIES:
-        raise KneeloadError(f"unlogged_gaps must be one of {UNLOGGED_GAP_POLICIES}, "
-                            f"got {unlogged_gaps!r}")
-    if decay not in DECAYS:
-        raise KneeloadError(f"decay must be one of {DECAYS}, got {decay!r}")
-    if ostrc_coding not in OSTRC_CODINGS:
-        raise KneeloadError(f"ostrc_coding must be one of {OSTRC_CODINGS}, "
-                            f"got {ostrc_coding!r}")
+    _check_choice("unlogged_gaps", unlogged_gaps, UNLOGGED_GAP_POLICIES)
+    _check_choice("decay", decay, DECAYS)
+    _check_choice("ostrc_coding", ostrc_coding, OSTRC_CODINGS)
 
 
 def _gap_rows(daily: pd.DataFrame) -> list[dict[str, Any]]:
