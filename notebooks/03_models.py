@@ -32,7 +32,6 @@ slope: str = "mileage_jump"  # exposure given a random slope per runner; empty t
 
 # %%
 import json
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,15 +39,12 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
-from tqdm import TqdmWarning
 
 from analysis import paths, plots, reports
 from analysis.errors import KneeloadError
 from analysis.models import ModelResult, fit_gee, fit_glmm, fit_lmm, likelihood_ratio_test
 from analysis.pipeline import load_processed
 
-# gpboost imports optuna, which imports tqdm.auto: without ipywidgets it warns once (harmless).
-warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
 pd.options.display.float_format = "{:.4g}".format  # 4 significant digits in every table
 
 exposure_list = [e.strip() for e in exposures.split(",") if e.strip()]

@@ -782,6 +782,19 @@ def _binary_design(panel: pd.DataFrame, *, outcome: str, exposures: Sequence[str
     return design
 
 
+def _import_gpboost() -> Any:
+    """Import gpboost without tqdm's "IProgress not found" warning.
+
+    gpboost imports optuna, which imports ``tqdm.auto``; in a Jupyter kernel without
+    ipywidgets that warns once, although kneeload never shows a tqdm bar.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import gpboost
+
+    return gpboost
+
+
 def fit_glmm(
     panel: pd.DataFrame,
     *,
@@ -812,7 +825,7 @@ def fit_glmm(
     """
     if engine != "gpboost":
         raise ModelSpecError(f"unknown GLMM engine {engine!r}; use 'gpboost'")
-    import gpboost as gpb
+    gpb = _import_gpboost()
 
     design = _binary_design(panel, outcome=outcome, exposures=exposures,
                             covariates=covariates, random_slopes=random_slopes, center=center,
