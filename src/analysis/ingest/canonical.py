@@ -6,7 +6,7 @@ semicolon, tab or pipe delimited), ``<table>.xlsx`` (first sheet) or ``<table>.p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +16,7 @@ from analysis.ingest._io import (
     SOURCE_ISSUE,
     FileInfo,
     decode_bytes,
+    find_exports,
     normalise_name,
     parse_csv_text,
     pick_delimiter,
@@ -181,6 +182,45 @@ def derived_runners(runner_ids: list[str], *, cohort: str) -> pd.DataFrame:
         SOURCE_FILE: pd.array([DERIVED_RUNNERS] * len(ids), dtype="str"),
         SOURCE_LINE: pd.array(range(1, len(ids) + 1), dtype="int64"),
     })
+
+
+def read_export_folder(
+    raw_dir: Path,
+    *,
+    patterns: Sequence[str],
+    export_name: str,
+    read_one: Callable[[Path, str, str], tuple[pd.DataFrame, FileInfo, list[str]]],
+    cohort: str,
+) -> tuple[dict[str, pd.DataFrame], dict[str, FileInfo], list[str]]:
+    """Read per-runner watch exports (``<runner>/<file>`` or one file) plus companion tables.
+
+    Parameters
+    ----------
+    patterns
+        File-name patterns of one runner's export (e.g. ``activities*.csv``).
+    export_name
+        What the export is called in the error when none is found, e.g. "Strava activities.csv".
+    read_one
+        ``read_one(path, name, runner_id) -> (runs records, file info, notes)`` for one file.
+    cohort
+        Cohort of runners derived from folder names when there is no runners file.
+    """
+    exports = find_exports(raw_dir, patterns)
+    if not exports:
+        file_name = export_name.split()[-1]
+        raise InputFileError(f"no {export_name} found (looked for <runner>/{file_name} and "
+                             f"{file_name.removesuffix('.csv')}*.csv)", file=raw_dir)
+    runs, infos, notes = [], {}, []
+    for runner_id, path in exports:
+        name = path.relative_to(raw_dir).as_posix()
+        frame, info, more = read_one(path, name, runner_id)
+        runs.append(frame)
+        infos[name] = info
+        notes.extend(more)
+    tables, extra_infos, extra_notes = read_companions(
+        raw_dir, runner_ids=[r for r, _ in exports], cohort=cohort)
+    tables["runs"] = pd.concat(runs, ignore_index=True)
+    return tables, infos | extra_infos, notes + extra_notes
 
 
 def read_companions(

@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.errors import InputFileError
-from analysis.ingest._io import SOURCE_ISSUE, FileInfo, find_exports, read_text_table
-from analysis.ingest.canonical import read_companions
+from analysis.ingest._io import SOURCE_ISSUE, FileInfo, read_text_table
+from analysis.ingest.canonical import read_export_folder
 from analysis.schemas import SOURCE_FILE, SOURCE_LINE
 
 EXPORT_PATTERNS = ("activities*.csv",)
@@ -103,18 +103,13 @@ def read_garmin(raw_dir: Path, *, distance_unit: str = "km", cohort: str = "all"
     cohort
         Cohort of runners derived from folder names when there is no runners file.
     """
-    exports = find_exports(raw_dir, EXPORT_PATTERNS)
-    if not exports:
-        raise InputFileError("no Garmin Activities.csv found (looked for "
-                             "<runner>/Activities.csv and Activities*.csv)", file=raw_dir)
-    runs, infos = [], {}
-    for runner_id, path in exports:
-        name = path.relative_to(raw_dir).as_posix()
+    def read_one(path: Path, name: str, runner_id: str
+                 ) -> tuple[pd.DataFrame, FileInfo, list[str]]:
         frame, info = read_activities(path, name=name, runner_id=runner_id,
                                       distance_unit=distance_unit)
-        runs.append(frame)
-        infos[name] = info
-    tables, extra_infos, notes = read_companions(
-        raw_dir, runner_ids=[r for r, _ in exports], cohort=cohort)
-    tables["runs"] = pd.concat(runs, ignore_index=True)
-    return tables, infos | extra_infos, [f"Garmin distances read as {distance_unit}", *notes]
+        return frame, info, []
+
+    tables, infos, notes = read_export_folder(
+        raw_dir, patterns=EXPORT_PATTERNS, export_name="Garmin Activities.csv",
+        read_one=read_one, cohort=cohort)
+    return tables, infos, [f"Garmin distances read as {distance_unit}", *notes]

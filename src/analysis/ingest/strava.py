@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import InputFileError
-from analysis.ingest._io import SOURCE_ISSUE, FileInfo, find_exports, read_text_table
-from analysis.ingest.canonical import read_companions
+from analysis.ingest._io import SOURCE_ISSUE, FileInfo, read_text_table
+from analysis.ingest.canonical import read_export_folder
 from analysis.schemas import SOURCE_FILE, SOURCE_LINE
 
 EXPORT_PATTERNS = ("activities*.csv",)
@@ -130,19 +130,11 @@ def read_strava(raw_dir: Path, *, timezone: str = "UTC", cohort: str = "all"
     cohort
         Cohort of runners derived from folder names when there is no runners file.
     """
-    exports = find_exports(raw_dir, EXPORT_PATTERNS)
-    if not exports:
-        raise InputFileError("no Strava activities.csv found (looked for "
-                             "<runner>/activities.csv and activities*.csv)", file=raw_dir)
-    runs, infos, notes = [], {}, [f"Strava dates are UTC, converted to {timezone} days"]
-    for runner_id, path in exports:
-        name = path.relative_to(raw_dir).as_posix()
-        frame, info, more = read_activities(path, name=name, runner_id=runner_id,
-                                            timezone=timezone)
-        runs.append(frame)
-        infos[name] = info
-        notes.extend(more)
-    tables, extra_infos, extra_notes = read_companions(
-        raw_dir, runner_ids=[r for r, _ in exports], cohort=cohort)
-    tables["runs"] = pd.concat(runs, ignore_index=True)
-    return tables, infos | extra_infos, notes + extra_notes
+    def read_one(path: Path, name: str, runner_id: str
+                 ) -> tuple[pd.DataFrame, FileInfo, list[str]]:
+        return read_activities(path, name=name, runner_id=runner_id, timezone=timezone)
+
+    tables, infos, notes = read_export_folder(
+        raw_dir, patterns=EXPORT_PATTERNS, export_name="Strava activities.csv",
+        read_one=read_one, cohort=cohort)
+    return tables, infos, [f"Strava dates are UTC, converted to {timezone} days", *notes]
