@@ -1,0 +1,58 @@
+"""Mixed-effects models of knee pain on training-load exposures -> one tidy result type.
+
+Models (docs/models.md):
+
+* ``lmm``  pain score (NRS 0-10), linear mixed model, random intercept per runner and optional
+  random slopes; REML by default, ML for likelihood-ratio tests.
+* ``glmm`` pain present (``pain_any``), binomial (logit) mixed model by maximum likelihood
+  (Laplace approximation), odds ratios with Wald intervals.
+* ``gee``  pain present, population-averaged GEE with an exchangeable working correlation
+  (sensitivity analysis).
+
+Standard errors of LMM fixed effects are the generalised-least-squares covariance
+``sigma^2 (X' V^-1 X)^-1`` at the estimated variance parameters, as lme4's ``vcov()`` reports
+(statsmodels' ``bse_fe`` inverts the joint Hessian instead, which differs by up to 1e-3
+relative on random-slope models; /work/shared/ANCHORS.md).
+"""
+
+from analysis.models.compare import likelihood_ratio_test
+from analysis.models.design import (
+    CENTER_OPTIONS,
+    INTERCEPT,
+    MIN_RUNNERS,
+    MIN_RUNNERS_FOR_SLOPE,
+    Design,
+    build_design,
+    gls_covariance,
+)
+from analysis.models.fit import fit_model
+from analysis.models.gee import fit_gee
+from analysis.models.glmm import fit_glmm
+from analysis.models.lmm import LmmFit, fit_lmm, fit_lmm_design
+from analysis.models.result import (
+    LOGIT_RESIDUAL_VARIANCE,
+    SINGULAR_TOL,
+    Z_95,
+    ModelResult,
+)
+
+__all__ = [
+    "CENTER_OPTIONS",
+    "INTERCEPT",
+    "LOGIT_RESIDUAL_VARIANCE",
+    "MIN_RUNNERS",
+    "MIN_RUNNERS_FOR_SLOPE",
+    "SINGULAR_TOL",
+    "Z_95",
+    "Design",
+    "LmmFit",
+    "ModelResult",
+    "build_design",
+    "fit_gee",
+    "fit_glmm",
+    "fit_lmm",
+    "fit_lmm_design",
+    "fit_model",
+    "gls_covariance",
+    "likelihood_ratio_test",
+]

@@ -1,0 +1,259 @@
+"""Model requests checked and turned into numeric design matrices (no fitting)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import ModelSpecError
+
+#: Fewest runners for which a random slope is estimable. With fewer clusters the variance of
+#: a slope (and its correlation with the intercept) is poorly identified and fits are
+#: routinely singular (McNeish & Stapleton 2016, Educ Psychol Rev 28:295-314).
+MIN_RUNNERS_FOR_SLOPE = 10
+
+#: Fewest runners for any random-intercept model (a variance needs more than one level;
+#: lme4 refuses grouping factors with fewer than 2 levels).
+MIN_RUNNERS = 2
+
+
+CENTER_OPTIONS = (None, "within-between", "grand")
+
+INTERCEPT = "Intercept"
+
+
+# --- design ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Design:
+    """Numeric design of a mixed model, rows sorted by runner."""
+
+    y: np.ndarray
+    X: np.ndarray
+    Z: np.ndarray
+    groups: np.ndarray  # integer codes 0..m-1, sorted
+    starts: np.ndarray  # start row of each group
+    x_names: list[str]
+    z_names: list[str]
+    group_labels: np.ndarray
+    dropped: dict[str, int]
+    frame: pd.DataFrame  # the modelling rows (sorted), with derived columns
+
+
+def _is_categorical(s: pd.Series) -> bool:
+    return not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s))
+
+
+def _parse_covariate(spec: str) -> tuple[str, bool]:
+    """``"C(sex)"`` -> ("sex", True); ``"age"`` -> ("age", False)."""
+    spec = spec.strip()
+    if spec.startswith("C(") and spec.endswith(")"):
+        return spec[2:-1].strip(), True
+    return spec, False
+
+
+def build_design(
+    panel: pd.DataFrame,
+    *,
+    outcome: str,
+    exposures: Sequence[str],
+    covariates: Sequence[str] = (),
+    random_slopes: Sequence[str] = (),
+    center: str | None = None,
+    group: str = "runner_id",
+) -> Design:
+    """Check a model request and build its design matrices (no fitting).
+
+    Parameters
+    ----------
+    panel : one row per pain report.
+    outcome : response column (``pain`` NRS 0-10, or ``pain_any``).
+    exposures : numeric exposure columns (e.g. ``mileage_jump`` fraction, ``shoe_km`` km).
+    covariates : adjustment columns; non-numeric columns or ``C(col)`` are dummy-coded
+        (treatment coding, first sorted level as reference).
+    random_slopes : exposures (or numeric covariates) that get a random slope per runner.
+    center : None, ``"within-between"`` (each exposure split into the runner mean
+        ``<x>_between`` and the deviation from it ``<x>_within``) or ``"grand"``
+        (exposures minus their overall mean).
+    group : runner identifier column.
+
+    Raises
+    ------
+    ModelSpecError
+        Missing column, constant exposure, too few runners, or a slope that is not estimable.
+    """
+    exposures = list(exposures)
+    if not exposures:
+        raise ModelSpecError("at least one exposure is needed")
+    if center not in CENTER_OPTIONS:
+        raise ModelSpecError(f"center must be one of {CENTER_OPTIONS}, got {center!r}")
+    cov_specs = [_parse_covariate(c) for c in covariates]
+    needed = [outcome, *exposures, *(c for c, _ in cov_specs)]
+    for col in [group, *needed]:
+        if col not in panel.columns:
+            raise ModelSpecError(f"panel has no column {col!r}", column=col)
+    if len(set(needed)) != len(needed):
+        raise ModelSpecError(f"a column is requested twice: {needed}")
+    for s in random_slopes:
+        if s not in exposures and s not in [c for c, cat in cov_specs if not cat]:
+            raise ModelSpecError(
+                f"random slope {s!r} must also be a fixed effect (an exposure or numeric "
+                "covariate)", column=s)
+    for col in exposures:
+        if _is_categorical(panel[col]):
+            raise ModelSpecError(f"exposure {col!r} is not numeric ({panel[col].dtype})",
+                                 column=col)
+
+    # drop incomplete rows, attributing each dropped row to the first missing column
+    keep = panel[group].notna().to_numpy().copy()
+    dropped: dict[str, int] = {}
+    n_missing_group = int((~keep).sum())
+    if n_missing_group:
+        dropped[f"missing {group}"] = n_missing_group
+    for col in needed:
+        miss = panel[col].isna().to_numpy() & keep
+        if miss.any():
+            dropped[f"missing {col}"] = int(miss.sum())
+            keep &= ~miss
+    frame = panel.loc[keep, [group, *dict.fromkeys(needed)]].copy()
+    frame[group] = frame[group].astype(str)
+    frame = frame.sort_values(group, kind="stable").reset_index(drop=True)
+    if frame.empty:
+        raise ModelSpecError("no complete rows left after dropping missing values")
+
+    codes, labels = pd.factorize(frame[group], sort=True)
+    m = len(labels)
+    if m < MIN_RUNNERS:
+        raise ModelSpecError(f"{m} runner(s) with complete data; a random intercept needs at "
+                             f"least {MIN_RUNNERS}", column=group)
+
+    y = frame[outcome].to_numpy(dtype=float)
+    cols: dict[str, np.ndarray] = {}
+    for col in exposures:
+        x = frame[col].to_numpy(dtype=float)
+        if np.ptp(x) == 0:
+            raise ModelSpecError(f"exposure {col!r} is constant ({x[0]:g}) in the modelling "
+                                 "rows; its effect is not identifiable", column=col)
+        if center == "within-between":
+            means = np.bincount(codes, weights=x, minlength=m) / np.bincount(codes, minlength=m)
+            between, within = means[codes], x - means[codes]
+            if np.ptp(within) == 0:
+                raise ModelSpecError(f"exposure {col!r} never varies within a runner; the "
+                                     "within-runner effect is not identifiable", column=col)
+            if np.ptp(between) == 0:
+                raise ModelSpecError(f"exposure {col!r} has the same mean for every runner; "
+                                     "the between-runner effect is not identifiable",
+                                     column=col)
+            cols[f"{col}_within"] = within
+            cols[f"{col}_between"] = between
+        elif center == "grand":
+            cols[col] = x - x.mean()
+        else:
+            cols[col] = x
+    for col, forced_cat in cov_specs:
+        s = frame[col]
+        if forced_cat or _is_categorical(s):
+            levels = sorted(s.astype(str).unique())
+            if len(levels) < 2:
+                raise ModelSpecError(f"covariate {col!r} has a single level {levels}",
+                                     column=col)
+            sv = s.astype(str).to_numpy()
+            for lev in levels[1:]:
+                cols[f"C({col})[T.{lev}]"] = (sv == lev).astype(float)
+        else:
+            x = s.to_numpy(dtype=float)
+            if np.ptp(x) == 0:
+                raise ModelSpecError(f"covariate {col!r} is constant ({x[0]:g})", column=col)
+            cols[col] = x
+
+    x_names = [INTERCEPT, *cols]
+    X = np.column_stack([np.ones(len(frame)), *cols.values()])
+    bad = ~np.isfinite(X).all(axis=0)
+    if bad.any():
+        name = x_names[int(np.flatnonzero(bad)[0])]
+        raise ModelSpecError(f"column {name!r} has infinite values", column=name)
+    # rank on unit-norm columns, so that km next to fractions is not mistaken for collinearity
+    if np.linalg.matrix_rank(X / np.linalg.norm(X, axis=0)) < X.shape[1]:
+        raise ModelSpecError(f"the fixed-effect columns {x_names[1:]} are collinear "
+                             "(e.g. a covariate that is a combination of others)")
+
+    slope_cols = [f"{s}_within" if center == "within-between" and s in exposures else s
+                  for s in random_slopes]
+    z_names = [INTERCEPT, *slope_cols]
+    Z = np.column_stack([np.ones(len(frame)), *(cols[s] for s in slope_cols)])
+    if slope_cols:
+        # runners whose slope exposure varies (a slope is only informed by those)
+        for s in slope_cols:
+            lo = np.full(m, np.inf)
+            hi = np.full(m, -np.inf)
+            np.minimum.at(lo, codes, cols[s])
+            np.maximum.at(hi, codes, cols[s])
+            n_varying = int((hi > lo).sum())
+            if n_varying < MIN_RUNNERS_FOR_SLOPE:
+                raise ModelSpecError(
+                    f"a random slope on {s!r} needs at least {MIN_RUNNERS_FOR_SLOPE} runners "
+                    f"whose {s!r} varies; {n_varying} do", column=s)
+    if len(frame) <= m * Z.shape[1]:
+        raise ModelSpecError(f"{len(frame)} observations for {m * Z.shape[1]} random effects; "
+                             "the residual variance is not identifiable")
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    for name, values in cols.items():
+        frame[name] = values
+    return Design(y=y, X=X, Z=Z, groups=codes, starts=starts, x_names=x_names,
+                  z_names=z_names, group_labels=np.asarray(labels), dropped=dropped,
+                  frame=frame)
+
+
+# --- GLS covariance (lme4's vcov) -------------------------------------------------------------
+
+
+def _group_cross(A: np.ndarray, B: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per-group cross products ``A_i' B_i`` for rows sorted by group -> (m, a, b)."""
+    prod = A[:, :, None] * B[:, None, :]
+    return np.add.reduceat(prod, starts, axis=0)
+
+
+def gls_covariance(design: Design, *, G: np.ndarray, sigma2: float) -> np.ndarray:
+    """``(X' V^-1 X)^-1`` with ``V_i = Z_i G Z_i' + sigma2 I`` (lme4's ``vcov``).
+
+    Uses the Woodbury identity per runner, so the cost is O(n p q) and no n x n matrix is
+    formed: ``X'V^-1X = (X'X - sum_i X_i'Z_i (Z_i'Z_i + sigma2 G^-1)^-1 Z_i'X_i) / sigma2``.
+    G may be singular; then ``(sigma2 I + G Z_i'Z_i)^-1 G`` is used instead of G^-1.
+    """
+    X, Z, starts = design.X, design.Z, design.starts
+    XtX = X.T @ X
+    XZ = _group_cross(X, Z, starts)  # m x p x q
+    ZZ = _group_cross(Z, Z, starts)  # m x q x q
+    q = Z.shape[1]
+    # (Z'Z + s2 G^-1)^-1 = G (s2 I + Z'Z G)^-1 ... written to avoid inverting G
+    M = sigma2 * np.eye(q) + ZZ @ G  # m x q x q
+    K = G @ np.linalg.inv(M)  # = (Z'Z + s2 G^-1)^-1 when G invertible
+    corr = np.einsum("mpq,mqr,msr->ps", XZ, K, XZ)
+    info = (XtX - corr) / sigma2
+    return np.linalg.inv(info)
+
+
+
+def _binary_response(design: Design, outcome: str) -> None:
+    values = np.unique(design.y)
+    if not np.isin(values, (0.0, 1.0)).all():
+        raise ModelSpecError(f"binomial outcome {outcome!r} must be 0/1 or boolean; found "
+                             f"values {values[:5].tolist()}", column=outcome)
+    if len(values) < 2:
+        raise ModelSpecError(f"binomial outcome {outcome!r} never varies ({values.tolist()}); "
+                             "no odds ratio is estimable", column=outcome)
+
+
+def _binary_design(panel: pd.DataFrame, *, outcome: str, exposures: Sequence[str],
+                   covariates: Sequence[str], random_slopes: Sequence[str],
+                   center: str | None, group: str) -> Design:
+    """Design of a binomial model (GLMM or GEE), its outcome checked to be a varying 0/1."""
+    design = build_design(panel, outcome=outcome, exposures=exposures, covariates=covariates,
+                          random_slopes=random_slopes, center=center, group=group)
+    _binary_response(design, outcome)
+    return design
+
