@@ -398,6 +398,18 @@ def _have_lme4() -> bool:
     return probe.returncode == 0
 
 
+#: Columns that identify a reference number (compared exactly).
+KEY_COLUMNS = ["cohort", "model", "kind", "term", "term2"]
+#: How far a fresh lme4 run may be from the committed numbers, by model family. The reference
+#: itself moves between machines with the same R and lme4 versions (BLAS, compiler): glmer
+#: (bobyqa on the Laplace deviance, a finite-difference Hessian for the SEs) by up to 2.6e-6
+#: relative (issue 10); lmer's estimates are pinned by the tightened nloptwrap tolerances
+#: (xtol_rel 1e-10). A test that fails when its reference tool is present is a defect, so the
+#: tolerance leaves a wide margin over what each holds; kneeload's own agreement with lme4 is
+#: checked separately, at its own tolerance, by compare_lmm_with_lme4 and tests/test_glmm.py.
+LIVE_RTOL = {"lmm": 1e-5, "glmm": 1e-4}
+
+
 @pytest.mark.lme4
 @pytest.mark.skipif(not _have_lme4(), reason="needs Rscript with the lme4 package")
 def test_lme4_reference_live(tmp_path):
@@ -407,10 +419,15 @@ def test_lme4_reference_live(tmp_path):
                    check=True, capture_output=True, timeout=300)
     live = pd.read_csv(tmp_path / "lme4_reference.csv")
     committed = pd.read_csv(REF_DIR / "lme4_reference.csv")
-    keep = live["term"] != "seconds"
-    pd.testing.assert_frame_equal(live.loc[keep].reset_index(drop=True),
-                                  committed.loc[committed["term"] != "seconds"]
-                                  .reset_index(drop=True), rtol=1e-6)
+    live, committed = (t.loc[t["term"] != "seconds"].reset_index(drop=True)
+                       for t in (live, committed))
+    pd.testing.assert_frame_equal(live[KEY_COLUMNS], committed[KEY_COLUMNS])
+    for prefix, rtol in LIVE_RTOL.items():
+        rows = live["model"].str.startswith(prefix).to_numpy()
+        for col in ("estimate", "std_error"):
+            np.testing.assert_allclose(live.loc[rows, col], committed.loc[rows, col],
+                                       rtol=rtol, atol=rtol, equal_nan=True,
+                                       err_msg=f"{prefix} {col}")
     for cohort in ("demo", "sparse"):
         for model in LMM_SPECS:
             compare_lmm_with_lme4(live, cohort, model)
