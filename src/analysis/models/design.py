@@ -65,6 +65,7 @@ def build_design(
     random_slopes: Sequence[str] = (),
     center: str | None = None,
     group: str = "runner_id",
+    extra_columns: Sequence[str] = (),
 ) -> Design:
     """Check a model request and build its design matrices (no fitting).
 
@@ -80,6 +81,9 @@ def build_design(
         ``<x>_between`` and the deviation from it ``<x>_within``) or ``"grand"``
         (exposures minus their overall mean).
     group : runner identifier column.
+    extra_columns : columns carried into ``frame`` for the modelling rows without entering
+        the model (e.g. the time of an AR(1) residual structure); rows missing one are
+        dropped and counted like rows missing a model column.
 
     Raises
     ------
@@ -93,7 +97,7 @@ def build_design(
         raise ModelSpecError(f"center must be one of {CENTER_OPTIONS}, got {center!r}")
     cov_specs = [_parse_covariate(c) for c in covariates]
     needed = [outcome, *exposures, *(c for c, _ in cov_specs)]
-    for col in [group, *needed]:
+    for col in [group, *needed, *extra_columns]:
         if col not in panel.columns:
             raise ModelSpecError(f"panel has no column {col!r}", column=col)
     if len(set(needed)) != len(needed):
@@ -114,12 +118,12 @@ def build_design(
     n_missing_group = int((~keep).sum())
     if n_missing_group:
         dropped[f"missing {group}"] = n_missing_group
-    for col in needed:
+    for col in dict.fromkeys([*needed, *extra_columns]):
         miss = panel[col].isna().to_numpy() & keep
         if miss.any():
             dropped[f"missing {col}"] = int(miss.sum())
             keep &= ~miss
-    frame = panel.loc[keep, [group, *dict.fromkeys(needed)]].copy()
+    frame = panel.loc[keep, [group, *dict.fromkeys([*needed, *extra_columns])]].copy()
     frame[group] = frame[group].astype(str)
     frame = frame.sort_values(group, kind="stable").reset_index(drop=True)
     if frame.empty:
