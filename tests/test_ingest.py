@@ -102,7 +102,7 @@ def test_unknown_delimiter_is_explained(tmp_path: Path) -> None:
 def test_other_delimiters_are_detected(tmp_path: Path, delim: str) -> None:
     write_dataset(tmp_path, runs_csv=RUNS.replace(",", delim))
     raw = read_dataset(tmp_path)
-    assert raw.runs["distance_km"].tolist() == ["5.0", "7.5"]
+    assert raw.runs["distance_km"].tolist() == [5.0, 7.5]  # readers emit typed numbers
     assert raw.file_info["runs.csv"].delimiter == delim
 
 
@@ -117,7 +117,7 @@ def test_encodings_are_tried_and_named(tmp_path: Path) -> None:
     assert raw.file_info["pain.csv"].encoding == "UTF-8"
     assert "runners.csv: not valid UTF-8, read as Latin-1" in raw.notes
     utf16 = read_dataset(write_dataset(tmp_path / "u16", pain_csv=PAIN.encode("utf-16")))
-    assert utf16.pain["pain"].tolist() == ["2"]
+    assert utf16.pain["pain"].tolist() == [2.0]
     assert utf16.file_info["pain.csv"].encoding == "UTF-16"
 
 
@@ -150,9 +150,9 @@ def test_xlsx_and_parquet_variants(tmp_path: Path) -> None:
     shoes.to_excel(folder / "shoes.xlsx", index=False)
     raw = read_dataset(folder)
     assert raw.shoes[["start_date", "start_km", "source_line"]].to_numpy().tolist() == [
-        ["2023-12-01", "12.5", 2]]
-    assert raw.runs["date"].tolist() == ["2024-01-01", "2024-01-02"]
-    assert raw.runs["distance_km"].tolist() == ["5.0", "7.5"]
+        [pd.Timestamp("2023-12-01"), 12.5, 2]]
+    assert raw.runs["date"].tolist() == [pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-02")]
+    assert raw.runs["distance_km"].tolist() == [5.0, 7.5]
     assert raw.runs["source_line"].tolist() == [2, 3]
     assert raw.files["runs.parquet"] == 2
 

@@ -11,6 +11,7 @@ in place and counted. The codes are documented in ``docs/cleaning.md``; per inpu
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -19,7 +20,14 @@ import pandas as pd
 import pandera.errors
 
 from analysis.ingest import RawTables
-from analysis.ingest._io import MISSING_TOKENS, SOURCE_ISSUE
+from analysis.ingest._io import (
+    HAS_TIME,
+    SOURCE_ISSUE,
+    shown_values,
+    to_datetime,
+    to_number,
+)
+from analysis.ingest._io import text_cells as _text
 from analysis.ingest.diary import SOURCE_COLUMN
 from analysis.schemas import (
     MAX_DAILY_KM,
@@ -125,50 +133,10 @@ class CleanResult:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _text(series: pd.Series) -> pd.Series:
-    """Values as trimmed strings with NA for missing tokens."""
-    s = series.astype("str").str.strip()
-    return s.mask(s.str.lower().isin(MISSING_TOKENS))
-
-
 def _is_missing(series: pd.Series) -> pd.Series:
+    if not (series.dtype == object or pd.api.types.is_string_dtype(series)):
+        return series.isna()  # typed by the reader: a missing cell is NA
     return _text(series).isna()
-
-
-_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
-
-
-def to_number(series: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Strings -> float; returns the values (NaN where not a number) and a decimal-comma mask."""
-    s = _text(series)
-    values = pd.to_numeric(s, errors="coerce").astype("float64")
-    comma = values.isna() & s.notna() & s.str.match(_DECIMAL_COMMA).fillna(False).astype(bool)
-    if comma.any():
-        values = values.mask(comma, pd.to_numeric(s[comma].str.replace(",", ".")))
-    values = values.where(np.isfinite(values))
-    return values, comma
-
-
-_TZ_SUFFIX = re.compile(r"(?<=\d)(Z|[+-]\d{2}:?\d{2})$")
-
-
-def to_datetime(series: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """ISO 8601 strings -> local wall-clock datetime64 (a zone suffix is dropped as written).
-
-    Returns the datetimes (NaT where unparseable) and a mask of values that carried a time
-    of day or zone.
-    """
-    if pd.api.types.is_datetime64_any_dtype(series):
-        dt = series.dt.tz_localize(None) if series.dt.tz is not None else series
-        return dt.astype("datetime64[us]"), dt.notna() & (dt != dt.dt.normalize())
-    s = _text(series)
-    long = s.str.len() > 19  # "YYYY-MM-DD HH:MM:SS" is 19: only longer ones can carry a zone
-    tail = s.str[-1:]
-    zoned = (long | (tail == "Z")).fillna(False).astype(bool)
-    stripped = s.where(~zoned, s[zoned].str.replace(_TZ_SUFFIX, "", regex=True))
-    dt = pd.to_datetime(stripped, format="ISO8601", errors="coerce")
-    has_time = s.notna() & (s.str.len() > 10)
-    return dt.astype("datetime64[us]"), has_time.fillna(False).astype(bool)
 
 
 class _Ledger:
@@ -184,14 +152,21 @@ class _Ledger:
         *,
         reason: str,
         column: str,
-        values: pd.Series | None = None,
+        values: pd.Series | Callable[[pd.DataFrame], pd.Series] | None = None,
     ) -> pd.DataFrame:
-        """Record the rows of ``df`` under ``mask`` and return the others."""
-        assert reason in MERGE_REASONS or reason in QUARANTINE_REASONS, reason
+        """Record the rows of ``df`` under ``mask`` and return the others.
+
+        ``values``: what the audit shows per row (default: the cell of ``column``), or a
+        function of the dropped rows computing it (so nothing is formatted for kept rows).
+        """
+        if reason not in MERGE_REASONS and reason not in QUARANTINE_REASONS:
+            raise KeyError(f"bug: reason code {reason!r} is not documented")
         mask = mask.reindex(df.index).fillna(False).astype(bool)
         if mask.any():
             bad = df[mask]
-            if values is None:
+            if callable(values):
+                values = values(bad)
+            elif values is None:
                 values = bad[column] if column in bad else pd.Series(pd.NA, index=bad.index)
             where: str | pd.Series = column
             if SOURCE_COLUMN in bad and column in ("pain", "date", "distance_km"):
@@ -201,7 +176,7 @@ class _Ledger:
                 "file": bad[SOURCE_FILE].astype("str"),
                 "line": bad[SOURCE_LINE].astype("int64"),
                 "column": where,
-                "value": values.reindex(bad.index).astype("str"),
+                "value": shown_values(values.reindex(bad.index)),
                 "reason": reason,
                 "runner_id": (_text(bad["runner_id"]) if "runner_id" in bad
                               else pd.Series(pd.NA, index=bad.index, dtype="str")),
@@ -249,7 +224,7 @@ def _optional_number(
         bad = bad | (values > hi)
     if allowed is not None:
         bad = bad | (values.notna() & ~values.isin(allowed))
-    invalid = (_text(df[col]).notna() & values.isna()) | bad
+    invalid = (~_is_missing(df[col]) & values.isna()) | bad
     df = _fix(df, "decimal_comma", comma & ~bad)
     df = _fix(df, "invalid_optional_blanked", invalid)
     return df.assign(**{f"_{col}": values.mask(bad)})
@@ -259,7 +234,7 @@ def _optional_date(df: pd.DataFrame, col: str) -> pd.DataFrame:
     if col not in df:
         return df
     dt, _ = to_datetime(df[col])
-    invalid = _text(df[col]).notna() & dt.isna()
+    invalid = ~_is_missing(df[col]) & dt.isna()
     df = _fix(df, "invalid_optional_blanked", invalid)
     return df.assign(**{f"_{col}": dt.dt.normalize()})
 
@@ -275,6 +250,8 @@ def _runner_filter(
 
 def _date_rules(df: pd.DataFrame, led: _Ledger, today: date) -> pd.DataFrame:
     dt, has_time = to_datetime(df["date"])
+    if HAS_TIME in df:  # the reader typed the dates and kept which had a time of day
+        has_time = df[HAS_TIME].astype(bool)
     df = df.assign(_start=dt, _date=dt.dt.normalize(), _has_time=has_time)
     df = led.drop(df, df["_date"].isna(), reason="unparseable_date", column="date")
     return led.drop(df, df["_date"] > pd.Timestamp(today), reason="future_date", column="date")
@@ -444,7 +421,10 @@ def _clean_runs(
     df = _optional_number(df, "rpe", lo=0, hi=10)
     if "_duration_min" in df:
         pace = df["_duration_min"] / df["_distance_km"]
-        shown = pace.map(lambda p: f"{p:.2f} min/km", na_action="ignore")
+
+        def shown(bad: pd.DataFrame) -> pd.Series:
+            return pace[bad.index].map(lambda p: f"{p:.2f} min/km", na_action="ignore")
+
         df = led.drop(df, pace < MIN_PACE_MIN_PER_KM, reason="pace_too_fast",
                       column="duration_min", values=shown)
         df = led.drop(df, pace > MAX_PACE_MIN_PER_KM, reason="pace_too_slow",
@@ -464,7 +444,8 @@ def _clean_runs(
     day_km = df.groupby(["runner_id", "_date"])["_distance_km"].transform("sum")
     return led.drop(df, day_km > MAX_DAILY_KM, reason="daily_km_over_max",
                     column="distance_km",
-                    values=day_km.map(lambda v: f"{v:.2f} km that day", na_action="ignore"))
+                    values=lambda bad: day_km[bad.index].map(lambda v: f"{v:.2f} km that day",
+                                                             na_action="ignore"))
 
 
 def _start_time(df: pd.DataFrame) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -16,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from analysis.errors import InputFileError
 from analysis.schemas import SOURCE_FILE, SOURCE_LINE
@@ -128,44 +132,67 @@ class CsvCells:
     issues: pd.Series  # "str": why a record does not fit the header, else NA
 
 
+def _record_lines(data: bytes) -> np.ndarray:
+    """0-based indices of the non-empty physical lines of ``data`` (``\n`` or ``\r\n``)."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    newline = np.flatnonzero(raw == ord("\n"))
+    starts = np.r_[0, newline + 1]
+    ends = np.r_[newline, len(raw)]
+    length = ends - starts
+    has_cr = np.zeros(len(starts), dtype=bool)
+    ok = length > 0
+    has_cr[ok] = raw[ends[ok] - 1] == ord("\r")
+    return np.flatnonzero(length - has_cr > 0)
+
+
 def _fast_split(text: str, *, delimiter: str) -> CsvCells | None:
-    """pandas' C parser, when every record is provably one physical line; else None.
+    """pyarrow's CSV reader, when every record is provably one physical line; else None.
 
     A record spans lines only through a quoted newline, which leaves an odd number of
-    quote characters on its first line; with every line even (and no lone CR) the line
-    of record i is known without a Python loop over cells.
+    quote characters on its first line; with every line even (and no lone CR) the physical
+    line of record i is the i-th non-empty line, found from the newline offsets. Ragged
+    rows (pyarrow refuses them) and whitespace-only lines go to the careful path.
     """
-    if "\r" in text.replace("\r\n", ""):
+    if "\r" in text and "\r" in text.replace("\r\n", ""):
         return None
-    physical = text.replace("\r\n", "\n").split("\n")
-    if any(line.count('"') % 2 for line in physical):
+    if '"' in text and any(line.count('"') % 2 for line in text.split("\n")):
         return None
-    keep = [i for i, line in enumerate(physical) if line.strip()]
-    if not keep:
+    data = text.encode("utf-8")
+    lines = _record_lines(data)
+    if len(lines) < 1:
         return None
+    header_line = text.split("\n", int(lines[0]) + 1)[int(lines[0])].removesuffix("\r")
+    width = len(next(csv.reader([header_line], delimiter=delimiter)))
     try:
-        frame = pd.read_csv(io.StringIO("\n".join(physical[i] for i in keep)), sep=delimiter,
-                            header=None, dtype=str, na_filter=False, engine="c",
-                            skip_blank_lines=False, index_col=False)
-    except (pd.errors.ParserError, ValueError):
+        table = pa_csv.read_csv(
+            io.BytesIO(data),
+            read_options=pa_csv.ReadOptions(autogenerate_column_names=True,
+                                            use_threads=False),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter, ignore_empty_lines=True,
+                                              newlines_in_values=False),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={f"f{i}": pa.string() for i in range(width)},
+                strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, ValueError):
         return None  # ragged or otherwise unusual: the careful path decides
-    if len(frame) != len(keep):
+    if table.num_rows != len(lines) or table.num_columns == 0:
         return None
-    frame = frame.fillna("").apply(lambda col: col.astype("str").str.strip())
-    filled = (frame != "").any(axis=1).to_numpy()  # rows of only empty cells are blank
+    columns = [pc.utf8_trim_whitespace(col.combine_chunks()) for col in table.columns]
+    filled = np.zeros(table.num_rows, dtype=bool)  # rows of only empty cells are blank
+    for col in columns:
+        filled |= pc.not_equal(col, "").to_numpy(zero_copy_only=False)
     if not filled.any():
         return None
-    frame = frame[filled]
-    rows = np.asarray(keep, dtype="int64")[filled]
-    header = [str(h) for h in frame.iloc[0].tolist()]
-    width = len(header)
-    header_fields = next(csv.reader([physical[rows[0]]], delimiter=delimiter))
-    if len(header_fields) != width:
-        return None  # some line is wider than the header: ragged, the careful path flags it
-    body = frame.iloc[1:].reset_index(drop=True).replace("", pd.NA)
-    body.columns = range(width)
-    return CsvCells(header=header, cells=body,
-                    lines=rows[1:] + 1,
+    rows = lines[filled]
+    keep = pa.array(filled)
+    columns = [col.filter(keep) for col in columns]
+    header = [col[0].as_py() for col in columns]
+    body = pd.DataFrame({
+        i: pd.Series(pc.if_else(pc.equal(col[1:], ""), pa.scalar(None, pa.string()),
+                                col[1:]), dtype="str")
+        for i, col in enumerate(columns)}, copy=False)
+    return CsvCells(header=header, cells=body, lines=rows[1:] + 1,
                     issues=pd.Series(pd.NA, index=body.index, dtype="str"))
 
 
@@ -174,8 +201,9 @@ def parse_csv_text(text: str, *, delimiter: str, file: str) -> CsvCells:
 
     Blank lines (whose cells are all empty or whitespace) are skipped: they are not data
     rows. Records with more non-empty fields than the header get an issue text; missing
-    trailing fields are empty. Uses pandas' C parser when line numbers are unambiguous and
-    the :mod:`csv` module otherwise; both give the same result
+    trailing fields are empty. Uses pyarrow's CSV reader when line numbers are unambiguous and
+    the :mod:`csv` module otherwise (quoted newlines, ragged rows, whitespace-only lines);
+    both give the same result
     (``tests/test_ingest.py::test_fast_and_careful_csv_paths_agree``).
     """
     fast = _fast_split(text, delimiter=delimiter)
@@ -221,6 +249,116 @@ def careful_split(text: str, *, delimiter: str, file: str) -> CsvCells:
                     issues=pd.Series(issues, dtype="str"))
 
 
+# --- typed values: a cell is parsed once, where it enters ---------------------------------
+#: Column a reader adds next to a typed ``date`` when the cells were written with a time of
+#: day (``YYYY-MM-DD HH:MM``): the two-device rule needs "had a time", which a midnight
+#: datetime alone cannot tell from a bare date.
+HAS_TIME = "date_has_time"
+
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+_TZ_SUFFIX = re.compile(r"(?<=\d)(Z|[+-]\d{2}:?\d{2})$")
+_DATE_UNIT = "datetime64[us]"
+
+
+def _is_text(series: pd.Series) -> bool:
+    return series.dtype == object or pd.api.types.is_string_dtype(series)
+
+
+def text_cells(series: pd.Series) -> pd.Series:
+    """Values as trimmed strings with NA for missing tokens (:data:`MISSING_TOKENS`)."""
+    s = series.astype("str").str.strip()
+    return s.mask(s.str.lower().isin(MISSING_TOKENS))
+
+
+def to_number(series: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Cells -> float; returns the values (NaN where not a finite number) and a
+    decimal-comma mask. A column a reader already typed is only checked for finiteness."""
+    if not _is_text(series):
+        values = series.astype("float64")
+        return values.where(np.isfinite(values)), pd.Series(False, index=series.index)
+    s = text_cells(series)
+    values = pd.to_numeric(s, errors="coerce").astype("float64")
+    comma = values.isna() & s.notna() & s.str.match(_DECIMAL_COMMA).fillna(False).astype(bool)
+    if comma.any():
+        values = values.mask(comma, pd.to_numeric(s[comma].str.replace(",", ".")))
+    values = values.where(np.isfinite(values))
+    return values, comma
+
+
+def to_datetime(series: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """ISO 8601 cells -> local wall-clock datetime64 (a zone suffix is dropped as written).
+
+    Returns the datetimes (NaT where unparseable) and a mask of values that carried a time
+    of day or zone. A column a reader already typed passes through (time of day: not
+    midnight; a reader that knows better adds :data:`HAS_TIME`).
+    """
+    if pd.api.types.is_datetime64_any_dtype(series):
+        dt = series.dt.tz_localize(None) if series.dt.tz is not None else series
+        return dt.astype(_DATE_UNIT), dt.notna() & (dt != dt.dt.normalize())
+    s = text_cells(series)
+    long = s.str.len() > 19  # "YYYY-MM-DD HH:MM:SS" is 19: only longer ones can carry a zone
+    tail = s.str[-1:]
+    zoned = (long | (tail == "Z")).fillna(False).astype(bool)
+    stripped = s.where(~zoned, s[zoned].str.replace(_TZ_SUFFIX, "", regex=True))
+    dt = pd.to_datetime(stripped, format="ISO8601", errors="coerce")
+    has_time = s.notna() & (s.str.len() > 10)
+    return dt.astype(_DATE_UNIT), has_time.fillna(False).astype(bool)
+
+
+def typed_number(series: pd.Series) -> pd.Series:
+    """Text cells -> float64 when every non-missing cell is a plain number; else unchanged.
+
+    A column with one cell that is not a number (``"abc"``, a decimal comma) stays text, so
+    that cleaning quarantines or fixes that cell with its text as written.
+    """
+    if not _is_text(series) or len(series) == 0:
+        return series
+    cells = text_cells(series)
+    try:
+        values = pc.cast(pa.array(cells, type=pa.string(), from_pandas=True), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return series
+    return pd.Series(values.to_numpy(zero_copy_only=False), index=series.index,
+                     dtype="float64")
+
+
+def typed_date(series: pd.Series) -> tuple[pd.Series, pd.Series | None]:
+    """Text cells -> datetime64 when every non-missing cell is an ISO 8601 date; else
+    unchanged. Also returns the has-a-time-of-day mask (None when the column stays text)."""
+    if not _is_text(series) or len(series) == 0:
+        return series, None
+    dt, has_time = to_datetime(series)
+    if (dt.isna() & text_cells(series).notna()).any():
+        return series, None
+    return dt, has_time
+
+
+def typed_columns(frame: pd.DataFrame, *, numbers: Iterable[str] = (),
+                  dates: Iterable[str] = (), time_of_day: str | None = None) -> pd.DataFrame:
+    """Type the named columns of a reader's table (:func:`typed_number`, :func:`typed_date`).
+
+    ``time_of_day``: the date column whose has-a-time mask is kept as :data:`HAS_TIME`.
+    """
+    out = {}
+    for col in numbers:
+        if col in frame:
+            out[col] = typed_number(frame[col])
+    for col in dates:
+        if col in frame:
+            out[col], has_time = typed_date(frame[col])
+            if col == time_of_day and has_time is not None:
+                out[HAS_TIME] = has_time
+    return frame.assign(**out) if out else frame
+
+
+def shown_values(values: pd.Series) -> pd.Series:
+    """Cells as the audit shows them: text as written; typed numbers in their shortest
+    form (``12``, ``2.5``); dates as ISO 8601 (``2024-01-07``, ``2024-01-07 06:30:00``)."""
+    if _is_text(values):
+        return values.astype("str")
+    return values.astype(object).map(_cell_text).astype("str")
+
+
 def records_frame(
     parsed: CsvCells,
     *,
@@ -258,6 +396,8 @@ def _cell_text(value: object) -> str | None:
     if isinstance(value, datetime | date):
         text = value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
         return text.removesuffix(" 00:00:00")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return str(value).strip() or None
 
 

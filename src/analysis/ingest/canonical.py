@@ -22,8 +22,10 @@ from analysis.ingest._io import (
     pick_delimiter,
     records_frame,
     stringify,
+    typed_columns,
 )
 from analysis.schemas import (
+    OSTRC_ITEMS,
     PAIN_OPTIONAL,
     PAIN_REQUIRED,
     RUNNERS_OPTIONAL,
@@ -44,6 +46,14 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
     "shoes": (SHOES_REQUIRED, SHOES_OPTIONAL, False),
 }
 SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".parquet")
+#: table -> (number columns, date columns) a reader types (``start_time`` stays text: it may
+#: be a clock time, which only means something with the run's date).
+TYPED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "runners": (("age",), ("follow_up_start", "follow_up_end")),
+    "runs": (("distance_km", "duration_min", "rpe"), ("date",)),
+    "pain": (("pain", *OSTRC_ITEMS), ("date",)),
+    "shoes": (("start_km",), ("start_date",)),
+}
 
 
 def empty_table(table: str) -> pd.DataFrame:
@@ -70,9 +80,14 @@ def read_table_file(
     *,
     required: Sequence[str],
     optional: Sequence[str] = (),
-    keep_all: bool = True,
+    table: str | None = None,
 ) -> tuple[pd.DataFrame, FileInfo]:
-    """Read one canonical table file (CSV, Excel or Parquet) as strings with provenance.
+    """Read one canonical table file (CSV, Excel or Parquet) with provenance.
+
+    ``table`` (a key of :data:`TABLES`) types its number and date columns
+    (:data:`TYPED`, :func:`~analysis.ingest._io.typed_columns`): a column whose every
+    cell parses is emitted as float64 or datetime64, any other stays text for cleaning to
+    quarantine its bad cells with the text as written. Extra ``x_`` columns are numbers.
 
     Raises
     ------
@@ -112,10 +127,10 @@ def read_table_file(
             file=name,
             column=missing[0],
         )
-    if not keep_all:
-        keep = [c for c in frame.columns
-                if c in (*required, *optional, SOURCE_FILE, SOURCE_LINE, SOURCE_ISSUE)]
-        frame = frame[keep]
+    if table is not None:
+        numbers, dates = TYPED[table]
+        frame = typed_columns(frame, numbers=[*numbers, *(c for c in frame if c.startswith("x_"))],
+                              dates=dates, time_of_day="date" if table == "runs" else None)
     return frame, info
 
 
@@ -163,7 +178,7 @@ def read_canonical(
                 )
             tables[table] = empty_table(table)
             continue
-        frame, info = read_table_file(path, required=required, optional=optional)
+        frame, info = read_table_file(path, required=required, optional=optional, table=table)
         tables[table] = frame
         infos[info.name] = info
     return tables, infos
@@ -240,7 +255,8 @@ def read_companions(
         required, optional, _ = TABLES[table]
         path = find_table_file(raw_dir, table)
         if path is not None:
-            frame, info = read_table_file(path, required=required, optional=optional)
+            frame, info = read_table_file(path, required=required, optional=optional,
+                                          table=table)
             tables[table], infos[info.name] = frame, info
         elif table == "runners":
             tables[table] = derived_runners(runner_ids, cohort=cohort)
