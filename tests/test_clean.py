@@ -7,9 +7,10 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from analysis import schemas
@@ -353,3 +354,78 @@ def test_a_clean_table_failing_its_contract_is_a_bug_with_a_traceback(
     assert not isinstance(err.value, KneeloadError)
     assert err.value.__cause__ is not None  # pandera's error stays attached
     assert len(_checked(messy.runners, messy.runs, messy.pain, messy.shoes)) == 4
+
+
+# --- one definition per computed value (issue 11) --------------------------------------------
+def _former_same_day_rule(runner: list[str], day: list[int], pain: list[float]) -> list[bool]:
+    """The rule as clean wrote it before issue 11 (sort by pain, then row; keep the last)."""
+    df = pd.DataFrame({"runner_id": runner, "_date": day, "_pain": pain})
+    ranked = df.assign(_order=range(len(df))).sort_values(["_pain", "_order"], kind="stable")
+    return ranked.duplicated(["runner_id", "_date"], keep="last").reindex(df.index).tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("AB"), st.integers(0, 3),
+                          st.sampled_from([0.0, 2.0, 2.0, 5.0, 10.0])), max_size=25))
+def test_same_day_rule_is_the_former_clean_rule(rows: list[tuple[str, int, float]]) -> None:
+    from analysis.clean import superseded_same_day
+
+    runner, day, pain = ([r[i] for r in rows] for i in range(3))
+    got = superseded_same_day(pd.Series(runner, dtype="str"), pd.Series(day, dtype="int64"),
+                              pd.Series(pain, dtype="float64"))
+    assert got.tolist() == _former_same_day_rule(runner, day, pain)
+
+
+def _brute_force_two_device(runs: pd.DataFrame) -> set[int]:
+    """Every pair checked (O(n^2)): the later record of an overlapping, close pair."""
+    from analysis.clean import TWO_DEVICE_DISTANCE_TOLERANCE
+
+    dup = set()
+    rows = list(runs.itertuples(index=False))
+    for i, a in enumerate(rows):
+        for b in rows[:i]:
+            end_a = a.start + pd.Timedelta(minutes=a.dur)
+            end_b = b.start + pd.Timedelta(minutes=b.dur)
+            if a.runner_id == b.runner_id and a.start <= end_b and b.start <= end_a and \
+                    abs(a.km - b.km) <= TWO_DEVICE_DISTANCE_TOLERANCE * max(a.km, b.km):
+                dup.add(i)
+    return dup
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("AB"), st.integers(0, 3 * 24 * 6),
+                          st.sampled_from([10.0, 10.2, 10.6, 5.0]),
+                          st.sampled_from([0.0, 20.0, 60.0, 600.0])), min_size=2, max_size=14))
+@example([("A", 0, 10.0, 600.0), ("A", 6, 5.0, 20.0), ("A", 30, 10.2, 20.0)])  # long covers two
+def test_two_device_candidate_filter_loses_no_pair(
+        rows: list[tuple[str, int, float, float]]) -> None:
+    """The overlap pre-filter of _two_device (issue 11 speed-up) keeps every merged pair."""
+    from analysis.clean import _two_device
+
+    start = pd.Timestamp("2024-01-01") + pd.to_timedelta([r[1] * 10 for r in rows], unit="min")
+    runs = pd.DataFrame({"runner_id": [r[0] for r in rows], "_start": start.astype(
+        "datetime64[us]"), "_distance_km": [r[2] for r in rows],
+        "_duration_min": [r[3] for r in rows], "_has_time": True})
+    got = set(np.flatnonzero(_two_device(runs).to_numpy()))
+    ref = _brute_force_two_device(runs.rename(columns={"_start": "start", "_distance_km": "km",
+                                                       "_duration_min": "dur"}))
+    assert got == ref
+
+
+def test_readers_type_clean_columns_and_leave_broken_ones_as_text(tmp_path: Path) -> None:
+    """A column whose every cell parses arrives typed (clean does not parse it again); one
+    bad cell keeps the column text, so cleaning quarantines that cell as written."""
+    (tmp_path / "runners.csv").write_text("runner_id,cohort\nR1,A\n", encoding="utf-8")
+    (tmp_path / "pain.csv").write_text("runner_id,date,pain\nR1,2024-01-07,2\n",
+                                       encoding="utf-8")
+    (tmp_path / "runs.csv").write_text(
+        "runner_id,date,distance_km,duration_min\n"
+        "R1,2024-01-01 07:00,6.0,30\nR1,2024-01-02,ten,NA\n", encoding="utf-8")
+    raw = read_dataset(tmp_path)
+    assert raw.runs["date"].dtype.kind == "M" and raw.pain["pain"].dtype == "float64"
+    assert raw.runs["duration_min"].tolist()[0] == 30.0  # "NA" is missing, not text
+    assert raw.runs["date_has_time"].tolist() == [True, False]
+    assert pd.api.types.is_string_dtype(raw.runs["distance_km"])  # "ten" keeps it text
+    result = clean_tables(raw, today=TODAY)
+    assert result.quarantine[["line", "value", "reason"]].to_numpy().tolist() == [
+        [3, "ten", "distance_not_number"]]

@@ -688,3 +688,61 @@ def test_every_exposure_is_missing_on_the_days_of_an_unlogged_gap() -> None:
     assert np.isnan(after["tsb"].to_numpy()[:42]).all()  # warm-up of ctl, then s - 1
     np.testing.assert_allclose(after["atl"].to_numpy()[6:8],
                                10 * (1 - (1 - 2 / 8) ** np.array([7, 8])), rtol=1e-12)
+
+
+# --- one definition per computed value (issue 11) --------------------------------------------
+def test_same_day_reports_follow_the_one_clean_rule() -> None:
+    """build_panel has no dedupe of its own: on a tie it keeps the later report, as clean
+    does (the former exposures copy sorted by OSTRC and kept the earlier one)."""
+    import analysis.exposures as ex
+    from analysis.clean import superseded_same_day
+
+    assert not hasattr(ex, "_dedupe_pain")
+    runs, runners, _, _ = _quick_tables()
+    pain = pd.DataFrame({"runner_id": ["A", "A"], "date": pd.to_datetime(["2025-01-20"] * 2),
+                         "pain": [4.0, 4.0], "ostrc_q1": [4.0, 2.0]})
+    built = build_panel(runs, runners, pain)
+    assert built.panel["ostrc_q1"].tolist() == [2.0]  # the later of two equal reports
+    assert superseded_same_day(pain["runner_id"], pain["date"], pain["pain"]).tolist() == [
+        True, False]
+    assert built.audit["duplicate_pain_reports"]["count"] == 1
+
+
+def test_build_imports_no_scipy() -> None:
+    """The build path does its EWMA and running max in numpy (no scipy import, no import
+    on the feature threads: the c3542f9 race cannot come back)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, analysis.pipeline; "
+            "print(sorted(m for m in ('scipy', 'statsmodels', 'gpboost') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_numpy_filters_match_scipy() -> None:
+    """_geometric_scan is scipy.signal.lfilter's first-order recursion; _Windows.extreme is
+    the trailing max of scipy.ndimage on every valid row."""
+    from scipy.ndimage import maximum_filter1d
+    from scipy.signal import lfilter
+
+    import analysis.exposures as ex
+
+    rng = np.random.default_rng(4)
+    x = rng.gamma(2.0, 3.0, 5000) * (rng.random(5000) > 0.4)
+    for alpha in (2 / 8, 2 / 29, 1 - np.exp(-1 / 42)):
+        np.testing.assert_allclose(alpha * ex._geometric_scan(x, 1 - alpha),
+                                   lfilter([alpha], [1.0, -(1.0 - alpha)], x), rtol=1e-12,
+                                   atol=1e-12)
+    daily = pd.DataFrame({"distance_km": x, "day_index": np.arange(5000) % 400})
+    win = ex._Windows(daily)
+    width = 30
+    got = win.extreme(x, width, offset=1)
+    centred = maximum_filter1d(x, size=width, mode="nearest")
+    ref = np.r_[np.full(width - 1 - width // 2, np.nan), centred[: -(width - 1 - width // 2)]]
+    ref = np.r_[np.nan, ref[:-1]]
+    valid = win.valid(width, offset=1)
+    assert valid.sum() > 4000
+    np.testing.assert_array_equal(got[valid], ref[valid])
+    assert np.isnan(got[~valid]).all()

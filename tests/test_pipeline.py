@@ -132,3 +132,16 @@ def test_pseudonymised_build_hashes_export_folder_names(tmp_path, monkeypatch):
         assert folder not in written
     assert "raw_dir" not in summary.meta
     assert len(summary.meta["input_sha256"]) == len(input_hashes(export))
+
+
+def test_pain_threshold_is_defined_once_and_recorded(tmp_path, small_raw):
+    """One threshold: analysis.defaults holds it, exposures/pipeline/CLI read it, and the
+    build records the one it used in panel_meta.json (what later steps should read)."""
+    import analysis.exposures as ex
+    from analysis import defaults
+
+    assert ex.DEFAULT_PAIN_THRESHOLD is defaults.DEFAULT_PAIN_THRESHOLD == 3.0
+    summary = build(small_raw, tmp_path / "out", pain_threshold=5.0)
+    data = load_processed(summary.out_dir)
+    assert data["panel_meta"]["pain_threshold"] == 5.0
+    assert (data["panel"]["pain_any"] == (data["panel"]["pain"] >= 5.0)).all()

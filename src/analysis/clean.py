@@ -471,6 +471,9 @@ def _two_device(df: pd.DataFrame) -> pd.Series:
     timed = df[df["_has_time"]]
     if len(timed) < 2:
         return pd.Series(False, index=df.index)
+    timed = timed[_overlaps_any(timed)]  # a run that overlaps no other run is no duplicate
+    if len(timed) < 2:
+        return pd.Series(False, index=df.index)
     dur = timed["_duration_min"] if "_duration_min" in timed else pd.Series(np.nan,
                                                                            index=timed.index)
     t = pd.DataFrame({
@@ -498,6 +501,40 @@ def _two_device(df: pd.DataFrame) -> pd.Series:
     return pd.Series(df.index.isin(list(dup_rows)), index=df.index)
 
 
+def _overlaps_any(timed: pd.DataFrame) -> np.ndarray:
+    """Mask of timed runs whose interval [start, start + duration] meets another run of the
+    same runner (the only candidates of :func:`_two_device`).
+
+    With a runner's runs sorted by start, run i meets an earlier-starting run iff its start
+    is at most the largest end before it, and a later-starting run iff the next start is at
+    most its end: two vector passes instead of pairing every run with its neighbours.
+    """
+    dur = (timed["_duration_min"].to_numpy(dtype=float) if "_duration_min" in timed
+           else np.zeros(len(timed)))
+    start = timed["_start"].to_numpy().astype("datetime64[us]").astype(np.int64)
+    # rounded up by a microsecond: a superset of candidates is harmless, a missed one is not
+    end = start + np.ceil(np.nan_to_num(dur) * 60e6).astype(np.int64) + 1
+    runner = pd.factorize(timed["runner_id"])[0].astype(np.int64)
+    order = np.lexsort((start, runner))
+    r, s, e = runner[order], start[order], end[order]
+    n = len(s)
+    same_prev = np.r_[False, r[1:] == r[:-1]]
+    # largest end among a runner's earlier-starting runs: a running max of (runner, rank of
+    # end), which never carries one runner's ends into the next runner
+    by_end = np.argsort(e, kind="stable")
+    rank = np.empty(n, dtype=np.int64)
+    rank[by_end] = np.arange(n)
+    running = np.maximum.accumulate(r * n + rank)
+    prev_max = np.r_[np.iinfo(np.int64).min, e[by_end][running[:-1] % n]]
+    meets_earlier = same_prev & (s <= prev_max)
+    same_next = np.r_[r[1:] == r[:-1], False]
+    next_start = np.r_[s[1:], np.iinfo(np.int64).max]
+    meets_later = same_next & (next_start <= e)
+    out = np.zeros(len(s), dtype=bool)
+    out[order] = meets_earlier | meets_later
+    return out
+
+
 def _clean_pain(
     df: pd.DataFrame, runners: pd.DataFrame, cohortless: set[str], led: _Ledger, today: date
 ) -> pd.DataFrame:
@@ -516,12 +553,40 @@ def _clean_pain(
     df = led.drop(df, outside, reason="outside_follow_up", column="date")
     key = ["runner_id", "_date", "_pain", *[f"_{q}" for q in OSTRC_ITEMS if f"_{q}" in df]]
     df = led.drop(df, df.duplicated(key, keep="first"), reason="exact_duplicate", column="pain")
-    # Several different reports on one day: keep the highest pain (ties: the later line), so
-    # that a flare-up is never hidden by a second, calmer report (issue 4, docs/cleaning.md).
-    ranked = df.assign(_order=np.arange(len(df))).sort_values(["_pain", "_order"],
-                                                               kind="stable")
-    superseded = ranked.duplicated(["runner_id", "_date"], keep="last").reindex(df.index)
+    superseded = superseded_same_day(df["runner_id"], df["_date"], df["_pain"])
     return led.drop(df, superseded, reason="same_day_pain_report", column="pain")
+
+
+def superseded_same_day(runner_id: pd.Series, day: pd.Series, pain: pd.Series) -> pd.Series:
+    """The one same-day pain rule: mask of reports another report of the runner and day
+    supersedes.
+
+    Several reports on one day keep the highest pain (ties: the later row), so that a
+    flare-up is never hidden by a second, calmer report (issue 4, docs/cleaning.md).
+    :func:`clean_tables` applies it (reason ``same_day_pain_report``);
+    :func:`analysis.exposures.build_panel` applies the same function to tables that did
+    not come through cleaning.
+
+    Parameters
+    ----------
+    runner_id, day, pain
+        Aligned series (same index): runner, calendar day (datetime64 or day number) and
+        pain (NRS 0-10).
+    """
+    n = len(pain)
+    runner = pd.factorize(runner_id)[0]
+    days = pd.factorize(day)[0]
+    values = pain.to_numpy(dtype=float)
+    # sorted by runner, day, pain (NaN last, as highest), then row: each group's last row
+    # is the one kept
+    order = np.lexsort((np.arange(n), values, days, runner))
+    key_r, key_d = runner[order], days[order]
+    last = np.ones(n, dtype=bool)
+    if n > 1:
+        last[:-1] = (key_r[1:] != key_r[:-1]) | (key_d[1:] != key_d[:-1])
+    dup = np.zeros(n, dtype=bool)
+    dup[order] = ~last
+    return pd.Series(dup, index=pain.index)
 
 
 def _report(raw: RawTables, kept: dict[str, pd.DataFrame], quarantine: pd.DataFrame) -> dict:

@@ -17,15 +17,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.ndimage import maximum_filter1d, minimum_filter1d
-from scipy.signal import lfilter
 
+from analysis.clean import superseded_same_day
+from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD
 from analysis.errors import DataContractError, KneeloadError
 from analysis.schemas import OSTRC_ITEMS, SOURCE_FILE, SOURCE_LINE
 
 # --- constants (docs/exposures.md) ---------------------------------------------------------
-DEFAULT_EXPOSURE_LAG_DAYS = 7  # s = t - 7: the week before the report's week (issue 4)
-DEFAULT_PAIN_THRESHOLD = 3.0  # pain_any = pain >= 3 on the 0-10 NRS
+# DEFAULT_EXPOSURE_LAG_DAYS (7) and DEFAULT_PAIN_THRESHOLD (3.0) live in analysis.defaults
 ACUTE_DAYS = 7  # acute window (Hulin et al. 2016; Gabbett 2016)
 CHRONIC_DAYS = 28  # chronic window (Hulin et al. 2016; Gabbett 2016)
 #: Week-over-week jump bands: < 10 %, 10-30 %, > 30 % (Nielsen et al. 2014, JOSPT 44:739).
@@ -512,9 +511,11 @@ class _Windows:
         """Max (or min) over the window; NaN if any value is NaN."""
         v = values.astype(float)
         nan = np.isnan(v)
-        filt = minimum_filter1d if lowest else maximum_filter1d
-        centred = filt(np.where(nan, 0.0, v), size=width, mode="nearest") if len(v) else v
-        trailing = _shift(centred, width - 1 - width // 2) if width > 1 else centred
+        # rows before ``width - 1`` are never valid (``valid`` masks them): leave them NaN
+        trailing = np.full(len(v), np.nan)
+        if len(v) >= width:
+            view = np.lib.stride_tricks.sliding_window_view(np.where(nan, 0.0, v), width)
+            trailing[width - 1:] = view.min(axis=1) if lowest else view.max(axis=1)
         if nan.any():
             trailing[_window_count(nan, width) > 0] = np.nan
         if offset:
@@ -778,7 +779,7 @@ def _ewma(values: np.ndarray, seg_start: np.ndarray, seg_pos: np.ndarray, alpha:
     the whole grid, then the carry-over from the previous segment is subtracted in closed form.
     """
     x = np.nan_to_num(values.astype(float))
-    y = lfilter([alpha], [1.0, -(1.0 - alpha)], x)
+    y = alpha * _geometric_scan(x, 1.0 - alpha)
     if len(x) == 0:
         return y
     carry = np.where(seg_start > 0, y[np.maximum(seg_start - 1, 0)], 0.0)
@@ -786,6 +787,19 @@ def _ewma(values: np.ndarray, seg_start: np.ndarray, seg_pos: np.ndarray, alpha:
         carry = carry - x[seg_start]
     return y - (1.0 - alpha) ** (seg_pos + 1) * carry
 
+
+
+def _geometric_scan(x: np.ndarray, ratio: float) -> np.ndarray:
+    """``y_t = x_t + ratio * y_(t-1)`` (``y_0 = x_0``) by doubling: after the pass with
+    stride ``s`` every ``y_t`` holds the terms of lag below ``2 s``, so ``log2(n)`` vector
+    passes replace a loop over rows (the same filter as ``scipy.signal.lfilter``, without
+    importing scipy for the build)."""
+    y = np.array(x, dtype=float)
+    step, factor = 1, ratio
+    while step < len(y) and factor != 0.0:
+        y[step:] += factor * y[:-step]
+        step, factor = 2 * step, factor * factor
+    return y
 
 
 def _last_index(flag: np.ndarray, *, strictly_before: bool) -> np.ndarray:
@@ -934,16 +948,19 @@ def ostrc_scores(pain: pd.DataFrame, *, coding: str = "auto") -> pd.DataFrame:
 # --- pain reports and the panel -------------------------------------------------------------
 
 
-def _dedupe_pain(pain: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep the highest pain of several reports on one day; return (kept, merged rows)."""
+def _split_reports(pain: pd.DataFrame, runners: pd.DataFrame
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Pain reports -> (kept, superseded same-day reports, reports of unknown runners).
+
+    The same-day rule is :func:`analysis.clean.superseded_same_day`, the one clean applies;
+    on clean tables (the build) both other parts are empty.
+    """
     table = pain.assign(runner_id=pain["runner_id"].astype(str),
                         _day=_day_numbers(pain["date"]), pain=pain["pain"].astype(float))
-    extra = [c for c in table.columns if c.startswith("ostrc_q")]
-    table = table.sort_values(["runner_id", "_day", "pain", *extra],
-                              ascending=[True, True, False, *[False] * len(extra)],
-                              kind="stable", na_position="last")
-    dup = table.duplicated(["runner_id", "_day"], keep="first")
-    return table[~dup], table[dup]
+    dup = superseded_same_day(table["runner_id"], table["_day"], table["pain"]).to_numpy()
+    kept, merged = table[~dup], table[dup]
+    known = kept["runner_id"].isin(runners["runner_id"].astype(str)).to_numpy()
+    return kept[known], merged, kept[~known]
 
 
 def _validate_options(exposure_lag_days: int, pain_threshold: float, lags: Sequence[int],
@@ -974,16 +991,24 @@ def _gap_rows(daily: pd.DataFrame) -> list[dict[str, Any]]:
             for r in spans.itertuples()]
 
 
-def _within_between(panel: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """Add ``<col>_between`` (runner mean over the panel) and ``<col>_within`` (deviation)."""
+def _within_between(runner_id: Any, columns: dict[str, Any]) -> dict[str, np.ndarray]:
+    """``<col>_between`` (the runner's mean over the panel's reports, NaN skipped) and
+    ``<col>_within`` (the deviation from it) of each column."""
     if not columns:
-        return panel
-    means = panel.groupby("runner_id", sort=False)[list(columns)].transform("mean")
-    extra = {}
-    for col in columns:
-        extra[f"{col}_between"] = means[col].to_numpy()
-        extra[f"{col}_within"] = panel[col].to_numpy() - means[col].to_numpy()
-    return pd.concat([panel, pd.DataFrame(extra, index=panel.index, copy=False)], axis=1)
+        return {}
+    code, _ = pd.factorize(pd.Series(runner_id))
+    n = int(code.max()) + 1 if len(code) else 0
+    out: dict[str, np.ndarray] = {}
+    for col, values in columns.items():
+        x = np.asarray(values, dtype=float)
+        ok = ~np.isnan(x)
+        total = np.bincount(code[ok], weights=x[ok], minlength=n)
+        count = np.bincount(code[ok], minlength=n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (total / count)[code]
+        out[f"{col}_between"] = mean
+        out[f"{col}_within"] = x - mean
+    return out
 
 
 def build_panel(
@@ -1031,59 +1056,89 @@ def build_panel(
     features = _daily_features(calendar, grid, shoes, decay=decay)
     daily = pd.DataFrame({**{c: calendar[c].array for c in calendar.columns},
                           **{c: features[c].array for c in features.columns}}, copy=False)
-
-    kept, merged = _dedupe_pain(pain)
-    known_runner = kept["runner_id"].isin(runners["runner_id"].astype(str))
-    unknown = kept[~known_runner]
-    kept = kept[known_runner]
-
-    info_cols = ["runner_id", "cohort", *[c for c in ("sex", "age") if c in runners.columns]]
-    info = runners[info_cols].assign(runner_id=runners["runner_id"].astype(str))
-    report_day = kept["_day"].to_numpy()
-    ref_day = report_day - int(exposure_lag_days)
-    panel = pd.DataFrame({"runner_id": pd.array(kept["runner_id"].to_numpy(), dtype="str")})
-    panel = panel.merge(info, on="runner_id", how="left")
-    panel["date"] = _dates(report_day)
-    panel["reference_date"] = _dates(ref_day)
-    panel["pain"] = kept["pain"].to_numpy()
-    panel["pain_any"] = panel["pain"].to_numpy() >= pain_threshold
-    ostrc_cols = [c for c in OSTRC_ITEMS if c in kept.columns]
-    for col in ostrc_cols:
-        panel[col] = kept[col].to_numpy()
-    if ostrc_cols:
+    kept, merged, unknown = _split_reports(pain, runners)
+    columns = _report_columns(kept, runners, exposure_lag_days=exposure_lag_days,
+                              pain_threshold=pain_threshold)
+    if any(c in kept.columns for c in OSTRC_ITEMS):
         if ostrc_coding == "auto":
             ostrc_coding = _ostrc_coding(kept)
-        scored = ostrc_scores(kept.reset_index(drop=True), coding=ostrc_coding)
-        for col in scored.columns:
-            panel[col] = scored[col].array
+        columns |= _ostrc_columns(kept, coding=ostrc_coding)
+    exposure, lagged = _exposure_columns(features, grid, columns["runner_id"],
+                                         columns["reference_date"], lags=lags)
+    numeric = [c for c in [*features.columns, *lagged]
+               if pd.api.types.is_float_dtype(exposure[c].dtype)]
+    columns |= exposure
+    columns |= _within_between(columns["runner_id"], {c: exposure[c] for c in numeric})
+    panel = pd.DataFrame(columns, copy=False)
+    panel = panel.sort_values(["runner_id", "date"], kind="stable").reset_index(drop=True)
+    meta = _panel_meta(exposure_lag_days=exposure_lag_days, pain_threshold=pain_threshold,
+                       lags=lags, unlogged_gaps=unlogged_gaps, decay=decay,
+                       ostrc_coding=ostrc_coding, within_between=numeric)
+    audit = _panel_audit(calendar, merged, unknown)
+    return PanelBuild(panel=panel, daily=daily, meta=meta, audit=audit)
 
+
+def _report_columns(kept: pd.DataFrame, runners: pd.DataFrame, *, exposure_lag_days: int,
+                    pain_threshold: float) -> dict[str, Any]:
+    """Identity, runner information, dates and the outcome of each kept report."""
+    info_cols = ["cohort", *[c for c in ("sex", "age") if c in runners.columns]]
+    info = runners.assign(runner_id=runners["runner_id"].astype(str)).drop_duplicates(
+        "runner_id").set_index("runner_id")[info_cols]
+    runner_id = pd.array(kept["runner_id"].to_numpy(), dtype="str")
+    at = info.index.get_indexer(pd.Index(runner_id))
+    report_day = kept["_day"].to_numpy()
+    pain = kept["pain"].to_numpy()
+    out: dict[str, Any] = {"runner_id": runner_id}
+    for col in info_cols:
+        out[col] = info[col].take(np.maximum(at, 0)).array if len(info) else info[col].array
+    out |= {
+        "date": _dates(report_day),
+        "reference_date": _dates(report_day - int(exposure_lag_days)),
+        "pain": pain,
+        "pain_any": pain >= pain_threshold,
+    }
+    return out
+
+
+def _ostrc_columns(kept: pd.DataFrame, *, coding: str) -> dict[str, Any]:
+    """The OSTRC answers as given and their scores (:func:`ostrc_scores`)."""
+    out: dict[str, Any] = {c: kept[c].to_numpy() for c in OSTRC_ITEMS if c in kept.columns}
+    scored = ostrc_scores(kept.reset_index(drop=True), coding=coding)
+    return out | {c: scored[c].array for c in scored.columns}
+
+
+def _exposure_columns(features: pd.DataFrame, grid: _Grid, runner_id: Any,
+                      reference_date: np.ndarray, *, lags: Sequence[int]
+                      ) -> tuple[dict[str, Any], list[str]]:
+    """Every feature at each report's reference day ``s`` and, per lag k, at ``s - 7k``."""
     grid_key = _runner_key(grid.code, grid.day)
-    panel_code = _codes(panel["runner_id"], grid.runner_ids)
-    feature_cols = list(features.columns)
+    code = _codes(pd.Series(runner_id), grid.runner_ids)
+    ref_day = reference_date.astype("datetime64[D]").astype(np.int64)
 
     def lookup(days: np.ndarray) -> pd.DataFrame:
         """Feature rows of each report's runner at ``days`` (NaN where off the calendar)."""
-        key = _runner_key(panel_code, days)
+        key = _runner_key(code, days)
         at = np.searchsorted(grid_key, key)
-        found = (panel_code >= 0) & (at < len(grid_key))
+        found = (code >= 0) & (at < len(grid_key))
         found[found] = grid_key[at[found]] == key[found]
         return _take(features, np.where(found, at, -1))
 
     at_s = lookup(ref_day)
-    for col in feature_cols:
-        panel[col] = at_s[col].array
+    out: dict[str, Any] = {c: at_s[c].array for c in features.columns}
     lagged = []
     for k in lags:
         at_lag = lookup(ref_day - ACUTE_DAYS * int(k))
-        for col in feature_cols:
-            panel[f"{col}_lag{int(k)}w"] = at_lag[col].array
+        for col in features.columns:
+            out[f"{col}_lag{int(k)}w"] = at_lag[col].array
             lagged.append(f"{col}_lag{int(k)}w")
-    numeric = [c for c in [*feature_cols, *lagged]
-               if pd.api.types.is_float_dtype(panel[c].dtype)]
-    panel = _within_between(panel, numeric)
-    panel = panel.sort_values(["runner_id", "date"], kind="stable").reset_index(drop=True)
+    return out, lagged
 
-    meta = {
+
+def _panel_meta(*, exposure_lag_days: int, pain_threshold: float, lags: Sequence[int],
+                unlogged_gaps: str, decay: str, ostrc_coding: str,
+                within_between: list[str]) -> dict[str, Any]:
+    """The options and constants the panel was built with (``panel_meta.json``)."""
+    return {
         "exposure_lag_days": int(exposure_lag_days),
         "pain_threshold": float(pain_threshold),
         "lags": [int(k) for k in lags],
@@ -1096,10 +1151,15 @@ def build_panel(
         "ctl_days": CTL_DAYS,
         "atl_days": ATL_DAYS,
         "ostrc_coding": ostrc_coding,
-        "within_between": numeric,
+        "within_between": within_between,
     }
+
+
+def _panel_audit(calendar: pd.DataFrame, merged: pd.DataFrame,
+                 unknown: pd.DataFrame) -> dict[str, Any]:
+    """What the panel step merged, dropped or flagged, as counts and JSON-ready rows."""
     gaps = _gap_rows(calendar)
-    audit = {
+    return {
         "duplicate_pain_reports": {
             "count": len(merged),
             "rows": [{"runner_id": r, "date": d.date().isoformat(), "pain": float(p)}
@@ -1111,4 +1171,3 @@ def build_panel(
         "pain_unknown_runner": {"count": len(unknown),
                                 "rows": sorted(unknown["runner_id"].unique().tolist())},
     }
-    return PanelBuild(panel=panel, daily=daily, meta=meta, audit=audit)

@@ -22,18 +22,17 @@ import pandas as pd
 
 from analysis import __version__, schemas
 from analysis.clean import CleanResult, clean_tables
+from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD
 from analysis.errors import InputFileError
-from analysis.exposures import (
-    DEFAULT_EXPOSURE_LAG_DAYS,
-    DEFAULT_PAIN_THRESHOLD,
-    PanelBuild,
-    build_panel,
-)
+from analysis.exposures import PanelBuild, build_panel
 from analysis.ingest import read_dataset
 
 TABLES = ("runners", "runs", "pain", "shoes")
 PROCESSED_MARKER = "panel_meta.json"  # a folder holding it was written by build()
 HASH_CHUNK_BYTES = 1 << 20
+#: Parquet codec of the processed tables (snappy: the fastest writer here; lz4 and zstd
+#: level 1 measured 1.3x and 1.9x slower on the 2,000 x 365 panel, bench/bench_build.py).
+PARQUET_COMPRESSION = "snappy"
 
 
 @dataclass
@@ -104,8 +103,9 @@ def build(
         lags=tuple(lags),
         unlogged_gaps=unlogged_gaps,
     )
-    schemas.DAILY.validate(built.daily)  # contracts at the boundary before anything is written
-    schemas.PANEL.validate(built.panel)
+    # contracts at the boundary before anything is written, once per table
+    check_contract(schemas.DAILY, built.daily)
+    check_contract(schemas.PANEL, built.panel)
     hashes = input_hashes(raw)
     meta = {
         **built.meta,
@@ -123,6 +123,13 @@ def build(
     _write_atomically(out, cleaned, built, meta, counts)
     return BuildSummary(out_dir=out, format=tables.format, counts=counts,
                         cleaning=cleaned.report, meta=meta)
+
+
+def check_contract(schema: Any, table: pd.DataFrame) -> None:
+    """Validate the columns ``schema`` names (its checks only look at those: the schemas are
+    not strict), so pandera does not copy the whole wide table."""
+    named = [c for c in schema.columns if c in table.columns]
+    schema.validate(table[named])
 
 
 def input_hashes(raw_dir: Path) -> dict[str, str]:
@@ -203,9 +210,9 @@ def _write_atomically(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
         for name in TABLES:
-            getattr(cleaned, name).to_parquet(staging / f"{name}.parquet", index=False)
-        built.daily.to_parquet(staging / "daily.parquet", index=False)
-        built.panel.to_parquet(staging / "panel.parquet", index=False)
+            _write_parquet(getattr(cleaned, name), staging / f"{name}.parquet")
+        _write_parquet(built.daily, staging / "daily.parquet")
+        _write_parquet(built.panel, staging / "panel.parquet")
         cleaned.quarantine.to_csv(staging / "quarantine.csv", index=False)
         _write_json(staging / "cleaning_report.json", cleaned.report)
         _write_json(staging / "panel_meta.json", meta)
@@ -215,6 +222,16 @@ def _write_atomically(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _write_parquet(table: pd.DataFrame, path: Path) -> None:
+    """Parquet with dictionary encoding for text columns only: on the float columns of the
+    panel it cost half the write time (0.98 s of 0.99 s vs 0.45 s) and saved no space."""
+    text = [c for c in table.columns
+            if pd.api.types.is_string_dtype(table[c]) or table[c].dtype == object
+            or isinstance(table[c].dtype, pd.CategoricalDtype)]
+    table.to_parquet(path, index=False, compression=PARQUET_COMPRESSION,
+                     use_dictionary=text or False)
 
 
 def _swap_into_place(staging: Path, out: Path) -> None:

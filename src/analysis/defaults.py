@@ -1,0 +1,17 @@
+"""Defaults of the build that several modules and the CLI's ``--help`` share.
+
+Defined once here, in a module that imports nothing, so that ``kneeload --help`` does not
+pay for numpy, pandas or scipy, and so that the pain threshold is written in one place:
+:func:`analysis.exposures.build_panel` records the one it used in ``panel_meta.json``
+(``pain_threshold``), which is what every later step should read.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DEFAULT_EXPOSURE_LAG_DAYS", "DEFAULT_PAIN_THRESHOLD"]
+
+#: s = t - 7: a pain report's exposures are taken at the week before the report's week
+#: (issue 4, docs/exposures.md).
+DEFAULT_EXPOSURE_LAG_DAYS = 7
+#: ``pain_any = pain >= 3`` on the 0-10 numeric rating scale (docs/exposures.md).
+DEFAULT_PAIN_THRESHOLD = 3.0
