@@ -6,6 +6,7 @@ Figures use fixed sizes and no randomness, so that notebooks re-render identical
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -13,6 +14,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from scipy import stats
+
+from analysis.effects import ODDS_STEP_COLUMNS
 
 FIGSIZE = (7.0, 3.5)  # inches
 NIELSEN_ORDER = ("<10%", "10-30%", ">30%")  # jump_category levels (Nielsen et al. 2014)
@@ -140,24 +143,32 @@ def forest_plot(effects: pd.DataFrame, *, null: float | None = None, xlabel: str
     Parameters
     ----------
     effects
-        ``term``, ``estimate``, ``ci_low``, ``ci_high``; optional ``step`` (reading unit,
-        e.g. "per +10 % week-over-week mileage", as :func:`analysis.reports.effects_table`
+        ``term``, ``estimate``, ``ci_low``, ``ci_high``; optional ``step_label`` (reading
+        unit, e.g. "per +10 % week-over-week mileage", as :func:`analysis.reports.effects_table`
         gives) and ``model`` (several models side by side). A raw
-        :class:`analysis.models.ModelResult` ``.table`` works too: its odds ratios are used
-        when it has them, and the intercept is left out.
+        :class:`analysis.models.ModelResult` ``.table`` works too: its reading-unit columns
+        (``estimate_step`` ..., odds ratios per step for binomial models) are drawn, and the
+        intercept is left out.
     null
         The no-effect line: 0 for NRS differences, 1 for odds ratios (then a log axis).
         Default: 1 when the table holds odds ratios, else 0.
     """
     ax = _axes(ax)
     rows = effects[effects["term"] != "Intercept"]
-    if "odds_ratio" in rows.columns:  # a ModelResult table: odds ratios per unit
+    if "estimate_step" in rows.columns:  # a ModelResult table: read per step, as labelled
+        odds = "odds_ratio_step" in rows.columns
+        names = ODDS_STEP_COLUMNS if odds else ("estimate_step", "ci_low_step", "ci_high_step")
+        rows = rows.assign(estimate=rows[names[0]], ci_low=rows[names[1]],
+                           ci_high=rows[names[2]])
+        null = (1.0 if odds else 0.0) if null is None else null
+    elif "odds_ratio" in rows.columns:  # a table of odds ratios per unit
         rows = rows.assign(estimate=rows["odds_ratio"], ci_low=rows["or_ci_low"],
                            ci_high=rows["or_ci_high"])
         null = 1.0 if null is None else null
     null = 0.0 if null is None else null
     rows = rows.assign(
-        label=rows["term"].astype(str) + ("\n" + rows["step"] if "step" in rows else ""),
+        label=rows["term"].astype(str) + ("\n" + rows["step_label"].fillna("per unit")
+                                          if "step_label" in rows else ""),
         model=rows["model"] if "model" in rows else "",
     )
     labels = list(dict.fromkeys(rows["label"]))
@@ -191,39 +202,35 @@ def predicted_pain(result: object, panel: pd.DataFrame, *, exposure: str,
                    n_points: int = 50, ax: Axes | None = None) -> Axes:
     """Predicted pain (NRS, or probability of pain for binomial models) against one exposure.
 
-    The other fixed-effect columns are held at their means in the modelling rows (for
-    dummies: the sample shares); the band is the pointwise Wald 95 % interval from the
-    fixed-effect covariance (``result.extra["vcov"]``). With within-between centering the
-    within-runner effect is drawn. The x range is the exposure's 2.5-97.5 % quantiles.
+    The curve is :func:`analysis.models.predict.predicted_curve`: the other fixed-effect
+    columns at their means in the modelling rows (for dummies: the sample shares), the band
+    the pointwise Wald 95 % interval from the fixed-effect covariance, the x range the
+    exposure's 2.5-97.5 % quantiles; with within-between centering the within-runner effect.
+    A linear model can predict outside the outcome's range (pain below 0 or above 10): line
+    and band are then clipped to the range, and a note on the figure gives the unclipped
+    predictions (the report also lists them among the model's problems,
+    :func:`analysis.models.predict.prediction_problems`).
     """
-    from analysis.models import Z_95, build_design
+    from analysis.models.predict import outcome_range, predicted_curve
 
     ax = _axes(ax)
-    res = result
-    design = build_design(panel, outcome=res.outcome, exposures=res.exposures,
-                          covariates=res.covariates, random_slopes=res.random_slopes,
-                          center=res.extra.get("center"), group=res.extra.get("group",
-                                                                              "runner_id"))
-    beta = res.table.set_index("term").loc[design.x_names, "estimate"].to_numpy(float)
-    vcov = res.extra.get("vcov")
-    cov = (np.asarray(vcov, float) if vcov is not None
-           else np.diag(res.table.set_index("term").loc[design.x_names, "std_error"]
-                        .to_numpy(float) ** 2))
-    center = res.extra.get("center")
-    column = f"{exposure}_within" if center == "within-between" else exposure
-    j = design.x_names.index(column)
-    raw = design.frame[exposure].to_numpy(float)
-    grid = np.linspace(*np.quantile(raw, [0.025, 0.975]), n_points)
-    shift = raw.mean() if center in ("grand", "within-between") else 0.0
-    X = np.tile(design.X.mean(axis=0), (n_points, 1))
-    X[:, j] = grid - shift
-    eta = X @ beta
-    half = Z_95 * np.sqrt(np.einsum("ij,jk,ik->i", X, cov, X))
-    lo, hi = eta - half, eta + half
-    ylabel = "predicted pain (NRS 0-10)"
-    if res.model in ("glmm", "gee"):
-        eta, lo, hi = (1 / (1 + np.exp(-v)) for v in (eta, lo, hi))
-        ylabel = f"predicted P({res.outcome})"
+    res: Any = result
+    curve = predicted_curve(res, panel, exposure=exposure, n_points=n_points)
+    bounds = outcome_range(res)
+    grid = curve["x"].to_numpy()
+    eta, lo, hi = (curve[c].to_numpy() for c in ("predicted", "ci_low", "ci_high"))
+    ylabel = "predicted pain (NRS 0-10)" if res.model == "lmm" else \
+        f"predicted P({res.outcome})"
+    if bounds is not None:
+        low, high = bounds
+        if eta.min() < low or eta.max() > high:
+            ax.annotate(f"prediction {eta.min():.1f} to {eta.max():.1f} runs outside "
+                        f"{low:g}-{high:g}: clipped", (0.02, 0.04), xycoords="axes fraction",
+                        fontsize="small", color="tab:red")
+        elif lo.min() < low or hi.max() > high:
+            ax.annotate(f"95 % band clipped at {low:g}-{high:g}", (0.02, 0.04),
+                        xycoords="axes fraction", fontsize="small", color="tab:gray")
+        eta, lo, hi = (np.clip(v, low, high) for v in (eta, lo, hi))
     ax.plot(grid, eta, color="tab:blue")
     ax.fill_between(grid, lo, hi, color="tab:blue", alpha=0.2, linewidth=0)
     ax.set(xlabel=exposure, ylabel=ylabel,

@@ -29,9 +29,18 @@ from analysis.models.fit import fit_model
 from analysis.models.gee import fit_gee
 from analysis.models.glmm import fit_glmm
 from analysis.models.lmm import LmmFit, fit_lmm, fit_lmm_design
+from analysis.models.predict import (
+    OUTCOME_RANGES,
+    outcome_range,
+    predicted_curve,
+    prediction_problems,
+)
 from analysis.models.result import (
     LOGIT_RESIDUAL_VARIANCE,
+    RESIDUAL_BOUNDARY_RATIO,
     SINGULAR_TOL,
+    STATUS_OK,
+    STATUS_WARNING,
     Z_95,
     ModelResult,
 )
@@ -42,7 +51,11 @@ __all__ = [
     "LOGIT_RESIDUAL_VARIANCE",
     "MIN_RUNNERS",
     "MIN_RUNNERS_FOR_SLOPE",
+    "OUTCOME_RANGES",
+    "RESIDUAL_BOUNDARY_RATIO",
     "SINGULAR_TOL",
+    "STATUS_OK",
+    "STATUS_WARNING",
     "Z_95",
     "Design",
     "LmmFit",
@@ -55,4 +68,7 @@ __all__ = [
     "fit_model",
     "gls_covariance",
     "likelihood_ratio_test",
+    "outcome_range",
+    "predicted_curve",
+    "prediction_problems",
 ]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from analysis.effects import add_reading_units
 
 #: Two-sided 95 % normal quantile used for Wald intervals.
 Z_95 = float(stats.norm.ppf(0.975))
@@ -22,6 +24,24 @@ SINGULAR_TOL = 1e-4
 #: logit model (Nakagawa, Johnson & Schielzeth 2017, J R Soc Interface 14:20170213).
 LOGIT_RESIDUAL_VARIANCE = math.pi**2 / 3
 
+#: A residual SD below this fraction of a random-effect SD is a boundary estimate (the
+#: residual variance at 0, an ICC above 0.9999): the data carry no within-runner variation
+#: the model can see (e.g. every runner reports the same score each week) and the standard
+#: errors are meaningless. Such fits stop at the profiled engine's bound on theta
+#: (``lmm.THETA_MAX`` = 1e3, a ratio of 1e-3); no plausible pain panel comes near 1e-2,
+#: since integer NRS scores alone give a residual SD of about 0.3 unless they never change.
+RESIDUAL_BOUNDARY_RATIO = 1e-2
+
+#: The short reasons a result is not "ok" (``ModelResult.problems``); docs/reports.md.
+PROBLEM_NOT_CONVERGED = "not converged"
+PROBLEM_SINGULAR = "singular fit"
+PROBLEM_BOUNDARY = "boundary estimate"
+PROBLEM_PREDICTIONS = "predictions outside"  # + the range, e.g. "predictions outside 0-10"
+
+#: Values of ``ModelResult.status``.
+STATUS_OK = "ok"
+STATUS_WARNING = "warning"
+
 
 @dataclass
 class ModelResult:
@@ -32,6 +52,17 @@ class ModelResult:
     lme4's ``as.data.frame(VarCorr())`` (group, var1, var2, vcov, sdcor); ``extra`` holds
     ``singular``, ``n_params``, ``vcov`` (fixed-effect covariance in table order),
     ``center`` and ``group``.
+
+    ``table`` also carries the reading-unit columns of :func:`analysis.effects.add_reading_units`
+    (``step``, ``step_label``, ``estimate_step``, ``ci_low_step``, ``ci_high_step`` and, for
+    binomial models, ``odds_ratio_step``, ``or_ci_low_step``, ``or_ci_high_step``), added on
+    construction; ``estimate`` and its interval stay per unit of the column.
+
+    ``problems`` lists the short reasons the result should not be read as a clean fit
+    ("not converged", "singular fit", "boundary estimate: ...", "predictions outside 0-10
+    ..."); it is derived on construction from ``converged``, ``extra["singular"]``,
+    ``extra["boundary"]`` and the variance components, plus any reasons passed in, and
+    :attr:`status` is ``"ok"`` when it is empty, else ``"warning"``.
     """
 
     model: str
@@ -54,19 +85,34 @@ class ModelResult:
     method: str
     engine: str = "statsmodels"
     extra: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.table = add_reading_units(self.table)
+        self.problems = _merged(self.problems, _derived_problems(self))
+
+    @property
+    def status(self) -> str:
+        """``"ok"`` when :attr:`problems` is empty, else ``"warning"``."""
+        return STATUS_WARNING if self.problems else STATUS_OK
+
+    def with_problems(self, problems: list[str]) -> ModelResult:
+        """A copy with more problems (e.g. from predictions a figure found out of range)."""
+        return replace(self, problems=_merged(self.problems, problems))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tables as lists of records; NaN becomes None)."""
+        """JSON-ready dict (tables as lists of records; NaN becomes None), with ``status``."""
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         out["table"] = _records(self.table)
         out["variance_components"] = _records(self.variance_components)
         for key in ("icc", "loglik", "aic", "bic"):
             out[key] = _finite_or_none(out[key])
+        out["status"] = self.status
         return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelResult:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (dicts written before ``problems`` existed load too)."""
         kwargs = dict(d)
         kwargs["table"] = pd.DataFrame.from_records(d["table"]) if d["table"] else pd.DataFrame()
         vc = d["variance_components"]
@@ -80,6 +126,34 @@ class ModelResult:
         if rows.empty:
             raise KeyError(f"no term {name!r}; terms are {list(self.table['term'])}")
         return rows.iloc[0]
+
+
+def _merged(first: list[str], more: list[str]) -> list[str]:
+    """``first`` then the entries of ``more`` it lacks (order kept, no duplicates)."""
+    return list(dict.fromkeys([*first, *more]))
+
+
+def _derived_problems(result: ModelResult) -> list[str]:
+    """The problems a result's own flags and estimates show (see :class:`ModelResult`)."""
+    problems = []
+    if not result.converged:
+        problems.append(PROBLEM_NOT_CONVERGED)
+    if result.extra.get("singular"):
+        problems.append(PROBLEM_SINGULAR)
+    boundary = result.extra.get("boundary")
+    if boundary:
+        problems.append(f"{PROBLEM_BOUNDARY}: {boundary}" if isinstance(boundary, str)
+                        else PROBLEM_BOUNDARY)
+    vc = result.variance_components
+    if {"group", "sdcor", "var2"} <= set(vc.columns):
+        residual = vc.loc[vc["group"] == "Residual", "sdcor"].to_numpy(float)
+        grouped = vc.loc[(vc["group"] != "Residual") & vc["var2"].isna(), "sdcor"]
+        largest = float(np.nanmax(grouped.to_numpy(float), initial=0.0))
+        if residual.size and largest > 0 and residual[0] < RESIDUAL_BOUNDARY_RATIO * largest:
+            problems.append(f"{PROBLEM_BOUNDARY}: residual variance near 0 (residual SD "
+                            f"{residual[0]:.2g} vs random-effect SD {largest:.2g}); the "
+                            "standard errors are not usable")
+    return problems
 
 
 def _finite_or_none(x: Any) -> float | None:
