@@ -172,8 +172,9 @@ if gee is not None:
         f"{gee.variance_components['vcov'].iloc[0]:.3f}."
     ))
     display(pd.concat(
-        {"GLMM": glmm.table.set_index("term")[["odds_ratio", "or_ci_low", "or_ci_high"]],
-         "GEE": gee.table.set_index("term")[["odds_ratio", "or_ci_low", "or_ci_high"]]},
+        {name: fit.table.set_index("term").drop(index="Intercept")[
+            ["step_label", "odds_ratio_step", "or_ci_low_step", "or_ci_high_step"]]
+         for name, fit in (("GLMM", glmm), ("GEE", gee))},
         axis=1,
     ))
 

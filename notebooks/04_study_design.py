@@ -29,7 +29,7 @@ dataset: str = "demo"  # pilot dataset for context: a name under data/processed/
 runners: str = "10,20,40"  # study sizes to compare (runners in total), comma-separated
 weeks: str = "8,16"  # follow-up lengths in weeks (one pain report a week), comma-separated
 exposure: str = "mileage_jump"  # exposure whose effect the study should detect
-effect: float = 0.5  # true effect per unit of the exposure (NRS points for lmm, log-odds else)
+effect: float = 0.05  # per reading step, as reports print it: NRS points, or OR for glmm/gee
 model: str = "lmm"  # planned analysis: lmm (pain score), glmm or gee (pain present)
 n_sims: int = 12  # simulated studies per design; use 200 or more when planning for real
 alpha: float = 0.05  # two-sided significance level of the Wald test
@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis import paths, plots, power
+from analysis import effects, paths, plots, power
 from analysis.errors import KneeloadError
 from analysis.models import fit_model
 from analysis.pipeline import load_processed
@@ -51,8 +51,11 @@ runner_list = [int(r) for r in str(runners).split(",") if r.strip()]
 week_list = [int(w) for w in str(weeks).split(",") if w.strip()]
 pd.options.display.float_format = "{:.3g}".format  # 3 significant digits in every table
 mc_se = np.sqrt(0.25 / n_sims)  # Monte Carlo SE of a power estimate, largest at power 0.5
+step_label = effects.reading_unit(exposure).label
+effect_text = f"OR {effect:g}" if model in ("glmm", "gee") else f"{effect:g} NRS points"
 display(Markdown(
-    f"Planned analysis: **{model}**, effect of `{exposure}` = {effect:g} per unit, "
+    f"Planned analysis: **{model}**, effect of `{exposure}` = {effect_text} {step_label} "
+    "(the reading units of the reports and `summary.json`), "
     f"alpha {alpha:g}; {len(runner_list) * len(week_list)} designs x {n_sims} simulated "
     f"studies. With {n_sims} studies per design a power estimate is uncertain by up to "
     f"+/-{1.96 * mc_se:.2f} (95 %), which the intervals below show."
@@ -77,7 +80,8 @@ else:
         f"{pilot_fit.n_obs} reports in the model."
     ))
     display(pilot_fit.table.set_index("term").loc[
-        [exposure], ["estimate", "std_error", "ci_low", "ci_high"]])
+        [exposure], ["step_label", "estimate_step", "ci_low_step", "ci_high_step",
+                     "estimate", "std_error"]])
 
 # %% [markdown]
 # ## Power curves
@@ -89,14 +93,15 @@ else:
 # %%
 curve = power.power_curve(runners=runner_list, weeks=week_list, effects={exposure: effect},
                           n_sims=n_sims, alpha=alpha, seed=seed, model=model, progress=False)
-curve[["runners", "weeks", "power", "power_ci_low", "power_ci_high", "n_failed",
+curve[["runners", "weeks", "effect", "truth", "power", "power_ci_low", "power_ci_high",
+       "n_failed",
        "mean_estimate", "coverage", "not_estimable"]]
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
 plots.power_curve_plot(curve, ax=ax)
 ax.set(xticks=runner_list,
-       title=f"Power to detect {exposure} = {effect:g} ({model}, alpha {alpha:g})");
+       title=f"Power to detect {exposure}: {effect_text} {step_label} ({model})");
 
 # %% [markdown]
 # ## Reading the curve

@@ -27,7 +27,7 @@ summary_path: str = ""  # where kneeload report collects the index numbers (empt
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
 from analysis import plots, reports
 
@@ -91,7 +91,8 @@ else:
 # ## Mixed model
 # Knee pain on the exposures with a random intercept per runner: a linear mixed model for
 # the NRS score (REML; standard errors in lme4's GLS form), or a logistic one for pain
-# present. Effects are shown per step a clinician reads (e.g. per +10 % mileage jump).
+# present. Effects are shown per step a clinician reads (e.g. per +10 % mileage jump); the
+# same steps are used in `summary.json`, the index page and `kneeload power --effect`.
 
 # %%
 attempt = reports.fit_cohort_model(view, outcome=outcome, exposures=exposure_list,
@@ -100,12 +101,13 @@ result = attempt.result
 if result is None:
     display(Markdown(f"**No model for this cohort.** {attempt.reason}"))
 else:
-    display(Markdown(
-        f"{result.n_obs} reports from {result.n_runners} runners; "
-        f"{'converged' if result.converged else '**did not converge**'} ({result.method})."
-    ))
-    for warning in result.warnings:
-        display(Markdown(f"**Warning:** {warning}"))
+    banner = reports.model_banner(result)
+    if banner is not None:
+        display(HTML(banner))
+    display(Markdown(f"{result.n_obs} reports from {result.n_runners} runners; "
+                     f"{reports.fit_status_line(result)}."))
+    if result.warnings:
+        display(Markdown("Fit notes:\n" + "\n".join(f"- {w}" for w in result.warnings)))
     effects = reports.effects_table(result.table)
     display(effects.set_index("term").round(3))
     display(Markdown("\n".join(f"- {s}" for s in reports.plain_language(result.table,
@@ -113,7 +115,9 @@ else:
 
 # %% [markdown]
 # The forest plot shows the effects in the reading units above; the other panels show the
-# model's predicted pain across each exposure (others at their means; 95 % CI).
+# model's predicted pain across each exposure (others at their means; 95 % CI). Predictions
+# are clipped to the outcome's range (NRS 0-10); a note on the panel says when the linear
+# model's prediction ran outside it, and the warning above lists it.
 
 # %%
 if result is not None:

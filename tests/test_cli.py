@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -133,8 +134,84 @@ def test_bad_lags_are_one_line_exit_2(tmp_path, small_raw):
 
 def test_power_says_when_a_design_is_not_estimable(tmp_path):
     proc = run("power", "--out", tmp_path / "power.csv", "--runners", "6", "--weeks", "6",
-               "--n-sims", "2", "--effect", "mileage_jump=0.8", check=True)
+               "--n-sims", "2", "--effect", "mileage_jump=0.08", check=True)
     assert "6 runners x 6 weeks: not estimable" in proc.stderr
     assert "nan" not in proc.stderr
     table = pd.read_csv(tmp_path / "power.csv")
     assert table["power"].isna().all() and table["not_estimable"].notna().all()
+
+
+# --- kneeload fit options: 1:1 onto the Python API (issue 10) --------------------------------
+
+FIT_EXPOSURES = ["mileage_jump", "shoe_km", "rest_days_7d"]
+
+
+def _cli_table(tmp_path, processed, *args: str) -> pd.DataFrame:
+    out = tmp_path / "fit.json"
+    run("fit", processed, "--out", out, *args, check=True)
+    return pd.DataFrame.from_records(json.loads(out.read_text())["table"]).set_index("term")
+
+
+@pytest.mark.parametrize(("args", "model", "keywords"), [
+    (("--method", "ml"), "lmm", {"reml": False}),
+    (("--method", "ML", "--df", "wald"), "lmm", {"reml": False, "ddf": "wald"}),
+    (("--df", "satterthwaite", "--se", "robust"), "lmm",
+     {"ddf": "satterthwaite", "vcov": "robust"}),
+    (("--correlation", "ar1", "--df", "wald"), "lmm", {"correlation": "ar1", "ddf": "wald"}),
+    (("--model", "glmm", "--outcome", "pain_any", "--se", "robust"), "glmm",
+     {"outcome": "pain_any", "vcov": "robust"}),
+], ids=["ml", "ml-wald", "satterthwaite-robust", "ar1", "glmm-robust"])
+def test_fit_options_give_the_python_apis_numbers(tmp_path, small_processed, args, model,
+                                                  keywords):
+    """Each option maps onto one keyword of the same fit_model call the Python API makes."""
+    from analysis.models import fit_model
+
+    panel = pd.read_parquet(small_processed.out_dir / "panel.parquet")
+    expected = fit_model(panel, model=model, exposures=FIT_EXPOSURES, **keywords).table
+    ours = _cli_table(tmp_path, small_processed.out_dir, *args)
+    expected = expected.set_index("term")
+    for column in ("estimate", "std_error", "ci_low", "ci_high", "p_value", "estimate_step"):
+        np.testing.assert_allclose(ours[column], expected[column], rtol=1e-9, atol=1e-12,
+                                   err_msg=column)
+
+
+def test_fit_method_ml_differs_from_the_reml_default(tmp_path, small_processed):
+    """The option really changes the fit (a test that --method is not silently ignored)."""
+    reml = json.loads(run_json(tmp_path / "reml.json", small_processed.out_dir))
+    ml = json.loads(run_json(tmp_path / "ml.json", small_processed.out_dir, "--method", "ml"))
+    assert (reml["method"], ml["method"]) == ("REML", "ML")
+    assert ml["loglik"] != pytest.approx(reml["loglik"], rel=1e-6)
+
+
+def run_json(out, processed, *args: str) -> str:
+    run("fit", processed, "--out", out, *args, check=True)
+    return out.read_text()
+
+
+def test_fit_output_carries_status_and_reading_units(tmp_path, small_processed):
+    out = tmp_path / "fit.json"
+    proc = run("fit", small_processed.out_dir, "--out", out, check=True)
+    result = json.loads(out.read_text())
+    assert result["status"] in {"ok", "warning"}
+    assert result["problems"] == [] if result["status"] == "ok" else result["problems"]
+    jump = next(r for r in result["table"] if r["term"] == "mileage_jump")
+    assert jump["step"] == 0.10 and jump["step_label"] == "per +10 % week-over-week mileage"
+    assert jump["estimate_step"] == pytest.approx(jump["estimate"] * 0.10, rel=1e-12)
+    assert f"mileage_jump: {jump['estimate_step']:+.3g} NRS points per +10 % week-over-week " \
+           "mileage" in proc.stderr
+    assert f"status {result['status']}" in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (("--method", "bayes"), ("--method", "reml, ml", "bayes")),
+    (("--df", "kr"), ("--df", "wald, satterthwaite")),
+    (("--se", "hc3"), ("--se", "model, robust")),
+    (("--correlation", "ar2"), ("--correlation", "none, ar1")),
+    (("--model", "glmm", "--method", "ml"), ("--method", "does not apply to --model glmm")),
+    (("--model", "gee", "--correlation", "ar1"), ("--correlation", "--model gee")),
+    (("--model", "probit"), ("--model", "lmm, glmm, gee")),
+])
+def test_bad_fit_options_are_one_line_exit_2(tmp_path, small_processed, args, fragments):
+    assert_one_line_error(run("fit", small_processed.out_dir, "--out", tmp_path / "x.json",
+                              *args), *fragments)
+    assert not (tmp_path / "x.json").exists()

@@ -40,13 +40,14 @@ def test_summarise_by_hand():
 
 def test_power_curve_reproducible_and_monotone_in_effect():
     kwargs = {"runners": [20], "weeks": [10], "n_sims": 12, "seed": 7, "progress": False}
-    big = power_curve(effects={"mileage_jump": 3.0}, **kwargs)
-    again = power_curve(effects={"mileage_jump": 3.0}, **kwargs)
+    big = power_curve(effects={"mileage_jump": 0.3}, **kwargs)  # NRS per +10 % jump
+    again = power_curve(effects={"mileage_jump": 0.3}, **kwargs)
     pd.testing.assert_frame_equal(big.drop(columns="seconds_per_sim"),
                                   again.drop(columns="seconds_per_sim"))
     none = power_curve(effects={"mileage_jump": 0.0}, **kwargs)
     assert list(big[["runners", "weeks", "term"]].iloc[0]) == [20, 10, "mileage_jump"]
-    assert big["power"].item() == 1.0  # a 3-point effect per +100 % is unmissable
+    assert big["power"].item() == 1.0  # 0.3 points per +10 % (3 per +100 %) is unmissable
+    assert big["truth"].item() == pytest.approx(3.0)  # simulated per unit of the fraction
     assert none["power"].item() <= 0.25  # type I error 0.05 (P(>= 4 of 12) = 0.002)
     assert none["truth"].item() == 0.0
 
@@ -55,13 +56,14 @@ def test_power_curve_grid_and_binomial():
     """GLMM power: a null effect is detected at about alpha, a large one almost always."""
     kwargs = {"runners": [10, 30], "weeks": [8], "n_sims": 30, "seed": 3, "progress": False,
               "model": "glmm"}
-    null = power_curve(effects={"mileage_jump": 0.0}, **kwargs)
+    null = power_curve(effects={"mileage_jump": 1.0}, **kwargs)  # odds ratio per +10 %
     assert null[["runners", "weeks"]].to_numpy().tolist() == [[10, 8], [30, 8]]
     assert (null["n_failed"] == 0).all()
     # type I error 0.05: more than the binomial 99.9 % quantile (6 of 30) would be a defect
     limit = stats.binom.ppf(0.999, 30, 0.05)
     assert (null["n_significant"] <= limit).all(), null[["runners", "n_significant"]]
-    large = power_curve(effects={"mileage_jump": 6.0}, **kwargs)  # log-odds per +100 % jump
+    # OR exp(0.6) per +10 % jump = 6 log-odds per +100 %
+    large = power_curve(effects={"mileage_jump": float(np.exp(0.6))}, **kwargs)
     assert (large["power"] >= 0.9).all(), large[["runners", "power"]]
 
 
@@ -71,7 +73,7 @@ def test_unknown_effect_is_an_error():
 
 
 def test_parallel_equals_serial():
-    kwargs = {"runners": [12], "weeks": [8], "effects": {"mileage_jump": 0.8}, "n_sims": 4,
+    kwargs = {"runners": [12], "weeks": [8], "effects": {"mileage_jump": 0.08}, "n_sims": 4,
               "seed": 11, "progress": False}
     serial = power_curve(**kwargs)
     parallel = power_curve(**kwargs, n_jobs=2)
@@ -83,14 +85,14 @@ def test_designs_too_small_for_a_random_slope_are_not_estimable():
     """Below MIN_RUNNERS_FOR_SLOPE the default random-slope LMM cannot be fitted: power is
     not estimable (NaN, with the reason), not a power of 0."""
     small = MIN_RUNNERS_FOR_SLOPE - 2
-    out = power_curve(runners=[small, 12], weeks=[8], effects={"mileage_jump": 3.0},
+    out = power_curve(runners=[small, 12], weeks=[8], effects={"mileage_jump": 0.3},
                       n_sims=2, seed=1, progress=False).set_index("runners")
     assert np.isnan(out.loc[small, "power"]) and out.loc[small, "n_sims"] == 0
     assert "random slope" in out.loc[small, "not_estimable"]
     assert str(MIN_RUNNERS_FOR_SLOPE) in out.loc[small, "not_estimable"]
     assert pd.isna(out.loc[12, "not_estimable"]) and out.loc[12, "power"] == 1.0
     # a random-intercept model has no such limit
-    ri = power_curve(runners=[small], weeks=[8], effects={"mileage_jump": 3.0}, n_sims=2,
+    ri = power_curve(runners=[small], weeks=[8], effects={"mileage_jump": 0.3}, n_sims=2,
                      seed=1, progress=False, random_slopes=())
     assert ri["power"].item() == 1.0 and pd.isna(ri["not_estimable"].item())
 
@@ -116,3 +118,31 @@ def test_redraw_is_the_stated_linear_model():
     expected = (fe["Intercept"] + fe["mileage_jump"] * x["mileage_jump"]
                 + fe["shoe_km"] * x["shoe_km"] + fe["rest_days_7d"] * x["rest_days_7d"])
     np.testing.assert_allclose(out["pain"], expected, rtol=1e-12)
+
+
+def test_a_reports_number_typed_into_power_is_the_effect_simulated():
+    """The report prints estimate_step (NRS points per +10 % jump); power takes that number
+    and simulates the same coefficient per unit of the fraction (issue 10, finding 9)."""
+    from analysis.models import fit_model
+
+    panel, _ = simulate_panel(runners=12, weeks=8, seed=5)
+    fitted = fit_model(panel, model="lmm", exposures=["mileage_jump", "shoe_km",
+                                                      "rest_days_7d"])
+    printed = fitted.term("mileage_jump")
+    assert printed["step_label"] == "per +10 % week-over-week mileage"
+    assert printed["estimate_step"] == pytest.approx(printed["estimate"] * 0.10, rel=1e-12)
+    out = power_curve(runners=[12], weeks=[4], effects={"mileage_jump": printed["estimate_step"]},
+                      n_sims=1, seed=1, progress=False)
+    assert out["effect"].item() == printed["estimate_step"]
+    assert out["truth"].item() == pytest.approx(printed["estimate"], rel=1e-12)
+    # and the simulator itself was given that coefficient (truth.json of the study)
+    _, truth = simulate_panel(runners=12, weeks=4, seed=1,
+                              effects={"mileage_jump": out["truth"].item()})
+    assert truth["fixed_effects"]["mileage_jump"] == pytest.approx(printed["estimate"])
+    # binomial models: the odds ratio per step the report prints
+    odds = power_curve(runners=[12], weeks=[4], effects={"shoe_km": 1.25}, n_sims=1, seed=1,
+                       progress=False, model="glmm")
+    assert odds["truth"].item() == pytest.approx(np.log(1.25) / 100.0, rel=1e-12)
+    with pytest.raises(ModelSpecError, match="odds ratio"):
+        power_curve(runners=[12], weeks=[4], effects={"shoe_km": 0.0}, n_sims=1,
+                    progress=False, model="glmm")

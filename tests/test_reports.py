@@ -639,3 +639,49 @@ def test_a_pseudonymised_build_is_not_hashed_twice(tmp_path: Path,
     assert view.pseudonymised
     assert sorted(view.runners["runner_id"]) == sorted(runners["runner_id"])
     assert view.runners["runner_id"].str.fullmatch(reports.PSEUDONYM_PATTERN).all()
+
+
+# --- honest status end to end (issue 10, finding 2) ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def degenerate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One cohort of 6 runners x 8 weeks where every runner reports the same score every
+    week (a different score per runner): no within-runner variation, so the LMM's residual
+    variance goes to 0, a boundary estimate whose standard errors are meaningless."""
+    root = tmp_path_factory.mktemp("degenerate")
+    data = simulate_dataset(runners_per_cohort=6, weeks=8, cohorts=1, seed=11)
+    ids = sorted(data.runners["runner_id"])
+    level = {runner: float(1 + i) for i, runner in enumerate(ids)}
+    data = dataclasses.replace(data, pain=data.pain.assign(pain=data.pain["runner_id"]
+                                                            .map(level)))
+    write_dataset(data, root / "raw")
+    build(root / "raw", root / "processed")
+    out = root / "reports"
+    done = kneeload("report", root / "processed", "--out", out)
+    assert done.returncode == 0, done.stderr  # a warning is not a failure
+    return out, done.stderr
+
+
+@pytest.mark.slow
+def test_a_degenerate_cohort_is_a_warning_in_summary_index_and_report(degenerate: tuple
+                                                                      ) -> None:
+    out, stderr = degenerate
+    cohort = next(iter(_manifest(out)["cohorts"]))
+    summary = _summary(out, cohort)
+    assert summary["status"] == "warning"
+    assert any(p.startswith("boundary estimate: residual variance near 0")
+               for p in summary["problems"]), summary["problems"]
+    assert "1 cohorts: 1 warning; warning: " + cohort in stderr
+    assert _manifest(out)["cohorts"][cohort]["status"] == "ok"  # the run itself succeeded
+    rows = re.findall(r"<tr>.*?</tr>", (out / "index.html").read_text(), flags=re.S)
+    row = next(r for r in rows if f"<td>{cohort}</td>" in r)
+    assert '<td class="warning">warning</td>' in row
+    shown = _text(row)
+    assert "warning: " in shown and "boundary estimate: residual variance near 0" in shown
+    html = (out / reports.safe_name(cohort) / "report.html").read_text()
+    assert f'class="{reports.BANNER_CLASS}"' in html
+    text = _text(html)
+    banner = text.index("Warning: this model has problems")
+    assert text.index("Mixed model") < banner < text.index("Random-effect spread")
+    assert "residual variance near 0" in text[banner:banner + 400]

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from analysis.errors import EXIT_USER_ERROR, KneeloadError
-from analysis.exposures import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD
+from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD
 from analysis.simulate import DEFAULT_SEED
 
 app = typer.Typer(
@@ -136,6 +136,46 @@ def datasets_fetch(
     console.print(f"fetched {name} into {out}: {len(files)} files verified", highlight=False)
 
 
+#: ``kneeload fit`` options -> (keyword of the Python fitter, {option value: keyword value}).
+#: Only options the user sets are passed on, so each fitter's own defaults apply otherwise.
+FIT_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "--method": ("reml", {"reml": True, "ml": False}),
+    "--df": ("ddf", {"wald": "wald", "satterthwaite": "satterthwaite"}),
+    "--se": ("vcov", {"model": "model", "robust": "robust"}),
+    "--correlation": ("correlation", {"none": None, "ar1": "ar1"}),
+}
+
+
+def fit_keywords(model: str, options: dict[str, str | None]) -> dict[str, Any]:
+    """Map ``kneeload fit`` options onto the fitter's keywords (1:1; unset options omitted).
+
+    Raises
+    ------
+    KneeloadError
+        A value outside the option's choices, or an option the model's fitter does not take
+        (``--method ml`` with ``--model glmm``); the message names the option.
+    """
+    import inspect
+
+    from analysis.models.fit import FITTERS
+
+    if model not in FITTERS:
+        raise KneeloadError(f"--model must be one of {', '.join(FITTERS)}; got {model!r}")
+    accepted = inspect.signature(FITTERS[model]).parameters
+    kwargs: dict[str, Any] = {}
+    for option, value in options.items():
+        if value is None:
+            continue
+        keyword, choices = FIT_OPTIONS[option]
+        if value.lower() not in choices:
+            raise KneeloadError(f"{option} must be one of {', '.join(choices)}; got {value!r}")
+        if keyword not in accepted:
+            raise KneeloadError(f"{option} does not apply to --model {model} (its fitter has "
+                                f"no {keyword!r} option)")
+        kwargs[keyword] = choices[value.lower()]
+    return kwargs
+
+
 @app.command()
 def fit(
     panel: Annotated[Path, typer.Argument(help="panel.parquet or a processed folder.")],
@@ -143,21 +183,44 @@ def fit(
     model: Annotated[str, typer.Option(help="lmm | glmm | gee")] = "lmm",
     exposures: Annotated[str, typer.Option(help="Comma-separated panel columns.")] =
         "mileage_jump,shoe_km,rest_days_7d",
+    outcome: Annotated[str | None, typer.Option(
+        help="Response column (default: pain for lmm, pain_any for glmm/gee).")] = None,
     covariates: Annotated[str, typer.Option(help="Comma-separated, e.g. 'age,sex'.")] = "",
     random_slope: Annotated[str, typer.Option(help="Exposure(s) with a random slope.")] = "",
     center: Annotated[str | None, typer.Option(help="'within-between' to split every "
                                                "exposure into runner mean and deviation.")]
         = None,
+    method: Annotated[str | None, typer.Option(
+        help="reml | ml (lmm; fit_lmm(reml=...); ML for likelihood-ratio tests of fixed "
+             "effects). Default: the fitter's (REML).")] = None,
+    df: Annotated[str | None, typer.Option(
+        "--df", help="wald | satterthwaite (lmm; fit_lmm(ddf=...)): degrees of freedom of "
+                     "tests and intervals. Default: the fitter's.")] = None,
+    se: Annotated[str | None, typer.Option(
+        help="model | robust (lmm, glmm; vcov=...): model-based or cluster-robust "
+             "(sandwich, by runner) standard errors. Default: the fitter's.")] = None,
+    correlation: Annotated[str | None, typer.Option(
+        help="none | ar1 (lmm; fit_lmm(correlation=...)): AR(1) residuals within a runner. "
+             "Default: none.")] = None,
     cohort: Annotated[str | None, typer.Option(help="Fit one cohort only.")] = None,
     format: Annotated[str | None, typer.Option(help="json | csv (default: from --out)")] = None,
 ) -> None:
-    """Fit a mixed model of pain on exposures and write a tidy table."""
+    """Fit a mixed model of pain on exposures and write a tidy table.
+
+    The same code path as the Python API: ``analysis.models.fit_model(panel, model=...,
+    **keywords)`` with only the options given here. The table has each effect per unit of
+    its column (``estimate``) and per reading step (``estimate_step``, ``step_label``, e.g.
+    per +10 % week-over-week mileage), as the reports print it.
+    """
     import pandas as pd
 
     from analysis.errors import InputFileError
     from analysis.models import fit_model
 
     with user_errors():
+        kwargs: dict[str, Any] = fit_keywords(model, {"--method": method, "--df": df,
+                                                      "--se": se,
+                                                      "--correlation": correlation})
         source = panel / "panel.parquet" if panel.is_dir() else panel
         if not source.is_file():
             raise InputFileError("panel file not found", file=source)
@@ -168,8 +231,9 @@ def fit(
                                      f"{sorted(data['cohort'].unique())}", file=source,
                                      column="cohort")
             data = data[data["cohort"] == cohort]
-        kwargs: dict[str, Any] = {"exposures": _split(exposures),
-                                  "covariates": _split(covariates)}
+        kwargs.update(exposures=_split(exposures), covariates=_split(covariates))
+        if outcome is not None:
+            kwargs["outcome"] = outcome
         if random_slope:
             kwargs["random_slopes"] = _split(random_slope)
         if center:
@@ -181,11 +245,31 @@ def fit(
             result.table.to_csv(out, index=False)
         else:
             out.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
-    status = "converged" if result.converged else "did NOT converge"
-    console.print(f"{result.model}: {result.n_obs} reports from {result.n_runners} runners, "
-                  f"{status}; wrote {out}")
+    converged = "converged" if result.converged else "did NOT converge"
+    console.print(f"{result.model} ({result.method}): {result.n_obs} reports from "
+                  f"{result.n_runners} runners, {converged}, status {result.status}; "
+                  f"wrote {out}", highlight=False)
+    for line in _effect_lines(result.table):
+        console.print(f"  {line}", highlight=False)
+    for problem in result.problems:
+        console.print(f"[bold yellow]problem:[/] {problem}", highlight=False)
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]note:[/] {warning}", highlight=False)
+
+
+def _effect_lines(table: Any) -> list[str]:
+    """``mileage_jump: +0.09 NRS points per +10 % week-over-week mileage (95 % CI ...)``."""
+    odds = "odds_ratio_step" in table.columns
+    lines = []
+    for row in table[table["term"] != "Intercept"].to_dict(orient="records"):
+        if odds:
+            lines.append(f"{row['term']}: OR {row['odds_ratio_step']:.3g} {row['step_label']} "
+                         f"(95 % CI {row['or_ci_low_step']:.3g} to {row['or_ci_high_step']:.3g})")
+        else:
+            lines.append(f"{row['term']}: {row['estimate_step']:+.3g} NRS points "
+                         f"{row['step_label']} (95 % CI {row['ci_low_step']:+.3g} to "
+                         f"{row['ci_high_step']:+.3g})")
+    return lines
 
 
 @app.command()
@@ -231,6 +315,13 @@ def report(
     console.print(line, highlight=False)
 
 
+def _problems(outcome: Any) -> str:
+    """``": not converged; singular fit"`` for a cohort whose model has problems, else ""."""
+    problems = getattr(outcome, "problems", [])
+    return f": {'; '.join(problems)}" if problems and outcome.status in {"ok", "skipped"} \
+        else ""
+
+
 class _PlainProgress:
     """One timestamped line per cohort (reads the same in a cron mail or a CI log)."""
 
@@ -242,9 +333,9 @@ class _PlainProgress:
         self.count += 1
         took = f" in {outcome.duration_s:.1f} s" if outcome.duration_s and \
             outcome.status not in {"skipped", "suppressed"} else ""
-        error = f": {outcome.error}" if outcome.error else ""
+        error = f": {outcome.error}" if outcome.error else _problems(outcome)
         console.print(f"{_stamp()} [{self.count}/{self.total}] {outcome.cohort}: "
-                      f"{outcome.status}{took}{error}", highlight=False, soft_wrap=True)
+                      f"{outcome.shown_status}{took}{error}", highlight=False, soft_wrap=True)
 
 
 class _BarProgress(_PlainProgress):
@@ -262,8 +353,8 @@ class _BarProgress(_PlainProgress):
         self.count += 1
         took = f" in {outcome.duration_s:.1f} s" if outcome.duration_s and \
             outcome.status not in {"skipped", "suppressed"} else ""
-        error = f": {outcome.error}" if outcome.error else ""
-        self.bar.console.print(f"  {outcome.cohort}: {outcome.status}{took}{error}",
+        error = f": {outcome.error}" if outcome.error else _problems(outcome)
+        self.bar.console.print(f"  {outcome.cohort}: {outcome.shown_status}{took}{error}",
                                highlight=False)
         self.bar.advance(self.task)
 
@@ -282,6 +373,13 @@ def _progress() -> Iterator[_PlainProgress]:
         yield _BarProgress(bar)
 
 
+#: ``kneeload power`` default effects, in reading units: 0.08 NRS points per +10 % is the
+#: former default of 0.8 per +100 %; OR 1.08 per +10 % is about the former 0.8 log-odds per
+#: +100 % (exp(0.08) = 1.083).
+DEFAULT_POWER_EFFECT = "mileage_jump=0.08"
+DEFAULT_POWER_EFFECT_ODDS = "mileage_jump=1.08"
+
+
 @app.command()
 def power(
     out: Annotated[Path, typer.Option(help="Where to write the power table (.csv or .json).")],
@@ -290,8 +388,10 @@ def power(
     weeks: Annotated[str, typer.Option(help="Comma-separated follow-up lengths in weeks.")] =
         "12,26",
     effect: Annotated[list[str] | None, typer.Option(
-        help="EXPOSURE=EFFECT (NRS points per unit; log-odds for glmm/gee), repeatable.")] =
-        None,
+        help="EXPOSURE=EFFECT in the reading units the reports print, repeatable: NRS "
+             "points per step for lmm (mileage_jump=0.09: +0.09 NRS per +10 % "
+             "week-over-week mileage), odds ratios per step for glmm/gee "
+             "(mileage_jump=1.08). Default: mileage_jump=0.08 (lmm) or 1.08.")] = None,
     model: Annotated[str, typer.Option(help="lmm | glmm | gee")] = "lmm",
     n_sims: Annotated[int, typer.Option(help="Simulated studies per design.")] = 200,
     alpha: Annotated[float, typer.Option(help="Two-sided significance level.")] = 0.05,
@@ -306,14 +406,16 @@ def power(
 
     with user_errors():
         effects: dict[str, float] = {}
-        for item in effect or ["mileage_jump=0.8"]:
+        default = DEFAULT_POWER_EFFECT_ODDS if model in ("glmm", "gee") \
+            else DEFAULT_POWER_EFFECT
+        for item in effect or [default]:
             name, sep, value = item.partition("=")
             try:
                 effects[name.strip()] = float(value)
             except ValueError:
                 sep = ""
             if not sep:
-                raise KneeloadError(f"--effect must look like mileage_jump=0.8, got {item!r}")
+                raise KneeloadError(f"--effect must look like {default}, got {item!r}")
         sizes = _parse_ints(runners, option="--runners")
         lengths = _parse_ints(weeks, option="--weeks")
         table = power_curve(runners=sizes, weeks=lengths, effects=effects, n_sims=n_sims,
@@ -334,7 +436,9 @@ def power(
         if getattr(row, "not_estimable", None):
             console.print(f"{design}: not estimable ({row.not_estimable})", highlight=False)
             continue
-        console.print(f"{design}: power {row.power:.2f} "
+        size = f"OR {row.effect:g}" if row.model in ("glmm", "gee") \
+            else f"{row.effect:+g} NRS points"
+        console.print(f"{design}, effect {size} {row.step_label}: power {row.power:.2f} "
                       f"({row.power_ci_low:.2f}-{row.power_ci_high:.2f})", highlight=False)
     console.print(f"wrote {out}")
 

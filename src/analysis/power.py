@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.effects import per_unit_effects, reading_unit
 from analysis.epi import wilson_interval
 from analysis.errors import KneeloadError, ModelSpecError
 from analysis.models import MIN_RUNNERS_FOR_SLOPE, fit_model
@@ -217,9 +218,12 @@ def power_curve(
     ----------
     runners : numbers of runners (in total, split evenly over ``cohorts``).
     weeks : follow-up lengths in weeks (one pain report a week).
-    effects : true effects by exposure, e.g. ``{"mileage_jump": 0.8}`` (NRS points per
-        +100 % week-over-week jump for ``model="lmm"``; log-odds for ``"glmm"``/``"gee"``).
-        Exposures not named keep the simulator's defaults.
+    effects : true effects by exposure in the reading units the reports print
+        (:mod:`analysis.effects`): for ``model="lmm"`` NRS points per step, e.g.
+        ``{"mileage_jump": 0.09}`` = 0.09 NRS points per +10 % week-over-week mileage; for
+        ``"glmm"``/``"gee"`` odds ratios per step, e.g. ``{"mileage_jump": 1.08}``. A report's
+        number can be typed in as it is printed. Exposures not named keep the simulator's
+        defaults.
     n_sims : simulated studies per design (the Monte Carlo SE of a power p is
         sqrt(p(1-p)/n_sims): 0.035 at p = 0.5 with 200).
     alpha : two-sided significance level of the Wald test.
@@ -236,7 +240,10 @@ def power_curve(
 
     Returns
     -------
-    One row per runners x weeks x term in ``effects``: ``power`` with its Wilson interval,
+    One row per runners x weeks x term in ``effects``: ``effect`` (as given, reading units)
+    with its ``step_label``, ``truth`` (the simulated coefficient per unit of the column:
+    NRS points or log-odds, as ``estimate`` in a model table), ``power`` with its Wilson
+    interval,
     ``coverage`` of the 95 % intervals, ``bias``, ``n_failed`` and seconds per simulation.
     Exactly ``runners`` runners are simulated per study. A design whose planned model is not
     estimable (a random slope with fewer than ``MIN_RUNNERS_FOR_SLOPE`` runners) is not
@@ -251,6 +258,12 @@ def power_curve(
     if unknown:
         raise ModelSpecError(f"effects {sorted(unknown)} are not among the modelled exposures "
                              f"{list(exposures)}")
+    given = dict(effects)
+    try:  # reading units (what the reports print) -> per-unit coefficients (the simulator's)
+        effects = per_unit_effects(given, odds=model in ("glmm", "gee"))
+    except ValueError as error:
+        raise ModelSpecError(f"effects for model {model!r} are odds ratios per step: "
+                             f"{error}") from None
     if random_slopes is None:
         random_slopes = SIMULATED_RANDOM_SLOPES[model]
     cells = [(int(r), int(w)) for r in runners for w in weeks]
@@ -302,8 +315,12 @@ def power_curve(
             summary = summarise_simulations(pd.concat(sims[part], ignore_index=True))
             summary = summary.loc[summary["term"].isin(terms)].assign(
                 seconds_per_sim=float(seconds[part].mean()))
-        results.append(summary.assign(runners=n_runners, weeks=n_weeks, model=model,
-                                      alpha=alpha, not_estimable=reasons[i]))
+        results.append(summary.assign(
+            runners=n_runners, weeks=n_weeks, model=model, alpha=alpha,
+            effect=summary["term"].map(given).astype(float),
+            step_label=summary["term"].map(lambda t: reading_unit(t).label),
+            not_estimable=reasons[i]))
     out = pd.concat(results, ignore_index=True)
-    first = ["runners", "weeks", "term", "truth", "power", "power_ci_low", "power_ci_high"]
+    first = ["runners", "weeks", "term", "effect", "step_label", "truth", "power",
+             "power_ci_low", "power_ci_high"]
     return out[first + [c for c in out.columns if c not in first]]

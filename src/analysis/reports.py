@@ -44,6 +44,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from analysis import __version__, paths
+from analysis.effects import add_reading_units
 from analysis.errors import InputFileError, ModelSpecError, ReportError
 from analysis.privacy import (
     PSEUDONYM_HEX_CHARS,
@@ -92,6 +93,9 @@ PSEUDONYM_CHECK = "id_pseudonym_check"
 DASK_CONNECT_TIMEOUT_S = 10
 
 Status = str  # "ok" | "failed" | "suppressed" | "skipped" | "interrupted" | "not run"
+#: What the index and the run summary show for a rendered report whose model has problems
+#: (``summary.json`` ``status: "warning"``); the manifest keeps the run status ``ok``.
+WARNING_STATUS = "warning"
 
 
 @dataclass
@@ -112,6 +116,21 @@ class CohortOutcome:
     summary: dict[str, Any] = field(default_factory=dict)
     outputs_sha256: dict[str, str] = field(default_factory=dict)
     last_ok: str | None = None
+
+    @property
+    def problems(self) -> list[str]:
+        """The model's problems from this cohort's summary (empty when it has none)."""
+        return list((self.summary or {}).get("problems") or [])
+
+    @property
+    def shown_status(self) -> str:
+        """The status the index and the run summary show: ``warning`` for a report whose
+        model has problems, ``skipped (warning)`` for a kept one, else :attr:`status`."""
+        if self.problems and self.status == "ok":
+            return WARNING_STATUS
+        if self.problems and self.status == "skipped":
+            return f"skipped ({WARNING_STATUS})"
+        return self.status
 
     @property
     def fingerprint(self) -> str:
@@ -141,13 +160,15 @@ class ReportRun:
         return [o for o in self.outcomes if o.status == "failed"]
 
     def one_line(self) -> str:
-        """``3 cohorts: 1 failed, 2 ok; failed: x`` (for logs and the CLI)."""
+        """``3 cohorts: 1 failed, 1 ok, 1 warning; failed: x; warning: y`` (logs, the CLI)."""
         by_status: dict[str, int] = {}
         for outcome in self.outcomes:
-            by_status[outcome.status] = by_status.get(outcome.status, 0) + 1
+            by_status[outcome.shown_status] = by_status.get(outcome.shown_status, 0) + 1
         parts = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
         failed = "; failed: " + ", ".join(o.cohort for o in self.failed) if self.failed else ""
-        return f"{len(self.outcomes)} cohorts: {parts}{failed}"
+        warned = [o.cohort for o in self.outcomes if o.shown_status == WARNING_STATUS]
+        warning = f"; {WARNING_STATUS}: " + ", ".join(warned) if warned else ""
+        return f"{len(self.outcomes)} cohorts: {parts}{failed}{warning}"
 
 
 @dataclass
@@ -798,18 +819,21 @@ def write_index(out: Path, outcomes: Sequence[CohortOutcome], *, processed: Path
 
 
 def headline_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Headline effects of a summary in reading units (e.g. per +10 % mileage jump)."""
-    rows = []
-    for effect in summary.get("headline", []):
-        base = str(effect["term"]).removesuffix("_within").removesuffix("_between")
-        step, phrase = EFFECT_STEPS.get(base, (1.0, "per unit"))
-        scale = summary.get("scale", "nrs")
-        values = [effect[k] * step for k in ("estimate", "ci_low", "ci_high")]
-        if scale == "odds":
-            values = [math.exp(v) for v in values]
-        rows.append({"term": effect["term"], "phrase": phrase, "scale": scale,
-                     "estimate": values[0], "ci_low": values[1], "ci_high": values[2]})
-    return rows
+    """Headline effects of a summary in reading units (:func:`analysis.effects.add_reading_units`;
+    recomputed from the per-unit values, so summaries written before the step columns read
+    the same)."""
+    headline = summary.get("headline") or []
+    if not headline:
+        return []
+    scale = summary.get("scale", "nrs")
+    odds = scale == "odds"
+    table = add_reading_units(pd.DataFrame.from_records(headline)[
+        ["term", "estimate", "ci_low", "ci_high"]], odds=odds)
+    names = (("odds_ratio_step", "or_ci_low_step", "or_ci_high_step") if odds
+             else ("estimate_step", "ci_low_step", "ci_high_step"))
+    return [{"term": row["term"], "phrase": row["step_label"], "scale": scale,
+             "estimate": float(row[names[0]]), "ci_low": float(row[names[1]]),
+             "ci_high": float(row[names[2]])} for row in table.to_dict(orient="records")]
 
 
 def _index_row(outcome: CohortOutcome, out: Path) -> dict[str, Any]:
@@ -818,7 +842,10 @@ def _index_row(outcome: CohortOutcome, out: Path) -> dict[str, Any]:
     has_report = (out / folder / "report.html").is_file()
     return {
         "cohort": outcome.cohort,
-        "status": outcome.status,
+        "status": outcome.shown_status,
+        "status_class": WARNING_STATUS if outcome.problems and outcome.status in {"ok", "skipped"}
+        else outcome.status,
+        "problems": outcome.problems if outcome.status in {"ok", "skipped"} else [],
         "runners": outcome.runners if outcome.status != "suppressed" else None,
         "reports": summary.get("n_reports"),
         "estimates": headline_rows(summary),
@@ -839,13 +866,17 @@ INDEX_TEMPLATE = """<!doctype html>
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
 table { border-collapse: collapse; } td, th { padding: .35rem .7rem; border-bottom: 1px solid #ddd;
 text-align: left; vertical-align: top; } .ok { color: #17663a; } .failed { color: #b00020; }
+.warning { color: #9a5b00; font-weight: bold; }
 .suppressed, .skipped, .interrupted { color: #666; } small { color: #666; }
 </style></head><body>
 <h1>{{ title }}</h1>
 <p><small>Generated {{ generated }} by kneeload {{ version }}.
 Estimates: mixed model of knee pain with a random intercept per runner, in reading units
 (NRS 0-10 points, or odds ratios for pain present); 95 % confidence intervals.
-"skipped" means unchanged since the last successful run (that report is shown).
+"skipped" means unchanged since the last successful run (that report is shown);
+"warning" means the report was rendered but its model has problems (listed in the row:
+not converged, singular or boundary fit, predictions outside the outcome's range), so its
+estimates should not be read as a clean fit.
 Cohorts with fewer than {{ min_cohort_size }} runners are suppressed (no statistics){% if
 min_cohort_size < default_min_cohort_size %}: <strong>this minimum was lowered below the
 default of {{ default_min_cohort_size }} by whoever ran this report</strong>{% endif
@@ -856,13 +887,14 @@ default of {{ default_min_cohort_size }} by whoever ran this report</strong>{% e
 <tbody>
 {% for row in rows %}<tr>
 <td>{{ row.cohort }}</td>
-<td class="{{ row.status }}">{{ row.status }}</td>
+<td class="{{ row.status_class }}">{{ row.status }}</td>
 {% if row.status == "suppressed" %}
 <td colspan="5">suppressed: fewer runners than the minimum cohort size; no statistics shown</td>
 {% else %}
 <td>{{ row.runners if row.runners is not none else "" }}</td>
 <td>{{ row.reports if row.reports is not none else "" }}</td>
-<td>{% for e in row.estimates %}{{ e.term }} {{ e.phrase }}:
+<td>{% if row.problems %}<span class="warning">warning: {{ row.problems|join("; ")
+}}</span><br>{% endif %}{% for e in row.estimates %}{{ e.term }} {{ e.phrase }}:
 {% if e.scale == "odds" %}OR {{ "%.2f"|format(e.estimate) }}
 ({{ "%.2f"|format(e.ci_low) }} to {{ "%.2f"|format(e.ci_high) }})
 {% else %}{{ "%+.2f"|format(e.estimate) }} NRS
@@ -931,17 +963,6 @@ def _last_line(text: str) -> str:
 
 # --- what the report notebook calls ----------------------------------------------------------
 
-#: Reading units for effects: (step, phrase); an estimate is multiplied by its step.
-EFFECT_STEPS: dict[str, tuple[float, str]] = {
-    "mileage_jump": (0.10, "per +10 % week-over-week mileage"),
-    "shoe_km": (100.0, "per +100 km on the shoe"),
-    "shoe_age_days": (30.0, "per +30 days of shoe age"),
-    "rest_days_7d": (1.0, "per extra rest day in the week"),
-    "km_7d": (10.0, "per +10 km in the week"),
-    "km_28d": (10.0, "per +10 km in four weeks"),
-    "acwr_rolling": (0.1, "per +0.1 acute:chronic ratio"),
-    "acwr_ewma": (0.1, "per +0.1 acute:chronic ratio (EWMA)"),
-}
 #: Runner columns a report may show; anything else in runners.csv (names, notes) never is.
 SAFE_RUNNER_COLUMNS = ("runner_id", "cohort", "sex", "age", "follow_up_start", "follow_up_end")
 #: What :func:`analysis.privacy.pseudonym` produces: IDs of this form are not hashed again.
@@ -1134,9 +1155,11 @@ def fit_cohort_model(
     """Fit the report's model, or say why it cannot be fitted (never raises a model error).
 
     ``pain`` (NRS 0-10) gets a linear mixed model, ``pain_any`` a logistic one; both with a
-    random intercept per runner.
+    random intercept per runner. Predictions the report draws that leave the outcome's range
+    (pain below 0 or above 10) are added to the result's problems
+    (:func:`analysis.models.prediction_problems`).
     """
-    from analysis.models import fit_model
+    from analysis.models import fit_model, prediction_problems
 
     panel = view.panel
     if panel.empty:
@@ -1155,7 +1178,7 @@ def fit_cohort_model(
     except ModelSpecError as error:
         return ModelAttempt(None, f"The model cannot be fitted for this cohort: "
                                   f"{error.one_line()}")
-    return ModelAttempt(result)
+    return ModelAttempt(result.with_problems(prediction_problems(result, panel)))
 
 
 @dataclass
@@ -1232,20 +1255,59 @@ def runner_table(view: CohortView, modes: RandomEffects | None = None) -> pd.Dat
 
 
 def effects_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Fixed effects in reading units: estimate and 95 % CI per step (e.g. per +10 % jump)."""
-    rows = []
+    """Fixed effects in reading units: estimate and 95 % CI per step (e.g. per +10 % jump).
+
+    ``step_label`` names the step; ``estimate``, ``ci_low``, ``ci_high`` are NRS points per
+    step, or odds ratios per step when the table has odds ratios. The values come from
+    :func:`analysis.effects.add_reading_units` (a ``ModelResult.table`` already has them).
+    """
     odds = "odds_ratio" in table.columns
-    for row in table[table["term"] != "Intercept"].itertuples(index=False):
-        base = str(row.term).removesuffix("_within").removesuffix("_between")
-        step, phrase = EFFECT_STEPS.get(base, (1.0, "per unit"))
-        values = [row.estimate * step, row.ci_low * step, row.ci_high * step]
-        if odds:
-            values = [math.exp(v) for v in values]
-        rows.append({"term": row.term, "step": phrase, "estimate": values[0],
-                     "ci_low": values[1], "ci_high": values[2],
-                     "p_value": getattr(row, "p_value", float("nan"))})
-    return pd.DataFrame(rows, columns=["term", "step", "estimate", "ci_low", "ci_high",
-                                       "p_value"])
+    rows = add_reading_units(table)
+    rows = rows[rows["term"] != "Intercept"]
+    names = (("odds_ratio_step", "or_ci_low_step", "or_ci_high_step") if odds
+             else ("estimate_step", "ci_low_step", "ci_high_step"))
+    p_value = rows["p_value"] if "p_value" in rows.columns else np.nan
+    return pd.DataFrame({
+        "term": rows["term"], "step_label": rows["step_label"],
+        "estimate": rows[names[0]], "ci_low": rows[names[1]], "ci_high": rows[names[2]],
+        "p_value": p_value,
+    }).reset_index(drop=True)
+
+
+#: CSS class of the report's model-warning banner (tests and stylesheets look for it).
+BANNER_CLASS = "kneeload-model-warning"
+_BANNER_STYLE = ("border: 2px solid #9a5b00; background: #fff4e5; padding: 0.6em 1em; "
+                 "margin: 0.5em 0;")
+
+
+def model_banner(result: Any) -> str | None:
+    """HTML banner for the top of the report's model section when the result's status is
+    ``warning`` (None when it is ``ok``): the problems, and what they mean for reading it."""
+    import html
+
+    if getattr(result, "status", "ok") == "ok":
+        return None
+    items = "".join(f"<li>{html.escape(p)}</li>" for p in result.problems)
+    return (f'<div class="{BANNER_CLASS}" style="{_BANNER_STYLE}"><strong>Warning: this '
+            "model has problems.</strong> Its estimates and intervals below should not be "
+            f"read as a clean fit.<ul>{items}</ul></div>")
+
+
+def fit_status_line(result: Any) -> str:
+    """One honest line on how the fit ended: never "converged" next to a non-convergence.
+
+    ``converged (REML, optimizer Powell)``; when an earlier optimizer stopped first, that is
+    said too; a fit that did not converge says so in bold.
+    """
+    method = result.method
+    if not result.converged:
+        return (f"**did not converge** ({method}): the estimates are from the best point the "
+                "optimizers found and should not be used")
+    optimizer = f", optimizer {result.optimizer}" if result.optimizer else ""
+    earlier = any("did not converge" in w for w in result.warnings)
+    return (f"converged ({method}{optimizer}" +
+            (", after an earlier optimizer stopped without converging; see the fit notes)"
+             if earlier else ")"))
 
 
 def plain_language(table: pd.DataFrame, *, outcome: str = "pain") -> list[str]:
@@ -1259,28 +1321,45 @@ def plain_language(table: pd.DataFrame, *, outcome: str = "pain") -> list[str]:
         if "odds_ratio" in table.columns:
             sentences.append(
                 f"{row.term}: the odds of pain change by a factor of {row.estimate:.2f} "
-                f"{row.step} (95 % CI {row.ci_low:.2f} to {row.ci_high:.2f}; {verdict}).")
+                f"{row.step_label} (95 % CI {row.ci_low:.2f} to {row.ci_high:.2f}; "
+                f"{verdict}).")
             continue
         direction = "higher" if row.estimate > 0 else "lower"
         sentences.append(
-            f"{row.term}: {abs(row.estimate):.2f} NRS points {direction} {outcome} {row.step} "
+            f"{row.term}: {abs(row.estimate):.2f} NRS points {direction} {outcome} "
+            f"{row.step_label} "
             f"(95 % CI {row.ci_low:.2f} to {row.ci_high:.2f}; {verdict}).")
     return sentences
 
 
+#: Per headline effect in ``summary.json``: the per-unit values and the reading-unit ones.
+HEADLINE_COLUMNS = ("term", "estimate", "ci_low", "ci_high", "step", "step_label",
+                    "estimate_step", "ci_low_step", "ci_high_step")
+HEADLINE_ODDS_COLUMNS = ("odds_ratio_step", "or_ci_low_step", "or_ci_high_step")
+
+
 def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttempt | Any
                   ) -> dict[str, Any]:
-    """Write the numbers the index page shows (aggregate values only, no identifiers)."""
+    """Write the numbers the index page shows (aggregate values only, no identifiers).
+
+    ``converged``, ``status`` (``ok`` | ``warning``) and ``problems`` are the model's
+    (:class:`analysis.models.ModelResult`); each ``headline`` effect carries its per-unit
+    ``estimate``, ``ci_low``, ``ci_high`` and the reading-unit ``step``, ``step_label``,
+    ``estimate_step``, ``ci_low_step``, ``ci_high_step`` (and odds ratios per step for
+    binomial models).
+    """
     if not isinstance(attempt, ModelAttempt):  # a bare ModelResult (or None)
         attempt = ModelAttempt(attempt, None if attempt is not None else "no model")
     result = attempt.result
     headline = []
+    odds = result is not None and "odds_ratio" in result.table.columns
     if result is not None:
-        table = result.table
+        table = add_reading_units(result.table)
+        columns = [*HEADLINE_COLUMNS, *(HEADLINE_ODDS_COLUMNS if odds else ())]
         headline = [
-            {k: float(v) if k != "term" else str(v) for k, v in row.items()}
-            for row in table[table["term"] != "Intercept"][
-                ["term", "estimate", "ci_low", "ci_high"]].to_dict(orient="records")
+            {k: (None if v is None else str(v)) if k in ("term", "step_label") else float(v)
+             for k, v in row.items()}
+            for row in table[table["term"] != "Intercept"][columns].to_dict(orient="records")
         ]
     summary = {
         "cohort": view.cohort,
@@ -1288,9 +1367,10 @@ def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttem
         "n_reports": len(view.panel),
         "n_obs_model": getattr(result, "n_obs", None),
         "model": getattr(result, "model", None),
-        "scale": "odds" if result is not None and "odds_ratio" in result.table.columns
-        else "nrs",
+        "scale": "odds" if odds else "nrs",
         "converged": getattr(result, "converged", None),
+        "status": getattr(result, "status", None),
+        "problems": list(getattr(result, "problems", []) or []),
         "model_note": attempt.reason,
         "warnings": list(getattr(result, "warnings", []) or []),
         "headline": headline,
@@ -1301,10 +1381,12 @@ def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttem
 
 
 __all__ = [
+    "BANNER_CLASS",
     "DEFAULT_MIN_COHORT_SIZE",
     "DEFAULT_PARAMETERS",
-    "EFFECT_STEPS",
+    "HEADLINE_COLUMNS",
     "KERNEL_NAME",
+    "WARNING_STATUS",
     "CohortJob",
     "CohortOutcome",
     "CohortView",
@@ -1319,10 +1401,12 @@ __all__ = [
     "dask_submitter",
     "effects_table",
     "fit_cohort_model",
+    "fit_status_line",
     "follow_up_coverage",
     "headline_rows",
     "list_cohorts",
     "load_cohort",
+    "model_banner",
     "parse_param_items",
     "plain_language",
     "read_manifest",

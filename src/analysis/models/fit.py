@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -12,12 +13,15 @@ from analysis.models.glmm import fit_glmm
 from analysis.models.lmm import fit_lmm
 from analysis.models.result import ModelResult
 
+#: The fitter of each model name (``kneeload fit --model`` checks options against these).
+FITTERS: dict[str, Callable[..., ModelResult]] = {"lmm": fit_lmm, "glmm": fit_glmm,
+                                                  "gee": fit_gee}
+
 
 def fit_model(panel: pd.DataFrame, *, model: str = "lmm", **kwargs: Any) -> ModelResult:
     """Dispatch to :func:`fit_lmm`, :func:`fit_glmm` or :func:`fit_gee` by ``model`` name."""
-    fitters = {"lmm": fit_lmm, "glmm": fit_glmm, "gee": fit_gee}
     try:
-        fitter = fitters[model]
+        fitter = FITTERS[model]
     except KeyError:
-        raise ModelSpecError(f"unknown model {model!r}; choose one of {sorted(fitters)}") from None
+        raise ModelSpecError(f"unknown model {model!r}; choose one of {sorted(FITTERS)}") from None
     return fitter(panel, **kwargs)
