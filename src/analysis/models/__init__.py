@@ -28,6 +28,14 @@ from analysis.models.design import (
 from analysis.models.fit import fit_model
 from analysis.models.gee import fit_gee
 from analysis.models.glmm import fit_glmm
+from analysis.models.inference import (
+    DDF_OPTIONS,
+    VCOV_OPTIONS,
+    cluster_robust_vcov,
+    contrast_test,
+    satterthwaite_df,
+    satterthwaite_info,
+)
 from analysis.models.lmm import LmmFit, fit_lmm, fit_lmm_design
 from analysis.models.predict import (
     OUTCOME_RANGES,
@@ -47,6 +55,7 @@ from analysis.models.result import (
 
 __all__ = [
     "CENTER_OPTIONS",
+    "DDF_OPTIONS",
     "INTERCEPT",
     "LOGIT_RESIDUAL_VARIANCE",
     "MIN_RUNNERS",
@@ -56,11 +65,14 @@ __all__ = [
     "SINGULAR_TOL",
     "STATUS_OK",
     "STATUS_WARNING",
+    "VCOV_OPTIONS",
     "Z_95",
     "Design",
     "LmmFit",
     "ModelResult",
     "build_design",
+    "cluster_robust_vcov",
+    "contrast_test",
     "fit_gee",
     "fit_glmm",
     "fit_lmm",
@@ -71,4 +83,6 @@ __all__ = [
     "outcome_range",
     "predicted_curve",
     "prediction_problems",
+    "satterthwaite_df",
+    "satterthwaite_info",
 ]

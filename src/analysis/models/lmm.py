@@ -13,6 +13,11 @@ import pandas as pd
 
 from analysis.errors import ModelSpecError
 from analysis.models.design import Design, build_design, gls_covariance
+from analysis.models.inference import (
+    LmmInference,
+    check_inference_options,
+    lmm_inference,
+)
 from analysis.models.result import (
     SINGULAR_TOL,
     ModelResult,
@@ -36,6 +41,8 @@ def fit_lmm(
     reml: bool = True,
     group: str = "runner_id",
     engine: str = "profiled",
+    ddf: str = "satterthwaite",
+    vcov: str = "model",
 ) -> ModelResult:
     """Linear mixed model of pain (NRS 0-10) with a random intercept (and slopes) per runner.
 
@@ -53,11 +60,19 @@ def fit_lmm(
     engine : ``"profiled"`` (default: lme4's profiled deviance on per-runner sufficient
         statistics, :func:`fit_lmm_design`) or ``"statsmodels"`` (``MixedLM``, optimizers
         tried in turn, SEs recomputed in the GLS form).
+    ddf : ``"satterthwaite"`` (default: t tests and intervals with lmerTest's Satterthwaite
+        df) or ``"wald"`` (normal z); see :mod:`analysis.models.inference`.
+    vcov : ``"model"`` (default: lme4's GLS covariance), ``"robust"`` (cluster-robust by
+        runner, CR1), ``"CR0"`` or ``"CR1"``; with a robust covariance the df are runners - 1.
 
     Returns
     -------
-    ModelResult with GLS (lme4-form) standard errors and Wald 95 % intervals.
+    ModelResult with the table's ``df`` and ``statistic`` (t or z) columns;
+    ``extra["ddf"]``, ``extra["vcov_type"]`` and ``extra["inference"]`` (in words) name the
+    choice, ``extra["vcov"]`` is the covariance behind the SEs, ``extra["vcov_model"]`` the GLS
+    one.
     """
+    check_inference_options(ddf, vcov)
     design = build_design(panel, outcome=outcome, exposures=exposures, covariates=covariates,
                           random_slopes=random_slopes, center=center, group=group)
     if engine == "profiled":
@@ -66,10 +81,15 @@ def fit_lmm(
         fit = _fit_lmm_statsmodels(design, reml=reml)
     else:
         raise ModelSpecError(f"unknown LMM engine {engine!r}; use 'profiled' or 'statsmodels'")
+    inference = lmm_inference(design, beta=fit.beta, vcov_model=fit.vcov, G=fit.G,
+                              sigma2=fit.sigma2, reml=reml, ddf=ddf, vcov=vcov,
+                              theta=fit.theta)
     result = _lmm_result(design, fit=fit, reml=reml, outcome=outcome, exposures=exposures,
                          covariates=covariates, random_slopes=random_slopes, group=group,
-                         engine=engine)
-    result.extra.update(center=center, group=group)
+                         engine=engine, inference=inference)
+    result.extra.update(center=center, group=group, vcov=inference.vcov.tolist(),
+                        ddf=inference.ddf, vcov_type=inference.vcov_type,
+                        inference=inference.description, **inference.extra)
     return result
 
 
@@ -293,8 +313,9 @@ def _fit_lmm_statsmodels(design: Design, *, reml: bool) -> LmmFit:
 
 def _lmm_result(design: Design, *, fit: LmmFit, reml: bool, outcome: str,
                 exposures: Sequence[str], covariates: Sequence[str],
-                random_slopes: Sequence[str], group: str, engine: str) -> ModelResult:
-    notes = list(fit.notes)
+                random_slopes: Sequence[str], group: str, engine: str,
+                inference: LmmInference | None = None) -> ModelResult:
+    notes = list(fit.notes) + (inference.notes if inference is not None else [])
     G, sigma2 = fit.G, fit.sigma2
     # singular fit: a random-effect SD (relative to the residual SD) at ~0, or |corr| ~ 1
     singular = fit.singular
@@ -317,7 +338,10 @@ def _lmm_result(design: Design, *, fit: LmmFit, reml: bool, outcome: str,
     return ModelResult(
         model="lmm", outcome=outcome, exposures=list(exposures), covariates=list(covariates),
         random_slopes=list(random_slopes),
-        table=_wald_table(design.x_names, fit.beta, np.sqrt(np.diag(fit.vcov))),
+        table=(_wald_table(design.x_names, fit.beta, np.sqrt(np.diag(fit.vcov)))
+               if inference is None else
+               _wald_table(design.x_names, fit.beta, np.sqrt(np.diag(inference.vcov)),
+                           df=inference.df)),
         variance_components=_variance_table(group, design.z_names, G, sigma2),
         icc=icc, n_obs=int(n), n_runners=len(design.group_labels), dropped=design.dropped,
         converged=fit.converged, optimizer=fit.optimizer, warnings=notes, loglik=fit.loglik,

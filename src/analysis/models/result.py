@@ -189,15 +189,30 @@ def _variance_table(group: str, z_names: list[str], G: np.ndarray,
 
 
 def _wald_table(names: list[str], est: np.ndarray, se: np.ndarray, *,
-                odds: bool = False) -> pd.DataFrame:
-    z = est / se
+                df: np.ndarray | float | None = None, odds: bool = False) -> pd.DataFrame:
+    """Tidy fixed-effect table: estimate, SE, df, statistic (t or z), 95 % CI, p-value.
+
+    ``df`` per term (None or inf: normal z, "Wald"); a finite df gives t(df) p-values and
+    intervals (the df of ``analysis.models.inference``).
+    """
+    est = np.asarray(est, dtype=float)
+    se = np.asarray(se, dtype=float)
+    dfs = np.broadcast_to(np.inf if df is None else np.asarray(df, dtype=float), est.shape)
+    stat = est / se
+    finite = np.isfinite(dfs)
+    t_df = np.where(finite, dfs, 1.0)  # placeholder df where the normal applies
+    quantile = np.where(finite, stats.t.ppf(0.975, t_df), Z_95)
+    p_value = np.where(finite, 2 * stats.t.sf(np.abs(stat), t_df),
+                       2 * stats.norm.sf(np.abs(stat)))
     table = pd.DataFrame({
         "term": names,
         "estimate": est,
         "std_error": se,
-        "ci_low": est - Z_95 * se,
-        "ci_high": est + Z_95 * se,
-        "p_value": 2 * stats.norm.sf(np.abs(z)),
+        "df": dfs.astype(float),
+        "statistic": stat,
+        "ci_low": est - quantile * se,
+        "ci_high": est + quantile * se,
+        "p_value": p_value,
     })
     if odds:
         table = table.assign(odds_ratio=np.exp(table["estimate"]),
