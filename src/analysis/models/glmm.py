@@ -1,45 +1,29 @@
-"""Binomial (logit) mixed models of pain present."""
+"""Binomial (logit) mixed models of pain present: Laplace ML as lme4's glmer (docs/models.md)."""
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analysis.errors import ModelSpecError
 from analysis.models.design import _binary_design
+from analysis.models.laplace import fit_laplace
 from analysis.models.result import (
     LOGIT_RESIDUAL_VARIANCE,
-    SINGULAR_TOL,
     ModelResult,
     _dropped_note,
     _variance_table,
     _wald_table,
 )
 
-#: GPBoost's relative convergence tolerance; its default (1e-6) left fixed effects up to
-#: 0.1 % from glmer's on the demo fixture, 1e-10 brings them within 0.01 % (docs/models.md).
-GPBOOST_DELTA_REL_CONV = 1e-10
-GPBOOST_MAXIT = 10000
-#: GPBoost optimizers tried in turn (for the covariance and the fixed-effect parameters).
-GLMM_OPTIMIZERS = ("lbfgs", "nelder_mead", "gradient_descent")
-
-
-def _import_gpboost() -> Any:
-    """Import gpboost without tqdm's "IProgress not found" warning.
-
-    gpboost imports optuna, which imports ``tqdm.auto``; in a Jupyter kernel without
-    ipywidgets that warns once, although kneeload never shows a tqdm bar.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="IProgress not found")
-        import gpboost
-
-    return gpboost
+#: GLMM engines: kneeload's own Laplace deviance (lme4's, nAGQ = 1) with analytic gradients.
+GLMM_ENGINES = ("laplace",)
+#: Fixed-effect covariance types: ``"model"`` (lme4's vcov, inverse Hessian of the deviance)
+#: or ``"robust"`` (cluster-robust sandwich by runner, CR1 factor m / (m - 1)).
+GLMM_VCOV_TYPES = ("model", "robust")
 
 
 def fit_glmm(
@@ -51,7 +35,9 @@ def fit_glmm(
     random_slopes: Sequence[str] = (),
     center: str | None = None,
     group: str = "runner_id",
-    engine: str = "gpboost",
+    engine: str = "laplace",
+    vcov: str = "model",
+    correlated: bool = True,
 ) -> ModelResult:
     """Binomial (logit) mixed model of pain present, by maximum likelihood (Laplace).
 
@@ -60,78 +46,60 @@ def fit_glmm(
     panel : one row per pain report.
     exposures, covariates, random_slopes, center, group : as in :func:`fit_lmm`.
     outcome : 0/1 or boolean column (``pain_any`` = pain >= threshold on the NRS).
-    engine : ``"gpboost"`` (C++ Laplace approximation, ML; matches ``glmer(nAGQ = 1)``
-        within 0.1 % and is 10-50x faster, docs/models.md). Random slopes in GPBoost are
-        independent of the intercept (no correlation parameter).
+    engine : ``"laplace"``: lme4's Laplace deviance (``glmer(nAGQ = 1)``) minimised over
+        (theta, beta) with analytic gradients (:mod:`analysis.models.laplace`).
+    vcov : ``"model"`` (default; lme4's ``vcov()``: the fixed-effect block of twice the
+        inverse Hessian of the deviance over (theta, beta)) or ``"robust"`` (cluster-robust
+        sandwich by runner on the same Hessian, small-sample factor m / (m - 1), CR1).
+    correlated : random slopes correlated with the intercept (lme4's ``(1 + x | runner_id)``,
+        default) or independent (``(1 + x || runner_id)``).
 
     Returns
     -------
     ModelResult with log-odds estimates, odds ratios and Wald 95 % intervals; ``icc`` on the
     latent scale, tau^2 / (tau^2 + pi^2/3), for a random intercept only (None with random
     slopes, as for :func:`fit_lmm`: the between-runner share then depends on the exposure).
+    ``extra`` holds ``vcov`` (the covariance the table uses, table order), ``vcov_model``,
+    ``vcov_type``, ``theta`` (lme4's), ``deviance``, ``newton_decrement``, ``singular``,
+    ``n_params``, ``iterations``, ``center`` and ``group``.
     """
-    if engine != "gpboost":
-        raise ModelSpecError(f"unknown GLMM engine {engine!r}; use 'gpboost'")
-    gpb = _import_gpboost()
-
+    if engine not in GLMM_ENGINES:
+        raise ModelSpecError(f"unknown GLMM engine {engine!r}; use one of {GLMM_ENGINES}")
+    if vcov not in GLMM_VCOV_TYPES:
+        raise ModelSpecError(f"unknown vcov {vcov!r}; use one of {GLMM_VCOV_TYPES}")
     design = _binary_design(panel, outcome=outcome, exposures=exposures,
                             covariates=covariates, random_slopes=random_slopes, center=center,
                             group=group)
-    q = design.Z.shape[1]
-    kwargs: dict[str, Any] = {}
-    if q > 1:
-        kwargs = {"group_rand_coef_data": design.Z[:, 1:],
-                  "ind_effect_group_rand_coef": [1] * (q - 1)}
-    notes: list[str] = []
-    best = None
-    for opt in GLMM_OPTIMIZERS:
-        model = gpb.GPModel(group_data=design.groups, likelihood="bernoulli_logit",
-                            num_parallel_threads=1, **kwargs)
-        model.fit(y=design.y, X=design.X,
-                  params={"trace": False, "delta_rel_conv": GPBOOST_DELTA_REL_CONV,
-                          "maxit": GPBOOST_MAXIT, "optimizer_cov": opt,
-                          "optimizer_coef": opt})
-        # GPBoost 1.8 exposes iterations and convergence (0 = converged) only privately
-        num_it = int(getattr(model, "_get_num_optim_iter", lambda: -1)())
-        status = int(getattr(model, "_get_convergence_status", lambda: 0)())
-        nll = float(model.get_current_neg_log_likelihood())
-        if best is None or nll < best[1] - 1e-9:
-            best = (model, nll, opt, num_it, status)
-        if status == 0:
-            best = (model, nll, opt, num_it, status)
-            break
-        notes.append(f"GPBoost optimizer {opt} did not converge (status {status}, "
-                     f"{num_it} iterations)")
-    assert best is not None
-    model, nll, opt, num_it, status = best
-    coef = model.get_coef(std_err=True, format_pandas=False)
-    cov_pars = model.get_cov_pars(std_err=False, format_pandas=False)
-    beta, se = np.asarray(coef[0], float), np.asarray(coef[1], float)
-    G = np.diag(np.asarray(cov_pars, float).ravel()[:q])
-    loglik = -nll
-    converged = status == 0 and bool(np.isfinite(beta).all() and np.isfinite(se).all())
-    if not converged:
-        notes.append("no GPBoost optimizer converged; estimates are from the lowest deviance")
-    singular = bool((np.sqrt(np.diag(G)) < SINGULAR_TOL).any())
-    if singular:
-        notes.append("singular fit: a random-effect variance is estimated at zero")
+    fit = fit_laplace(design, correlated=correlated)
+    notes = list(fit.notes)
+    if fit.singular:
+        notes.append("singular fit: a random-effect variance is estimated at zero (or a "
+                     "correlation at +/-1); the random-effect structure is too rich for the "
+                     "data")
     notes.extend(_dropped_note(design))
+    cov = fit.vcov_robust if vcov == "robust" else fit.vcov
     n, p = design.X.shape
-    k = p + q
-    tau2 = float(G[0, 0])
+    q = design.Z.shape[1]
+    n_theta = q * (q + 1) // 2 if correlated else q
+    k = p + n_theta
+    loglik = -0.5 * fit.deviance
+    variance = _variance_table(group, design.z_names, fit.G, None)
+    if not correlated:
+        variance = variance.loc[variance["var2"].isna()].reset_index(drop=True)
+    tau2 = float(fit.G[0, 0])
     return ModelResult(
         model="glmm", outcome=outcome, exposures=list(exposures), covariates=list(covariates),
         random_slopes=list(random_slopes),
-        table=_wald_table(design.x_names, beta, se, odds=True),
-        variance_components=_variance_table(group, design.z_names, G, None).query(
-            "var2.isna()", engine="python").reset_index(drop=True),
+        table=_wald_table(design.x_names, fit.beta, np.sqrt(np.diag(cov)), odds=True),
+        variance_components=variance,
         icc=tau2 / (tau2 + LOGIT_RESIDUAL_VARIANCE) if q == 1 else None, n_obs=int(n),
-        n_runners=len(design.group_labels), dropped=design.dropped, converged=bool(converged),
-        optimizer=f"gpboost:{opt}" if converged else None,
+        n_runners=len(design.group_labels), dropped=design.dropped, converged=fit.converged,
+        optimizer="L-BFGS + Newton" if fit.converged else None,
         warnings=notes, loglik=loglik, aic=-2 * loglik + 2 * k,
         bic=-2 * loglik + math.log(n) * k, method="Laplace (ML)", engine=engine,
-        extra={"singular": singular, "n_params": k, "iterations": num_it, "center": center,
-               "group": group},
+        extra={"singular": fit.singular, "n_params": k, "iterations": fit.iterations,
+               "center": center, "group": group, "vcov": cov.tolist(),
+               "vcov_model": fit.vcov.tolist(), "vcov_type": vcov,
+               "theta": fit.theta.tolist(), "deviance": fit.deviance,
+               "newton_decrement": fit.decrement, "correlated": correlated},
     )
-
-

@@ -1,0 +1,351 @@
+"""The Laplace GLMM engine against glmer, an independent Laplace deviance and the delta method.
+
+Reference numbers: tests/reference/glmer_reference.csv, written by glmer_reference.R (lme4
+1.1-31, tolPwrss = 1e-14, bobyqa rhoend = 1e-9) on demo.csv and the two simulated fixtures of
+make_glmm_fixtures.py (rare events, 2.1 % positive; correlated random slope, true corr 0.8).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize, special, stats
+
+from analysis.errors import ModelSpecError
+from analysis.models import fit_glmm
+from analysis.models.design import _binary_design
+from analysis.models.laplace import LaplaceProblem
+
+REF_DIR = Path(__file__).resolve().parent / "reference"
+EXPOSURES = ["mileage_jump", "shoe_km", "rest_days_7d"]
+#: (data set, reference model) -> fit_glmm keywords
+SHAPES = {
+    ("demo", "ri"): {},
+    ("glmm_rare", "ri"): {},
+    ("glmm_slope", "rs"): {"random_slopes": ["mileage_jump"]},
+    ("glmm_slope", "rs_uncorr"): {"random_slopes": ["mileage_jump"], "correlated": False},
+}
+#: kneeload vs glmer at glmer's exact optimum (measured: fixed effects <= 8.3e-6 relative,
+#: SEs <= 1.4e-4 (rare events), variance components <= 8e-6, log-likelihood <= 2.3e-5); the
+#: issue asks for 1 % on fixed effects and SEs and 1e-3 on the log-likelihood.
+FE_RTOL, SE_RTOL, VC_RTOL, LOGLIK_ATOL = 1e-4, 1e-3, 1e-4, 1e-4
+
+
+def load(name: str) -> pd.DataFrame:
+    return pd.read_csv(REF_DIR / f"{name}.csv", dtype={"runner_id": "str"})
+
+
+@pytest.fixture(scope="module")
+def glmer_ref() -> pd.DataFrame:
+    return pd.read_csv(REF_DIR / "glmer_reference.csv")
+
+
+@pytest.fixture(scope="module")
+def fits() -> dict:
+    return {key: fit_glmm(load(key[0]), exposures=EXPOSURES, **kw) for key, kw in SHAPES.items()}
+
+
+def _ref(ref: pd.DataFrame, dataset: str, model: str, kind: str) -> pd.DataFrame:
+    return ref.loc[(ref["dataset"] == dataset) & (ref["model"] == model) & (ref["kind"] == kind)]
+
+
+def compare_with_glmer(res, ref: pd.DataFrame, dataset: str, model: str) -> None:
+    fe = _ref(ref, dataset, model, "fixef")
+    names = fe["term"].replace({"(Intercept)": "Intercept"}).to_numpy()
+    table = res.table.set_index("term").loc[names]
+    np.testing.assert_allclose(table["estimate"], fe["estimate"], rtol=FE_RTOL)
+    np.testing.assert_allclose(table["std_error"], fe["std_error"], rtol=SE_RTOL)
+    np.testing.assert_allclose(table["odds_ratio"], np.exp(fe["estimate"]), rtol=FE_RTOL)
+    # the full covariance (off-diagonals too), as correlations
+    V = np.asarray(res.extra["vcov"])
+    se = np.sqrt(np.diag(V))
+    for _, row in _ref(ref, dataset, model, "vcov").iterrows():
+        i = list(names).index(row["term"].replace("(Intercept)", "Intercept"))
+        j = list(names).index(row["term2"].replace("(Intercept)", "Intercept"))
+        theirs = row["estimate"] / np.sqrt(fe["std_error"].iloc[i] ** 2
+                                           * fe["std_error"].iloc[j] ** 2)
+        assert V[i, j] / (se[i] * se[j]) == pytest.approx(theirs, abs=1e-3), (i, j)
+    vc = _ref(ref, dataset, model, "varcorr")
+    ours = res.variance_components
+    assert len(ours) == len(vc)
+    np.testing.assert_allclose(ours["vcov"], vc["estimate"], rtol=VC_RTOL)
+    np.testing.assert_allclose(ours["sdcor"], vc["std_error"], rtol=VC_RTOL)
+    assert ours["var2"].isna().tolist() == vc["term2"].isna().tolist()
+    fit = _ref(ref, dataset, model, "fit").set_index("term")["estimate"]
+    assert res.loglik == pytest.approx(fit["loglik"], abs=LOGLIK_ATOL)
+    assert res.extra["singular"] == bool(fit["singular"])
+    assert res.n_obs == fit["nobs"]
+    np.testing.assert_allclose(res.extra["theta"], _ref(ref, dataset, model, "theta")["estimate"],
+                               rtol=VC_RTOL, atol=1e-6)
+
+
+@pytest.mark.parametrize(("dataset", "model"), list(SHAPES))
+def test_matches_committed_glmer(fits, glmer_ref, dataset, model):
+    res = fits[(dataset, model)]
+    assert res.converged and res.extra["newton_decrement"] < 1e-6
+    assert res.method == "Laplace (ML)" and res.engine == "laplace"
+    compare_with_glmer(res, glmer_ref, dataset, model)
+
+
+def test_rare_events_fixture_is_rare():
+    assert 0.02 <= load("glmm_rare")["pain_any"].mean() <= 0.03
+
+
+def test_correlated_slope_row_and_icc(fits):
+    rs = fits[("glmm_slope", "rs")]
+    vc = rs.variance_components
+    assert vc[["var1", "var2"]].iloc[2].tolist() == ["Intercept", "mileage_jump"]
+    sd0, sd1 = vc["sdcor"].iloc[:2]
+    assert vc["sdcor"].iloc[2] == pytest.approx(vc["vcov"].iloc[2] / (sd0 * sd1))
+    assert rs.icc is None and rs.extra["n_params"] == 4 + 3
+    assert fits[("glmm_slope", "rs_uncorr")].extra["n_params"] == 4 + 2
+    ri = fits[("demo", "ri")]
+    tau2 = ri.variance_components["vcov"].item()
+    assert ri.icc == pytest.approx(tau2 / (tau2 + np.pi**2 / 3))
+
+
+def test_deviance_at_glmers_parameters_is_glmers(glmer_ref):
+    """The objective itself: our Laplace deviance at glmer's (theta, beta) is glmer's."""
+    for (dataset, model), kw in SHAPES.items():
+        design = _binary_design(load(dataset), outcome="pain_any", exposures=EXPOSURES,
+                                covariates=(), random_slopes=kw.get("random_slopes", ()),
+                                center=None, group="runner_id")
+        prob = LaplaceProblem(design, correlated=kw.get("correlated", True))
+        theta = _ref(glmer_ref, dataset, model, "theta")["estimate"].to_numpy()
+        beta = _ref(glmer_ref, dataset, model, "fixef")["estimate"].to_numpy()
+        dev = prob.deviance(np.r_[theta, beta * prob.x_scale])
+        glmer_dev = -2 * _ref(glmer_ref, dataset, model, "fit").set_index("term").loc[
+            "loglik", "estimate"]
+        assert dev == pytest.approx(glmer_dev, abs=1e-6), (dataset, model)
+
+
+# --- an independent Laplace deviance ----------------------------------------------------------
+
+
+def small_design(*, slope: bool, n_runners: int = 25, n_reports: int = 16, seed: int = 3):
+    d = load("glmm_slope")
+    keep = d["runner_id"].isin(sorted(d["runner_id"].unique())[:n_runners])
+    d = d.loc[keep].groupby("runner_id").head(n_reports).reset_index(drop=True)
+    return _binary_design(d, outcome="pain_any", exposures=EXPOSURES, covariates=(),
+                          random_slopes=["mileage_jump"] if slope else (), center=None,
+                          group="runner_id")
+
+
+def dense_runner_deviances(design, theta_full: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """-2 x each runner's Laplace log-likelihood, by brute force (no code shared with laplace.py).
+
+    For runner i with b = Lambda u: minimise -2 log p(y_i | X_i beta + Z_i Lambda u) + u'u with
+    scipy (BFGS, tight), then add log det(Lambda' Z_i' W Z_i Lambda + I), W = mu (1 - mu).
+    """
+    q = design.Z.shape[1]
+    lam = np.zeros((q, q))
+    k = 0
+    for c in range(q):  # lme4's theta: lower triangle, column by column
+        for r in range(c, q):
+            lam[r, c] = theta_full[k]
+            k += 1
+    out = []
+    ends = np.r_[design.starts[1:], len(design.y)]
+    for s, e in zip(design.starts, ends, strict=True):
+        X, Z, y = design.X[s:e], design.Z[s:e], design.y[s:e]
+        off = X @ beta
+
+        def f(u, off=off, Z=Z, y=y):
+            eta = off + Z @ lam @ u
+            return -2 * np.sum(y * eta - np.logaddexp(0, eta)) + u @ u
+
+        # the mode: scipy's BFGS to start, then dense Newton steps to machine precision
+        u = optimize.minimize(f, np.zeros(q), method="BFGS").x
+        ZL = Z @ lam
+        for _ in range(50):
+            mu = special.expit(off + ZL @ u)
+            grad = -2 * ZL.T @ (y - mu) + 2 * u
+            hess = 2 * ZL.T @ (ZL * (mu * (1 - mu))[:, None]) + 2 * np.eye(q)
+            step = np.linalg.solve(hess, grad)
+            u = u - step
+            if np.abs(step).max() < 1e-14:
+                break
+        mu = special.expit(off + Z @ lam @ u)
+        ZL = Z @ lam
+        M = ZL.T @ (ZL * (mu * (1 - mu))[:, None]) + np.eye(q)
+        out.append(f(u) + np.linalg.slogdet(M)[1])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("slope", [False, True])
+def test_deviance_and_gradient_against_brute_force(slope):
+    design = small_design(slope=slope)
+    prob = LaplaceProblem(design)
+    rng = np.random.default_rng(11)
+    theta = np.array([0.8, 0.4, 0.6]) if slope else np.array([0.9])
+    beta = np.array([-1.0, 0.7, 0.001, -0.15])
+    phi = np.r_[theta, beta * prob.x_scale]
+    dev, grad, per = prob.evaluate(phi, per_runner=True)
+    brute = dense_runner_deviances(design, theta, beta)
+    assert dev == pytest.approx(brute.sum(), abs=1e-7)
+    # analytic gradient vs central differences of the brute-force deviance
+    h = 1e-5
+    for j in rng.permutation(len(phi))[:4]:
+        e = np.zeros(len(phi))
+        e[j] = h
+        num = (prob.deviance(phi + e) - prob.deviance(phi - e)) / (2 * h)
+        assert grad[j] == pytest.approx(num, rel=1e-6, abs=1e-6)
+    np.testing.assert_allclose(per.sum(axis=0), grad, rtol=1e-12, atol=1e-9)
+
+
+def test_robust_vcov_against_independent_sandwich():
+    """CR1 sandwich H^-1 (sum_i g_i g_i') H^-1 m/(m-1) from brute-force per-runner deviances."""
+    design = small_design(slope=False, n_runners=30, n_reports=20)
+    frame = design.frame
+    res = fit_glmm(frame, exposures=EXPOSURES, vcov="robust")
+    model = fit_glmm(frame, exposures=EXPOSURES)
+    assert res.extra["vcov_type"] == "robust" and model.extra["vcov_type"] == "model"
+    np.testing.assert_allclose(res.table["estimate"], model.table["estimate"])
+    theta = np.asarray(res.extra["theta"])
+    beta = res.table["estimate"].to_numpy()
+    x = np.r_[theta, beta]
+    # steps relative to each parameter's SE (shoe_km is per km); central differences
+    steps = 1e-2 * np.r_[0.1, model.table["std_error"].to_numpy()]
+    k = len(x)
+
+    def per_runner(v):
+        return dense_runner_deviances(design, v[:1], v[1:])
+
+    scores = np.empty((len(design.starts), k))
+    for j in range(k):
+        e = np.zeros(k)
+        e[j] = steps[j]
+        scores[:, j] = (per_runner(x + e) - per_runner(x - e)) / (2 * steps[j])
+    # Hessian of the total deviance, four-point central differences
+    def total(v):
+        return per_runner(v).sum()
+
+    H = np.empty((k, k))
+    for i in range(k):
+        for j in range(i, k):
+            ei, ej = np.eye(k)[i] * steps[i], np.eye(k)[j] * steps[j]
+            H[i, j] = H[j, i] = (total(x + ei + ej) - total(x + ei - ej) - total(x - ei + ej)
+                                 + total(x - ei - ej)) / (4 * steps[i] * steps[j])
+    H = (H + H.T) / 2
+    m = len(design.starts)
+    Hinv = np.linalg.inv(H)
+    robust = (Hinv @ scores.T @ scores @ Hinv)[1:, 1:] * m / (m - 1)
+    np.testing.assert_allclose(np.asarray(res.extra["vcov"]), robust, rtol=2e-3,
+                               atol=1e-3 * np.sqrt(np.outer(np.diag(robust),
+                                                            np.diag(robust))).max())
+    np.testing.assert_allclose(res.table["std_error"], np.sqrt(np.diag(robust)), rtol=2e-3)
+    # the model-based covariance is 2 H^-1 from the same brute-force Hessian
+    np.testing.assert_allclose(model.table["std_error"], np.sqrt(np.diag(2 * Hinv)[1:]),
+                               rtol=2e-3)
+
+
+# --- convergence, singular fits, errors -------------------------------------------------------
+
+
+def test_capped_iterations_are_not_converged():
+    res = fit_glmm(load("demo"), exposures=EXPOSURES, random_slopes=["mileage_jump"])
+    design = _binary_design(load("demo"), outcome="pain_any", exposures=EXPOSURES,
+                            covariates=(), random_slopes=["mileage_jump"], center=None,
+                            group="runner_id")
+    from analysis.models.laplace import fit_laplace
+
+    capped = fit_laplace(design, maxiter=1)
+    assert not capped.converged
+    assert any(n.startswith("not converged") for n in capped.notes)
+    assert res.converged
+
+
+def test_singular_fit_is_flagged():
+    """demo's correlated slope has |corr| -> 1 (theta's last entry at 0): singular, as lme4."""
+    res = fit_glmm(load("demo"), exposures=EXPOSURES, random_slopes=["mileage_jump"])
+    assert res.extra["singular"]
+    assert abs(res.variance_components["sdcor"].iloc[2]) > 1 - 1e-4
+    assert any(w.startswith("singular fit") for w in res.warnings)
+
+
+def test_unknown_engine_and_vcov():
+    with pytest.raises(ModelSpecError, match="engine"):
+        fit_glmm(load("demo"), exposures=EXPOSURES, engine="gpboost")
+    with pytest.raises(ModelSpecError, match="vcov"):
+        fit_glmm(load("demo"), exposures=EXPOSURES, vcov="sandwich")
+
+
+# --- prediction band from the full covariance --------------------------------------------------
+
+
+def test_prediction_band_is_the_delta_method_from_the_full_covariance(fits):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis import plots
+
+    panel = load("glmm_rare")
+    res = fits[("glmm_rare", "ri")]
+    ax = plots.predicted_pain(res, panel, exposure="shoe_km", n_points=7)
+    grid, prob = (np.asarray(v, float) for v in ax.lines[0].get_data())
+    band = ax.collections[0].get_paths()[0].vertices
+    plt.close("all")
+    # independent: covariate means, eta = x'beta, Var(eta) = x' V x (full V), on the logit scale
+    V = np.asarray(res.extra["vcov"])
+    beta = res.table["estimate"].to_numpy()
+    x = np.column_stack([np.ones(len(grid)), np.full(len(grid), panel["mileage_jump"].mean()),
+                         grid, np.full(len(grid), panel["rest_days_7d"].mean())])
+    eta = x @ beta
+    half = stats.norm.ppf(0.975) * np.sqrt(np.einsum("ij,jk,ik->i", x, V, x))
+    lo, hi = special.expit(eta - half), special.expit(eta + half)
+    np.testing.assert_allclose(prob, special.expit(eta), rtol=1e-10)
+    ours_hi = [band[(np.isclose(band[:, 0], g))][:, 1].max() for g in grid]
+    ours_lo = [band[(np.isclose(band[:, 0], g))][:, 1].min() for g in grid]
+    np.testing.assert_allclose(ours_hi, hi, rtol=1e-8)
+    np.testing.assert_allclose(ours_lo, lo, rtol=1e-8)
+    # the diagonal-only band (what a missing covariance gave) is much wider here
+    half_diag = stats.norm.ppf(0.975) * np.sqrt(np.einsum("ij,j,ij->i", x, np.diag(V), x))
+    assert np.all(half_diag > 1.3 * half)
+
+
+# --- live glmer ---------------------------------------------------------------------------------
+
+
+def _have_lme4() -> bool:
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        return False
+    probe = subprocess.run([rscript, "-e", "quit(status = !requireNamespace('lme4'))"],
+                           capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+#: glmer's own numbers move by up to 2.6e-6 relative between machines with the same R and
+#: lme4 versions (BLAS, compiler; bobyqa and the finite-difference Hessian amplify rounding),
+#: so a fresh run is compared with the committed one at 1e-4, ~40x that. kneeload is then
+#: compared with the fresh run at the tolerances above.
+LIVE_RTOL = 1e-4
+#: The fast data sets re-fitted live (the slope fits take ~40 s each in glmer).
+LIVE_DATASETS = ("demo", "glmm_rare")
+
+
+@pytest.mark.lme4
+@pytest.mark.skipif(not _have_lme4(), reason="needs Rscript with the lme4 package")
+def test_glmer_reference_live(tmp_path, fits):
+    root = REF_DIR.parent.parent
+    subprocess.run(["Rscript", str(REF_DIR / "glmer_reference.R"), str(tmp_path),
+                    *LIVE_DATASETS], cwd=root, check=True, capture_output=True, timeout=600)
+    live = pd.read_csv(tmp_path / "glmer_reference.csv")
+    committed = pd.read_csv(REF_DIR / "glmer_reference.csv")
+    committed = committed.loc[committed["dataset"].isin(LIVE_DATASETS)].reset_index(drop=True)
+    live, committed = (t.loc[t["term"] != "seconds"].reset_index(drop=True)
+                       for t in (live, committed))
+    keys = ["dataset", "model", "kind", "term", "term2"]
+    pd.testing.assert_frame_equal(live[keys], committed[keys])
+    for col in ("estimate", "std_error"):
+        np.testing.assert_allclose(live[col], committed[col], rtol=LIVE_RTOL, atol=1e-9,
+                                   equal_nan=True, err_msg=col)
+    for dataset in LIVE_DATASETS:
+        compare_with_glmer(fits[(dataset, "ri")], live, dataset, "ri")
