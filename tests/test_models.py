@@ -223,8 +223,9 @@ def test_glmm_matches_glmer(lme4_ref, cohort):
 
 
 def test_glmm_random_slope_against_glmer(lme4_ref):
-    """GPBoost's uncorrelated random slope vs glmer's ``(1 + mileage_jump || runner_id)``."""
-    res = fit_glmm(load_fixture("demo"), exposures=EXPOSURES, random_slopes=["mileage_jump"])
+    """The uncorrelated random slope vs glmer's ``(1 + mileage_jump || runner_id)``."""
+    res = fit_glmm(load_fixture("demo"), exposures=EXPOSURES, random_slopes=["mileage_jump"],
+                   correlated=False)
     fe = lme4_numbers(lme4_ref, "demo", "glmm_rs", "fixef").set_index("term")
     ours = res.table.set_index("term").loc[fe.index]
     np.testing.assert_allclose(ours["estimate"], fe["estimate"], rtol=0.01)
@@ -248,7 +249,8 @@ def test_glmm_random_slope_where_glmer_fails(lme4_ref):
     """On the sparse cohort glmer's slope fit ends below its own random-intercept fit
     (log-likelihood -300.62 < -300.52, SEs of 0.0014): not a usable reference. The slope
     variance is ~0 there, so kneeload must land on the random-intercept solution."""
-    res = fit_glmm(load_fixture("sparse"), exposures=EXPOSURES, random_slopes=["mileage_jump"])
+    res = fit_glmm(load_fixture("sparse"), exposures=EXPOSURES, random_slopes=["mileage_jump"],
+                   correlated=False)
     ll = lme4_ref.loc[(lme4_ref["cohort"] == "sparse") & (lme4_ref["term"] == "loglik")]
     ll = ll.set_index("model")["estimate"]
     assert ll["glmm_rs"] < ll["glmm_ri"]  # glmer's failure, as recorded
@@ -343,13 +345,14 @@ def test_lrt_random_slope_matches_lme4_logliks(lme4_ref):
 
 
 def test_lrt_boundary_mixture_for_one_variance():
-    """df = 1 (a GPBoost slope has no covariance): the 50:50 mixture of chi2(0) and chi2(1).
+    """df = 1 (an uncorrelated slope has no covariance): the 50:50 mixture of chi2(0) and
+    chi2(1).
 
     chi2(0) is a point mass at 0, so for a positive statistic p = 0.5 * chi2.sf(x, 1).
     """
     panel = numpy_panel(n_runners=30, n_reports=10, slope_sd=3.0)
     ri = fit_glmm(panel, exposures=EXPOSURES)
-    rs = fit_glmm(panel, exposures=EXPOSURES, random_slopes=["mileage_jump"])
+    rs = fit_glmm(panel, exposures=EXPOSURES, random_slopes=["mileage_jump"], correlated=False)
     out = likelihood_ratio_test(ri, rs)
     assert out["df"] == 1
     x = out["statistic"]
