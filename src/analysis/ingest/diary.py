@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.errors import InputFileError
-from analysis.ingest._io import SOURCE_ISSUE, FileInfo
+from analysis.ingest._io import SOURCE_ISSUE, FileInfo, typed_number
 from analysis.ingest.canonical import SUFFIXES, read_table_file
 from analysis.schemas import SOURCE_FILE, SOURCE_LINE
 
@@ -40,6 +40,27 @@ def find_diary(raw_dir: Path) -> Path | None:
             if (raw_dir / f"{stem}{suffix}").is_file():
                 return raw_dir / f"{stem}{suffix}"
     return None
+
+
+def _report_dates(long: pd.DataFrame, week: pd.Series, start_col: str | None) -> pd.Series:
+    """Each long record's report day: its date column's name, or its week's last day.
+
+    datetime64 when every record has a day; otherwise text (the days that exist as
+    ``YYYY-MM-DD``, an unparseable start date as written), so that clean quarantines the
+    records without one as ``unparseable_date`` with the text as written.
+    """
+    named = pd.to_datetime(long[SOURCE_COLUMN].where(week.isna()), format="%Y-%m-%d",
+                           errors="coerce")
+    start = (pd.to_datetime(long[start_col], format="ISO8601", errors="coerce")
+             if start_col else pd.Series(pd.NaT, index=long.index, dtype="datetime64[us]"))
+    week_day = start + pd.to_timedelta(week * DAYS_PER_WEEK - 1, unit="D")
+    day = named.where(week.isna(), week_day).astype("datetime64[us]")
+    if day.notna().all():
+        return day
+    text = day.dt.strftime("%Y-%m-%d").astype("str")
+    as_written = (long[start_col] if start_col
+                  else pd.Series(pd.NA, index=long.index, dtype="str"))
+    return text.where(day.notna(), long[SOURCE_COLUMN].where(week.isna(), as_written))
 
 
 def read_diary(path: Path) -> tuple[pd.DataFrame, FileInfo]:
@@ -69,19 +90,10 @@ def read_diary(path: Path) -> tuple[pd.DataFrame, FileInfo]:
                       var_name=SOURCE_COLUMN, value_name="pain")
     long = long[long["pain"].notna()]
     week = long[SOURCE_COLUMN].map(week_cols)
-    if start_col:
-        start = pd.to_datetime(long[start_col], format="ISO8601", errors="coerce")
-        week_day = start + pd.to_timedelta(week * DAYS_PER_WEEK - 1, unit="D")
-        week_text = week_day.dt.strftime("%Y-%m-%d").astype("str")
-        # an unparseable start date is passed on as written, so clean quarantines it
-        week_text = week_text.where(week_day.notna(), long[start_col])
-    else:
-        week_text = pd.Series(pd.NA, index=long.index, dtype="str")
-    date = long[SOURCE_COLUMN].where(week.isna(), week_text)
     out = pd.DataFrame({
         "runner_id": long["runner_id"],
-        "date": date.astype("str"),
-        "pain": long["pain"],
+        "date": _report_dates(long, week, start_col),
+        "pain": typed_number(long["pain"]),
         SOURCE_FILE: long[SOURCE_FILE],
         SOURCE_LINE: long[SOURCE_LINE].astype("int64"),
         SOURCE_COLUMN: long[SOURCE_COLUMN].astype("str"),

@@ -20,7 +20,14 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.errors import InputFileError
-from analysis.ingest._io import SOURCE_ISSUE, FileInfo, read_text_table
+from analysis.ingest._io import (
+    HAS_TIME,
+    SOURCE_ISSUE,
+    FileInfo,
+    read_text_table,
+    typed_date,
+    typed_number,
+)
 from analysis.ingest.canonical import read_export_folder
 from analysis.schemas import SOURCE_FILE, SOURCE_LINE
 
@@ -39,12 +46,12 @@ def strip_thousands(values: pd.Series) -> pd.Series:
 
 
 def hms_to_minutes(values: pd.Series) -> pd.Series:
-    """``HH:MM:SS[.f]`` (or ``MM:SS``) -> minutes as strings; other text -> missing."""
+    """``HH:MM:SS[.f]`` (or ``MM:SS``) -> minutes (float64); other text -> missing."""
     parts = values.str.extract(_HMS)
     hours = pd.to_numeric(parts[0], errors="coerce").fillna(0)
     minutes = hours * 60 + pd.to_numeric(parts[1], errors="coerce") + pd.to_numeric(
         parts[2], errors="coerce") / 60
-    return minutes.astype("str").where(minutes.notna())
+    return minutes.astype("float64")
 
 
 def read_activities(path: Path, *, name: str, runner_id: str, distance_unit: str = "km"
@@ -57,12 +64,11 @@ def read_activities(path: Path, *, name: str, runner_id: str, distance_unit: str
     missing = [h for h in REQUIRED_HEADERS if h not in header]
     if dist_idx is None:
         missing.append("Distance")
-    if missing:
+    if missing or dist_idx is None:
         raise InputFileError(
             f"not a Garmin Connect activities export: missing column {missing[0]!r}; found "
             f"columns: {', '.join(header[:12])}{', ...' if len(header) > 12 else ''}",
             file=name, column=missing[0])
-    assert dist_idx is not None
     unit_match = _UNIT_IN_HEADER.match(header[dist_idx])
     unit = unit_match.group(1).lower() if unit_match else distance_unit
 
@@ -74,11 +80,13 @@ def read_activities(path: Path, *, name: str, runner_id: str, distance_unit: str
         cells = parsed.cells[idx]
         return cells.mask(cells.isin(GARMIN_MISSING))
 
-    distance = strip_thousands(col(dist_idx))
+    distance = typed_number(strip_thousands(col(dist_idx)))
+    date, has_time = typed_date(col("Date"))
     duration = hms_to_minutes(col("Moving Time")).fillna(hms_to_minutes(col("Time")))
     frame = pd.DataFrame({
         "runner_id": pd.Series([runner_id] * n, dtype="str"),
-        "date": col("Date"),
+        "date": date,
+        **({HAS_TIME: has_time} if has_time is not None else {}),
         "distance_km": distance,
         "distance_unit": pd.Series([unit] * n, dtype="str").where(distance.notna()),
         "duration_min": duration,

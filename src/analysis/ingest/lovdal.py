@@ -34,7 +34,13 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import InputFileError
-from analysis.ingest._io import SOURCE_ISSUE, FileInfo, read_text_table, records_frame
+from analysis.ingest._io import (
+    SOURCE_ISSUE,
+    FileInfo,
+    read_text_table,
+    records_frame,
+    typed_number,
+)
 from analysis.ingest.canonical import DERIVED_RUNNERS
 from analysis.ingest.diary import SOURCE_COLUMN
 from analysis.schemas import SOURCE_FILE, SOURCE_LINE
@@ -137,27 +143,27 @@ def read_lovdal(raw_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, FileI
     long = (long.sort_values(["runner_id", "_day", "_k", SOURCE_LINE],
                              ascending=[True, True, False, True], kind="stable")
             .drop_duplicates(["runner_id", "_day"], keep="first"))
+    long = long.assign(**{out: typed_number(long[out]) for out in FEATURES.values()})
     km = pd.to_numeric(long["distance_km"], errors="coerce")
     runs = long[~(km == 0)].copy()
     for col in PERCEIVED:
         value = pd.to_numeric(runs[col], errors="coerce")
         runs[col] = runs[col].mask(np.isclose(value, NO_RATING_SENTINEL))
     runs_out = runs.assign(
-        date=(LOVDAL_EPOCH + pd.to_timedelta(runs["_day"], unit="D")).dt.strftime("%Y-%m-%d")
-        .astype("str"),
+        date=(LOVDAL_EPOCH + pd.to_timedelta(runs["_day"], unit="D")).astype("datetime64[us]"),
         activity_type="run",
         **{SOURCE_FILE: name},
     ).drop(columns=["_day", "_k"]).sort_values(["runner_id", "date"]).reset_index(drop=True)
     runs_out = runs_out.astype({SOURCE_FILE: "str", "activity_type": "str"})
 
-    injury = table["injury"]
-    injury_num = pd.to_numeric(injury, errors="coerce")
-    pain_text = (injury_num * PAIN_FOR_INJURY).astype("str").where(injury_num.notna(), injury)
-    row_day = LOVDAL_EPOCH + pd.to_timedelta(day_index, unit="D")
+    injury = typed_number(table["injury"])
+    # a flag that is not a number stays text (clean quarantines it as pain_not_number)
+    pain_value = injury * PAIN_FOR_INJURY if injury.dtype == "float64" else injury
+    row_day = (LOVDAL_EPOCH + pd.to_timedelta(day_index, unit="D")).astype("datetime64[us]")
     pain = pd.DataFrame({
         "runner_id": runner,
-        "date": row_day.dt.strftime("%Y-%m-%d").astype("str"),
-        "pain": pain_text.astype("str"),
+        "date": row_day,
+        "pain": pain_value,
         "x_injury": injury,
         SOURCE_FILE: pd.Series([name] * len(table), dtype="str"),
         SOURCE_LINE: line,
@@ -169,12 +175,11 @@ def read_lovdal(raw_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, FileI
     runners = pd.DataFrame({
         "runner_id": pd.Series(span.index, dtype="str"),
         "cohort": LOVDAL_COHORT,
-        "follow_up_start": span["start"].dt.strftime("%Y-%m-%d").to_numpy(),
-        "follow_up_end": span["end"].dt.strftime("%Y-%m-%d").to_numpy(),
+        "follow_up_start": span["start"].to_numpy(),
+        "follow_up_end": span["end"].to_numpy(),
         SOURCE_FILE: DERIVED_RUNNERS,
         SOURCE_LINE: np.arange(1, len(span) + 1, dtype="int64"),
-    }).astype({"cohort": "str", "follow_up_start": "str", "follow_up_end": "str",
-               SOURCE_FILE: "str"})
+    }).astype({"cohort": "str", SOURCE_FILE: "str"})
     from analysis.ingest.canonical import empty_table
 
     n_days = len(long)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from analysis.errors import KneeloadError
-from analysis.ingest._io import MISSING_TOKENS, SOURCE_ISSUE, FileInfo
+from analysis.ingest._io import HAS_TIME, MISSING_TOKENS, SOURCE_ISSUE, FileInfo
 from analysis.ingest.diary import SOURCE_COLUMN
 from analysis.privacy import ID_SALT_ENV, PSEUDONYM_PREFIX, id_salt
 from analysis.privacy import pseudonymise as _hash_ids
@@ -45,7 +45,7 @@ CONTRACT = {
     "pain": (*PAIN_REQUIRED, *PAIN_OPTIONAL),
     "shoes": (*SHOES_REQUIRED, *SHOES_OPTIONAL),
 }
-KEEP_ALWAYS = (*PROVENANCE, SOURCE_ISSUE, SOURCE_COLUMN)
+KEEP_ALWAYS = (*PROVENANCE, SOURCE_ISSUE, SOURCE_COLUMN, HAS_TIME)
 
 
 def resolve_salt(salt: str | None = None) -> str:

@@ -24,7 +24,13 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import InputFileError
-from analysis.ingest._io import SOURCE_ISSUE, FileInfo, read_text_table
+from analysis.ingest._io import (
+    HAS_TIME,
+    SOURCE_ISSUE,
+    FileInfo,
+    read_text_table,
+    typed_number,
+)
 from analysis.ingest.canonical import read_export_folder
 from analysis.schemas import SOURCE_FILE, SOURCE_LINE
 
@@ -42,14 +48,18 @@ def _indices(header: list[str], name: str) -> list[int]:
     return [i for i, h in enumerate(header) if h == name]
 
 
-def local_datetime_text(utc_text: pd.Series, *, timezone: str) -> pd.Series:
-    """Strava UTC ``Activity Date`` strings -> local ``YYYY-MM-DD HH:MM:SS`` strings.
+def local_datetime(utc_text: pd.Series, *, timezone: str) -> pd.Series:
+    """Strava UTC ``Activity Date`` strings -> local wall-clock datetime64.
 
-    Unparseable values are returned unchanged (clean quarantines them as
-    ``unparseable_date``).
+    When a cell does not parse, the column is returned as text, the parsed cells as local
+    ``YYYY-MM-DD HH:MM:SS`` and the others unchanged, so that clean quarantines those as
+    ``unparseable_date`` with the text as written (a broken file only: a well-formed
+    export is typed once, here).
     """
     parsed = pd.to_datetime(utc_text, format=STRAVA_DATE_FORMAT, errors="coerce")
     local = parsed.dt.tz_localize("UTC").dt.tz_convert(timezone).dt.tz_localize(None)
+    if not (parsed.isna() & utc_text.notna()).any():
+        return local.astype("datetime64[us]")
     text = local.dt.strftime("%Y-%m-%d %H:%M:%S").astype("str")
     return text.where(parsed.notna(), utc_text)
 
@@ -100,16 +110,17 @@ def read_activities(path: Path, *, name: str, runner_id: str, timezone: str = "U
     moving = pd.to_numeric(col("Moving Time"), errors="coerce")
     elapsed = pd.to_numeric(col("Elapsed Time", 0), errors="coerce")
     seconds = moving.where(moving > 0, elapsed)
-    duration = (seconds / SECONDS_PER_MINUTE).astype("str").where(seconds.notna())
+    duration = seconds / SECONDS_PER_MINUTE
     frame = pd.DataFrame({
         "runner_id": pd.Series([runner_id] * n, dtype="str"),
-        "date": local_datetime_text(col("Activity Date"), timezone=timezone),
-        "distance_km": distance,
+        "date": local_datetime(col("Activity Date"), timezone=timezone),
+        HAS_TIME: pd.Series(True, index=range(n)),  # Strava dates always carry a time
+        "distance_km": typed_number(distance),
         "distance_unit": dist_unit,
         "duration_min": duration,
         "activity_type": col("Activity Type"),
         "shoe_id": col("Activity Gear"),
-        "rpe": col("Perceived Exertion"),
+        "rpe": typed_number(col("Perceived Exertion")),
         SOURCE_FILE: pd.Series([name] * n, dtype="str"),
         SOURCE_LINE: pd.Series(parsed.lines, dtype="int64"),
         SOURCE_ISSUE: parsed.issues,
