@@ -36,7 +36,15 @@ from analysis.models.inference import (
     satterthwaite_df,
     satterthwaite_info,
 )
-from analysis.models.lmm import LmmFit, fit_lmm, fit_lmm_design
+from analysis.models.lmm import (
+    AR1_TERM,
+    CORRELATIONS,
+    LmmFit,
+    fit_lmm,
+    fit_lmm_design,
+    lmm_beta_covariance,
+    lmm_deviance,
+)
 from analysis.models.predict import (
     OUTCOME_RANGES,
     outcome_range,
@@ -54,7 +62,9 @@ from analysis.models.result import (
 )
 
 __all__ = [
+    "AR1_TERM",
     "CENTER_OPTIONS",
+    "CORRELATIONS",
     "DDF_OPTIONS",
     "INTERCEPT",
     "LOGIT_RESIDUAL_VARIANCE",
@@ -80,6 +90,8 @@ __all__ = [
     "fit_model",
     "gls_covariance",
     "likelihood_ratio_test",
+    "lmm_beta_covariance",
+    "lmm_deviance",
     "outcome_range",
     "predicted_curve",
     "prediction_problems",
