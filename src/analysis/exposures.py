@@ -997,17 +997,23 @@ def _within_between(runner_id: Any, columns: dict[str, Any]) -> dict[str, np.nda
     if not columns:
         return {}
     code, _ = pd.factorize(pd.Series(runner_id))
-    n = int(code.max()) + 1 if len(code) else 0
+    if len(code) == 0:
+        return {f"{c}{s}": np.zeros(0) for c in columns for s in ("_between", "_within")}
+    x = np.column_stack([np.asarray(v, dtype=float) for v in columns.values()])
+    ok = ~np.isnan(x)
+    # all columns at once: rows sorted by runner, per-runner sums and counts of the
+    # non-missing values by one reduceat (runner codes are 0..n-1 in order of appearance,
+    # so group g of the sorted rows is code g)
+    order = np.argsort(code, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(code[order]) != 0])
+    total = np.add.reduceat(np.where(ok, x, 0.0)[order], starts, axis=0)
+    count = np.add.reduceat(ok[order].astype(np.int64), starts, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (total / count)[code]
     out: dict[str, np.ndarray] = {}
-    for col, values in columns.items():
-        x = np.asarray(values, dtype=float)
-        ok = ~np.isnan(x)
-        total = np.bincount(code[ok], weights=x[ok], minlength=n)
-        count = np.bincount(code[ok], minlength=n)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = (total / count)[code]
-        out[f"{col}_between"] = mean
-        out[f"{col}_within"] = x - mean
+    for j, col in enumerate(columns):
+        out[f"{col}_between"] = mean[:, j]
+        out[f"{col}_within"] = x[:, j] - mean[:, j]
     return out
 
 
