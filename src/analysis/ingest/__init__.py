@@ -1,8 +1,10 @@
 """Ingest: the only code that parses foreign files. One small reader per input format.
 
 Every reader ends in :class:`RawTables`: the canonical tables (``docs/data-contract.md``)
-with values *as read* (strings) plus ``source_file`` and ``source_line`` for the audit.
-:func:`analysis.clean.clean_tables` types, checks and cleans them.
+plus ``source_file`` and ``source_line`` for the audit. Values are typed where they enter:
+a number or date column whose every cell parses is float64 / datetime64, any other column
+stays text (:func:`analysis.ingest._io.typed_columns`). :func:`analysis.clean.clean_tables`
+checks and cleans them, parsing only the columns that stayed text.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class RawTables:
     Attributes
     ----------
     runners, runs, pain, shoes
-        Canonical column names (``analysis.schemas``), string values, plus ``source_file``
+        Canonical column names (``analysis.schemas``), typed or text values (see the
+        module docstring), plus ``source_file``
         and ``source_line`` (1-based line in that file; the header is line 1). ``shoes``
         may have no rows.
     format
