@@ -456,7 +456,11 @@ def test_forest_and_prediction_figures_show_the_estimates(agg_backend):
     res = fit_lmm(panel, exposures=EXPOSURES, covariates=["sex"])
     ax = plots.forest_plot(res.table)
     x, _ = ax.lines[0].get_data()  # errorbar's marker line
-    np.testing.assert_allclose(np.asarray(x, float), res.table["estimate"].iloc[1:])
+    # the forest plot speaks reading units (per +10 % jump, per +100 km: analysis.effects)
+    effects = res.table.iloc[1:]
+    np.testing.assert_allclose(np.asarray(x, float), effects["estimate_step"])
+    np.testing.assert_allclose(effects["estimate_step"], effects["estimate"] * effects["step"])
+    assert effects.set_index("term").loc["mileage_jump", "step"] == 0.10
     ax = plots.predicted_pain(res, panel, exposure="mileage_jump")
     gx, gy = (np.asarray(v, float) for v in ax.lines[0].get_data())
     # a straight line whose slope is the mileage_jump estimate (NRS per unit)

@@ -63,8 +63,12 @@ def test_power_curve_grid_and_binomial():
     limit = stats.binom.ppf(0.999, 30, 0.05)
     assert (null["n_significant"] <= limit).all(), null[["runners", "n_significant"]]
     # OR exp(0.6) per +10 % jump = 6 log-odds per +100 %
+    # With glmer-matched (Hessian) SEs, 10 runners detect it in 26 of these 30 studies: a
+    # near-separated 10-runner study has an honest SE about 1.8x the former GPBoost one.
     large = power_curve(effects={"mileage_jump": float(np.exp(0.6))}, **kwargs)
-    assert (large["power"] >= 0.9).all(), large[["runners", "power"]]
+    power = large.set_index("runners")["power"]
+    assert power[10] >= 0.75 and power[30] >= 0.9, power
+    assert power[30] >= power[10]  # more runners, more power
 
 
 def test_unknown_effect_is_an_error():
