@@ -143,6 +143,18 @@ def test_categorical_covariate_and_round_trip():
     assert back.dropped == res.dropped
 
 
+@pytest.mark.parametrize("ddf", ["wald", "satterthwaite"])
+def test_result_json_is_standard_and_round_trips(ddf):
+    """summary.json and `kneeload fit` output are strict JSON: a z test's infinite df is None."""
+    import json
+
+    res = fit_lmm(numpy_panel(n_runners=20, n_reports=8), exposures=EXPOSURES, ddf=ddf)
+    text = json.dumps(res.to_dict(), allow_nan=False)  # raises on NaN / Infinity
+    back = ModelResult.from_dict(json.loads(text))
+    pd.testing.assert_frame_equal(back.table, res.table, check_dtype=False)
+    assert np.isinf(back.table["df"]).all() == (ddf == "wald")
+
+
 # --- lme4 reference (tests/reference/lme4_reference.R on the committed fixtures) ------------
 
 REF_DIR = Path(__file__).resolve().parent / "reference"

@@ -107,6 +107,7 @@ class ModelResult:
         out["variance_components"] = _records(self.variance_components)
         for key in ("icc", "loglik", "aic", "bic"):
             out[key] = _finite_or_none(out[key])
+        out["extra"] = _json_safe(out["extra"])
         out["status"] = self.status
         return out
 
@@ -114,7 +115,10 @@ class ModelResult:
     def from_dict(cls, d: dict[str, Any]) -> ModelResult:
         """Inverse of :meth:`to_dict` (dicts written before ``problems`` existed load too)."""
         kwargs = dict(d)
-        kwargs["table"] = pd.DataFrame.from_records(d["table"]) if d["table"] else pd.DataFrame()
+        table = pd.DataFrame.from_records(d["table"]) if d["table"] else pd.DataFrame()
+        if "df" in table.columns:  # JSON has no infinity: a z (Wald) df is written as None
+            table["df"] = pd.to_numeric(table["df"]).fillna(np.inf)
+        kwargs["table"] = table
         vc = d["variance_components"]
         kwargs["variance_components"] = pd.DataFrame.from_records(vc) if vc else pd.DataFrame()
         kwargs = {k: v for k, v in kwargs.items() if k in cls.__dataclass_fields__}
@@ -164,9 +168,26 @@ def _finite_or_none(x: Any) -> float | None:
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: NaN and infinities (a z test's df) become None."""
     recs = df.astype(object).where(df.notna(), None).to_dict(orient="records")
-    return [{k: (float(v) if isinstance(v, np.floating) else v) for k, v in r.items()}
-            for r in recs]
+    return [{k: _json_safe(v) for k, v in r.items()} for r in recs]
+
+
+def _json_safe(value: Any) -> Any:
+    """Standard JSON: non-finite floats become None, numpy scalars and arrays plain Python."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return _finite_or_none(value)
+    return value
 
 
 
