@@ -13,7 +13,7 @@ followed ``weeks`` weeks (weekly reports) from :func:`analysis.simulate.simulate
 ``lmm-nrs``      the same LMM on the simulator's own NRS outcome, which is rounded and
                  clipped to 0-10: effects are attenuated slightly (the simulator documents
                  this), so coverage of the latent-scale truth is expected to fall short.
-``glmm``         the binomial GLMM (GPBoost, Laplace) on the simulator's logistic outcome.
+``glmm``         the binomial GLMM (kneeload's Laplace engine) on the simulator's logistic outcome.
 
 Prints, per setting and exposure, the coverage of the 95 % Wald interval (target
 0.93-0.97), bias, empirical SD and mean standard error. Not part of the test suite.

@@ -235,7 +235,7 @@ def power_curve(
         simulator draws: a random slope on ``mileage_jump`` for ``"lmm"``, none for the
         binomial models. (A random-intercept LMM on random-slope data has too-small SEs:
         coverage 0.86-0.93 and inflated power in docs/models.md.)
-    n_jobs : worker processes (``spawn``ed, so OpenMP in GPBoost is safe); the result does
+    n_jobs : worker processes (``spawn``ed: no fork of a threaded parent); the result does
         not depend on it, each simulation having its own seed.
 
     Returns
