@@ -23,6 +23,7 @@ from analysis.models.design import (
     MIN_RUNNERS_FOR_SLOPE,
     Design,
     build_design,
+    design_of,
     gls_covariance,
 )
 from analysis.models.fit import fit_model
@@ -45,6 +46,7 @@ from analysis.models.lmm import (
     lmm_beta_covariance,
     lmm_deviance,
 )
+from analysis.models.modes import RandomEffects, conditional_modes
 from analysis.models.predict import (
     OUTCOME_RANGES,
     outcome_range,
@@ -80,9 +82,12 @@ __all__ = [
     "Design",
     "LmmFit",
     "ModelResult",
+    "RandomEffects",
     "build_design",
     "cluster_robust_vcov",
+    "conditional_modes",
     "contrast_test",
+    "design_of",
     "fit_gee",
     "fit_glmm",
     "fit_lmm",

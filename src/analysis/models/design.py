@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from analysis.errors import ModelSpecError
+
+if TYPE_CHECKING:
+    from analysis.models.result import ModelResult
 
 #: Fewest runners for which a random slope is estimable. With fewer clusters the variance of
 #: a slope (and its correlation with the intercept) is poorly identified and fits are
@@ -210,6 +214,30 @@ def build_design(
     return Design(y=y, X=X, Z=Z, groups=codes, starts=starts, x_names=x_names,
                   z_names=z_names, group_labels=np.asarray(labels), dropped=dropped,
                   frame=frame)
+
+
+def design_of(result: ModelResult, panel: pd.DataFrame) -> Design:
+    """The design a fitted model was built on, rebuilt from its request (the one rebuild).
+
+    Parameters
+    ----------
+    result : a :class:`analysis.models.ModelResult`; its outcome, exposures, covariates,
+        random slopes and ``extra`` ``center``, ``group`` and, for an AR(1) fit, the time
+        column (``extra["correlation"]["time"]``, whose missing rows the fit dropped too).
+    panel : the rows the model was fitted to (one row per pain report).
+
+    Returns
+    -------
+    The :class:`Design` of the fit: same rows, same columns (``<x>_within`` and
+    ``<x>_between`` for within-between centering), rows sorted by runner.
+    """
+    extra = result.extra or {}
+    correlation = extra.get("correlation")
+    time = correlation.get("time") if isinstance(correlation, dict) else None
+    return build_design(panel, outcome=result.outcome, exposures=result.exposures,
+                        covariates=result.covariates, random_slopes=result.random_slopes,
+                        center=extra.get("center"), group=extra.get("group", "runner_id"),
+                        extra_columns=[time] if time else [])
 
 
 # --- GLS covariance (lme4's vcov) -------------------------------------------------------------

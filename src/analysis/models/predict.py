@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.models.design import build_design
+from analysis.models.design import design_of
 from analysis.models.result import PROBLEM_PREDICTIONS, Z_95, ModelResult
 from analysis.schemas import PAIN_MAX, PAIN_MIN
 
@@ -46,9 +46,7 @@ def predicted_curve(result: ModelResult, panel: pd.DataFrame, *, exposure: str,
     :func:`prediction_problems` and :func:`analysis.plots.predicted_pain`.
     """
     center = result.extra.get("center")
-    design = build_design(panel, outcome=result.outcome, exposures=result.exposures,
-                          covariates=result.covariates, random_slopes=result.random_slopes,
-                          center=center, group=result.extra.get("group", "runner_id"))
+    design = design_of(result, panel)
     table = result.table.set_index("term")
     beta = table.loc[design.x_names, "estimate"].to_numpy(float)
     vcov: Any = result.extra.get("vcov")
