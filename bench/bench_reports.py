@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import reports
+from analysis import paths, reports
 from analysis.pipeline import build
 from analysis.simulate import simulate_dataset
 
@@ -95,9 +95,9 @@ def script_seconds(processed: Path, cohort: str) -> float:
     """Wall time of the notebook's code as a plain script in a fresh interpreter."""
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(reports.paths.notebooks_dir() / "cohort_report.py"),
+        [sys.executable, "-c", SCRIPT, str(paths.notebooks_dir() / "cohort_report.py"),
          str(processed), cohort], capture_output=True, text=True, check=True,
-        cwd=reports.paths.notebooks_dir())
+        cwd=paths.notebooks_dir())
     inner = float(done.stdout.strip().splitlines()[-1])
     return max(time.perf_counter() - start, inner)
 

@@ -42,7 +42,14 @@ from IPython.display import Markdown, display
 
 from analysis import paths, plots, reports
 from analysis.errors import KneeloadError
-from analysis.models import ModelResult, fit_gee, fit_glmm, fit_lmm, likelihood_ratio_test
+from analysis.models import (
+    ModelResult,
+    conditional_modes,
+    fit_gee,
+    fit_glmm,
+    fit_lmm,
+    likelihood_ratio_test,
+)
 from analysis.pipeline import load_processed
 
 pd.options.display.float_format = "{:.4g}".format  # 4 significant digits in every table
@@ -214,7 +221,7 @@ else:
 if lmm is None:
     display(Markdown("No linear mixed model was fitted, so there is nothing to diagnose."))
 else:
-    modes = reports.conditional_modes(panel, lmm)
+    modes = conditional_modes(panel, lmm)
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.8), layout="constrained")
     plots.residual_diagnostics(modes.per_report, axes=axes[:3])
     plots.caterpillar(modes.per_runner, term="Intercept", ax=axes[3]);

@@ -17,7 +17,6 @@
 dataset: str = "demo"  # processed dataset: a name under data/processed/ or a folder
 cohort: str = "recreational"  # cohort name from runners.csv
 outcome: str = "pain"  # "pain" (NRS 0-10, linear model) or "pain_any" (logistic model)
-pain_threshold: float = 3.0  # NRS 0-10; a report counts as pain present at or above it
 exposures: str = "mileage_jump,shoe_km,rest_days_7d"  # comma-separated panel columns
 random_slopes: str = ""  # comma-separated exposures with a random slope per runner
 min_cohort_size: int = 5  # runners; smaller cohorts get no statistics (privacy)
@@ -30,17 +29,19 @@ import numpy as np
 from IPython.display import HTML, Markdown, display
 
 from analysis import plots, reports
+from analysis.models import conditional_modes
 
 np.random.seed(seed)  # noqa: NPY002 - for libraries drawing from numpy's global RNG
 exposure_list = reports.split_list(exposures)
 slope_list = reports.split_list(random_slopes)
-view = reports.load_cohort(dataset, cohort, min_cohort_size=min_cohort_size,
-                           pain_threshold=pain_threshold)
+view = reports.load_cohort(dataset, cohort, min_cohort_size=min_cohort_size)
 display(Markdown(
     f"# Knee pain and training load: cohort **{cohort}**\n\n"
     f"Exposures are measured **{view.meta.get('exposure_lag_days')} days** before each pain "
     "report (the reference day), so that pain which cuts training is not regressed on the "
-    "training it cut. Runner identifiers are "
+    "training it cut. Pain is present at "
+    f"**NRS >= {view.pain_threshold:g}** (the threshold the panel was built with). "
+    "Runner identifiers are "
     + ("keyed-hash pseudonyms." if view.pseudonymised else "the study's pseudonymous codes.")
 ))
 
@@ -142,7 +143,7 @@ if result is not None:
         display(Markdown(f"Intraclass correlation: **{result.icc:.2f}** of the variance in "
                          "pain (beyond the exposures) lies between runners."))
     if result.model == "lmm":
-        modes = reports.conditional_modes(view.panel, result)
+        modes = conditional_modes(view.panel, result)
         terms = ["Intercept", *result.random_slopes]
         fig, axes = plt.subplots(1, len(terms) + 3, figsize=(5 * (len(terms) + 3), 3.8),
                                  layout="constrained")

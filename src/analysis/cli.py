@@ -286,7 +286,7 @@ def report(
     changed_only: Annotated[bool, typer.Option(
         help="Skip cohorts whose inputs, parameters and template are unchanged.")] = False,
     param: Annotated[list[str] | None, typer.Option(
-        help="Template parameter KEY=VALUE (repeatable), e.g. pain_threshold=4.")] = None,
+        help="Template parameter KEY=VALUE (repeatable), e.g. outcome=pain_any.")] = None,
     template: Annotated[Path | None, typer.Option(
         help="Alternative report notebook (default notebooks/cohort_report.ipynb).")] = None,
 ) -> None:
@@ -295,7 +295,8 @@ def report(
     Exit codes: 0 all cohorts ok (or skipped/suppressed), 1 some cohort failed,
     2 the run could not start (bad parameter, lock held), 130 interrupted.
     """
-    from analysis.reports import parse_param_items, run_reports
+    from analysis.reports.parameters import parse_param_items
+    from analysis.reports.runner import run_reports
 
     with user_errors(), _progress() as progress:
         params = parse_param_items(param or [], template=template)

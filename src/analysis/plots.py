@@ -20,6 +20,9 @@ from analysis.effects import ODDS_STEP_COLUMNS
 FIGSIZE = (7.0, 3.5)  # inches
 NIELSEN_ORDER = ("<10%", "10-30%", ">30%")  # jump_category levels (Nielsen et al. 2014)
 ODDS_TICKS = (0.25, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 3, 5, 10)  # plain labels on a log axis
+#: Power a study is usually designed for, drawn as a reference line: 80 % (Cohen 1988,
+#: Statistical Power Analysis for the Behavioral Sciences, 2nd ed., section 2.4).
+POWER_TARGET = 0.8
 
 
 def _axes(ax: Axes | None) -> Axes:
@@ -243,11 +246,13 @@ def caterpillar(per_runner: pd.DataFrame, *, term: str = "Intercept",
     """Caterpillar plot of one random effect per runner with 95 % intervals.
 
     ``per_runner`` has ``term`` and ``<term>_se`` columns (conditional modes and their
-    conditional SDs, e.g. :func:`analysis.reports.conditional_modes`); runners are sorted.
+    conditional SDs, e.g. :func:`analysis.models.conditional_modes`); runners are sorted.
     """
+    from analysis.models.result import Z_95
+
     ax = _axes(ax)
     data = per_runner.sort_values(term, ignore_index=True)
-    ax.errorbar(np.arange(len(data)), data[term], yerr=1.96 * data[f"{term}_se"], fmt="o",
+    ax.errorbar(np.arange(len(data)), data[term], yerr=Z_95 * data[f"{term}_se"], fmt="o",
                 markersize=3, color="tab:purple", ecolor="tab:purple", alpha=0.7)
     ax.axhline(0, color="tab:gray", linestyle="--", linewidth=1)
     ax.set_xticks([])
@@ -301,7 +306,7 @@ def power_curve_plot(power: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
                        label=f"{term}, {weeks} weeks")[0]
         ax.fill_between(part["runners"], part["power_ci_low"], part["power_ci_high"],
                         color=line.get_color(), alpha=0.15, linewidth=0)
-    ax.axhline(0.8, color="tab:gray", linestyle="--", linewidth=1)
+    ax.axhline(POWER_TARGET, color="tab:gray", linestyle="--", linewidth=1)
     ax.set(xlabel="runners", ylabel="power", ylim=(0, 1.02),
            title="Simulation-based power (95 % intervals)")
     ax.legend(frameon=False)

@@ -1,0 +1,140 @@
+"""Per-cohort reports: papermill runs ``notebooks/cohort_report.ipynb`` once per cohort.
+
+The package is split along its jobs (``docs/architecture.md``, "The reports package"):
+
+- :mod:`analysis.reports.parameters` template parameters, their parsing and checks,
+- :mod:`analysis.reports.manifest` per-cohort outcomes, input fingerprints, atomic writes,
+- :mod:`analysis.reports.effects` effects in reading units, sentences, the model banner,
+- :mod:`analysis.reports.index` the ``index.html`` page (a Jinja template file),
+- :mod:`analysis.reports.cohort` what the report notebook calls,
+- :mod:`analysis.reports.runner` run, child processes, lock, Dask.
+
+Every public name is re-exported here, so ``from analysis import reports`` and
+``reports.<name>`` keep working. No module of the package imports this file.
+``conditional_modes`` and ``RandomEffects`` now live in :mod:`analysis.models.modes`; they
+are re-exported lazily, so that ``kneeload report`` does not import the model stack.
+"""
+
+from typing import Any
+
+from analysis.reports.cohort import (
+    HEADLINE_COLUMNS,
+    HEADLINE_ODDS_COLUMNS,
+    ID_COLUMNS,
+    PAIN_THRESHOLD_KEY,
+    PSEUDONYM_PATTERN,
+    SAFE_RUNNER_COLUMNS,
+    CohortView,
+    ModelAttempt,
+    cleaning_counts,
+    cohort_audit,
+    cohort_summary,
+    fit_cohort_model,
+    follow_up_coverage,
+    load_cohort,
+    runner_table,
+    write_summary,
+)
+from analysis.reports.effects import (
+    BANNER_CLASS,
+    effects_table,
+    fit_status_line,
+    model_banner,
+    plain_language,
+    step_values,
+)
+from analysis.reports.index import headline_rows, write_index
+from analysis.reports.manifest import (
+    FAILED_NOTEBOOK,
+    MANIFEST_NAME,
+    REPORT_FILES,
+    SUMMARY_NAME,
+    WARNING_STATUS,
+    CohortOutcome,
+    cohort_input_hashes,
+    safe_name,
+)
+from analysis.reports.parameters import (
+    DEFAULT_MIN_COHORT_SIZE,
+    DEFAULT_PARAMETERS,
+    KERNEL_NAME,
+    OUTCOMES,
+    parse_param_items,
+    split_list,
+    template_path,
+    validate_parameters,
+)
+from analysis.reports.runner import (
+    LOCK_NAME,
+    CohortJob,
+    ReportRun,
+    dask_submitter,
+    list_cohorts,
+    render_html,
+    run_cohort,
+    run_reports,
+)
+
+__all__ = [
+    "BANNER_CLASS",
+    "DEFAULT_MIN_COHORT_SIZE",
+    "DEFAULT_PARAMETERS",
+    "FAILED_NOTEBOOK",
+    "HEADLINE_COLUMNS",
+    "HEADLINE_ODDS_COLUMNS",
+    "ID_COLUMNS",
+    "KERNEL_NAME",
+    "LOCK_NAME",
+    "MANIFEST_NAME",
+    "OUTCOMES",
+    "PAIN_THRESHOLD_KEY",
+    "PSEUDONYM_PATTERN",
+    "REPORT_FILES",
+    "SAFE_RUNNER_COLUMNS",
+    "SUMMARY_NAME",
+    "WARNING_STATUS",
+    "CohortJob",
+    "CohortOutcome",
+    "CohortView",
+    "ModelAttempt",
+    "RandomEffects",
+    "ReportRun",
+    "cleaning_counts",
+    "cohort_audit",
+    "cohort_input_hashes",
+    "cohort_summary",
+    "conditional_modes",
+    "dask_submitter",
+    "effects_table",
+    "fit_cohort_model",
+    "fit_status_line",
+    "follow_up_coverage",
+    "headline_rows",
+    "list_cohorts",
+    "load_cohort",
+    "model_banner",
+    "parse_param_items",
+    "plain_language",
+    "render_html",
+    "run_cohort",
+    "run_reports",
+    "runner_table",
+    "safe_name",
+    "split_list",
+    "step_values",
+    "template_path",
+    "validate_parameters",
+    "write_index",
+    "write_summary",
+]
+
+#: Names re-exported from :mod:`analysis.models.modes` on first use (PEP 562).
+_FROM_MODELS = ("RandomEffects", "conditional_modes")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_MODELS:
+        from analysis.models import modes
+
+        return getattr(modes, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

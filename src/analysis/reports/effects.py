@@ -1,0 +1,146 @@
+"""Effects as the reports print them: in reading units, in sentences, with the model's status.
+
+The reading units themselves (the step of each exposure, the scaling) are defined once, in
+:mod:`analysis.effects`, and re-exported here; this module only chooses which of its columns
+an output shows (:func:`step_values`, used by the notebook table, the sentences and the index
+alike). It knows nothing of cohorts or manifests.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.effects import (
+    INTERCEPT,
+    ODDS_STEP_COLUMNS,
+    READING_UNITS,
+    STEP_COLUMNS,
+    ReadingUnit,
+    add_reading_units,
+    per_unit_effects,
+    reading_unit,
+    step_effects,
+)
+
+#: Reading-unit columns shown for linear models (NRS points per step) ...
+NRS_STEP_VALUES = ("estimate_step", "ci_low_step", "ci_high_step")
+#: ... and for binomial models (odds ratios per step).
+ODDS_STEP_VALUES = ODDS_STEP_COLUMNS
+#: The null value of an effect on each scale: 0 NRS points, an odds ratio of 1.
+NULL_EFFECT = {"nrs": 0.0, "odds": 1.0}
+
+#: CSS class of the report's model-warning banner (tests and stylesheets look for it).
+BANNER_CLASS = "kneeload-model-warning"
+_BANNER_STYLE = ("border: 2px solid #9a5b00; background: #fff4e5; padding: 0.6em 1em; "
+                 "margin: 0.5em 0;")
+
+
+def step_values(table: pd.DataFrame, *, odds: bool | None = None) -> pd.DataFrame:
+    """The exposure effects of a tidy table in reading units (intercept dropped).
+
+    Parameters
+    ----------
+    table : ``term``, ``estimate``, ``ci_low``, ``ci_high`` per unit of each column (NRS
+        points, or log-odds for binomial models); reading-unit columns are (re)computed by
+        :func:`analysis.effects.add_reading_units`.
+    odds : show odds ratios per step; default: when the table has an ``odds_ratio`` column.
+
+    Returns
+    -------
+    ``term``, ``step_label``, ``scale`` (``nrs`` | ``odds``) and ``estimate``, ``ci_low``,
+    ``ci_high`` per step: NRS points, or odds ratios.
+    """
+    odds = "odds_ratio" in table.columns if odds is None else odds
+    rows = add_reading_units(table, odds=odds)
+    rows = rows[rows["term"].astype(str) != INTERCEPT]
+    names = ODDS_STEP_VALUES if odds else NRS_STEP_VALUES
+    return pd.DataFrame({
+        "term": rows["term"].astype(str), "step_label": rows["step_label"],
+        "scale": "odds" if odds else "nrs",
+        "estimate": rows[names[0]], "ci_low": rows[names[1]], "ci_high": rows[names[2]],
+    }).reset_index(drop=True)
+
+
+def effects_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Fixed effects in reading units: estimate and 95 % CI per step (e.g. per +10 % jump).
+
+    ``step_label`` names the step; ``estimate``, ``ci_low``, ``ci_high`` are NRS points per
+    step, or odds ratios per step when the table has odds ratios (:func:`step_values`).
+    """
+    values = step_values(table)
+    rows = table[table["term"].astype(str) != INTERCEPT]
+    p_value = rows["p_value"].to_numpy() if "p_value" in rows.columns else np.nan
+    return values.drop(columns="scale").assign(p_value=p_value)
+
+
+def plain_language(table: pd.DataFrame, *, outcome: str = "pain") -> list[str]:
+    """One sentence per exposure effect, in steps a clinician reads (e.g. per +10 % jump)."""
+    sentences = []
+    for row in step_values(table).itertuples(index=False):
+        null = NULL_EFFECT[row.scale]
+        clear = row.ci_low > null or row.ci_high < null
+        verdict = ("the interval excludes no effect" if clear
+                   else "the interval includes no effect, so the data are compatible with none")
+        if row.scale == "odds":
+            sentences.append(
+                f"{row.term}: the odds of pain change by a factor of {row.estimate:.2f} "
+                f"{row.step_label} (95 % CI {row.ci_low:.2f} to {row.ci_high:.2f}; "
+                f"{verdict}).")
+            continue
+        direction = "higher" if row.estimate > 0 else "lower"
+        sentences.append(
+            f"{row.term}: {abs(row.estimate):.2f} NRS points {direction} {outcome} "
+            f"{row.step_label} "
+            f"(95 % CI {row.ci_low:.2f} to {row.ci_high:.2f}; {verdict}).")
+    return sentences
+
+
+def model_banner(result: Any) -> str | None:
+    """HTML banner for the top of the report's model section when the result's status is
+    ``warning`` (None when it is ``ok``): the problems, and what they mean for reading it."""
+    if getattr(result, "status", "ok") == "ok":
+        return None
+    items = "".join(f"<li>{html.escape(p)}</li>" for p in result.problems)
+    return (f'<div class="{BANNER_CLASS}" style="{_BANNER_STYLE}"><strong>Warning: this '
+            "model has problems.</strong> Its estimates and intervals below should not be "
+            f"read as a clean fit.<ul>{items}</ul></div>")
+
+
+def fit_status_line(result: Any) -> str:
+    """One honest line on how the fit ended: never "converged" next to a non-convergence.
+
+    ``converged (REML, optimizer Powell)``; when an earlier optimizer stopped first, that is
+    said too; a fit that did not converge says so in bold.
+    """
+    method = result.method
+    if not result.converged:
+        return (f"**did not converge** ({method}): the estimates are from the best point the "
+                "optimizers found and should not be used")
+    optimizer = f", optimizer {result.optimizer}" if result.optimizer else ""
+    earlier = any("did not converge" in w for w in result.warnings)
+    return (f"converged ({method}{optimizer}" +
+            (", after an earlier optimizer stopped without converging; see the fit notes)"
+             if earlier else ")"))
+
+
+__all__ = [
+    "BANNER_CLASS",
+    "NULL_EFFECT",
+    "ODDS_STEP_COLUMNS",
+    "READING_UNITS",
+    "STEP_COLUMNS",
+    "ReadingUnit",
+    "add_reading_units",
+    "effects_table",
+    "fit_status_line",
+    "model_banner",
+    "per_unit_effects",
+    "plain_language",
+    "reading_unit",
+    "step_effects",
+    "step_values",
+]

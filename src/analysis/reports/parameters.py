@@ -1,0 +1,179 @@
+"""Report template parameters: defaults, ``--param KEY=VALUE`` parsing, checks before a run.
+
+Imports nothing of :mod:`analysis.reports` (the bottom layer of the package).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from analysis import paths
+from analysis.errors import ReportError
+
+KERNEL_NAME = "kneeload"
+TEMPLATE_NAME = "cohort_report.ipynb"
+#: Fewest runners a cohort needs for any statistic to be shown. Five is the usual floor for
+#: small-cell suppression in health statistics (e.g. NHS Digital / ONS disclosure control
+#: uses 5; "rule of five"); raising it is allowed, lowering it is not.
+DEFAULT_MIN_COHORT_SIZE = 5
+#: Outcomes the template can model: NRS score (linear) or pain present (logistic).
+OUTCOMES = {"pain": "lmm", "pain_any": "glmm"}
+#: Parameters the runner sets itself; ``--param`` may not override them.
+RESERVED_PARAMETERS = ("dataset", "cohort", "summary_path")
+#: Options of the build, not of a report: ``pain_any`` is the panel's, built with the threshold
+#: recorded in ``panel_meta.json`` (one definition; ``kneeload build --pain-threshold``).
+BUILD_OPTIONS = {"pain_threshold": "--pain-threshold"}
+#: Parameters the template must declare; checked against papermill's inspection before running.
+DEFAULT_PARAMETERS: dict[str, Any] = {
+    "outcome": "pain",
+    "exposures": "mileage_jump,shoe_km,rest_days_7d",
+    "random_slopes": "",
+    "min_cohort_size": DEFAULT_MIN_COHORT_SIZE,
+    "seed": 0,
+}
+
+
+def template_path() -> Path:
+    """The papermill template, ``notebooks/cohort_report.ipynb``."""
+    return paths.notebooks_dir() / TEMPLATE_NAME
+
+
+def split_list(value: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (comma-separated template parameters)."""
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def parse_param_items(items: Sequence[str], *, template: str | Path | None = None
+                      ) -> dict[str, Any]:
+    """Turn ``--param KEY=VALUE`` strings into typed template parameters.
+
+    Each value is converted to the type the template declares for it (``int``, ``float``,
+    ``str``, ``bool``) as papermill infers it from the parameters cell.
+
+    Raises
+    ------
+    ReportError
+        Malformed item, unknown or reserved key, a build option (``pain_threshold``), or a
+        value of the wrong type.
+    """
+    declared = declared_parameters(Path(template) if template else template_path())
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ReportError(f"--param needs KEY=VALUE, got {item!r}")
+        if key in RESERVED_PARAMETERS:
+            raise ReportError(f"--param {key} is set by 'kneeload report' itself (use the "
+                              "PROCESSED_DIR argument and --cohort)")
+        _refuse_build_option(key)
+        if key not in declared:
+            raise ReportError(f"unknown report parameter {key!r}; the template declares "
+                              f"{sorted(set(declared) - set(RESERVED_PARAMETERS))}")
+        params[key] = _coerce(key, value.strip(), declared[key])
+    return params
+
+
+def _refuse_build_option(key: str) -> None:
+    if key in BUILD_OPTIONS:
+        raise ReportError(f"{key} is an option of the build, not of a report: the panel's "
+                          f"pain_any was built with the threshold in panel_meta.json; rebuild "
+                          f"with 'kneeload build {BUILD_OPTIONS[key]} VALUE' to change it")
+
+
+def _coerce(key: str, value: str, type_name: str) -> Any:
+    try:
+        if type_name == "int":
+            return int(value)
+        if type_name == "float":
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            return number
+        if type_name == "bool":
+            lowered = value.lower()
+            if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError(value)
+            return lowered in {"true", "1", "yes"}
+    except ValueError:
+        raise ReportError(f"--param {key}={value!r}: expected {type_name}") from None
+    return value
+
+
+def validate_parameters(parameters: Mapping[str, Any], *, panel_columns: Iterable[str] = ()
+                        ) -> None:
+    """Check parameter values before any notebook runs (one clear error, not N failed reports).
+
+    Raises
+    ------
+    ReportError
+        Unknown outcome, a build option (``pain_threshold``), ``min_cohort_size`` below 1
+        (the data owner may lower it below the default 5; the index then says so), no
+        exposures, a random slope that is not an exposure, or a column the panel lacks.
+    """
+    for key in parameters:
+        _refuse_build_option(key)
+    if parameters["outcome"] not in OUTCOMES:
+        raise ReportError(f"outcome must be one of {sorted(OUTCOMES)}, got "
+                          f"{parameters['outcome']!r}")
+    if int(parameters["min_cohort_size"]) < 1:
+        raise ReportError("min_cohort_size is a number of runners, at least 1 (default "
+                          f"{DEFAULT_MIN_COHORT_SIZE}); got {parameters['min_cohort_size']}")
+    exposures = split_list(parameters["exposures"])
+    if not exposures:
+        raise ReportError("exposures: at least one panel column is needed")
+    slopes = split_list(parameters["random_slopes"])
+    if not set(slopes) <= set(exposures):
+        raise ReportError(f"random_slopes {slopes} must be among the exposures {exposures}")
+    columns = set(panel_columns)
+    missing = [c for c in exposures if columns and c not in columns]
+    if missing:
+        raise ReportError(f"exposure(s) {missing} are not panel columns")
+
+
+def declared_parameters(template: Path) -> dict[str, str]:
+    """``{name: inferred type name}`` of a template's parameters cell (papermill's reading)."""
+    import papermill
+
+    if not template.is_file():
+        raise ReportError("report template not found", file=template)
+    return {name: info["inferred_type_name"]
+            for name, info in papermill.inspect_notebook(str(template)).items()}
+
+
+def check_template_parameters(template: Path, parameters: Mapping[str, Any]) -> None:
+    """The template declares every parameter given and every reserved one.
+
+    Raises
+    ------
+    ReportError
+        A parameter the template does not declare, or a reserved one it lacks.
+    """
+    declared = set(declared_parameters(template))
+    unknown = sorted(set(parameters) - declared)
+    if unknown:
+        raise ReportError(f"unknown report parameter(s) {unknown}; the template declares "
+                          f"{sorted(declared)}", file=template)
+    missing = sorted(set(RESERVED_PARAMETERS) - declared)
+    if missing:
+        raise ReportError(f"the template does not declare {missing}", file=template)
+
+
+__all__ = [
+    "BUILD_OPTIONS",
+    "DEFAULT_MIN_COHORT_SIZE",
+    "DEFAULT_PARAMETERS",
+    "KERNEL_NAME",
+    "OUTCOMES",
+    "RESERVED_PARAMETERS",
+    "TEMPLATE_NAME",
+    "check_template_parameters",
+    "declared_parameters",
+    "parse_param_items",
+    "split_list",
+    "template_path",
+    "validate_parameters",
+]
