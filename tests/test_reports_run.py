@@ -1,9 +1,10 @@
-"""Per-cohort reports: real papermill runs on real kernels, real files, a real Dask cluster.
+"""analysis.reports.runner: real papermill runs on real kernels, real files, a real Dask cluster.
 
-The end-to-end tests share one small simulated dataset (3 cohorts x 6 runners x 8 weeks):
-one ordinary cohort, one whose every pain report is 0 (no pain events: the report must say
-so), and one cut to 3 runners (below the privacy floor: suppressed). Every run goes through
-the ``kneeload`` command in a subprocess, as a scheduler would call it.
+The end-to-end tests share one small simulated dataset (``report_study``: 3 cohorts x 6
+runners x 8 weeks): one ordinary cohort, one whose every pain report is 0 (no pain events: the
+report must say so), and one cut to 3 runners (below the privacy floor: suppressed). Every run
+goes through the ``kneeload`` command in a subprocess, as a scheduler would call it. The
+parameter checks run in process.
 """
 
 from __future__ import annotations
@@ -24,62 +25,28 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-import numpy as np
 import pandas as pd
 import pytest
 from filelock import FileLock
+from report_study import EXPOSURES, SALT, Study, make_raw, make_study
 
-from analysis import reports
+from analysis import __version__, reports
 from analysis.errors import ReportError
 from analysis.models import fit_model
 from analysis.pipeline import build
 from analysis.privacy import pseudonym, pseudonymise
+from analysis.reports.parameters import declared_parameters
 from analysis.simulate import simulate_dataset, write_dataset
 
-SALT = "test-salt-6f1c"
-EXPOSURES = ["mileage_jump", "shoe_km", "rest_days_7d"]
 CLI_TIMEOUT_S = 240
 
 
 # --- fixtures --------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class Study:
-    raw: Path
-    processed: Path
-    normal: str  # ordinary cohort
-    painless: str  # every pain report 0
-    small: str  # 3 runners: suppressed
-    raw_ids: list[str]
-
-
-def _make_raw(folder: Path, *, bump_runner: str | None = None) -> dict[str, Any]:
-    data = simulate_dataset(runners_per_cohort=6, weeks=8, cohorts=3, seed=11)
-    names = list(dict.fromkeys(data.runners["cohort"]))
-    _, painless, small = names
-    dropped = data.runners.loc[data.runners["cohort"] == small, "runner_id"].iloc[3:]
-    keep = lambda t: t[~t["runner_id"].isin(dropped)]  # noqa: E731
-    painless_ids = data.runners.loc[data.runners["cohort"] == painless, "runner_id"]
-    pain = keep(data.pain)
-    pain = pain.assign(pain=pain["pain"].where(~pain["runner_id"].isin(painless_ids), 0.0))
-    if bump_runner is not None:  # change one report of one runner by +1 NRS point
-        first = pain.index[pain["runner_id"] == bump_runner][0]
-        pain.loc[first, "pain"] = min(pain.loc[first, "pain"] + 1.0, 10.0)
-    data = dataclasses.replace(data, runners=keep(data.runners), runs=keep(data.runs),
-                               pain=pain, shoes=keep(data.shoes))
-    write_dataset(data, folder)
-    return {"names": names, "ids": sorted(data.runners["runner_id"])}
-
-
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
-    root = tmp_path_factory.mktemp("study")
-    made = _make_raw(root / "raw")
-    build(root / "raw", root / "processed")
-    normal, painless, small = made["names"]
-    return Study(raw=root / "raw", processed=root / "processed", normal=normal,
-                 painless=painless, small=small, raw_ids=made["ids"])
+    return make_study(tmp_path_factory.mktemp("study"))
 
 
 def kneeload(*args: str | Path, salt: str | None = None, **popen: Any
@@ -160,7 +127,7 @@ def test_workers_2_reports_every_cohort_with_manifest(study: Study, baseline: tu
     assert "3 cohorts: 2 ok, 1 suppressed" in done.stderr
     entry = manifest["cohorts"][study.normal]
     assert entry["template_sha256"] == _sha(reports.template_path())
-    assert entry["package_version"] == reports.__version__
+    assert entry["package_version"] == __version__
     assert entry["parameters"]["min_cohort_size"] == 5
     assert entry["parameters"]["exposures"] == ",".join(EXPOSURES)
     assert entry["input_sha256"] == reports.cohort_input_hashes(
@@ -257,7 +224,7 @@ def test_changed_only_skips_then_reruns_the_changed_cohort(study: Study, baselin
 
     # one pain report of one runner of the ordinary cohort changes: only that cohort re-runs
     runner = next(i for i in study.raw_ids if i[:3].lower() == study.normal[:3].lower())
-    _make_raw(tmp_path / "raw2", bump_runner=runner)
+    make_raw(tmp_path / "raw2", bump_runner=runner)
     build(tmp_path / "raw2", tmp_path / "processed2")
     done = kneeload("report", tmp_path / "processed2", "--out", out, "--changed-only",
                     salt=SALT)
@@ -476,22 +443,33 @@ def test_unreachable_dask_scheduler_is_a_one_line_error(study: Study, tmp_path: 
 
 
 def test_param_items_are_typed_by_the_template() -> None:
-    params = reports.parse_param_items(["seed=3", "pain_threshold=4", "exposures=km_7d",
-                                        "min_cohort_size=8"])
-    assert params == {"seed": 3, "pain_threshold": 4.0, "exposures": "km_7d",
-                      "min_cohort_size": 8}
-    assert isinstance(params["pain_threshold"], float)
+    params = reports.parse_param_items(["seed=3", "exposures=km_7d", "min_cohort_size=8",
+                                        "outcome=pain_any"])
+    assert params == {"seed": 3, "exposures": "km_7d", "min_cohort_size": 8,
+                      "outcome": "pain_any"}
+    assert isinstance(params["seed"], int)
     for bad, message in [("seed=x", "expected int"), ("cohort=a", "set by 'kneeload report'"),
                          ("foo=1", "unknown report parameter 'foo'"),
-                         ("pain_threshold=nan", "expected float"),
+                         ("min_cohort_size=1.5", "expected int"),
                          ("novalue", "KEY=VALUE")]:
         with pytest.raises(ReportError, match=re.escape(message)):
             reports.parse_param_items([bad])
 
 
+def test_the_pain_threshold_is_the_builds_not_a_report_parameter() -> None:
+    """One threshold: pain_any is the panel's (panel_meta.json), so a report cannot set
+    another one; the former report parameter is gone from the defaults and the template."""
+    assert "pain_threshold" not in reports.DEFAULT_PARAMETERS
+    assert "pain_threshold" not in declared_parameters(reports.template_path())
+    for call in (lambda: reports.parse_param_items(["pain_threshold=4"]),
+                 lambda: reports.validate_parameters({**reports.DEFAULT_PARAMETERS,
+                                                      "pain_threshold": 4.0})):
+        with pytest.raises(ReportError, match=re.escape("kneeload build --pain-threshold")):
+            call()
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"outcome": "pain_score"}, "outcome must be one of"),
-    ({"pain_threshold": 11.0}, "NRS 0-10"),
     ({"min_cohort_size": 0}, "at least 1"),
     ({"exposures": " , "}, "at least one"),
     ({"random_slopes": "km_7d"}, "must be among the exposures"),
@@ -502,143 +480,6 @@ def test_parameter_values_are_checked_before_running(change: dict, message: str)
         reports.validate_parameters({**reports.DEFAULT_PARAMETERS, **change},
                                     panel_columns=["mileage_jump", "shoe_km", "rest_days_7d"])
     reports.validate_parameters(reports.DEFAULT_PARAMETERS, panel_columns=EXPOSURES)
-
-
-def test_pseudonyms_are_keyed_hashes() -> None:
-    ids = pd.Series(["NOV001", None, "NOV002", "NOV001"], dtype="str", name="runner_id")
-    hashed = pseudonymise(ids, salt="k")
-    reference = "r-" + hmac.new(b"k", b"NOV001", hashlib.sha256).hexdigest()[:12]
-    assert hashed.iloc[0] == hashed.iloc[3] == reference
-    assert pd.isna(hashed.iloc[1]) and hashed.iloc[2] != reference
-    assert pseudonymise(ids, salt="other").iloc[0] != reference  # another salt unlinks
-    assert pseudonymise(ids, salt=None) is ids
-    assert re.fullmatch(reports.PSEUDONYM_PATTERN, reference)
-
-
-def test_plain_language_reads_effects_in_clinical_steps() -> None:
-    table = pd.DataFrame({
-        "term": ["Intercept", "mileage_jump", "shoe_km", "rest_days_7d"],
-        "estimate": [2.0, 0.5, 0.002, -0.1], "ci_low": [1.0, 0.3, -0.001, -0.3],
-        "ci_high": [3.0, 0.7, 0.005, 0.1], "p_value": [0.0, 0.0, 0.2, 0.3],
-    })
-    assert reports.plain_language(table) == [
-        "mileage_jump: 0.05 NRS points higher pain per +10 % week-over-week mileage "
-        "(95 % CI 0.03 to 0.07; the interval excludes no effect).",
-        "shoe_km: 0.20 NRS points higher pain per +100 km on the shoe (95 % CI -0.10 to 0.50; "
-        "the interval includes no effect, so the data are compatible with none).",
-        "rest_days_7d: 0.10 NRS points lower pain per extra rest day in the week "
-        "(95 % CI -0.30 to 0.10; the interval includes no effect, so the data are "
-        "compatible with none).",
-    ]
-    odds = table.assign(odds_ratio=np.exp(table["estimate"]))
-    assert reports.plain_language(odds)[0] == (
-        "mileage_jump: the odds of pain change by a factor of 1.05 per +10 % week-over-week "
-        "mileage (95 % CI 1.03 to 1.07; the interval excludes no effect).")
-
-
-def test_conditional_modes_match_statsmodels(study: Study) -> None:
-    """Independent reference: statsmodels MixedLM's random effects and fitted values."""
-    import statsmodels.formula.api as smf
-
-    panel = pd.read_parquet(study.processed / "panel.parquet").dropna(subset=EXPOSURES)
-    panel = panel[panel["cohort"] != study.painless]
-    result = fit_model(panel, model="lmm", exposures=EXPOSURES)
-    modes = reports.conditional_modes(panel, result)
-    fit = smf.mixedlm("pain ~ mileage_jump + shoe_km + rest_days_7d", panel,
-                      groups=panel["runner_id"]).fit(reml=True, method=["lbfgs"])
-    reference = pd.Series({k: v.iloc[0] for k, v in fit.random_effects.items()})
-    ours = modes.per_runner.set_index("runner_id")["Intercept"]
-    assert np.allclose(ours.loc[reference.index], reference, atol=1e-4)
-    by_row = modes.per_report["fitted"].to_numpy()
-    reference_fitted = fit.fittedvalues.loc[panel.sort_values("runner_id",
-                                                              kind="stable").index]
-    assert np.allclose(by_row, reference_fitted.to_numpy(), atol=1e-4)
-    assert (modes.per_runner["Intercept_se"] > 0).all()
-
-
-def test_one_cohorts_data_change_changes_only_its_hashes(study: Study, tmp_path: Path) -> None:
-    copy = tmp_path / "processed"
-    shutil.copytree(study.processed, copy)
-    cohorts = [study.normal, study.painless]
-    before = reports.cohort_input_hashes(copy, cohorts)
-    panel = pd.read_parquet(copy / "panel.parquet")
-    row = panel.index[panel["cohort"] == study.normal][0]
-    panel.loc[row, "pain"] = panel.loc[row, "pain"] + 0.5
-    panel.to_parquet(copy / "panel.parquet", index=False)
-    after = reports.cohort_input_hashes(copy, cohorts)
-    assert after[study.painless] == before[study.painless]
-    changed = {k for k, v in before[study.normal].items() if after[study.normal][k] != v}
-    assert changed == {f"panel.parquet[{study.normal}]"}
-
-
-def test_models_that_cannot_be_fitted_give_a_reason(study: Study) -> None:
-    view = reports.load_cohort(study.processed, study.normal, salt=None)
-    assert reports.fit_cohort_model(view, exposures=EXPOSURES).result is not None
-    empty = dataclasses.replace(view, panel=view.panel.iloc[:0])
-    assert "no pain reports" in reports.fit_cohort_model(empty, exposures=EXPOSURES).reason
-    flat = dataclasses.replace(view, panel=view.panel.assign(pain=0.0))
-    assert "no pain events" in reports.fit_cohort_model(flat, exposures=EXPOSURES).reason
-    constant = dataclasses.replace(view, panel=view.panel.assign(shoe_km=5.0))
-    reason = reports.fit_cohort_model(constant, exposures=EXPOSURES).reason
-    assert reason.startswith("The model cannot be fitted") and "constant" in reason
-    with pytest.raises(ReportError, match="fewer runners than min_cohort_size"):
-        reports.load_cohort(study.processed, study.small)
-
-
-def test_cohort_folder_names_never_collide() -> None:
-    assert reports.safe_name("novice") == "novice"
-    names = {reports.safe_name(c) for c in ("a b", "a_b", "a/b", "a.b", "å")}
-    assert len(names) == 5
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", n) for n in names)
-
-
-def test_headline_rows_are_in_reading_units() -> None:
-    summary = {"scale": "nrs", "headline": [
-        {"term": "mileage_jump", "estimate": 0.6, "ci_low": 0.4, "ci_high": 0.8},
-        {"term": "shoe_km", "estimate": 0.002, "ci_low": 0.001, "ci_high": 0.003}]}
-    rows = reports.headline_rows(summary)
-    assert [r["phrase"] for r in rows] == ["per +10 % week-over-week mileage",
-                                           "per +100 km on the shoe"]
-    assert [round(r["estimate"], 12) for r in rows] == [0.06, 0.2]
-    assert round(rows[1]["ci_high"], 12) == 0.3
-    odds = reports.headline_rows({**summary, "scale": "odds"})
-    assert odds[0]["estimate"] == pytest.approx(np.exp(0.06), rel=1e-12)
-    assert odds[0]["ci_low"] == pytest.approx(np.exp(0.04), rel=1e-12)
-
-
-def test_conditional_modes_with_a_random_slope_match_statsmodels(tmp_path: Path) -> None:
-    """Two random effects per runner (intercept and mileage_jump slope): the vectorised
-    BLUP against statsmodels' own, each from its own REML fit."""
-    import statsmodels.formula.api as smf
-
-    write_dataset(simulate_dataset(runners_per_cohort=14, weeks=12, cohorts=1, seed=5),
-                  tmp_path / "raw")
-    build(tmp_path / "raw", tmp_path / "processed")
-    panel = pd.read_parquet(tmp_path / "processed" / "panel.parquet").dropna(subset=EXPOSURES)
-    result = fit_model(panel, model="lmm", exposures=EXPOSURES, random_slopes=["mileage_jump"])
-    modes = reports.conditional_modes(panel, result)
-    fit = smf.mixedlm("pain ~ mileage_jump + shoe_km + rest_days_7d", panel,
-                      groups=panel["runner_id"], re_formula="~mileage_jump").fit(
-        reml=True, method=["lbfgs"])
-    reference = pd.DataFrame(fit.random_effects).T.rename(columns={"Group": "Intercept"})
-    ours = modes.per_runner.set_index("runner_id").loc[reference.index]
-    assert list(modes.per_runner.columns) == ["runner_id", "Intercept", "mileage_jump",
-                                              "Intercept_se", "mileage_jump_se"]
-    np.testing.assert_allclose(ours["Intercept"], reference["Intercept"], atol=1e-4)
-    np.testing.assert_allclose(ours["mileage_jump"], reference["mileage_jump"], atol=1e-4)
-
-
-def test_a_pseudonymised_build_is_not_hashed_twice(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KNEELOAD_ID_SALT", SALT)
-    write_dataset(simulate_dataset(runners_per_cohort=5, weeks=4, cohorts=1, seed=2),
-                  tmp_path / "raw")
-    build(tmp_path / "raw", tmp_path / "processed", pseudonymise=True)
-    runners = pd.read_parquet(tmp_path / "processed" / "runners.parquet")
-    view = reports.load_cohort(tmp_path / "processed", runners["cohort"].iloc[0])
-    assert view.pseudonymised
-    assert sorted(view.runners["runner_id"]) == sorted(runners["runner_id"])
-    assert view.runners["runner_id"].str.fullmatch(reports.PSEUDONYM_PATTERN).all()
 
 
 # --- honest status end to end (issue 10, finding 2) ------------------------------------------
