@@ -13,6 +13,7 @@ import pytest
 from report_study import Study, make_study
 
 from analysis import reports
+from analysis.privacy import HASH_CHUNK_BYTES
 from analysis.reports import manifest
 
 
@@ -46,7 +47,7 @@ def test_cohort_folder_names_never_collide() -> None:
 
 def test_sha256_file_is_hashlib_on_the_bytes(tmp_path: Path) -> None:
     path = tmp_path / "x.bin"
-    data = bytes(range(256)) * (manifest.HASH_CHUNK_BYTES // 128 + 3)  # more than one chunk
+    data = bytes(range(256)) * (HASH_CHUNK_BYTES // 128 + 3)  # more than one chunk
     path.write_bytes(data)
     assert manifest.sha256_file(path) == hashlib.sha256(data).hexdigest()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,18 @@ PSEUDONYM_PREFIX = "r-"
 #: Hex digits kept from the HMAC (48 bits). Birthday bound: the chance of any collision
 #: among n runners is about n^2 / 2^49, below 1e-6 for n < 16,000.
 PSEUDONYM_HEX_CHARS = 12
+#: Bytes read at a time by :func:`sha256_file` (memory stays flat for any file size).
+HASH_CHUNK_BYTES = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in :data:`HASH_CHUNK_BYTES` chunks (the one file
+    fingerprint: raw inputs in ``panel_meta.json``, report outputs in the manifest)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(HASH_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def id_salt() -> str | None:

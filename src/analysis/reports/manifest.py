@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis import __version__
+from analysis.privacy import sha256_file
 
 MANIFEST_NAME = "manifest.json"
 SUMMARY_NAME = "summary.json"
@@ -43,8 +44,6 @@ VOLATILE_META_KEYS = ("built_at", "raw_dir", "input_sha256", "dataset", "package
 #: --changed-only re-runs every cohort when the salt changes. It is the pseudonym of a
 #: fixed string, which reveals nothing the pseudonyms in the reports do not.
 PSEUDONYM_CHECK = "id_pseudonym_check"
-#: Bytes read at a time when hashing a file.
-HASH_CHUNK_BYTES = 1 << 20
 #: Hex digits of sha256 appended to a cohort folder name that had characters replaced.
 SAFE_NAME_HASH_CHARS = 8
 
@@ -139,15 +138,6 @@ def _json_digest(path: Path) -> str:
     if isinstance(data, dict):
         data = {k: v for k, v in data.items() if k not in VOLATILE_META_KEYS}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in :data:`HASH_CHUNK_BYTES` chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(HASH_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- the manifest ----------------------------------------------------------------------------
