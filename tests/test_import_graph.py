@@ -9,8 +9,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 import analysis
 
 SRC = Path(analysis.__file__).parent
@@ -96,23 +94,9 @@ def test_the_graph_reader_sees_lazy_and_relative_imports() -> None:
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
 
-#: Known cycles outside the reports/models layout (issue 11's build half): canonical imports
-#: diary lazily (inside functions) and diary imports canonical's reader. Removed from the
-#: graph here so every other arrow is checked; the strict xfail below fails once it is gone,
-#: so this list cannot outlive the cycle.
-KNOWN_CYCLE_EDGES = {("analysis.ingest.canonical", "analysis.ingest.diary")}
-
-
 def test_analysis_imports_are_acyclic() -> None:
-    graph = import_graph()
-    for source, target in KNOWN_CYCLE_EDGES:
-        graph[source].discard(target)
-    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
-
-
-@pytest.mark.xfail(strict=True, reason="ingest.canonical <-> ingest.diary (KNOWN_CYCLE_EDGES)")
-def test_analysis_imports_are_acyclic_without_exceptions() -> None:
-    assert _cycle(import_graph()) is None
+    cycle = _cycle(import_graph())
+    assert cycle is None, " -> ".join(cycle or [])
 
 
 def test_models_never_import_reports() -> None:

@@ -145,8 +145,10 @@ def _read(raw_dir: Path, format: str, *, timezone: str, distance_unit: str,
           cohort: str) -> tuple[dict[str, pd.DataFrame], dict[str, FileInfo], list[str]]:
     if format in ("canonical", "diary"):
         from analysis.ingest.canonical import read_canonical
+        from analysis.ingest.diary import read_diary_folder
 
-        tables, infos = read_canonical(raw_dir, diary=format == "diary")
+        tables, infos = read_canonical(
+            raw_dir, pain_reader=read_diary_folder if format == "diary" else None)
         return tables, infos, []
     if format == "strava":
         from analysis.ingest.strava import read_strava

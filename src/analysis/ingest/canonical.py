@@ -16,7 +16,6 @@ from analysis.ingest._io import (
     SOURCE_ISSUE,
     FileInfo,
     decode_bytes,
-    find_exports,
     normalise_name,
     parse_csv_text,
     pick_delimiter,
@@ -146,9 +145,14 @@ def _read_typed(raw: pd.DataFrame, name: str, kind: str) -> tuple[pd.DataFrame, 
 
 
 def read_canonical(
-    raw_dir: Path, *, diary: bool = False
+    raw_dir: Path, *,
+    pain_reader: Callable[[Path], tuple[pd.DataFrame, FileInfo]] | None = None,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, FileInfo]]:
-    """Read the canonical tables in ``raw_dir`` (``diary``: pain from a wide pain diary).
+    """Read the canonical tables in ``raw_dir``.
+
+    ``pain_reader``, when given, reads the pain table from the folder instead of
+    ``pain.csv`` (``ingest.diary.read_diary_folder`` for a wide pain diary), so that this
+    module needs to know no other format.
 
     Returns
     -------
@@ -159,14 +163,8 @@ def read_canonical(
     tables: dict[str, pd.DataFrame] = {}
     infos: dict[str, FileInfo] = {}
     for table, (required, optional, must_exist) in TABLES.items():
-        if diary and table == "pain":
-            from analysis.ingest.diary import find_diary, read_diary
-
-            diary_path = find_diary(raw_dir)
-            if diary_path is None:
-                raise InputFileError("missing wide pain diary pain_diary.csv",
-                                     file=raw_dir / "pain_diary.csv")
-            tables[table], info = read_diary(diary_path)
+        if pain_reader is not None and table == "pain":
+            tables[table], info = pain_reader(raw_dir)
             infos[info.name] = info
             continue
         path = find_table_file(raw_dir, table)
@@ -197,76 +195,3 @@ def derived_runners(runner_ids: list[str], *, cohort: str) -> pd.DataFrame:
         SOURCE_FILE: pd.array([DERIVED_RUNNERS] * len(ids), dtype="str"),
         SOURCE_LINE: pd.array(range(1, len(ids) + 1), dtype="int64"),
     })
-
-
-def read_export_folder(
-    raw_dir: Path,
-    *,
-    patterns: Sequence[str],
-    export_name: str,
-    read_one: Callable[[Path, str, str], tuple[pd.DataFrame, FileInfo, list[str]]],
-    cohort: str,
-) -> tuple[dict[str, pd.DataFrame], dict[str, FileInfo], list[str]]:
-    """Read per-runner watch exports (``<runner>/<file>`` or one file) plus companion tables.
-
-    Parameters
-    ----------
-    patterns
-        File-name patterns of one runner's export (e.g. ``activities*.csv``).
-    export_name
-        What the export is called in the error when none is found, e.g. "Strava activities.csv".
-    read_one
-        ``read_one(path, name, runner_id) -> (runs records, file info, notes)`` for one file.
-    cohort
-        Cohort of runners derived from folder names when there is no runners file.
-    """
-    exports = find_exports(raw_dir, patterns)
-    if not exports:
-        file_name = export_name.split()[-1]
-        raise InputFileError(f"no {export_name} found (looked for <runner>/{file_name} and "
-                             f"{file_name.removesuffix('.csv')}*.csv)", file=raw_dir)
-    runs, infos, notes = [], {}, []
-    for runner_id, path in exports:
-        name = path.relative_to(raw_dir).as_posix()
-        frame, info, more = read_one(path, name, runner_id)
-        runs.append(frame)
-        infos[name] = info
-        notes.extend(more)
-    tables, extra_infos, extra_notes = read_companions(
-        raw_dir, runner_ids=[r for r, _ in exports], cohort=cohort)
-    tables["runs"] = pd.concat(runs, ignore_index=True)
-    return tables, infos | extra_infos, notes + extra_notes
-
-
-def read_companions(
-    raw_dir: Path, *, runner_ids: list[str], cohort: str
-) -> tuple[dict[str, pd.DataFrame], dict[str, FileInfo], list[str]]:
-    """Optional canonical ``runners``, ``pain`` (or a wide pain diary) and ``shoes`` files
-    next to an export; runners are derived from ``runner_ids`` when there is no runners file.
-
-    Returns the three tables, the file infos and notes.
-    """
-    from analysis.ingest.diary import find_diary, read_diary
-
-    tables: dict[str, pd.DataFrame] = {}
-    infos: dict[str, FileInfo] = {}
-    notes: list[str] = []
-    for table in ("runners", "pain", "shoes"):
-        required, optional, _ = TABLES[table]
-        path = find_table_file(raw_dir, table)
-        if path is not None:
-            frame, info = read_table_file(path, required=required, optional=optional,
-                                          table=table)
-            tables[table], infos[info.name] = frame, info
-        elif table == "runners":
-            tables[table] = derived_runners(runner_ids, cohort=cohort)
-            notes.append(f"no runners file: {len(set(runner_ids))} runner(s) derived from the "
-                         f"export folder names, cohort {cohort!r}")
-        elif table == "pain" and (diary := find_diary(raw_dir)) is not None:
-            tables[table], info = read_diary(diary)
-            infos[info.name] = info
-        else:
-            tables[table] = empty_table(table)
-            if table == "pain":
-                notes.append("no pain file: the dataset has no pain reports")
-    return tables, infos, notes

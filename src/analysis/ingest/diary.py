@@ -105,3 +105,13 @@ def read_diary(path: Path) -> tuple[pd.DataFrame, FileInfo]:
            .sort_values([SOURCE_LINE, "_order"], kind="stable")
            .drop(columns="_order").reset_index(drop=True))
     return out, info
+
+
+def read_diary_folder(raw_dir: Path) -> tuple[pd.DataFrame, FileInfo]:
+    """The wide pain diary of a study folder as the long pain table (``read_canonical``'s
+    ``pain_reader`` for the ``diary`` format)."""
+    diary_path = find_diary(raw_dir)
+    if diary_path is None:
+        raise InputFileError("missing wide pain diary pain_diary.csv",
+                             file=raw_dir / "pain_diary.csv")
+    return read_diary(diary_path)

@@ -28,7 +28,7 @@ from analysis.ingest._io import (
     typed_date,
     typed_number,
 )
-from analysis.ingest.canonical import read_export_folder
+from analysis.ingest.exports import read_export_folder
 from analysis.schemas import SOURCE_FILE, SOURCE_LINE
 
 EXPORT_PATTERNS = ("activities*.csv",)

@@ -31,7 +31,7 @@ from analysis.ingest._io import (
     read_text_table,
     typed_number,
 )
-from analysis.ingest.canonical import read_export_folder
+from analysis.ingest.exports import read_export_folder
 from analysis.schemas import SOURCE_FILE, SOURCE_LINE
 
 EXPORT_PATTERNS = ("activities*.csv",)
