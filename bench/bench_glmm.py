@@ -7,10 +7,12 @@ Usage (from the project root)::
 Simulates ``runners x days`` daily reports (bench_models.simulate_daily: a pain flag from a
 logistic random-intercept model), keeps 88 % of the days at random (about 160,000 rows at
 500 x 365, the size of /work/shared/ANCHORS.md's "kneeload fit" figure), caps jumps at 300 %,
-writes one CSV and times two whole processes on it, each reading the CSV and fitting
-``pain_any ~ mileage_jump + shoe_km + rest_days_7d + (1 | runner_id)``:
+writes the panel as Parquet and CSV and times whole processes, each reading the panel and
+fitting ``pain_any ~ mileage_jump + shoe_km + rest_days_7d + (1 | runner_id)``:
 
-* kneeload: ``python -c`` (imports, ``pandas.read_csv``, ``fit_glmm``);
+* kneeload: ``kneeload fit panel.parquet --model glmm --out fit.json`` (imports, Parquet,
+  design, fit, covariance, JSON), the process the ratio is taken on; then ``python -c``
+  (imports, ``pandas.read_csv``, ``fit_glmm``) for the split into imports and fit;
 * lme4: ``Rscript`` (library(lme4), ``read.csv``, ``glmer(nAGQ = 1)`` with its default
   control except ``check.scaleX = "ignore"``).
 
@@ -91,19 +93,28 @@ def main() -> None:
     panel = make_panel(args.runners, args.days)
     slope = "1" if args.slope else "0"
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "panel.csv"
+        data, parquet = Path(tmp) / "panel.csv", Path(tmp) / "panel.parquet"
         panel.to_csv(data, index=False)
+        panel.to_parquet(parquet, index=False)
         py_out, r_out, r_src = (Path(tmp) / n for n in ("py.json", "r.csv", "b.R"))
+        cli = [str(Path(sys.executable).with_name("kneeload")), "fit", str(parquet), "--model",
+               "glmm", "--out", str(Path(tmp) / "fit.json")]
+        if args.slope:
+            cli += ["--random-slope", "mileage_jump"]
+        t0 = time.perf_counter()
+        subprocess.run(cli, check=True, capture_output=True)
+        ours_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", PY_SCRIPT, str(data), str(py_out), slope],
                        check=True)
-        ours_s = time.perf_counter() - t0
+        py_s = time.perf_counter() - t0
         ours = json.loads(py_out.read_text())
         print(f"{len(panel):,} rows, {args.runners} runners, "
               f"{'correlated random slope' if args.slope else 'random intercept'}; "
               f"{panel['pain_any'].mean():.3f} positive")
-        print(f"kneeload whole process {ours_s:6.2f} s (fit {ours['fit_s']:.2f} s, imports and "
-              f"CSV {ours['load_s']:.2f} s), converged={ours['converged']}")
+        print(f"kneeload fit (CLI)  whole process {ours_s:6.2f} s")
+        print(f"kneeload python -c  whole process {py_s:6.2f} s (fit {ours['fit_s']:.2f} s, "
+              f"imports and CSV {ours['load_s']:.2f} s), converged={ours['converged']}")
         rscript = shutil.which("Rscript")
         if args.no_r or rscript is None:
             return
@@ -113,8 +124,8 @@ def main() -> None:
                        capture_output=True)
         r_s = time.perf_counter() - t0
         ref = pd.read_csv(r_out)
-        print(f"glmer    whole process {r_s:6.2f} s (fit {ref['fit_s'].iloc[0]:.2f} s)")
-        print(f"ratio glmer / kneeload (whole process): {r_s / ours_s:.1f}x")
+        print(f"glmer               whole process {r_s:6.2f} s (fit {ref['fit_s'].iloc[0]:.2f} s)")
+        print(f"ratio glmer / kneeload fit (whole processes, same run): {r_s / ours_s:.1f}x")
         est, se = np.asarray(ours["estimate"]), np.asarray(ours["std_error"])
         print(f"max relative difference: fixed effects "
               f"{np.max(np.abs(est / ref['estimate'] - 1)):.1e}, SEs "
