@@ -16,9 +16,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD
+from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD, DEFAULT_SEED
 from analysis.errors import EXIT_USER_ERROR, KneeloadError
-from analysis.simulate import DEFAULT_SEED
 
 app = typer.Typer(
     name="kneeload",

@@ -8,10 +8,16 @@ pay for numpy, pandas or scipy, and so that the pain threshold is written in one
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_EXPOSURE_LAG_DAYS", "DEFAULT_PAIN_THRESHOLD"]
+__all__ = ["DEFAULT_EXPOSURE_LAG_DAYS", "DEFAULT_PAIN_THRESHOLD", "DEFAULT_SEED", "PAIN_MAX",
+           "PAIN_MIN"]
 
 #: s = t - 7: a pain report's exposures are taken at the week before the report's week
 #: (issue 4, docs/exposures.md).
 DEFAULT_EXPOSURE_LAG_DAYS = 7
 #: ``pain_any = pain >= 3`` on the 0-10 numeric rating scale (docs/exposures.md).
 DEFAULT_PAIN_THRESHOLD = 3.0
+#: Master seed of the simulator (``kneeload simulate`` and ``power``).
+DEFAULT_SEED = 20261125
+#: The numeric rating scale (NRS 0-10) of pain reports; here, not in ``schemas``, so that
+#: predictions can be clipped to it without importing pandera (0.25 s on ``kneeload fit``).
+PAIN_MIN, PAIN_MAX = 0.0, 10.0

@@ -11,6 +11,8 @@ from __future__ import annotations
 import pandas as pd
 import pandera.pandas as pa
 
+from analysis.defaults import PAIN_MAX, PAIN_MIN  # NRS 0-10, defined once there
+
 # --- canonical raw data contract (docs/data-contract.md) -----------------------------------
 RUNNERS_REQUIRED = ("runner_id", "cohort")
 RUNNERS_OPTIONAL = ("sex", "age", "follow_up_start", "follow_up_end")
@@ -29,7 +31,6 @@ SOURCE_LINE = "source_line"
 PROVENANCE = (SOURCE_FILE, SOURCE_LINE)
 
 # --- value ranges -----------------------------------------------------------------------
-PAIN_MIN, PAIN_MAX = 0.0, 10.0  # numeric rating scale (NRS 0-10)
 MAX_DAILY_KM = 100.0  # more than this in one day is treated as impossible (docs/cleaning.md)
 
 _runner_id = pa.Column(str, nullable=False)

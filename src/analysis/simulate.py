@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.defaults import DEFAULT_SEED
 from analysis.errors import KneeloadError
 from analysis.exposures import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD, build_panel
 
 DAYS_PER_WEEK = 7
-DEFAULT_SEED = 20261125
 DEFAULT_START = "2025-01-06"  # a Monday; weeks run Monday..Sunday, reports on Sundays
 
 #: Cohort archetypes: name, mean weekly km, runs per week, pace (min/km).

@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.defaults import PAIN_MAX, PAIN_MIN
 from analysis.models.design import design_of
 from analysis.models.result import PROBLEM_PREDICTIONS, Z_95, ModelResult
-from analysis.schemas import PAIN_MAX, PAIN_MIN
 
 #: Range of each outcome a linear model may predict outside of: pain is NRS 0-10
-#: (``analysis.schemas``). Binomial models predict probabilities, always inside 0-1.
+#: (``analysis.defaults``). Binomial models predict probabilities, always inside 0-1.
 OUTCOME_RANGES: dict[str, tuple[float, float]] = {"pain": (PAIN_MIN, PAIN_MAX)}
 PROBABILITY_RANGE = (0.0, 1.0)
 #: Share of an exposure's modelling rows the curve covers: its 2.5-97.5 % quantiles.
