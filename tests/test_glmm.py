@@ -7,13 +7,13 @@ make_glmm_fixtures.py (rare events, 2.1 % positive; correlated random slope, tru
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from rtools import requires_r
 from scipy import optimize, special, stats
 
 from analysis.errors import ModelSpecError
@@ -343,14 +343,6 @@ def test_prediction_band_is_the_delta_method_from_the_full_covariance(fits):
 # --- live glmer ---------------------------------------------------------------------------------
 
 
-def _have_lme4() -> bool:
-    rscript = shutil.which("Rscript")
-    if rscript is None:
-        return False
-    probe = subprocess.run([rscript, "-e", "quit(status = !requireNamespace('lme4'))"],
-                           capture_output=True, check=False)
-    return probe.returncode == 0
-
 
 #: glmer's own numbers move by up to 2.6e-6 relative between machines with the same R and
 #: lme4 versions (BLAS, compiler; bobyqa and the finite-difference Hessian amplify rounding),
@@ -362,7 +354,7 @@ LIVE_DATASETS = ("demo", "glmm_rare")
 
 
 @pytest.mark.lme4
-@pytest.mark.skipif(not _have_lme4(), reason="needs Rscript with the lme4 package")
+@requires_r("lme4")
 def test_glmer_reference_live(tmp_path, fits):
     root = REF_DIR.parent.parent
     subprocess.run(["Rscript", str(REF_DIR / "glmer_reference.R"), str(tmp_path),

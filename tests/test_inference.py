@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from rtools import requires_r
 from scipy import stats
 
 from analysis.errors import ModelSpecError
@@ -238,14 +238,6 @@ def test_robust_with_ar1_is_refused():
 # --- live lmerTest ------------------------------------------------------------------------
 
 
-def _have_lmertest() -> bool:
-    rscript = shutil.which("Rscript")
-    if rscript is None:
-        return False
-    probe = subprocess.run([rscript, "-e", "quit(status = !requireNamespace('lmerTest'))"],
-                           capture_output=True, check=False)
-    return probe.returncode == 0
-
 
 #: A fresh lmerTest run against the committed numbers. lmer's optimum is pinned by the
 #: tightened nloptwrap tolerances (xtol_rel 1e-10), but lmerTest's Hessian is numDeriv's at a
@@ -257,7 +249,7 @@ LIVE_RTOL = 1e-4
 
 
 @pytest.mark.lme4
-@pytest.mark.skipif(not _have_lmertest(), reason="needs Rscript with the lmerTest package")
+@requires_r("lmerTest")
 def test_lmertest_reference_live(tmp_path, fits):
     root = REF_DIR.parent.parent
     subprocess.run(["Rscript", str(REF_DIR / "lmertest_reference.R"), str(tmp_path)],

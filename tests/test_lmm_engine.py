@@ -13,13 +13,13 @@ Issue 10, item 1 and "serial correlation". Reference numbers (committed, compare
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from rtools import requires_r
 from scipy.optimize import minimize
 
 from analysis.errors import ModelSpecError
@@ -50,13 +50,6 @@ SE_RTOL = 1e-4
 NLME_RTOL = 2e-4
 NLME_LOGLIK_TOL = 1e-6
 
-
-def _have_r_packages(*packages: str) -> bool:
-    if shutil.which("Rscript") is None:
-        return False
-    code = "; ".join(f"library({p})" for p in packages)
-    probe = subprocess.run(["Rscript", "-e", code], capture_output=True, check=False)
-    return probe.returncode == 0
 
 
 def _panels() -> dict[str, pd.DataFrame]:
@@ -154,7 +147,7 @@ def test_non_convergence_says_which_check_failed():
 
 
 @pytest.mark.lme4
-@pytest.mark.skipif(not _have_r_packages("lme4"), reason="needs Rscript with the lme4 package")
+@requires_r("lme4")
 def test_lmm_optimum_against_live_lme4(tmp_path):
     """lme4 re-run on the fixture panels. lmer at xtol_rel 1e-10 is pinned to ~1e-9 in the
     log-likelihood (unlike glmer's finite-difference Hessian it has no machine-dependent
@@ -217,8 +210,7 @@ def test_nlme_and_lme4_loglik_scales_agree():
 
 
 @pytest.mark.lme4
-@pytest.mark.skipif(not _have_r_packages("nlme", "lme4"),
-                    reason="needs Rscript with the nlme and lme4 packages")
+@requires_r("nlme", "lme4")
 def test_ar1_against_live_nlme(tmp_path):
     """nlme re-run. nlminb at msTol 1e-12 is deterministic for given BLAS, but its optimum is
     only as good as ~1e-5 relative in the variance parameters (its log-likelihood is 1e-8

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rtools import requires_r
 from scipy import stats
 
 from analysis.errors import ModelSpecError
@@ -404,14 +404,6 @@ def test_lrt_refuses_reml_against_ml():
 # --- live lme4 ------------------------------------------------------------------------------
 
 
-def _have_lme4() -> bool:
-    rscript = shutil.which("Rscript")
-    if rscript is None:
-        return False
-    probe = subprocess.run([rscript, "-e", "quit(status = !requireNamespace('lme4'))"],
-                           capture_output=True, check=False)
-    return probe.returncode == 0
-
 
 #: Columns that identify a reference number (compared exactly).
 KEY_COLUMNS = ["cohort", "model", "kind", "term", "term2"]
@@ -426,7 +418,7 @@ LIVE_RTOL = {"lmm": 1e-5, "glmm": 1e-4}
 
 
 @pytest.mark.lme4
-@pytest.mark.skipif(not _have_lme4(), reason="needs Rscript with the lme4 package")
+@requires_r("lme4")
 def test_lme4_reference_live(tmp_path):
     """Re-run tests/reference/lme4_reference.R and compare with the committed numbers."""
     root = REF_DIR.parent.parent
