@@ -266,3 +266,17 @@ def test_lmertest_reference_live(tmp_path, fits):
         ours = fits[row.cohort, row.model].term(R_TERMS.get(row.term, row.term))
         assert ours["df"] == pytest.approx(row.df, rel=RTOL)
         assert ours["p_value"] == pytest.approx(row.p_value, rel=RTOL)
+
+
+def test_a_deviance_not_at_a_minimum_is_noted_for_the_problems():
+    """A negative Hessian eigenvalue (a saddle in the variance parameters) is reported with the
+    note fit_lmm turns into a problem (status warning)."""
+    from analysis.models.inference import NEGATIVE_HESSIAN_NOTE, satterthwaite_info
+
+    def saddle(v):
+        return float(v[0] ** 2 - v[1] ** 2)
+
+    info = satterthwaite_info(np.array([0.5, 1.0]), deviance=saddle,
+                              vcov_beta=lambda v: np.eye(1) * v[1] ** 2)
+    assert any(note.startswith(NEGATIVE_HESSIAN_NOTE) for note in info.notes)
+    assert info.hessian_eigenvalues.min() == pytest.approx(-2.0, rel=1e-6)

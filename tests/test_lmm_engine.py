@@ -146,6 +146,43 @@ def test_non_convergence_says_which_check_failed():
     assert result.extra["optimizer_attempts"][-1].endswith("gradient and boundary checks passed")
 
 
+#: lme4's best REML / ML log-likelihoods (bobyqa, Nelder_Mead, nloptwrap; the largest) on two
+#: panels whose random slope is in awkward units: tests/reference/lme4_units.R.
+UNIT_PANELS = {
+    # x on a 1e-3 scale with a slope SD of 1 per natural unit: theta in the hundreds
+    "small_x": ({"exposures": ["x", "x2", "x3"], "covariates": ["age", "sex"],
+                 "random_slopes": ["x"]}, "x", 1000.0, -625.5709714925, -618.5931633658),
+    # a slope on km (slope SD 3e-4 per km): theta tiny in km units
+    "km": ({"exposures": ["km", "x"], "random_slopes": ["km"]}, "km", 0.01,
+           -658.5436189658, -650.1179319461),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNIT_PANELS))
+def test_the_verdict_does_not_depend_on_units(name):
+    """Rescaling the random-slope column changes neither the optimum nor the verdict.
+
+    The review found the former engine (gradient test on theta in the column's own units)
+    saying converged=True 0.545 below lme4's REML optimum on "small_x", and converged=False at
+    the exact optimum on "km"; theta is now per RMS unit of its column (lmm._z_scale).
+    """
+    spec, column, factor, reml_ref, ml_ref = UNIT_PANELS[name]
+    panel = pd.read_csv(REF_DIR / f"lmm_units_{name}.csv")
+    for reml, ref in ((True, reml_ref), (False, ml_ref)):
+        fits = [fit_lmm(data, reml=reml, **spec)
+                for data in (panel, panel.assign(**{column: panel[column] * factor}))]
+        for fit in fits:
+            assert fit.converged, fit.warnings
+            assert fit.status == "ok", fit.problems
+        assert fits[0].loglik >= ref - 1e-6  # never below lme4's best
+        shift = 0.0 if not reml else math.log(factor)  # REML adds log|X'X|: one column scaled
+        assert fits[1].loglik == pytest.approx(fits[0].loglik - shift, abs=1e-6)
+        a, b = fits[0].term(column), fits[1].term(column)
+        assert b["estimate"] * factor == pytest.approx(a["estimate"], rel=1e-5)
+        assert b["std_error"] * factor == pytest.approx(a["std_error"], rel=1e-5)
+        assert b["df"] == pytest.approx(a["df"], rel=1e-4)
+
+
 @pytest.mark.lme4
 @requires_r("lme4")
 def test_lmm_optimum_against_live_lme4(tmp_path):

@@ -289,3 +289,11 @@ def _binary_design(panel: pd.DataFrame, *, outcome: str, exposures: Sequence[str
     _binary_response(design, outcome)
     return design
 
+
+def column_rms(a: np.ndarray) -> np.ndarray:
+    """Root-mean-square of each column (1 for an all-zero column): the unit each fixed- or
+    random-effect column is scaled to before optimising, so that a column in km and one in
+    fractions are on one footing (the estimates are scaled back)."""
+    scale = np.sqrt((np.asarray(a, dtype=float) ** 2).mean(axis=0))
+    scale[scale == 0] = 1.0
+    return scale

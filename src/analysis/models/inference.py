@@ -27,7 +27,7 @@ import numpy as np
 from scipy import special  # chdtrc, fdtrc = stats.chi2.sf, stats.f.sf (no scipy.stats import)
 
 from analysis.errors import ModelSpecError
-from analysis.models.design import Design, _group_cross
+from analysis.models.design import Design, _group_cross, column_rms
 
 # --- numDeriv's Richardson differences (numDeriv 2016.8-1.1, genD / jacobian defaults) -----
 
@@ -46,6 +46,17 @@ RICHARDSON_ZERO_TOL = math.sqrt(np.finfo(float).eps / 7e-7)
 #: Number of Richardson iterations (``r``); the step is halved each time (``v = 2``).
 RICHARDSON_R = 4
 
+#: Smallest scale of a theta element (random-effect SD relative to the residual SD, per RMS
+#: unit of its column) for the difference steps: a near-zero element, such as the
+#: intercept-slope term of an almost uncorrelated slope (-7e-4), otherwise gets a relative
+#: step of 7e-7 whose second differences are rounding; its df then moved by 1.3 % between
+#: km and km / 100 where lmerTest's stayed within 3e-6 (tests/test_lmm_engine.py).
+THETA_STEP_FLOOR = 0.1
+
+#: How the note on a deviance Hessian with negative eigenvalues starts: the fit is then not at
+#: a minimum in the variance parameters and the df (and the fit) are doubtful.
+NEGATIVE_HESSIAN_NOTE = "Satterthwaite df: the deviance Hessian in the variance parameters"
+
 #: Eigenvalues of the deviance Hessian within this of 0 are dropped from its inverse
 #: (lmerTest 3.1-3 ``as_lmerModLT(tol = 1e-8)``).
 HESSIAN_EIGEN_TOL = 1e-8
@@ -58,8 +69,10 @@ VCOV_OPTIONS = ("model", "robust", "CR0", "CR1")
 ROBUST_DEFAULT = "CR1"
 
 
-def _steps(x: np.ndarray, d: float) -> np.ndarray:
-    return np.abs(d * x) + RICHARDSON_EPS * (np.abs(x) < RICHARDSON_ZERO_TOL)
+def _steps(x: np.ndarray, d: float, floor: np.ndarray | float = 0.0) -> np.ndarray:
+    """numDeriv's first step ``d |x|`` (``eps`` near 0), at least ``d * floor``."""
+    step = np.abs(d * x) + RICHARDSON_EPS * (np.abs(x) < RICHARDSON_ZERO_TOL)
+    return np.maximum(step, d * np.asarray(floor, dtype=float))
 
 
 def _extrapolate(a: list[np.ndarray]) -> np.ndarray:
@@ -71,7 +84,7 @@ def _extrapolate(a: list[np.ndarray]) -> np.ndarray:
 
 
 def richardson_hessian(f: Callable[[np.ndarray], float], x: np.ndarray, *,
-                       d: float = RICHARDSON_D) -> np.ndarray:
+                       d: float = RICHARDSON_D, floor: np.ndarray | float = 0.0) -> np.ndarray:
     """Hessian of a scalar function by Richardson-extrapolated central differences.
 
     The algorithm of R's ``numDeriv::hessian`` (``genD``), which lmerTest uses for the
@@ -80,7 +93,7 @@ def richardson_hessian(f: Callable[[np.ndarray], float], x: np.ndarray, *,
     x = np.asarray(x, dtype=float)
     n = len(x)
     f0 = f(x)
-    h0 = _steps(x, d)
+    h0 = _steps(x, d, floor)
     hdiag = np.empty(n)
     for i in range(n):
         e = np.zeros(n)
@@ -107,14 +120,15 @@ def richardson_hessian(f: Callable[[np.ndarray], float], x: np.ndarray, *,
     return H
 
 
-def richardson_jacobian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+def richardson_jacobian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, *,
+                        floor: np.ndarray | float = 0.0) -> np.ndarray:
     """Jacobian of an array-valued function, shape ``(len(x), *f(x).shape)``.
 
     R's ``numDeriv::jacobian(method = "Richardson")`` with its defaults.
     """
     x = np.asarray(x, dtype=float)
     n = len(x)
-    h0 = _steps(x, RICHARDSON_D)
+    h0 = _steps(x, RICHARDSON_D, floor)
     out = []
     for i in range(n):
         e = np.zeros(n)
@@ -153,7 +167,8 @@ class SatterthwaiteInfo:
 
 
 def satterthwaite_info(varpar: np.ndarray, *, deviance: Callable[[np.ndarray], float],
-                       vcov_beta: Callable[[np.ndarray], np.ndarray]) -> SatterthwaiteInfo:
+                       vcov_beta: Callable[[np.ndarray], np.ndarray],
+                       step_floor: np.ndarray | float = 0.0) -> SatterthwaiteInfo:
     """Hessian of the deviance and Jacobian of vcov(beta) in the variance parameters.
 
     Parameters
@@ -163,6 +178,9 @@ def satterthwaite_info(varpar: np.ndarray, *, deviance: Callable[[np.ndarray], f
     deviance : (RE)ML deviance (-2 log-likelihood) as a function of ``varpar``, with the fixed
         effects profiled out and sigma free (lmerTest's ``devfun_vp``).
     vcov_beta : fixed-effect covariance as a function of ``varpar`` (``get_covbeta``).
+    step_floor : smallest first difference step per parameter, as a multiple of the relative
+        step (numDeriv's steps are relative, so a parameter near but not at 0 gets a step
+        whose second differences are all rounding; see :data:`THETA_STEP_FLOOR`).
 
     Notes
     -----
@@ -173,13 +191,13 @@ def satterthwaite_info(varpar: np.ndarray, *, deviance: Callable[[np.ndarray], f
     central differences step across 0).
     """
     varpar = np.asarray(varpar, dtype=float)
-    H = richardson_hessian(deviance, varpar, d=HESSIAN_D)
+    H = richardson_hessian(deviance, varpar, d=HESSIAN_D, floor=step_floor)
     evals, evecs = np.linalg.eigh(H)
     notes = []
     neg = evals < -HESSIAN_EIGEN_TOL
     zero = np.abs(evals) <= HESSIAN_EIGEN_TOL
     if neg.any():
-        notes.append("Satterthwaite df: the deviance Hessian in the variance parameters has "
+        notes.append(f"{NEGATIVE_HESSIAN_NOTE} has "
                      f"{int(neg.sum())} negative eigenvalue(s) "
                      f"({', '.join(f'{v:.1e}' for v in evals[neg])}); the fit may not be at "
                      "an optimum")
@@ -189,7 +207,7 @@ def satterthwaite_info(varpar: np.ndarray, *, deviance: Callable[[np.ndarray], f
                      "left out of the df")
     pos = evals > HESSIAN_EIGEN_TOL
     h_inv = (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
-    jac = richardson_jacobian(vcov_beta, varpar)
+    jac = richardson_jacobian(vcov_beta, varpar, floor=step_floor)
     return SatterthwaiteInfo(vcov_beta=np.asarray(vcov_beta(varpar)), vcov_varpar=2 * h_inv,
                              jacobian=jac, hessian_eigenvalues=evals, notes=notes)
 
@@ -466,6 +484,17 @@ def check_inference_options(ddf: str, vcov: str) -> tuple[str, str]:
     return ddf, (ROBUST_DEFAULT if vcov == "robust" else vcov)
 
 
+def _varpar_scale(design: Design, n: int) -> np.ndarray:
+    """Scale of each variance parameter ``(theta..., [rho], sigma)``: theta's element in row i
+    of Lambda times the RMS of random-effect column i, 1 for rho and sigma."""
+    q = design.Z.shape[1]
+    rows, cols = np.tril_indices(q)
+    rows = rows[np.lexsort((rows, cols))]  # lme4's theta order: column by column
+    scale = np.ones(n)
+    scale[:rows.size] = column_rms(design.Z)[rows]
+    return scale
+
+
 def lmm_inference(design: Design, *, beta: np.ndarray, vcov_model: np.ndarray, G: np.ndarray,
                   sigma2: float, reml: bool, ddf: str = "satterthwaite", vcov: str = "model",
                   theta: np.ndarray | None = None,
@@ -518,7 +547,16 @@ def lmm_inference(design: Design, *, beta: np.ndarray, vcov_model: np.ndarray, G
                 theta = theta_from_covariance(G, sigma2)
             deviance, vcov_beta = lmm_deviance_functions(design, reml=reml, beta=beta)
             varpar = np.r_[np.asarray(theta, dtype=float), math.sqrt(sigma2)]
-        info = satterthwaite_info(np.asarray(varpar), deviance=deviance, vcov_beta=vcov_beta)
+        # differentiate in theta per RMS unit of its random-effect column (as the optimiser
+        # works, lmm._z_scale): the df are invariant to that reparametrisation, but the
+        # difference steps are not, and in a column's raw units (a slope per km) they were
+        # too coarse near 0 (the df moved by 1.4 % between km and km / 100)
+        s = _varpar_scale(design, len(varpar))
+        floor = np.zeros(len(varpar))
+        floor[:design.Z.shape[1] * (design.Z.shape[1] + 1) // 2] = THETA_STEP_FLOOR
+        info = satterthwaite_info(np.asarray(varpar) * s,
+                                  deviance=lambda v: deviance(v / s),
+                                  vcov_beta=lambda v: vcov_beta(v / s), step_floor=floor)
         df = np.array([satterthwaite_df(info, np.eye(p)[j]) for j in range(p)])
         extra["satterthwaite"] = info.to_dict()
         notes.extend(info.notes)

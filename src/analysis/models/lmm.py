@@ -5,15 +5,16 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analysis.errors import ModelSpecError
-from analysis.models.design import Design, build_design, gls_covariance
+from analysis.models.design import Design, build_design, column_rms, gls_covariance
 from analysis.models.inference import (
+    NEGATIVE_HESSIAN_NOTE,
     LmmInference,
     check_inference_options,
     lmm_inference,
@@ -113,6 +114,10 @@ def fit_lmm(
     result = _lmm_result(design, fit=fit, reml=reml, outcome=outcome, exposures=exposures,
                          covariates=covariates, random_slopes=random_slopes, group=group,
                          engine=engine, inference=inference)
+    if any(note.startswith(NEGATIVE_HESSIAN_NOTE) for note in inference.notes):
+        result = result.with_problems(["Satterthwaite df doubtful: the deviance is not at a "
+                                       "minimum in the variance parameters (negative Hessian "
+                                       "eigenvalue)"])
     result.extra.update(center=center, group=group, vcov=inference.vcov.tolist(),
                         ddf=inference.ddf, vcov_type=inference.vcov_type,
                         inference=inference.description, **inference.extra)
@@ -388,7 +393,8 @@ def _minimise_theta(ss: _SuffStats, *, reml: bool, theta0: np.ndarray,
                 gain = f - objective(probe)
                 if gain > BOUNDARY_GAIN_TOL:
                     return (f"the SD of {z_names[rows[j]]!r} is at 0 but {step:g} (relative "
-                            f"to the residual SD) lowers the deviance by {gain:.3g}"), probe
+                            f"to the residual SD, per RMS unit of the column) lowers the "
+                            f"deviance by {gain:.3g}"), probe
         grad = with_gradient(th)[1]
         worst = float(np.abs(grad).max())
         if worst > GRADIENT_TOL:
@@ -472,9 +478,19 @@ def _theta_start(q: int) -> np.ndarray:
 def _x_scale(design: Design) -> np.ndarray:
     """Fixed-effect columns scaled to unit root-mean-square (km next to fractions), so that
     X'V^-1X stays well conditioned; estimates are scaled back after the fit."""
-    scale = np.sqrt((design.X**2).mean(axis=0))
-    scale[scale == 0] = 1.0
-    return scale
+    return column_rms(design.X)
+
+
+def _z_scale(design: Design) -> np.ndarray:
+    """Random-effect columns scaled to unit root-mean-square, as :func:`_x_scale` does for X.
+
+    theta is then a random-effect SD relative to the residual SD per RMS unit of its column,
+    the same scale whatever the exposure's unit (a slope on ``shoe_km`` in km and one on a
+    fraction), so the optimiser's gradient tolerance, boundary probes and singular test mean
+    the same thing for every column. The deviance is invariant: ``Z b = (Z D^-1)(D b)``, so
+    ``Lambda = D^-1 Lambda_scaled`` row by row.
+    """
+    return column_rms(design.Z)
 
 
 def _check_time(design: Design, time: np.ndarray | None) -> np.ndarray:
@@ -542,6 +558,8 @@ def fit_lmm_design(design: Design, *, reml: bool = True,
     if correlation not in CORRELATIONS:
         raise ModelSpecError(f"correlation must be one of {CORRELATIONS}, got {correlation!r}")
     x_scale = _x_scale(design)
+    z_scale = _z_scale(design)
+    design = replace(design, Z=design.Z / z_scale)
     q = design.Z.shape[1]
     theta0 = _theta_start(q)
     rho: float | None = None
@@ -588,7 +606,7 @@ def fit_lmm_design(design: Design, *, reml: bool = True,
                                      f"{gain:.3g}")
         tf.attempts.append(f"bounded Brent over atanh(rho): rho = {rho:.8g} after "
                            f"{outer.nfev} profiled fits")
-    theta = tf.theta
+    theta = tf.theta  # on the scaled Z (see _z_scale)
     try:
         dev, beta, vcov, G, sigma2 = _profiled_deviance(theta, ss, reml=reml, full=True)
     except np.linalg.LinAlgError:
@@ -609,10 +627,12 @@ def fit_lmm_design(design: Design, *, reml: bool = True,
                      + f". Last failed check: {reason}. Estimates are from the lowest "
                      "deviance found and may be wrong")
     rows, cols = _theta_index(q)
+    # a zero SD on the scaled Z: lme4's isSingular rule, made unit-free (see _z_scale)
     singular = bool((np.abs(theta[rows == cols]) < SINGULAR_TOL).any())
+    G = G / np.outer(z_scale, z_scale)  # back to the units of the random-effect columns
     return LmmFit(beta=beta, vcov=vcov, G=G, sigma2=sigma2, loglik=-0.5 * dev,
                   converged=converged, optimizer=tf.optimizer if converged else None,
-                  notes=notes, theta=theta, singular=singular, rho=rho,
+                  notes=notes, theta=theta / z_scale[rows], singular=singular, rho=rho,
                   correlation=correlation, attempts=list(tf.attempts))
 
 
@@ -724,7 +744,8 @@ def _lmm_result(design: Design, *, fit: LmmFit, reml: bool, outcome: str,
     G, sigma2 = fit.G, fit.sigma2
     # singular fit: a random-effect SD (relative to the residual SD) at ~0, or |corr| ~ 1
     singular = fit.singular
-    rel_sd = np.sqrt(np.clip(np.diag(G), 0, None) / sigma2)
+    # per RMS unit of each random-effect column, as the profiled engine's theta (_z_scale)
+    rel_sd = np.sqrt(np.clip(np.diag(G), 0, None) / sigma2) * _z_scale(design)
     singular |= bool((rel_sd < SINGULAR_TOL).any())
     if G.shape[0] > 1:
         d = np.sqrt(np.clip(np.diag(G), 1e-300, None))

@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import special  # not scipy.stats: 0.3 s of import on every `kneeload fit`
 
 from analysis.effects import add_reading_units
+from analysis.models.design import INTERCEPT
 
 #: Two-sided 95 % normal quantile used for Wald intervals.
 Z_95 = float(special.ndtri(0.975))
@@ -151,12 +152,16 @@ def _derived_problems(result: ModelResult) -> list[str]:
     vc = result.variance_components
     if {"group", "sdcor", "var2"} <= set(vc.columns):
         residual = vc.loc[vc["group"] == "Residual", "sdcor"].to_numpy(float)
-        grouped = vc.loc[(vc["group"] != "Residual") & vc["var2"].isna(), "sdcor"]
-        largest = float(np.nanmax(grouped.to_numpy(float), initial=0.0))
+        # the intercept SD only: it is in the outcome's units, as the residual SD is, where a
+        # slope SD is per unit of its exposure (520 per unit of a 1e-3-scale column is an
+        # ordinary slope, not a vanishing residual)
+        intercept = vc.loc[(vc["group"] != "Residual") & vc["var2"].isna()
+                           & (vc.get("var1") == INTERCEPT), "sdcor"]
+        largest = float(np.nanmax(intercept.to_numpy(float), initial=0.0))
         if residual.size and largest > 0 and residual[0] < RESIDUAL_BOUNDARY_RATIO * largest:
             problems.append(f"{PROBLEM_BOUNDARY}: residual variance near 0 (residual SD "
-                            f"{residual[0]:.2g} vs random-effect SD {largest:.2g}); the "
-                            "standard errors are not usable")
+                            f"{residual[0]:.2g} vs between-runner intercept SD {largest:.2g}); "
+                            "the standard errors are not usable")
     return problems
 
 
