@@ -18,8 +18,9 @@ from scipy import optimize, special, stats
 
 from analysis.errors import ModelSpecError
 from analysis.models import fit_glmm
+from analysis.models import glmm as glmm_module
 from analysis.models.design import _binary_design
-from analysis.models.laplace import LaplaceProblem
+from analysis.models.laplace import LaplaceProblem, fit_laplace
 
 REF_DIR = Path(__file__).resolve().parent / "reference"
 EXPOSURES = ["mileage_jump", "shoe_km", "rest_days_7d"]
@@ -386,3 +387,88 @@ def test_the_fit_path_imports_neither_scipy_stats_nor_pandera(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True, cwd=tmp_path)
     assert out.stdout.strip() == "[]"
+
+
+# --- doubtful fits: separation and a nearly unidentifiable runner SD (review D4, D5) --------
+
+def _panel(seed: int, *, m: int, nper: int, constant_within: bool = False,
+           separate_x: bool = False) -> pd.DataFrame:
+    """A small logit panel: random intercept SD 1, x with log-odds 0.5, sex F/M/X.
+
+    ``constant_within``: every runner reports the same outcome every time (half 0, half 1:
+    the review's novice cohort); ``separate_x``: runners of sex X never report pain.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(m):
+        sex = "FMX"[i % 3]
+        x = rng.normal(0.05, 0.5, nper)
+        km = rng.normal(300, 150, nper)
+        eta = -1.0 + rng.normal() + 0.5 * x + 0.3 * (sex == "M")
+        y = (rng.random(nper) < special.expit(eta)).astype(int)
+        if constant_within:
+            y[:] = i % 2
+        if separate_x and sex == "X":
+            y[:] = 0
+        rows += [{"runner_id": f"r{i:03d}", "y": int(y[j]), "x": x[j], "km": km[j],
+                  "sex": sex} for j in range(nper)]
+    return pd.DataFrame(rows)
+
+
+def test_outcome_constant_within_runners_is_nearly_unidentifiable():
+    """Every runner always reports the same outcome: the likelihood is nearly flat in a huge
+    runner SD (glmer: "nearly unidentifiable"); the review's novice cohort stopped at 76
+    logits with status ok. The SD must be flagged, with the count of constant runners."""
+    panel = _panel(41, m=16, nper=15, constant_within=True)
+    res = fit_glmm(panel, exposures=["x", "km"], outcome="y")
+    sd = float(res.variance_components["sdcor"].iloc[0])
+    assert sd > glmm_module.RANDOM_SD_MAX
+    # conditional on the modes every runner's fitted probability is its constant outcome
+    design = _binary_design(panel, outcome="y", exposures=["x", "km"], covariates=[],
+                            random_slopes=[], center=None, group="runner_id")
+    fit = fit_laplace(design)
+    assert np.abs(special.expit(fit.eta) - design.y).max() < 1e-2
+    assert res.status == "warning"
+    (msg,) = [p for p in res.problems if p.startswith(glmm_module.PROBLEM_UNIDENTIFIABLE)]
+    assert "16 of 16 runners report the same outcome" in msg
+
+
+def test_separated_covariate_is_flagged_without_overflow_warnings():
+    """Runners of sex X never report pain: C(sex)[T.X] runs off to -infinity (complete
+    separation in that term, Albert & Anderson 1984). Flagged with the term and the count of
+    reports (every X report); no numpy overflow warning (pytest turns warnings into errors,
+    and the check here does not depend on that setting)."""
+    import warnings
+
+    panel = _panel(43, m=60, nper=30, separate_x=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = fit_glmm(panel, exposures=["x", "km"], outcome="y", covariates=["C(sex)"])
+    row = res.term("C(sex)[T.X]")
+    others = res.table.loc[res.table["term"] != "C(sex)[T.X]", "std_error"]
+    assert row["estimate"] < -glmm_module.SEPARATION_LOGIT
+    assert row["std_error"] > 100 * others.max()
+    assert row["or_ci_high"] == np.inf
+    assert res.status == "warning"
+    (msg,) = [p for p in res.problems if p.startswith(glmm_module.PROBLEM_SEPARATION)]
+    n_x = int((panel["sex"] == "X").sum())
+    assert msg.startswith("separation in C(sex)[T.X]:")
+    assert f"for {n_x} of {len(panel)} reports" in msg
+    assert "Hessian is numerically singular" in msg
+    # the rest of the model is an ordinary fit: sex M's estimate is finite and its SE usual
+    assert res.term("C(sex)[T.M]")["std_error"] < 1.0
+
+
+def test_clean_fixtures_are_not_flagged(fits):
+    """The committed glmer fixtures (rare events at 2.1 %, correlated slopes) stay ok, with
+    orders of magnitude to spare on both thresholds."""
+    for key, res in fits.items():
+        assert res.status == "ok", (key, res.problems)
+        assert res.problems == [], key
+    design = _binary_design(load("glmm_rare"), outcome="pain_any", exposures=EXPOSURES,
+                            covariates=[], random_slopes=[], center=None, group="runner_id")
+    fit = fit_laplace(design)
+    tail = special.expit(-np.abs(fit.eta))
+    assert tail.min() > 100 * glmm_module.SEPARATION_PROB  # measured 1.1e-3
+    assert fit.hessian_ratio > 100 * glmm_module.HESSIAN_RATIO_TOL  # measured 3.5e-2
+    assert np.sqrt(fit.G[0, 0]) < glmm_module.RANDOM_SD_MAX / 5  # measured 0.82

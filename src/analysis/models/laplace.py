@@ -101,6 +101,15 @@ class LaplaceFit:
     iterations: int
     decrement: float
     notes: list[str] = field(default_factory=list)
+    #: conditional linear predictor X beta + Z Lambda u-hat at the optimum (one per row)
+    eta: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: smallest / largest eigenvalue of the Hessian that was inverted (optimiser coordinates:
+    #: theta and beta on unit-RMS columns; NaN when it was not positive definite)
+    hessian_ratio: float = math.nan
+    #: unit eigenvector of that smallest eigenvalue over the kept (theta, beta) entries, and
+    #: which entries were kept (a singular fit drops its degenerate theta columns)
+    weak_direction: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    hessian_kept: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
 
 class LaplaceProblem:
@@ -468,6 +477,11 @@ def fit_laplace(design: Design, *, correlated: bool = True,
     Hk = H[np.ix_(keep, keep)]
     Hinv = _inverse_pd(Hk)
     hess_ok = Hinv is not None
+    hessian_ratio, weak = math.nan, np.zeros(int(keep.sum()))
+    if hess_ok and np.all(np.isfinite(Hk)):
+        evals, evecs = np.linalg.eigh(Hk)
+        hessian_ratio, weak = float(evals[0] / evals[-1]), evecs[:, 0]
+    kept = keep.copy()
     if Hinv is None:  # flat or indefinite in theta: condition on theta (lme4's RX fallback)
         keep = np.r_[np.zeros(prob.ntheta, bool), np.ones(prob.p, bool)]
         Hinv = np.linalg.pinv(H[np.ix_(keep, keep)])
@@ -487,7 +501,9 @@ def fit_laplace(design: Design, *, correlated: bool = True,
         notes.append(f"not converged: Newton decrement {decrement:.2e} (deviance units) above "
                      f"{NEWTON_DECREMENT_TOL:g} at the final point" if hess_ok else
                      "not converged: the Hessian of the deviance is not positive definite")
+    eta = prob.modes(phi)[1]  # the modes at phi are warm: one Newton check
     return LaplaceFit(theta=theta, beta=beta_s / prob.x_scale, G=lam @ lam.T,
                       deviance=dev, vcov=vcov_s / sc, vcov_robust=robust_s / sc,
                       converged=converged, singular=singular, iterations=iterations,
-                      decrement=decrement, notes=notes)
+                      decrement=decrement, notes=notes, eta=eta, hessian_ratio=hessian_ratio,
+                      weak_direction=weak, hessian_kept=kept)
