@@ -160,7 +160,9 @@ def _cli_table(tmp_path, processed, *args: str) -> pd.DataFrame:
     (("--correlation", "ar1", "--df", "wald"), "lmm", {"correlation": "ar1", "ddf": "wald"}),
     (("--model", "glmm", "--outcome", "pain_any", "--se", "robust"), "glmm",
      {"outcome": "pain_any", "vcov": "robust"}),
-], ids=["ml", "ml-wald", "satterthwaite-robust", "ar1", "glmm-robust"])
+    (("--se", "CR0"), "lmm", {"vcov": "CR0"}),
+    (("--se", "cr1", "--df", "wald"), "lmm", {"vcov": "CR1", "ddf": "wald"}),
+], ids=["ml", "ml-wald", "satterthwaite-robust", "ar1", "glmm-robust", "cr0", "cr1-wald"])
 def test_fit_options_give_the_python_apis_numbers(tmp_path, small_processed, args, model,
                                                   keywords):
     """Each option maps onto one keyword of the same fit_model call the Python API makes."""
@@ -205,7 +207,10 @@ def test_fit_output_carries_status_and_reading_units(tmp_path, small_processed):
 @pytest.mark.parametrize(("args", "fragments"), [
     (("--method", "bayes"), ("--method", "reml, ml", "bayes")),
     (("--df", "kr"), ("--df", "wald, satterthwaite")),
-    (("--se", "hc3"), ("--se", "model, robust")),
+    (("--se", "hc3"), ("--se", "model, robust, CR0, CR1")),
+    (("--model", "glmm", "--se", "CR0"), ("--se CR0", "does not apply to --model glmm")),
+    (("--format", "xml"), ("--format", "json, csv", "xml")),
+    (("--format", "XML", "--se", "robust"), ("--format",)),
     (("--correlation", "ar2"), ("--correlation", "none, ar1")),
     (("--model", "glmm", "--method", "ml"), ("--method", "does not apply to --model glmm")),
     (("--model", "gee", "--correlation", "ar1"), ("--correlation", "--model gee")),
@@ -215,3 +220,99 @@ def test_bad_fit_options_are_one_line_exit_2(tmp_path, small_processed, args, fr
     assert_one_line_error(run("fit", small_processed.out_dir, "--out", tmp_path / "x.json",
                               *args), *fragments)
     assert not (tmp_path / "x.json").exists()
+
+
+def test_fit_out_must_name_a_known_format(tmp_path, small_processed):
+    """--out x.xml without --format wrote JSON silently (review D8)."""
+    out = tmp_path / "x.xml"
+    assert_one_line_error(run("fit", small_processed.out_dir, "--out", out),
+                          "--out", "x.xml", ".json or .csv", "--format")
+    assert not out.exists()
+    run("fit", small_processed.out_dir, "--out", out, "--format", "CSV", check=True)
+    assert pd.read_csv(out)["term"].iloc[0] == "Intercept"  # --format wins over the suffix
+
+
+def test_fit_cr0_and_cr1_differ_by_the_small_sample_factor(tmp_path, small_processed):
+    """CR1 = CR0 x m / (m - 1) for m runners, so the SEs differ by sqrt(12 / 11) here."""
+    cr0 = _cli_table(tmp_path, small_processed.out_dir, "--se", "CR0", "--df", "wald")
+    cr1 = _cli_table(tmp_path, small_processed.out_dir, "--se", "CR1", "--df", "wald")
+    robust = _cli_table(tmp_path, small_processed.out_dir, "--se", "robust", "--df", "wald")
+    m = 12
+    np.testing.assert_allclose(cr1["std_error"] / cr0["std_error"], np.sqrt(m / (m - 1)),
+                               rtol=1e-9)
+    np.testing.assert_allclose(robust["std_error"], cr1["std_error"], rtol=1e-12)
+
+
+def test_fit_csv_says_whether_the_fit_can_be_trusted(tmp_path, small_processed):
+    """The CSV carries status, problems and converged on every row, as the JSON does
+    (review D6). Random slopes on shoe_km and mileage_jump are singular on this small
+    study."""
+    args = ("--random-slope", "shoe_km,mileage_jump")
+    js, csv = tmp_path / "fit.json", tmp_path / "fit.csv"
+    run("fit", small_processed.out_dir, "--out", js, *args, check=True)
+    proc = run("fit", small_processed.out_dir, "--out", csv, *args, check=True)
+    result = json.loads(js.read_text())
+    table = pd.read_csv(csv, keep_default_na=False)
+    assert result["status"] == "warning" and "singular fit" in result["problems"]
+    assert list(table.columns[-3:]) == ["status", "problems", "converged"]
+    assert (table["status"] == "warning").all()
+    assert (table["problems"] == "; ".join(result["problems"])).all()
+    assert (table["converged"].astype(str) == str(result["converged"])).all()
+    assert "status warning" in proc.stderr and "problem: singular fit" in proc.stderr
+    clean = tmp_path / "clean.csv"
+    run("fit", small_processed.out_dir, "--out", clean, check=True)
+    ok = json.loads(run_json(tmp_path / "clean.json", small_processed.out_dir))
+    clean_table = pd.read_csv(clean, keep_default_na=False)
+    assert (clean_table["status"] == ok["status"]).all()
+    assert (clean_table["problems"] == "; ".join(ok["problems"])).all()
+
+
+def test_fit_reads_a_dummy_covariate_vs_the_reference_level(tmp_path, small_processed):
+    """``C(sex)[T.M]`` is a level against the reference, not "per unit" (review D8)."""
+    out = tmp_path / "fit.json"
+    proc = run("fit", small_processed.out_dir, "--out", out, "--covariates", "sex",
+               check=True)
+    row = next(r for r in json.loads(out.read_text())["table"] if r["term"] == "C(sex)[T.M]")
+    assert row["step"] == 1.0 and row["step_label"] == "vs the reference level"
+    assert row["estimate_step"] == row["estimate"]
+    line = next(ln for ln in proc.stderr.splitlines() if "C(sex)[T.M]" in ln)
+    assert line.strip().startswith(f"C(sex)[T.M]: {row['estimate']:+.3g} NRS points vs the "
+                                   "reference level (95 % CI")
+    assert "per unit" not in line
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (("--effect", "mileage_jump=nan"), ("--effect", "mileage_jump=nan", "finite")),
+    (("--effect", "mileage_jump=inf"), ("--effect", "finite")),
+    (("--effect", "shoe_km=-inf", "--model", "glmm"), ("--effect", "finite")),
+    (("--effect", "=0.08"), ("--effect must look like",)),
+    (("--alpha", "1.5"), ("--alpha", "between 0 and 1", "1.5")),
+    (("--alpha", "0"), ("--alpha",)),
+    (("--alpha", "nan"), ("--alpha",)),
+])
+def test_bad_power_arguments_are_one_line_exit_2(tmp_path, args, fragments):
+    """Before: nan printed "power 0.00" (every fit failed), inf 1.00, --alpha 1.5 ran."""
+    out = tmp_path / "power.csv"
+    assert_one_line_error(run("power", "--out", out, "--runners", "12", "--weeks", "4",
+                              "--n-sims", "1", *args), *fragments)
+    assert not out.exists()
+
+
+def test_power_reports_failed_and_doubtful_fits(tmp_path):
+    """3 weeks give no week-over-week jump to fit a random slope on: every fit fails, and
+    power is not estimable with the reason (not "power 0.00"). At 6 weeks the fits run but
+    are singular: counted in n_doubtful and said on the console line."""
+    out = tmp_path / "power.csv"
+    proc = run("power", "--out", out, "--runners", "12", "--weeks", "3,6", "--n-sims", "2",
+               check=True)
+    table = pd.read_csv(out).set_index("weeks")
+    assert table.loc[3, "n_failed"] == table.loc[3, "n_sims"] == 2
+    assert np.isnan(table.loc[3, "power"])
+    assert table.loc[3, "not_estimable"].startswith("all 2 simulated fits failed")
+    assert "12 runners x 3 weeks: not estimable (all 2 simulated fits failed" in proc.stderr
+    assert "power 0.00" not in proc.stderr
+    doubtful = int(table.loc[6, "n_doubtful"])
+    assert doubtful > 0 and table.loc[6, "n_failed"] == 0
+    line = next(ln for ln in proc.stderr.splitlines() if "x 6 weeks" in ln)
+    assert f"{doubtful} of 2 fits doubtful" in line
+    assert table.loc[6, "bias_step"] == pytest.approx(table.loc[6, "bias"] * 0.10, rel=1e-12)

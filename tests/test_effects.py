@@ -73,6 +73,34 @@ def test_per_unit_effects_invert_the_printed_step():
         effects.per_unit_effects({"shoe_km": -1.0}, odds=True)
 
 
+def test_categorical_dummies_are_read_vs_the_reference_level():
+    """A dummy (0/1) of ``C(sex)`` has step 1 and no "per unit": its estimate is the level
+    against the reference level (review D8; before, "OR ... per unit")."""
+    assert effects.reading_unit("C(sex)[T.M]") == effects.CATEGORICAL
+    assert effects.reading_unit("C(cohort)[T.recreational]").label == "vs the reference level"
+    assert effects.is_categorical_term("C(sex)[T.M]") and not effects.is_categorical_term("age")
+    assert effects.reading_unit("age") == effects.PER_UNIT  # a numeric covariate is unchanged
+    table = pd.DataFrame({"term": ["Intercept", "C(sex)[T.M]", "age"],
+                          "estimate": [-1.0, -0.4, 0.02], "ci_low": [-2.0, -0.9, 0.01],
+                          "ci_high": [0.0, 0.1, 0.03], "odds_ratio": [0.37, 0.67, 1.02]})
+    out = effects.add_reading_units(table).set_index("term")
+    assert out.loc["C(sex)[T.M]", "step"] == 1.0
+    assert out.loc["C(sex)[T.M]", "step_label"] == "vs the reference level"
+    assert out.loc["C(sex)[T.M]", "estimate_step"] == -0.4  # x 1: the dummy's own estimate
+    assert out.loc["C(sex)[T.M]", "odds_ratio_step"] == pytest.approx(math.exp(-0.4),
+                                                                       rel=1e-12)
+    assert out.loc["C(sex)[T.M]", "or_ci_high_step"] == pytest.approx(math.exp(0.1), rel=1e-12)
+    assert out.loc["age", "step_label"] == "per unit"
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("odds", [False, True])
+def test_per_unit_effects_reject_non_finite_values(value, odds):
+    """nan/inf are no effect a simulation can draw (review D7: nan gave "power 0.00")."""
+    with pytest.raises(ValueError, match="finite"):
+        effects.per_unit_effects({"mileage_jump": value}, odds=odds)
+
+
 def test_reports_effects_table_reads_the_registry():
     table = pd.DataFrame({"term": ["Intercept", "mileage_jump"], "estimate": [2.0, 0.5],
                           "ci_low": [1.0, 0.3], "ci_high": [3.0, 0.7], "p_value": [0, 0.01]})

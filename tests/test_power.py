@@ -150,3 +150,107 @@ def test_a_reports_number_typed_into_power_is_the_effect_simulated():
     with pytest.raises(ModelSpecError, match="odds ratio"):
         power_curve(runners=[12], weeks=[4], effects={"shoe_km": 0.0}, n_sims=1,
                     progress=False, model="glmm")
+
+
+# --- review D7: impossible inputs, designs where nothing was estimated, doubtful fits ---------
+
+def test_summarise_counts_doubtful_fits_by_hand():
+    """A fit that ran but did not converge or has problems is counted in n_doubtful (its
+    estimate is kept); a failed fit is not doubtful, it is failed."""
+    sims = pd.DataFrame({
+        "seed": [1, 2, 3, 4, 5],
+        "term": "mileage_jump",
+        "truth": 0.8,
+        "failed": [False, False, False, False, True],
+        "converged": [True, False, True, True, False],
+        "status": ["ok", "warning", "warning", "ok", "failed"],
+        "problems": ["", "not converged", "singular fit", "", ""],
+        "error": ["", "", "", "", "too few runners"],
+        "estimate": [0.7, 0.9, 1.1, 0.5, np.nan],
+        "std_error": 0.1,
+        "p_value": [0.001, 0.01, 0.2, 0.03, np.nan],
+        "covered": [True, True, False, False, False],
+    }).assign(significant=lambda d: d["p_value"] < 0.05)
+    out = summarise_simulations(sims).iloc[0]
+    assert (out["n_sims"], out["n_failed"], out["n_doubtful"]) == (5, 1, 2)
+    assert out["first_problem"] == "not converged"
+    assert out["first_error"] == "too few runners"
+    assert out["power"] == pytest.approx(3 / 5)
+    assert out["mean_estimate"] == pytest.approx(0.8)  # doubtful fits' estimates are used
+
+
+def test_summarise_when_every_fit_failed_gives_no_power():
+    sims = pd.DataFrame({"seed": [1, 2], "term": "mileage_jump", "truth": 0.8,
+                         "failed": True, "estimate": np.nan, "std_error": np.nan,
+                         "p_value": np.nan, "covered": False, "error": "boom"}).assign(
+        significant=False)
+    out = summarise_simulations(sims).iloc[0]
+    assert out["n_failed"] == out["n_sims"] == 2 and out["n_doubtful"] == 0
+    assert np.isnan(out["power"]) and np.isnan(out["power_ci_low"])
+    assert np.isnan(out["power_ci_high"])
+
+
+def test_a_design_where_every_fit_failed_has_power_nan_with_the_reason():
+    """One runner cannot carry a random intercept: every fit fails, so nothing was
+    estimated. Power is NaN with the reason, not 0.00 (review D7)."""
+    out = power_curve(runners=[1], weeks=[3], effects={"mileage_jump": 0.3}, n_sims=2,
+                      seed=1, progress=False, random_slopes=())
+    row = out.iloc[0]
+    assert row["n_sims"] == row["n_failed"] == 2
+    assert np.isnan(row["power"]) and np.isnan(row["power_ci_low"])
+    assert row["not_estimable"].startswith("all 2 simulated fits failed; the first: ")
+    assert "random intercept needs at least 2" in row["not_estimable"]
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"effects": {"mileage_jump": np.nan}}, "finite"),
+    ({"effects": {"mileage_jump": np.inf}}, "finite"),
+    ({"effects": {"shoe_km": -np.inf}}, "finite"),
+    ({"effects": {"mileage_jump": np.nan}, "model": "gee"}, "finite"),
+    ({"effects": {"mileage_jump": np.inf}, "model": "glmm"}, "finite"),
+    ({"alpha": 1.5}, "alpha"),
+    ({"alpha": 1.0}, "alpha"),
+    ({"alpha": 0.0}, "alpha"),
+    ({"alpha": -0.05}, "alpha"),
+    ({"alpha": np.nan}, "alpha"),
+])
+def test_impossible_effects_and_alpha_are_errors(kwargs, match):
+    """Before: nan gave "power 0.00" (every fit failed), inf power 1.00, alpha 1.5 ran."""
+    args = {"runners": [12], "weeks": [4], "effects": {"mileage_jump": 0.08}, "n_sims": 1,
+            "progress": False, **kwargs}
+    with pytest.raises(ModelSpecError, match=match):
+        power_curve(**args)
+
+
+def test_power_table_gives_per_unit_and_per_step_summaries():
+    """``mean_estimate``, ``bias``, ... are per unit like ``truth``; the ``_step`` columns are
+    per reading step like ``effect`` (here 0.10 of a fraction: +10 % mileage)."""
+    out = power_curve(runners=[12], weeks=[6], effects={"mileage_jump": 0.1, "shoe_km": 0.2},
+                      n_sims=3, seed=1, progress=False).set_index("term")
+    assert out.loc["mileage_jump", "step"] == 0.10 and out.loc["shoe_km", "step"] == 100.0
+    for term, step in (("mileage_jump", 0.10), ("shoe_km", 100.0)):
+        row = out.loc[term]
+        for column in ("mean_estimate", "bias", "empirical_sd", "mean_std_error"):
+            assert row[f"{column}_step"] == pytest.approx(row[column] * step, rel=1e-12)
+        # bias per step is against the effect as typed (NRS points per step)
+        assert row["bias_step"] == pytest.approx(row["mean_estimate_step"] - row["effect"],
+                                                 rel=1e-9, abs=1e-12)
+    assert 0 <= out.loc["mileage_jump", "n_doubtful"] <= 3
+
+
+def test_simulated_fits_carry_the_status_of_the_same_fit():
+    """simulate_and_fit's status/problems are those of fit_model on the same simulated panel
+    (the independent path): the inputs of n_doubtful."""
+    from analysis.models import fit_model
+
+    sims = simulate_and_fit(runners=12, weeks=6, seed=3, random_slopes=("mileage_jump",))
+    panel, _ = simulate_panel(runners=12, weeks=6, seed=3)
+    direct = fit_model(panel, model="lmm", exposures=["mileage_jump", "shoe_km",
+                                                      "rest_days_7d"],
+                       random_slopes=["mileage_jump"])
+    assert (sims["status"] == direct.status).all()
+    assert (sims["problems"] == "; ".join(direct.problems)).all()
+    assert (sims["converged"] == direct.converged).all()
+    np.testing.assert_allclose(sims.set_index("term")["estimate"],
+                               direct.table.set_index("term").loc[sims["term"], "estimate"],
+                               rtol=1e-12)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,13 +137,29 @@ def datasets_fetch(
 
 
 #: ``kneeload fit`` options -> (keyword of the Python fitter, {option value: keyword value}).
-#: Only options the user sets are passed on, so each fitter's own defaults apply otherwise.
+#: Values are matched case-insensitively. Only options the user sets are passed on, so each
+#: fitter's own defaults apply otherwise.
 FIT_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "--method": ("reml", {"reml": True, "ml": False}),
     "--df": ("ddf", {"wald": "wald", "satterthwaite": "satterthwaite"}),
-    "--se": ("vcov", {"model": "model", "robust": "robust"}),
+    "--se": ("vcov", {"model": "model", "robust": "robust", "CR0": "CR0", "CR1": "CR1"}),
     "--correlation": ("correlation", {"none": None, "ar1": "ar1"}),
 }
+
+#: Output formats of ``kneeload fit`` (``--format``, or the suffix of ``--out``).
+FIT_FORMATS = ("json", "csv")
+
+#: Columns of the ``kneeload fit`` CSV that say whether the fit can be trusted (the same on
+#: every row; the JSON has them as top-level keys): ``status`` ("ok" or "warning"),
+#: ``problems`` (joined with "; ", empty when ok) and ``converged``.
+FIT_STATUS_COLUMNS = ("status", "problems", "converged")
+
+
+def _keyword_values(model: str) -> dict[str, tuple[Any, ...]]:
+    """Values a fitter's keyword takes where a model accepts fewer than the CLI offers."""
+    from analysis.models.glmm import GLMM_VCOV_TYPES
+
+    return {"vcov": GLMM_VCOV_TYPES} if model == "glmm" else {}
 
 
 def fit_keywords(model: str, options: dict[str, str | None]) -> dict[str, Any]:
@@ -151,8 +168,9 @@ def fit_keywords(model: str, options: dict[str, str | None]) -> dict[str, Any]:
     Raises
     ------
     KneeloadError
-        A value outside the option's choices, or an option the model's fitter does not take
-        (``--method ml`` with ``--model glmm``); the message names the option.
+        A value outside the option's choices, or an option (or value) the model's fitter
+        does not take (``--method ml`` or ``--se CR0`` with ``--model glmm``); the message
+        names the option.
     """
     import inspect
 
@@ -161,18 +179,52 @@ def fit_keywords(model: str, options: dict[str, str | None]) -> dict[str, Any]:
     if model not in FITTERS:
         raise KneeloadError(f"--model must be one of {', '.join(FITTERS)}; got {model!r}")
     accepted = inspect.signature(FITTERS[model]).parameters
+    restricted = _keyword_values(model)
     kwargs: dict[str, Any] = {}
     for option, value in options.items():
         if value is None:
             continue
         keyword, choices = FIT_OPTIONS[option]
-        if value.lower() not in choices:
+        by_lower = {choice.lower(): mapped for choice, mapped in choices.items()}
+        if value.lower() not in by_lower:
             raise KneeloadError(f"{option} must be one of {', '.join(choices)}; got {value!r}")
         if keyword not in accepted:
             raise KneeloadError(f"{option} does not apply to --model {model} (its fitter has "
                                 f"no {keyword!r} option)")
-        kwargs[keyword] = choices[value.lower()]
+        mapped = by_lower[value.lower()]
+        if keyword in restricted and mapped not in restricted[keyword]:
+            raise KneeloadError(f"{option} {value} does not apply to --model {model} (its "
+                                f"fitter takes {keyword}= one of "
+                                f"{', '.join(map(str, restricted[keyword]))})")
+        kwargs[keyword] = mapped
     return kwargs
+
+
+def fit_format(out: Path, format: str | None) -> str:
+    """The output format of ``kneeload fit``: ``--format``, else the suffix of ``--out``.
+
+    Raises
+    ------
+    KneeloadError
+        ``--format`` other than json or csv, or no ``--format`` and an ``--out`` that ends
+        in neither ``.json`` nor ``.csv`` (nothing is written in another format silently).
+    """
+    if format is not None:
+        if format.lower() not in FIT_FORMATS:
+            raise KneeloadError(f"--format must be one of {', '.join(FIT_FORMATS)}; got "
+                                f"{format!r}")
+        return format.lower()
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix not in FIT_FORMATS:
+        raise KneeloadError(f"--out {out} must end in .json or .csv, or give --format json "
+                            "or --format csv")
+    return suffix
+
+
+def fit_csv_table(result: Any) -> Any:
+    """The effects table of a fit with its :data:`FIT_STATUS_COLUMNS` on every row."""
+    return result.table.assign(status=result.status, problems="; ".join(result.problems),
+                               converged=bool(result.converged))
 
 
 @app.command()
@@ -196,20 +248,24 @@ def fit(
         "--df", help="wald | satterthwaite (lmm; fit_lmm(ddf=...)): degrees of freedom of "
                      "tests and intervals. Default: the fitter's.")] = None,
     se: Annotated[str | None, typer.Option(
-        help="model | robust (lmm, glmm; vcov=...): model-based or cluster-robust "
-             "(sandwich, by runner) standard errors. Default: the fitter's.")] = None,
+        help="model | robust | CR0 | CR1 (vcov=...): model-based or cluster-robust "
+             "(sandwich, by runner) standard errors; robust is CR1 (lmm, glmm), CR0 and "
+             "CR1 name the small-sample factor (lmm only). Default: the fitter's.")] = None,
     correlation: Annotated[str | None, typer.Option(
         help="none | ar1 (lmm; fit_lmm(correlation=...)): AR(1) residuals within a runner. "
              "Default: none.")] = None,
     cohort: Annotated[str | None, typer.Option(help="Fit one cohort only.")] = None,
-    format: Annotated[str | None, typer.Option(help="json | csv (default: from --out)")] = None,
+    format: Annotated[str | None, typer.Option(
+        help="json | csv (default: from the suffix of --out)")] = None,
 ) -> None:
     """Fit a mixed model of pain on exposures and write a tidy table.
 
     The same code path as the Python API: ``analysis.models.fit_model(panel, model=...,
     **keywords)`` with only the options given here. The table has each effect per unit of
     its column (``estimate``) and per reading step (``estimate_step``, ``step_label``, e.g.
-    per +10 % week-over-week mileage), as the reports print it.
+    per +10 % week-over-week mileage; a categorical dummy vs the reference level), as the
+    reports print it. The JSON has ``status``, ``problems`` and ``converged`` as keys, the
+    CSV as columns on every row.
     """
     import pandas as pd
 
@@ -220,6 +276,7 @@ def fit(
         kwargs: dict[str, Any] = fit_keywords(model, {"--method": method, "--df": df,
                                                       "--se": se,
                                                       "--correlation": correlation})
+        out_format = fit_format(out, format)
         source = panel / "panel.parquet" if panel.is_dir() else panel
         if not source.is_file():
             raise InputFileError("panel file not found", file=source)
@@ -238,10 +295,9 @@ def fit(
         if center:
             kwargs["center"] = center
         result = fit_model(data, model=model, **kwargs)
-        out_format = format or ("csv" if out.suffix.lower() == ".csv" else "json")
         out.parent.mkdir(parents=True, exist_ok=True)
         if out_format == "csv":
-            result.table.to_csv(out, index=False)
+            fit_csv_table(result).to_csv(out, index=False)
         else:
             out.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     converged = "converged" if result.converged else "did NOT converge"
@@ -257,7 +313,11 @@ def fit(
 
 
 def _effect_lines(table: Any) -> list[str]:
-    """``mileage_jump: +0.09 NRS points per +10 % week-over-week mileage (95 % CI ...)``."""
+    """``mileage_jump: +0.09 NRS points per +10 % week-over-week mileage (95 % CI ...)``.
+
+    A categorical dummy reads ``C(sex)[T.M]: OR 0.8 vs the reference level (...)`` (its
+    ``step_label``, :data:`analysis.effects.CATEGORICAL`).
+    """
     odds = "odds_ratio_step" in table.columns
     lines = []
     for row in table[table["term"] != "Intercept"].to_dict(orient="records"):
@@ -405,17 +465,11 @@ def power(
     from analysis.power import power_curve
 
     with user_errors():
-        effects: dict[str, float] = {}
         default = DEFAULT_POWER_EFFECT_ODDS if model in ("glmm", "gee") \
             else DEFAULT_POWER_EFFECT
-        for item in effect or [default]:
-            name, sep, value = item.partition("=")
-            try:
-                effects[name.strip()] = float(value)
-            except ValueError:
-                sep = ""
-            if not sep:
-                raise KneeloadError(f"--effect must look like {default}, got {item!r}")
+        effects = _parse_effects(effect or [default], default=default)
+        if not 0.0 < alpha < 1.0:  # also NaN
+            raise KneeloadError(f"--alpha must be between 0 and 1 (exclusive), got {alpha:g}")
         sizes = _parse_ints(runners, option="--runners")
         lengths = _parse_ints(weeks, option="--weeks")
         table = power_curve(runners=sizes, weeks=lengths, effects=effects, n_sims=n_sims,
@@ -439,8 +493,39 @@ def power(
         size = f"OR {row.effect:g}" if row.model in ("glmm", "gee") \
             else f"{row.effect:+g} NRS points"
         console.print(f"{design}, effect {size} {row.step_label}: power {row.power:.2f} "
-                      f"({row.power_ci_low:.2f}-{row.power_ci_high:.2f})", highlight=False)
+                      f"({row.power_ci_low:.2f}-{row.power_ci_high:.2f})"
+                      f"{_fit_counts(row)}", highlight=False)
     console.print(f"wrote {out}")
+
+
+def _parse_effects(items: list[str], *, default: str) -> dict[str, float]:
+    """``--effect EXPOSURE=EFFECT`` items -> ``{exposure: effect}`` (finite numbers only)."""
+    effects: dict[str, float] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        try:
+            value = float(text)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise KneeloadError(f"--effect must look like {default}, got {item!r}")
+        if not math.isfinite(value):
+            raise KneeloadError(f"--effect {item}: the effect must be a finite number")
+        effects[name.strip()] = value
+    return effects
+
+
+def _fit_counts(row: Any) -> str:
+    """``"; 3 of 200 fits doubtful (singular fit)"`` etc. for a power row, "" when all clean."""
+    parts = []
+    if getattr(row, "n_failed", 0):
+        parts.append(f"{row.n_failed} of {row.n_sims} fits failed (counted as not detected)")
+    if getattr(row, "n_doubtful", 0):
+        problem = getattr(row, "first_problem", None)
+        reason = f" (e.g. {problem})" if isinstance(problem, str) and problem else ""
+        parts.append(f"{row.n_doubtful} of {row.n_sims} fits doubtful: not converged or "
+                     f"with problems{reason}")
+    return "".join(f"; {part}" for part in parts)
 
 
 def _stamp() -> str:

@@ -50,6 +50,14 @@ READING_UNITS: dict[str, ReadingUnit] = {
 #: Columns without an entry are read per unit of the column itself.
 PER_UNIT = ReadingUnit(1.0, "unit", "per unit")
 
+#: A dummy of a categorical covariate (``C(sex)[T.M]``, named by
+#: ``analysis.models.build_design``) is 0 or 1: its effect is the level against the reference
+#: level (the first in sorted order), a step of 1 that has no "per".
+CATEGORICAL = ReadingUnit(1.0, "level", "vs the reference level")
+
+#: How the design names dummy terms: ``C(<column>)[T.<level>]``.
+CATEGORICAL_PREFIX = "C("
+
 #: The intercept is not an effect: it has no reading unit.
 INTERCEPT = "Intercept"
 
@@ -69,8 +77,19 @@ def base_exposure(term: str) -> str:
     return _SUFFIX.sub("", str(term))
 
 
+def is_categorical_term(term: str) -> bool:
+    """Whether a model term is a dummy of a categorical covariate (``C(sex)[T.M]``)."""
+    return str(term).startswith(CATEGORICAL_PREFIX)
+
+
 def reading_unit(term: str) -> ReadingUnit:
-    """The reading unit of a model term (:data:`PER_UNIT` for columns not in the registry)."""
+    """The reading unit of a model term.
+
+    :data:`CATEGORICAL` for a categorical dummy (``C(sex)[T.M]``), the registry's entry for
+    an exposure (with or without a centering or lag suffix), :data:`PER_UNIT` otherwise.
+    """
+    if is_categorical_term(term):
+        return CATEGORICAL
     return READING_UNITS.get(base_exposure(term), PER_UNIT)
 
 
@@ -124,13 +143,15 @@ def per_unit_effects(effects: Mapping[str, float], *, odds: bool = False) -> dic
     Raises
     ------
     ValueError
-        An odds ratio that is not a positive finite number.
+        A value that is not a finite number, or an odds ratio that is not positive.
     """
     out = {}
     for name, value in effects.items():
         value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{name}: an effect must be a finite number, got {value:g}")
         if odds:
-            if not (value > 0 and math.isfinite(value)):
+            if value <= 0:
                 raise ValueError(f"{name}: an odds ratio must be a positive number, got "
                                  f"{value:g}")
             value = math.log(value)
@@ -148,6 +169,7 @@ def step_effects(effects: Mapping[str, float], *, odds: bool = False) -> dict[st
 
 
 __all__ = [
+    "CATEGORICAL",
     "ODDS_STEP_COLUMNS",
     "PER_UNIT",
     "READING_UNITS",
@@ -155,6 +177,7 @@ __all__ = [
     "ReadingUnit",
     "add_reading_units",
     "base_exposure",
+    "is_categorical_term",
     "per_unit_effects",
     "reading_unit",
     "step_effects",

@@ -20,12 +20,17 @@ import pandas as pd
 from analysis.effects import per_unit_effects, reading_unit
 from analysis.epi import wilson_interval
 from analysis.errors import KneeloadError, ModelSpecError
-from analysis.models import MIN_RUNNERS_FOR_SLOPE, fit_model
+from analysis.models import MIN_RUNNERS_FOR_SLOPE, STATUS_WARNING, fit_model
 from analysis.simulate import DEFAULT_SEED, linear_predictor
 
 #: Exposures the simulator's truth refers to (fraction, km, days).
 DEFAULT_EXPOSURES = ("mileage_jump", "shoe_km", "rest_days_7d")
 DEFAULT_ALPHA = 0.05
+
+#: Per-unit summary columns of :func:`summarise_simulations` that :func:`power_curve` also
+#: gives per reading step (``<column>_step`` = value x ``step``), as a model table gives
+#: ``estimate`` and ``estimate_step`` (:func:`analysis.effects.add_reading_units`).
+PER_UNIT_SUMMARY_COLUMNS = ("mean_estimate", "bias", "empirical_sd", "mean_std_error")
 
 #: Random slopes in the simulator's outcome models (analysis.simulate): NRS has one on the
 #: jump, the logistic model none.
@@ -118,7 +123,9 @@ def simulate_and_fit(
 
     A fit that fails (a :class:`~analysis.errors.KneeloadError`, e.g. an exposure that is
     constant in a tiny study) gives rows with ``failed=True`` and missing estimates: it
-    counts as "not detected" in power.
+    counts as "not detected" in power. A fit that ran has its ``converged``, ``status``
+    (``"ok"`` or ``"warning"``) and ``problems`` (joined with ``"; "``, e.g. ``"singular
+    fit"``); a failed one has ``status`` ``"failed"``.
     """
     outcome = _OUTCOME_FOR_MODEL[model]
     panel, truth = simulate_panel(runners=runners, weeks=weeks, cohorts=cohorts, seed=seed,
@@ -131,13 +138,16 @@ def simulate_and_fit(
         res = fit_model(panel, model=model, **kwargs)
         table = res.table.set_index("term")
         failed, converged, message = False, res.converged, ""
+        status, problems = res.status, "; ".join(res.problems)
     except KneeloadError as exc:
         table, failed, converged, message = None, True, False, exc.one_line()
+        status, problems = "failed", ""
     rows = []
     for term in exposures:
         row: dict[str, Any] = {"seed": seed, "term": term, "truth": true_effects.get(term),
                                "n_runners": truth["n_runners"], "failed": failed,
-                               "converged": converged, "error": message}
+                               "converged": converged, "status": status,
+                               "problems": problems, "error": message}
         if table is not None:
             est = table.loc[term]
             row.update(estimate=est["estimate"], std_error=est["std_error"],
@@ -151,24 +161,84 @@ def simulate_and_fit(
                       covered=(out["ci_low"] < out["truth"]) & (out["truth"] < out["ci_high"]))
 
 
+def _doubtful(sims: pd.DataFrame) -> pd.Series:
+    """Fits that ran but did not converge or have problems (``status`` ``"warning"``)."""
+    failed = sims["failed"].astype(bool)
+    converged = sims["converged"].astype(bool) if "converged" in sims else True
+    warning = sims["status"] == STATUS_WARNING if "status" in sims else False
+    return ~failed & (~converged | warning)
+
+
 def summarise_simulations(sims: pd.DataFrame, *, by: Sequence[str] = ("term",)) -> pd.DataFrame:
-    """Power (Wilson 95 % interval), coverage of the 95 % intervals and bias per group."""
+    """Power (Wilson 95 % interval), coverage of the 95 % intervals and bias per group.
+
+    Parameters
+    ----------
+    sims : rows of :func:`simulate_and_fit` (``converged`` and ``status`` may be absent:
+        then every fit that did not fail counts as clean).
+    by : grouping columns.
+
+    Returns
+    -------
+    Per group: ``n_sims``, ``n_failed`` (fits that raised; counted as not detected),
+    ``n_doubtful`` (fits that ran but did not converge or had problems, e.g. a singular fit;
+    their estimates are used), ``n_significant``, ``power`` with its Wilson interval,
+    ``truth``, ``mean_estimate``, ``empirical_sd``, ``mean_std_error``, ``bias`` (all per
+    unit of the column, as ``truth``), ``coverage`` among fits that did not fail, and
+    ``first_error`` / ``first_problem`` (the first failure message and the first problem of
+    a doubtful fit, for the user). When every fit failed, ``power`` and its interval are NaN
+    (nothing was estimated), not 0.
+    """
     by = list(by)
+    doubtful = _doubtful(sims)
     ok = sims.assign(estimate_ok=sims["estimate"].where(~sims["failed"]),
-                     covered_ok=sims["covered"].where(~sims["failed"]).astype(float))
+                     covered_ok=sims["covered"].where(~sims["failed"]).astype(float),
+                     doubtful=doubtful)
     out = ok.groupby(by, observed=True, sort=False).agg(
-        n_sims=("seed", "size"), n_failed=("failed", "sum"),
+        n_sims=("seed", "size"), n_failed=("failed", "sum"), n_doubtful=("doubtful", "sum"),
         n_significant=("significant", "sum"), truth=("truth", "first"),
         mean_estimate=("estimate_ok", "mean"), empirical_sd=("estimate_ok", "std"),
         mean_std_error=("std_error", "mean"), coverage=("covered_ok", "mean"),
     ).reset_index()
-    if "error" in sims.columns:  # the first failure message per group, for the user
-        errors = sims.loc[sims["failed"] & (sims["error"] != "")].groupby(
-            by, observed=True, sort=False)["error"].first().rename("first_error")
-        out = out.merge(errors, left_on=by, right_index=True, how="left")
-    lo, hi = wilson_interval(out["n_significant"].to_numpy(), out["n_sims"].to_numpy())
-    return out.assign(power=out["n_significant"] / out["n_sims"], power_ci_low=lo,
-                      power_ci_high=hi, bias=out["mean_estimate"] - out["truth"])
+    for column, source, rows in (("first_error", "error", sims["failed"].astype(bool)),
+                                 ("first_problem", "problems", doubtful)):
+        if source in sims.columns:  # the first message per group, for the user
+            text = sims.loc[rows & sims[source].fillna("").ne(""), [*by, source]]
+            first = text.groupby(by, observed=True, sort=False)[source].first()
+            out = out.merge(first.rename(column), left_on=by, right_index=True, how="left")
+    n_sims = out["n_sims"].to_numpy()
+    all_failed = out["n_failed"].to_numpy() >= n_sims
+    lo, hi = wilson_interval(out["n_significant"].to_numpy(), n_sims)
+    power = np.where(all_failed, np.nan, out["n_significant"] / n_sims)
+    return out.assign(power=power, power_ci_low=np.where(all_failed, np.nan, lo),
+                      power_ci_high=np.where(all_failed, np.nan, hi),
+                      bias=out["mean_estimate"] - out["truth"])
+
+
+def _all_failed(summary: pd.DataFrame) -> pd.Series:
+    """Why a simulated design has no power (every fit failed), None where some fit ran."""
+    first = summary["first_error"] if "first_error" in summary else pd.Series(
+        None, index=summary.index, dtype=object)
+    reasons = [f"all {n} simulated fits failed; the first: {error}" if failed >= n else None
+               for n, failed, error in zip(summary["n_sims"], summary["n_failed"], first,
+                                           strict=True)]
+    return pd.Series(reasons, index=summary.index, dtype=object)
+
+
+def _check_power_options(effects: dict[str, float], *, alpha: float, model: str,
+                         n_sims: int, exposures: Sequence[str]) -> None:
+    """Reject what no simulation can answer (ModelSpecError naming the argument)."""
+    if model not in _OUTCOME_FOR_MODEL:
+        raise ModelSpecError(
+            f"unknown model {model!r}; choose one of {sorted(_OUTCOME_FOR_MODEL)}")
+    if n_sims < 1:
+        raise ModelSpecError("n_sims must be at least 1")
+    if not 0.0 < alpha < 1.0:  # also rejects NaN
+        raise ModelSpecError(f"alpha must be between 0 and 1 (exclusive), got {alpha:g}")
+    unknown = set(effects) - set(exposures)
+    if unknown:
+        raise ModelSpecError(f"effects {sorted(unknown)} are not among the modelled exposures "
+                             f"{list(exposures)}")
 
 
 def _not_estimable(n_runners: int, *, random_slopes: Sequence[str]) -> str | None:
@@ -240,30 +310,35 @@ def power_curve(
 
     Returns
     -------
-    One row per runners x weeks x term in ``effects``: ``effect`` (as given, reading units)
-    with its ``step_label``, ``truth`` (the simulated coefficient per unit of the column:
-    NRS points or log-odds, as ``estimate`` in a model table), ``power`` with its Wilson
-    interval,
-    ``coverage`` of the 95 % intervals, ``bias``, ``n_failed`` and seconds per simulation.
+    One row per runners x weeks x term in ``effects``: ``effect`` (as given, reading units:
+    per ``step``) with its ``step_label``, ``truth`` (the simulated coefficient per unit of
+    the column: NRS points or log-odds, as ``estimate`` in a model table), ``power`` with its
+    Wilson interval, ``coverage`` of the 95 % intervals, ``n_failed``, ``n_doubtful`` and
+    seconds per simulation. ``mean_estimate``, ``bias``, ``empirical_sd`` and
+    ``mean_std_error`` are per unit of the column, like ``truth``; the same columns with
+    ``_step`` (e.g. ``bias_step``) are per reading step (value x ``step``; NRS points, or
+    log-odds for the binomial models), like ``estimate_step`` in a model table.
     Exactly ``runners`` runners are simulated per study. A design whose planned model is not
     estimable (a random slope with fewer than ``MIN_RUNNERS_FOR_SLOPE`` runners) is not
-    simulated: its ``power`` is NaN and ``not_estimable`` says why (None otherwise).
+    simulated, and one where every simulated fit failed estimated nothing: for both
+    ``power`` is NaN and ``not_estimable`` says why (None otherwise).
+
+    Raises
+    ------
+    ModelSpecError
+        An unknown model, ``n_sims < 1``, ``alpha`` outside (0, 1), an effect that is not a
+        finite number (or, for the binomial models, not a positive odds ratio), or an effect
+        on an exposure that is not modelled.
     """
-    if model not in _OUTCOME_FOR_MODEL:
-        raise ModelSpecError(
-            f"unknown model {model!r}; choose one of {sorted(_OUTCOME_FOR_MODEL)}")
-    if n_sims < 1:
-        raise ModelSpecError("n_sims must be at least 1")
-    unknown = set(effects) - set(exposures)
-    if unknown:
-        raise ModelSpecError(f"effects {sorted(unknown)} are not among the modelled exposures "
-                             f"{list(exposures)}")
+    _check_power_options(effects, alpha=alpha, model=model, n_sims=n_sims,
+                         exposures=exposures)
     given = dict(effects)
+    odds = model in ("glmm", "gee")
     try:  # reading units (what the reports print) -> per-unit coefficients (the simulator's)
-        effects = per_unit_effects(given, odds=model in ("glmm", "gee"))
+        effects = per_unit_effects(given, odds=odds)
     except ValueError as error:
-        raise ModelSpecError(f"effects for model {model!r} are odds ratios per step: "
-                             f"{error}") from None
+        kind = "odds ratios per step" if odds else "NRS points per step"
+        raise ModelSpecError(f"effects for model {model!r} are {kind}: {error}") from None
     if random_slopes is None:
         random_slopes = SIMULATED_RANDOM_SLOPES[model]
     cells = [(int(r), int(w)) for r in runners for w in weeks]
@@ -307,8 +382,8 @@ def power_curve(
         if reasons[i] is not None:
             summary = pd.DataFrame({
                 "term": terms, "truth": [float(effects[t]) for t in terms], "n_sims": 0,
-                "n_failed": 0, "n_significant": 0, "power": np.nan, "power_ci_low": np.nan,
-                "power_ci_high": np.nan, "seconds_per_sim": np.nan})
+                "n_failed": 0, "n_doubtful": 0, "n_significant": 0, "power": np.nan,
+                "power_ci_low": np.nan, "power_ci_high": np.nan, "seconds_per_sim": np.nan})
         else:
             pos = estimable.index(i)
             part = slice(pos * n_sims, (pos + 1) * n_sims)
@@ -318,9 +393,13 @@ def power_curve(
         results.append(summary.assign(
             runners=n_runners, weeks=n_weeks, model=model, alpha=alpha,
             effect=summary["term"].map(given).astype(float),
+            step=summary["term"].map(lambda t: reading_unit(t).step).astype(float),
             step_label=summary["term"].map(lambda t: reading_unit(t).label),
-            not_estimable=reasons[i]))
+            not_estimable=reasons[i] if reasons[i] is not None else _all_failed(summary)))
     out = pd.concat(results, ignore_index=True)
-    first = ["runners", "weeks", "term", "effect", "step_label", "truth", "power",
+    for column in PER_UNIT_SUMMARY_COLUMNS:  # per reading step, next to the per-unit value
+        per_unit = out[column] if column in out else pd.Series(np.nan, index=out.index)
+        out[f"{column}_step"] = per_unit.astype(float) * out["step"]
+    first = ["runners", "weeks", "term", "effect", "step", "step_label", "truth", "power",
              "power_ci_low", "power_ci_high"]
     return out[first + [c for c in out.columns if c not in first]]
