@@ -457,6 +457,15 @@ def test_separated_covariate_is_flagged_without_overflow_warnings():
     assert "Hessian is numerically singular" in msg
     # the rest of the model is an ordinary fit: sex M's estimate is finite and its SE usual
     assert res.term("C(sex)[T.M]")["std_error"] < 1.0
+    # a report reloads the saved result: that too without an overflow warning, problems kept
+    import json
+
+    from analysis.models import ModelResult
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back = ModelResult.from_dict(json.loads(json.dumps(res.to_dict(), allow_nan=False)))
+    assert back.status == "warning" and back.problems == res.problems
 
 
 def test_clean_fixtures_are_not_flagged(fits):

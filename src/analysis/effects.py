@@ -122,7 +122,8 @@ def add_reading_units(table: pd.DataFrame, *, odds: bool | None = None) -> pd.Da
         for column, source in zip(ODDS_STEP_COLUMNS, ("estimate", "ci_low", "ci_high"),
                                   strict=True):
             if source in table.columns:
-                out[column] = np.exp(out[f"{source}_step"])
+                with np.errstate(over="ignore"):  # a separated term's OR bound is inf
+                    out[column] = np.exp(out[f"{source}_step"])
     return out
 
 

@@ -241,9 +241,10 @@ def _wald_table(names: list[str], est: np.ndarray, se: np.ndarray, *,
         "p_value": p_value,
     })
     if odds:
-        table = table.assign(odds_ratio=np.exp(table["estimate"]),
-                             or_ci_low=np.exp(table["ci_low"]),
-                             or_ci_high=np.exp(table["ci_high"]))
+        with np.errstate(over="ignore"):  # a separated term's OR bound is inf (a problem)
+            table = table.assign(odds_ratio=np.exp(table["estimate"]),
+                                 or_ci_low=np.exp(table["ci_low"]),
+                                 or_ci_high=np.exp(table["ci_high"]))
     return table
 
 
