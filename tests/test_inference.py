@@ -104,9 +104,8 @@ def test_singular_fit_df_as_lmertest(fits):
     assert np.abs(info.jacobian[-2]).max() < 1e-6 * np.abs(info.jacobian).max()
 
 
-def _info(panel, *, reml=True, **kwargs):
-    design = build_design(panel, outcome="pain", exposures=EXPOSURES, **kwargs)
-    res = fit_lmm(panel, exposures=EXPOSURES, reml=reml, **kwargs)
+def _fitted_covariances(res, design) -> tuple[np.ndarray, float]:
+    """G (random-effect covariance) and sigma^2 read back from a result's variance table."""
     vc = res.variance_components
     q = len(design.z_names)
     G = np.zeros((q, q))
@@ -114,7 +113,13 @@ def _info(panel, *, reml=True, **kwargs):
         i = design.z_names.index(r.var1)
         j = i if r.var2 is None or pd.isna(r.var2) else design.z_names.index(r.var2)
         G[i, j] = G[j, i] = r.vcov
-    sigma2 = float(vc.loc[vc["group"] == "Residual", "vcov"].iloc[0])
+    return G, float(vc.loc[vc["group"] == "Residual", "vcov"].iloc[0])
+
+
+def _info(panel, *, reml=True, **kwargs):
+    design = build_design(panel, outcome="pain", exposures=EXPOSURES, **kwargs)
+    res = fit_lmm(panel, exposures=EXPOSURES, reml=reml, **kwargs)
+    G, sigma2 = _fitted_covariances(res, design)
     beta = res.table["estimate"].to_numpy()
     return lmm_satterthwaite(design, beta=beta, G=G, sigma2=sigma2, reml=reml)
 
@@ -174,14 +179,7 @@ def test_robust_equals_dense_sandwich(slopes):
     res = fit_lmm(panel, exposures=EXPOSURES, random_slopes=slopes, vcov="robust")
     assert res.extra["vcov_type"] == "CR1" and res.extra["ddf"] == "clusters-1"
     design = build_design(panel, outcome="pain", exposures=EXPOSURES, random_slopes=slopes)
-    vc = res.variance_components
-    q = len(design.z_names)
-    G = np.zeros((q, q))
-    for r in vc[vc["group"] == "runner_id"].itertuples():
-        i = design.z_names.index(r.var1)
-        j = i if r.var2 is None or pd.isna(r.var2) else design.z_names.index(r.var2)
-        G[i, j] = G[j, i] = r.vcov
-    sigma2 = float(vc.loc[vc["group"] == "Residual", "vcov"].iloc[0])
+    G, sigma2 = _fitted_covariances(res, design)
     beta = res.table["estimate"].to_numpy()
     m = res.n_runners
     bread, dense = _dense_sandwich(design, beta, G, sigma2, m / (m - 1))
@@ -192,7 +190,7 @@ def test_robust_equals_dense_sandwich(slopes):
     assert (res.table["df"] == m - 1).all()
     # a singular G (slope variance 0) goes through the same Woodbury form
     G0 = G.copy()
-    if q > 1:
+    if G.shape[0] > 1:
         G0[1, :] = G0[:, 1] = 0.0
     _, dense0 = _dense_sandwich(design, beta, G0, sigma2, 1.0)
     ours0 = cluster_robust_vcov(design, beta=beta, G=G0, sigma2=sigma2,
