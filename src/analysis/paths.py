@@ -66,11 +66,6 @@ def notebooks_dir() -> Path:
     return project_root() / "notebooks"
 
 
-def reports_dir(dataset: str = DEFAULT_DATASET) -> Path:
-    """``reports/<dataset>`` under the project root."""
-    return project_root() / "reports" / dataset
-
-
 def real_data_dir() -> Path:
     """The shared real-data folder (public datasets and export samples, not in this repo)."""
     env = os.environ.get("KNEELOAD_REAL_DATA")
