@@ -21,6 +21,7 @@ difference of the analytic gradient (lme4 differences the deviance itself, ``der
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,6 +111,32 @@ class LaplaceFit:
     #: which entries were kept (a singular fit drops its degenerate theta columns)
     weak_direction: np.ndarray = field(default_factory=lambda: np.zeros(0))
     hessian_kept: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+
+def _halved_step(u: np.ndarray, step: np.ndarray, eta: np.ndarray, *,
+                 linear: Callable[[np.ndarray], np.ndarray],
+                 objective: Callable[[np.ndarray, np.ndarray], np.ndarray]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """A Newton step of the conditional modes, halved per runner until the runner's
+    penalised log-likelihood ``objective(eta, u)`` does not decrease; a runner with no
+    improving step keeps its modes -> (modes, linear predictor). ``linear(u)`` is the linear
+    predictor at modes ``u``, ``eta`` its value at the current ``u``."""
+    step = step.copy()
+    f = objective(eta, u)
+    cand = u + step
+    eta_c = linear(cand)
+    bad = objective(eta_c, cand) < f - 1e-12 * np.abs(f)
+    for _ in range(PIRLS_MAX_HALVINGS):
+        if not bad.any():
+            break
+        step[bad] *= 0.5
+        cand = u + step
+        eta_c = linear(cand)
+        bad = objective(eta_c, cand) < f - 1e-12 * np.abs(f)
+    if bad.any():
+        cand[bad] = u[bad]
+        eta_c = linear(cand)
+    return cand, eta_c
 
 
 class LaplaceProblem:
@@ -230,27 +257,10 @@ class LaplaceProblem:
             H = self._rowsum(ZL[:, :, None] * ZL[:, None, :] * w[:, None, None]) + eye
             step = np.linalg.solve(H, g[:, :, None])[:, :, 0]
             size = float(np.max(np.abs(step)))
-            cand = u + step
-            eta_c = linear(cand)
-            if size > PIRLS_SAFE_STEP:
-                # large steps can overshoot: halve them per runner until the penalised
-                # log-likelihood does not decrease (Newton steps below the safe size on this
-                # strictly concave problem are not checked, to save an evaluation)
-                f = objective(eta, u)
-                f_c = objective(eta_c, cand)
-                bad = f_c < f - 1e-12 * np.abs(f)
-                for _ in range(PIRLS_MAX_HALVINGS):
-                    if not bad.any():
-                        break
-                    step[bad] *= 0.5
-                    cand = u + step
-                    eta_c = linear(cand)
-                    f_c = objective(eta_c, cand)
-                    bad = f_c < f - 1e-12 * np.abs(f)
-                if bad.any():  # no improving step: that runner keeps its modes
-                    cand[bad] = u[bad]
-                    eta_c = linear(cand)
-            u, eta = cand, eta_c
+            # Newton steps below the safe size on this strictly concave problem are not
+            # checked, to save an evaluation; larger ones can overshoot
+            u, eta = (_halved_step(u, step, eta, linear=linear, objective=objective)
+                      if size > PIRLS_SAFE_STEP else (u + step, linear(u + step)))
             if size < PIRLS_TOL:
                 break
         logp = _log_bernoulli(eta, y, np.exp(-np.clip(eta, -ETA_CLIP, ETA_CLIP)))
@@ -274,29 +284,16 @@ class LaplaceProblem:
             e = np.exp(-np.clip(eta, -ETA_CLIP, ETA_CLIP))
             return rowsum(_log_bernoulli(eta, y, e)) - 0.5 * u * u
 
-        eta = off + lam * u[codes]
+        def linear(c: np.ndarray) -> np.ndarray:
+            return off + lam * c[codes]
+
+        eta = linear(u)
         e, mu, w = _logistic(eta)
         for _ in range(PIRLS_MAXIT):
             step = (lam * rowsum(y - mu) - u) / (lam * lam * rowsum(w) + 1.0)
             size = float(np.max(np.abs(step)))
-            cand = u + step
-            eta_c = off + lam * cand[codes]
-            if size > PIRLS_SAFE_STEP:  # as in modes(): halve overshooting steps per runner
-                f = objective(eta, u)
-                f_c = objective(eta_c, cand)
-                bad = f_c < f - 1e-12 * np.abs(f)
-                for _ in range(PIRLS_MAX_HALVINGS):
-                    if not bad.any():
-                        break
-                    step[bad] *= 0.5
-                    cand = u + step
-                    eta_c = off + lam * cand[codes]
-                    f_c = objective(eta_c, cand)
-                    bad = f_c < f - 1e-12 * np.abs(f)
-                if bad.any():
-                    cand[bad] = u[bad]
-                    eta_c = off + lam * cand[codes]
-            u, eta = cand, eta_c
+            u, eta = (_halved_step(u, step, eta, linear=linear, objective=objective)
+                      if size > PIRLS_SAFE_STEP else (u + step, linear(u + step)))
             e, mu, w = _logistic(eta)  # at the new modes: the next step's, or the result's
             if size < PIRLS_TOL:
                 break
