@@ -63,17 +63,26 @@ def _ar1_series(rng: np.random.Generator, n_series: int, length: int, rho: float
     return out
 
 
-def simulate_few(rng: np.random.Generator, n_runners: int, n_reports: int = 20
-                 ) -> pd.DataFrame:
-    """Few runners: a runner-level covariate and a within-runner exposure."""
+def _runners_with_covariates(rng: np.random.Generator, n_runners: int, n_reports: int, *,
+                             truth: dict[str, float], runner_sd: float) -> pd.DataFrame:
+    """Runners with a runner-level ``age`` (SD 1) and a per-report ``mileage_jump``; ``eta``
+    is the linear predictor of ``truth`` plus a random intercept of SD ``runner_sd``."""
     rid = np.repeat(np.arange(n_runners), n_reports)
     age = rng.standard_normal(n_runners)[rid]
     jump = rng.normal(0.1, 0.25, rid.size)
-    t = TRUTH["few"]
-    pain = (t["Intercept"] + t["mileage_jump"] * jump + t["age"] * age
-            + rng.normal(0, SD_RUNNER, n_runners)[rid] + rng.normal(0, SD_RESIDUAL, rid.size))
-    return pd.DataFrame({"runner_id": [f"r{i:02d}" for i in rid], "pain": pain,
-                         "mileage_jump": jump, "age": age})
+    eta = (truth["Intercept"] + truth["mileage_jump"] * jump + truth["age"] * age
+           + rng.normal(0, runner_sd, n_runners)[rid])
+    return pd.DataFrame({"runner_id": [f"r{i:03d}" for i in rid], "mileage_jump": jump,
+                         "age": age, "eta": eta})
+
+
+def simulate_few(rng: np.random.Generator, n_runners: int, n_reports: int = 20
+                 ) -> pd.DataFrame:
+    """Few runners: a runner-level covariate and a within-runner exposure."""
+    frame = _runners_with_covariates(rng, n_runners, n_reports, truth=TRUTH["few"],
+                                     runner_sd=SD_RUNNER)
+    pain = frame.pop("eta") + rng.normal(0, SD_RESIDUAL, len(frame))
+    return frame.assign(pain=pain)
 
 
 def simulate_ar1(rng: np.random.Generator, n_runners: int = 30, n_days: int = 60
@@ -93,15 +102,10 @@ def simulate_ar1(rng: np.random.Generator, n_runners: int = 30, n_days: int = 60
 def simulate_rare(rng: np.random.Generator, n_runners: int = 120, n_reports: int = 60
                   ) -> pd.DataFrame:
     """Rare events: 2-3 % of reports positive."""
-    rid = np.repeat(np.arange(n_runners), n_reports)
-    age = rng.standard_normal(n_runners)[rid]
-    jump = rng.normal(0.1, 0.25, rid.size)
-    t = TRUTH["rare"]
-    eta = (t["Intercept"] + t["mileage_jump"] * jump + t["age"] * age
-           + rng.normal(0, RARE_RUNNER_SD, n_runners)[rid])
-    return pd.DataFrame({"runner_id": [f"r{i:03d}" for i in rid],
-                         "pain_any": (rng.random(rid.size) < expit(eta)).astype(float),
-                         "mileage_jump": jump, "age": age})
+    frame = _runners_with_covariates(rng, n_runners, n_reports, truth=TRUTH["rare"],
+                                     runner_sd=RARE_RUNNER_SD)
+    eta = frame.pop("eta").to_numpy()
+    return frame.assign(pain_any=(rng.random(len(frame)) < expit(eta)).astype(float))
 
 
 #: Per setting: (simulator, fitting function, {method name: fit keywords}).
