@@ -123,26 +123,23 @@ def fit_glmm(
         variance = variance.loc[variance["var2"].isna()].reset_index(drop=True)
     tau2 = float(fit.G[0, 0])
     problems = _doubtful_fit(fit, design, group=group)
-    # a separated term's odds-ratio bounds are exp(+/-1e4): inf and 0 are their honest values
-    # (here and in the reading-unit columns ModelResult adds), not an overflow to warn about
-    with np.errstate(over="ignore"):
-        return ModelResult(
-            model="glmm", outcome=outcome, exposures=list(exposures), covariates=list(covariates),
-            random_slopes=list(random_slopes),
-            table=_wald_table(design.x_names, fit.beta, np.sqrt(np.diag(cov)), odds=True),
-            variance_components=variance,
-            icc=tau2 / (tau2 + LOGIT_RESIDUAL_VARIANCE) if q == 1 else None, n_obs=int(n),
-            n_runners=len(design.group_labels), dropped=design.dropped, converged=fit.converged,
-            optimizer="L-BFGS + Newton" if fit.converged else None,
-            warnings=notes, loglik=loglik, aic=-2 * loglik + 2 * k,
-            bic=-2 * loglik + math.log(n) * k, method="Laplace (ML)", engine=engine,
-            extra={"singular": fit.singular, "n_params": k, "iterations": fit.iterations,
-                   "center": center, "group": group, "vcov": cov.tolist(),
-                   "vcov_model": fit.vcov.tolist(), "vcov_type": vcov,
-                   "theta": fit.theta.tolist(), "deviance": fit.deviance,
-                   "newton_decrement": fit.decrement, "correlated": correlated},
-            problems=problems,
-        )
+    return ModelResult(
+        model="glmm", outcome=outcome, exposures=list(exposures), covariates=list(covariates),
+        random_slopes=list(random_slopes),
+        table=_wald_table(design.x_names, fit.beta, np.sqrt(np.diag(cov)), odds=True),
+        variance_components=variance,
+        icc=tau2 / (tau2 + LOGIT_RESIDUAL_VARIANCE) if q == 1 else None, n_obs=int(n),
+        n_runners=len(design.group_labels), dropped=design.dropped, converged=fit.converged,
+        optimizer="L-BFGS + Newton" if fit.converged else None,
+        warnings=notes, loglik=loglik, aic=-2 * loglik + 2 * k,
+        bic=-2 * loglik + math.log(n) * k, method="Laplace (ML)", engine=engine,
+        extra={"singular": fit.singular, "n_params": k, "iterations": fit.iterations,
+               "center": center, "group": group, "vcov": cov.tolist(),
+               "vcov_model": fit.vcov.tolist(), "vcov_type": vcov,
+               "theta": fit.theta.tolist(), "deviance": fit.deviance,
+               "newton_decrement": fit.decrement, "correlated": correlated},
+        problems=problems,
+    )
 
 
 def _doubtful_fit(fit: LaplaceFit, design: Design, *, group: str) -> list[str]:
