@@ -13,7 +13,13 @@ DATASET ?= demo
 RAW := data/raw/$(DATASET)
 PROCESSED := data/processed/$(DATASET)
 REPORTS := reports/$(DATASET)
-RAW_FILES := $(wildcard $(RAW)/*.csv)
+# Every file and sub-folder under the raw folder (xlsx, diaries, export folders, activity
+# files); folders too, so a deleted file also triggers a rebuild. Spaces in names are escaped.
+RAW_FILES := $(shell find $(RAW) -print 2>/dev/null | sed 's/ /\\ /g')
+# Options passed through: `make report DATASET=x BUILD_OPTS="--timezone Europe/Oslo"
+# PARAMS="exposures=km_7d,rest_days_7d min_cohort_size=8"` (each PARAMS word is one --param).
+BUILD_OPTS ?=
+PARAMS ?=
 SRC := $(shell find src -name '*.py') pyproject.toml
 
 .PHONY: setup report build test test-fast test-notebooks notebooks lab lock lint bench clean help
@@ -35,12 +41,12 @@ $(STAMP): $(VENV)/bin/python pyproject.toml $(CONSTRAINTS)
 setup: $(STAMP)  ## create .venv and install kneeload with its extras (pinned)
 
 $(PROCESSED)/panel.parquet: $(STAMP) $(RAW_FILES) $(SRC)
-	$(KNEELOAD) build $(RAW) --out $(PROCESSED)
+	$(KNEELOAD) build $(RAW) --out $(PROCESSED) $(BUILD_OPTS)
 
 build: $(PROCESSED)/panel.parquet  ## raw -> processed for DATASET (default: demo)
 
 report: build  ## the main job: demo raw data -> processed -> reports/demo/index.html
-	$(KNEELOAD) report $(PROCESSED) --out $(REPORTS) --changed-only
+	$(KNEELOAD) report $(PROCESSED) --out $(REPORTS) --changed-only $(foreach p,$(PARAMS),--param $(p))
 	@echo "open $(REPORTS)/index.html"
 
 test: build  ## the package tests, then the notebooks under nbval

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -79,3 +83,49 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 def test_console_script_points_at_the_typer_app():
     assert _pyproject()["project"]["scripts"] == {"kneeload": "analysis.cli:app"}
+
+
+def _make_would_build(tmp_path: Path, changed: Path) -> bool:
+    """Whether ``make`` would rebuild the panel after ``changed`` got newer than it (dry run
+    with the raw/processed folders, stamp and sources pointed into ``tmp_path``)."""
+    raw, processed = tmp_path / "raw", tmp_path / "processed"
+    stamp = tmp_path / "stamp"
+    stamp.touch()
+    panel = processed / "panel.parquet"
+    os.utime(stamp, (1_000, 1_000))
+    for path in raw.rglob("*"):
+        os.utime(path, (2_000, 2_000))
+    os.utime(raw, (2_000, 2_000))
+    os.utime(panel, (3_000, 3_000))
+    os.utime(changed, (4_000, 4_000))
+    run = subprocess.run(
+        ["make", "-n", "-f", str(ROOT / "Makefile"), f"RAW={raw}", f"PROCESSED={processed}",
+         f"STAMP={stamp}", "SRC=", "-o", str(stamp), str(panel)],
+        capture_output=True, text=True, check=True, cwd=tmp_path)
+    return "kneeload build" in run.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_make_rebuilds_when_any_file_under_the_raw_folder_changes(tmp_path):
+    raw = tmp_path / "raw"
+    (raw / "exports" / "runner 01").mkdir(parents=True)
+    (tmp_path / "processed").mkdir()
+    (tmp_path / "processed" / "panel.parquet").write_bytes(b"x")
+    nested = raw / "exports" / "runner 01" / "activities.csv"  # a space in the folder name
+    sheet = raw / "pain.xlsx"
+    for path in (raw / "runs.csv", nested, sheet):
+        path.write_bytes(b"x")
+    assert not _make_would_build(tmp_path, tmp_path / "processed" / "panel.parquet")
+    assert _make_would_build(tmp_path, nested)
+    assert _make_would_build(tmp_path, sheet)
+    assert _make_would_build(tmp_path, raw / "exports")  # a file added or deleted there
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_make_report_passes_each_params_word_as_one_param():
+    run = subprocess.run(
+        ["make", "-n", "-W", "pyproject.toml", "report", "PARAMS=exposures=km_7d min_cohort_size=8",
+         "BUILD_OPTS=--timezone Europe/Oslo"],
+        capture_output=True, text=True, check=True, cwd=ROOT)
+    assert "--out data/processed/demo --timezone Europe/Oslo" in run.stdout
+    assert "--param exposures=km_7d --param min_cohort_size=8" in run.stdout
