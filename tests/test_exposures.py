@@ -487,38 +487,6 @@ def test_missing_required_column_names_the_column() -> None:
     assert err.value.column == "distance_km"
 
 
-def test_ostrc_score_coding_gives_the_same_result_as_option_coding() -> None:
-    from analysis.exposures import OSTRC_O2_SCORES, ostrc_scores
-
-    options = pd.DataFrame({"ostrc_q1": [1, 2, 3, 4, np.nan, 2],
-                            "ostrc_q2": [3, 2, 4, np.nan, 1, 3],
-                            "ostrc_q3": [np.nan, 1, 1, np.nan, 1, 1],
-                            "ostrc_q4": [2, 2, 1, 4, 1, 1]})
-    scores = options.apply(lambda c: c.map(lambda v: np.nan if pd.isna(v)
-                                           else OSTRC_O2_SCORES[int(v) - 1]))
-    by_option = ostrc_scores(options, coding="option")
-    pd.testing.assert_frame_equal(by_option, ostrc_scores(scores, coding="score"))
-    pd.testing.assert_frame_equal(by_option, ostrc_scores(scores))  # auto: scores
-    pd.testing.assert_frame_equal(by_option, ostrc_scores(options))  # auto: options
-    # by hand: row 1 = 8 + 8 + 0 + 8; row 2 = 17 + 25 + 0 + 0; row 3 could not participate:
-    # items 2 and 3 skipped and scored 25, so 25 x 4
-    assert by_option["ostrc_severity"].tolist()[:4] == [0.0, 24.0, 42.0, 100.0]
-    assert by_option["ostrc_substantial"].tolist() == [False, False, True, True, pd.NA, True]
-    assert by_option["ostrc_problem"].tolist() == [False, True, True, True, pd.NA, True]
-
-
-def test_ostrc_answers_outside_both_codings_are_rejected_with_the_column() -> None:
-    from analysis.errors import DataContractError
-    from analysis.exposures import ostrc_scores
-
-    with pytest.raises(DataContractError) as err:
-        ostrc_scores(pd.DataFrame({"ostrc_q1": [1.0, 2.0], "ostrc_q2": [5.0, 1.0]}),
-                     coding="option")
-    assert (err.value.column, err.value.row) == ("ostrc_q2", 0)
-    with pytest.raises(DataContractError):
-        ostrc_scores(pd.DataFrame({"ostrc_q1": [0.0, 2.0]}))  # 0-based options: ambiguous
-
-
 def test_auto_coding_names_the_file_row_and_column_of_the_bad_ostrc_answer() -> None:
     # one ostrc_q2 = 5 aborted the build with an error naming ostrc_q1 and no file or row
     from analysis.errors import DataContractError
@@ -746,3 +714,19 @@ def test_numpy_filters_match_scipy() -> None:
     assert valid.sum() > 4000
     np.testing.assert_array_equal(got[valid], ref[valid])
     assert np.isnan(got[~valid]).all()
+
+
+def test_the_panel_has_no_within_between_split_of_its_own(
+    fixture_builds: dict[str, PanelBuild],
+) -> None:
+    """One ``<x>_within``: the model's (models.build_design, over the rows a model uses). The
+    panel once carried its own over all rows, under the same name (issue 11: they differed
+    in all 141 modelling rows of a 20-runner panel)."""
+    import analysis.exposures as ex
+
+    for built in fixture_builds.values():
+        split = [c for c in built.panel.columns if c.endswith(("_within", "_between"))]
+        assert split == []
+        assert "within_between" not in built.meta
+        assert "km_7d" in built.panel.columns and "km_7d_lag1w" in built.panel.columns
+    assert not hasattr(ex, "_within_between")

@@ -6,7 +6,7 @@ The injurytools-style summaries (Bahr 2009; Clarsen et al. 2013), for knee pain 
   Poisson intervals; a new episode starts when ``pain_any`` turns on after at least
   :data:`EPISODE_MIN_PAIN_FREE_REPORTS` pain-free reports of the same runner;
 * weekly prevalence of ``pain_any`` and of OSTRC substantial problems (OSTRC-O2, scored by
-  :func:`analysis.exposures.ostrc_scores`), with Wilson intervals.
+  :func:`analysis.ostrc.ostrc_scores`), with Wilson intervals.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def ostrc_substantial(reports: pd.DataFrame, *, coding: str = "auto") -> pd.Seri
     """OSTRC substantial problem per report (nullable boolean; NA when not answered).
 
     Uses the panel's ``ostrc_substantial`` column when present, else scores ``ostrc_q1`` ..
-    ``ostrc_q4`` with :func:`analysis.exposures.ostrc_scores` (OSTRC-O2, Clarsen et al.
+    ``ostrc_q4`` with :func:`analysis.ostrc.ostrc_scores` (OSTRC-O2, Clarsen et al.
     2020: item 1 "could not participate", or item 2 or 3 "moderate" or worse), so the
     definition lives in one place.
     """
@@ -160,7 +160,7 @@ def ostrc_substantial(reports: pd.DataFrame, *, coding: str = "auto") -> pd.Seri
         return reports["ostrc_substantial"].astype("boolean")
     if not any(c.startswith("ostrc_q") for c in reports.columns):
         return pd.Series(pd.NA, index=reports.index, dtype="boolean")
-    from analysis.exposures import ostrc_scores
+    from analysis.ostrc import ostrc_scores
 
     return ostrc_scores(reports, coding=coding)["ostrc_substantial"].astype("boolean")
 

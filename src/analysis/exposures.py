@@ -21,7 +21,14 @@ import pandas as pd
 from analysis.clean import superseded_same_day
 from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD
 from analysis.errors import DataContractError, KneeloadError
-from analysis.schemas import OSTRC_ITEMS, SOURCE_FILE, SOURCE_LINE
+
+# OSTRC scoring lives in analysis.ostrc; its public names are re-exported from here (X as X)
+from analysis.ostrc import OSTRC_CODINGS, ostrc_columns
+from analysis.ostrc import OSTRC_O2_SCORES as OSTRC_O2_SCORES
+from analysis.ostrc import OSTRC_SUBSTANTIAL_SCORE as OSTRC_SUBSTANTIAL_SCORE
+from analysis.ostrc import ostrc_coding as infer_ostrc_coding
+from analysis.ostrc import ostrc_scores as ostrc_scores
+from analysis.schemas import OSTRC_ITEMS
 
 # --- constants (docs/exposures.md) ---------------------------------------------------------
 # DEFAULT_EXPOSURE_LAG_DAYS (7) and DEFAULT_PAIN_THRESHOLD (3.0) live in analysis.defaults
@@ -44,14 +51,6 @@ ATL_DAYS = 7
 #: (Frandsen et al. 2025, BJSM).
 RUN_SPIKE_RATIO = 1.10
 RUN_SPIKE_LOOKBACK_DAYS = 30
-#: OSTRC-O2 item scores for answer options 1..4 of every item (Clarsen et al. 2020, BJSM
-#: 54:390; the 2013 version scored items 2 and 3 as 0, 6, 13, 19, 25 over five options,
-#: Clarsen et al. 2013, BJSM 47:495). Severity is the sum, 0-100.
-OSTRC_O2_SCORES = (0.0, 8.0, 17.0, 25.0)
-OSTRC_CODINGS = ("auto", "option", "score")
-#: Item 2 or 3 at "to a moderate extent" (17) or worse, or item 1 "could not participate"
-#: (25), is a substantial problem (Clarsen et al. 2013; 2020).
-OSTRC_SUBSTANTIAL_SCORE = 17.0
 #: Shoes used in the last 30 days count as "in rotation".
 ROTATION_DAYS = 30
 
@@ -828,123 +827,6 @@ def jump_category(mileage_jump: pd.Series) -> pd.Series:
 
 
 
-# --- OSTRC overuse questionnaire -----------------------------------------------------------
-
-
-def _where(pain: pd.DataFrame, row: int) -> dict[str, Any]:
-    """``file`` and ``row`` of table row ``row``: its source file and line when the table
-    carries them (clean tables do), else the row position."""
-    if SOURCE_FILE in pain.columns and SOURCE_LINE in pain.columns:
-        return {"file": str(pain[SOURCE_FILE].iloc[row]),
-                "row": int(pain[SOURCE_LINE].iloc[row])}
-    return {"row": row}
-
-
-def _ostrc_coding(pain: pd.DataFrame) -> str:
-    """``"option"`` or ``"score"``: the coding every OSTRC answer in ``pain`` fits.
-
-    Raises a :class:`DataContractError` naming the file, row and column of the first answer
-    that fits neither coding, or else of the first answer of the rarer coding (a mix).
-    """
-    items = [c for c in OSTRC_ITEMS if c in pain.columns]
-    if not items:
-        return "option"
-    answers = pain[items].to_numpy(dtype=float)
-    answered = ~np.isnan(answers)
-    option = np.isin(answers, np.arange(1, 5))
-    score = np.isin(answers, OSTRC_O2_SCORES)
-    if (option | ~answered).all():
-        return "option"
-    if (score | ~answered).all():
-        return "score"
-    neither = answered & ~option & ~score
-    if neither.any():
-        bad, why = neither, "is neither an option number 1-4 nor an OSTRC-O2 item score"
-    elif option.sum() <= score.sum():
-        bad, why = option, "is an option number 1-4 among OSTRC-O2 item scores"
-    else:
-        bad, why = score, "is an OSTRC-O2 item score among option numbers 1-4"
-    row, col = (int(k) for k in np.argwhere(bad)[0])
-    raise DataContractError(
-        f"OSTRC answer {answers[row, col]:g} {why} {list(OSTRC_O2_SCORES)}",
-        column=items[col], **_where(pain, row))
-
-
-def ostrc_scores(pain: pd.DataFrame, *, coding: str = "auto") -> pd.DataFrame:
-    """OSTRC-O2 item scores, severity (0-100) and problem flags for each pain report.
-
-    Parameters
-    ----------
-    pain
-        Table with ``ostrc_q1`` .. ``ostrc_q4`` (missing items are treated as unanswered).
-    coding
-        ``"option"``: answers are option numbers 1-4 as printed (1 = best);
-        ``"score"``: answers are already item scores 0, 8, 17 or 25;
-        ``"auto"`` (default): whichever of the two the answers fit (the two value sets do not
-        overlap, so this is unambiguous; all answers missing reads as options).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``ostrc_q1_score`` .. ``ostrc_q4_score``, ``ostrc_severity`` (sum, 0-100),
-        ``ostrc_problem`` and ``ostrc_substantial`` (nullable booleans), same index.
-
-    Notes
-    -----
-    O2 logic (Clarsen et al. 2020): item 1 is the gatekeeper, "full participation without
-    problems" ends the questionnaire, so items 2-4 score 0 whatever was entered; "could not
-    participate" skips items 2 and 3, which score 25. A problem is any item-1 answer other
-    than full participation without problems; a substantial problem is item 1 = could not
-    participate or item 2 or 3 at "moderate" or worse. Anything needed but unanswered is NA.
-    """
-    if coding not in OSTRC_CODINGS:
-        raise KneeloadError(f"ostrc coding must be one of {OSTRC_CODINGS}, got {coding!r}")
-    n = len(pain)
-    if coding == "auto":
-        coding = _ostrc_coding(pain)
-    scores = {}
-    for item in range(1, 5):
-        col = f"ostrc_q{item}"
-        raw = (pain[col].astype(float).to_numpy() if col in pain.columns
-               else np.full(n, np.nan))
-        allowed = np.arange(1, 5) if coding == "option" else np.array(OSTRC_O2_SCORES)
-        bad = ~np.isnan(raw) & ~np.isin(raw, allowed)
-        if bad.any():
-            at = int(np.flatnonzero(bad)[0])
-            raise DataContractError(
-                f"OSTRC answer {raw[at]:g} is not one of {allowed.tolist()} "
-                f"(coding={coding!r})", column=col, **_where(pain, at))
-        if coding == "option":
-            score = np.full(n, np.nan)
-            ok = ~np.isnan(raw)
-            score[ok] = np.asarray(OSTRC_O2_SCORES)[raw[ok].astype(int) - 1]
-        else:
-            score = raw
-        scores[item] = score
-    q1 = scores[1]
-    no_problem = q1 == OSTRC_O2_SCORES[0]
-    cannot = q1 == OSTRC_O2_SCORES[-1]
-    for item in (2, 3, 4):
-        scores[item] = np.where(no_problem, 0.0, scores[item])
-        scores[item] = np.where(np.isnan(q1), np.nan, scores[item])
-    for item in (2, 3):
-        scores[item] = np.where(cannot, OSTRC_O2_SCORES[-1], scores[item])
-    severity = scores[1] + scores[2] + scores[3] + scores[4]
-    problem = pd.array(~no_problem, dtype="boolean")
-    problem[np.isnan(q1)] = pd.NA
-    worst_23 = np.fmax(scores[2], scores[3])
-    substantial_known = cannot | (worst_23 >= OSTRC_SUBSTANTIAL_SCORE)
-    substantial = pd.array(substantial_known, dtype="boolean")
-    unknown = ~substantial_known & (np.isnan(q1) | np.isnan(scores[2]) | np.isnan(scores[3]))
-    substantial[unknown] = pd.NA
-    out = pd.DataFrame({f"ostrc_q{i}_score": scores[i] for i in range(1, 5)},
-                       index=pain.index)
-    out["ostrc_severity"] = severity
-    out["ostrc_problem"] = problem
-    out["ostrc_substantial"] = substantial
-    return out
-
-
 # --- pain reports and the panel -------------------------------------------------------------
 
 
@@ -953,14 +835,18 @@ def _split_reports(pain: pd.DataFrame, runners: pd.DataFrame
     """Pain reports -> (kept, superseded same-day reports, reports of unknown runners).
 
     The same-day rule is :func:`analysis.clean.superseded_same_day`, the one clean applies;
-    on clean tables (the build) both other parts are empty.
+    on clean tables (the build) both other parts are empty. ``kept`` is in panel order
+    (runner, then date), so the panel is built sorted and never sorted as a whole.
     """
     table = pain.assign(runner_id=pain["runner_id"].astype(str),
                         _day=_day_numbers(pain["date"]), pain=pain["pain"].astype(float))
     dup = superseded_same_day(table["runner_id"], table["_day"], table["pain"]).to_numpy()
     kept, merged = table[~dup], table[dup]
     known = kept["runner_id"].isin(runners["runner_id"].astype(str)).to_numpy()
-    return kept[known], merged, kept[~known]
+    kept, unknown = kept[known], kept[~known]
+    runner, _ = pd.factorize(kept["runner_id"], sort=True)
+    order = np.lexsort((kept["_day"].to_numpy(), runner))  # stable, as sort_values was
+    return kept.take(order), merged, unknown
 
 
 def _validate_options(exposure_lag_days: int, pain_threshold: float, lags: Sequence[int],
@@ -989,32 +875,6 @@ def _gap_rows(daily: pd.DataFrame) -> list[dict[str, Any]]:
     return [{"runner_id": r.runner_id, "first_day": r.first_day.date().isoformat(),
              "last_day": r.last_day.date().isoformat(), "days": int(r.days)}
             for r in spans.itertuples()]
-
-
-def _within_between(runner_id: Any, columns: dict[str, Any]) -> dict[str, np.ndarray]:
-    """``<col>_between`` (the runner's mean over the panel's reports, NaN skipped) and
-    ``<col>_within`` (the deviation from it) of each column."""
-    if not columns:
-        return {}
-    code, _ = pd.factorize(pd.Series(runner_id))
-    if len(code) == 0:
-        return {f"{c}{s}": np.zeros(0) for c in columns for s in ("_between", "_within")}
-    x = np.column_stack([np.asarray(v, dtype=float) for v in columns.values()])
-    ok = ~np.isnan(x)
-    # all columns at once: rows sorted by runner, per-runner sums and counts of the
-    # non-missing values by one reduceat (runner codes are 0..n-1 in order of appearance,
-    # so group g of the sorted rows is code g)
-    order = np.argsort(code, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(code[order]) != 0])
-    total = np.add.reduceat(np.where(ok, x, 0.0)[order], starts, axis=0)
-    count = np.add.reduceat(ok[order].astype(np.int64), starts, axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (total / count)[code]
-    out: dict[str, np.ndarray] = {}
-    for j, col in enumerate(columns):
-        out[f"{col}_between"] = mean[:, j]
-        out[f"{col}_within"] = x[:, j] - mean[:, j]
-    return out
 
 
 def build_panel(
@@ -1047,12 +907,18 @@ def build_panel(
     decay
         EWMA convention for ``acwr_ewma``, ``ctl``, ``atl``: one of :data:`DECAYS`.
     ostrc_coding
-        How ``ostrc_q1..q4`` are coded (see :func:`ostrc_scores`).
+        How ``ostrc_q1..q4`` are coded (see :func:`analysis.ostrc.ostrc_scores`).
 
     Returns
     -------
     PanelBuild
-        ``panel``, ``daily``, ``meta`` and ``audit``.
+        ``panel`` (sorted by runner and date), ``daily``, ``meta`` and ``audit``.
+
+    Notes
+    -----
+    The panel carries no within/between split of its exposures: the one definition of
+    ``<x>_within`` and ``<x>_between`` is the model's, over the rows a model uses
+    (:func:`analysis.models.build_design` with ``center="within-between"``).
     """
     _validate_options(exposure_lag_days, pain_threshold, lags, unlogged_gaps, decay,
                       ostrc_coding)
@@ -1060,28 +926,27 @@ def build_panel(
     _require(runners, ("runner_id", "cohort"), "runners")
     calendar, grid = _calendar(runs, runners, unlogged_gaps=unlogged_gaps)
     features = _daily_features(calendar, grid, shoes, decay=decay)
-    daily = pd.DataFrame({**{c: calendar[c].array for c in calendar.columns},
-                          **{c: features[c].array for c in features.columns}}, copy=False)
     kept, merged, unknown = _split_reports(pain, runners)
     columns = _report_columns(kept, runners, exposure_lag_days=exposure_lag_days,
                               pain_threshold=pain_threshold)
     if any(c in kept.columns for c in OSTRC_ITEMS):
         if ostrc_coding == "auto":
-            ostrc_coding = _ostrc_coding(kept)
-        columns |= _ostrc_columns(kept, coding=ostrc_coding)
-    exposure, lagged = _exposure_columns(features, grid, columns["runner_id"],
-                                         columns["reference_date"], lags=lags)
-    numeric = [c for c in [*features.columns, *lagged]
-               if pd.api.types.is_float_dtype(exposure[c].dtype)]
-    columns |= exposure
-    columns |= _within_between(columns["runner_id"], {c: exposure[c] for c in numeric})
-    panel = pd.DataFrame(columns, copy=False)
-    panel = panel.sort_values(["runner_id", "date"], kind="stable").reset_index(drop=True)
+            ostrc_coding = infer_ostrc_coding(kept)
+        columns |= ostrc_columns(kept, coding=ostrc_coding)
+    columns |= _exposure_columns(features, grid, columns["runner_id"],
+                                 columns["reference_date"], lags=lags)
     meta = _panel_meta(exposure_lag_days=exposure_lag_days, pain_threshold=pain_threshold,
                        lags=lags, unlogged_gaps=unlogged_gaps, decay=decay,
-                       ostrc_coding=ostrc_coding, within_between=numeric)
-    audit = _panel_audit(calendar, merged, unknown)
-    return PanelBuild(panel=panel, daily=daily, meta=meta, audit=audit)
+                       ostrc_coding=ostrc_coding)
+    return PanelBuild(panel=pd.DataFrame(columns, copy=False),
+                      daily=_side_by_side(calendar, features), meta=meta,
+                      audit=_panel_audit(calendar, merged, unknown))
+
+
+def _side_by_side(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+    """The columns of two tables of the same rows as one table, without copying them."""
+    return pd.DataFrame({**{c: left[c].array for c in left.columns},
+                         **{c: right[c].array for c in right.columns}}, copy=False)
 
 
 def _report_columns(kept: pd.DataFrame, runners: pd.DataFrame, *, exposure_lag_days: int,
@@ -1106,16 +971,8 @@ def _report_columns(kept: pd.DataFrame, runners: pd.DataFrame, *, exposure_lag_d
     return out
 
 
-def _ostrc_columns(kept: pd.DataFrame, *, coding: str) -> dict[str, Any]:
-    """The OSTRC answers as given and their scores (:func:`ostrc_scores`)."""
-    out: dict[str, Any] = {c: kept[c].to_numpy() for c in OSTRC_ITEMS if c in kept.columns}
-    scored = ostrc_scores(kept.reset_index(drop=True), coding=coding)
-    return out | {c: scored[c].array for c in scored.columns}
-
-
 def _exposure_columns(features: pd.DataFrame, grid: _Grid, runner_id: Any,
-                      reference_date: np.ndarray, *, lags: Sequence[int]
-                      ) -> tuple[dict[str, Any], list[str]]:
+                      reference_date: np.ndarray, *, lags: Sequence[int]) -> dict[str, Any]:
     """Every feature at each report's reference day ``s`` and, per lag k, at ``s - 7k``."""
     grid_key = _runner_key(grid.code, grid.day)
     code = _codes(pd.Series(runner_id), grid.runner_ids)
@@ -1131,18 +988,14 @@ def _exposure_columns(features: pd.DataFrame, grid: _Grid, runner_id: Any,
 
     at_s = lookup(ref_day)
     out: dict[str, Any] = {c: at_s[c].array for c in features.columns}
-    lagged = []
     for k in lags:
         at_lag = lookup(ref_day - ACUTE_DAYS * int(k))
-        for col in features.columns:
-            out[f"{col}_lag{int(k)}w"] = at_lag[col].array
-            lagged.append(f"{col}_lag{int(k)}w")
-    return out, lagged
+        out |= {f"{c}_lag{int(k)}w": at_lag[c].array for c in features.columns}
+    return out
 
 
 def _panel_meta(*, exposure_lag_days: int, pain_threshold: float, lags: Sequence[int],
-                unlogged_gaps: str, decay: str, ostrc_coding: str,
-                within_between: list[str]) -> dict[str, Any]:
+                unlogged_gaps: str, decay: str, ostrc_coding: str) -> dict[str, Any]:
     """The options and constants the panel was built with (``panel_meta.json``)."""
     return {
         "exposure_lag_days": int(exposure_lag_days),
@@ -1157,7 +1010,6 @@ def _panel_meta(*, exposure_lag_days: int, pain_threshold: float, lags: Sequence
         "ctl_days": CTL_DAYS,
         "atl_days": ATL_DAYS,
         "ostrc_coding": ostrc_coding,
-        "within_between": within_between,
     }
 
 
