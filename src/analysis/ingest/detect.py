@@ -53,8 +53,10 @@ def detect_format(raw_dir: Path) -> tuple[str, str]:
     for runner, path in find_exports(raw_dir, strava.EXPORT_PATTERNS):
         cells = header_cells(path)
         rel = path.relative_to(raw_dir).as_posix()
-        if all(h in cells for h in STRAVA_HEADERS):
-            return "strava", f"{rel} has the Strava activities header (runner {runner!r})"
+        if (language := strava.header_language(cells)) is not None:
+            return "strava", (f"{rel} has the Strava activities header"
+                              f"{'' if language == 'en' else f' ({language})'} "
+                              f"(runner {runner!r})")
         if all(h in cells for h in GARMIN_HEADERS) or (
                 "Activity Type" in cells and "Date" in cells
                 and any(c.startswith("Distance") for c in cells)):

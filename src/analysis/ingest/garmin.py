@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.errors import InputFileError
+from analysis.errors import InputFileError, KneeloadError
 from analysis.ingest._io import (
     HAS_TIME,
     SOURCE_ISSUE,
@@ -34,9 +34,21 @@ from analysis.schemas import SOURCE_FILE, SOURCE_LINE
 EXPORT_PATTERNS = ("activities*.csv",)
 GARMIN_MISSING = ("--", "NaN", "nan", "")
 REQUIRED_HEADERS = ("Activity Type", "Date")
+#: Distance units a Garmin account (or a header) can use; clean converts each to km.
+DISTANCE_UNITS = ("km", "mi", "m")
 _THOUSANDS = re.compile(r"^\d{1,3}(,\d{3})+(\.\d+)?$")
 _UNIT_IN_HEADER = re.compile(r"^Distance\s*\((km|mi|m)\)$", re.IGNORECASE)
 _HMS = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{2}(?:\.\d+)?)$")
+
+
+def check_distance_unit(unit: str, *, file: str | Path | None = None) -> str:
+    """``unit`` lower-cased if it is one of :data:`DISTANCE_UNITS`; else a
+    :class:`KneeloadError` naming ``--distance-unit`` (a typo must not quarantine every run)."""
+    key = unit.strip().lower()
+    if key not in DISTANCE_UNITS:
+        raise KneeloadError(f"--distance-unit {unit!r} is not a distance unit; use one of "
+                            f"{', '.join(DISTANCE_UNITS)}", file=file)
+    return key
 
 
 def strip_thousands(values: pd.Series) -> pd.Series:
@@ -110,7 +122,14 @@ def read_garmin(raw_dir: Path, *, distance_unit: str = "km", cohort: str = "all"
         "km" (metric account) or "mi" (imperial account) when the header does not say.
     cohort
         Cohort of runners derived from folder names when there is no runners file.
+
+    Raises
+    ------
+    KneeloadError
+        ``distance_unit`` is not one of :data:`DISTANCE_UNITS`.
     """
+    distance_unit = check_distance_unit(distance_unit, file=raw_dir)
+
     def read_one(path: Path, name: str, runner_id: str
                  ) -> tuple[pd.DataFrame, FileInfo, list[str]]:
         frame, info = read_activities(path, name=name, runner_id=runner_id,
