@@ -27,13 +27,17 @@ cohort: str = ""  # cohort name from runners.csv; empty for every cohort
 runner: str = ""  # runner_id for the timeline; empty picks the runner with most pain reports
 
 # %%
+import re
+
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
 from analysis import paths, plots
 from analysis.exposures import ACUTE_DAYS, CHRONIC_DAYS, NIELSEN_BANDS
+from analysis.models import within_between
 from analysis.pipeline import load_processed
 
 data = load_processed(paths.processed_dir(dataset))
@@ -45,7 +49,9 @@ if cohort:
 lag = meta["exposure_lag_days"]
 # exposures on the reference day of each pain report; without reports, on every runner-day
 rows, unit = (panel, "pain reports") if len(panel) else (daily, "runner-days")
-exposures = [c for c in meta["within_between"] if c in rows.columns]
+# the numeric exposures: each daily feature on the reference day, and its weekly lags
+exposures = [c for c in panel.columns if pd.api.types.is_float_dtype(panel[c])
+             and re.sub(r"_lag\d+w$", "", c) in daily.columns]
 display(Markdown(
     f"{len(panel)} pain reports from {panel['runner_id'].nunique()} runners. Exposures are "
     f"measured on the reference day **{lag} days before each report**; pain present means "
@@ -85,6 +91,32 @@ for ax, column in zip(axes.flat, shown, strict=False):
 for ax in axes.flat[len(shown):]:
     ax.set_visible(False)
 fig.suptitle(f"Exposures over {len(rows)} {unit}");
+
+# %% [markdown]
+# ## Between runners or within a runner?
+# A model with `center="within-between"` splits each exposure into the runner's mean
+# (`<x>_between`) and the deviation from it (`<x>_within`) over the rows it uses, with
+# `analysis.models.within_between` (the function the model calls). Here, per exposure, the
+# rows a one-exposure model of pain would use: the spread between and within runners and
+# the share of the exposure's variance that lies within runners. An exposure that hardly
+# varies within a runner says little about a within-runner effect.
+
+# %%
+def split_spread(column: str) -> dict[str, float]:
+    """Between- and within-runner SD of one exposure over the rows with pain and it known."""
+    used = panel.dropna(subset=["pain", column])
+    parts = within_between(used, [column])
+    within, between = parts[f"{column}_within"], parts[f"{column}_between"]
+    return {"reports": len(used), "runners": used["runner_id"].nunique(),
+            "sd_between": between.std(), "sd_within": within.std(),
+            "share_within": within.var() / (within.var() + between.var())}
+
+
+known = [c for c in exposures if panel[c].notna().sum() > 1]
+spread = pd.DataFrame([split_spread(c) for c in known], index=pd.Index(known, name="exposure"),
+                      columns=["reports", "runners", "sd_between", "sd_within", "share_within"]
+                      ).round(3)
+spread
 
 # %% [markdown]
 # ## Week-over-week mileage jumps: the Nielsen bands

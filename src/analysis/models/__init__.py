@@ -25,6 +25,7 @@ from analysis.models.design import (
     build_design,
     design_of,
     gls_covariance,
+    within_between,
 )
 from analysis.models.fit import fit_model
 from analysis.models.gee import fit_gee
@@ -102,4 +103,5 @@ __all__ = [
     "prediction_problems",
     "satterthwaite_df",
     "satterthwaite_info",
+    "within_between",
 ]

@@ -45,7 +45,7 @@ class Design:
     z_names: list[str]
     group_labels: np.ndarray
     dropped: dict[str, int]
-    frame: pd.DataFrame  # the modelling rows (sorted), with derived columns
+    frame: pd.DataFrame  # the modelling rows (sorted): raw columns, plus derived ones
 
 
 def _is_categorical(s: pd.Series) -> bool:
@@ -58,6 +58,55 @@ def _parse_covariate(spec: str) -> tuple[str, bool]:
     if spec.startswith("C(") and spec.endswith(")"):
         return spec[2:-1].strip(), True
     return spec, False
+
+
+def within_between(frame: pd.DataFrame, columns: Sequence[str], *, group: str = "runner_id"
+                   ) -> pd.DataFrame:
+    """Each column split into the runner's mean and the deviation from it (the one definition).
+
+    ``<x>_between`` is the mean of ``x`` over the runner's rows in ``frame`` and
+    ``<x>_within = x - <x>_between``, in the unit of ``x``. The means are over the rows
+    given, so pass the rows a model uses (complete on every model column), as
+    :func:`build_design` does with ``center="within-between"``.
+
+    Parameters
+    ----------
+    frame : one row per pain report; no missing ``group`` or ``columns`` values.
+    columns : numeric columns to split (e.g. ``mileage_jump`` fraction, ``shoe_km`` km).
+    group : runner identifier column.
+
+    Returns
+    -------
+    ``<x>_within`` and ``<x>_between`` for each column, in that order, on ``frame``'s index.
+
+    Raises
+    ------
+    ModelSpecError
+        A missing column, or missing values (the means would depend on which rows are kept).
+    """
+    columns = list(columns)
+    for col in [group, *columns]:
+        if col not in frame.columns:
+            raise ModelSpecError(f"no column {col!r}", column=col)
+        if frame[col].isna().any():
+            raise ModelSpecError(f"column {col!r} has missing values; split the rows the model "
+                                 "uses (complete rows)", column=col)
+    codes, labels = pd.factorize(frame[group].astype(str), sort=True)
+    out = _split_within_between(
+        {c: frame[c].to_numpy(dtype=float) for c in columns}, codes, len(labels))
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _split_within_between(values: dict[str, np.ndarray], codes: np.ndarray, m: int
+                          ) -> dict[str, np.ndarray]:
+    """``<x>_within`` and ``<x>_between`` of each array over runner codes ``0..m-1``."""
+    size = np.bincount(codes, minlength=m)
+    out: dict[str, np.ndarray] = {}
+    for col, x in values.items():
+        means = np.bincount(codes, weights=x, minlength=m) / size
+        out[f"{col}_within"] = x - means[codes]
+        out[f"{col}_between"] = means[codes]
+    return out
 
 
 def build_design(
@@ -73,6 +122,10 @@ def build_design(
 ) -> Design:
     """Check a model request and build its design matrices (no fitting).
 
+    The steps, each its own function: check the request, keep the complete rows, code the
+    runners, build the exposure columns (centred as asked), dummy-code the covariates,
+    stack and check the fixed-effect matrix, then the random-effect matrix.
+
     Parameters
     ----------
     panel : one row per pain report.
@@ -82,8 +135,8 @@ def build_design(
         (treatment coding, first sorted level as reference).
     random_slopes : exposures (or numeric covariates) that get a random slope per runner.
     center : None, ``"within-between"`` (each exposure split into the runner mean
-        ``<x>_between`` and the deviation from it ``<x>_within``) or ``"grand"``
-        (exposures minus their overall mean).
+        ``<x>_between`` and the deviation from it ``<x>_within`` over the modelling rows,
+        :func:`within_between`) or ``"grand"`` (exposures minus their overall mean).
     group : runner identifier column.
     extra_columns : columns carried into ``frame`` for the modelling rows without entering
         the model (e.g. the time of an AR(1) residual structure); rows missing one are
@@ -95,11 +148,37 @@ def build_design(
         Missing column, constant exposure, too few runners, or a slope that is not estimable.
     """
     exposures = list(exposures)
+    cov_specs = [_parse_covariate(c) for c in covariates]
+    needed = _check_request(panel, outcome=outcome, exposures=exposures, cov_specs=cov_specs,
+                            random_slopes=random_slopes, center=center, group=group,
+                            extra_columns=extra_columns)
+    frame, dropped = _complete_rows(panel, [*needed, *extra_columns], group=group)
+    codes, labels = _runner_codes(frame, group=group)
+    m = len(labels)
+    cols = _exposure_columns(frame, exposures, center=center, codes=codes, m=m)
+    cols |= _covariate_columns(frame, cov_specs)
+    x_names, X = _fixed_effects(cols, n=len(frame))
+    slope_cols = [f"{s}_within" if center == "within-between" and s in exposures else s
+                  for s in random_slopes]
+    z_names, Z = _random_effects(cols, slope_cols, codes=codes, m=m)
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    # derived columns join the rows; the raw columns stay as given (a grand-centred
+    # exposure's X column is centred, its frame column keeps the exposure's own unit)
+    frame = frame.assign(**{name: values for name, values in cols.items()
+                            if name not in frame.columns})
+    return Design(y=frame[outcome].to_numpy(dtype=float), X=X, Z=Z, groups=codes,
+                  starts=starts, x_names=x_names, z_names=z_names,
+                  group_labels=np.asarray(labels), dropped=dropped, frame=frame)
+
+
+def _check_request(panel: pd.DataFrame, *, outcome: str, exposures: list[str],
+                   cov_specs: list[tuple[str, bool]], random_slopes: Sequence[str],
+                   center: str | None, group: str, extra_columns: Sequence[str]) -> list[str]:
+    """Refuse a request the panel cannot answer; return the model columns (outcome first)."""
     if not exposures:
         raise ModelSpecError("at least one exposure is needed")
     if center not in CENTER_OPTIONS:
         raise ModelSpecError(f"center must be one of {CENTER_OPTIONS}, got {center!r}")
-    cov_specs = [_parse_covariate(c) for c in covariates]
     needed = [outcome, *exposures, *(c for c, _ in cov_specs)]
     for col in [group, *needed, *extra_columns]:
         if col not in panel.columns:
@@ -115,53 +194,70 @@ def build_design(
         if _is_categorical(panel[col]):
             raise ModelSpecError(f"exposure {col!r} is not numeric ({panel[col].dtype})",
                                  column=col)
+    return needed
 
-    # drop incomplete rows, attributing each dropped row to the first missing column
+
+def _complete_rows(panel: pd.DataFrame, columns: Sequence[str], *, group: str
+                   ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The rows with every column known, sorted by runner, and the dropped counts (each
+    dropped row attributed to the first missing column: ``{"missing <col>": n}``)."""
     keep = panel[group].notna().to_numpy().copy()
     dropped: dict[str, int] = {}
     n_missing_group = int((~keep).sum())
     if n_missing_group:
         dropped[f"missing {group}"] = n_missing_group
-    for col in dict.fromkeys([*needed, *extra_columns]):
+    columns = list(dict.fromkeys(columns))
+    for col in columns:
         miss = panel[col].isna().to_numpy() & keep
         if miss.any():
             dropped[f"missing {col}"] = int(miss.sum())
             keep &= ~miss
-    frame = panel.loc[keep, [group, *dict.fromkeys([*needed, *extra_columns])]].copy()
+    frame = panel.loc[keep, [group, *columns]].copy()
     frame[group] = frame[group].astype(str)
     frame = frame.sort_values(group, kind="stable").reset_index(drop=True)
     if frame.empty:
         raise ModelSpecError("no complete rows left after dropping missing values")
+    return frame, dropped
 
+
+def _runner_codes(frame: pd.DataFrame, *, group: str) -> tuple[np.ndarray, pd.Index]:
+    """Integer runner codes 0..m-1 (sorted labels); refuses fewer than :data:`MIN_RUNNERS`."""
     codes, labels = pd.factorize(frame[group], sort=True)
-    m = len(labels)
-    if m < MIN_RUNNERS:
-        raise ModelSpecError(f"{m} runner(s) with complete data; a random intercept needs at "
-                             f"least {MIN_RUNNERS}", column=group)
+    if len(labels) < MIN_RUNNERS:
+        raise ModelSpecError(f"{len(labels)} runner(s) with complete data; a random intercept "
+                             f"needs at least {MIN_RUNNERS}", column=group)
+    return codes, labels
 
-    y = frame[outcome].to_numpy(dtype=float)
-    cols: dict[str, np.ndarray] = {}
-    for col in exposures:
-        x = frame[col].to_numpy(dtype=float)
+
+def _exposure_columns(frame: pd.DataFrame, exposures: list[str], *, center: str | None,
+                      codes: np.ndarray, m: int) -> dict[str, np.ndarray]:
+    """The exposures as model columns: as given, grand-mean centred, or split within/between
+    (:func:`within_between`); refuses an effect that is not identifiable."""
+    raw = {col: frame[col].to_numpy(dtype=float) for col in exposures}
+    for col, x in raw.items():
         if np.ptp(x) == 0:
             raise ModelSpecError(f"exposure {col!r} is constant ({x[0]:g}) in the modelling "
                                  "rows; its effect is not identifiable", column=col)
-        if center == "within-between":
-            means = np.bincount(codes, weights=x, minlength=m) / np.bincount(codes, minlength=m)
-            between, within = means[codes], x - means[codes]
-            if np.ptp(within) == 0:
-                raise ModelSpecError(f"exposure {col!r} never varies within a runner; the "
-                                     "within-runner effect is not identifiable", column=col)
-            if np.ptp(between) == 0:
-                raise ModelSpecError(f"exposure {col!r} has the same mean for every runner; "
-                                     "the between-runner effect is not identifiable",
-                                     column=col)
-            cols[f"{col}_within"] = within
-            cols[f"{col}_between"] = between
-        elif center == "grand":
-            cols[col] = x - x.mean()
-        else:
-            cols[col] = x
+    if center == "grand":
+        return {col: x - x.mean() for col, x in raw.items()}
+    if center != "within-between":
+        return raw
+    split = _split_within_between(raw, codes, m)
+    for col in exposures:
+        if np.ptp(split[f"{col}_within"]) == 0:
+            raise ModelSpecError(f"exposure {col!r} never varies within a runner; the "
+                                 "within-runner effect is not identifiable", column=col)
+        if np.ptp(split[f"{col}_between"]) == 0:
+            raise ModelSpecError(f"exposure {col!r} has the same mean for every runner; "
+                                 "the between-runner effect is not identifiable", column=col)
+    return split
+
+
+def _covariate_columns(frame: pd.DataFrame, cov_specs: list[tuple[str, bool]]
+                       ) -> dict[str, np.ndarray]:
+    """Numeric covariates as given; categorical ones treatment-coded against the first sorted
+    level (``C(col)[T.level]`` 0/1 columns)."""
+    cols: dict[str, np.ndarray] = {}
     for col, forced_cat in cov_specs:
         s = frame[col]
         if forced_cat or _is_categorical(s):
@@ -177,9 +273,13 @@ def build_design(
             if np.ptp(x) == 0:
                 raise ModelSpecError(f"covariate {col!r} is constant ({x[0]:g})", column=col)
             cols[col] = x
+    return cols
 
+
+def _fixed_effects(cols: dict[str, np.ndarray], *, n: int) -> tuple[list[str], np.ndarray]:
+    """Intercept plus ``cols`` as X (n x p); refuses infinite values and collinear columns."""
     x_names = [INTERCEPT, *cols]
-    X = np.column_stack([np.ones(len(frame)), *cols.values()])
+    X = np.column_stack([np.ones(n), *cols.values()])
     bad = ~np.isfinite(X).all(axis=0)
     if bad.any():
         name = x_names[int(np.flatnonzero(bad)[0])]
@@ -188,32 +288,31 @@ def build_design(
     if np.linalg.matrix_rank(X / np.linalg.norm(X, axis=0)) < X.shape[1]:
         raise ModelSpecError(f"the fixed-effect columns {x_names[1:]} are collinear "
                              "(e.g. a covariate that is a combination of others)")
+    return x_names, X
 
-    slope_cols = [f"{s}_within" if center == "within-between" and s in exposures else s
-                  for s in random_slopes]
+
+def _random_effects(cols: dict[str, np.ndarray], slope_cols: list[str], *, codes: np.ndarray,
+                    m: int) -> tuple[list[str], np.ndarray]:
+    """Intercept plus the slope columns as Z (n x q); refuses a slope informed by fewer than
+    :data:`MIN_RUNNERS_FOR_SLOPE` runners and more random effects than observations."""
+    n = len(codes)
     z_names = [INTERCEPT, *slope_cols]
-    Z = np.column_stack([np.ones(len(frame)), *(cols[s] for s in slope_cols)])
-    if slope_cols:
+    Z = np.column_stack([np.ones(n), *(cols[s] for s in slope_cols)])
+    for s in slope_cols:
         # runners whose slope exposure varies (a slope is only informed by those)
-        for s in slope_cols:
-            lo = np.full(m, np.inf)
-            hi = np.full(m, -np.inf)
-            np.minimum.at(lo, codes, cols[s])
-            np.maximum.at(hi, codes, cols[s])
-            n_varying = int((hi > lo).sum())
-            if n_varying < MIN_RUNNERS_FOR_SLOPE:
-                raise ModelSpecError(
-                    f"a random slope on {s!r} needs at least {MIN_RUNNERS_FOR_SLOPE} runners "
-                    f"whose {s!r} varies; {n_varying} do", column=s)
-    if len(frame) <= m * Z.shape[1]:
-        raise ModelSpecError(f"{len(frame)} observations for {m * Z.shape[1]} random effects; "
+        lo = np.full(m, np.inf)
+        hi = np.full(m, -np.inf)
+        np.minimum.at(lo, codes, cols[s])
+        np.maximum.at(hi, codes, cols[s])
+        n_varying = int((hi > lo).sum())
+        if n_varying < MIN_RUNNERS_FOR_SLOPE:
+            raise ModelSpecError(
+                f"a random slope on {s!r} needs at least {MIN_RUNNERS_FOR_SLOPE} runners "
+                f"whose {s!r} varies; {n_varying} do", column=s)
+    if n <= m * Z.shape[1]:
+        raise ModelSpecError(f"{n} observations for {m * Z.shape[1]} random effects; "
                              "the residual variance is not identifiable")
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-    for name, values in cols.items():
-        frame[name] = values
-    return Design(y=y, X=X, Z=Z, groups=codes, starts=starts, x_names=x_names,
-                  z_names=z_names, group_labels=np.asarray(labels), dropped=dropped,
-                  frame=frame)
+    return z_names, Z
 
 
 def design_of(result: ModelResult, panel: pd.DataFrame) -> Design:
