@@ -7,8 +7,6 @@ The values it shows are read, not recomputed: ``pain_any`` and its threshold are
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import re
 from pathlib import Path
 
@@ -20,7 +18,6 @@ from report_study import EXPOSURES, SALT, Study, make_study
 from analysis import reports
 from analysis.errors import ReportError
 from analysis.pipeline import build
-from analysis.privacy import pseudonymise
 from analysis.simulate import simulate_dataset, write_dataset
 
 #: A threshold other than the default 3.0, so that a report reading the default would differ.
@@ -102,17 +99,6 @@ def test_summary_headline_is_the_tables_reading_units(study: Study) -> None:
         assert effect["step_label"] == row["step_label"]
     jump = next(e for e in summary["headline"] if e["term"] == "mileage_jump")
     assert jump["estimate_step"] == pytest.approx(jump["estimate"] * 0.1, rel=1e-12)
-
-
-def test_pseudonyms_are_keyed_hashes() -> None:
-    ids = pd.Series(["NOV001", None, "NOV002", "NOV001"], dtype="str", name="runner_id")
-    hashed = pseudonymise(ids, salt="k")
-    reference = "r-" + hmac.new(b"k", b"NOV001", hashlib.sha256).hexdigest()[:12]
-    assert hashed.iloc[0] == hashed.iloc[3] == reference
-    assert pd.isna(hashed.iloc[1]) and hashed.iloc[2] != reference
-    assert pseudonymise(ids, salt="other").iloc[0] != reference  # another salt unlinks
-    assert pseudonymise(ids, salt=None) is ids
-    assert re.fullmatch(reports.PSEUDONYM_PATTERN, reference)
 
 
 def test_a_pseudonymised_build_is_not_hashed_twice(tmp_path: Path,

@@ -13,7 +13,6 @@ import pytest
 from report_study import Study, make_study
 
 from analysis import reports
-from analysis.privacy import HASH_CHUNK_BYTES
 from analysis.reports import manifest
 
 
@@ -43,13 +42,6 @@ def test_cohort_folder_names_never_collide() -> None:
     assert len(names) == 5
     assert all(re.fullmatch(r"[A-Za-z0-9_-]+", n) for n in names)
     assert reports.safe_name("a b") == "a_b-" + hashlib.sha256(b"a b").hexdigest()[:8]
-
-
-def test_sha256_file_is_hashlib_on_the_bytes(tmp_path: Path) -> None:
-    path = tmp_path / "x.bin"
-    data = bytes(range(256)) * (HASH_CHUNK_BYTES // 128 + 3)  # more than one chunk
-    path.write_bytes(data)
-    assert manifest.sha256_file(path) == hashlib.sha256(data).hexdigest()
 
 
 def _outcome(cohort: str, status: str = "ok") -> reports.CohortOutcome:

@@ -75,3 +75,32 @@ def pseudonymise(ids: pd.Series, *, salt: str | None) -> pd.Series:
     out = pd.Series(hashed[np.where(codes >= 0, codes, 0)], index=ids.index, name=ids.name,
                     dtype="str")
     return out.where(ids.notna())
+
+
+#: Separator of the folder parts in the relative file names the audit and meta carry.
+PATH_SEPARATOR = "/"
+
+
+def hide_folders(name: str, *, salt: str) -> str:
+    """A relative file name with every folder name replaced by its pseudonym (the one
+    folder-name-hiding rule: exports often come as one folder per runner, named after them).
+
+    Each folder part (trimmed) becomes :func:`pseudonym` of it, so a folder that is a runner's
+    ID gets that runner's pseudonym; the file name, the last part, is kept:
+    ``"alice/activities.csv"`` -> ``"r-<12 hex>/activities.csv"``.
+
+    Parameters
+    ----------
+    name
+        Path relative to the raw folder, parts separated by ``/`` (``Path.as_posix()``).
+    salt
+        Secret key of the hash.
+
+    Returns
+    -------
+    str
+        The same path with hidden folder names; a name without folders is returned as is.
+    """
+    *folders, file_name = name.split(PATH_SEPARATOR)
+    return PATH_SEPARATOR.join([*(pseudonym(f.strip(), salt=salt) for f in folders),
+                                file_name])

@@ -22,6 +22,7 @@ from analysis.errors import ModelSpecError, ReportError
 from analysis.privacy import (
     PSEUDONYM_HEX_CHARS,
     PSEUDONYM_PREFIX,
+    hide_folders,
     id_salt,
     pseudonymise,
 )
@@ -126,7 +127,7 @@ def load_cohort(
         daily=hide(data["daily"][data["daily"]["runner_id"].isin(ids)].reset_index(drop=True)),
         runners=hide(members[[c for c in SAFE_RUNNER_COLUMNS if c in members.columns]]
                      .reset_index(drop=True)),
-        cleaning=_hide_folders(data["cleaning_report"], runners["runner_id"], salt=salt),
+        cleaning=_hide_folders(data["cleaning_report"], salt=salt),
         counts=data["counts"].get("cohorts", {}).get(cohort, {}),
         meta=data["panel_meta"],
         quarantine=quarantine.reset_index(drop=True),
@@ -145,16 +146,12 @@ def _check_threshold(meta: Mapping[str, Any], expected: float | None, *, process
                       f"'kneeload build --pain-threshold {expected:g}'", file=processed)
 
 
-def _hide_folders(cleaning: dict[str, Any], runner_ids: pd.Series, *, salt: str | None
-                  ) -> dict[str, Any]:
-    """Input file names in the audit with per-runner folder names replaced by pseudonyms
-    (exports often come as one folder per runner, named after the runner)."""
+def _hide_folders(cleaning: dict[str, Any], *, salt: str | None) -> dict[str, Any]:
+    """The audit with every folder name in its input file names hidden
+    (:func:`analysis.privacy.hide_folders`) and its notes, which may quote them, dropped."""
     if salt is None:
         return cleaning
-    ids = runner_ids.dropna().astype("str").unique()
-    hidden = dict(zip(ids, pseudonymise(pd.Series(ids, dtype="str"), salt=salt), strict=True))
-    files = {"/".join([hidden.get(part, part) for part in name.split("/")[:-1]]
-                      + name.split("/")[-1:]): counts
+    files = {hide_folders(name, salt=salt): counts
              for name, counts in cleaning.get("files", {}).items()}
     return {**cleaning, "files": files, "notes": []}
 
