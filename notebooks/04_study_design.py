@@ -43,7 +43,7 @@ from IPython.display import Markdown, display
 
 from analysis import effects, paths, plots, power
 from analysis.errors import KneeloadError
-from analysis.models import fit_model
+from analysis.models import Z_95, fit_model
 from analysis.pipeline import load_processed
 
 # str(): papermill -p turns a single number ("-p runners 50") into an int
@@ -58,7 +58,7 @@ display(Markdown(
     "(the reading units of the reports and `summary.json`), "
     f"alpha {alpha:g}; {len(runner_list) * len(week_list)} designs x {n_sims} simulated "
     f"studies. With {n_sims} studies per design a power estimate is uncertain by up to "
-    f"+/-{1.96 * mc_se:.2f} (95 %), which the intervals below show."
+    f"+/-{Z_95 * mc_se:.2f} (95 %), which the intervals below show."
 ))
 
 # %% [markdown]

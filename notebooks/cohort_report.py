@@ -144,7 +144,9 @@ if result is not None:
                          "pain (beyond the exposures) lies between runners."))
     if result.model == "lmm":
         modes = conditional_modes(view.panel, result)
-        terms = ["Intercept", *result.random_slopes]
+        # the design's random-effect names (``<x>_within`` under within-between centering)
+        terms = [c for c in modes.per_runner.columns
+                 if c != "runner_id" and not c.endswith("_se")]
         fig, axes = plt.subplots(1, len(terms) + 3, figsize=(5 * (len(terms) + 3), 3.8),
                                  layout="constrained")
         for ax, term in zip(axes, terms, strict=False):

@@ -64,9 +64,13 @@ def test_a_threshold_other_than_the_builds_is_refused(study: Study) -> None:
 
 
 def test_no_report_module_computes_pain_any() -> None:
-    """The former second definition (``pain_any=panel["pain"] >= ...``) no longer exists."""
+    """The former second definition (``pain_any=panel["pain"] >= ...``) no longer exists,
+    in the reports package, the figures or the notebooks (their jupytext twins)."""
     package = Path(reports.__file__).parent
-    for path in package.glob("*.py"):
+    notebooks = Path(__file__).parents[1] / "notebooks"
+    sources = [*package.glob("*.py"), package.parent / "plots.py", *notebooks.glob("[0-9c]*.py")]
+    assert len(sources) >= 12
+    for path in sources:
         text = path.read_text()
         assert not re.search(r"pain_any\s*=", text), path.name
         assert not re.search(r"\[\"pain\"\]\s*>=", text), path.name

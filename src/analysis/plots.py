@@ -15,6 +15,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from scipy import stats
 
+from analysis.defaults import PAIN_MAX, PAIN_MIN
 from analysis.effects import ODDS_STEP_COLUMNS
 
 FIGSIZE = (7.0, 3.5)  # inches
@@ -60,7 +61,7 @@ def pain_over_time(panel: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     sns.lineplot(data=weekly, x="week", y="pain", errorbar=("ci", 95), n_boot=200, seed=0,
                  ax=ax, color="tab:red")
     ax.set(xlabel="week", ylabel="knee pain (NRS 0-10)", title="Pain reports over time",
-           ylim=(0, 10))
+           ylim=(PAIN_MIN, PAIN_MAX))
     ax.tick_params(axis="x", labelrotation=30)
     return ax
 
@@ -123,7 +124,7 @@ def runner_timeline(
             color="tab:blue", label="7-day mean km/day")
     right = ax.twinx()
     right.plot(reports["date"], reports["pain"], "o-", color="tab:red", label="pain (NRS)")
-    right.set(ylim=(0, 10), ylabel="knee pain (NRS 0-10)")
+    right.set(ylim=(PAIN_MIN, PAIN_MAX), ylabel="knee pain (NRS 0-10)")
     ax.set(xlabel="date", ylabel="km", title=f"Runner {runner_id}")
     ax.tick_params(axis="x", labelrotation=30)
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]

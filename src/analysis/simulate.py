@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.defaults import DEFAULT_SEED
+from analysis.defaults import DEFAULT_SEED, PAIN_MAX, PAIN_MIN
 from analysis.errors import KneeloadError
 from analysis.exposures import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD, build_panel
 
@@ -87,7 +87,11 @@ DEFAULT_BINARY_EFFECTS: dict[str, float] = {
 }
 BINARY_INTERCEPT = -1.2
 BINARY_SD_INTERCEPT = 0.8
-
+#: Binary outcome's NRS score: threshold + Binomial(10 - threshold, p) when pain is present,
+#: Binomial(threshold - 1, p) otherwise (a plausible spread of scores inside each band;
+#: the models of ``pain_any`` do not see it).
+BINARY_PAIN_PRESENT_P = 0.25
+BINARY_PAIN_ABSENT_P = 0.3
 
 
 @dataclass
@@ -472,7 +476,7 @@ def _nrs_outcome(
         + rng.normal(0.0, NRS_RESIDUAL_SD, len(exposures))
     )
     rounded = np.round(latent)
-    pain = np.clip(rounded, 0.0, 10.0)
+    pain = np.clip(rounded, PAIN_MIN, PAIN_MAX)
     pain_table = exposures[["runner_id", "date"]].assign(pain=pain)
     truth = {
         "fixed_effects": {"Intercept": NRS_INTERCEPT, **effects},
@@ -503,8 +507,8 @@ def _binary_outcome(
     # NRS inside the band: threshold..10 when present, 0..threshold-1 otherwise.
     pain = np.where(
         present,
-        low + rng.binomial(10 - low, 0.25, len(exposures)),
-        rng.binomial(max(low - 1, 0), 0.3, len(exposures)),
+        low + rng.binomial(int(PAIN_MAX) - low, BINARY_PAIN_PRESENT_P, len(exposures)),
+        rng.binomial(max(low - 1, 0), BINARY_PAIN_ABSENT_P, len(exposures)),
     ).astype(float)
     pain_table = exposures[["runner_id", "date"]].assign(pain=pain)
     truth = {

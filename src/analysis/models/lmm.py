@@ -306,6 +306,10 @@ def _fold_theta(theta: np.ndarray, q: int) -> np.ndarray:
 #: SD): a runner SD of 1,000 residual SDs is far outside any plausible pain model and keeps
 #: X'V^-1X numerically positive definite during line searches.
 THETA_MAX = 1e3
+#: A random-effect correlation beyond +/- this is at the boundary (+/-1): a singular fit, as
+#: a relative SD below ``SINGULAR_TOL`` is (lme4's ``isSingular`` looks at the same boundary
+#: through the Cholesky factor's diagonal).
+SINGULAR_CORRELATION = 1 - 1e-6
 #: Deviance returned for a theta at which X'V^-1X is numerically singular.
 DEVIANCE_PENALTY = 1e15
 
@@ -750,7 +754,7 @@ def _lmm_result(design: Design, *, fit: LmmFit, reml: bool, outcome: str,
     if G.shape[0] > 1:
         d = np.sqrt(np.clip(np.diag(G), 1e-300, None))
         corr = G / np.outer(d, d)
-        if (np.abs(corr[np.triu_indices_from(corr, 1)]) > 1 - 1e-6).any():
+        if (np.abs(corr[np.triu_indices_from(corr, 1)]) > SINGULAR_CORRELATION).any():
             singular = True
     if singular:
         notes.append("singular fit: a random-effect variance is estimated at zero (or a "
