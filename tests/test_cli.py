@@ -316,3 +316,56 @@ def test_power_reports_failed_and_doubtful_fits(tmp_path):
     line = next(ln for ln in proc.stderr.splitlines() if "x 6 weeks" in ln)
     assert f"{doubtful} of 2 fits doubtful" in line
     assert table.loc[6, "bias_step"] == pytest.approx(table.loc[6, "bias"] * 0.10, rel=1e-12)
+
+
+# --- lazy imports: what each command pays for ---------------------------------------------
+
+#: Modules only a model fit (scipy, statsmodels) or a report (plots, notebooks) needs.
+MODEL_MODULES = ("scipy", "statsmodels")
+REPORT_MODULES = ("matplotlib", "seaborn", "papermill", "nbformat", "nbconvert", "jinja2",
+                  "dask")
+#: Runs the CLI in this process, then prints the top-level packages it imported.
+_MODULES_AFTER = (
+    "import json, sys\n"
+    "from analysis.cli import app\n"
+    "try:\n"
+    "    app(sys.argv[1:])\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)\n"
+)
+
+
+def modules_after(*args: str | Path) -> set[str]:
+    """Top-level packages imported by ``kneeload <args>`` (run in a fresh interpreter)."""
+    proc = subprocess.run([sys.executable, "-c", _MODULES_AFTER, *map(str, args)],
+                          capture_output=True, text=True, check=False, timeout=300)
+    return set(json.loads(proc.stderr.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("args", [("--help",), ("fit", "--help"), ("report", "--help"),
+                                  ("power", "--help"), ("build", "--help")])
+def test_help_imports_neither_numpy_nor_pandas(args: tuple[str, ...]) -> None:
+    heavy = {"numpy", "pandas", "pyarrow", "pandera", *MODEL_MODULES, *REPORT_MODULES}
+    assert not modules_after(*args) & heavy
+
+
+def test_build_imports_no_model_or_report_module(tmp_path: Path) -> None:
+    fixture = Path(__file__).parent / "fixtures" / "exposures"
+    loaded = modules_after("build", fixture, "--out", tmp_path / "p")
+    assert (tmp_path / "p" / "panel.parquet").is_file()  # the build did run
+    assert {"numpy", "pandas"} <= loaded
+    assert not loaded & {*MODEL_MODULES, *REPORT_MODULES}
+
+
+def test_help_answers_within_half_a_second() -> None:
+    """Issue 11: ``kneeload --help`` under 0.5 s (the best of three whole processes, so that
+    a busy machine's one slow start does not fail it; typer and rich are most of it)."""
+    import time
+
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        run("--help", check=True)
+        best = min(best, time.perf_counter() - start)
+    assert best < 0.5, f"kneeload --help took {best:.2f} s"

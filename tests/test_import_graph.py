@@ -133,3 +133,27 @@ def test_the_reports_layers() -> None:
     assert not inside["analysis.reports.index"] & {"analysis.reports.cohort",
                                                    "analysis.reports.runner"}
     assert "analysis.reports.runner" not in inside["analysis.reports.cohort"]
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """Top-level names a module imports when it is loaded (function bodies excluded)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names.add(node.module or "")
+    return names
+
+
+def test_the_cli_loads_only_the_light_layer() -> None:
+    """``kneeload --help`` pays for typer and rich only: at module level the CLI imports
+    analysis.defaults and analysis.errors, and those import nothing beyond the standard
+    library (every other module is imported inside the command that needs it; the
+    subprocess tests in test_cli check the running result)."""
+    cli = {n for n in _module_level_imports(MODULES["analysis.cli"]) if n.startswith("analysis")}
+    assert cli <= {"analysis.defaults", "analysis.errors"}, cli
+    for light in ("analysis.defaults", "analysis.errors"):
+        third_party = {n.split(".")[0] for n in _module_level_imports(MODULES[light])}
+        assert third_party <= {"__future__", "pathlib", "typing", "collections", "dataclasses"}, (
+            light, third_party)
