@@ -156,6 +156,11 @@ def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 # --- daily calendar --------------------------------------------------------------------------
 
 
+def _runner_universe(runners: pd.DataFrame) -> pd.Index:
+    """The distinct runner IDs of the runners table, sorted (runner codes index into it)."""
+    return pd.Index(pd.unique(runners["runner_id"].astype("str").dropna())).sort_values()
+
+
 def _codes(values: pd.Series, universe: pd.Index) -> np.ndarray:
     """Position of each value in ``universe`` (-1 when absent or missing); fast on strings."""
     codes, uniques = pd.factorize(values)
@@ -338,7 +343,7 @@ def _calendar(
     """
     _require(runs, ("runner_id", "date", "distance_km"), "runs")
     _require(runners, ("runner_id",), "runners")
-    all_ids = pd.Index(pd.unique(runners["runner_id"].astype("str").dropna())).sort_values()
+    all_ids = _runner_universe(runners)
     ordered, shoe_keys = _ordered_runs(runs, all_ids)
     first, last = _follow_up_windows(runs, runners, ordered["runner"].to_numpy(),
                                      ordered["day"].to_numpy(), all_ids)
@@ -836,17 +841,22 @@ def _split_reports(pain: pd.DataFrame, runners: pd.DataFrame
 
     The same-day rule is :func:`analysis.clean.superseded_same_day`, the one clean applies;
     on clean tables (the build) both other parts are empty. ``kept`` is in panel order
-    (runner, then date), so the panel is built sorted and never sorted as a whole.
+    (runner, then date), so the panel is built sorted and never sorted as a whole, and
+    carries ``_runner``, the runner's position in :func:`_runner_universe`.
     """
     table = pain.assign(runner_id=pain["runner_id"].astype(str),
                         _day=_day_numbers(pain["date"]), pain=pain["pain"].astype(float))
-    dup = superseded_same_day(table["runner_id"], table["_day"], table["pain"]).to_numpy()
-    kept, merged = table[~dup], table[dup]
-    known = kept["runner_id"].isin(runners["runner_id"].astype(str)).to_numpy()
-    kept, unknown = kept[known], kept[~known]
-    runner, _ = pd.factorize(kept["runner_id"], sort=True)
-    order = np.lexsort((kept["_day"].to_numpy(), runner))  # stable, as sort_values was
-    return kept.take(order), merged, unknown
+    # one pass over the ID strings: integer codes for the dedupe, the join and the order
+    runner, names = pd.factorize(table["runner_id"], sort=True)
+    dup = superseded_same_day(pd.Series(runner, index=table.index), table["_day"],
+                              table["pain"]).to_numpy()
+    at = _runner_universe(runners).get_indexer(pd.Index(names))
+    code = np.where(runner >= 0, at[np.maximum(runner, 0)] if len(at) else -1, -1)
+    keep = ~dup & (code >= 0)
+    rows = np.flatnonzero(keep)
+    order = rows[np.lexsort((table["_day"].to_numpy()[rows], code[rows]))]  # stable
+    kept = table.take(order).assign(_runner=code[order])
+    return kept, table[dup], table[~dup & (code < 0)]
 
 
 def _validate_options(exposure_lag_days: int, pain_threshold: float, lags: Sequence[int],
@@ -933,8 +943,9 @@ def build_panel(
         if ostrc_coding == "auto":
             ostrc_coding = infer_ostrc_coding(kept)
         columns |= ostrc_columns(kept, coding=ostrc_coding)
-    columns |= _exposure_columns(features, grid, columns["runner_id"],
-                                 columns["reference_date"], lags=lags)
+    columns |= _exposure_columns(features, grid, kept["_runner"].to_numpy(),
+                                 _runner_universe(runners), columns["reference_date"],
+                                 lags=lags)
     meta = _panel_meta(exposure_lag_days=exposure_lag_days, pain_threshold=pain_threshold,
                        lags=lags, unlogged_gaps=unlogged_gaps, decay=decay,
                        ostrc_coding=ostrc_coding)
@@ -955,13 +966,13 @@ def _report_columns(kept: pd.DataFrame, runners: pd.DataFrame, *, exposure_lag_d
     info_cols = ["cohort", *[c for c in ("sex", "age") if c in runners.columns]]
     info = runners.assign(runner_id=runners["runner_id"].astype(str)).drop_duplicates(
         "runner_id").set_index("runner_id")[info_cols]
-    runner_id = pd.array(kept["runner_id"].to_numpy(), dtype="str")
-    at = info.index.get_indexer(pd.Index(runner_id))
+    # kept["_runner"] indexes the runner universe; every kept runner is in ``info``
+    at = info.index.get_indexer(_runner_universe(runners))[kept["_runner"].to_numpy()]
     report_day = kept["_day"].to_numpy()
     pain = kept["pain"].to_numpy()
-    out: dict[str, Any] = {"runner_id": runner_id}
+    out: dict[str, Any] = {"runner_id": pd.array(kept["runner_id"].array, dtype="str")}
     for col in info_cols:
-        out[col] = info[col].take(np.maximum(at, 0)).array if len(info) else info[col].array
+        out[col] = info[col].take(at).array
     out |= {
         "date": _dates(report_day),
         "reference_date": _dates(report_day - int(exposure_lag_days)),
@@ -971,11 +982,15 @@ def _report_columns(kept: pd.DataFrame, runners: pd.DataFrame, *, exposure_lag_d
     return out
 
 
-def _exposure_columns(features: pd.DataFrame, grid: _Grid, runner_id: Any,
-                      reference_date: np.ndarray, *, lags: Sequence[int]) -> dict[str, Any]:
-    """Every feature at each report's reference day ``s`` and, per lag k, at ``s - 7k``."""
+def _exposure_columns(features: pd.DataFrame, grid: _Grid, runner: np.ndarray,
+                      universe: pd.Index, reference_date: np.ndarray, *,
+                      lags: Sequence[int]) -> dict[str, Any]:
+    """Every feature at each report's reference day ``s`` and, per lag k, at ``s - 7k``.
+
+    ``runner`` is each report's position in ``universe`` (:func:`_runner_universe`).
+    """
     grid_key = _runner_key(grid.code, grid.day)
-    code = _codes(pd.Series(runner_id), grid.runner_ids)
+    code = grid.runner_ids.get_indexer(universe)[runner] if len(runner) else runner
     ref_day = reference_date.astype("datetime64[D]").astype(np.int64)
 
     def lookup(days: np.ndarray) -> pd.DataFrame:
