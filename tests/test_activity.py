@@ -268,3 +268,29 @@ def test_parallel_read_equals_serial(tmp_path: Path, fit_plain: bytes) -> None:
     pd.testing.assert_frame_equal(serial.sessions, parallel.sessions)
     pd.testing.assert_frame_equal(serial.hr_samples, parallel.hr_samples)
     pd.testing.assert_frame_equal(serial.quarantine, parallel.quarantine)
+    filled = read_activity_folder(folder, workers=2, cache_dir=tmp_path / "cache")
+    # Identical copies share one cache entry: a worker that meets a copy after another
+    # stored it reads the entry, so parses + hits cover every file, with at least one parse.
+    assert filled.n_parsed >= 1
+    assert filled.n_parsed + filled.n_cached == PARALLEL_MIN_FILES + 3
+    again = read_activity_folder(folder, workers=2, cache_dir=tmp_path / "cache")
+    assert (again.n_parsed, again.n_cached) == (0, PARALLEL_MIN_FILES + 3)
+    pd.testing.assert_frame_equal(serial.sessions, again.sessions)
+
+
+def test_multisport_fit_gives_one_row_per_session(tmp_path: Path) -> None:
+    bike = replace(SHORT, n_points=201, step_m=8.0, start=START + pd.Timedelta(minutes=10),
+                   hr=lambda i: 100 + i % 7)
+    path = write_fit(tmp_path / "r" / "tri.fit", SHORT, then=(bike, "CYCLING"))
+    with pytest.raises(ActivityFileError, match="2 sessions"):
+        read_activity_file(path)
+    read = read_activity_folder(tmp_path / "r")
+    s = read.sessions
+    assert s["session_id"].tolist() == ["r/tri.fit", "r/tri.fit#2"]
+    assert s["source_line"].tolist() == [1, 2]
+    assert s["sport"].tolist() == ["running", "cycling"]
+    assert s["distance_km"].tolist() == [0.9, 1.6]
+    assert s["n_hr_samples"].tolist() == [301, 201]
+    second = read.hr_samples[read.hr_samples["session_id"] == "r/tri.fit#2"]
+    np.testing.assert_array_equal(second["elapsed_s"], np.arange(201.0))
+    np.testing.assert_array_equal(second["hr_bpm"], [100 + i % 7 for i in range(201)])
