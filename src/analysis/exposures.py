@@ -354,76 +354,103 @@ def _calendar(
     ordered["runner"] = remap[ordered["runner"].to_numpy()]  # -1 stays -1 (last slot)
     start = first[has_window].astype(np.int64)
     end = last[has_window].astype(np.int64)
-    lengths = end - start + 1
-    offsets = np.r_[0, np.cumsum(lengths)][:-1].astype(np.int64)
-    n = int(lengths.sum())
-    code = np.repeat(np.arange(len(ids)), lengths)
-    day_index = np.arange(n) - np.repeat(offsets, lengths)
-    day = np.repeat(start, lengths) + day_index
-
-    # place each run on its grid row (runs outside follow-up have no row)
-    run_code = ordered["runner"].to_numpy()
-    run_day = ordered["day"].to_numpy()
-    inside = run_code >= 0
-    safe = np.maximum(run_code, 0)
-    inside &= (run_day >= start[safe]) & (run_day <= end[safe]) if len(start) else inside
-    ordered["row"] = np.where(inside, offsets[safe] + run_day - start[safe], -1) if len(
-        start) else -1
-    on = ordered[inside]
-    rows = on["row"].to_numpy(dtype=np.int64)
-    km = np.bincount(rows, weights=on["distance_km"].to_numpy(dtype=float),
-                     minlength=n).astype(float)
-    n_runs = np.bincount(rows, minlength=n)
-    longest = np.zeros(n)
-    np.maximum.at(longest, rows, on["distance_km"].to_numpy(dtype=float))
-    minutes = on["duration_min"].to_numpy(dtype=float)
-    duration = np.bincount(rows, weights=np.nan_to_num(minutes), minlength=n).astype(float)
-    dur_missing = np.bincount(rows, weights=np.isnan(minutes), minlength=n)
-    load = on["rpe"].to_numpy(dtype=float) * minutes
-    srpe = np.bincount(rows, weights=np.nan_to_num(load), minlength=n).astype(float)
-    srpe_missing = np.bincount(rows, weights=np.isnan(load), minlength=n)
-    duration[dur_missing > 0] = np.nan
-    srpe[srpe_missing > 0] = np.nan
-    if "duration_min" not in runs.columns:
-        duration[:] = np.nan
-    if "duration_min" not in runs.columns or "rpe" not in runs.columns:
-        srpe[:] = np.nan
-    day_shoe = np.full(n, -1)
-    last_of_day = np.r_[rows[1:] != rows[:-1], True] if len(rows) else np.zeros(0, bool)
-    day_shoe[rows[last_of_day]] = on["shoe"].to_numpy()[last_of_day]
-
-    # runs of consecutive days without a run, per runner: 21+ days are possibly unlogged
-    rest = n_runs == 0
-    new_block = np.ones(n, dtype=bool)
-    new_block[1:] = (rest[1:] != rest[:-1]) | (code[1:] != code[:-1])
-    block = np.cumsum(new_block) - 1
-    block_len = np.bincount(block) if n else np.zeros(0, dtype=np.int64)
-    gap = rest & (block_len[block] >= UNLOGGED_GAP_MIN_DAYS)
-
-    distance = km.copy()
-    rest_day = pd.array(rest, dtype="boolean")
-    missing = gap if unlogged_gaps == "missing" else np.zeros(n, dtype=bool)
-    for arr in (distance, duration, srpe, longest):
-        arr[missing] = np.nan
-    rest_day[missing] = pd.NA
+    code, day_index, offsets = _grid_rows(start, end)
+    day = start[code] + day_index
+    ordered["row"] = _grid_row_of_runs(ordered, start, end, offsets)
+    totals = _day_totals(ordered[ordered["row"].to_numpy() >= 0], len(code),
+                         has_duration="duration_min" in runs.columns,
+                         has_rpe="rpe" in runs.columns)
+    gap = _unlogged_gap_days(totals["n_runs"], code)
+    rest_day = pd.array(totals["n_runs"] == 0, dtype="boolean")
+    if unlogged_gaps == "missing":
+        for col in ("distance_km", "duration_min", "srpe_au", "longest_run_km"):
+            totals[col][gap] = np.nan
+        rest_day[gap] = pd.NA
     shoe_str = pd.array(np.asarray(shoe_keys.get_level_values("shoe_id"), dtype=object),
                         dtype="str")
     daily = pd.DataFrame({
         "runner_id": pd.array(np.asarray(ids, dtype=object), dtype="str").take(code),
         "date": _dates(day),
-        "day_index": day_index.astype(np.int64),
-        "distance_km": distance,
-        "n_runs": n_runs.astype(np.int64),
-        "longest_run_km": longest,
-        "duration_min": duration,
-        "srpe_au": srpe,
+        "day_index": day_index,
+        "distance_km": totals["distance_km"],
+        "n_runs": totals["n_runs"],
+        "longest_run_km": totals["longest_run_km"],
+        "duration_min": totals["duration_min"],
+        "srpe_au": totals["srpe_au"],
         "rest_day": rest_day,
         "unlogged_gap": gap,
-        "shoe_id": shoe_str.take(day_shoe, allow_fill=True),
+        "shoe_id": shoe_str.take(totals["shoe"], allow_fill=True),
     }, copy=False)
     grid = _Grid(runner_ids=ids, code=code, day=day, runs=ordered, shoe_keys=shoe_keys,
                  has_shoes=bool((ordered["shoe"] >= 0).any()))
     return daily, grid
+
+
+def _grid_rows(start: np.ndarray, end: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runner code and day index (days since follow-up start) of every grid row, and each
+    runner's first row, for follow-up windows ``start..end`` (day numbers, inclusive)."""
+    lengths = end - start + 1
+    offsets = np.r_[0, np.cumsum(lengths)][:-1].astype(np.int64)
+    code = np.repeat(np.arange(len(start)), lengths)
+    day_index = (np.arange(int(lengths.sum())) - np.repeat(offsets, lengths)).astype(np.int64)
+    return code, day_index, offsets
+
+
+def _grid_row_of_runs(ordered: pd.DataFrame, start: np.ndarray, end: np.ndarray,
+                      offsets: np.ndarray) -> np.ndarray:
+    """The grid row of each run, -1 for runs outside their runner's follow-up."""
+    run_code = ordered["runner"].to_numpy()
+    run_day = ordered["day"].to_numpy()
+    if not len(start):
+        return np.full(len(run_code), -1, dtype=np.int64)
+    safe = np.maximum(run_code, 0)
+    inside = (run_code >= 0) & (run_day >= start[safe]) & (run_day <= end[safe])
+    return np.where(inside, offsets[safe] + run_day - start[safe], -1)
+
+
+def _day_totals(on: pd.DataFrame, n: int, *, has_duration: bool,
+                has_rpe: bool) -> dict[str, np.ndarray]:
+    """Per grid row, from the runs placed on it (in total order): km, runs, longest run (km),
+    minutes and session RPE load (NaN when any run of the day lacks them) and the shoe code
+    of the day's latest run (-1: none)."""
+    rows = on["row"].to_numpy(dtype=np.int64)
+    km = on["distance_km"].to_numpy(dtype=float)
+    longest = np.zeros(n)
+    np.maximum.at(longest, rows, km)
+    minutes = on["duration_min"].to_numpy(dtype=float)
+    load = on["rpe"].to_numpy(dtype=float) * minutes
+
+    def total_unless_missing(values: np.ndarray, present: bool) -> np.ndarray:
+        out = np.bincount(rows, weights=np.nan_to_num(values), minlength=n).astype(float)
+        out[np.bincount(rows, weights=np.isnan(values), minlength=n) > 0] = np.nan
+        if not present:
+            out[:] = np.nan
+        return out
+
+    day_shoe = np.full(n, -1)
+    last_of_day = np.r_[rows[1:] != rows[:-1], True] if len(rows) else np.zeros(0, bool)
+    day_shoe[rows[last_of_day]] = on["shoe"].to_numpy()[last_of_day]
+    return {
+        "distance_km": np.bincount(rows, weights=km, minlength=n).astype(float),
+        "n_runs": np.bincount(rows, minlength=n).astype(np.int64),
+        "longest_run_km": longest,
+        "duration_min": total_unless_missing(minutes, has_duration),
+        "srpe_au": total_unless_missing(load, has_duration and has_rpe),
+        "shoe": day_shoe,
+    }
+
+
+def _unlogged_gap_days(n_runs: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """Days in a run of :data:`UNLOGGED_GAP_MIN_DAYS` or more consecutive days without a run
+    (per runner: a block never crosses two runners)."""
+    n = len(n_runs)
+    rest = n_runs == 0
+    new_block = np.ones(n, dtype=bool)
+    new_block[1:] = (rest[1:] != rest[:-1]) | (code[1:] != code[:-1])
+    block = np.cumsum(new_block) - 1
+    block_len = np.bincount(block) if n else np.zeros(0, dtype=np.int64)
+    return rest & (block_len[block] >= UNLOGGED_GAP_MIN_DAYS)
 
 
 # --- features on the daily grid --------------------------------------------------------------
