@@ -352,7 +352,7 @@ def test_a_clean_table_failing_its_contract_is_a_bug_with_a_traceback(
     with pytest.raises(CleanContractBug, match=r"^bug in analysis\.clean.*runs") as err:
         _checked(messy.runners, bad_runs, messy.pain, messy.shoes)
     assert not isinstance(err.value, KneeloadError)
-    assert err.value.__cause__ is not None  # pandera's error stays attached
+    assert err.value.__cause__ is not None  # the contract check's error stays attached
     assert len(_checked(messy.runners, messy.runs, messy.pain, messy.shoes)) == 4
 
 

@@ -571,3 +571,76 @@ def test_lovdal_damaged_rows_are_quarantined_not_guessed(tmp_path: Path) -> None
     assert clean.pain["source_line"].tolist() == [2]
     report = clean.report["files"]["day_approach_maskedID_timeseries.csv"]
     assert report["read"] == report["kept"] + report["quarantined"]
+
+
+# --- typed where they enter: the arrow and pandas typing paths (issue 11) -----------------
+_DATE_CELLS = st.one_of(
+    st.dates(min_value=date(1900, 1, 1), max_value=date(2200, 12, 31)).map(str),
+    st.builds(lambda d, h, m, sep, sec: f"{d}{sep}{h:02d}:{m:02d}{sec}",
+              st.dates(min_value=date(2000, 1, 1), max_value=date(2030, 12, 31)),
+              st.integers(0, 25), st.integers(0, 61), st.sampled_from([" ", "T"]),
+              st.sampled_from(["", ":00", ":59", ":60", ".5", "Z", "+01:00"])),
+    st.sampled_from(["", " ", "NA", "n/a", "--", "2024-02-30", "2024-1-7", "20240107",
+                     "2024-01-07 06", "07/01/2024", "abc"]))
+_NUMBER_CELLS = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
+    st.integers(-1000, 1000).map(str),
+    st.sampled_from(["", " 5 ", "NA", "nan", "inf", "-inf", "1e3", "+2", ".5", "5.", "2,5",
+                     "abc", "None", "#N/A"]))
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.lists(st.tuples(_DATE_CELLS, _NUMBER_CELLS), min_size=1, max_size=12))
+def test_arrow_typing_gives_the_pandas_typing_frame(rows: list[tuple[str, str]]) -> None:
+    """The fast path (pyarrow split, cells typed in arrow) and the careful path (csv module,
+    typed in pandas) give the same frame, dtypes included, for dates and numbers of every
+    shape: the arrow parsers only ever accept what pandas reads the same way."""
+    text = "date,km\n" + "".join(f"{d},{n}\n" for d, n in rows)
+    fast = _io.split_csv_bytes(text.encode("utf-8"), delimiter=",")
+    if fast is None:
+        return
+    got = _io.typed_arrow_frame(fast, header=fast.header, file="x.csv", numbers=["km"],
+                                dates=["date"], time_of_day="date")
+    careful = _io.careful_split(text, delimiter=",", file="x.csv")
+    ref = _io.typed_columns(
+        _io.records_frame(careful, header=careful.header, file="x.csv"),
+        numbers=["km"], dates=["date"], time_of_day="date")
+    pd.testing.assert_frame_equal(got, ref, check_exact=True)
+
+
+def test_a_date_column_is_typed_by_arrow_when_it_can_be() -> None:
+    cells = _io.split_csv_bytes(b"date\n2024-01-07\n2024-01-07 06:30\n NA \n", delimiter=",")
+    frame = _io.typed_arrow_frame(cells, header=["date"], file="x.csv", dates=["date"],
+                                  time_of_day="date")
+    assert frame["date"].dtype == "datetime64[us]"
+    assert frame["date"].tolist()[:2] == [pd.Timestamp("2024-01-07"),
+                                          pd.Timestamp("2024-01-07 06:30")]
+    assert pd.isna(frame["date"].iloc[2])
+    assert frame[_io.HAS_TIME].tolist() == [False, True, False]
+    assert frame["source_line"].tolist() == [2, 3, 4]
+
+
+def test_excel_and_parquet_cells_keep_their_types(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Typed Excel/Parquet columns are not written as text and parsed again."""
+    from analysis.ingest import canonical
+
+    folder = write_dataset(tmp_path, runs_csv=None)
+    (folder / "runs.csv").unlink(missing_ok=True)
+    pd.DataFrame({"runner_id": ["R1", "R2"],
+                  "date": pd.to_datetime(["2024-01-01 06:30", "2024-01-02 00:00"]),
+                  "distance_km": [5.0, 7.5], "duration_min": [30, 40]}).to_parquet(
+        folder / "runs.parquet")
+    pd.DataFrame({"runner_id": ["R1"], "date": pd.to_datetime(["2024-01-07"]),
+                  "pain": [2]}).to_excel(folder / "pain.xlsx", index=False)
+    (folder / "pain.csv").unlink()
+
+    def no_text(frame: pd.DataFrame) -> pd.DataFrame:
+        raise AssertionError(f"typed columns {list(frame.columns)} went through text")
+
+    monkeypatch.setattr(canonical, "stringify", no_text)
+    raw = read_dataset(folder)
+    assert raw.runs["date_has_time"].tolist() == [True, False]
+    assert raw.runs["duration_min"].tolist() == [30.0, 40.0]
+    assert raw.pain[["date", "pain", "source_line"]].to_numpy().tolist() == [
+        [pd.Timestamp("2024-01-07"), 2.0, 2]]

@@ -17,8 +17,10 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-import pandera.errors
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from analysis.errors import DataContractError
 from analysis.ingest import RawTables
 from analysis.ingest._io import (
     HAS_TIME,
@@ -32,14 +34,15 @@ from analysis.ingest.diary import SOURCE_COLUMN
 from analysis.schemas import (
     MAX_DAILY_KM,
     OSTRC_ITEMS,
-    PAIN,
+    PAIN_CONTRACT,
     PAIN_MAX,
     PAIN_MIN,
-    RUNNERS,
-    RUNS,
-    SHOES,
+    RUNNERS_CONTRACT,
+    RUNS_CONTRACT,
+    SHOES_CONTRACT,
     SOURCE_FILE,
     SOURCE_LINE,
+    check_table,
 )
 
 # --- thresholds ----------------------------------------------------------------------------
@@ -162,25 +165,26 @@ class _Ledger:
         if reason not in MERGE_REASONS and reason not in QUARANTINE_REASONS:
             raise KeyError(f"bug: reason code {reason!r} is not documented")
         mask = mask.reindex(df.index).fillna(False).astype(bool)
-        if mask.any():
-            bad = df[mask]
-            if callable(values):
-                values = values(bad)
-            elif values is None:
-                values = bad[column] if column in bad else pd.Series(pd.NA, index=bad.index)
-            where: str | pd.Series = column
-            if SOURCE_COLUMN in bad and column in ("pain", "date", "distance_km"):
-                # the cell of a reshaped file (wide diary week, Lövdal block)
-                where = bad[SOURCE_COLUMN].astype("str").fillna(column)
-            self.parts.append(pd.DataFrame({
-                "file": bad[SOURCE_FILE].astype("str"),
-                "line": bad[SOURCE_LINE].astype("int64"),
-                "column": where,
-                "value": shown_values(values.reindex(bad.index)),
-                "reason": reason,
-                "runner_id": (_text(bad["runner_id"]) if "runner_id" in bad
-                              else pd.Series(pd.NA, index=bad.index, dtype="str")),
-            }))
+        if not mask.any():
+            return df
+        bad = df[mask]
+        if callable(values):
+            values = values(bad)
+        elif values is None:
+            values = bad[column] if column in bad else pd.Series(pd.NA, index=bad.index)
+        where: str | pd.Series = column
+        if SOURCE_COLUMN in bad and column in ("pain", "date", "distance_km"):
+            # the cell of a reshaped file (wide diary week, Lövdal block)
+            where = bad[SOURCE_COLUMN].astype("str").fillna(column)
+        self.parts.append(pd.DataFrame({
+            "file": bad[SOURCE_FILE].astype("str"),
+            "line": bad[SOURCE_LINE].astype("int64"),
+            "column": where,
+            "value": shown_values(values.reindex(bad.index)),
+            "reason": reason,
+            "runner_id": (_text(bad["runner_id"]) if "runner_id" in bad
+                          else pd.Series(pd.NA, index=bad.index, dtype="str")),
+        }))
         return df[~mask]
 
     def frame(self) -> pd.DataFrame:
@@ -196,6 +200,8 @@ class _Ledger:
 
 def _fix(df: pd.DataFrame, code: str, mask: pd.Series) -> pd.DataFrame:
     col = f"_fix_{code}"
+    if col not in df and not mask.any():
+        return df  # no such fix yet: an absent column counts as False (see _report)
     prev = df[col] if col in df else pd.Series(False, index=df.index)
     return df.assign(**{col: prev | mask.reindex(df.index).fillna(False).astype(bool)})
 
@@ -203,9 +209,14 @@ def _fix(df: pd.DataFrame, code: str, mask: pd.Series) -> pd.DataFrame:
 def _common_rules(df: pd.DataFrame, led: _Ledger, required: tuple[str, ...]) -> pd.DataFrame:
     if SOURCE_ISSUE in df:
         df = led.drop(df, df[SOURCE_ISSUE].notna(), reason="malformed_row", column=SOURCE_ISSUE)
+    runner_id = _text(df["runner_id"]) if "runner_id" in df else None
     for col in required:
-        df = led.drop(df, _is_missing(df[col]), reason="missing_value", column=col)
-    return df.assign(runner_id=_text(df["runner_id"])) if "runner_id" in df else df
+        missing = runner_id.isna() if col == "runner_id" else _is_missing(df[col])
+        df = led.drop(df, missing, reason="missing_value", column=col)
+    if runner_id is None:
+        return df
+    # reindexed by hand: assigning to a frame left with no rows would adopt the series' index
+    return df.assign(runner_id=runner_id.reindex(df.index))
 
 
 def _optional_number(
@@ -239,10 +250,20 @@ def _optional_date(df: pd.DataFrame, col: str) -> pd.DataFrame:
     return df.assign(**{f"_{col}": dt.dt.normalize()})
 
 
+def _runner_rows(runner_id: pd.Series, runners: pd.DataFrame) -> np.ndarray:
+    """Row of each record's runner in ``runners`` (-1: not there), by one hash join."""
+    found = pc.index_in(pa.array(runner_id, type=pa.string(), from_pandas=True),
+                        value_set=pa.array(runners["runner_id"], type=pa.string(),
+                                           from_pandas=True))
+    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def _runner_filter(
     df: pd.DataFrame, runners: pd.DataFrame, no_cohort: set[str], led: _Ledger
 ) -> pd.DataFrame:
-    unknown = ~df["runner_id"].isin(runners["runner_id"])
+    """Drop records of runners not in ``runners``; the others get ``_runner_row``."""
+    df = df.assign(_runner_row=_runner_rows(df["runner_id"], runners))
+    unknown = df["_runner_row"] < 0
     cohortless = unknown & df["runner_id"].isin(no_cohort)
     df = led.drop(df, cohortless, reason="runner_without_cohort", column="runner_id")
     return led.drop(df, unknown, reason="unknown_runner", column="runner_id")
@@ -259,10 +280,11 @@ def _date_rules(df: pd.DataFrame, led: _Ledger, today: date) -> pd.DataFrame:
 
 def _follow_up(df: pd.DataFrame, runners: pd.DataFrame) -> pd.DataFrame:
     """Attach each record's runner follow-up window as ``_fu_start``/``_fu_end`` (NaT: open)."""
-    lookup = runners.set_index("runner_id")
+    rows = df["_runner_row"].to_numpy()  # every record's runner is known here
     out = {}
     for name, col in (("_fu_start", "_follow_up_start"), ("_fu_end", "_follow_up_end")):
-        out[name] = (df["runner_id"].map(lookup[col]) if col in lookup
+        out[name] = (pd.Series(runners[col].to_numpy()[rows], index=df.index)
+                     if col in runners
                      else pd.Series(pd.NaT, index=df.index, dtype="datetime64[us]"))
     return df.assign(**out)
 
@@ -312,7 +334,7 @@ def clean_tables(raw: RawTables, *, today: date | None = None) -> CleanResult:
     led = _Ledger()
 
     # runners
-    runners = _common_rules(raw.runners.copy(), led, ("runner_id",))
+    runners = _common_rules(raw.runners, led, ("runner_id",))
     cohortless = _is_missing(runners["cohort"])
     cohortless_ids = set(runners.loc[cohortless, "runner_id"])
     runners = led.drop(runners, cohortless, reason="missing_cohort", column="cohort")
@@ -337,7 +359,7 @@ def clean_tables(raw: RawTables, *, today: date | None = None) -> CleanResult:
     cohortless_ids -= set(runners["runner_id"])
 
     # shoes
-    shoes = _common_rules(raw.shoes.copy(), led, ("shoe_id", "runner_id"))
+    shoes = _common_rules(raw.shoes, led, ("shoe_id", "runner_id"))
     shoes = shoes.assign(shoe_id=_text(shoes["shoe_id"]))
     shoes = _runner_filter(shoes, runners, cohortless_ids, led)
     shoes = _optional_date(shoes, "start_date")
@@ -350,8 +372,8 @@ def clean_tables(raw: RawTables, *, today: date | None = None) -> CleanResult:
     shoes = led.drop(shoes, shoes.duplicated(["runner_id", "shoe_id"], keep="first"),
                      reason="duplicate_shoe_id", column="shoe_id")
 
-    runs = _clean_runs(raw.runs.copy(), runners, cohortless_ids, led, today)
-    pain = _clean_pain(raw.pain.copy(), runners, cohortless_ids, led, today)
+    runs = _clean_runs(raw.runs, runners, cohortless_ids, led, today)
+    pain = _clean_pain(raw.pain, runners, cohortless_ids, led, today)
 
     out_runners = _final(runners, {"runner_id": "runner_id", "cohort": "cohort", "sex": "sex",
                                    "age": "_age", "follow_up_start": "_follow_up_start",
@@ -374,15 +396,18 @@ def clean_tables(raw: RawTables, *, today: date | None = None) -> CleanResult:
 
 def _checked(runners: pd.DataFrame, runs: pd.DataFrame, pain: pd.DataFrame,
              shoes: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
-    """The clean tables checked against their contracts; a failure is a bug in a rule."""
+    """The clean tables checked once each against their contracts
+    (:func:`analysis.schemas.check_table`, the vectorised twin of the pandera schemas);
+    a failure is a bug in a rule."""
     out = []
-    for schema, table in ((RUNNERS, runners), (RUNS, runs), (PAIN, pain), (SHOES, shoes)):
+    for contract, table in ((RUNNERS_CONTRACT, runners), (RUNS_CONTRACT, runs),
+                            (PAIN_CONTRACT, pain), (SHOES_CONTRACT, shoes)):
         try:
-            out.append(schema.validate(table))
-        except pandera.errors.SchemaError as exc:
+            out.append(check_table(table, contract))
+        except DataContractError as exc:
             raise CleanContractBug(
                 f"bug in analysis.clean: a cleaning rule let a value through that the "
-                f"{schema.name} contract rejects ({exc}); please report it with the input "
+                f"{contract.name} contract rejects ({exc}); please report it with the input "
                 f"row") from exc
     return tuple(out)
 
@@ -393,7 +418,9 @@ def _clean_runs(
     df = _common_rules(df, led, ("runner_id", "date", "distance_km"))
     if "activity_type" in df:
         act = _text(df["activity_type"])
-        not_run = act.notna() & ~act.str.contains(RUNNING_PATTERN).fillna(False).astype(bool)
+        codes, kinds = pd.factorize(act)  # a few distinct activity names: match each once
+        running = np.asarray([bool(RUNNING_PATTERN.search(k)) for k in kinds], dtype=bool)
+        not_run = pd.Series((codes >= 0) & ~np.r_[running, False][codes], index=act.index)
         df = led.drop(df.assign(_activity_type=act), not_run, reason="non_running_activity",
                       column="activity_type")
     df = _date_rules(df, led, today)
@@ -438,14 +465,46 @@ def _clean_runs(
     df = led.drop(df, df["_date"] > df["_fu_end"], reason="outside_follow_up", column="date")
     key = [c for c in ("runner_id", "_start", "_distance_km", "_duration_min", "_shoe_id",
                        "_activity_type", "_rpe") if c in df]
-    df = led.drop(df, df.duplicated(key, keep="first"), reason="exact_duplicate",
-                  column="distance_km")
+    df = led.drop(df, _duplicated_within(df, key, ["_runner_row", "_start"]),
+                  reason="exact_duplicate", column="distance_km")
     df = led.drop(df, _two_device(df), reason="two_device_duplicate", column="distance_km")
-    day_km = df.groupby(["runner_id", "_date"])["_distance_km"].transform("sum")
+    # one run is at most MAX_DAILY_KM here, so only a runner's days with several runs can
+    # add up to more: the sum is taken over those days only
+    several = df[_shares_key(df, ["_runner_row", "_date"])]
+    day_km = several.groupby(["_runner_row", "_date"])["_distance_km"].transform("sum")
     return led.drop(df, day_km > MAX_DAILY_KM, reason="daily_km_over_max",
                     column="distance_km",
                     values=lambda bad: day_km[bad.index].map(lambda v: f"{v:.2f} km that day",
                                                              na_action="ignore"))
+
+
+#: Odd 64-bit multiplier (2^64 / golden ratio) folding several integer columns into one key.
+_FOLD = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _shares_key(df: pd.DataFrame, coarse: list[str]) -> pd.Series:
+    """Mask of rows whose ``coarse`` key another row may also have: a superset of
+    ``df.duplicated(coarse, keep=False)`` (integer or datetime columns folded into one
+    64-bit key by wrapping arithmetic: equal keys fold equally, a rare collision only adds
+    a candidate, which the exact step after it then checks)."""
+    key = np.zeros(len(df), dtype=np.uint64)
+    for col in coarse:
+        values = df[col].to_numpy()
+        if values.dtype.kind == "M":
+            values = values.view(np.int64)
+        key = key * _FOLD + values.astype(np.int64).view(np.uint64)
+    return pd.Series(pd.Index(key.view(np.int64)).duplicated(keep=False), index=df.index)
+
+
+def _duplicated_within(df: pd.DataFrame, key: list[str], coarse: list[str]) -> pd.Series:
+    """``df.duplicated(key, keep="first")``, computed only on rows whose ``coarse`` key
+    (a subset of ``key``'s meaning: equal keys imply equal coarse keys) repeats; the same
+    mask, without hashing every text column of every row."""
+    shared = _shares_key(df, coarse)
+    out = pd.Series(False, index=df.index)
+    if shared.any():
+        out[shared] = df[shared].duplicated(key, keep="first")
+    return out
 
 
 def _start_time(df: pd.DataFrame) -> pd.DataFrame:
@@ -514,7 +573,8 @@ def _overlaps_any(timed: pd.DataFrame) -> np.ndarray:
     start = timed["_start"].to_numpy().astype("datetime64[us]").astype(np.int64)
     # rounded up by a microsecond: a superset of candidates is harmless, a missed one is not
     end = start + np.ceil(np.nan_to_num(dur) * 60e6).astype(np.int64) + 1
-    runner = pd.factorize(timed["runner_id"])[0].astype(np.int64)
+    runner = (timed["_runner_row"].to_numpy(dtype=np.int64) if "_runner_row" in timed
+              else pd.factorize(timed["runner_id"])[0].astype(np.int64))
     order = np.lexsort((start, runner))
     r, s, e = runner[order], start[order], end[order]
     n = len(s)
@@ -552,7 +612,8 @@ def _clean_pain(
     outside = (df["_date"] < df["_fu_start"]) | (df["_date"] > df["_fu_end"])
     df = led.drop(df, outside, reason="outside_follow_up", column="date")
     key = ["runner_id", "_date", "_pain", *[f"_{q}" for q in OSTRC_ITEMS if f"_{q}" in df]]
-    df = led.drop(df, df.duplicated(key, keep="first"), reason="exact_duplicate", column="pain")
+    df = led.drop(df, _duplicated_within(df, key, ["_runner_row", "_date"]),
+                  reason="exact_duplicate", column="pain")
     superseded = superseded_same_day(df["runner_id"], df["_date"], df["_pain"])
     return led.drop(df, superseded, reason="same_day_pain_report", column="pain")
 
@@ -574,47 +635,67 @@ def superseded_same_day(runner_id: pd.Series, day: pd.Series, pain: pd.Series) -
         pain (NRS 0-10).
     """
     n = len(pain)
-    runner = pd.factorize(runner_id)[0]
-    days = pd.factorize(day)[0]
-    values = pain.to_numpy(dtype=float)
-    # sorted by runner, day, pain (NaN last, as highest), then row: each group's last row
-    # is the one kept
-    order = np.lexsort((np.arange(n), values, days, runner))
-    key_r, key_d = runner[order], days[order]
-    last = np.ones(n, dtype=bool)
-    if n > 1:
-        last[:-1] = (key_r[1:] != key_r[:-1]) | (key_d[1:] != key_d[:-1])
+    runner = pd.factorize(runner_id)[0].astype(np.int64)
+    days = pd.factorize(day)[0].astype(np.int64)
+    # only reports sharing their (runner, day) with another can be superseded: one hash
+    # pass finds them, and only those are sorted
+    key = pd.Series(runner * (int(days.max(initial=0)) + 1) + days)
+    shared = np.flatnonzero(key.duplicated(keep=False).to_numpy())
     dup = np.zeros(n, dtype=bool)
-    dup[order] = ~last
+    if len(shared):
+        values = pain.to_numpy(dtype=float)[shared]
+        # sorted by runner, day, pain (NaN last, as highest), then row: each group's last
+        # row is the one kept
+        order = np.lexsort((shared, values, days[shared], runner[shared]))
+        key_r, key_d = runner[shared][order], days[shared][order]
+        last = np.ones(len(shared), dtype=bool)
+        last[:-1] = (key_r[1:] != key_r[:-1]) | (key_d[1:] != key_d[:-1])
+        dup[shared[order]] = ~last
     return pd.Series(dup, index=pain.index)
 
 
 def _report(raw: RawTables, kept: dict[str, pd.DataFrame], quarantine: pd.DataFrame) -> dict:
     """Per-file counts; raises ConservationError when read != kept + merged + quarantined."""
-    kept_rows = pd.concat([t[[SOURCE_FILE]] for t in kept.values()], ignore_index=True)
-    kept_n = kept_rows[SOURCE_FILE].value_counts()
     fix_cols = sorted({c for t in kept.values() for c in t.columns if c.startswith("_fix_")})
-    fixes = pd.concat(
-        [t[[SOURCE_FILE]].assign(**{c: t[c].astype(bool) if c in t else False
-                                    for c in fix_cols}) for t in kept.values()],
-        ignore_index=True,
-    )
-    raw_n = pd.concat([t[[SOURCE_FILE]] for t in raw.tables().values()],
-                      ignore_index=True)[SOURCE_FILE].value_counts()
+    kept_n: dict[str, int] = {}
+    fixed_n: dict[str, int] = {}
+    fix_n: dict[str, dict[str, int]] = {}
+    for t in kept.values():
+        if not len(t):
+            continue
+        files = t[SOURCE_FILE].astype("str")
+        for name, count in files.value_counts(sort=False).items():
+            kept_n[str(name)] = kept_n.get(str(name), 0) + int(count)
+        present = [c for c in fix_cols if c in t]
+        if not present:
+            continue
+        flags = t[present].astype(bool).assign(_any=lambda f: f.any(axis=1))
+        sums = flags.groupby(files.to_numpy()).sum()
+        for name, row in sums.iterrows():
+            fixed_n[str(name)] = fixed_n.get(str(name), 0) + int(row["_any"])
+            per = fix_n.setdefault(str(name), {})
+            for c in present:
+                per[c] = per.get(c, 0) + int(row[c])
+    raw_n: dict[str, int] = {}
+    for t in raw.tables().values():
+        if len(t):
+            for name, count in t[SOURCE_FILE].value_counts(sort=False).items():
+                raw_n[str(name)] = raw_n.get(str(name), 0) + int(count)
     merged = quarantine["reason"].isin(list(MERGE_REASONS))
+    by_file = quarantine.groupby("file", sort=False).groups if len(quarantine) else {}
     files: dict[str, dict] = {}
-    names = sorted(set(raw.files) | set(raw_n.index.astype(str)))
+    names = sorted(set(raw.files) | set(raw_n))
     for name in names:
-        q = quarantine[quarantine["file"] == name]
-        m = int(merged[q.index].sum())
-        f = fixes[fixes[SOURCE_FILE] == name]
-        fix_counts = {c.removeprefix("_fix_"): int(f[c].astype(bool).sum()) for c in fix_cols}
+        rows = by_file.get(name, pd.Index([]))
+        q = quarantine.loc[rows]
+        m = int(merged[rows].sum())
+        fix_counts = {c.removeprefix("_fix_"): fix_n.get(name, {}).get(c, 0) for c in fix_cols}
         entry = {
             "read": int(raw.files.get(name, 0)),
-            "kept": int(kept_n.get(name, 0)),
+            "kept": kept_n.get(name, 0),
             "merged": m,
             "quarantined": len(q) - m,
-            "fixed": int(f[fix_cols].astype(bool).any(axis=1).sum()) if fix_cols else 0,
+            "fixed": fixed_n.get(name, 0),
             "by_reason": {str(k): int(v) for k, v in q["reason"].value_counts().sort_index()
                           .items()},
             "fixes": {k: v for k, v in fix_counts.items() if v},
@@ -623,10 +704,10 @@ def _report(raw: RawTables, kept: dict[str, pd.DataFrame], quarantine: pd.DataFr
             info = raw.file_info[name]
             entry["encoding"] = info.encoding
             entry["lines"] = info.lines
-        if entry["read"] != int(raw_n.get(name, 0)) or \
+        if entry["read"] != raw_n.get(name, 0) or \
                 entry["read"] != entry["kept"] + entry["merged"] + entry["quarantined"]:
             raise ConservationError(
-                f"{name}: read {entry['read']} (raw tables hold {int(raw_n.get(name, 0))}) != "
+                f"{name}: read {entry['read']} (raw tables hold {raw_n.get(name, 0)}) != "
                 f"kept {entry['kept']} + merged {m} + quarantined {entry['quarantined']}"
             )
         files[name] = entry

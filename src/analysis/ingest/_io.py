@@ -1,8 +1,14 @@
-"""Low-level readers shared by the format modules: bytes -> table of strings with provenance.
+"""Low-level readers shared by the format modules: bytes -> table with provenance.
 
-Every reader returns values *as read* (strings, missing cells as ``<NA>``) plus the
-provenance columns ``source_file`` and ``source_line`` (1-based physical line; the header is
-line 1). Typing and validation happen in :mod:`analysis.clean`.
+Every reader returns the cells with the provenance columns ``source_file`` and
+``source_line`` (1-based physical line; the header is line 1). Number and date columns whose
+every cell parses are typed where they enter (:func:`typed_arrow_frame`,
+:func:`typed_columns`); other cells stay text as read (trimmed, missing as ``<NA>``) for
+:mod:`analysis.clean` to fix or quarantine with the text as written.
+
+CSV goes through pyarrow (:func:`split_csv_bytes`) whenever each record is provably one
+physical line, so the line map comes from the newline offsets; quoted newlines and broken
+files take the :mod:`csv`-module path (:func:`careful_split`).
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ def decode_bytes(data: bytes, *, file: str | Path) -> tuple[str, str]:
     Returns the text and the human name of the encoding used. Raises
     :class:`InputFileError` for empty, binary and HTML/XML content.
     """
-    if not data.strip():
+    if not data or data.isspace():
         raise InputFileError("file is empty", file=file)
     if data.startswith(b"\xef\xbb\xbf"):
         text, enc = data.decode("utf-8-sig", errors="replace"), "utf-8-sig"
@@ -88,16 +94,28 @@ def decode_bytes(data: bytes, *, file: str | Path) -> tuple[str, str]:
             "this is an HTML/XML page, not a CSV file (saved a web page or a login page?)",
             file=file,
         )
-    if not text.strip():
+    if not text or text.isspace():
         raise InputFileError("file is empty", file=file)
     return text, ENCODING_NAMES[enc]
 
 
 def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line
+    """The first line of ``text`` holding more than whitespace (without its line break)."""
+    pos = 0
+    while pos < len(text):
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        line = text[pos:end]
+        for part in line.splitlines() or [""]:  # a lone CR or other break inside
+            if part.strip():
+                return part
+        pos = end + 1
     return ""
+
+
+def first_line(text: str) -> str:
+    """Public name of :func:`_first_line` (the header line of a text table)."""
+    return _first_line(text)
 
 
 def normalise_name(name: str) -> str:
@@ -132,38 +150,67 @@ class CsvCells:
     issues: pd.Series  # "str": why a record does not fit the header, else NA
 
 
-def _record_lines(data: bytes) -> np.ndarray:
-    """0-based indices of the non-empty physical lines of ``data`` (``\n`` or ``\r\n``)."""
-    raw = np.frombuffer(data, dtype=np.uint8)
+@dataclass(frozen=True)
+class ArrowCells:
+    """A CSV split by pyarrow: trimmed text per column (empty cells null) and line numbers."""
+
+    header: list[str]  # header cells, trimmed
+    columns: list[pa.Array]  # one string array per header cell; "" and whitespace -> null
+    lines: np.ndarray  # int64: physical line (1-based) of each record
+
+
+def _line_bounds(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start offsets and lengths (without a trailing CR) of the physical lines of ``raw``."""
     newline = np.flatnonzero(raw == ord("\n"))
     starts = np.r_[0, newline + 1]
     ends = np.r_[newline, len(raw)]
     length = ends - starts
-    has_cr = np.zeros(len(starts), dtype=bool)
     ok = length > 0
+    has_cr = np.zeros(len(starts), dtype=bool)
     has_cr[ok] = raw[ends[ok] - 1] == ord("\r")
-    return np.flatnonzero(length - has_cr > 0)
+    return starts, length - has_cr
 
 
-def _fast_split(text: str, *, delimiter: str) -> CsvCells | None:
-    """pyarrow's CSV reader, when every record is provably one physical line; else None.
+def _record_lines(data: bytes) -> np.ndarray:
+    """0-based indices of the non-empty physical lines of ``data`` (``\n`` or ``\r\n``)."""
+    _, length = _line_bounds(np.frombuffer(data, dtype=np.uint8))
+    return np.flatnonzero(length > 0)
 
-    A record spans lines only through a quoted newline, which leaves an odd number of
-    quote characters on its first line; with every line even (and no lone CR) the physical
-    line of record i is the i-th non-empty line, found from the newline offsets. Ragged
-    rows (pyarrow refuses them) and whitespace-only lines go to the careful path.
+
+def _one_line_records(data: bytes, raw: np.ndarray) -> bool:
+    """True when no record of ``data`` can span physical lines: no lone CR, and every line
+    holds an even number of quote characters (a quoted newline leaves an odd count on the
+    record's first line)."""
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        return False
+    if b'"' not in data:
+        return True
+    quotes = np.flatnonzero(raw == ord('"'))
+    newline = np.flatnonzero(raw == ord("\n"))
+    per_line = np.bincount(np.searchsorted(newline, quotes), minlength=len(newline) + 1)
+    return not (per_line % 2).any()
+
+
+def split_csv_bytes(data: bytes, *, delimiter: str) -> ArrowCells | None:
+    """pyarrow's CSV reader on UTF-8 ``data`` when every record is provably one physical
+    line; else None (the careful path decides).
+
+    The physical line of record i is then the i-th non-empty line, found from the newline
+    offsets. Ragged rows (pyarrow refuses them), invalid UTF-8 and whitespace-only lines
+    (one field where the header has several) also give None. Cells are trimmed; empty ones
+    become null; rows whose every cell is empty are blank lines and dropped.
     """
-    if "\r" in text and "\r" in text.replace("\r\n", ""):
+    raw = np.frombuffer(data, dtype=np.uint8)
+    if not _one_line_records(data, raw):
         return None
-    if '"' in text and any(line.count('"') % 2 for line in text.split("\n")):
-        return None
-    data = text.encode("utf-8")
-    lines = _record_lines(data)
+    starts, length = _line_bounds(raw)
+    lines = np.flatnonzero(length > 0)
     if len(lines) < 1:
         return None
-    header_line = text.split("\n", int(lines[0]) + 1)[int(lines[0])].removesuffix("\r")
-    width = len(next(csv.reader([header_line], delimiter=delimiter)))
+    first = int(lines[0])
+    header_line = data[starts[first]:starts[first] + length[first]]
     try:
+        width = len(next(csv.reader([header_line.decode("utf-8")], delimiter=delimiter)))
         table = pa_csv.read_csv(
             io.BytesIO(data),
             read_options=pa_csv.ReadOptions(autogenerate_column_names=True,
@@ -172,27 +219,46 @@ def _fast_split(text: str, *, delimiter: str) -> CsvCells | None:
                                               newlines_in_values=False),
             convert_options=pa_csv.ConvertOptions(
                 column_types={f"f{i}": pa.string() for i in range(width)},
-                strings_can_be_null=False, quoted_strings_can_be_null=False),
+                null_values=[""], strings_can_be_null=True,
+                quoted_strings_can_be_null=True),
         )
-    except (pa.ArrowInvalid, ValueError):
+    except (pa.ArrowInvalid, ValueError, UnicodeDecodeError):
         return None  # ragged or otherwise unusual: the careful path decides
     if table.num_rows != len(lines) or table.num_columns == 0:
         return None
-    columns = [pc.utf8_trim_whitespace(col.combine_chunks()) for col in table.columns]
-    filled = np.zeros(table.num_rows, dtype=bool)  # rows of only empty cells are blank
-    for col in columns:
-        filled |= pc.not_equal(col, "").to_numpy(zero_copy_only=False)
-    if not filled.any():
+    columns = []
+    filled = None  # rows with a non-empty cell (the others are blank lines)
+    for col in table.columns:
+        col = pc.utf8_trim_whitespace(col.combine_chunks())
+        empty = pc.equal(col, "")
+        if pc.any(empty).as_py():
+            col = pc.if_else(empty, pa.scalar(None, pa.string()), col)
+        valid = pc.is_valid(col)
+        filled = valid if filled is None else pc.or_(filled, valid)
+        columns.append(col)
+    if not pc.any(filled).as_py():
         return None
-    rows = lines[filled]
-    keep = pa.array(filled)
-    columns = [col.filter(keep) for col in columns]
-    header = [col[0].as_py() for col in columns]
-    body = pd.DataFrame({
-        i: pd.Series(pc.if_else(pc.equal(col[1:], ""), pa.scalar(None, pa.string()),
-                                col[1:]), dtype="str")
-        for i, col in enumerate(columns)}, copy=False)
-    return CsvCells(header=header, cells=body, lines=rows[1:] + 1,
+    rows = lines
+    if not pc.all(filled).as_py():
+        rows = lines[filled.to_numpy(zero_copy_only=False)]
+        columns = [col.filter(filled) for col in columns]
+    header = [col[0].as_py() or "" for col in columns]
+    return ArrowCells(header=header, columns=[col[1:] for col in columns],
+                      lines=rows[1:] + 1)
+
+
+def _fast_split(text: str, *, delimiter: str) -> CsvCells | None:
+    """:func:`split_csv_bytes` on text, as string cells; None when the careful path must
+    decide."""
+    if "\r" in text and "\r" in text.replace("\r\n", ""):
+        return None
+    split = split_csv_bytes(text.encode("utf-8"), delimiter=delimiter)
+    if split is None:
+        return None
+    body = pd.DataFrame({i: col.to_pandas() for i, col in enumerate(split.columns)},
+                        copy=False)
+    body = body.astype("str") if len(body.columns) else body
+    return CsvCells(header=split.header, cells=body, lines=split.lines,
                     issues=pd.Series(pd.NA, index=body.index, dtype="str"))
 
 
@@ -301,6 +367,8 @@ def to_datetime(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     zoned = (long | (tail == "Z")).fillna(False).astype(bool)
     stripped = s.where(~zoned, s[zoned].str.replace(_TZ_SUFFIX, "", regex=True))
     dt = pd.to_datetime(stripped, format="ISO8601", errors="coerce")
+    if getattr(dt.dt, "tz", None) is not None:  # a suffix the strip missed ("06:30+01")
+        dt = dt.dt.tz_localize(None)
     has_time = s.notna() & (s.str.len() > 10)
     return dt.astype(_DATE_UNIT), has_time.fillna(False).astype(bool)
 
@@ -349,6 +417,77 @@ def typed_columns(frame: pd.DataFrame, *, numbers: Iterable[str] = (),
             if col == time_of_day and has_time is not None:
                 out[HAS_TIME] = has_time
     return frame.assign(**out) if out else frame
+
+
+_MISSING_ARROW = pa.array(sorted(MISSING_TOKENS - {""}), type=pa.string())
+
+
+def _arrow_text_cells(col: pa.Array) -> pa.Array:
+    """:func:`text_cells` on trimmed arrow text: missing tokens (any case) -> null."""
+    token = pc.is_in(pc.utf8_lower(col), value_set=_MISSING_ARROW)
+    if not pc.any(token).as_py():
+        return col
+    return pc.if_else(token, pa.scalar(None, pa.string()), col)
+
+
+def _arrow_cast(col: pa.Array, to: pa.DataType) -> pa.Array | None:
+    """``col`` cast to ``to`` as :func:`typed_number` would (missing tokens are missing);
+    None when a cell does not parse."""
+    for attempt in (col, None):
+        try:
+            return pc.cast(attempt if attempt is not None else _arrow_text_cells(col), to)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+    return None
+
+
+def typed_arrow_frame(cells: ArrowCells, *, header: Sequence[str], file: str,
+                      numbers: Iterable[str] = (), dates: Iterable[str] = (),
+                      time_of_day: str | None = None) -> pd.DataFrame:
+    """:func:`records_frame` then :func:`typed_columns`, typed in arrow before pandas sees a
+    cell: same columns, order, dtypes and values.
+
+    A number column casts to float64 and a date column to ``datetime64[us]`` when every
+    cell parses (pyarrow's ISO 8601 parser accepts a subset of what :func:`to_datetime`
+    accepts, with the same values; ``tests/test_ingest.py`` checks this); any other goes
+    through the pandas path of :func:`typed_number` / :func:`typed_date`, which leaves it
+    text when a cell is not a number or date.
+    """
+    keep: dict[str, int] = {}
+    for i, name in enumerate(header):
+        keep.setdefault(name, i)  # first occurrence wins for duplicated names
+    n = len(cells.lines)
+    if n == 0:  # no cell to type: text columns, as typed_columns leaves them
+        numbers, dates = set(), set()
+    numbers, dates = set(numbers), set(dates)
+    out: dict[str, object] = {}
+    has_time = None
+    for name, i in keep.items():
+        col = cells.columns[i]
+        if name in numbers:
+            typed = _arrow_cast(col, pa.float64())
+            out[name] = (typed.to_numpy(zero_copy_only=False) if typed is not None
+                         else typed_number(col.to_pandas()))
+        elif name in dates:
+            typed = _arrow_cast(col, pa.timestamp("us"))
+            if typed is not None:
+                out[name] = typed.to_numpy(zero_copy_only=False)
+                if name == time_of_day:
+                    long = pc.greater(pc.utf8_length(_arrow_text_cells(col)), 10)
+                    has_time = pc.fill_null(long, False).to_numpy(zero_copy_only=False)
+            else:
+                out[name], mask = typed_date(col.to_pandas())
+                if name == time_of_day and mask is not None:
+                    has_time = mask.to_numpy(dtype=bool)
+        else:
+            out[name] = col.to_pandas()
+    frame = pd.DataFrame(out, index=pd.RangeIndex(n), copy=False)
+    frame[SOURCE_FILE] = pa.repeat(file, n).to_pandas() if n else pd.Series(dtype="str")
+    frame[SOURCE_LINE] = cells.lines.astype("int64")
+    frame[SOURCE_ISSUE] = pd.Series(pd.NA, index=frame.index, dtype="str")
+    if has_time is not None:
+        frame[HAS_TIME] = has_time
+    return frame
 
 
 def shown_values(values: pd.Series) -> pd.Series:

@@ -13,15 +13,21 @@ import pandas as pd
 
 from analysis.errors import InputFileError
 from analysis.ingest._io import (
+    HAS_TIME,
     SOURCE_ISSUE,
     FileInfo,
     decode_bytes,
+    first_line,
     normalise_name,
     parse_csv_text,
     pick_delimiter,
     records_frame,
+    split_csv_bytes,
     stringify,
+    typed_arrow_frame,
     typed_columns,
+    typed_date,
+    typed_number,
 )
 from analysis.schemas import (
     OSTRC_ITEMS,
@@ -84,9 +90,11 @@ def read_table_file(
     """Read one canonical table file (CSV, Excel or Parquet) with provenance.
 
     ``table`` (a key of :data:`TABLES`) types its number and date columns
-    (:data:`TYPED`, :func:`~analysis.ingest._io.typed_columns`): a column whose every
-    cell parses is emitted as float64 or datetime64, any other stays text for cleaning to
-    quarantine its bad cells with the text as written. Extra ``x_`` columns are numbers.
+    (:data:`TYPED`): a column whose every cell parses is emitted as float64 or datetime64,
+    any other stays text for cleaning to quarantine its bad cells with the text as written.
+    Extra ``x_`` columns are numbers. CSV is typed in arrow
+    (:func:`~analysis.ingest._io.typed_arrow_frame`); Excel and Parquet keep the types the
+    file stores (:func:`_typed_cells`).
 
     Raises
     ------
@@ -96,22 +104,18 @@ def read_table_file(
     """
     name = path.name
     suffix = path.suffix.lower()
+    numbers, dates = TYPED[table] if table is not None else ((), ())
+    time_of_day = "date" if table == "runs" else None
     if suffix == ".xlsx":
-        frame, info = _read_typed(pd.read_excel(path, sheet_name=0, dtype=object), name, "xlsx")
+        # openpyxl's cells keep their types: numbers, datetimes, text
+        frame, info = _read_typed(pd.read_excel(path, sheet_name=0), name, "xlsx",
+                                  numbers=numbers, dates=dates, time_of_day=time_of_day)
     elif suffix == ".parquet":
-        frame, info = _read_typed(pd.read_parquet(path), name, "parquet")
+        frame, info = _read_typed(pd.read_parquet(path), name, "parquet", numbers=numbers,
+                                  dates=dates, time_of_day=time_of_day)
     else:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputFileError(f"cannot read the file: {exc.strerror}", file=path) from exc
-        text, encoding = decode_bytes(data, file=name)
-        header_line = next((ln for ln in text.splitlines() if ln.strip()), "")
-        delim = pick_delimiter(header_line, required=required)
-        parsed = parse_csv_text(text, delimiter=delim, file=name)
-        frame = records_frame(parsed, header=[normalise_name(h) for h in parsed.header],
-                              file=name)
-        info = FileInfo(name=name, encoding=encoding, delimiter=delim, lines=len(frame))
+        frame, info = _read_csv(path, name, required=required, typed=table is not None,
+                                numbers=numbers, dates=dates, time_of_day=time_of_day)
     missing = [c for c in required if c not in frame.columns]
     if missing:
         found = [c for c in frame.columns if c not in (SOURCE_FILE, SOURCE_LINE, SOURCE_ISSUE)]
@@ -126,21 +130,103 @@ def read_table_file(
             file=name,
             column=missing[0],
         )
-    if table is not None:
-        numbers, dates = TYPED[table]
-        frame = typed_columns(frame, numbers=[*numbers, *(c for c in frame if c.startswith("x_"))],
-                              dates=dates, time_of_day="date" if table == "runs" else None)
     return frame, info
 
 
-def _read_typed(raw: pd.DataFrame, name: str, kind: str) -> tuple[pd.DataFrame, FileInfo]:
-    """Excel/Parquet frame -> strings; 'line' is the spreadsheet row (header = row 1)."""
-    frame = stringify(raw).set_axis([normalise_name(str(c)) for c in raw.columns], axis=1)
-    frame = frame.loc[:, ~frame.columns.duplicated()]
+def _read_csv(path: Path, name: str, *, required: Sequence[str], typed: bool,
+              numbers: Sequence[str], dates: Sequence[str],
+              time_of_day: str | None) -> tuple[pd.DataFrame, FileInfo]:
+    """A CSV table file: pyarrow, typed in arrow, when every record is one line; else the
+    careful :mod:`csv` path, typed in pandas. Both give the same frame."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"cannot read the file: {exc.strerror}", file=path) from exc
+    text, encoding = decode_bytes(data, file=name)
+    delim = pick_delimiter(first_line(text), required=required)
+    utf8 = (data if encoding == "UTF-8" else data[3:] if encoding == "UTF-8 with BOM"
+            else text.encode("utf-8"))
+    split = split_csv_bytes(utf8, delimiter=delim)
+    if split is not None:
+        header = [normalise_name(h) for h in split.header]
+        extra = [c for c in header if c.startswith("x_")] if typed else []
+        frame = typed_arrow_frame(split, header=header, file=name,
+                                  numbers=[*numbers, *extra], dates=dates,
+                                  time_of_day=time_of_day)
+    else:
+        parsed = parse_csv_text(text, delimiter=delim, file=name)
+        frame = records_frame(parsed, header=[normalise_name(h) for h in parsed.header],
+                              file=name)
+        if typed:
+            frame = typed_columns(
+                frame, numbers=[*numbers, *(c for c in frame if c.startswith("x_"))],
+                dates=dates, time_of_day=time_of_day)
+    return frame, FileInfo(name=name, encoding=encoding, delimiter=delim, lines=len(frame))
+
+
+def _typed_cells(col: pd.Series, *, number: bool, date: bool
+                 ) -> tuple[pd.Series, pd.Series, pd.Series | None]:
+    """One Excel/Parquet column as the reader emits it, keeping the file's own types.
+
+    A number column of a numeric dtype becomes float64 and a date column of a (zone-free)
+    datetime dtype ``datetime64[us]`` directly; a column holding only text is trimmed; any
+    other column (mixed cells, numbers in a date column, ...) is written as a CSV would
+    hold it (:func:`~analysis.ingest._io.stringify`) and typed like CSV text, so each file
+    gives the values its CSV twin gives.
+
+    Returns
+    -------
+    values, present, has_time
+        The cells, a mask of cells holding a value as written (a blank row has none) and,
+        for a typed date column, which cells had a time of day (else None).
+    """
+    dtype = col.dtype
+    if number and pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(
+            dtype):
+        values = col.astype("float64")
+        return values, values.notna(), None
+    if date and pd.api.types.is_datetime64_dtype(dtype):
+        dt = col.astype("datetime64[us]")
+        return dt, dt.notna(), (dt.notna() & (dt != dt.dt.normalize())).astype(bool)
+    if not number and not date and pd.api.types.infer_dtype(col, skipna=True) in (
+            "string", "empty"):
+        text = col.astype("str").str.strip()
+        text = text.mask(text == "")
+        return text, text.notna(), None
+    text = stringify(col.to_frame())[col.name]
+    if number:
+        return typed_number(text), text.notna(), None
+    if date:
+        dt, has_time = typed_date(text)
+        return dt, text.notna(), has_time
+    return text, text.notna(), None
+
+
+def _read_typed(raw: pd.DataFrame, name: str, kind: str, *, numbers: Sequence[str] = (),
+                dates: Sequence[str] = (), time_of_day: str | None = None,
+                ) -> tuple[pd.DataFrame, FileInfo]:
+    """Excel/Parquet frame -> reader table keeping its types (:func:`_typed_cells`);
+    'line' is the spreadsheet row (header = row 1); rows with no cell are blank."""
+    raw = raw.set_axis([normalise_name(str(c)) for c in raw.columns], axis=1)
+    raw = raw.loc[:, ~raw.columns.duplicated()].reset_index(drop=True)
+    typed_numbers = {*numbers, *(c for c in raw.columns if c.startswith("x_"))} if (
+        numbers or dates) else set()
+    cols: dict[str, pd.Series] = {}
+    filled = pd.Series(False, index=raw.index)
+    has_time = None
+    for col in raw.columns:
+        values, present, times = _typed_cells(raw[col], number=col in typed_numbers,
+                                              date=col in dates)
+        cols[col] = values
+        filled |= present
+        if col == time_of_day and times is not None:
+            has_time = times
+    frame = pd.DataFrame(cols, index=raw.index)
     frame[SOURCE_FILE] = name
     frame[SOURCE_LINE] = pd.array(range(2, len(frame) + 2), dtype="int64")
-    frame = frame[frame.drop(columns=[SOURCE_FILE, SOURCE_LINE]).notna().any(axis=1)]
-    frame = frame.astype({SOURCE_FILE: "str"}).reset_index(drop=True)
+    if has_time is not None:
+        frame[HAS_TIME] = has_time
+    frame = frame[filled].astype({SOURCE_FILE: "str"}).reset_index(drop=True)
     return frame, FileInfo(name=name, encoding=kind, delimiter="", lines=len(frame))
 
 
