@@ -429,3 +429,21 @@ def test_readers_type_clean_columns_and_leave_broken_ones_as_text(tmp_path: Path
     result = clean_tables(raw, today=TODAY)
     assert result.quarantine[["line", "value", "reason"]].to_numpy().tolist() == [
         [3, "ten", "distance_not_number"]]
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3), st.sampled_from("xy")),
+                     max_size=20), ordered=st.booleans())
+def test_duplicates_found_on_a_coarse_key_are_all_the_duplicates(
+        rows: list[tuple[int, int, str]], ordered: bool) -> None:
+    """The pre-filter of the exact-duplicate rule (rows sharing runner and day, folded into
+    one 64-bit key, or none when the file is in key order) loses no duplicate."""
+    from analysis.clean import _duplicated_within, _shares_key
+
+    rows = sorted(rows) if ordered else rows
+    df = pd.DataFrame(rows, columns=["_runner_row", "day", "text"]).assign(
+        _date=lambda d: pd.Timestamp("2024-01-01") + pd.to_timedelta(d["day"], unit="D"))
+    shared = _shares_key(df, ["_runner_row", "_date"])
+    assert (shared | ~df.duplicated(["_runner_row", "_date"], keep=False)).all()
+    got = _duplicated_within(df, ["_runner_row", "_date", "text"], ["_runner_row", "_date"])
+    assert got.tolist() == df.duplicated(["_runner_row", "_date", "text"]).tolist()

@@ -164,7 +164,9 @@ class _Ledger:
         """
         if reason not in MERGE_REASONS and reason not in QUARANTINE_REASONS:
             raise KeyError(f"bug: reason code {reason!r} is not documented")
-        mask = mask.reindex(df.index).fillna(False).astype(bool)
+        if mask.index is not df.index and not mask.index.equals(df.index):
+            mask = mask.reindex(df.index)
+        mask = mask.fillna(False).astype(bool) if mask.dtype != bool else mask
         if not mask.any():
             return df
         bad = df[mask]
@@ -487,12 +489,22 @@ def _shares_key(df: pd.DataFrame, coarse: list[str]) -> pd.Series:
     ``df.duplicated(coarse, keep=False)`` (integer or datetime columns folded into one
     64-bit key by wrapping arithmetic: equal keys fold equally, a rare collision only adds
     a candidate, which the exact step after it then checks)."""
-    key = np.zeros(len(df), dtype=np.uint64)
+    columns = []
     for col in coarse:
         values = df[col].to_numpy()
-        if values.dtype.kind == "M":
-            values = values.view(np.int64)
-        key = key * _FOLD + values.astype(np.int64).view(np.uint64)
+        columns.append((values.view(np.int64) if values.dtype.kind == "M" else values)
+                       .astype(np.int64, copy=False))
+    # files usually list rows in key order: strictly increasing keys repeat none
+    later, tie = np.zeros(max(len(df) - 1, 0), dtype=bool), None
+    for values in columns:  # compared, not subtracted: no overflow at the int64 ends
+        greater, equal = values[1:] > values[:-1], values[1:] == values[:-1]
+        later |= greater if tie is None else (tie & greater)
+        tie = equal if tie is None else (tie & equal)
+    if later.all():
+        return pd.Series(False, index=df.index)
+    key = np.zeros(len(df), dtype=np.uint64)
+    for values in columns:
+        key = key * _FOLD + values.view(np.uint64)
     return pd.Series(pd.Index(key.view(np.int64)).duplicated(keep=False), index=df.index)
 
 
@@ -575,17 +587,17 @@ def _overlaps_any(timed: pd.DataFrame) -> np.ndarray:
     end = start + np.ceil(np.nan_to_num(dur) * 60e6).astype(np.int64) + 1
     runner = (timed["_runner_row"].to_numpy(dtype=np.int64) if "_runner_row" in timed
               else pd.factorize(timed["runner_id"])[0].astype(np.int64))
-    order = np.lexsort((start, runner))
+    n = len(start)
+    step_r, step_s = runner[1:] - runner[:-1], start[1:] >= start[:-1]
+    if bool(np.all((step_r > 0) | ((step_r == 0) & step_s))):
+        order = np.arange(n)  # files usually list a runner's runs in time order already
+    else:
+        order = np.lexsort((start, runner))
     r, s, e = runner[order], start[order], end[order]
-    n = len(s)
     same_prev = np.r_[False, r[1:] == r[:-1]]
-    # largest end among a runner's earlier-starting runs: a running max of (runner, rank of
-    # end), which never carries one runner's ends into the next runner
-    by_end = np.argsort(e, kind="stable")
-    rank = np.empty(n, dtype=np.int64)
-    rank[by_end] = np.arange(n)
-    running = np.maximum.accumulate(r * n + rank)
-    prev_max = np.r_[np.iinfo(np.int64).min, e[by_end][running[:-1] % n]]
+    # largest end among a runner's earlier-starting runs: a per-runner running maximum
+    running = pd.Series(e).groupby(r, sort=False).cummax().to_numpy()
+    prev_max = np.r_[np.iinfo(np.int64).min, running[:-1]]
     meets_earlier = same_prev & (s <= prev_max)
     same_next = np.r_[r[1:] == r[:-1], False]
     next_start = np.r_[s[1:], np.iinfo(np.int64).max]

@@ -191,6 +191,9 @@ def _one_line_records(data: bytes, raw: np.ndarray) -> bool:
     return not (per_line % 2).any()
 
 
+_CONTENT = re.compile(rb"[^\r\n]")
+
+
 def split_csv_bytes(data: bytes, *, delimiter: str) -> ArrowCells | None:
     """pyarrow's CSV reader on UTF-8 ``data`` when every record is provably one physical
     line; else None (the careful path decides).
@@ -203,18 +206,16 @@ def split_csv_bytes(data: bytes, *, delimiter: str) -> ArrowCells | None:
     raw = np.frombuffer(data, dtype=np.uint8)
     if not _one_line_records(data, raw):
         return None
-    starts, length = _line_bounds(raw)
-    lines = np.flatnonzero(length > 0)
-    if len(lines) < 1:
-        return None
-    first = int(lines[0])
-    header_line = data[starts[first]:starts[first] + length[first]]
+    # the header is the first line with a byte other than the line break
+    found = _CONTENT.search(data)
+    lead = found.start() if found else len(data)
+    first_end = data.find(b"\n", lead)
+    header_line = data[lead:len(data) if first_end < 0 else first_end].removesuffix(b"\r")
     try:
         width = len(next(csv.reader([header_line.decode("utf-8")], delimiter=delimiter)))
         table = pa_csv.read_csv(
             io.BytesIO(data),
-            read_options=pa_csv.ReadOptions(autogenerate_column_names=True,
-                                            use_threads=False),
+            read_options=pa_csv.ReadOptions(autogenerate_column_names=True),
             parse_options=pa_csv.ParseOptions(delimiter=delimiter, ignore_empty_lines=True,
                                               newlines_in_values=False),
             convert_options=pa_csv.ConvertOptions(
@@ -224,6 +225,12 @@ def split_csv_bytes(data: bytes, *, delimiter: str) -> ArrowCells | None:
         )
     except (pa.ArrowInvalid, ValueError, UnicodeDecodeError):
         return None  # ragged or otherwise unusual: the careful path decides
+    n_physical = data.count(b"\n") + (not data.endswith(b"\n"))
+    if table.num_rows == n_physical:  # no empty line: record i is on line i
+        lines = np.arange(table.num_rows, dtype=np.int64)
+    else:
+        _, length = _line_bounds(raw)
+        lines = np.flatnonzero(length > 0)
     if table.num_rows != len(lines) or table.num_columns == 0:
         return None
     columns = []
@@ -472,8 +479,8 @@ def typed_arrow_frame(cells: ArrowCells, *, header: Sequence[str], file: str,
             typed = _arrow_cast(col, pa.timestamp("us"))
             if typed is not None:
                 out[name] = typed.to_numpy(zero_copy_only=False)
-                if name == time_of_day:
-                    long = pc.greater(pc.utf8_length(_arrow_text_cells(col)), 10)
+                if name == time_of_day:  # missing tokens are shorter: never "long"
+                    long = pc.greater(pc.utf8_length(col), 10)
                     has_time = pc.fill_null(long, False).to_numpy(zero_copy_only=False)
             else:
                 out[name], mask = typed_date(col.to_pandas())
