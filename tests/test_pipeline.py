@@ -145,3 +145,64 @@ def test_pain_threshold_is_defined_once_and_recorded(tmp_path, small_raw):
     data = load_processed(summary.out_dir)
     assert data["panel_meta"]["pain_threshold"] == 5.0
     assert (data["panel"]["pain_any"] == (data["panel"]["pain"] >= 5.0)).all()
+
+
+def test_input_hashes_are_the_one_file_fingerprint(small_raw):
+    """pipeline and the reports manifest share privacy.sha256_file; checked against hashlib."""
+    import hashlib
+
+    hashes = input_hashes(small_raw)
+    for name, digest in hashes.items():
+        assert digest == hashlib.sha256((small_raw / name).read_bytes()).hexdigest()
+
+
+def test_each_table_is_one_parquet_write_with_text_dictionaries(small_processed):
+    """One row group per table (one write), dictionary-encoded text, plain floats, and
+    statistics on the non-text columns only."""
+    import pyarrow.parquet as pq
+
+    for name in ("runs", "pain", "daily", "panel"):
+        meta = pq.ParquetFile(small_processed.out_dir / f"{name}.parquet").metadata
+        assert meta.num_row_groups == 1, name
+        group = meta.row_group(0)
+        columns = {group.column(i).path_in_schema: group.column(i)
+                   for i in range(group.num_columns)}
+        runner = columns["runner_id"]
+        assert "RLE_DICTIONARY" in runner.encodings and not runner.is_stats_set, name
+        assert columns["date"].is_stats_set, name
+    km = pq.ParquetFile(small_processed.out_dir / "daily.parquet").metadata.row_group(0)
+    km_col = next(km.column(i) for i in range(km.num_columns)
+                  if km.column(i).path_in_schema == "km_7d")
+    assert "RLE_DICTIONARY" not in km_col.encodings and km_col.compression == "SNAPPY"
+
+
+def test_build_imports_neither_pandera_nor_the_model_stack(tmp_path, small_raw):
+    """The build checks its tables with schemas.check_table (pandera's first validation
+    costs ~0.5 s per process) and fits nothing, so a build process imports none of them."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from analysis.pipeline import build; "
+            f"build({str(small_raw)!r}, {str(tmp_path / 'out')!r}); "
+            "print(sorted(m for m in ('pandera', 'scipy', 'statsmodels', 'gpboost', "
+            "'hypothesis') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_per_cohort_counts_agree_with_a_groupby(small_processed):
+    data = load_processed(small_processed.out_dir)
+    cohort = data["runners"].set_index("runner_id")["cohort"]
+    want = {}
+    for table, col in ((data["runs"], "runs"), (data["pain"], "pain_reports"),
+                       (data["panel"], "panel_rows")):
+        for c, n in table["runner_id"].map(cohort).value_counts().items():
+            want.setdefault(c, {})[col] = int(n)
+    for c, n in data["panel"].groupby(data["panel"]["runner_id"].map(cohort))[
+            "runner_id"].nunique().items():
+        want[c]["runners_with_reports"] = int(n)
+    for c, n in cohort.value_counts().items():
+        want[c]["runners"] = int(n)
+    assert data["counts"]["cohorts"] == want
+    assert len(want) >= 2  # the small dataset has several cohorts
