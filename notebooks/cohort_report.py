@@ -16,8 +16,8 @@
 # %% tags=["parameters"]
 dataset: str = "demo"  # processed dataset: a name under data/processed/ or a folder
 cohort: str = "recreational"  # cohort name from runners.csv
-outcome: str = "pain"  # "pain" (NRS 0-10, linear model) or "pain_any" (logistic model)
-exposures: str = "mileage_jump,shoe_km,rest_days_7d"  # comma-separated panel columns
+outcome: str = "auto"  # "auto" (the dataset's declared outcome), "pain" (NRS) or "pain_any"
+exposures: str = "auto"  # "auto" (defaults the data support) or comma-separated panel columns
 random_slopes: str = ""  # comma-separated exposures with a random slope per runner
 min_cohort_size: int = 5  # runners; smaller cohorts get no statistics (privacy)
 seed: int = 0  # numpy seed set before any figure is drawn
@@ -32,17 +32,21 @@ from analysis import plots, reports
 from analysis.models import conditional_modes
 
 np.random.seed(seed)  # noqa: NPY002 - for libraries drawing from numpy's global RNG
-exposure_list = reports.split_list(exposures)
 slope_list = reports.split_list(random_slopes)
 view = reports.load_cohort(dataset, cohort, min_cohort_size=min_cohort_size)
+spec = reports.report_outcome(outcome, view.meta)  # label, unit, column, default model
+choice = reports.choose_exposures(view, exposures)  # "auto": what the data support
+exposure_list = choice.chosen
+event = (f"Pain is present at **NRS >= {view.pain_threshold:g}** (the threshold the panel "
+         "was built with). " if spec.key in ("nrs", "pain_any") else "")
 display(Markdown(
-    f"# Knee pain and training load: cohort **{cohort}**\n\n"
-    f"Exposures are measured **{view.meta.get('exposure_lag_days')} days** before each pain "
-    "report (the reference day), so that pain which cuts training is not regressed on the "
-    "training it cut. Pain is present at "
-    f"**NRS >= {view.pain_threshold:g}** (the threshold the panel was built with). "
-    "Runner identifiers are "
+    f"# {spec.title}: cohort **{cohort}**\n\n"
+    f"Outcome: **{spec.label}**: {spec.description} "
+    f"Exposures are measured **{view.meta.get('exposure_lag_days')} days** before each "
+    "report (the reference day), so that an outcome which cuts training is not regressed on "
+    f"the training it cut. {event}Runner identifiers are "
     + ("keyed-hash pseudonyms." if view.pseudonymised else "the study's pseudonymous codes.")
+    + "\n\n" + "\n".join(f"- {line}" for line in choice.sentences())
 ))
 
 # %% [markdown]
@@ -58,46 +62,49 @@ reports.cleaning_counts(view.cleaning).set_index("file")
 # ## Cohort summary
 
 # %%
-reports.cohort_summary(view, exposures=exposure_list).set_index("measure")
+reports.cohort_summary(view, exposures=exposure_list, outcome=spec).set_index("measure")
 
 # %% [markdown]
-# ## Training and pain over time
+# ## Training and the outcome over time
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), layout="constrained")
 plots.weekly_mileage(view.daily, ax=axes[0])
 if view.panel.empty:
     axes[1].set_axis_off()
-    display(Markdown("No pain reports in this cohort."))
+    display(Markdown("No reports in this cohort."))
 else:
-    plots.pain_over_time(view.panel, ax=axes[1]);
+    plots.pain_over_time(view.panel, outcome=spec, ax=axes[1]);
 
 # %% [markdown]
-# ## Exposures and pain
-# Raw associations, before adjusting for anything: mean pain per band of week-over-week
-# mileage change (Nielsen et al. 2014) and per quantile bin of each exposure, with 95 %
-# bootstrap intervals.
+# ## Exposures and the outcome
+# Raw associations, before adjusting for anything: the mean outcome (or the share of reports
+# with it, for a flag) per band of week-over-week mileage change (Nielsen et al. 2014) and
+# per quantile bin of each exposure, with 95 % bootstrap intervals.
 
 # %%
-if view.panel.dropna(subset=exposure_list).empty:
-    display(Markdown("No pain report has all exposures known; nothing to plot."))
+if not exposure_list or view.panel.dropna(subset=exposure_list).empty:
+    display(Markdown("No report has all exposures known; nothing to plot."))
 else:
     fig, axes = plt.subplots(1, 1 + len(exposure_list),
                              figsize=(5 * (1 + len(exposure_list)), 3.8), layout="constrained")
-    plots.jump_bands_vs_pain(view.panel, ax=axes[0])
+    plots.jump_bands_vs_pain(view.panel, outcome=spec, ax=axes[0])
     for ax, exposure in zip(axes[1:], exposure_list, strict=True):
-        plots.exposure_vs_pain(view.panel, exposure, ax=ax);
+        plots.exposure_vs_pain(view.panel, exposure, outcome=spec, ax=ax);
 
 # %% [markdown]
 # ## Mixed model
-# Knee pain on the exposures with a random intercept per runner: a linear mixed model for
-# the NRS score (REML; standard errors in lme4's GLS form), or a logistic one for pain
-# present. Effects are shown per step a clinician reads (e.g. per +10 % mileage jump); the
-# same steps are used in `summary.json`, the index page and `kneeload power --effect`.
+# The outcome on the exposures with a random intercept per runner: a linear mixed model for
+# a score (REML; standard errors in lme4's GLS form), or a logistic one for a flag (pain
+# present, any injury), as the outcome's kind says. Effects are shown per step a clinician
+# reads (e.g. per +10 % mileage jump); the same steps are used in `summary.json`, the index
+# page and `kneeload power --effect`.
 
 # %%
 attempt = reports.fit_cohort_model(view, outcome=outcome, exposures=exposure_list,
                                    random_slopes=slope_list)
+display(Markdown(f"Outcome modelled: **{spec.label}** (`{spec.column}`, "
+                 f"{'logistic' if spec.binary else 'linear'} mixed model)."))
 result = attempt.result
 if result is None:
     display(Markdown(f"**No model for this cohort.** {attempt.reason}"))
@@ -112,23 +119,23 @@ else:
     effects = reports.effects_table(result.table)
     display(effects.set_index("term").round(3))
     display(Markdown("\n".join(f"- {s}" for s in reports.plain_language(result.table,
-                                                                         outcome=outcome))))
+                                                                         outcome=spec))))
 
 # %% [markdown]
 # The forest plot shows the effects in the reading units above; the other panels show the
-# model's predicted pain across each exposure (others at their means; 95 % CI). Predictions
-# are clipped to the outcome's range (NRS 0-10); a note on the panel says when the linear
-# model's prediction ran outside it, and the warning above lists it.
+# model's prediction across each exposure (others at their means; 95 % CI). Predictions are
+# clipped to the outcome's range; a note on the panel says when the linear model's
+# prediction ran outside it, and the warning above lists it.
 
 # %%
 if result is not None:
     odds = "odds_ratio" in result.table.columns
     fig, axes = plt.subplots(1, 1 + len(exposure_list),
                              figsize=(5 * (1 + len(exposure_list)), 3.8), layout="constrained")
-    plots.forest_plot(effects, null=1.0 if odds else 0.0, ax=axes[0])
+    plots.forest_plot(effects, null=1.0 if odds else 0.0, outcome=spec, ax=axes[0])
     for ax, exposure in zip(axes[1:], exposure_list, strict=True):
-        plots.predicted_pain(result, view.panel, exposure=exposure, ax=ax)
-        ax.set_title(f"Predicted pain by {exposure} (95 % CI)");
+        plots.predicted_pain(result, view.panel, exposure=exposure, outcome=spec, ax=ax)
+        ax.set_title(f"Predicted {spec.noun} by {exposure} (95 % CI)");
 
 # %% [markdown]
 # ## Random-effect spread and diagnostics
@@ -141,7 +148,7 @@ if result is not None:
     display(result.variance_components.set_index("group").round(4))
     if result.icc is not None:
         display(Markdown(f"Intraclass correlation: **{result.icc:.2f}** of the variance in "
-                         "pain (beyond the exposures) lies between runners."))
+                         f"{spec.noun} (beyond the exposures) lies between runners."))
     if result.model == "lmm":
         modes = conditional_modes(view.panel, result)
         # the design's random-effect names (``<x>_within`` under within-between centering)
@@ -151,14 +158,14 @@ if result is not None:
                                  layout="constrained")
         for ax, term in zip(axes, terms, strict=False):
             plots.caterpillar(modes.per_runner, term=term, ax=ax)
-        plots.residual_diagnostics(modes.per_report, axes=axes[len(terms):]);
+        plots.residual_diagnostics(modes.per_report, outcome=spec, axes=axes[len(terms):]);
 
 # %% [markdown]
 # ## Runners
 # Pseudonymous identifiers only.
 
 # %%
-reports.runner_table(view, modes).set_index("runner_id")
+reports.runner_table(view, modes, outcome=spec).set_index("runner_id")
 
 # %%
-summary = reports.write_summary(summary_path, view, attempt)
+summary = reports.write_summary(summary_path, view, attempt, exposures=choice)

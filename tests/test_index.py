@@ -84,7 +84,8 @@ def test_index_page_shows_each_status(tmp_path: Path) -> None:
     page = index.write_index(tmp_path, rows, processed=tmp_path / "demo").read_text()
     text = _text(page)
     assert "kneeload reports: demo" in text
-    assert "mileage_jump per +10 % week-over-week mileage: +0.06 NRS (+0.04 to +0.08)" in text
+    assert "mileage_jump per +10 % week-over-week mileage: +0.06 NRS points (+0.04 to +0.08)" \
+        in text
     assert '<td class="warning">warning</td>' in page and "warning: singular fit" in text
     assert 'href="fine/report.html"' in page and 'href="shaky/report.html"' not in page
     assert "cell 4: boom" in text and "failed notebook" in text

@@ -28,6 +28,7 @@ import nbformat
 import pandas as pd
 import pytest
 from filelock import FileLock
+from outcome_study import make_injury_study
 from report_study import EXPOSURES, SALT, Study, make_raw, make_study
 
 from analysis import __version__, reports
@@ -129,7 +130,8 @@ def test_workers_2_reports_every_cohort_with_manifest(study: Study, baseline: tu
     assert entry["template_sha256"] == _sha(reports.template_path())
     assert entry["package_version"] == __version__
     assert entry["parameters"]["min_cohort_size"] == 5
-    assert entry["parameters"]["exposures"] == ",".join(EXPOSURES)
+    assert entry["parameters"]["exposures"] == "auto"  # the defaults the data support ...
+    assert _summary(out, study.normal)["exposures"] == EXPOSURES  # ... all three here
     assert entry["input_sha256"] == reports.cohort_input_hashes(
         study.processed, [study.normal])[study.normal]
     assert entry["started"] <= entry["finished"] and entry["duration_s"] > 0
@@ -158,7 +160,7 @@ def test_summary_matches_an_in_process_fit(study: Study, baseline: tuple) -> Non
     # the index shows the mileage-jump effect per +10 %, with its interval
     jump = expected.loc["mileage_jump"]
     index = _text((out / "index.html").read_text())
-    assert f"{jump['estimate'] * 0.1:+.2f} NRS ({jump['ci_low'] * 0.1:+.2f} to " \
+    assert f"{jump['estimate'] * 0.1:+.2f} NRS points ({jump['ci_low'] * 0.1:+.2f} to " \
            f"{jump['ci_high'] * 0.1:+.2f})" in index
 
 
@@ -168,11 +170,13 @@ def test_report_has_every_section_and_says_when_there_is_no_model(study: Study,
     out, _ = baseline
     html = (out / reports.safe_name(study.normal) / "report.html").read_text()
     text = _text(html)
-    for heading in ("Data quality", "Cohort summary", "Training and pain over time",
-                    "Exposures and pain", "Mixed model", "Random-effect spread", "Runners"):
+    for heading in ("Data quality", "Cohort summary", "Training and the outcome over time",
+                    "Exposures and the outcome", "Mixed model", "Random-effect spread",
+                    "Runners"):
         assert heading in text
     assert text.index("Data quality") < text.index("Cohort summary")  # audit at the top
     assert "NRS points" in text and "per +10 % week-over-week mileage" in text
+    assert "Knee pain and training load" in text and "Outcome modelled: Knee pain" in text
     assert "per +100 km on the shoe" in text and "per extra rest day" in text
     assert text.count("[figure]") == 4  # mileage+pain, exposures, forest, spread+diagnostics
     assert "def " not in text and "import " not in text  # no code cells
@@ -468,12 +472,43 @@ def test_the_pain_threshold_is_the_builds_not_a_report_parameter() -> None:
             call()
 
 
+@pytest.mark.slow
+def test_an_injury_flag_study_is_reported_as_injury_with_a_glmm(tmp_path: Path) -> None:
+    """Issue 12: Lovdal-format data (pain in {0, 10}, no shoes, outcome injury_flag) reach
+    a report with a fitted logistic model by default, labelled as injury, never as NRS
+    knee pain, and saying that shoe_km was left out and why."""
+    processed = make_injury_study(tmp_path / "injury")
+    out = tmp_path / "reports"
+    done = kneeload("report", processed, "--out", out)
+    assert done.returncode == 0, done.stderr
+    summary = _summary(out, "novice")
+    assert summary["model"] == "glmm" and summary["scale"] == "odds"
+    assert summary["outcome"] == "injury_flag" and summary["outcome_label"] == "Any injury"
+    assert summary["exposures"] == ["mileage_jump", "rest_days_7d"]
+    reason = "shoe_km left out: the Lovdal data have no shoe/gear records"
+    assert summary["exposures_left_out"] == {"shoe_km": reason}
+    assert [e["term"] for e in summary["headline"]] == ["mileage_jump", "rest_days_7d"]
+    text = _text((out / "novice" / "report.html").read_text())
+    assert "Any injury and training load" in text and reason in text
+    assert "the odds of injury change by a factor of" in text
+    assert "Outcome modelled: Any injury" in text and "logistic mixed model" in text
+    page = (out / "index.html").read_text()
+    row = _text(next(r for r in re.findall(r"<tr>.*?</tr>", page, flags=re.S)
+                     if "<td>novice</td>" in r))
+    assert "Any injury" in row and reason in row and "OR " in row
+    for shown in (text, row):
+        assert "NRS" not in shown and "Knee pain" not in shown and "knee pain" not in shown
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"outcome": "pain_score"}, "outcome must be one of"),
+    ({"outcome": "ostrc"}, "models the column 'ostrc_severity', which the panel does not"),
     ({"min_cohort_size": 0}, "at least 1"),
     ({"exposures": " , "}, "at least one"),
     ({"random_slopes": "km_7d"}, "must be among the exposures"),
-    ({"exposures": "mileage_jump,not_a_column"}, "['not_a_column'] are not panel columns"),
+    ({"exposures": "mileage_jump,not_a_column"}, "['not_a_column'] are not panel columns; "
+                                                 "leave them out (--param "
+                                                 "exposures=mileage_jump)"),
 ])
 def test_parameter_values_are_checked_before_running(change: dict, message: str) -> None:
     with pytest.raises(ReportError, match=re.escape(message)):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +17,59 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
 
-from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD, DEFAULT_SEED
+from analysis.defaults import (
+    DEFAULT_EXPOSURE_LAG_DAYS,
+    DEFAULT_EXPOSURES,
+    DEFAULT_PAIN_THRESHOLD,
+    DEFAULT_SEED,
+)
 from analysis.errors import EXIT_USER_ERROR, KneeloadError
+
+#: Columns of ``--help`` when stdout is not a terminal (a pipe, a file, CI): rich would
+#: otherwise assume 80 and cut option names ("--exposure-lag…"). Wide enough for every
+#: option name and type of every command, whole. A terminal keeps its own width, and
+#: ``TERMINAL_WIDTH`` or ``COLUMNS`` set by the user win.
+HELP_WIDTH_NOT_A_TTY = 160
+
+
+@contextlib.contextmanager
+def _help_width() -> Iterator[None]:
+    """Render help at :data:`HELP_WIDTH_NOT_A_TTY` columns when stdout is not a terminal."""
+    if sys.stdout.isatty() or os.environ.get("TERMINAL_WIDTH") or os.environ.get("COLUMNS"):
+        yield
+        return
+    from typer import rich_utils
+
+    before = rich_utils.MAX_WIDTH
+    rich_utils.MAX_WIDTH = HELP_WIDTH_NOT_A_TTY
+    try:
+        yield
+    finally:
+        rich_utils.MAX_WIDTH = before
+
+
+class _WideHelpGroup(TyperGroup):
+    """The command group, its help whole when piped (:func:`_help_width`)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        with _help_width():
+            super().format_help(ctx, formatter)
+
+
+class _WideHelpCommand(TyperCommand):
+    """A command, its help whole when piped (:func:`_help_width`)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        with _help_width():
+            super().format_help(ctx, formatter)
+
 
 app = typer.Typer(
     name="kneeload",
     help="Running training load and knee pain: simulate, build, fit and report.",
+    cls=_WideHelpGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -53,7 +100,7 @@ def _parse_ints(values: str | None, *, option: str) -> list[int]:
             from None
 
 
-@app.command()
+@app.command(cls=_WideHelpCommand)
 def simulate(
     out: Annotated[Path, typer.Option(help="Folder to write the canonical CSVs and truth.json.")],
     runners_per_cohort: Annotated[int, typer.Option(min=1)] = 20,
@@ -77,7 +124,7 @@ def simulate(
                   f"{counts['pain_reports']} pain reports, truth.json")
 
 
-@app.command()
+@app.command(cls=_WideHelpCommand)
 def build(
     raw: Annotated[Path, typer.Argument(help="Raw data folder (never written to).")],
     out: Annotated[Path, typer.Option(help="Processed folder to (re)create.")],
@@ -98,6 +145,13 @@ def build(
         help="Local time zone for exports that write UTC (Strava), e.g. Europe/Oslo.")] = "UTC",
     distance_unit: Annotated[str, typer.Option(
         help="km or mi, for exports that do not say (Garmin).")] = "km",
+    dayfirst: Annotated[bool | None, typer.Option(
+        "--dayfirst/--no-dayfirst",
+        help="Numeric dates are day-first (31/01/2024) or month-first (01/31/2024); "
+             "default: from the file's language, asking when a file is ambiguous.")] = None,
+    date_format: Annotated[str | None, typer.Option(
+        help="strptime format of every date, e.g. '%d/%m/%Y %H:%M:%S' (replaces "
+             "detection).")] = None,
 ) -> None:
     """Validate and clean raw files, build the exposure panel, write Parquet."""
     from analysis.pipeline import build as build_dataset
@@ -107,7 +161,9 @@ def build(
                                 pain_threshold=pain_threshold,
                                 lags=_parse_ints(lags, option="--lags"),
                                 unlogged_gaps=unlogged_gaps, pseudonymise=pseudonymise,
-                                timezone=timezone, distance_unit=distance_unit)
+                                timezone=timezone, distance_unit=distance_unit,
+                                **date_options(build_dataset, dayfirst=dayfirst,
+                                               date_format=date_format))
     counts = summary.counts
     console.print(
         f"built {summary.out_dir} from {raw} (format: {summary.format}): "
@@ -119,11 +175,34 @@ def build(
         console.print(f"  {note}", highlight=False)
 
 
-datasets_app = typer.Typer(help="Public datasets kneeload can read.", no_args_is_help=True)
+def date_options(build_function: Any, *, dayfirst: bool | None, date_format: str | None
+                 ) -> dict[str, Any]:
+    """``dayfirst=`` / ``date_format=`` for the build, only those the user gave.
+
+    Raises
+    ------
+    KneeloadError
+        An option given to a build that does not take it yet (names the option).
+    """
+    import inspect
+
+    given = {k: v for k, v in (("dayfirst", dayfirst), ("date_format", date_format))
+             if v is not None}
+    accepted = inspect.signature(build_function).parameters
+    for keyword in given:
+        if keyword not in accepted:
+            option = "--dayfirst/--no-dayfirst" if keyword == "dayfirst" else "--date-format"
+            raise KneeloadError(f"{option} is not supported by this build yet "
+                                f"(analysis.pipeline.build takes no {keyword}=)")
+    return given
+
+
+datasets_app = typer.Typer(help="Public datasets kneeload can read.", cls=_WideHelpGroup,
+                           no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 
 
-@datasets_app.command("fetch")
+@datasets_app.command("fetch", cls=_WideHelpCommand)
 def datasets_fetch(
     name: Annotated[str, typer.Argument(help="Dataset name, e.g. lovdal2021.")],
     out: Annotated[Path, typer.Option(help="Folder to download into (a raw folder).")],
@@ -227,15 +306,20 @@ def fit_csv_table(result: Any) -> Any:
                                converged=bool(result.converged))
 
 
-@app.command()
+@app.command(cls=_WideHelpCommand)
 def fit(
     panel: Annotated[Path, typer.Argument(help="panel.parquet or a processed folder.")],
     out: Annotated[Path, typer.Option(help="Where to write the result (.json or .csv).")],
-    model: Annotated[str, typer.Option(help="lmm | glmm | gee")] = "lmm",
-    exposures: Annotated[str, typer.Option(help="Comma-separated panel columns.")] =
-        "mileage_jump,shoe_km,rest_days_7d",
+    model: Annotated[str | None, typer.Option(
+        help="lmm | glmm | gee. Default: the dataset's outcome's (panel_meta.json outcome: "
+             "lmm for NRS pain or OSTRC severity, glmm for an injury flag).")] = None,
+    exposures: Annotated[str, typer.Option(
+        help="Comma-separated panel columns, or 'auto': the defaults "
+             f"({','.join(DEFAULT_EXPOSURES)}) less those the panel has no values of.")]
+        = "auto",
     outcome: Annotated[str | None, typer.Option(
-        help="Response column (default: pain for lmm, pain_any for glmm/gee).")] = None,
+        help="Response column. Default: the dataset's outcome column when --model is not "
+             "given, else the fitter's (pain for lmm, pain_any for glmm/gee).")] = None,
     covariates: Annotated[str, typer.Option(help="Comma-separated, e.g. 'age,sex'.")] = "",
     random_slope: Annotated[str, typer.Option(help="Exposure(s) with a random slope.")] = "",
     center: Annotated[str | None, typer.Option(help="'within-between' to split every "
@@ -269,15 +353,27 @@ def fit(
     """
     import pandas as pd
 
-    from analysis.errors import InputFileError
+    from analysis.errors import InputFileError, ModelSpecError
     from analysis.models import fit_model
+    from analysis.outcomes import (
+        AUTO,
+        columns_with_data,
+        default_exposures,
+        outcome_spec,
+        unfittable_reason,
+    )
 
     with user_errors():
+        source = panel / "panel.parquet" if panel.is_dir() else panel
+        meta = _panel_meta_beside(source)
+        spec = outcome_spec(meta)
+        if model is None:
+            model = spec.default_model
+            outcome = spec.column if outcome is None else outcome
         kwargs: dict[str, Any] = fit_keywords(model, {"--method": method, "--df": df,
                                                       "--se": se,
                                                       "--correlation": correlation})
         out_format = fit_format(out, format)
-        source = panel / "panel.parquet" if panel.is_dir() else panel
         if not source.is_file():
             raise InputFileError("panel file not found", file=source)
         data = pd.read_parquet(source)
@@ -287,9 +383,19 @@ def fit(
                                      f"{sorted(data['cohort'].unique())}", file=source,
                                      column="cohort")
             data = data[data["cohort"] == cohort]
-        kwargs.update(exposures=_split(exposures), covariates=_split(covariates))
+        chosen = _split(exposures)
+        if exposures.strip() == AUTO:
+            chosen, left_out = default_exposures(columns_with_data(data), meta)
+            for reason in left_out.values():
+                console.print(f"[yellow]note:[/] {reason} (choose others with --exposures)",
+                              highlight=False)
+        kwargs.update(exposures=chosen, covariates=_split(covariates))
         if outcome is not None:
             kwargs["outcome"] = outcome
+        problem = unfittable_reason(data, outcome=outcome or FIT_DEFAULT_OUTCOME[model],
+                                    exposures=chosen, option="--exposures ")
+        if problem is not None:
+            raise ModelSpecError(f"no model can be fitted: {problem}", file=source)
         if random_slope:
             kwargs["random_slopes"] = _split(random_slope)
         if center:
@@ -304,7 +410,8 @@ def fit(
     console.print(f"{result.model} ({result.method}): {result.n_obs} reports from "
                   f"{result.n_runners} runners, {converged}, status {result.status}; "
                   f"wrote {out}", highlight=False)
-    for line in _effect_lines(result.table):
+    unit = spec.unit if result.outcome == spec.column else "points"
+    for line in _effect_lines(result.table, unit=unit):
         console.print(f"  {line}", highlight=False)
     for problem in result.problems:
         console.print(f"[bold yellow]problem:[/] {problem}", highlight=False)
@@ -312,7 +419,17 @@ def fit(
         console.print(f"[yellow]note:[/] {warning}", highlight=False)
 
 
-def _effect_lines(table: Any) -> list[str]:
+#: The response column each fitter models when ``--outcome`` is not given.
+FIT_DEFAULT_OUTCOME = {"lmm": "pain", "glmm": "pain_any", "gee": "pain_any"}
+
+
+def _panel_meta_beside(panel_file: Path) -> dict[str, Any]:
+    """``panel_meta.json`` next to a panel file ({} when there is none: a bare Parquet)."""
+    path = panel_file.parent / "panel_meta.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _effect_lines(table: Any, *, unit: str = "NRS points") -> list[str]:
     """``mileage_jump: +0.09 NRS points per +10 % week-over-week mileage (95 % CI ...)``.
 
     A categorical dummy reads ``C(sex)[T.M]: OR 0.8 vs the reference level (...)`` (its
@@ -325,13 +442,13 @@ def _effect_lines(table: Any) -> list[str]:
             lines.append(f"{row['term']}: OR {row['odds_ratio_step']:.3g} {row['step_label']} "
                          f"(95 % CI {row['or_ci_low_step']:.3g} to {row['or_ci_high_step']:.3g})")
         else:
-            lines.append(f"{row['term']}: {row['estimate_step']:+.3g} NRS points "
+            lines.append(f"{row['term']}: {row['estimate_step']:+.3g} {unit} "
                          f"{row['step_label']} (95 % CI {row['ci_low_step']:+.3g} to "
                          f"{row['ci_high_step']:+.3g})")
     return lines
 
 
-@app.command()
+@app.command(cls=_WideHelpCommand)
 def report(
     processed: Annotated[Path, typer.Argument(help="Processed folder from 'kneeload build'.")],
     out: Annotated[Path, typer.Option(help="Reports folder (index.html, one folder per "
@@ -440,7 +557,7 @@ DEFAULT_POWER_EFFECT = "mileage_jump=0.08"
 DEFAULT_POWER_EFFECT_ODDS = "mileage_jump=1.08"
 
 
-@app.command()
+@app.command(cls=_WideHelpCommand)
 def power(
     out: Annotated[Path, typer.Option(help="Where to write the power table (.csv or .json).")],
     runners: Annotated[str, typer.Option(help="Comma-separated numbers of runners.")] =

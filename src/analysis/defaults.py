@@ -8,8 +8,8 @@ pay for numpy, pandas or scipy, and so that the pain threshold is written in one
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_EXPOSURE_LAG_DAYS", "DEFAULT_PAIN_THRESHOLD", "DEFAULT_SEED", "PAIN_MAX",
-           "PAIN_MIN"]
+__all__ = ["DEFAULT_EXPOSURES", "DEFAULT_EXPOSURE_LAG_DAYS", "DEFAULT_PAIN_THRESHOLD",
+           "DEFAULT_SEED", "PAIN_MAX", "PAIN_MIN"]
 
 #: s = t - 7: a pain report's exposures are taken at the week before the report's week
 #: (issue 4, docs/exposures.md).
@@ -21,3 +21,8 @@ DEFAULT_SEED = 20261125
 #: The numeric rating scale (NRS 0-10) of pain reports; here, not in ``schemas``, so that
 #: predictions can be clipped to it without importing pandera (0.25 s on ``kneeload fit``).
 PAIN_MIN, PAIN_MAX = 0.0, 10.0
+#: The default exposures of a model (``kneeload fit``, the report), before
+#: :func:`analysis.outcomes.default_exposures` leaves out those the data cannot support: the
+#: week-over-week mileage change, shoe mileage and rest days in the last 7 days
+#: (docs/exposures.md).
+DEFAULT_EXPOSURES = ("mileage_jump", "shoe_km", "rest_days_7d")

@@ -1,6 +1,8 @@
 """Seaborn figures. Each takes its data first and ``ax=None``, and returns the Axes.
 
-Figures use fixed sizes and no randomness, so that notebooks re-render identically.
+Figures use fixed sizes and no randomness, so that notebooks re-render identically. Figures
+of the outcome take ``outcome=`` (an :class:`analysis.outcomes.OutcomeSpec`; default NRS
+knee pain) for the column, its range and its labels.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from scipy import stats
 
-from analysis.defaults import PAIN_MAX, PAIN_MIN
 from analysis.effects import ODDS_STEP_COLUMNS
+from analysis.outcomes import FALLBACK_OUTCOME, OUTCOME_SPECS, OutcomeSpec
 
 FIGSIZE = (7.0, 3.5)  # inches
 NIELSEN_ORDER = ("<10%", "10-30%", ">30%")  # jump_category levels (Nielsen et al. 2014)
@@ -24,6 +26,17 @@ ODDS_TICKS = (0.25, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 3, 5, 10)  # plain labels o
 #: Power a study is usually designed for, drawn as a reference line: 80 % (Cohen 1988,
 #: Statistical Power Analysis for the Behavioral Sciences, 2nd ed., section 2.4).
 POWER_TARGET = 0.8
+
+
+#: The outcome of figures called without one (every figure drew NRS knee pain before).
+NRS = OUTCOME_SPECS[FALLBACK_OUTCOME]
+
+
+def _outcome_values(panel: pd.DataFrame, spec: OutcomeSpec) -> pd.DataFrame:
+    """The panel with ``_y``: the outcome column as float (a flag as 0/1), rows without it
+    dropped."""
+    data = panel.dropna(subset=[spec.column])
+    return data.assign(_y=data[spec.column].astype(float))
 
 
 def _axes(ax: Axes | None) -> Axes:
@@ -54,60 +67,69 @@ def weekly_mileage(daily: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def pain_over_time(panel: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
-    """Mean knee pain (NRS 0-10) per report week with a 95 % confidence band."""
+def pain_over_time(panel: pd.DataFrame, *, outcome: OutcomeSpec = NRS,
+                   ax: Axes | None = None) -> Axes:
+    """Mean outcome per report week with a 95 % confidence band: knee pain (NRS 0-10) by
+    default, the share of reports with the flag for a 0/1 outcome."""
     ax = _axes(ax)
-    weekly = panel.assign(week=panel["date"].dt.to_period("W-SUN").dt.start_time)
-    sns.lineplot(data=weekly, x="week", y="pain", errorbar=("ci", 95), n_boot=200, seed=0,
+    data = _outcome_values(panel, outcome)
+    weekly = data.assign(week=data["date"].dt.to_period("W-SUN").dt.start_time)
+    sns.lineplot(data=weekly, x="week", y="_y", errorbar=("ci", 95), n_boot=200, seed=0,
                  ax=ax, color="tab:red")
-    ax.set(xlabel="week", ylabel="knee pain (NRS 0-10)", title="Pain reports over time",
-           ylim=(PAIN_MIN, PAIN_MAX))
+    ax.set(xlabel="week", ylabel=outcome.mean_label, title=f"{outcome.label} over time",
+           ylim=(outcome.low, outcome.high))
     ax.tick_params(axis="x", labelrotation=30)
     return ax
 
 
 def exposure_vs_pain(
-    panel: pd.DataFrame, exposure: str, *, bins: int = 6, ax: Axes | None = None
+    panel: pd.DataFrame, exposure: str, *, bins: int = 6, outcome: OutcomeSpec = NRS,
+    ax: Axes | None = None
 ) -> Axes:
-    """Mean pain (NRS 0-10, 95 % CI) in quantile bins of one exposure, or by category."""
+    """Mean outcome (95 % CI) in quantile bins of one exposure, or by category: pain (NRS
+    0-10) by default, the share with the flag for a 0/1 outcome."""
     ax = _axes(ax)
-    data = panel.dropna(subset=[exposure, "pain"])
+    data = _outcome_values(panel.dropna(subset=[exposure]), outcome)
     if isinstance(data[exposure].dtype, pd.CategoricalDtype) or data[exposure].dtype == bool:
-        sns.pointplot(data=data, x=exposure, y="pain", errorbar=("ci", 95), n_boot=200, seed=0,
+        sns.pointplot(data=data, x=exposure, y="_y", errorbar=("ci", 95), n_boot=200, seed=0,
                       ax=ax, color="tab:purple", linestyle="none")
     else:
         binned = pd.qcut(data[exposure], q=bins, duplicates="drop")
         data = data.assign(bin=binned.map(lambda i: f"{i.left:.2g} to {i.right:.2g}")
                            .astype(str))
         order = [f"{i.left:.2g} to {i.right:.2g}" for i in binned.cat.categories]
-        sns.pointplot(data=data, x="bin", y="pain", order=order, errorbar=("ci", 95),
+        sns.pointplot(data=data, x="bin", y="_y", order=order, errorbar=("ci", 95),
                       n_boot=200, seed=0, ax=ax, color="tab:purple", linestyle="none")
         ax.tick_params(axis="x", labelrotation=30)
-    ax.set(xlabel=exposure, ylabel="knee pain (NRS 0-10)",
-           title=f"Pain by {exposure} (mean, 95 % CI)")
+    ax.set(xlabel=exposure, ylabel=outcome.mean_label,
+           title=f"{outcome.label} by {exposure} (mean, 95 % CI)")
     return ax
 
 
-def jump_bands_vs_pain(panel: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
-    """Mean pain in the Nielsen week-over-week mileage-change bands (<10 %, 10-30 %, >30 %)."""
+def jump_bands_vs_pain(panel: pd.DataFrame, *, outcome: OutcomeSpec = NRS,
+                       ax: Axes | None = None) -> Axes:
+    """Mean outcome (pain by default, or the share with the flag) in the Nielsen
+    week-over-week mileage-change bands (<10 %, 10-30 %, >30 %)."""
     ax = _axes(ax)
-    data = panel.dropna(subset=["jump_category", "pain"])
+    data = _outcome_values(panel.dropna(subset=["jump_category"]), outcome)
     data = data.assign(jump_category=data["jump_category"].astype(str))
     order = [band for band in NIELSEN_ORDER if band in set(data["jump_category"])]
-    sns.pointplot(data=data, x="jump_category", y="pain", order=order, errorbar=("ci", 95),
+    sns.pointplot(data=data, x="jump_category", y="_y", order=order, errorbar=("ci", 95),
                   n_boot=200, seed=0, ax=ax, color="tab:orange", linestyle="none")
     counts = data["jump_category"].value_counts()
     ax.set_xticks(range(len(order)), [f"{b}\n(n={counts.get(b, 0)})" for b in order])
     ax.set(xlabel="week-over-week mileage change (Nielsen et al. 2014)",
-           ylabel="knee pain (NRS 0-10)", title="Pain by mileage-jump band")
+           ylabel=outcome.mean_label, title=f"{outcome.label} by mileage-jump band")
     return ax
 
 
 def runner_timeline(
-    daily: pd.DataFrame, panel: pd.DataFrame, runner_id: str, *, ax: Axes | None = None
+    daily: pd.DataFrame, panel: pd.DataFrame, runner_id: str, *, outcome: OutcomeSpec = NRS,
+    ax: Axes | None = None
 ) -> Axes:
-    """One runner: daily km (bars), rolling 7-day km (line), pain reports (right axis), and
-    dashed lines on the days a new shoe first appears in the log (when ``shoe_id`` is known).
+    """One runner: daily km (bars), rolling 7-day km (line), outcome reports (right axis:
+    pain by default), and dashed lines on the days a new shoe first appears in the log (when
+    ``shoe_id`` is known).
     """
     ax = _axes(ax)
     days = daily[daily["runner_id"] == runner_id].sort_values("date")
@@ -123,8 +145,9 @@ def runner_timeline(
     ax.plot(days["date"], days["distance_km"].rolling(7, min_periods=7).sum() / 7,
             color="tab:blue", label="7-day mean km/day")
     right = ax.twinx()
-    right.plot(reports["date"], reports["pain"], "o-", color="tab:red", label="pain (NRS)")
-    right.set(ylim=(PAIN_MIN, PAIN_MAX), ylabel="knee pain (NRS 0-10)")
+    right.plot(reports["date"], reports[outcome.column].astype(float), "o-", color="tab:red",
+               label=outcome.axis_label)
+    right.set(ylim=(outcome.low, outcome.high), ylabel=outcome.axis_label)
     ax.set(xlabel="date", ylabel="km", title=f"Runner {runner_id}")
     ax.tick_params(axis="x", labelrotation=30)
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
@@ -141,7 +164,7 @@ def share_missing(panel: pd.DataFrame, columns: list[str]) -> pd.Series:
 
 
 def forest_plot(effects: pd.DataFrame, *, null: float | None = None, xlabel: str | None = None,
-                ax: Axes | None = None) -> Axes:
+                outcome: OutcomeSpec | None = None, ax: Axes | None = None) -> Axes:
     """Forest plot: one row per effect with its 95 % interval, one colour per model.
 
     Parameters
@@ -156,6 +179,9 @@ def forest_plot(effects: pd.DataFrame, *, null: float | None = None, xlabel: str
     null
         The no-effect line: 0 for NRS differences, 1 for odds ratios (then a log axis).
         Default: 1 when the table holds odds ratios, else 0.
+    xlabel
+        Axis label; default from ``outcome`` (:attr:`analysis.outcomes.OutcomeSpec.
+        effect_label`), or generic odds ratios / NRS points without one.
     """
     ax = _axes(ax)
     rows = effects[effects["term"] != "Intercept"]
@@ -196,14 +222,16 @@ def forest_plot(effects: pd.DataFrame, *, null: float | None = None, xlabel: str
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     if len(models) > 1:
         ax.legend(fontsize="small")
-    ax.set(xlabel=xlabel or ("odds ratio (95 % CI)" if null == 1.0
-                             else "change in pain (NRS points, 95 % CI)"),
+    default = outcome.effect_label if outcome is not None else (
+        "odds ratio (95 % CI)" if null == 1.0 else "change in pain (NRS points, 95 % CI)")
+    ax.set(xlabel=xlabel or default,
            title="Fixed effects (95 % CI)")
     return ax
 
 
 def predicted_pain(result: object, panel: pd.DataFrame, *, exposure: str,
-                   n_points: int = 50, ax: Axes | None = None) -> Axes:
+                   n_points: int = 50, outcome: OutcomeSpec | None = None,
+                   ax: Axes | None = None) -> Axes:
     """Predicted pain (NRS, or probability of pain for binomial models) against one exposure.
 
     The curve is :func:`analysis.models.predict.predicted_curve`: the other fixed-effect
@@ -223,8 +251,12 @@ def predicted_pain(result: object, panel: pd.DataFrame, *, exposure: str,
     bounds = outcome_range(res)
     grid = curve["x"].to_numpy()
     eta, lo, hi = (curve[c].to_numpy() for c in ("predicted", "ci_low", "ci_high"))
-    ylabel = "predicted pain (NRS 0-10)" if res.model == "lmm" else \
-        f"predicted P({res.outcome})"
+    if outcome is not None:
+        ylabel = (f"predicted {outcome.axis_label}" if res.model == "lmm"
+                  else f"predicted P({outcome.noun})")
+    else:
+        ylabel = "predicted pain (NRS 0-10)" if res.model == "lmm" else \
+            f"predicted P({res.outcome})"
     if bounds is not None:
         low, high = bounds
         if eta.min() < low or eta.max() > high:
@@ -263,12 +295,14 @@ def caterpillar(per_runner: pd.DataFrame, *, term: str = "Intercept",
 
 
 def residual_diagnostics(per_report: pd.DataFrame, *, bins: int = 20,
+                         outcome: OutcomeSpec = NRS,
                          axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
     """Three residual checks of an LMM: vs fitted (with binned means), Q-Q, histogram.
 
-    ``per_report`` has ``fitted`` and ``residual`` (NRS points, conditional on the
-    runner's random effects).
+    ``per_report`` has ``fitted`` and ``residual`` (in the outcome's unit, NRS points by
+    default, conditional on the runner's random effects).
     """
+    unit = outcome.unit
     if axes is None:
         _, axes = plt.subplots(1, 3, figsize=(2 * FIGSIZE[0], FIGSIZE[1]), layout="constrained")
     fitted = per_report["fitted"].to_numpy(float)
@@ -281,7 +315,7 @@ def residual_diagnostics(per_report: pd.DataFrame, *, bins: int = 20,
     mids = (edges[:-1] + edges[1:]) / 2
     a.plot(mids[means.index], means.to_numpy(), color="tab:red", marker="o", markersize=3)
     a.axhline(0, color="tab:gray", linestyle="--", linewidth=1)
-    a.set(xlabel="fitted pain (NRS)", ylabel="residual (NRS points)",
+    a.set(xlabel=f"fitted {outcome.noun} ({unit})", ylabel=f"residual ({unit})",
           title="Residuals vs fitted (red: binned means)")
     ordered = np.sort(resid)
     n = len(ordered)
@@ -289,9 +323,9 @@ def residual_diagnostics(per_report: pd.DataFrame, *, bins: int = 20,
     b.scatter(theory, ordered, s=6, alpha=0.4, color="tab:blue")
     if n > 1:
         b.plot(theory, theory * ordered.std(ddof=1) + ordered.mean(), color="tab:red")
-    b.set(xlabel="normal quantile", ylabel="residual (NRS points)", title="Normal Q-Q")
+    b.set(xlabel="normal quantile", ylabel=f"residual ({unit})", title="Normal Q-Q")
     sns.histplot(resid, ax=c, bins=30, color="tab:blue")
-    c.set(xlabel="residual (NRS points)", title="Residual distribution")
+    c.set(xlabel=f"residual ({unit})", title="Residual distribution")
     return axes
 
 

@@ -17,6 +17,7 @@ are re-exported lazily, so that ``kneeload report`` does not import the model st
 
 from typing import Any
 
+from analysis.outcomes import OutcomeSpec, outcome_spec, report_outcome
 from analysis.reports.cohort import (
     HEADLINE_COLUMNS,
     HEADLINE_ODDS_COLUMNS,
@@ -25,7 +26,9 @@ from analysis.reports.cohort import (
     PSEUDONYM_PATTERN,
     SAFE_RUNNER_COLUMNS,
     CohortView,
+    ExposureChoice,
     ModelAttempt,
+    choose_exposures,
     cleaning_counts,
     cohort_audit,
     cohort_summary,
@@ -58,6 +61,7 @@ from analysis.reports.parameters import (
     DEFAULT_MIN_COHORT_SIZE,
     DEFAULT_PARAMETERS,
     KERNEL_NAME,
+    OUTCOME_CHOICES,
     OUTCOMES,
     parse_param_items,
     split_list,
@@ -87,6 +91,7 @@ __all__ = [
     "LOCK_NAME",
     "MANIFEST_NAME",
     "OUTCOMES",
+    "OUTCOME_CHOICES",
     "PAIN_THRESHOLD_KEY",
     "PSEUDONYM_PATTERN",
     "REPORT_FILES",
@@ -96,9 +101,12 @@ __all__ = [
     "CohortJob",
     "CohortOutcome",
     "CohortView",
+    "ExposureChoice",
     "ModelAttempt",
+    "OutcomeSpec",
     "RandomEffects",
     "ReportRun",
+    "choose_exposures",
     "cleaning_counts",
     "cohort_audit",
     "cohort_input_hashes",
@@ -113,9 +121,11 @@ __all__ = [
     "list_cohorts",
     "load_cohort",
     "model_banner",
+    "outcome_spec",
     "parse_param_items",
     "plain_language",
     "render_html",
+    "report_outcome",
     "run_cohort",
     "run_reports",
     "runner_table",

@@ -19,6 +19,15 @@ import pandas as pd
 
 from analysis import paths
 from analysis.errors import ModelSpecError, ReportError
+from analysis.outcomes import (
+    AUTO,
+    OutcomeSpec,
+    columns_with_data,
+    default_exposures,
+    outcome_spec,
+    report_outcome,
+    unfittable_reason,
+)
 from analysis.privacy import (
     PSEUDONYM_HEX_CHARS,
     PSEUDONYM_PREFIX,
@@ -27,7 +36,7 @@ from analysis.privacy import (
     pseudonymise,
 )
 from analysis.reports.effects import NRS_STEP_VALUES, ODDS_STEP_VALUES, add_reading_units
-from analysis.reports.parameters import DEFAULT_MIN_COHORT_SIZE, OUTCOMES
+from analysis.reports.parameters import DEFAULT_MIN_COHORT_SIZE, split_list
 
 #: Key of ``panel_meta.json`` holding the threshold ``pain_any`` was built with (NRS 0-10).
 PAIN_THRESHOLD_KEY = "pain_threshold"
@@ -65,6 +74,12 @@ class CohortView:
         ``panel_meta.json``; None for a processed folder that does not record it."""
         value = self.meta.get(PAIN_THRESHOLD_KEY)
         return None if value is None else float(value)
+
+    @property
+    def outcome(self) -> OutcomeSpec:
+        """The outcome the dataset declares (``panel_meta.json`` ``outcome``;
+        :func:`analysis.outcomes.outcome_spec`, ``nrs`` for older builds)."""
+        return outcome_spec(self.meta)
 
 
 def load_cohort(
@@ -156,9 +171,17 @@ def _hide_folders(cleaning: dict[str, Any], *, salt: str | None) -> dict[str, An
     return {**cleaning, "files": files, "notes": []}
 
 
-def cohort_summary(view: CohortView, *, exposures: Sequence[str] = ()) -> pd.DataFrame:
-    """Headline description of a cohort: runners, weeks followed, reports, missing data."""
+def cohort_summary(view: CohortView, *, exposures: Sequence[str] = (),
+                   outcome: OutcomeSpec | None = None) -> pd.DataFrame:
+    """Headline description of a cohort: runners, weeks followed, reports, missing data.
+
+    ``outcome`` (default: the dataset's, :attr:`CohortView.outcome`) names the row counting
+    reports with the event: pain at or above the build's threshold, or the injury flag.
+    """
     daily, panel = view.daily, view.panel
+    spec = view.outcome if outcome is None else outcome
+    event = (f"reports with pain >= {_threshold_text(view)} (pain present)"
+             if spec.key in ("nrs", "pain_any") else f"reports with {spec.noun} (flag set)")
     weeks = daily.groupby("runner_id")["date"].agg(lambda d: (d.max() - d.min()).days + 1) / 7
     usable = panel.dropna(subset=list(exposures)) if exposures else panel
     rows = [
@@ -167,8 +190,7 @@ def cohort_summary(view: CohortView, *, exposures: Sequence[str] = ()) -> pd.Dat
         ("weeks followed per runner (median)",
          round(float(weeks.median()), 1) if len(weeks) else float("nan")),
         ("pain reports", len(panel)),
-        (f"reports with pain >= {_threshold_text(view)} (pain present)",
-         int(panel["pain_any"].sum())),
+        (event, int(panel["pain_any"].sum())),
         ("reports usable for the model (all exposures known)", len(usable)),
         ("share of reports with a missing exposure",
          round(1 - len(usable) / len(panel), 3) if len(panel) else float("nan")),
@@ -229,61 +251,139 @@ def cohort_audit(view: CohortView) -> pd.DataFrame:
 
 
 @dataclass
+class ExposureChoice:
+    """The exposures a report models and those it leaves out, with the reasons.
+
+    ``requested`` is the ``exposures`` parameter as given (``auto`` or a comma list);
+    ``left_out`` maps each default exposure the data cannot support to a sentence
+    (:func:`analysis.outcomes.default_exposures`; empty for an explicit list).
+    """
+
+    requested: str
+    chosen: list[str]
+    left_out: dict[str, str]
+
+    @property
+    def automatic(self) -> bool:
+        """True when the exposures were chosen from the data (``exposures=auto``)."""
+        return self.requested.strip() == AUTO
+
+    def sentences(self) -> list[str]:
+        """What the report says about the choice, one sentence per item."""
+        if not self.automatic:
+            return [f"Exposures as requested: {', '.join(self.chosen)}."]
+        lines = [f"Default exposures the data support: {', '.join(self.chosen) or 'none'}."]
+        lines += [f"{reason} (choose others with --param exposures=COLUMNS)."
+                  for reason in self.left_out.values()]
+        return lines
+
+
+def choose_exposures(view: CohortView, exposures: str | Sequence[str] = AUTO
+                     ) -> ExposureChoice:
+    """The report's exposures: ``auto`` is the default set less what this cohort's panel
+    cannot support (a column absent or missing in every report), else the list given.
+
+    Parameters
+    ----------
+    view
+        The cohort.
+    exposures
+        ``auto``, a comma-separated string, or a sequence of panel columns.
+    """
+    requested = exposures if isinstance(exposures, str) else ",".join(exposures)
+    if requested.strip() != AUTO:
+        return ExposureChoice(requested, split_list(requested), {})
+    chosen, left_out = default_exposures(columns_with_data(view.panel), view.meta)
+    return ExposureChoice(requested, chosen, left_out)
+
+
+@dataclass
 class ModelAttempt:
-    """A fitted model, or the plain reason no model could be fitted for this cohort."""
+    """A fitted model, or the plain reason no model could be fitted for this cohort.
+
+    ``outcome`` is the outcome kind that was (or would have been) modelled.
+    """
 
     result: Any | None
     reason: str | None = None
+    outcome: OutcomeSpec | None = None
 
 
 def fit_cohort_model(
     view: CohortView,
     *,
-    outcome: str = "pain",
-    exposures: Sequence[str],
+    outcome: str = AUTO,
+    exposures: Sequence[str] | str = AUTO,
     random_slopes: Sequence[str] = (),
 ) -> ModelAttempt:
     """Fit the report's model, or say why it cannot be fitted (never raises a model error).
 
-    ``pain`` (NRS 0-10) gets a linear mixed model, ``pain_any`` a logistic one; both with a
-    random intercept per runner. Predictions the report draws that leave the outcome's range
-    (pain below 0 or above 10) are added to the result's problems
-    (:func:`analysis.models.prediction_problems`).
+    ``outcome`` is ``auto`` (the dataset's declared outcome, :attr:`CohortView.outcome`), a
+    key of :data:`analysis.outcomes.OUTCOME_SPECS` or a column (``pain``, ``pain_any``,
+    ``ostrc_severity``); its ``default_model`` is fitted (a linear mixed model for a score, a
+    logistic one for a flag), with a random intercept per runner. ``exposures`` is ``auto``
+    (:func:`choose_exposures`) or a list. When no model can be fitted, the reason names the
+    column(s) and the ``--param`` that fixes it (:func:`analysis.outcomes.unfittable_reason`).
+    Predictions the report draws that leave the outcome's range (pain below 0 or above 10)
+    are added to the result's problems (:func:`analysis.models.prediction_problems`).
     """
     from analysis.models import fit_model, prediction_problems
 
+    spec = report_outcome(outcome, view.meta)
+    column = spec.column
+    chosen = choose_exposures(view, exposures)
     panel = view.panel
+
+    def cannot(reason: str) -> ModelAttempt:
+        return ModelAttempt(None, reason, spec)
+
     if panel.empty:
-        return ModelAttempt(None, "This cohort has no pain reports, so there is nothing to "
-                                  "model.")
-    values = panel[outcome].dropna().unique() if outcome in panel.columns else []
-    if len(values) < 2:
-        what = "no pain events" if outcome == "pain_any" or (len(values) == 1 and
-                                                             float(values[0]) == 0) \
-            else "the same pain score in every report"
-        return ModelAttempt(None, f"This cohort has {what} ({outcome} never varies), so no "
-                                  "association with training load can be estimated.")
+        return cannot("This cohort has no pain reports, so there is nothing to model.")
+    if not chosen.chosen:
+        reasons = "; ".join(chosen.left_out.values())
+        return cannot(f"No exposure can be modelled: {reasons}; name panel columns with "
+                      "--param exposures=COLUMNS.")
+    values = panel[column].dropna().unique() if column in panel.columns else []
+    if column in panel.columns and len(values) < 2:
+        events = "pain" if spec.column in ("pain", "pain_any") and spec.key != "injury_flag" \
+            else spec.noun
+        none = not len(values) or float(values[0]) == 0
+        what = (f"no {events} events" if spec.binary or none
+                else f"the same {spec.noun} score in every report")
+        return cannot(f"This cohort has {what} ({column} never varies), so no association "
+                      "with training load can be estimated.")
+    problem = unfittable_reason(panel, outcome=column, exposures=chosen.chosen)
+    if problem is not None:
+        return cannot(f"The model cannot be fitted for this cohort: {problem}.")
     try:
-        result = fit_model(panel, model=OUTCOMES.get(outcome, "lmm"), outcome=outcome,
-                           exposures=list(exposures), random_slopes=list(random_slopes))
+        result = fit_model(panel, model=spec.default_model, outcome=column,
+                           exposures=chosen.chosen, random_slopes=list(random_slopes))
     except ModelSpecError as error:
-        return ModelAttempt(None, f"The model cannot be fitted for this cohort: "
-                                  f"{error.one_line()}")
-    return ModelAttempt(result.with_problems(prediction_problems(result, panel)))
+        return cannot(f"The model cannot be fitted for this cohort: {error.one_line()}")
+    return ModelAttempt(result.with_problems(prediction_problems(result, panel)), None, spec)
 
 
-def runner_table(view: CohortView, modes: Any | None = None) -> pd.DataFrame:
-    """One row per runner (pseudonymous ID): weeks followed, km per week, reports, mean pain
-    (NRS 0-10) and, with conditional modes (:func:`analysis.models.conditional_modes`), the
-    runner's random intercept (NRS points)."""
+def runner_table(view: CohortView, modes: Any | None = None, *,
+                 outcome: OutcomeSpec | None = None) -> pd.DataFrame:
+    """One row per runner (pseudonymous ID): weeks followed, km per week, reports, the mean
+    of the outcome column (``mean_pain``: NRS 0-10; ``mean_pain_any``: the share of reports
+    with the flag; ``mean_ostrc_severity``) and, with conditional modes
+    (:func:`analysis.models.conditional_modes`), the runner's random intercept (in the
+    model's unit: NRS points, or log-odds).
+
+    ``outcome`` defaults to the dataset's (:attr:`CohortView.outcome`).
+    """
+    spec = view.outcome if outcome is None else outcome
+    mean = f"mean_{spec.column}"
     daily = view.daily
     weeks = daily.groupby("runner_id")["date"].agg(lambda d: (d.max() - d.min()).days + 1) / 7
     km = daily.groupby("runner_id")["distance_km"].sum()
-    pain = view.panel.groupby("runner_id")["pain"].agg(["size", "mean"])
+    values = view.panel.assign(_y=view.panel[spec.column].astype(float))
+    pain = values.groupby("runner_id")["_y"].agg(["size", "mean"])
     table = pd.DataFrame({"weeks_followed": weeks.round(1), "km_per_week": (km / weeks).round(1)})
-    table = table.join(pain.rename(columns={"size": "reports", "mean": "mean_pain"}), how="left")
+    table = table.join(pain.rename(columns={"size": "reports", "mean": mean}), how="left")
     table = table.assign(reports=table["reports"].fillna(0).astype(int),
-                         mean_pain=table["mean_pain"].round(2))
+                         **{mean: table[mean].round(2)})
     if modes is not None and "Intercept" in modes.per_runner.columns:
         intercept = modes.per_runner.set_index("runner_id")["Intercept"].round(2)
         table = table.join(intercept.rename("random_intercept"), how="left")
@@ -297,10 +397,13 @@ HEADLINE_COLUMNS = ("term", "estimate", "ci_low", "ci_high", "step", "step_label
 HEADLINE_ODDS_COLUMNS = ODDS_STEP_VALUES
 
 
-def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttempt | Any
-                  ) -> dict[str, Any]:
+def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttempt | Any,
+                  *, exposures: ExposureChoice | None = None) -> dict[str, Any]:
     """Write the numbers the index page shows (aggregate values only, no identifiers).
 
+    ``outcome`` (key), ``outcome_label`` and ``outcome_unit`` are the modelled outcome kind
+    (:mod:`analysis.outcomes`); ``exposures`` the modelled columns and
+    ``exposures_left_out`` ({exposure: reason}) the defaults the data could not support.
     ``converged``, ``status`` (``ok`` | ``warning``) and ``problems`` are the model's
     (:class:`analysis.models.ModelResult`); each ``headline`` effect carries its per-unit
     ``estimate``, ``ci_low``, ``ci_high`` and the reading-unit ``step``, ``step_label``,
@@ -310,6 +413,9 @@ def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttem
     if not isinstance(attempt, ModelAttempt):  # a bare ModelResult (or None)
         attempt = ModelAttempt(attempt, None if attempt is not None else "no model")
     result = attempt.result
+    spec = attempt.outcome or view.outcome
+    modelled = list(getattr(result, "exposures", None) or []) if exposures is None \
+        else exposures.chosen
     headline = []
     odds = result is not None and "odds_ratio" in result.table.columns
     if result is not None:
@@ -327,6 +433,12 @@ def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttem
         "n_obs_model": getattr(result, "n_obs", None),
         "model": getattr(result, "model", None),
         "scale": "odds" if odds else "nrs",
+        "outcome": spec.key,
+        "outcome_label": spec.label,
+        "outcome_noun": spec.noun,
+        "outcome_unit": spec.unit,
+        "exposures": modelled,
+        "exposures_left_out": dict(exposures.left_out) if exposures is not None else {},
         "converged": getattr(result, "converged", None),
         "status": getattr(result, "status", None),
         "problems": list(getattr(result, "problems", []) or []),
@@ -347,7 +459,9 @@ __all__ = [
     "PSEUDONYM_PATTERN",
     "SAFE_RUNNER_COLUMNS",
     "CohortView",
+    "ExposureChoice",
     "ModelAttempt",
+    "choose_exposures",
     "cleaning_counts",
     "cohort_audit",
     "cohort_summary",

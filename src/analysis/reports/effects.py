@@ -8,6 +8,7 @@ alike). It knows nothing of cohorts or manifests.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from typing import Any
 
@@ -25,6 +26,7 @@ from analysis.effects import (
     reading_unit,
     step_effects,
 )
+from analysis.outcomes import OutcomeSpec, outcome_by_name
 
 #: Reading-unit columns shown for linear models (NRS points per step) ...
 NRS_STEP_VALUES = ("estimate_step", "ci_low_step", "ci_high_step")
@@ -77,8 +79,21 @@ def effects_table(table: pd.DataFrame) -> pd.DataFrame:
     return values.drop(columns="scale").assign(p_value=p_value)
 
 
-def plain_language(table: pd.DataFrame, *, outcome: str = "pain") -> list[str]:
-    """One sentence per exposure effect, in steps a clinician reads (e.g. per +10 % jump)."""
+def plain_language(table: pd.DataFrame, *, outcome: str | OutcomeSpec = "pain") -> list[str]:
+    """One sentence per exposure effect, in steps a clinician reads (e.g. per +10 % jump).
+
+    ``outcome`` is the modelled outcome kind (:class:`analysis.outcomes.OutcomeSpec`): its
+    ``unit`` and ``noun`` make the sentence ("0.12 NRS points higher knee pain", "the odds
+    of injury change by a factor of 1.10"). A name is resolved by
+    :func:`analysis.outcomes.outcome_by_name` for the unit and keeps the former wording
+    ("0.12 NRS points higher pain", "the odds of pain"), which stored notebook outputs hold.
+    """
+    if isinstance(outcome, OutcomeSpec):
+        spec = outcome
+    else:
+        spec = outcome_by_name(outcome)
+        spec = dataclasses.replace(spec, noun="pain" if spec.column in ("pain", "pain_any")
+                                   else spec.noun)
     sentences = []
     for row in step_values(table).itertuples(index=False):
         null = NULL_EFFECT[row.scale]
@@ -87,13 +102,13 @@ def plain_language(table: pd.DataFrame, *, outcome: str = "pain") -> list[str]:
                    else "the interval includes no effect, so the data are compatible with none")
         if row.scale == "odds":
             sentences.append(
-                f"{row.term}: the odds of pain change by a factor of {row.estimate:.2f} "
+                f"{row.term}: the odds of {spec.noun} change by a factor of {row.estimate:.2f} "
                 f"{row.step_label} (95 % CI {row.ci_low:.2f} to {row.ci_high:.2f}; "
                 f"{verdict}).")
             continue
         direction = "higher" if row.estimate > 0 else "lower"
         sentences.append(
-            f"{row.term}: {abs(row.estimate):.2f} NRS points {direction} {outcome} "
+            f"{row.term}: {abs(row.estimate):.2f} {spec.unit} {direction} {spec.noun} "
             f"{row.step_label} "
             f"(95 % CI {row.ci_low:.2f} to {row.ci_high:.2f}; {verdict}).")
     return sentences

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from analysis import __version__
+from analysis.outcomes import FALLBACK_OUTCOME, OUTCOME_SPECS
 from analysis.reports.effects import step_values
 from analysis.reports.manifest import (
     FAILED_NOTEBOOK,
@@ -29,6 +30,9 @@ INDEX_NAME = "index.html"
 INDEX_TEMPLATE_FILE = "templates/index.html.j2"
 #: Per-unit values of each headline effect the index reads from ``summary.json``.
 HEADLINE_PER_UNIT = ("term", "estimate", "ci_low", "ci_high")
+#: Unit of a linear model's headline effects in a summary written before ``outcome_unit``
+#: was recorded (every such model was of NRS knee pain).
+FALLBACK_UNIT = OUTCOME_SPECS[FALLBACK_OUTCOME].unit
 
 
 def index_template() -> str:
@@ -65,8 +69,9 @@ def headline_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
         return []
     table = pd.DataFrame.from_records(headline)[list(HEADLINE_PER_UNIT)]
     values = step_values(table, odds=summary.get("scale", "nrs") == "odds")
+    unit = summary.get("outcome_unit") or FALLBACK_UNIT
     return [{"term": row["term"], "phrase": row["step_label"], "scale": row["scale"],
-             "estimate": float(row["estimate"]), "ci_low": float(row["ci_low"]),
+             "unit": unit, "estimate": float(row["estimate"]), "ci_low": float(row["ci_low"]),
              "ci_high": float(row["ci_high"])} for row in values.to_dict(orient="records")]
 
 
@@ -83,6 +88,8 @@ def _index_row(outcome: CohortOutcome, out: Path) -> dict[str, Any]:
         "runners": outcome.runners if outcome.status != "suppressed" else None,
         "reports": summary.get("n_reports"),
         "estimates": headline_rows(summary),
+        "outcome_label": summary.get("outcome_label"),
+        "left_out": list((summary.get("exposures_left_out") or {}).values()),
         "model_note": summary.get("model_note"),
         "link": f"{folder}/report.html" if has_report and outcome.status != "suppressed"
         else None,

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from analysis import paths
+from analysis.defaults import DEFAULT_EXPOSURES
 from analysis.errors import ReportError
+from analysis.outcomes import AUTO, COLUMN_OUTCOMES, OUTCOME_SPECS, report_outcome
 
 KERNEL_NAME = "kneeload"
 TEMPLATE_NAME = "cohort_report.ipynb"
@@ -19,8 +21,13 @@ TEMPLATE_NAME = "cohort_report.ipynb"
 #: small-cell suppression in health statistics (e.g. NHS Digital / ONS disclosure control
 #: uses 5; "rule of five"); raising it is allowed, lowering it is not.
 DEFAULT_MIN_COHORT_SIZE = 5
-#: Outcomes the template can model: NRS score (linear) or pain present (logistic).
-OUTCOMES = {"pain": "lmm", "pain_any": "glmm"}
+#: Outcome columns the template can model and their model: NRS score and OSTRC severity
+#: (linear), pain present or an injury flag (logistic). The ``outcome`` parameter also takes
+#: ``auto`` (the dataset's declared outcome, :func:`analysis.outcomes.outcome_spec`) and the
+#: keys of :data:`analysis.outcomes.OUTCOME_SPECS`.
+OUTCOMES = {column: OUTCOME_SPECS[key].default_model for column, key in COLUMN_OUTCOMES.items()}
+#: Every value the ``outcome`` parameter takes.
+OUTCOME_CHOICES = (AUTO, *OUTCOME_SPECS, *COLUMN_OUTCOMES)
 #: Parameters the runner sets itself; ``--param`` may not override them.
 RESERVED_PARAMETERS = ("dataset", "cohort", "summary_path")
 #: Options of the build, not of a report: ``pain_any`` is the panel's, built with the threshold
@@ -28,8 +35,8 @@ RESERVED_PARAMETERS = ("dataset", "cohort", "summary_path")
 BUILD_OPTIONS = {"pain_threshold": "--pain-threshold"}
 #: Parameters the template must declare; checked against papermill's inspection before running.
 DEFAULT_PARAMETERS: dict[str, Any] = {
-    "outcome": "pain",
-    "exposures": "mileage_jump,shoe_km,rest_days_7d",
+    "outcome": AUTO,
+    "exposures": AUTO,
     "random_slopes": "",
     "min_cohort_size": DEFAULT_MIN_COHORT_SIZE,
     "seed": 0,
@@ -103,35 +110,55 @@ def _coerce(key: str, value: str, type_name: str) -> Any:
     return value
 
 
-def validate_parameters(parameters: Mapping[str, Any], *, panel_columns: Iterable[str] = ()
-                        ) -> None:
+def validate_parameters(parameters: Mapping[str, Any], *, panel_columns: Iterable[str] = (),
+                        meta: Mapping[str, Any] | None = None) -> None:
     """Check parameter values before any notebook runs (one clear error, not N failed reports).
+
+    Parameters
+    ----------
+    parameters
+        Template parameters (:data:`DEFAULT_PARAMETERS` updated by ``--param``).
+    panel_columns
+        The panel's columns (empty: not checked).
+    meta
+        ``panel_meta.json``: the declared outcome ``outcome=auto`` resolves to.
 
     Raises
     ------
     ReportError
         Unknown outcome, a build option (``pain_threshold``), ``min_cohort_size`` below 1
         (the data owner may lower it below the default 5; the index then says so), no
-        exposures, a random slope that is not an exposure, or a column the panel lacks.
+        exposures, a random slope that is not an exposure, or a column the panel lacks
+        (named, with the fix).
     """
     for key in parameters:
         _refuse_build_option(key)
-    if parameters["outcome"] not in OUTCOMES:
-        raise ReportError(f"outcome must be one of {sorted(OUTCOMES)}, got "
+    if parameters["outcome"] not in OUTCOME_CHOICES:
+        raise ReportError(f"outcome must be one of {list(OUTCOME_CHOICES)}, got "
                           f"{parameters['outcome']!r}")
     if int(parameters["min_cohort_size"]) < 1:
         raise ReportError("min_cohort_size is a number of runners, at least 1 (default "
                           f"{DEFAULT_MIN_COHORT_SIZE}); got {parameters['min_cohort_size']}")
-    exposures = split_list(parameters["exposures"])
+    auto = str(parameters["exposures"]).strip() == AUTO
+    exposures = list(DEFAULT_EXPOSURES) if auto else split_list(parameters["exposures"])
     if not exposures:
-        raise ReportError("exposures: at least one panel column is needed")
+        raise ReportError("exposures: at least one panel column is needed (or "
+                          f"exposures={AUTO}: the defaults the data support)")
     slopes = split_list(parameters["random_slopes"])
     if not set(slopes) <= set(exposures):
         raise ReportError(f"random_slopes {slopes} must be among the exposures {exposures}")
     columns = set(panel_columns)
-    missing = [c for c in exposures if columns and c not in columns]
+    missing = [c for c in exposures if columns and c not in columns and not auto]
     if missing:
-        raise ReportError(f"exposure(s) {missing} are not panel columns")
+        keep = [c for c in exposures if c not in missing]
+        fix = f"--param exposures={','.join(keep)}" if keep else f"--param exposures={AUTO}"
+        raise ReportError(f"exposure(s) {missing} are not panel columns; leave them out "
+                          f"({fix}) or name columns the panel has")
+    spec = report_outcome(str(parameters["outcome"]), meta or {})
+    if columns and parameters["outcome"] != AUTO and spec.column not in columns:
+        raise ReportError(f"outcome {parameters['outcome']!r} models the column "
+                          f"{spec.column!r}, which the panel does not have; use "
+                          f"--param outcome={AUTO} (the dataset's declared outcome)")
 
 
 def declared_parameters(template: Path) -> dict[str, str]:
@@ -168,6 +195,7 @@ __all__ = [
     "DEFAULT_PARAMETERS",
     "KERNEL_NAME",
     "OUTCOMES",
+    "OUTCOME_CHOICES",
     "RESERVED_PARAMETERS",
     "TEMPLATE_NAME",
     "check_template_parameters",

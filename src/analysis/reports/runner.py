@@ -174,7 +174,8 @@ def run_reports(
     parameters = {**DEFAULT_PARAMETERS, **(params or {})}
     check_template_parameters(template_file, parameters)
     available = list_cohorts(processed)
-    validate_parameters(parameters, panel_columns=_panel_columns(processed))
+    validate_parameters(parameters, panel_columns=_panel_columns(processed),
+                        meta=_panel_meta(processed))
     wanted = list(available["cohort"]) if not cohorts else list(dict.fromkeys(cohorts))
     unknown = sorted(set(wanted) - set(available["cohort"]))
     if unknown:
@@ -514,6 +515,12 @@ def _panel_columns(processed: Path) -> list[str]:
         raise InputFileError("not a processed folder (no panel.parquet); run 'kneeload "
                              "build' first", file=processed)
     return list(pq.read_schema(panel).names)
+
+
+def _panel_meta(processed: Path) -> dict[str, Any]:
+    """``panel_meta.json`` of a processed folder ({} when absent: an older build)."""
+    path = processed / "panel_meta.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _last_line(text: str) -> str:
