@@ -124,8 +124,8 @@ def test_make_rebuilds_when_any_file_under_the_raw_folder_changes(tmp_path):
 @pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
 def test_make_report_passes_each_params_word_as_one_param():
     run = subprocess.run(
-        ["make", "-n", "-W", "pyproject.toml", "report", "PARAMS=exposures=km_7d min_cohort_size=8",
-         "BUILD_OPTS=--timezone Europe/Oslo"],
+        ["make", "-n", "-W", "pyproject.toml", "report",
+         "PARAMS=exposures=km_7d min_cohort_size=8", "BUILD_OPTS=--timezone Europe/Oslo"],
         capture_output=True, text=True, check=True, cwd=ROOT)
     assert "--out data/processed/demo --timezone Europe/Oslo" in run.stdout
     assert "--param exposures=km_7d --param min_cohort_size=8" in run.stdout
