@@ -155,7 +155,7 @@ class ArrowCells:
     """A CSV split by pyarrow: trimmed text per column (empty cells null) and line numbers."""
 
     header: list[str]  # header cells, trimmed
-    columns: list[pa.Array]  # one string array per header cell; "" and whitespace -> null
+    columns: list[pa.ChunkedArray]  # text per header cell; "" and whitespace -> null
     lines: np.ndarray  # int64: physical line (1-based) of each record
 
 
@@ -235,8 +235,11 @@ def split_csv_bytes(data: bytes, *, delimiter: str) -> ArrowCells | None:
         return None
     columns = []
     filled = None  # rows with a non-empty cell (the others are blank lines)
-    for col in table.columns:
-        col = pc.utf8_trim_whitespace(col.combine_chunks())
+    raw_columns = table.columns
+    del table  # each untrimmed column is freed as soon as its trimmed copy exists
+    for i in range(len(raw_columns)):
+        col = pc.utf8_trim_whitespace(raw_columns[i])
+        raw_columns[i] = None
         empty = pc.equal(col, "")
         if pc.any(empty).as_py():
             col = pc.if_else(empty, pa.scalar(None, pa.string()), col)
@@ -429,7 +432,7 @@ def typed_columns(frame: pd.DataFrame, *, numbers: Iterable[str] = (),
 _MISSING_ARROW = pa.array(sorted(MISSING_TOKENS - {""}), type=pa.string())
 
 
-def _arrow_text_cells(col: pa.Array) -> pa.Array:
+def _arrow_text_cells(col: pa.ChunkedArray) -> pa.ChunkedArray:
     """:func:`text_cells` on trimmed arrow text: missing tokens (any case) -> null."""
     token = pc.is_in(pc.utf8_lower(col), value_set=_MISSING_ARROW)
     if not pc.any(token).as_py():
@@ -437,7 +440,7 @@ def _arrow_text_cells(col: pa.Array) -> pa.Array:
     return pc.if_else(token, pa.scalar(None, pa.string()), col)
 
 
-def _arrow_cast(col: pa.Array, to: pa.DataType) -> pa.Array | None:
+def _arrow_cast(col: pa.ChunkedArray, to: pa.DataType) -> pa.ChunkedArray | None:
     """``col`` cast to ``to`` as :func:`typed_number` would (missing tokens are missing);
     None when a cell does not parse."""
     for attempt in (col, None):

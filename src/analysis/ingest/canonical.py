@@ -144,8 +144,11 @@ def _read_csv(path: Path, name: str, *, required: Sequence[str], typed: bool,
         raise InputFileError(f"cannot read the file: {exc.strerror}", file=path) from exc
     text, encoding = decode_bytes(data, file=name)
     delim = pick_delimiter(first_line(text), required=required)
-    utf8 = (data if encoding == "UTF-8" else data[3:] if encoding == "UTF-8 with BOM"
-            else text.encode("utf-8"))
+    if encoding in ("UTF-8", "UTF-8 with BOM"):
+        utf8 = data if encoding == "UTF-8" else data[3:]
+        text = None  # the bytes are the text: hold one copy while pyarrow reads
+    else:
+        utf8 = text.encode("utf-8")
     split = split_csv_bytes(utf8, delimiter=delim)
     if split is not None:
         header = [normalise_name(h) for h in split.header]
@@ -154,6 +157,8 @@ def _read_csv(path: Path, name: str, *, required: Sequence[str], typed: bool,
                                   numbers=[*numbers, *extra], dates=dates,
                                   time_of_day=time_of_day)
     else:
+        if text is None:
+            text, _ = decode_bytes(data, file=name)
         parsed = parse_csv_text(text, delimiter=delim, file=name)
         frame = records_frame(parsed, header=[normalise_name(h) for h in parsed.header],
                               file=name)
