@@ -447,3 +447,31 @@ def test_duplicates_found_on_a_coarse_key_are_all_the_duplicates(
     assert (shared | ~df.duplicated(["_runner_row", "_date"], keep=False)).all()
     got = _duplicated_within(df, ["_runner_row", "_date", "text"], ["_runner_row", "_date"])
     assert got.tolist() == df.duplicated(["_runner_row", "_date", "text"]).tolist()
+
+
+def test_a_shoe_started_after_its_first_run_is_moved_to_it(tmp_path: Path) -> None:
+    # issue 12: a shoe start_date of 20 Jan with a first logged run on 3 Jan gave
+    # shoe_age_days = -17; the start moves to 3 Jan (a fix with its code), the other shoe
+    # (started before its first run, 1 Jan < 5 Jan) and a shoe without runs stay as written
+    (tmp_path / "runners.csv").write_text("runner_id,cohort\nR1,A\n", encoding="utf-8")
+    (tmp_path / "pain.csv").write_text("runner_id,date,pain\nR1,2024-01-21,2\n",
+                                       encoding="utf-8")
+    (tmp_path / "runs.csv").write_text(
+        "runner_id,date,distance_km,shoe_id\n"
+        "R1,2024-01-10,5,late\nR1,2024-01-03,6,late\nR1,2024-01-05,7,early\n",
+        encoding="utf-8")
+    (tmp_path / "shoes.csv").write_text(
+        "shoe_id,runner_id,start_date,start_km\n"
+        "late,R1,2024-01-20,0\nearly,R1,2024-01-01,50\nunused,R1,2024-02-01,0\n",
+        encoding="utf-8")
+    result = clean_tables(read_dataset(tmp_path), today=TODAY)
+    starts = result.shoes.set_index("shoe_id")["start_date"]
+    assert starts.to_dict() == {"late": pd.Timestamp("2024-01-03"),
+                                "early": pd.Timestamp("2024-01-01"),
+                                "unused": pd.Timestamp("2024-02-01")}
+    shoes_file = result.report["files"]["shoes.csv"]
+    assert shoes_file["fixes"] == {"shoe_start_after_first_run": 1}
+    assert shoes_file["kept"] == 3 and shoes_file["fixed"] == 1
+    assert any("1 shoe(s) had a start_date after their first logged run" in n
+               for n in result.report["notes"])
+    assert result.quarantine.empty

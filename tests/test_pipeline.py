@@ -206,3 +206,59 @@ def test_per_cohort_counts_agree_with_a_groupby(small_processed):
         want[c]["runners"] = int(n)
     assert data["counts"]["cohorts"] == want
     assert len(want) >= 2  # the small dataset has several cohorts
+
+
+def _numeric_strava(folder: Path) -> Path:
+    """One runner's Strava export with numeric, ambiguous dates (day and month <= 12)."""
+    (folder / "ann").mkdir(parents=True)
+    (folder / "ann" / "activities.csv").write_text(
+        "Activity ID,Activity Date,Activity Type,Distance,Elapsed Time,Moving Time\n"
+        "1,05/03/2024 06:30:00,Run,5.0,1800,1800\n"
+        "2,07/03/2024 06:30:00,Run,6.0,2100,2100\n", encoding="utf-8")
+    pd.DataFrame({"runner_id": ["ann"], "date": ["2024-03-10"], "pain": [1]}).to_csv(
+        folder / "pain.csv", index=False)
+    return folder
+
+
+def test_build_passes_dayfirst_and_date_format_to_the_readers(tmp_path: Path) -> None:
+    raw = _numeric_strava(tmp_path / "raw")
+    with pytest.raises(KneeloadError, match="--dayfirst"):
+        build(raw, tmp_path / "p0", today=date(2025, 1, 1))
+    for out, options in (("p1", {"dayfirst": True}),
+                         ("p2", {"date_format": "%d/%m/%Y %H:%M:%S"})):
+        build(raw, tmp_path / out, today=date(2025, 1, 1), **options)
+        runs = pd.read_parquet(tmp_path / out / "runs.parquet")
+        assert list(runs["date"].dt.strftime("%Y-%m-%d")) == ["2024-03-05", "2024-03-07"]
+    build(raw, tmp_path / "p3", today=date(2025, 1, 1), dayfirst=False)  # 3 May, 3 July
+    runs = pd.read_parquet(tmp_path / "p3" / "runs.parquet")
+    assert list(runs["date"].dt.strftime("%Y-%m-%d")) == ["2024-05-03", "2024-07-03"]
+
+
+def test_outcome_and_default_exposures_are_in_panel_meta(small_processed) -> None:
+    # the small canonical dataset has shoes: nothing is left out, the outcome is NRS pain
+    meta = json.loads((small_processed.out_dir / "panel_meta.json").read_text())
+    assert meta["outcome"] == "nrs"
+    assert meta["default_exposures"] == ["mileage_jump", "shoe_km", "rest_days_7d"]
+    assert meta["exposures_left_out"] == {}
+
+
+@pytest.mark.parametrize(("answers", "outcome"), [
+    # option numbers 2, 1, 2, 1 score 8 + 0 + 8 + 0 = 16 (Clarsen et al. 2020 O2 scores)
+    (("2", "1", "2", "1"), "ostrc"),
+    (("", "", "", ""), "nrs"),         # OSTRC columns without answers: NRS pain
+])
+def test_an_ostrc_diary_declares_the_ostrc_outcome(tmp_path: Path, answers: tuple[str, ...],
+                                                  outcome: str) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "runners.csv").write_text("runner_id,cohort\nR1,A\n", encoding="utf-8")
+    (raw / "runs.csv").write_text("runner_id,date,distance_km\nR1,2024-01-01,5\n",
+                                  encoding="utf-8")
+    (raw / "pain.csv").write_text(
+        "runner_id,date,pain,ostrc_q1,ostrc_q2,ostrc_q3,ostrc_q4\n"
+        f"R1,2024-01-08,2,{','.join(answers)}\n", encoding="utf-8")
+    summary = build(raw, tmp_path / "out", today=date(2025, 1, 1))
+    assert summary.meta["outcome"] == outcome
+    if outcome == "ostrc":
+        panel = pd.read_parquet(tmp_path / "out" / "panel.parquet")
+        assert panel["ostrc_severity"].tolist() == [16.0]

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from analysis.errors import DataContractError
 from analysis.ingest import RawTables
 from analysis.ingest._io import (
+    ACTIVITY_ISSUE,
     HAS_TIME,
     SOURCE_ISSUE,
     shown_values,
@@ -32,6 +33,8 @@ from analysis.ingest._io import (
 from analysis.ingest._io import text_cells as _text
 from analysis.ingest.diary import SOURCE_COLUMN
 from analysis.schemas import (
+    HR_MAX_BPM,
+    HR_MIN_BPM,
     MAX_DAILY_KM,
     OSTRC_ITEMS,
     PAIN_CONTRACT,
@@ -98,14 +101,18 @@ QUARANTINE_REASONS: dict[str, str] = {
     "missing_cohort": "runner has no cohort",
     "duplicate_runner_id": "runner_id already used by a different runners row",
     "duplicate_shoe_id": "the runner's shoe_id already used by a different shoes row",
+    "unreadable_activity_file": "an activity file (FIT/GPX/TCX) is empty, truncated, corrupt "
+                                "or not an activity; the value says which",
 }
 #: Codes for fixes applied to kept records (counted as "fixed").
 FIX_REASONS: dict[str, str] = {
     "miles_to_km": "distance given in miles, converted to km",
     "metres_to_km": "distance given in metres, converted to km",
     "decimal_comma": "number written with a decimal comma",
-    "invalid_optional_blanked": "an optional value (age, duration, rpe, OSTRC, shoe start) "
-                                "was not valid and was set to missing",
+    "invalid_optional_blanked": "an optional value (age, duration, rpe, OSTRC, shoe start, "
+                                "heart rate, TRIMP) was not valid and was set to missing",
+    "shoe_start_after_first_run": "the shoe's start_date was after its first logged run; "
+                                  "moved to that run's date",
 }
 
 #: Columns of the quarantine table; ``runner_id`` (as read, trimmed) lets per-cohort reports
@@ -344,6 +351,8 @@ def clean_tables(raw: RawTables, *, today: date | None = None) -> CleanResult:
     if "sex" in runners:
         runners = runners.assign(sex=_text(runners["sex"]))
     runners = _optional_number(runners, "age", lo=0, hi=120)
+    for col in ("hr_rest", "hr_max"):
+        runners = _optional_number(runners, col, lo=HR_MIN_BPM, hi=HR_MAX_BPM)
     for col in ("follow_up_start", "follow_up_end"):
         runners = _optional_date(runners, col)
     if "_follow_up_start" in runners and "_follow_up_end" in runners:
@@ -376,21 +385,30 @@ def clean_tables(raw: RawTables, *, today: date | None = None) -> CleanResult:
 
     runs = _clean_runs(raw.runs, runners, cohortless_ids, led, today)
     pain = _clean_pain(raw.pain, runners, cohortless_ids, led, today)
+    shoes, moved = _shoe_start_by_first_run(shoes, runs)
 
     out_runners = _final(runners, {"runner_id": "runner_id", "cohort": "cohort", "sex": "sex",
                                    "age": "_age", "follow_up_start": "_follow_up_start",
-                                   "follow_up_end": "_follow_up_end"})
+                                   "follow_up_end": "_follow_up_end", "hr_rest": "_hr_rest",
+                                   "hr_max": "_hr_max"})
     out_shoes = _final(shoes, {"shoe_id": "shoe_id", "runner_id": "runner_id",
                                "start_date": "_start_date", "start_km": "_start_km"})
     out_runs = _final(runs, {"runner_id": "runner_id", "date": "_date",
                              "distance_km": "_distance_km", "duration_min": "_duration_min",
                              "shoe_id": "_shoe_id", "activity_type": "_activity_type",
-                             "rpe": "_rpe", "start_time": "_start_time"})
+                             "rpe": "_rpe", "start_time": "_start_time",
+                             "avg_hr_bpm": "_avg_hr_bpm",
+                             "trimp_banister_au": "_trimp_banister_au",
+                             "trimp_edwards_au": "_trimp_edwards_au"})
     out_pain = _final(pain, {"runner_id": "runner_id", "date": "_date", "pain": "_pain",
                              **{q: f"_{q}" for q in OSTRC_ITEMS}})
     quarantine = led.frame()
     kept = {"runners": runners, "shoes": shoes, "runs": runs, "pain": pain}
     report = _report(raw, kept, quarantine)
+    if moved:
+        report["notes"].append(
+            f"{moved} shoe(s) had a start_date after their first logged run: start_date moved "
+            "to that run's date (fix shoe_start_after_first_run)")
     runners_, runs_, pain_, shoes_ = _checked(out_runners, out_runs, out_pain, out_shoes)
     return CleanResult(runners=runners_, runs=runs_, pain=pain_, shoes=shoes_,
                        quarantine=quarantine, report=report)
@@ -414,9 +432,29 @@ def _checked(runners: pd.DataFrame, runs: pd.DataFrame, pain: pd.DataFrame,
     return tuple(out)
 
 
+def _shoe_start_by_first_run(shoes: pd.DataFrame, runs: pd.DataFrame
+                             ) -> tuple[pd.DataFrame, int]:
+    """Shoes whose ``start_date`` is after the first kept run logged with them get that run's
+    date as ``start_date`` (fix ``shoe_start_after_first_run``), so ``shoe_age_days`` is
+    never negative; returns the shoes and how many were moved."""
+    if "_start_date" not in shoes or "_shoe_id" not in runs or not len(shoes):
+        return shoes, 0
+    first = runs.groupby(["runner_id", "_shoe_id"])["_date"].min()
+    key = pd.MultiIndex.from_arrays([shoes["runner_id"], shoes["shoe_id"]])
+    first_run = pd.Series(first.reindex(key).to_numpy(), index=shoes.index)
+    late = (shoes["_start_date"] > first_run).fillna(False).astype(bool)
+    if not late.any():
+        return shoes, 0
+    shoes = _fix(shoes, "shoe_start_after_first_run", late)
+    return shoes.assign(_start_date=shoes["_start_date"].mask(late, first_run)), int(late.sum())
+
+
 def _clean_runs(
     df: pd.DataFrame, runners: pd.DataFrame, cohortless: set[str], led: _Ledger, today: date
 ) -> pd.DataFrame:
+    if ACTIVITY_ISSUE in df:
+        df = led.drop(df, df[ACTIVITY_ISSUE].notna(), reason="unreadable_activity_file",
+                      column="file", values=lambda bad: bad[ACTIVITY_ISSUE])
     df = _common_rules(df, led, ("runner_id", "date", "distance_km"))
     if "activity_type" in df:
         act = _text(df["activity_type"])
@@ -448,6 +486,9 @@ def _clean_runs(
                   column="distance_km")
     df = _optional_number(df, "duration_min", lo=0, lo_open=True)
     df = _optional_number(df, "rpe", lo=0, hi=10)
+    df = _optional_number(df, "avg_hr_bpm", lo=HR_MIN_BPM, hi=HR_MAX_BPM)
+    for col in ("trimp_banister_au", "trimp_edwards_au"):
+        df = _optional_number(df, col, lo=0)
     if "_duration_min" in df:
         pace = df["_duration_min"] / df["_distance_km"]
 
@@ -520,7 +561,12 @@ def _duplicated_within(df: pd.DataFrame, key: list[str], coarse: list[str]) -> p
 
 
 def _start_time(df: pd.DataFrame) -> pd.DataFrame:
-    """``start_time``: a time of day (HH:MM[:SS]) combined with ``date``, or a datetime."""
+    """``start_time``: a time of day (HH:MM[:SS]) combined with ``date``, or a datetime
+    (typed by the reader, e.g. an activity file's local start, or ISO text)."""
+    if pd.api.types.is_datetime64_any_dtype(df["start_time"]):
+        dt = df["start_time"].astype("datetime64[us]")
+        return df.assign(_start=dt.where(dt.notna(), df["_start"]),
+                         _has_time=df["_has_time"] | dt.notna(), _start_time=dt)
     s = _text(df["start_time"])
     clock = s.str.fullmatch(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?").fillna(False).astype(bool)
     full = s.where(~clock, df["_date"].dt.strftime("%Y-%m-%d") + " " + s.str.zfill(5))

@@ -29,10 +29,17 @@ from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD
 from analysis.errors import InputFileError
 from analysis.exposures import PanelBuild, build_panel
 from analysis.ingest import read_dataset
+from analysis.outcomes import panel_defaults
 from analysis.privacy import hide_folders, sha256_file
 
 TABLES = ("runners", "runs", "pain", "shoes")
 PROCESSED_MARKER = "panel_meta.json"  # a folder holding it was written by build()
+#: Hidden folder of the processed folder that survives rebuilds (parse caches); the activity
+#: files' content-keyed parses live in ``<out>/.cache/activity``.
+CACHE_FOLDER = ".cache"
+ACTIVITY_CACHE = "activity"
+#: Quarantine reasons named when a build keeps no runs or no pain reports.
+TOP_REASONS = 3
 #: Parquet codec of the processed tables (snappy: the fastest writer here; lz4 and zstd
 #: level 1 measured 1.3x and 1.9x slower on the 2,000 x 365 panel, bench/bench_build.py).
 PARQUET_COMPRESSION = "snappy"
@@ -77,6 +84,8 @@ def build(
     pseudonymise: bool = False,
     timezone: str = "UTC",
     distance_unit: str = "km",
+    dayfirst: bool | None = None,
+    date_format: str | None = None,
 ) -> BuildSummary:
     """Build the processed folder for one dataset.
 
@@ -101,6 +110,18 @@ def build(
         text at ingest, so nothing identifying reaches the processed folder.
     timezone, distance_unit
         For exports that do not say (Strava dates are UTC; Garmin distances may be miles).
+    dayfirst, date_format
+        How numeric dates of Strava/Garmin exports are read (``--dayfirst``,
+        ``--date-format``); None: detected.
+
+    Activity files are parsed through a content-keyed cache in ``<out>/.cache/activity``,
+    kept when the folder is replaced, so a rebuild parses only files that changed.
+
+    Raises
+    ------
+    KneeloadError
+        Bad options or input (see :func:`analysis.ingest.read_dataset`), or a build that keeps
+        no runs or no pain reports of a non-empty input (names the top quarantine reasons).
     """
     raw = Path(raw_dir).resolve()
     out = Path(out_dir).resolve()
@@ -109,9 +130,12 @@ def build(
     _check_output_folder(raw, out)
 
     with _heap_for_large_tables():
-        cleaned, detected = _read_and_clean(raw, format=format, pseudonymise=pseudonymise,
-                                            timezone=timezone, distance_unit=distance_unit,
-                                            today=today)
+        cleaned, read = _read_and_clean(raw, format=format, pseudonymise=pseudonymise,
+                                        timezone=timezone, distance_unit=distance_unit,
+                                        today=today, dayfirst=dayfirst,
+                                        date_format=date_format,
+                                        cache_dir=out / CACHE_FOLDER / ACTIVITY_CACHE)
+        detected = read.format
         built = build_panel(
             cleaned.runs,
             cleaned.runners,
@@ -127,6 +151,9 @@ def build(
         schemas.check_table(built.daily, schemas.DAILY_CONTRACT)
         schemas.check_table(built.panel, schemas.PANEL_CONTRACT)
         meta = _build_meta(built, raw, format=detected, pseudonymise=pseudonymise)
+        meta |= _read_meta(read, cleaned)
+        meta |= panel_defaults(built.panel, meta, outcome=_panel_outcome(read.outcome,
+                                                                          built.panel))
         counts = _counts(cleaned, built)
         _write_atomically(out, cleaned, built, meta, counts)
     return BuildSummary(out_dir=out, format=detected, counts=counts,
@@ -163,13 +190,93 @@ def _glibc() -> Any:
     return libc
 
 
+@dataclass(frozen=True)
+class _ReadFacts:
+    """What the build keeps of the raw tables once they are freed."""
+
+    format: str
+    outcome: str
+    hr_references: pd.DataFrame | None
+    activity_files: dict[str, Any]
+    trimp_methods: dict[str, int]
+    records: dict[str, int]
+    files: dict[str, set[str]]
+
+
 def _read_and_clean(raw: Path, *, format: str, pseudonymise: bool, timezone: str,
-                    distance_unit: str, today: date | None) -> tuple[CleanResult, str]:
-    """The clean tables and the detected input format; the raw tables are freed on return
-    (they are a third of the build's memory and nothing after cleaning reads them)."""
+                    distance_unit: str, today: date | None, dayfirst: bool | None,
+                    date_format: str | None, cache_dir: Path
+                    ) -> tuple[CleanResult, _ReadFacts]:
+    """The clean tables and what the read said; the raw tables are freed on return (they
+    are a third of the build's memory and nothing after cleaning reads them).
+
+    Raises
+    ------
+    KneeloadError
+        Runs or pain records were read but none was kept (:func:`_check_kept`).
+    """
     tables = read_dataset(raw, format=format, pseudonymise=pseudonymise, timezone=timezone,
-                          distance_unit=distance_unit)
-    return clean_tables(tables, today=today), tables.format
+                          distance_unit=distance_unit, dayfirst=dayfirst,
+                          date_format=date_format, cache_dir=cache_dir)
+    cleaned = clean_tables(tables, today=today)
+    facts = _ReadFacts(format=tables.format, outcome=tables.outcome,
+                       hr_references=tables.hr_references,
+                       activity_files=tables.activity_files,
+                       trimp_methods=tables.trimp_methods,
+                       records={"runs": len(tables.runs), "pain": len(tables.pain)},
+                       files={t: set(getattr(tables, t)[schemas.SOURCE_FILE].astype(str))
+                              for t in ("runs", "pain")})
+    _check_kept(cleaned, facts, raw=raw)
+    return cleaned, facts
+
+
+def _check_kept(cleaned: CleanResult, read: _ReadFacts, *, raw: Path) -> None:
+    """A :class:`KneeloadError` when runs or pain records were read and none was kept,
+    naming the :data:`TOP_REASONS` most frequent quarantine reasons of that table's files."""
+    from analysis.errors import KneeloadError
+
+    for table, label in (("runs", "runs"), ("pain", "pain reports")):
+        if not read.records[table] or len(getattr(cleaned, table)):
+            continue
+        q = cleaned.quarantine
+        reasons = q.loc[q["file"].isin(read.files[table]), "reason"].value_counts()
+        top = ", ".join(f"{reason} ({n:,})" for reason, n in
+                        reasons.head(TOP_REASONS).items())
+        raise KneeloadError(f"no {label} kept from {read.records[table]:,} {table} records "
+                            f"read; top reasons: {top or 'none'} (quarantine reasons: "
+                            "docs/cleaning.md)", file=raw)
+
+
+def _panel_outcome(outcome: str, panel: pd.DataFrame) -> str:
+    """The reader's outcome, except ``ostrc`` on a panel without OSTRC severity values
+    (answers all quarantined or incomplete), which is modelled as NRS pain."""
+    from analysis.outcomes import FALLBACK_OUTCOME, OUTCOME_SPECS
+
+    column = OUTCOME_SPECS["ostrc"].column
+    if outcome == "ostrc" and (column not in panel or not panel[column].notna().any()):
+        return FALLBACK_OUTCOME
+    return outcome
+
+
+def _read_meta(read: _ReadFacts, cleaned: CleanResult) -> dict[str, Any]:
+    """``panel_meta.json`` keys from the read: activity files (counts), runs per TRIMP method
+    and the heart-rate references of the runners kept (values and sources)."""
+    meta: dict[str, Any] = {}
+    if read.activity_files:
+        meta["activity_files"] = read.activity_files
+    if read.trimp_methods:
+        meta["trimp_method"] = read.trimp_methods
+    refs = read.hr_references
+    if refs is not None:
+        kept = refs[refs["runner_id"].isin(set(cleaned.runners["runner_id"]))]
+        meta["hr_references"] = {
+            "runners": kept.to_dict(orient="records"),
+            "hr_rest_source": {str(k): int(v) for k, v in
+                               kept["hr_rest_source"].value_counts().items()},
+            "hr_max_source": {str(k): int(v) for k, v in
+                              kept["hr_max_source"].value_counts().items()},
+        }
+    return meta
 
 
 def _build_meta(built: PanelBuild, raw: Path, *, format: str,
@@ -209,7 +316,8 @@ def _check_output_folder(raw: Path, out: Path) -> None:
     if out in raw.parents:
         raise InputFileError("the output folder must not contain the raw data folder (the build "
                              "replaces the output folder as a whole)", file=out)
-    if out.is_dir() and any(out.iterdir()) and not (out / PROCESSED_MARKER).is_file():
+    left = [p for p in out.iterdir() if p.name != CACHE_FOLDER] if out.is_dir() else []
+    if left and not (out / PROCESSED_MARKER).is_file():
         raise InputFileError(f"the output folder exists and is not a processed folder (no "
                              f"{PROCESSED_MARKER}); choose a new or empty folder", file=out)
 
@@ -283,6 +391,7 @@ def _write_atomically(
         _write_json(staging / "panel_meta.json", meta)
         _write_json(staging / "counts.json", counts)
         _write_json(staging / "audit.json", built.audit)
+        _keep_cache(out, staging)
         _swap_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -318,6 +427,14 @@ def _write_parquet(table: pd.DataFrame, path: Path) -> None:
     pq.write_table(pa.Table.from_pandas(table, preserve_index=False), path,
                    compression=PARQUET_COMPRESSION, use_dictionary=text or False,
                    write_statistics=other or False, row_group_size=PARQUET_ROW_GROUP)
+
+
+def _keep_cache(out: Path, staging: Path) -> None:
+    """Move ``out``'s :data:`CACHE_FOLDER` into ``staging`` (a rename: same parent folder), so
+    the parse cache outlives the swap."""
+    cache = out / CACHE_FOLDER
+    if cache.is_dir():
+        cache.rename(staging / CACHE_FOLDER)
 
 
 def _swap_into_place(staging: Path, out: Path) -> None:

@@ -26,9 +26,13 @@ from analysis.errors import DataContractError
 
 # --- canonical raw data contract (docs/data-contract.md) -----------------------------------
 RUNNERS_REQUIRED = ("runner_id", "cohort")
-RUNNERS_OPTIONAL = ("sex", "age", "follow_up_start", "follow_up_end")
+RUNNERS_OPTIONAL = ("sex", "age", "follow_up_start", "follow_up_end", "hr_rest", "hr_max")
 RUNS_REQUIRED = ("runner_id", "date", "distance_km")
-RUNS_OPTIONAL = ("duration_min", "shoe_id", "activity_type", "rpe", "start_time")
+#: ``avg_hr_bpm``: a session's mean heart rate as the export summarises it (bpm);
+#: ``trimp_banister_au`` / ``trimp_edwards_au``: the run's heart-rate load (arbitrary units,
+#: :func:`analysis.hrload.session_loads`), from the activity file's samples or the mean HR.
+RUNS_OPTIONAL = ("duration_min", "shoe_id", "activity_type", "rpe", "start_time",
+                 "avg_hr_bpm", "trimp_banister_au", "trimp_edwards_au")
 PAIN_REQUIRED = ("runner_id", "date", "pain")
 OSTRC_ITEMS = ("ostrc_q1", "ostrc_q2", "ostrc_q3", "ostrc_q4")
 PAIN_OPTIONAL = OSTRC_ITEMS
@@ -43,6 +47,11 @@ PROVENANCE = (SOURCE_FILE, SOURCE_LINE)
 
 # --- value ranges -----------------------------------------------------------------------
 MAX_DAILY_KM = 100.0  # more than this in one day is treated as impossible (docs/cleaning.md)
+#: Plausible heart rates (bpm) of a runners.csv ``hr_rest``/``hr_max`` and a run's mean HR:
+#: outside [25, 250] bpm a value is a typing error, not a physiology (kneeload's plausibility
+#: bounds, well outside adult resting and maximal rates; not a published threshold).
+HR_MIN_BPM = 25.0
+HR_MAX_BPM = 250.0
 
 #: Column kinds of a contract and the dtypes each accepts. Dates are calendar days at any
 #: datetime64 resolution (pandas 3 parses to microseconds, older pandas to nanoseconds).
@@ -98,6 +107,8 @@ RUNNERS_CONTRACT = TableContract("runners", {
     "age": _C("float", nullable=True, required=False, lo=0, hi=120),
     "follow_up_start": _C("datetime", nullable=True, required=False),
     "follow_up_end": _C("datetime", nullable=True, required=False),
+    "hr_rest": _C("float", nullable=True, required=False, lo=HR_MIN_BPM, hi=HR_MAX_BPM),
+    "hr_max": _C("float", nullable=True, required=False, lo=HR_MIN_BPM, hi=HR_MAX_BPM),
 })
 RUNS_CONTRACT = TableContract("runs", {
     "runner_id": _C("str"),
@@ -106,6 +117,9 @@ RUNS_CONTRACT = TableContract("runs", {
     "duration_min": _C("float", nullable=True, required=False, lo=0, lo_closed=False),
     "shoe_id": _C("str", nullable=True, required=False),
     "rpe": _C("float", nullable=True, required=False, lo=0, hi=10),
+    "avg_hr_bpm": _C("float", nullable=True, required=False, lo=HR_MIN_BPM, hi=HR_MAX_BPM),
+    "trimp_banister_au": _C("float", nullable=True, required=False, lo=0),
+    "trimp_edwards_au": _C("float", nullable=True, required=False, lo=0),
 })
 PAIN_CONTRACT = TableContract("pain", {
     "runner_id": _C("str"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -21,7 +22,11 @@ from analysis.schemas import SOURCE_FILE
 __all__ = ["FORMATS", "FileInfo", "RawTables", "read_dataset"]
 
 #: Formats :func:`read_dataset` understands; "auto" picks one by file names and headers.
-FORMATS = ("canonical", "strava", "garmin", "lovdal", "diary")
+FORMATS = ("canonical", "strava", "garmin", "lovdal", "diary", "activity")
+#: Outcome kind each reader's pain column measures (``analysis.outcomes.OUTCOME_SPECS``);
+#: a pain table with OSTRC answers declares ``ostrc`` instead (see :func:`read_dataset`).
+READER_OUTCOMES = {"lovdal": "injury_flag"}
+DEFAULT_OUTCOME = "nrs"
 
 
 @dataclass
@@ -46,6 +51,19 @@ class RawTables:
         Input file name -> how it was read (encoding, delimiter, data lines).
     notes
         Human-readable decisions the reader took (format chosen, encoding fallbacks, ...).
+    outcome
+        What the pain table measures, a key of ``analysis.outcomes.OUTCOME_SPECS``:
+        ``injury_flag`` (Lövdal: pain = 10 x injury), ``ostrc`` (the pain table holds OSTRC
+        answers), else ``nrs``.
+    hr_references
+        Resting and maximal heart rate per runner with their sources
+        (:func:`analysis.hrload.runner_references`), when any run has heart rate; else None.
+    activity_files
+        Counts of the activity files read (files, parsed, cached, sessions, unreadable);
+        empty when the study has none.
+    trimp_methods
+        Runs records per heart-rate load method ("samples", "mean HR", "none"); empty when
+        no run has heart rate.
     """
 
     runners: pd.DataFrame
@@ -57,6 +75,10 @@ class RawTables:
     files: dict[str, int]
     file_info: dict[str, FileInfo] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    outcome: str = DEFAULT_OUTCOME
+    hr_references: pd.DataFrame | None = None
+    activity_files: dict[str, Any] = field(default_factory=dict)
+    trimp_methods: dict[str, int] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The four tables by name."""
@@ -83,6 +105,9 @@ def read_dataset(
     timezone: str = "UTC",
     distance_unit: str = "km",
     cohort: str = "all",
+    dayfirst: bool | None = None,
+    date_format: str | None = None,
+    cache_dir: str | Path | None = None,
 ) -> RawTables:
     """Read a raw dataset folder into canonical :class:`RawTables`.
 
@@ -99,21 +124,35 @@ def read_dataset(
     salt
         Secret for ``pseudonymise``; default ``$KNEELOAD_ID_SALT``.
     timezone
-        Strava only: IANA time zone of the runners (Strava writes UTC).
+        IANA time zone of the runners: Strava dates (written in UTC) and activity files are
+        converted to local days with it. Activity files read with the default "UTC" use
+        each FIT file's own UTC offset where it records one.
     distance_unit
         Garmin only: "km" or "mi", the account's unit when the header does not say.
     cohort
-        Strava/Garmin only: cohort of runners derived from folder names when the folder has
-        no runners file.
+        Strava/Garmin/activity only: cohort of runners derived from folder names when the
+        folder has no runners file.
+    dayfirst, date_format
+        Strava and Garmin: how numeric dates are read (``--dayfirst``, ``--date-format``);
+        None: detected (:func:`analysis.ingest.strava.parse_activity_dates`).
+    cache_dir
+        Folder of the activity-file parse cache (content-keyed); None: no cache.
 
     Raises
     ------
     InputFileError
         Missing folder or file, empty/binary/HTML file, missing required column.
     KneeloadError
-        Unknown format, or ``pseudonymise`` without a salt.
+        Unknown format, ``pseudonymise`` without a salt, or a ``timezone`` /
+        ``distance_unit`` that is not one (checked for every format, so a typo fails even
+        where the reader would not use the option).
     """
+    from analysis.ingest.garmin import check_distance_unit
+    from analysis.ingest.strava import check_timezone
+
     raw_dir = Path(raw_dir)
+    check_timezone(timezone, file=raw_dir)
+    distance_unit = check_distance_unit(distance_unit, file=raw_dir)
     if not raw_dir.is_dir():
         raise InputFileError("raw data folder not found", file=raw_dir)
     notes: list[str] = []
@@ -125,15 +164,29 @@ def read_dataset(
     if format not in FORMATS:
         raise KneeloadError(f"unknown format {format!r}; choose one of "
                             f"{', '.join(FORMATS)} or auto")
-    tables, infos, more = _read(raw_dir, format, timezone=timezone,
-                                distance_unit=distance_unit, cohort=cohort)
+    cache = None if cache_dir is None else Path(cache_dir)
+    tables, infos, more, summary = _read(raw_dir, format, timezone=timezone,
+                                         distance_unit=distance_unit, cohort=cohort,
+                                         dayfirst=dayfirst, date_format=date_format,
+                                         cache_dir=cache)
     notes.extend(more)
+    from analysis.ingest.watch import add_heart_rate_load
+
+    runs, references, methods = add_heart_rate_load(tables["runs"], tables["runners"],
+                                                    summary.samples())
+    tables["runs"] = runs
+    activity = summary.counts() if summary.files or summary.unreadable else {}
+    if methods:
+        notes.append("heart-rate load (TRIMP) per run: " + ", ".join(
+            f"{n} {method}" for method, n in sorted(methods.items())))
     for info in infos.values():
         if info.encoding == "Latin-1":
             notes.append(f"{info.name}: not valid UTF-8, read as Latin-1")
     files = {name: 0 for name in infos} | count_files(tables)
     raw = RawTables(**tables, format=format, raw_dir=raw_dir, files=dict(sorted(files.items())),
-                    file_info=infos, notes=notes)
+                    file_info=infos, notes=notes, outcome=_outcome(format, tables["pain"]),
+                    hr_references=references, activity_files=activity,
+                    trimp_methods=methods)
     if pseudonymise:
         from analysis.ingest.pseudonymise import pseudonymise as _pseudonymise
 
@@ -141,23 +194,57 @@ def read_dataset(
     return raw
 
 
-def _read(raw_dir: Path, format: str, *, timezone: str, distance_unit: str,
-          cohort: str) -> tuple[dict[str, pd.DataFrame], dict[str, FileInfo], list[str]]:
+def _outcome(format: str, pain: pd.DataFrame) -> str:
+    """The outcome the reader's pain table measures (:attr:`RawTables.outcome`)."""
+    from analysis.schemas import OSTRC_ITEMS
+
+    if format in READER_OUTCOMES:
+        return READER_OUTCOMES[format]
+    answered = [q for q in OSTRC_ITEMS if q in pain and pain[q].notna().any()]
+    return "ostrc" if answered else DEFAULT_OUTCOME
+
+
+def _read(raw_dir: Path, format: str, *, timezone: str, distance_unit: str, cohort: str,
+          dayfirst: bool | None, date_format: str | None, cache_dir: Path | None
+          ) -> tuple[dict[str, pd.DataFrame], dict[str, FileInfo], list[str], Any]:
+    """Tables, file infos, notes and the activity-file summary of one reader."""
+    from analysis.ingest.watch import ActivitySummary
+
+    none = ActivitySummary()
     if format in ("canonical", "diary"):
         from analysis.ingest.canonical import read_canonical
         from analysis.ingest.diary import read_diary_folder
 
         tables, infos = read_canonical(
             raw_dir, pain_reader=read_diary_folder if format == "diary" else None)
-        return tables, infos, []
+        return tables, infos, [], none
     if format == "strava":
         from analysis.ingest.strava import read_strava
+        from analysis.ingest.watch import link_strava_files
 
-        return read_strava(raw_dir, timezone=timezone, cohort=cohort)
+        tables, infos, notes = read_strava(raw_dir, timezone=timezone, cohort=cohort,
+                                           dayfirst=dayfirst, date_format=date_format)
+        tables["runs"], more, summary = link_strava_files(
+            raw_dir, tables["runs"], timezone=timezone, cache_dir=cache_dir)
+        return tables, infos, notes + more, summary
     if format == "garmin":
         from analysis.ingest.garmin import read_garmin
 
-        return read_garmin(raw_dir, distance_unit=distance_unit, cohort=cohort)
+        tables, infos, notes = read_garmin(raw_dir, distance_unit=distance_unit,
+                                           cohort=cohort, date_format=date_format)
+        return tables, infos, notes, none
+    if format == "activity":
+        from analysis.ingest.exports import read_companions
+        from analysis.ingest.watch import read_activity_study, runner_activity_folders
+
+        runs, infos, notes, summary = read_activity_study(
+            raw_dir, timezone=None if timezone == "UTC" else timezone, cache_dir=cache_dir)
+        tables, extra_infos, extra_notes = read_companions(
+            raw_dir, runner_ids=[r for r, _ in runner_activity_folders(raw_dir)],
+            cohort=cohort)
+        tables["runs"] = runs
+        return tables, infos | extra_infos, notes + extra_notes, summary
     from analysis.ingest.lovdal import read_lovdal
 
-    return read_lovdal(raw_dir)
+    tables, infos, notes = read_lovdal(raw_dir)
+    return tables, infos, notes, none

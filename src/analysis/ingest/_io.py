@@ -33,6 +33,12 @@ from analysis.schemas import SOURCE_FILE, SOURCE_LINE
 #: Column set by a reader when a line cannot be mapped to the header (e.g. too many fields);
 #: clean quarantines such rows with this text as the reason detail.
 SOURCE_ISSUE = "source_issue"
+#: Column of a runs record standing for an activity file that could not be read (empty,
+#: truncated, corrupt, not an activity): clean quarantines it with this text as the value.
+ACTIVITY_ISSUE = "activity_issue"
+#: Column of a runs record naming its activity file (path relative to the study folder, the
+#: session id of its heart-rate samples); read by the heart-rate load step, never cleaned.
+ACTIVITY_FILE = "activity_file"
 
 #: Cell texts that mean "no value" in exports (Garmin writes ``--``).
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "--", "-", "#n/a"})

@@ -73,7 +73,7 @@ STRAVA_SPORTS = {"run": "running", "trail run": "running", "virtual run": "runni
                  "hike": "hiking", "swim": "swimming"}
 
 #: Columns of :attr:`ActivityRead.sessions`, in order.
-SESSION_COLUMNS = ("runner_id", "session_id", "start_time", "date", "date_basis",
+SESSION_COLUMNS = ("runner_id", "session_id", "start_time", "date", "start_local", "date_basis",
                    "distance_km", "moving_s", "elapsed_s", "elevation_gain_m", "sport",
                    "n_hr_samples", "file_format", "source_file", "source_line")
 #: Columns of :attr:`ActivityRead.hr_samples` (the input of the heart-rate load functions).
@@ -95,7 +95,8 @@ class ActivityRead:
         study root, POSIX slashes, ``#k`` appended for the k-th session, k >= 2, of a
         multi-session FIT file); ``start_time`` (datetime64, tz-aware UTC); ``date``
         (datetime64 at midnight, no zone: the local calendar day of the start, see
-        ``date_basis``); ``date_basis`` (``"timezone"``: in the zone passed as
+        ``date_basis``); ``start_local`` (datetime64, no zone: the start's local wall-clock
+        time on the same basis); ``date_basis`` (``"timezone"``: in the zone passed as
         ``timezone=``; ``"device_offset"``: the FIT file's own local-time offset;
         ``"utc"``: the UTC date, when neither is known); ``distance_km``, ``moving_s``,
         ``elapsed_s``, ``elevation_gain_m`` (float, NaN when absent); ``sport`` (str,
@@ -341,16 +342,17 @@ def _strava_sport(kind: str | None) -> str | None:
     return STRAVA_SPORTS.get(kind.lower(), kind.lower())
 
 
-def _local_dates(start: pd.Series, offsets: pd.Series, timezone: str | None
-                 ) -> tuple[pd.Series, pd.Series]:
+def _local_starts(start: pd.Series, offsets: pd.Series, timezone: str | None
+                  ) -> tuple[pd.Series, pd.Series]:
+    """Local wall-clock starts (naive) and their basis."""
     if timezone is not None:
         local = start.dt.tz_convert(timezone).dt.tz_localize(None)
-        return local.dt.normalize(), pd.Series("timezone", index=start.index, dtype="str")
+        return local, pd.Series("timezone", index=start.index, dtype="str")
     naive = start.dt.tz_localize(None)
     known = offsets.notna()
     shifted = naive + pd.to_timedelta(offsets.fillna(0.0), unit="s")
     basis = pd.Series(np.where(known, "device_offset", "utc"), index=start.index, dtype="str")
-    return shifted.where(known, naive).dt.normalize(), basis
+    return shifted.where(known, naive), basis
 
 
 def _tables(rows: list[tuple[str, str, int, Session, str | None]], runner_id: str,
@@ -373,8 +375,9 @@ def _tables(rows: list[tuple[str, str, int, Session, str | None]], runner_id: st
     }).astype({"distance_km": "float64", "moving_s": "float64", "elapsed_s": "float64",
                "elevation_gain_m": "float64"})
     offsets = pd.Series([r[3].utc_offset_s for r in rows], dtype="float64")
-    date, basis = _local_dates(sessions["start_time"], offsets, timezone)
-    sessions = sessions.assign(date=date, date_basis=basis).loc[:, list(SESSION_COLUMNS)]
+    local, basis = _local_starts(sessions["start_time"], offsets, timezone)
+    sessions = sessions.assign(date=local.dt.normalize(), start_local=local,
+                               date_basis=basis).loc[:, list(SESSION_COLUMNS)]
     counts = [r[3].n_hr_samples for r in rows]
     hr = pd.DataFrame({
         "session_id": pd.Categorical.from_codes(

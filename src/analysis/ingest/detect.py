@@ -34,7 +34,8 @@ def detect_format(raw_dir: Path) -> tuple[str, str]:
     """Which reader fits ``raw_dir``: returns (format, reason).
 
     Order: canonical tables (``runners`` + ``runs`` files), a Lövdal day file, Strava and
-    Garmin exports (by header), a wide diary alone is not a dataset.
+    Garmin exports (by header), runner folders of activity files (FIT/GPX/TCX); a wide
+    diary alone is not a dataset.
 
     Raises
     ------
@@ -61,8 +62,15 @@ def detect_format(raw_dir: Path) -> tuple[str, str]:
                 "Activity Type" in cells and "Date" in cells
                 and any(c.startswith("Distance") for c in cells)):
             return "garmin", f"{rel} has the Garmin Connect activities header (runner {runner!r})"
+    from analysis.ingest.watch import runner_activity_folders
+
+    if folders := runner_activity_folders(raw_dir):
+        runner, folder = folders[0]
+        return "activity", (f"{len(folders)} runner folder(s) hold FIT/GPX/TCX activity files "
+                            f"(first: {runner!r})" if folder != raw_dir
+                            else "the folder holds FIT/GPX/TCX activity files (one runner)")
     seen = sorted(p.relative_to(raw_dir).as_posix() for p in raw_dir.rglob("*") if p.is_file())
     listing = ", ".join(seen[:10]) + (", ..." if len(seen) > 10 else "") if seen else "no files"
     raise InputFileError(
         "cannot tell the format: expected runners.csv + runs.csv (canonical), a Lövdal day "
-        f"file, or Strava/Garmin activities exports; found {listing}", file=raw_dir)
+        f"file, Strava/Garmin activities exports or activity files; found {listing}", file=raw_dir)

@@ -66,9 +66,10 @@ def hms_to_minutes(values: pd.Series) -> pd.Series:
     return minutes.astype("float64")
 
 
-def read_activities(path: Path, *, name: str, runner_id: str, distance_unit: str = "km"
-                    ) -> tuple[pd.DataFrame, FileInfo]:
-    """One Garmin ``Activities.csv`` -> raw runs records (all activity types)."""
+def read_activities(path: Path, *, name: str, runner_id: str, distance_unit: str = "km",
+                    date_format: str | None = None) -> tuple[pd.DataFrame, FileInfo]:
+    """One Garmin ``Activities.csv`` -> raw runs records (all activity types); ``date_format``
+    (strptime) replaces the ISO reading of ``Date``."""
     parsed, info = read_text_table(path, name=name)
     header, n = parsed.header, len(parsed.cells)
     dist_idx = next((i for i, h in enumerate(header)
@@ -93,7 +94,7 @@ def read_activities(path: Path, *, name: str, runner_id: str, distance_unit: str
         return cells.mask(cells.isin(GARMIN_MISSING))
 
     distance = typed_number(strip_thousands(col(dist_idx)))
-    date, has_time = typed_date(col("Date"))
+    date, has_time = _dates(col("Date"), date_format)
     duration = hms_to_minutes(col("Moving Time")).fillna(hms_to_minutes(col("Time")))
     frame = pd.DataFrame({
         "runner_id": pd.Series([runner_id] * n, dtype="str"),
@@ -103,6 +104,7 @@ def read_activities(path: Path, *, name: str, runner_id: str, distance_unit: str
         "distance_unit": pd.Series([unit] * n, dtype="str").where(distance.notna()),
         "duration_min": duration,
         "activity_type": col("Activity Type"),
+        "avg_hr_bpm": typed_number(strip_thousands(col("Avg HR"))),
         SOURCE_FILE: pd.Series([name] * n, dtype="str"),
         SOURCE_LINE: pd.Series(parsed.lines, dtype="int64"),
         SOURCE_ISSUE: parsed.issues,
@@ -110,7 +112,19 @@ def read_activities(path: Path, *, name: str, runner_id: str, distance_unit: str
     return frame, info
 
 
-def read_garmin(raw_dir: Path, *, distance_unit: str = "km", cohort: str = "all"
+def _dates(cells: pd.Series, date_format: str | None) -> tuple[pd.Series, pd.Series | None]:
+    """``Date`` cells typed: ISO 8601 (:func:`typed_date`), or by ``date_format``; when a
+    cell does not parse by the format the column stays text for cleaning to quarantine."""
+    if date_format is None:
+        return typed_date(cells)
+    parsed = pd.to_datetime(cells, format=date_format, errors="coerce").astype("datetime64[us]")
+    if (parsed.isna() & cells.notna()).any():
+        return cells, None
+    return parsed, parsed.notna() & (parsed != parsed.dt.normalize())
+
+
+def read_garmin(raw_dir: Path, *, distance_unit: str = "km", cohort: str = "all",
+                date_format: str | None = None
                 ) -> tuple[dict[str, pd.DataFrame], dict[str, FileInfo], list[str]]:
     """Read a folder of Garmin Connect exports into canonical tables.
 
@@ -122,6 +136,8 @@ def read_garmin(raw_dir: Path, *, distance_unit: str = "km", cohort: str = "all"
         "km" (metric account) or "mi" (imperial account) when the header does not say.
     cohort
         Cohort of runners derived from folder names when there is no runners file.
+    date_format
+        strptime format of ``Date`` (``--date-format``); None: ISO 8601.
 
     Raises
     ------
@@ -133,7 +149,7 @@ def read_garmin(raw_dir: Path, *, distance_unit: str = "km", cohort: str = "all"
     def read_one(path: Path, name: str, runner_id: str
                  ) -> tuple[pd.DataFrame, FileInfo, list[str]]:
         frame, info = read_activities(path, name=name, runner_id=runner_id,
-                                      distance_unit=distance_unit)
+                                      distance_unit=distance_unit, date_format=date_format)
         return frame, info, []
 
     tables, infos, notes = read_export_folder(

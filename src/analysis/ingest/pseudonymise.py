@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from analysis.errors import KneeloadError
-from analysis.ingest._io import HAS_TIME, MISSING_TOKENS, SOURCE_ISSUE, FileInfo
+from analysis.ingest._io import ACTIVITY_ISSUE, HAS_TIME, MISSING_TOKENS, SOURCE_ISSUE, FileInfo
 from analysis.ingest.diary import SOURCE_COLUMN
 from analysis.privacy import ID_SALT_ENV, PSEUDONYM_PREFIX, id_salt
 from analysis.privacy import pseudonymise as _hash_ids
@@ -45,7 +45,7 @@ CONTRACT = {
     "pain": (*PAIN_REQUIRED, *PAIN_OPTIONAL),
     "shoes": (*SHOES_REQUIRED, *SHOES_OPTIONAL),
 }
-KEEP_ALWAYS = (*PROVENANCE, SOURCE_ISSUE, SOURCE_COLUMN, HAS_TIME)
+KEEP_ALWAYS = (*PROVENANCE, SOURCE_ISSUE, ACTIVITY_ISSUE, SOURCE_COLUMN, HAS_TIME)
 
 
 def resolve_salt(salt: str | None = None) -> str:
@@ -111,4 +111,7 @@ def pseudonymise(raw: RawTables, *, salt: str | None = None) -> RawTables:
                                                                     f"'{hashed}'")
         notes.append(note)
     notes.append("pseudonymised: runner and shoe IDs are salted hashes, free text dropped")
-    return replace(raw, **tables, files=files, file_info=info, notes=notes)
+    refs = raw.hr_references
+    if refs is not None:
+        refs = refs.assign(runner_id=pseudonym(refs["runner_id"], salt=key))
+    return replace(raw, **tables, files=files, file_info=info, notes=notes, hr_references=refs)

@@ -29,6 +29,7 @@ import pandas as pd
 
 from analysis.errors import InputFileError, KneeloadError
 from analysis.ingest._io import (
+    ACTIVITY_FILE,
     HAS_TIME,
     SOURCE_ISSUE,
     FileInfo,
@@ -422,6 +423,11 @@ def read_activities(path: Path, *, name: str, runner_id: str, timezone: str = "U
     seconds = moving.where(moving > 0, elapsed)
     duration = seconds / SECONDS_PER_MINUTE
     activity = col("Activity Type")
+    linked = col("Filename")
+    folder = Path(name).parent
+    linked = linked.where(linked.isna(), linked.map(
+        lambda f: (folder / f.strip()).as_posix() if isinstance(f, str) and f.strip() else None,
+        na_action="ignore")).astype("str")
     activity = activity.where(~activity.str.casefold().isin(RUN_TYPES),
                               activity.str.casefold().map(RUN_TYPES))
     frame = pd.DataFrame({
@@ -435,6 +441,8 @@ def read_activities(path: Path, *, name: str, runner_id: str, timezone: str = "U
         "activity_type": activity.astype("str"),
         "shoe_id": col("Activity Gear"),
         "rpe": typed_number(col("Perceived Exertion")),
+        "avg_hr_bpm": typed_number(col("Average Heart Rate")),
+        ACTIVITY_FILE: linked,
         SOURCE_FILE: pd.Series([name] * n, dtype="str"),
         SOURCE_LINE: pd.Series(parsed.lines, dtype="int64"),
         SOURCE_ISSUE: parsed.issues,
