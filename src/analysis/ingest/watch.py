@@ -24,7 +24,7 @@ Parses go through the content-keyed cache of :mod:`analysis.ingest.activity` whe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,15 +71,6 @@ class ActivitySummary:
     unreadable: int = 0
     hr_samples: list[pd.DataFrame] = field(default_factory=list)
 
-    def add(self, read: ActivityRead) -> None:
-        """Count one :class:`~analysis.ingest.activity.ActivityRead`."""
-        self.parsed += read.n_parsed
-        self.cached += read.n_cached
-        self.files += read.n_parsed + read.n_cached
-        self.sessions += len(read.sessions)
-        self.hr_samples.append(read.hr_samples.assign(
-            session_id=read.hr_samples["session_id"].astype("str")))
-
     def samples(self) -> pd.DataFrame:
         """All heart-rate samples in one table."""
         if not self.hr_samples:
@@ -106,6 +97,28 @@ def runner_activity_folders(raw_dir: Path) -> list[tuple[str, Path]]:
     return [(raw_dir.name, raw_dir)] if top else []
 
 
+def _read_study(raw_dir: Path, runner_of: dict[str, str], *, timezone: str | None,
+                cache_dir: Path | None, workers: int) -> ActivityRead:
+    """Every activity file under ``raw_dir`` in one read (one cache pass, one process pool),
+    each session and quarantine row given the runner of its top folder (``runner_of``:
+    folder name -> runner, ``"."`` for files outside any runner folder); files in hidden
+    folders are left out."""
+    read = read_activity_folder(raw_dir, runner_id="", study_root=raw_dir,
+                                cache_dir=cache_dir, timezone=timezone, workers=workers)
+
+    def runner(source: pd.Series) -> pd.Series:
+        top = source.str.split("/").str[0].where(source.str.contains("/", regex=False), ".")
+        return top.map(lambda t: runner_of.get(t, runner_of.get(".", ""))).astype("str")
+
+    def visible(source: pd.Series) -> pd.Series:
+        return ~source.str.contains(r"(?:^|/)\.", regex=True)
+
+    sessions = read.sessions[visible(read.sessions["source_file"])]
+    quarantine = read.quarantine[visible(read.quarantine["source_file"])]
+    return replace(read, sessions=sessions.assign(runner_id=runner(sessions["source_file"])),
+                   quarantine=quarantine.assign(runner_id=runner(quarantine["source_file"])))
+
+
 def _session_records(read: ActivityRead, *, keep: pd.Series | None = None) -> pd.DataFrame:
     """Sessions (those under ``keep``) as raw runs records, typed."""
     s = read.sessions if keep is None else read.sessions[keep]
@@ -124,16 +137,23 @@ def _session_records(read: ActivityRead, *, keep: pd.Series | None = None) -> pd
     }).reset_index(drop=True)
 
 
-def _issue_records(read: ActivityRead, runner_id: str, *, skip: set[str]) -> pd.DataFrame:
-    """One record per unreadable activity file (``skip``: quarantine rows that are no
-    activity file, e.g. an ``activities.csv`` line naming a missing file)."""
-    q = read.quarantine[~read.quarantine["source_file"].isin(skip)]
+def _issue_records(quarantine: pd.DataFrame) -> pd.DataFrame:
+    """One runs record per unreadable activity file (quarantine rows of activity files)."""
     return pd.DataFrame({
-        "runner_id": pd.Series([runner_id] * len(q), dtype="str"),
-        ACTIVITY_ISSUE: q["reason"].astype("str").to_numpy(),
-        SOURCE_FILE: q["source_file"].astype("str").to_numpy(),
-        SOURCE_LINE: pd.Series([1] * len(q), dtype="int64"),
+        "runner_id": quarantine["runner_id"].astype("str").to_numpy(),
+        ACTIVITY_ISSUE: quarantine["reason"].astype("str").to_numpy(),
+        SOURCE_FILE: quarantine["source_file"].astype("str").to_numpy(),
+        SOURCE_LINE: np.ones(len(quarantine), dtype=np.int64),
     })
+
+
+def _summary(read: ActivityRead, n_issues: int) -> ActivitySummary:
+    summary = ActivitySummary(files=read.n_parsed + read.n_cached, parsed=read.n_parsed,
+                              cached=read.n_cached, sessions=len(read.sessions),
+                              unreadable=n_issues)
+    summary.hr_samples.append(read.hr_samples.assign(
+        session_id=read.hr_samples["session_id"].astype("str")))
+    return summary
 
 
 def read_activity_study(
@@ -145,7 +165,9 @@ def read_activity_study(
     Parameters
     ----------
     raw_dir
-        The study folder (:func:`runner_activity_folders` finds the runners).
+        The study folder (:func:`runner_activity_folders` names the runners: a file belongs
+        to the runner folder it lies in, files directly in ``raw_dir`` to a runner named
+        after ``raw_dir``).
     timezone
         IANA zone of the runners; None: each FIT file's own UTC offset, else the UTC day.
     cache_dir
@@ -157,31 +179,21 @@ def read_activity_study(
     -------
     runs, file infos (none: activity files have no lines), notes, summary
     """
-    summary = ActivitySummary()
-    parts = []
-    for runner_id, folder in runner_activity_folders(raw_dir):
-        read = read_activity_folder(folder, runner_id=runner_id, study_root=raw_dir,
-                                    cache_dir=cache_dir, timezone=timezone, workers=workers)
-        summary.add(read)
-        issues = _issue_records(read, runner_id, skip=set())
-        summary.unreadable += len(issues)
-        parts += [_session_records(read), issues]
-    runs = pd.concat([p for p in parts if len(p)] or [_session_records_empty()],
-                     ignore_index=True)
+    runner_of = {folder.name if folder != raw_dir else ".": runner
+                 for runner, folder in runner_activity_folders(raw_dir)}
+    runner_of.setdefault(".", raw_dir.name)
+    read = _read_study(raw_dir, runner_of, timezone=timezone, cache_dir=cache_dir,
+                       workers=workers)
+    issues = _issue_records(read.quarantine)
+    summary = _summary(read, len(issues))
+    runs = pd.concat([p for p in (_session_records(read), issues) if len(p)]
+                     or [_session_records(read)], ignore_index=True)
     basis = "the FIT files' own UTC offsets (else the UTC day)" if timezone is None \
         else f"the time zone {timezone}"
     notes = [f"activity files: {summary.files} read ({summary.parsed} parsed, "
              f"{summary.cached} from the cache), {summary.sessions} sessions, "
              f"{summary.unreadable} unreadable; local days from {basis}"]
     return runs, {}, notes, summary
-
-
-def _session_records_empty() -> pd.DataFrame:
-    return pd.DataFrame({"runner_id": pd.Series(dtype="str"),
-                         "date": pd.Series(dtype="datetime64[us]"),
-                         "distance_km": pd.Series(dtype="float64"),
-                         SOURCE_FILE: pd.Series(dtype="str"),
-                         SOURCE_LINE: pd.Series(dtype="int64")})
 
 
 def link_strava_files(
@@ -192,47 +204,39 @@ def link_strava_files(
 
     ``runs`` are the ``activities.csv`` records (:func:`analysis.ingest.strava.read_strava`,
     with :data:`~analysis.ingest._io.ACTIVITY_FILE` naming each row's file relative to
-    ``raw_dir``). Runner folders without an ``activities/`` folder of files are left as they
-    are. Returns the runs (a row's missing ``duration_min`` filled from its file's moving
-    time; files no row names and unreadable named files appended as records), notes and the
-    summary (its samples are keyed by the file path, as ``ACTIVITY_FILE``).
+    ``raw_dir``). Every activity file under a runner's export folder is read (one read of
+    the study, :func:`_read_study`). Returns the runs (a row's missing ``duration_min``
+    filled from its file's moving time; files no row names, one record per session, and
+    unreadable files, one record each, appended), notes and the summary (its samples are
+    keyed by the file path, as ``ACTIVITY_FILE``).
     """
-    summary = ActivitySummary()
-    notes: list[str] = []
-    extra = []
-    n_unnamed = 0
-    if ACTIVITY_FILE not in runs:
-        return runs, notes, summary
-    for runner_id, folder in sorted({(str(r), raw_dir / Path(str(f)).parent)
-                                     for r, f in zip(runs["runner_id"], runs[SOURCE_FILE],
-                                                     strict=True)}):
-        if not activity_files(folder / STRAVA_FILES_FOLDER):
-            continue
-        read = read_activity_folder(folder, runner_id=runner_id, study_root=raw_dir,
-                                    cache_dir=cache_dir, timezone=timezone, workers=workers)
-        summary.add(read)
-        csv_name = (Path(folder.relative_to(raw_dir)) / STRAVA_CSV).as_posix()
-        missing = read.quarantine[read.quarantine["source_file"] == csv_name]
-        if len(missing):
-            notes.append(f"{csv_name}: {len(missing)} named activity file(s) missing from "
-                         f"the export, e.g. {missing['reason'].iloc[0]}; their rows keep no "
-                         "heart-rate samples")
-        issues = _issue_records(read, runner_id, skip={csv_name})
-        summary.unreadable += len(issues)
-        named = set(runs.loc[runs[SOURCE_FILE] == csv_name, ACTIVITY_FILE].dropna())
-        unnamed = ~read.sessions["source_file"].isin(named)
-        n_unnamed += int(unnamed.sum())
-        extra += [_session_records(read, keep=unnamed), issues]
-        moving = read.sessions.set_index("session_id")["moving_s"]
-        fill = runs[ACTIVITY_FILE].map(moving / SECONDS_PER_MINUTE)
-        if "duration_min" in runs and runs["duration_min"].dtype == np.float64:
-            runs = runs.assign(duration_min=runs["duration_min"].fillna(fill))
-    if summary.files or summary.unreadable:
-        notes.insert(0, f"Strava activity files: {summary.files} read ({summary.parsed} "
-                        f"parsed, {summary.cached} from the cache), {summary.unreadable} "
-                        f"unreadable, {n_unnamed} session(s) not named by "
-                        "activities.csv (kept as runs of their own)")
-    extra = [e for e in extra if len(e)]
+    if ACTIVITY_FILE not in runs or not len(runs) or not activity_files(raw_dir):
+        return runs, [], ActivitySummary()
+    folders = runs[SOURCE_FILE].astype("str").map(lambda f: Path(f).parent.as_posix())
+    runner_of = dict(zip(folders, runs["runner_id"].astype("str"), strict=True))
+    runner_of.setdefault(".", raw_dir.name)
+    read = _read_study(raw_dir, runner_of, timezone=timezone, cache_dir=cache_dir,
+                       workers=workers)
+    named = set(runs[ACTIVITY_FILE].dropna())
+    missing = sorted(named - set(read.sessions["source_file"]) - set(read.quarantine[
+        "source_file"]))
+    issues = _issue_records(read.quarantine[read.quarantine["source_file"].isin(
+        set(read.quarantine["source_file"]) - {f"{d}/{STRAVA_CSV}".removeprefix("./")
+                                              for d in runner_of})])
+    summary = _summary(read, len(issues))
+    unnamed = ~read.sessions["source_file"].isin(named)
+    moving = read.sessions.drop_duplicates("session_id").set_index("session_id")["moving_s"]
+    if "duration_min" in runs and runs["duration_min"].dtype == np.float64:
+        runs = runs.assign(duration_min=runs["duration_min"].fillna(
+            runs[ACTIVITY_FILE].map(moving / SECONDS_PER_MINUTE)))
+    notes = [f"Strava activity files: {summary.files} read ({summary.parsed} parsed, "
+             f"{summary.cached} from the cache), {summary.unreadable} unreadable, "
+             f"{int(unnamed.sum())} session(s) not named by activities.csv (kept as runs of "
+             "their own)"]
+    if missing:
+        notes.append(f"{len(missing)} activity file(s) named by activities.csv are not in "
+                     f"the export (e.g. {missing[0]}); their rows keep no heart-rate samples")
+    extra = [p for p in (_session_records(read, keep=unnamed), issues) if len(p)]
     if extra:
         runs = pd.concat([runs, *extra], ignore_index=True)
     return runs, notes, summary
