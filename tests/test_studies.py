@@ -360,6 +360,30 @@ def test_a_build_keeping_no_runs_fails_with_the_reasons(tmp_path: Path) -> None:
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert "no runs kept from 7 runs records" in lines[0]
     assert "non_running_activity (6), unreadable_activity_file (1)" in lines[0]
+    # the failed build left only the parse cache in --out, and a later build may use it
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [".cache"]
+    canonical = _canonical(tmp_path / "canonical", pain=("3",))
+    assert run("build", canonical, "--out", tmp_path / "out").returncode == 0
+
+
+def _canonical(raw: Path, *, pain: tuple[str, ...]) -> Path:
+    raw.mkdir()
+    pd.DataFrame({"runner_id": ["a"], "cohort": ["c"]}).to_csv(raw / "runners.csv", index=False)
+    pd.DataFrame({"runner_id": ["a"], "date": ["2024-03-04"], "distance_km": [5.0]}).to_csv(
+        raw / "runs.csv", index=False)
+    pd.DataFrame({"runner_id": ["a"] * len(pain),
+                  "date": [f"2024-03-{10 + i}" for i in range(len(pain))],
+                  "pain": list(pain)}).to_csv(raw / "pain.csv", index=False)
+    return raw
+
+
+def test_a_build_keeping_no_pain_reports_fails_with_the_reasons(tmp_path: Path) -> None:
+    raw = _canonical(tmp_path / "raw", pain=("11", "-1", "x"))
+    proc = run("build", raw, "--out", tmp_path / "out")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    line = " ".join(proc.stderr.split())
+    assert "no pain reports kept from 3 pain records read" in line
+    assert "pain_out_of_range (2), pain_not_number (1)" in line
 
 
 @pytest.mark.parametrize(("option", "fragment"), [
@@ -368,13 +392,7 @@ def test_a_build_keeping_no_runs_fails_with_the_reasons(tmp_path: Path) -> None:
 ])
 def test_option_typos_fail_even_for_canonical_data(tmp_path: Path, option: tuple[str, str],
                                                    fragment: str) -> None:
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    pd.DataFrame({"runner_id": ["a"], "cohort": ["c"]}).to_csv(raw / "runners.csv", index=False)
-    pd.DataFrame({"runner_id": ["a"], "date": ["2024-03-04"], "distance_km": [5.0]}).to_csv(
-        raw / "runs.csv", index=False)
-    pd.DataFrame({"runner_id": ["a"], "date": ["2024-03-10"], "pain": [1]}).to_csv(
-        raw / "pain.csv", index=False)
+    raw = _canonical(tmp_path / "raw", pain=("1",))
     proc = run("build", raw, "--out", tmp_path / "out", *option)
     assert proc.returncode == 2 and fragment in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
