@@ -211,7 +211,7 @@ def test_every_expected_value_of_the_hand_computed_fixture(
             failures.append(f"{exp.runner_id} {exp.date} {exp.column}: got {got!r}, "
                             f"expected {want} ({exp.how})")
     assert not failures, "\n".join(failures)
-    assert len(panel) == 10  # 13 reports - 2 same-day duplicates - 1 unknown runner
+    assert len(panel) == 19  # 22 reports - 2 same-day duplicates - 1 unknown runner
 
 
 def test_fixture_audit_and_calendar(fixture_builds: dict[str, PanelBuild]) -> None:
@@ -220,14 +220,26 @@ def test_fixture_audit_and_calendar(fixture_builds: dict[str, PanelBuild]) -> No
     assert sorted((r["runner_id"], r["date"], r["pain"])
                   for r in build.audit["duplicate_pain_reports"]["rows"]) == [
         ("R1", "2025-02-16", 4.0), ("R2", "2025-02-16", 1.0)]
+    # R6 stops running on 03-09 and reports pain to 03-30: 21 days without a run are flagged
+    # (rest days under "rest", missing under "missing")
     assert build.audit["unlogged_gaps"] == {
-        "count": 1, "days": 25,
+        "count": 2, "days": 25 + 21,
         "rows": [{"runner_id": "R2", "first_day": "2025-02-06", "last_day": "2025-03-02",
-                  "days": 25}]}
+                  "days": 25},
+                 {"runner_id": "R6", "first_day": "2025-03-10", "last_day": "2025-03-30",
+                  "days": 21}]}
     assert build.audit["pain_unknown_runner"] == {"count": 1, "rows": ["R9"]}
     daily = build.daily
-    assert daily.groupby("runner_id").size().to_dict() == {"R1": 49, "R2": 56, "R3": 3,
-                                                           "R4": 63}
+    follow_up = daily[daily["in_follow_up"]]
+    assert follow_up.groupby("runner_id").size().to_dict() == {
+        "R1": 49, "R2": 56, "R3": 3, "R4": 63, "R5": 10, "R6": 28, "R7": 42}
+    # on purpose (issue 12): R2's run on 01-15, before follow-up start 01-20, opens a 5-day
+    # lead-in 01-15..01-19 (day_index -5..-1), R5's runs from 02-25 a 6-day one
+    lead_in = daily[~daily["in_follow_up"]]
+    assert lead_in["runner_id"].tolist() == ["R2"] * 5 + ["R5"] * 6
+    assert lead_in["day_index"].tolist() == [-5, -4, -3, -2, -1, -6, -5, -4, -3, -2, -1]
+    assert lead_in["distance_km"].tolist() == [10.0, 0, 0, 0, 0, 8.0, 0, 6.0, 0, 10.0, 0]
+    assert (daily["day_index"] >= 0).equals(daily["in_follow_up"])
     sat = daily[(daily["runner_id"] == "R1") & (daily["date"] == "2025-01-11")].iloc[0]
     # two runs: 6 km in S2 at 07:00, 4 km in S1 at 17:00 -> the latest run's shoe is S1
     assert (sat["distance_km"], sat["n_runs"], sat["longest_run_km"], sat["shoe_id"]) == (
@@ -730,3 +742,125 @@ def test_the_panel_has_no_within_between_split_of_its_own(
         assert "within_between" not in built.meta
         assert "km_7d" in built.panel.columns and "km_7d_lag1w" in built.panel.columns
     assert not hasattr(ex, "_within_between")
+
+
+# --- follow-up semantics and heart-rate loads (issue 12) -------------------------------------
+
+
+def test_a_runner_who_stops_running_keeps_zero_km_rows(
+    fixture_builds: dict[str, PanelBuild],
+) -> None:
+    """R6 runs 5 km a day 03-03..03-09, then stops and reports pain weekly to 03-30 (no
+    follow_up_end). Follow-up ends at the last report, not the last run: 0 km and 7 rest
+    days, not NaN exposures that a model would drop (informative missingness)."""
+    daily = fixture_builds["rest"].daily
+    r6 = daily[daily["runner_id"] == "R6"].set_index("date")
+    assert r6.index.min() == pd.Timestamp("2025-03-03")
+    assert r6.index.max() == pd.Timestamp("2025-03-30")  # the last pain report
+    after = r6.loc["2025-03-10":]
+    assert len(after) == 21 and (after["distance_km"] == 0).all() and after["rest_day"].all()
+    assert (r6.loc["2025-03-16":, "rest_days_7d"] == 7).all()
+    assert (r6.loc["2025-03-16":, "km_7d"] == 0).all()
+    panel = fixture_builds["rest"].panel.set_index(["runner_id", "date"])
+    assert panel.loc[("R6", pd.Timestamp("2025-03-30")), "km_7d"] == 0.0
+    assert panel.loc[("R6", pd.Timestamp("2025-03-30")), "rest_days_7d"] == 7.0
+    # under "missing" the 21-day rule applies to this stretch like to any other
+    missing = fixture_builds["missing"].daily
+    gap = missing[(missing["runner_id"] == "R6") & (missing["date"] >= "2025-03-10")]
+    assert gap["unlogged_gap"].all() and gap["distance_km"].isna().all()
+    # without the pain reports the calendar knows only the runs: it ends on the last run
+    runs, runners, pain, _ = _load_fixture()
+    alone = daily_calendar(runs, runners)
+    assert alone.loc[alone["runner_id"] == "R6", "date"].max() == pd.Timestamp("2025-03-09")
+    with_pain = daily_calendar(runs, runners, pain=pain)
+    assert with_pain.loc[with_pain["runner_id"] == "R6", "date"].max() == pd.Timestamp(
+        "2025-03-30")
+    # a given follow_up_end is kept, reports or not (R5 ends 03-12, its last report)
+    assert with_pain.loc[with_pain["runner_id"] == "R1", "date"].max() == pd.Timestamp(
+        "2025-02-23")
+
+
+def test_runs_before_follow_up_warm_the_windows_up_to_the_lead_in() -> None:
+    """10 km a day from 60 days before follow-up start: the calendar holds the last
+    LEAD_IN_DAYS (42) of them, so on day 0 km_prev7d and ctl are known; ctl started at 0 on
+    day -42 and has 43 days at 10 km: 10 (1 - (1 - 2/43)^43)."""
+    from analysis.exposures import LEAD_IN_DAYS
+
+    start = pd.Timestamp("2025-03-03")
+    days = pd.date_range(start - pd.Timedelta(days=60), periods=70, freq="D")
+    runs = pd.DataFrame({"runner_id": "A", "date": days.astype("datetime64[us]"),
+                         "distance_km": 10.0})
+    runners = pd.DataFrame({"runner_id": ["A"], "cohort": ["c"], "follow_up_start": [start],
+                            "follow_up_end": [days[-1]]})
+    pain = pd.DataFrame({"runner_id": ["A"], "date": [start + pd.Timedelta(days=7)],
+                         "pain": [1.0]})
+    built = build_panel(runs, runners, pain)
+    daily = built.daily
+    assert LEAD_IN_DAYS == 42 and built.meta["lead_in_days"] == 42
+    assert daily["date"].min() == start - pd.Timedelta(days=LEAD_IN_DAYS)
+    assert daily["day_index"].min() == -LEAD_IN_DAYS
+    day0 = daily[daily["date"] == start].iloc[0]
+    assert bool(day0["in_follow_up"]) and day0["day_index"] == 0
+    assert (day0["km_7d"], day0["km_prev7d"], day0["km_28d"]) == (70.0, 70.0, 280.0)
+    assert day0["acwr_rolling"] == 1.0
+    assert day0["ctl"] == pytest.approx(10 * (1 - (1 - 2 / 43) ** 43), rel=1e-12)
+    row = built.panel.iloc[0]  # report on day 7: s = day 0
+    assert row["reference_date"] == start and row["ctl"] == day0["ctl"]
+
+
+def test_heart_rate_loads_are_summed_per_day_with_unknown_days_nan(
+    fixture_builds: dict[str, PanelBuild],
+) -> None:
+    """R7 (tests/fixtures/exposures): two runs on 03-08 (30 + 40 and 60 + 70 AU), a run
+    without heart rate on 04-01, rest days 0."""
+    daily = fixture_builds["rest"].daily
+    r7 = daily[daily["runner_id"] == "R7"].set_index("date")
+    assert (r7.loc["2025-03-08", "trimp_banister_au"],
+            r7.loc["2025-03-08", "trimp_edwards_au"]) == (70.0, 130.0)
+    assert r7.loc["2025-03-08", "duration_min"] == 66.0
+    assert np.isnan(r7.loc["2025-04-01", "trimp_banister_au"])
+    assert r7.loc["2025-04-01", "duration_min"] == 50.0
+    assert (r7.loc["2025-03-09", "trimp_banister_au"], r7.loc["2025-03-09", "rest_day"]) == (
+        0.0, True)
+    # runners whose runs carry no heart rate: NaN on run days, 0 on rest days
+    r1 = daily[daily["runner_id"] == "R1"].set_index("date")
+    assert np.isnan(r1.loc["2025-01-06", "trimp_banister_au"])
+    assert r1.loc["2025-01-07", "trimp_banister_au"] == 0.0
+
+
+def test_load_columns_exist_only_when_the_runs_carry_the_load() -> None:
+    runs, runners, pain, shoes = _quick_tables()  # no duration, rpe or heart rate
+    built = build_panel(runs, runners, pain, shoes)
+    for table in (built.daily, built.panel):
+        assert not [c for c in table.columns if c.startswith(("trimp_", "duration_7d"))]
+        assert "srpe_7d" in table.columns and "srpe_28d" not in table.columns
+    timed = runs.assign(duration_min=runs["distance_km"] * 6.0, rpe=4.0,
+                        trimp_edwards_au=runs["distance_km"] * 12.0)
+    built = build_panel(timed, runners, pain, shoes)
+    names = [f"{p}_{w}" for p in ("srpe", "duration", "trimp_edwards")
+             for w in ("7d", "28d", "acwr_rolling", "acwr_ewma")]
+    assert set(names) <= set(built.panel.columns)
+    assert "trimp_banister_7d" not in built.panel.columns
+    row = _row(built, "A", 34)  # s = day 27: the 39 km week of _quick_tables
+    assert row["duration_7d"] == 39.0 * 6 and row["trimp_edwards_7d"] == 39.0 * 12
+    assert row["srpe_7d"] == 39.0 * 6 * 4
+    # the loads are proportional to km, so their ratios are km's, to rounding
+    for prefix in ("srpe", "duration", "trimp_edwards"):
+        assert row[f"{prefix}_acwr_rolling"] == pytest.approx(row["acwr_rolling"], rel=1e-12)
+    # and km's columns are those of the build without the loads
+    plain = build_panel(runs, runners, pain, shoes).panel
+    pd.testing.assert_frame_equal(built.panel[plain.columns.drop("srpe_7d")],
+                                  plain.drop(columns="srpe_7d"))
+
+
+def test_one_window_function_serves_every_load() -> None:
+    """km's windows and every other load's come from the one _load_windows: fed km as a
+    load, another name gives exactly km's numbers."""
+    runs, runners, pain, shoes = _quick_tables()
+    as_trimp = runs.assign(trimp_banister_au=runs["distance_km"])
+    built = build_panel(as_trimp, runners, pain, shoes)
+    daily = built.daily
+    for window, km_name in (("7d", "km_7d"), ("28d", "km_28d"),
+                            ("acwr_rolling", "acwr_rolling"), ("acwr_ewma", "acwr_ewma")):
+        np.testing.assert_array_equal(daily[f"trimp_banister_{window}"].to_numpy(),
+                                      daily[km_name].to_numpy())

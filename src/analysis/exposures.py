@@ -47,12 +47,32 @@ DECAYS = ("williams", "exp", "inverse")
 #: the 42/7-day performance-management-chart defaults, Allen & Coggan 2010).
 CTL_DAYS = 42
 ATL_DAYS = 7
+#: Days of training history before ``follow_up_start`` the calendar holds (its lead-in), so
+#: that the longest window, the 42-day fitness EWMA (and the 28-day chronic window inside
+#: it), is warm on the first follow-up day. The lead-in starts at the runner's first logged
+#: run when that is later (before the first logged run nothing is known: no rest days), and
+#: its rows carry ``in_follow_up`` False: they feed the windows, never the panel.
+LEAD_IN_DAYS = CTL_DAYS
 #: A run more than 10 % longer than the longest run in the previous 30 days is a spike
 #: (Frandsen et al. 2025, BJSM).
 RUN_SPIKE_RATIO = 1.10
 RUN_SPIKE_LOOKBACK_DAYS = 30
 #: Shoes used in the last 30 days count as "in rotation".
 ROTATION_DAYS = 30
+#: Per-run heart-rate loads (:mod:`analysis.hrload`, AU) summed per day when the runs carry
+#: them: Banister 1991 TRIMP and Edwards 1993 zone TRIMP.
+TRIMP_COLUMNS = ("trimp_banister_au", "trimp_edwards_au")
+#: Daily loads other than km that feed the same windows (:func:`load_windows`), as daily
+#: column -> feature prefix: ``<prefix>_7d``, ``<prefix>_acwr_ewma``, ... (docs/exposures.md).
+LOAD_PREFIXES = {"srpe_au": "srpe", "duration_min": "duration",
+                 "trimp_banister_au": "trimp_banister", "trimp_edwards_au": "trimp_edwards"}
+#: Every window feature of a daily load (:func:`load_windows`).
+LOAD_WINDOWS = ("7d", "prev7d", "28d", "acwr_rolling", "acwr_uncoupled", "acwr_ewma", "ctl",
+                "atl", "tsb")
+#: The window features of the loads in :data:`LOAD_PREFIXES` (km has all of LOAD_WINDOWS).
+OTHER_LOAD_WINDOWS = ("7d", "28d", "acwr_rolling", "acwr_ewma")
+#: km's window features keep their historical names (``acwr_rolling``, not ``km_acwr_...``).
+KM_WINDOW_NAMES = {"7d": "km_7d", "prev7d": "km_prev7d", "28d": "km_28d"}
 
 #: Threads for independent groups of feature columns (at most three groups run at once).
 _FEATURE_THREADS = max(1, min(3, os.cpu_count() or 1))
@@ -69,7 +89,8 @@ class PanelBuild:
     panel
         One row per pain report ``(runner_id, date)`` with exposures at ``reference_date``.
     daily
-        One row per runner and calendar day inside follow-up, with every daily feature.
+        One row per runner and calendar day of follow-up and of its lead-in
+        (``in_follow_up`` False, :data:`LEAD_IN_DAYS`), with every daily feature.
     meta
         Options the panel was built with (``exposure_lag_days``, ``pain_threshold``, ...).
     audit
@@ -175,21 +196,36 @@ class _Grid:
     runner_ids: pd.Index  # runners with a follow-up window, sorted; codes index into it
     code: np.ndarray  # runner code of each grid row
     day: np.ndarray  # day number of each grid row
+    in_follow_up: np.ndarray  # bool: the row is a follow-up day (False in the lead-in)
     runs: pd.DataFrame  # runs in total order: runner, day, distance_km, shoe, row
     shoe_keys: pd.MultiIndex  # (runner_id, shoe_id) pairs, sorted; runs["shoe"] indexes it
     has_shoes: bool
+    loads: tuple[str, ...] = ()  # daily load columns of LOAD_PREFIXES the runs can fill
 
 
-def _follow_up_windows(runs: pd.DataFrame, runners: pd.DataFrame,
-                       run_code: np.ndarray, run_day: np.ndarray,
-                       ids: pd.Index) -> tuple[np.ndarray, np.ndarray]:
-    """First and last follow-up day per runner (NaN-free float arrays, NaN = no window)."""
+def _follow_up_windows(runners: pd.DataFrame, run_code: np.ndarray, run_day: np.ndarray,
+                       ids: pd.Index, *, report_code: np.ndarray | None = None,
+                       report_day: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Calendar start, follow-up start and follow-up end day per runner (float day numbers,
+    NaN = no window).
+
+    Start: ``follow_up_start``, else the first logged run. End: ``follow_up_end``, else the
+    later of the last logged run and the last pain report (``report_code``/``report_day``:
+    each report's position in ``ids`` and day number), so a runner who stops running and
+    keeps reporting is followed, with rest days, to the last report. The calendar starts
+    :data:`LEAD_IN_DAYS` before follow-up, or at the first logged run when that is later.
+    """
     n = len(ids)
     known = run_code >= 0
-    first = np.full(n, np.inf)
+    first_run = np.full(n, np.inf)
     last = np.full(n, -np.inf)
-    np.minimum.at(first, run_code[known], run_day[known].astype(float))
+    np.minimum.at(first_run, run_code[known], run_day[known].astype(float))
     np.maximum.at(last, run_code[known], run_day[known].astype(float))
+    if report_code is not None and report_day is not None:
+        mine = report_code >= 0
+        np.maximum.at(last, report_code[mine], report_day[mine].astype(float))
+    first = first_run.copy()
     order = _codes(runners["runner_id"].astype("str"), ids)
     for col, target in (("follow_up_start", first), ("follow_up_end", last)):
         if col in runners.columns:
@@ -197,7 +233,9 @@ def _follow_up_windows(runs: pd.DataFrame, runners: pd.DataFrame,
             ok = given.notna().to_numpy() & (order >= 0)
             target[order[ok]] = _day_numbers(given[ok]).astype(float)
     valid = np.isfinite(first) & np.isfinite(last) & (last >= first)
-    return np.where(valid, first, np.nan), np.where(valid, last, np.nan)
+    lead = np.where(first_run < first, np.maximum(first - LEAD_IN_DAYS, first_run), first)
+    return (np.where(valid, lead, np.nan), np.where(valid, first, np.nan),
+            np.where(valid, last, np.nan))
 
 
 _SECONDS_PER_DAY = 86_400
@@ -291,6 +329,8 @@ def _ordered_runs(runs: pd.DataFrame,
                          if "duration_min" in runs.columns else np.full(n, np.nan)),
         "rpe": (runs["rpe"].to_numpy(dtype=float)[order] if "rpe" in runs.columns
                 else np.full(n, np.nan)),
+        **{c: runs[c].to_numpy(dtype=float)[order] for c in TRIMP_COLUMNS
+           if c in runs.columns},
     }, copy=False)
     return out, shoe_keys
 
@@ -299,18 +339,25 @@ def daily_calendar(
     runs: pd.DataFrame,
     runners: pd.DataFrame,
     *,
+    pain: pd.DataFrame | None = None,
     unlogged_gaps: str = "rest",
 ) -> pd.DataFrame:
-    """One row per runner and calendar day inside follow-up.
+    """One row per runner and calendar day of follow-up and of its lead-in.
 
     Parameters
     ----------
     runs
         Clean runs (``runner_id``, ``date``, ``distance_km``; optional ``duration_min``,
-        ``rpe``, ``shoe_id``, ``start_time``).
+        ``rpe``, ``shoe_id``, ``start_time``, ``trimp_banister_au``, ``trimp_edwards_au``).
+        Runs before follow-up start feed the lead-in.
     runners
-        Clean runners (``runner_id``; optional ``follow_up_start``, ``follow_up_end``). A runner
-        without a follow-up window is followed from the first to the last logged run day.
+        Clean runners (``runner_id``; optional ``follow_up_start``, ``follow_up_end``).
+        Without ``follow_up_start`` follow-up starts on the first logged run day; without
+        ``follow_up_end`` it ends on the last logged run day or the last pain report in
+        ``pain``, whichever is later.
+    pain
+        Pain reports (``runner_id``, ``date``), only to end follow-up where
+        ``follow_up_end`` is not given; None: the last run ends it.
     unlogged_gaps
         ``"rest"`` (default): days without a run are rest days (0 km). ``"missing"``: days in a
         gap of ``UNLOGGED_GAP_MIN_DAYS`` or more days without a run have ``distance_km`` NaN.
@@ -318,14 +365,23 @@ def daily_calendar(
     Returns
     -------
     pandas.DataFrame
-        ``runner_id``, ``date``, ``day_index`` (days since follow-up start), ``distance_km``
+        ``runner_id``, ``date``, ``day_index`` (days since follow-up start: negative in the
+        lead-in), ``in_follow_up`` (bool: False in the lead-in of up to
+        :data:`LEAD_IN_DAYS` days, which starts at the first logged run), ``distance_km``
         (sum over the day's runs, 0 on rest days), ``n_runs``, ``longest_run_km``,
         ``duration_min``, ``srpe_au`` (sum of rpe x duration_min, arbitrary units),
         ``rest_day`` (nullable boolean, NA on missing days), ``unlogged_gap`` (bool),
-        ``shoe_id`` (shoe of the day's latest run). Sorted by runner and date.
+        ``shoe_id`` (shoe of the day's latest run), and ``trimp_banister_au``,
+        ``trimp_edwards_au`` (AU) when the runs carry them. A load is 0 on a rest day and NaN
+        on a day with a run that lacks it. Sorted by runner and date.
     """
     _check_choice("unlogged_gaps", unlogged_gaps, UNLOGGED_GAP_POLICIES)
-    return _calendar(runs, runners, unlogged_gaps=unlogged_gaps)[0]
+    report = None
+    if pain is not None:
+        _require(pain, ("runner_id", "date"), "pain")
+        report = (_codes(pain["runner_id"].astype("str"), _runner_universe(runners)),
+                  _day_numbers(pain["date"]))
+    return _calendar(runs, runners, unlogged_gaps=unlogged_gaps, reports=report)[0]
 
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
@@ -335,35 +391,44 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
 
 
 def _calendar(
-    runs: pd.DataFrame, runners: pd.DataFrame, *, unlogged_gaps: str
+    runs: pd.DataFrame, runners: pd.DataFrame, *, unlogged_gaps: str,
+    reports: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, _Grid]:
     """The daily calendar and its integer internals (kept for shoe and spike features).
 
-    ``unlogged_gaps`` was validated by the public caller.
+    ``unlogged_gaps`` was validated by the public caller. ``reports``: each pain report's
+    position in :func:`_runner_universe` and its day number (they end follow-up where
+    ``follow_up_end`` is not given).
     """
     _require(runs, ("runner_id", "date", "distance_km"), "runs")
     _require(runners, ("runner_id",), "runners")
     all_ids = _runner_universe(runners)
     ordered, shoe_keys = _ordered_runs(runs, all_ids)
-    first, last = _follow_up_windows(runs, runners, ordered["runner"].to_numpy(),
-                                     ordered["day"].to_numpy(), all_ids)
+    lead, first, last = _follow_up_windows(
+        runners, ordered["runner"].to_numpy(), ordered["day"].to_numpy(), all_ids,
+        report_code=None if reports is None else reports[0],
+        report_day=None if reports is None else reports[1])
     has_window = np.isfinite(first)
     ids = all_ids[has_window]
     remap = np.full(len(all_ids) + 1, -1)
     remap[np.flatnonzero(has_window)] = np.arange(has_window.sum())
     ordered["runner"] = remap[ordered["runner"].to_numpy()]  # -1 stays -1 (last slot)
+    begin = lead[has_window].astype(np.int64)
     start = first[has_window].astype(np.int64)
     end = last[has_window].astype(np.int64)
-    code, day_index, offsets = _grid_rows(start, end)
-    day = start[code] + day_index
-    ordered["row"] = _grid_row_of_runs(ordered, start, end, offsets)
+    code, position, offsets = _grid_rows(begin, end)
+    day = begin[code] + position
+    day_index = day - start[code]
+    in_follow_up = day_index >= 0
+    ordered["row"] = _grid_row_of_runs(ordered, begin, end, offsets)
+    trimp = [c for c in TRIMP_COLUMNS if c in runs.columns]
     totals = _day_totals(ordered[ordered["row"].to_numpy() >= 0], len(code),
                          has_duration="duration_min" in runs.columns,
-                         has_rpe="rpe" in runs.columns)
+                         has_rpe="rpe" in runs.columns, trimp=trimp)
     gap = _unlogged_gap_days(totals["n_runs"], code)
     rest_day = pd.array(totals["n_runs"] == 0, dtype="boolean")
     if unlogged_gaps == "missing":
-        for col in ("distance_km", "duration_min", "srpe_au", "longest_run_km"):
+        for col in ("distance_km", "duration_min", "srpe_au", "longest_run_km", *trimp):
             totals[col][gap] = np.nan
         rest_day[gap] = pd.NA
     shoe_str = pd.array(np.asarray(shoe_keys.get_level_values("shoe_id"), dtype=object),
@@ -372,6 +437,7 @@ def _calendar(
         "runner_id": pd.array(np.asarray(ids, dtype=object), dtype="str").take(code),
         "date": _dates(day),
         "day_index": day_index,
+        "in_follow_up": in_follow_up,
         "distance_km": totals["distance_km"],
         "n_runs": totals["n_runs"],
         "longest_run_km": totals["longest_run_km"],
@@ -380,16 +446,21 @@ def _calendar(
         "rest_day": rest_day,
         "unlogged_gap": gap,
         "shoe_id": shoe_str.take(totals["shoe"], allow_fill=True),
+        **{c: totals[c] for c in trimp},
     }, copy=False)
-    grid = _Grid(runner_ids=ids, code=code, day=day, runs=ordered, shoe_keys=shoe_keys,
-                 has_shoes=bool((ordered["shoe"] >= 0).any()))
+    has_duration = "duration_min" in runs.columns
+    loads = (*(("srpe_au",) if has_duration and "rpe" in runs.columns else ()),
+             *(("duration_min",) if has_duration else ()), *trimp)
+    grid = _Grid(runner_ids=ids, code=code, day=day, in_follow_up=in_follow_up, runs=ordered,
+                 shoe_keys=shoe_keys, has_shoes=bool((ordered["shoe"] >= 0).any()),
+                 loads=loads)
     return daily, grid
 
 
 def _grid_rows(start: np.ndarray, end: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Runner code and day index (days since follow-up start) of every grid row, and each
-    runner's first row, for follow-up windows ``start..end`` (day numbers, inclusive)."""
+    """Runner code and position (days since the runner's first calendar day) of every grid
+    row, and each runner's first row, for calendars ``start..end`` (day numbers, inclusive)."""
     lengths = end - start + 1
     offsets = np.r_[0, np.cumsum(lengths)][:-1].astype(np.int64)
     code = np.repeat(np.arange(len(start)), lengths)
@@ -399,7 +470,7 @@ def _grid_rows(start: np.ndarray, end: np.ndarray
 
 def _grid_row_of_runs(ordered: pd.DataFrame, start: np.ndarray, end: np.ndarray,
                       offsets: np.ndarray) -> np.ndarray:
-    """The grid row of each run, -1 for runs outside their runner's follow-up."""
+    """The grid row of each run, -1 for runs outside their runner's calendar."""
     run_code = ordered["runner"].to_numpy()
     run_day = ordered["day"].to_numpy()
     if not len(start):
@@ -409,11 +480,11 @@ def _grid_row_of_runs(ordered: pd.DataFrame, start: np.ndarray, end: np.ndarray,
     return np.where(inside, offsets[safe] + run_day - start[safe], -1)
 
 
-def _day_totals(on: pd.DataFrame, n: int, *, has_duration: bool,
-                has_rpe: bool) -> dict[str, np.ndarray]:
+def _day_totals(on: pd.DataFrame, n: int, *, has_duration: bool, has_rpe: bool,
+                trimp: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """Per grid row, from the runs placed on it (in total order): km, runs, longest run (km),
-    minutes and session RPE load (NaN when any run of the day lacks them) and the shoe code
-    of the day's latest run (-1: none)."""
+    minutes, session RPE load and the ``trimp`` columns (each NaN when any run of the day
+    lacks it, 0 on a day without runs) and the shoe code of the day's latest run (-1: none)."""
     rows = on["row"].to_numpy(dtype=np.int64)
     km = on["distance_km"].to_numpy(dtype=float)
     longest = np.zeros(n)
@@ -438,6 +509,7 @@ def _day_totals(on: pd.DataFrame, n: int, *, has_duration: bool,
         "duration_min": total_unless_missing(minutes, has_duration),
         "srpe_au": total_unless_missing(load, has_duration and has_rpe),
         "shoe": day_shoe,
+        **{c: total_unless_missing(on[c].to_numpy(dtype=float), True) for c in trimp},
     }
 
 
@@ -468,21 +540,48 @@ def _window_count(flags: np.ndarray, width: int, *, cumulative: bool = False) ->
 
 
 class _Windows:
-    """Trailing windows on the grid that never cross a segment (a runner's known stretch)."""
+    """Trailing windows on the grid that never cross a segment (a runner's known stretch).
 
-    def __init__(self, daily: pd.DataFrame) -> None:
+    A runner's calendar starts where ``day_index`` does not continue the previous row's
+    (a runner's last ``day_index`` is >= 0, the next runner's first <= 0). ``known``
+    (default: ``distance_km`` is known) says which days hold a value.
+    """
+
+    def __init__(self, daily: pd.DataFrame, *, known: np.ndarray | None = None) -> None:
         n = len(daily)
-        known = daily["distance_km"].notna().to_numpy()
-        first = daily["day_index"].to_numpy() == 0
-        new = np.ones(n, dtype=bool)
+        if known is None:
+            known = daily["distance_km"].notna().to_numpy()
+        day_index = daily["day_index"].to_numpy()
+        runner_start = np.ones(n, dtype=bool)
         if n:
-            new[1:] = first[1:] | (known[1:] != known[:-1])
+            runner_start[1:] = day_index[1:] != day_index[:-1] + 1
+        self._init(runner_start, known)
+
+    def _init(self, runner_start: np.ndarray, known: np.ndarray) -> None:
+        n = len(runner_start)
+        new = runner_start.copy()
+        if n:
+            new[1:] |= known[1:] != known[:-1]
         self.seg_id = np.cumsum(new) - 1
         starts = np.flatnonzero(new)
         self.seg_start = starts[self.seg_id] if n else np.zeros(0, dtype=np.int64)
         self.seg_pos = np.arange(n) - self.seg_start
         self.known = known
+        self._runner_start = runner_start
         self._prefix: dict[int, tuple[np.ndarray, ...]] = {}
+
+    def within(self, known: np.ndarray) -> _Windows:
+        """The windows of the same calendar whose segments are the stretches of ``known``
+        days (a subset of this one's known days); ``self`` when that changes nothing."""
+        if np.array_equal(known, self.known):
+            return self
+        out = object.__new__(_Windows)
+        out._init(self._runner_start, known)
+        return out
+
+    def prime(self, values: np.ndarray) -> None:
+        """Compute the prefix sums of ``values`` now (before threads share this object)."""
+        self._prefixes(values)
 
     def _prefixes(self, values: np.ndarray) -> tuple[np.ndarray, ...]:
         """Cumulative sum and running counts of NaN and non-zero values (cached, since one
@@ -545,8 +644,8 @@ class _Windows:
         # rows before ``width - 1`` are never valid (``valid`` masks them): leave them NaN
         trailing = np.full(len(v), np.nan)
         if len(v) >= width:
-            view = np.lib.stride_tricks.sliding_window_view(np.where(nan, 0.0, v), width)
-            trailing[width - 1:] = view.min(axis=1) if lowest else view.max(axis=1)
+            trailing[width - 1:] = _sliding_extreme(np.where(nan, 0.0, v), width,
+                                                    lowest=lowest)
         if nan.any():
             trailing[_window_count(nan, width) > 0] = np.nan
         if offset:
@@ -609,7 +708,10 @@ def _shoe_features(grid: _Grid, shoes: pd.DataFrame | None) -> pd.DataFrame:
             start_km[at[fill]] = given[fill]
         if "start_date" in shoes.columns:
             fill = ok & shoes["start_date"].notna().to_numpy()
-            start_day[at[fill]] = _day_numbers(shoes["start_date"][fill])
+            # a start_date after the shoe's first logged run is not believed: the age counts
+            # from that run (never a negative shoe_age_days; clean fixes or flags the row)
+            start_day[at[fill]] = np.fmin(_day_numbers(shoes["start_date"][fill]),
+                                          start_day[at[fill]])
 
     # the latest run of each runner-day (runs are in total order) and its shoe
     runner = runs["runner"].to_numpy()
@@ -677,75 +779,141 @@ def _daily_features(
 ) -> pd.DataFrame:
     """Every exposure feature on every calendar day (each day taken as reference day ``s``).
 
-    Columns and definitions: ``docs/exposures.md``.
+    Columns and definitions: ``docs/exposures.md``. km and every load of ``grid.loads`` go
+    through the one :func:`_load_windows`.
     """
     km = daily["distance_km"].to_numpy(dtype=float)
     win = _Windows(daily)
-    seg_start, seg_pos, known = win.seg_start, win.seg_pos, win.known
+    win.prime(km)  # the km prefix sums, once, before the threads share them
+    known = win.known
+    other = {col: (daily[col].to_numpy(dtype=float),
+                   OTHER_LOAD_WINDOWS if col in grid.loads else ("7d",))
+             for col in LOAD_PREFIXES if col in grid.loads or col == "srpe_au"}
 
-    def ewmas() -> tuple[np.ndarray, ...]:
-        acute = _ewma(km, seg_start, seg_pos, _alpha(ACUTE_DAYS, decay), seed_first=True)
-        chronic = _ewma(km, seg_start, seg_pos, _alpha(CHRONIC_DAYS, decay), seed_first=True)
-        fitness = _ewma(km, seg_start, seg_pos, _alpha(ctl_days, decay), seed_first=False)
-        fatigue = _ewma(km, seg_start, seg_pos, _alpha(atl_days, decay), seed_first=False)
-        return acute, chronic, fitness, fatigue
+    def windows(values: np.ndarray, which: Sequence[str]) -> dict[str, np.ndarray]:
+        return _load_windows(values, win, decay=decay, windows=which, ctl_days=ctl_days,
+                             atl_days=atl_days)
 
     def shoe_columns() -> tuple[pd.DataFrame, np.ndarray]:
         return _shoe_features(grid, shoes), _rotation_counts(grid, ROTATION_DAYS)
 
-    # Independent groups of columns run on separate threads: the numpy, scipy and pandas
-    # kernels they spend their time in release the GIL, so a second core is used.
+    # Independent groups of columns run on separate threads: the numpy and pandas kernels
+    # they spend their time in release the GIL, so a second core is used.
     # Nothing may be imported lazily on these threads: two first imports of scipy submodules
     # at once raced (KeyError: 'scipy'), so every module they use is imported at module top.
     with ThreadPoolExecutor(max_workers=_FEATURE_THREADS) as pool:
-        ewma_job = pool.submit(ewmas)
+        km_job = pool.submit(windows, km, LOAD_WINDOWS)
         shoe_job = pool.submit(shoe_columns)
+        other_jobs = {col: pool.submit(windows, values, which)
+                      for col, (values, which) in other.items()}
         out = _window_features(daily, km, win)
-        acute_ewma, chronic_ewma, fitness, fatigue = ewma_job.result()
+        km_windows = km_job.result()
         shoe, rotation_counts = shoe_job.result()
+        loads = {col: job.result() for col, job in other_jobs.items()}
 
-    # ``valid`` counts days inside a segment, and a gap is a segment too: AND with ``known``
-    # so gap days are NaN, not the filter's float residue (2e-16) of the zero-filled gap
-    known_before = np.r_[False, known[:-1]]  # day s - 1 is known (tsb uses yesterday)
-    acwr_ewma = _masked(_safe_ratio(acute_ewma, chronic_ewma),
-                        win.valid(CHRONIC_DAYS) & known)
-    ctl = _masked(fitness, win.valid(ctl_days) & known)
-    atl = _masked(fatigue, win.valid(atl_days) & known)
+    out |= {KM_WINDOW_NAMES.get(k, k): v for k, v in km_windows.items()}
+    km_7d, km_prev7d = out["km_7d"], out["km_prev7d"]
+    out["mileage_jump"] = _safe_ratio(km_7d - km_prev7d, km_prev7d)
+    out["jump_category"] = jump_category(pd.Series(out["mileage_jump"])).array
+    out["monotony"] = _safe_ratio(km_7d / ACUTE_DAYS, out.pop("_km_sd_7d"))
+    out["strain"] = km_7d * out["monotony"]
     runner_has_shoe = np.zeros(len(grid.runner_ids) + 1, dtype=bool)
     shod = (grid.runs["runner"].to_numpy() >= 0) & (grid.runs["shoe"].to_numpy() >= 0)
     runner_has_shoe[grid.runs["runner"].to_numpy()[shod]] = True
     rotation = _masked(rotation_counts,
                        win.valid(ROTATION_DAYS) & known & runner_has_shoe[grid.code])
     out.update({
-        "acwr_ewma": acwr_ewma,
-        "ctl": ctl,
-        "atl": atl,
-        "tsb": _masked(_shift(ctl - atl, 1), win.valid(ctl_days, offset=1) & known_before),
         "shoe_km": _masked(shoe["shoe_km"].to_numpy(), known),
         "shoe_age_days": _masked(shoe["shoe_age_days"].to_numpy(), known),
         "shoes_in_rotation_30d": rotation,
     })
+    for col, found in loads.items():
+        out |= {f"{LOAD_PREFIXES[col]}_{k}": v for k, v in found.items()}
     order = ["km_7d", "km_prev7d", "km_28d", "mileage_jump", "jump_category", "run_spike",
              "acwr_rolling", "acwr_uncoupled", "acwr_ewma", "ctl", "atl", "tsb", "monotony",
              "strain", "srpe_7d", "rest_days_7d", "days_since_rest", "consecutive_run_days",
              "shoe_km", "shoe_age_days", "shoes_in_rotation_30d"]
+    order += [f"{LOAD_PREFIXES[col]}_{k}" for col, found in loads.items() for k in found
+              if f"{LOAD_PREFIXES[col]}_{k}" not in order]
     return pd.DataFrame({c: out[c] for c in order}, index=daily.index, copy=False)
 
 
-def _window_features(daily: pd.DataFrame, km: np.ndarray, win: _Windows) -> dict[str, Any]:
-    """The columns computed from trailing windows of the daily series."""
-    seg_start, known = win.seg_start, win.known
-    km_7d = win.sum(km, ACUTE_DAYS)
-    km_prev7d = win.sum(km, ACUTE_DAYS, offset=ACUTE_DAYS)
-    km_28d = win.sum(km, CHRONIC_DAYS)
-    km_uncoupled = win.sum(km, CHRONIC_DAYS - ACUTE_DAYS, offset=ACUTE_DAYS)
-    jump = _safe_ratio(km_7d - km_prev7d, km_prev7d)
-    rest_7d = win.sum(np.where(known, km == 0, np.nan), ACUTE_DAYS)
+def _load_windows(
+    load: np.ndarray,
+    win: _Windows,
+    *,
+    decay: str,
+    windows: Sequence[str] = LOAD_WINDOWS,
+    ctl_days: int = CTL_DAYS,
+    atl_days: int = ATL_DAYS,
+) -> dict[str, np.ndarray]:
+    """The window features of one daily load (km, session RPE, minutes, TRIMP), by name.
+
+    Parameters
+    ----------
+    load
+        The load of each calendar day (unit of the load; 0 on rest days, NaN when unknown).
+    win
+        km's windows of the calendar (:class:`_Windows`).
+    decay
+        EWMA convention (:data:`DECAYS`).
+    windows
+        Names from :data:`LOAD_WINDOWS`: ``7d``, ``prev7d``, ``28d`` (sums over s-6..s,
+        s-13..s-7, s-27..s), ``acwr_rolling`` (7d / (28d / 4)), ``acwr_uncoupled``
+        (7d / (sum over s-27..s-7 / 3)), ``acwr_ewma`` (EWMA_7 / EWMA_28 seeded at the first
+        day), ``ctl``, ``atl`` (EWMAs with time constants ``ctl_days``/``atl_days`` started at
+        0), ``tsb`` (``ctl - atl`` of day s-1).
+
+    Returns
+    -------
+    dict
+        One array per name in ``windows``. A sum is NaN when a day in it is unknown; an EWMA
+        restarts after unknown days (like km after an unlogged gap under ``"missing"``), so
+        it needs its warm-up again.
+    """
+    out: dict[str, np.ndarray] = {}
+    want = set(windows)
     weeks_chronic = CHRONIC_DAYS / ACUTE_DAYS
     weeks_uncoupled = (CHRONIC_DAYS - ACUTE_DAYS) / ACUTE_DAYS
+    if want & {"7d", "acwr_rolling", "acwr_uncoupled"}:
+        out["7d"] = win.sum(load, ACUTE_DAYS)
+    if "prev7d" in want:
+        out["prev7d"] = win.sum(load, ACUTE_DAYS, offset=ACUTE_DAYS)
+    if want & {"28d", "acwr_rolling"}:
+        out["28d"] = win.sum(load, CHRONIC_DAYS)
+    if "acwr_rolling" in want:
+        out["acwr_rolling"] = _safe_ratio(out["7d"], out["28d"] / weeks_chronic)
+    if "acwr_uncoupled" in want:
+        uncoupled = win.sum(load, CHRONIC_DAYS - ACUTE_DAYS, offset=ACUTE_DAYS)
+        out["acwr_uncoupled"] = _safe_ratio(out["7d"], uncoupled / weeks_uncoupled)
+    if want & {"acwr_ewma", "ctl", "atl", "tsb"}:
+        own = win.within(win.known & ~np.isnan(load))
+        start, pos, known = own.seg_start, own.seg_pos, own.known
+        # ``valid`` counts days inside a segment, and a gap is a segment too: AND with
+        # ``known`` so unknown days are NaN, not the filter's float residue (2e-16)
+        if "acwr_ewma" in want:
+            acute = _ewma(load, start, pos, _alpha(ACUTE_DAYS, decay), seed_first=True)
+            chronic = _ewma(load, start, pos, _alpha(CHRONIC_DAYS, decay), seed_first=True)
+            out["acwr_ewma"] = _masked(_safe_ratio(acute, chronic),
+                                       own.valid(CHRONIC_DAYS) & known)
+        if want & {"ctl", "atl", "tsb"}:
+            fitness = _ewma(load, start, pos, _alpha(ctl_days, decay), seed_first=False)
+            fatigue = _ewma(load, start, pos, _alpha(atl_days, decay), seed_first=False)
+            ctl = _masked(fitness, own.valid(ctl_days) & known)
+            atl = _masked(fatigue, own.valid(atl_days) & known)
+            known_before = np.r_[False, known[:-1]]  # day s - 1 is known (tsb: yesterday)
+            out |= {"ctl": ctl, "atl": atl,
+                    "tsb": _masked(_shift(ctl - atl, 1),
+                                   own.valid(ctl_days, offset=1) & known_before)}
+    return {k: out[k] for k in windows}
 
-    monotony = _safe_ratio(km_7d / ACUTE_DAYS, win.sample_sd(km, ACUTE_DAYS))
-    srpe_7d = win.sum(daily["srpe_au"].to_numpy(dtype=float), ACUTE_DAYS)
+
+def _window_features(daily: pd.DataFrame, km: np.ndarray, win: _Windows) -> dict[str, Any]:
+    """The km-only columns of the daily series: rest days, streaks, run spikes, and the
+    sample SD of daily km (``_km_sd_7d``, for ``monotony``); the windows of km itself come
+    from :func:`_load_windows`."""
+    seg_start, known = win.seg_start, win.known
+    rest_7d = win.sum(np.where(known, km == 0, np.nan), ACUTE_DAYS)
 
     rest_flag = known & (km == 0)
     row = np.arange(len(km))
@@ -767,17 +935,8 @@ def _window_features(daily: pd.DataFrame, km: np.ndarray, win: _Windows) -> dict
     run_spike[~(spike_any > 0) & ~(spike_unknown == 0)] = pd.NA
 
     return {
-        "km_7d": km_7d,
-        "km_prev7d": km_prev7d,
-        "km_28d": km_28d,
-        "mileage_jump": jump,
-        "jump_category": jump_category(pd.Series(jump)).array,
         "run_spike": run_spike,
-        "acwr_rolling": _safe_ratio(km_7d, km_28d / weeks_chronic),
-        "acwr_uncoupled": _safe_ratio(km_7d, km_uncoupled / weeks_uncoupled),
-        "monotony": monotony,
-        "strain": km_7d * monotony,
-        "srpe_7d": srpe_7d,
+        "_km_sd_7d": win.sample_sd(km, ACUTE_DAYS),
         "rest_days_7d": rest_7d,
         "days_since_rest": days_since_rest,
         "consecutive_run_days": streak,
@@ -816,7 +975,25 @@ def _ewma(values: np.ndarray, seg_start: np.ndarray, seg_pos: np.ndarray, alpha:
     carry = np.where(seg_start > 0, y[np.maximum(seg_start - 1, 0)], 0.0)
     if seed_first:
         carry = carry - x[seg_start]
-    return y - (1.0 - alpha) ** (seg_pos + 1) * carry
+    # (1 - alpha) ** (seg_pos + 1), looked up in a table of the few distinct powers
+    powers = (1.0 - alpha) ** np.arange(1, int(seg_pos.max()) + 2)
+    return y - powers[seg_pos] * carry
+
+
+def _sliding_extreme(v: np.ndarray, width: int, *, lowest: bool = False) -> np.ndarray:
+    """Max (or min) of every run of ``width`` consecutive values, ``len(v) - width + 1`` of
+    them (van Herk 1992; Gil & Werman 1993): within blocks of ``width`` values a running
+    extreme from the left and from the right; a window spans at most two blocks, so its
+    extreme is the right-running one at its start with the left-running one at its end.
+    Three passes over the values instead of ``width``; exact (no arithmetic)."""
+    n = len(v)
+    ufunc = np.minimum if lowest else np.maximum
+    blocks = np.full(-(-n // width) * width, np.inf if lowest else -np.inf)
+    blocks[:n] = v
+    blocks = blocks.reshape(-1, width)
+    from_left = ufunc.accumulate(blocks, axis=1).ravel()
+    from_right = ufunc.accumulate(blocks[:, ::-1], axis=1)[:, ::-1].ravel()
+    return ufunc(from_right[: n - width + 1], from_left[width - 1: n])
 
 
 
@@ -901,7 +1078,7 @@ def _validate_options(exposure_lag_days: int, pain_threshold: float, lags: Seque
 
 
 def _gap_rows(daily: pd.DataFrame) -> list[dict[str, Any]]:
-    gap = daily[daily["unlogged_gap"]]
+    gap = daily[daily["unlogged_gap"] & daily["in_follow_up"]]
     if gap.empty:
         return []
     new = (gap["runner_id"] != gap["runner_id"].shift()) | (
@@ -961,9 +1138,10 @@ def build_panel(
                       ostrc_coding)
     _require(pain, ("runner_id", "date", "pain"), "pain")
     _require(runners, ("runner_id", "cohort"), "runners")
-    calendar, grid = _calendar(runs, runners, unlogged_gaps=unlogged_gaps)
-    features = _daily_features(calendar, grid, shoes, decay=decay)
     kept, merged, unknown = _split_reports(pain, runners)
+    calendar, grid = _calendar(runs, runners, unlogged_gaps=unlogged_gaps,
+                               reports=(kept["_runner"].to_numpy(), kept["_day"].to_numpy()))
+    features = _daily_features(calendar, grid, shoes, decay=decay)
     columns = _report_columns(kept, runners, exposure_lag_days=exposure_lag_days,
                               pain_threshold=pain_threshold)
     if any(c in kept.columns for c in OSTRC_ITEMS):
@@ -1026,6 +1204,7 @@ def _exposure_columns(features: pd.DataFrame, grid: _Grid, runner: np.ndarray,
         at = np.searchsorted(grid_key, key)
         found = (code >= 0) & (at < len(grid_key))
         found[found] = grid_key[at[found]] == key[found]
+        found[found] = grid.in_follow_up[at[found]]  # the lead-in feeds windows, not reports
         return _take(features, np.where(found, at, -1))
 
     at_s = lookup(ref_day)
@@ -1051,6 +1230,7 @@ def _panel_meta(*, exposure_lag_days: int, pain_threshold: float, lags: Sequence
         "jump_bands": list(NIELSEN_BANDS),
         "ctl_days": CTL_DAYS,
         "atl_days": ATL_DAYS,
+        "lead_in_days": LEAD_IN_DAYS,
         "ostrc_coding": ostrc_coding,
     }
 
@@ -1059,6 +1239,7 @@ def _panel_audit(calendar: pd.DataFrame, merged: pd.DataFrame,
                  unknown: pd.DataFrame) -> dict[str, Any]:
     """What the panel step merged, dropped or flagged, as counts and JSON-ready rows."""
     gaps = _gap_rows(calendar)
+    gap_days = int((calendar["unlogged_gap"] & calendar["in_follow_up"]).sum())
     return {
         "duplicate_pain_reports": {
             "count": len(merged),
@@ -1066,8 +1247,7 @@ def _panel_audit(calendar: pd.DataFrame, merged: pd.DataFrame,
                      for r, d, p in zip(merged["runner_id"], pd.to_datetime(merged["date"]),
                                         merged["pain"], strict=True)],
         },
-        "unlogged_gaps": {"count": len(gaps), "days": int(calendar["unlogged_gap"].sum()),
-                          "rows": gaps},
+        "unlogged_gaps": {"count": len(gaps), "days": gap_days, "rows": gaps},
         "pain_unknown_runner": {"count": len(unknown),
                                 "rows": sorted(unknown["runner_id"].unique().tolist())},
     }

@@ -142,12 +142,14 @@ PANEL_CONTRACT = TableContract("panel", {
     "pain": _C("float", lo=PAIN_MIN, hi=PAIN_MAX),
     "pain_any": _C("bool"),
 }, unique=("runner_id", "date"))
-#: The daily calendar (one row per runner and calendar day inside follow-up); distance_km is
-#: NaN only on days treated as missing (``unlogged_gaps="missing"``, docs/exposures.md).
+#: The daily calendar (one row per runner and calendar day of follow-up and of the lead-in
+#: before it: ``in_follow_up`` False, ``day_index`` < 0); distance_km is NaN only on days
+#: treated as missing (``unlogged_gaps="missing"``, docs/exposures.md).
 DAILY_CONTRACT = TableContract("daily", {
     "runner_id": _C("str"),
     "date": _C("datetime"),
-    "day_index": _C("int", lo=0),
+    "day_index": _C("int"),
+    "in_follow_up": _C("bool", required=False),
     "distance_km": _C("float", nullable=True, lo=0),
     "n_runs": _C("int", lo=0),
     "rest_day": _C("boolean", nullable=True),
