@@ -644,3 +644,48 @@ def test_excel_and_parquet_cells_keep_their_types(tmp_path: Path,
     assert raw.runs["duration_min"].tolist() == [30.0, 40.0]
     assert raw.pain[["date", "pain", "source_line"]].to_numpy().tolist() == [
         [pd.Timestamp("2024-01-07"), 2.0, 2]]
+
+
+def test_mean_heart_rate_trimp_uses_runners_references(tmp_path: Path) -> None:
+    """The mean-HR method by hand (Banister 1991; Edwards 1993): a man with HRrest 50 and
+    HRmax 190 from runners.csv runs 40 min at a mean 148 bpm: HRr = 98/140 = 0.7, TRIMP =
+    40 x 0.7 x 0.64 e^(1.92 x 0.7); 148/190 = 77.9 % HRmax is Edwards zone 3: 40 x 3. The
+    second runner has no references and no age: HRmax is the highest mean seen (160),
+    HRrest the 60 bpm default, sex unknown (the mean of both curves)."""
+    import math
+
+    (tmp_path / "runners.csv").write_text(
+        "runner_id,cohort,sex,hr_rest,hr_max\nm,A,M,50,190\nu,A,,,\n", encoding="utf-8")
+    (tmp_path / "runs.csv").write_text(
+        "runner_id,date,distance_km,duration_min,avg_hr_bpm\n"
+        "m,2024-01-01,8,40,148\nu,2024-01-01,6,30,160\nu,2024-01-02,6,30,\n",
+        encoding="utf-8")
+    (tmp_path / "pain.csv").write_text("runner_id,date,pain\nm,2024-01-03,1\n",
+                                       encoding="utf-8")
+    raw = read_dataset(tmp_path)
+    runs = raw.runs.set_index(["runner_id", "date"])
+    m = runs.loc[("m", pd.Timestamp("2024-01-01"))]
+    assert m["trimp_banister_au"] == pytest.approx(40 * 0.7 * 0.64 * math.exp(1.92 * 0.7),
+                                                   rel=1e-12)
+    assert m["trimp_edwards_au"] == pytest.approx(40 * 3, rel=1e-12)
+    u = runs.loc[("u", pd.Timestamp("2024-01-01"))]
+    x = (160 - 60) / (160 - 60)
+    assert u["trimp_banister_au"] == pytest.approx(
+        30 * x * (0.64 * math.exp(1.92 * x) + 0.86 * math.exp(1.67 * x)) / 2, rel=1e-12)
+    assert u["trimp_edwards_au"] == pytest.approx(30 * 5, rel=1e-12)
+    assert math.isnan(runs.loc[("u", pd.Timestamp("2024-01-02")), "trimp_banister_au"])
+    refs = raw.hr_references.set_index("runner_id")
+    assert refs.loc["m", "hr_max_source"] == "runners.csv"
+    assert refs.loc["u", ["hr_rest_bpm", "hr_max_bpm"]].tolist() == [60.0, 160.0]
+    assert raw.trimp_methods == {"mean HR": 2, "none": 1}
+    clean = clean_tables(raw, today=date(2025, 1, 1))
+    assert clean.runners.set_index("runner_id").loc["m", ["hr_rest", "hr_max"]].tolist() == [
+        50.0, 190.0]
+    assert clean.runs["trimp_edwards_au"].tolist()[:2] == [120.0, 150.0]
+
+
+def test_garmin_avg_hr_is_the_runs_mean_heart_rate() -> None:
+    raw = read_dataset(FIXTURES / "garmin_export", format="garmin")
+    running = raw.runs[raw.runs["activity_type"] == "Running"]
+    assert running["avg_hr_bpm"].iloc[0] == 150.0
+    assert running["trimp_banister_au"].notna().iloc[0]
