@@ -864,3 +864,21 @@ def test_one_window_function_serves_every_load() -> None:
                             ("acwr_rolling", "acwr_rolling"), ("acwr_ewma", "acwr_ewma")):
         np.testing.assert_array_equal(daily[f"trimp_banister_{window}"].to_numpy(),
                                       daily[km_name].to_numpy())
+
+
+def test_a_report_counts_follow_up_days_not_the_lead_in(tmp_path: Path) -> None:
+    """The processed daily table keeps the lead-in rows (in_follow_up False); the report's
+    view of a cohort (weeks followed, km per week, weekly plots) holds follow-up days only."""
+    from analysis.pipeline import build, load_processed
+    from analysis.reports.cohort import follow_up_coverage, load_cohort
+
+    out = tmp_path / "p"
+    build(FIXTURES, out)
+    daily = load_processed(out)["daily"]
+    assert (~daily["in_follow_up"]).sum() == 5 + 6  # R2's and R5's lead-ins
+    view = load_cohort(out, "road", min_cohort_size=1, salt=None)
+    assert view.daily["in_follow_up"].all()
+    coverage = follow_up_coverage(view.daily, view.panel, view.runners)
+    r5 = coverage.loc["R5"]
+    assert (r5["first_day"], r5["days_followed"], r5["km"]) == (
+        pd.Timestamp("2025-03-03"), 10, 10.0)  # not the 02-25..03-01 lead-in runs

@@ -126,6 +126,8 @@ def load_cohort(
     if already:  # built with --pseudonymise: keep the processed IDs so they can be looked up
         salt = None
     panel = data["panel"][data["panel"]["runner_id"].isin(ids)].reset_index(drop=True)
+    daily = data["daily"]  # lead-in rows (in_follow_up False) only feed exposure windows
+    daily = daily[daily["runner_id"].isin(ids) & daily.get("in_follow_up", True)]
     _check_threshold(data["panel_meta"], pain_threshold, processed=processed)
     quarantine = data["quarantine"]
     quarantine = (quarantine[quarantine["runner_id"].isin(ids)]
@@ -139,7 +141,7 @@ def load_cohort(
     return CohortView(
         cohort=cohort,
         panel=hide(panel),
-        daily=hide(data["daily"][data["daily"]["runner_id"].isin(ids)].reset_index(drop=True)),
+        daily=hide(daily.reset_index(drop=True)),
         runners=hide(members[[c for c in SAFE_RUNNER_COLUMNS if c in members.columns]]
                      .reset_index(drop=True)),
         cleaning=_hide_folders(data["cleaning_report"], salt=salt),
