@@ -33,30 +33,33 @@ from analysis.models import conditional_modes
 
 np.random.seed(seed)  # noqa: NPY002 - for libraries drawing from numpy's global RNG
 slope_list = reports.split_list(random_slopes)
+reports.check_min_cohort_size(min_cohort_size)  # the privacy floor, also when run directly
 view = reports.load_cohort(dataset, cohort, min_cohort_size=min_cohort_size)
+label = reports.markdown_text(cohort)  # the label as literal text: no markup, tag or link
 spec = reports.report_outcome(outcome, view.meta)  # label, unit, column, default model
 choice = reports.choose_exposures(view, exposures)  # "auto": what the data support
 exposure_list = choice.chosen
 event = (f"Pain is present at **NRS >= {view.pain_threshold:g}** (the threshold the panel "
          "was built with). " if spec.key in ("nrs", "pain_any") else "")
 display(Markdown(
-    f"# {spec.title}: cohort **{cohort}**\n\n"
+    f"# {spec.title}: cohort **{label}**\n\n"
     f"Outcome: **{spec.label}**: {spec.description} "
     f"Exposures are measured **{view.meta.get('exposure_lag_days')} days** before each "
     "report (the reference day), so that an outcome which cuts training is not regressed on "
     f"the training it cut. {event}Runner identifiers are "
     + ("keyed-hash pseudonyms." if view.pseudonymised else "the study's pseudonymous codes.")
-    + "\n\n" + "\n".join(f"- {line}" for line in choice.sentences())
+    + "\n\n" + "\n".join(f"- {reports.markdown_text(line)}" for line in choice.sentences())
 ))
 
 # %% [markdown]
 # ## Data quality
-# This cohort's rows after cleaning, then the cleaning audit of every input file (whole
-# dataset): rows read, kept, merged and quarantined, with reasons (`cleaning_report.json`).
+# This cohort's rows after cleaning, then per input file this cohort's rows kept and
+# quarantined, with reasons. Only this cohort's rows are counted, so no other cohort can be
+# read off these tables; the whole dataset's audit is `cleaning_report.json` of the build.
 
 # %%
 display(reports.cohort_audit(view).set_index("count"))
-reports.cleaning_counts(view.cleaning).set_index("file")
+reports.cohort_file_audit(view).set_index("file")
 
 # %% [markdown]
 # ## Cohort summary
@@ -107,7 +110,7 @@ display(Markdown(f"Outcome modelled: **{spec.label}** (`{spec.column}`, "
                  f"{'logistic' if spec.binary else 'linear'} mixed model)."))
 result = attempt.result
 if result is None:
-    display(Markdown(f"**No model for this cohort.** {attempt.reason}"))
+    display(Markdown(f"**No model for this cohort.** {reports.markdown_text(attempt.reason)}"))
 else:
     banner = reports.model_banner(result)
     if banner is not None:
@@ -115,7 +118,8 @@ else:
     display(Markdown(f"{result.n_obs} reports from {result.n_runners} runners; "
                      f"{reports.fit_status_line(result)}."))
     if result.warnings:
-        display(Markdown("Fit notes:\n" + "\n".join(f"- {w}" for w in result.warnings)))
+        display(Markdown("Fit notes:\n" + "\n".join(f"- {reports.markdown_text(w)}"
+                                                     for w in result.warnings)))
     effects = reports.effects_table(result.table)
     display(effects.set_index("term").round(3))
     display(Markdown("\n".join(f"- {s}" for s in reports.plain_language(result.table,

@@ -60,7 +60,7 @@ def test_manifest_round_trip_and_a_failure_keeps_the_previous_report(tmp_path: P
     manifest.update_manifest(tmp_path, record, good)
     on_disk = json.loads((tmp_path / reports.MANIFEST_NAME).read_text())
     assert on_disk["cohorts"]["c"]["fingerprint"] == good.fingerprint
-    assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary
+    assert not list(tmp_path.glob(".kneeload-tmp.*"))  # the atomic write left no temporary
     failed = _outcome("c", "failed")
     manifest.update_manifest(tmp_path, manifest.load_manifest(tmp_path), failed)
     entry = manifest.load_manifest(tmp_path)["cohorts"]["c"]

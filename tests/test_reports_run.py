@@ -34,6 +34,7 @@ from report_study import EXPOSURES, SALT, Study, make_raw, make_study
 from analysis import __version__, reports
 from analysis.errors import ReportError
 from analysis.models import fit_model
+from analysis.outputs import REPORTS_MARKER
 from analysis.pipeline import build
 from analysis.privacy import pseudonym, pseudonymise
 from analysis.reports.parameters import declared_parameters
@@ -137,7 +138,7 @@ def test_workers_2_reports_every_cohort_with_manifest(study: Study, baseline: tu
     assert entry["started"] <= entry["finished"] and entry["duration_s"] > 0
     assert entry["error"] is None
     assert_consistent(out)
-    assert not list(out.glob("*/.report.*"))
+    assert not list(out.glob("*/.kneeload-tmp.*")) and not list(out.glob(".kneeload-tmp.*"))
 
 
 @pytest.mark.slow
@@ -366,7 +367,7 @@ def test_interrupted_run_leaves_previous_reports_and_a_consistent_manifest(
                                      "seed=1"), env=_env(SALT), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        assert _wait_for(lambda: any(out.glob("*/.report.*.ipynb")), timeout_s=120)
+        assert _wait_for(lambda: any(out.glob("*/.kneeload-tmp.*.report.ipynb")), timeout_s=120)
         children = _descendants(proc.pid)
         assert children  # papermill (and its kernel) are running
         proc.send_signal(how)
@@ -393,7 +394,7 @@ def test_interrupted_run_leaves_previous_reports_and_a_consistent_manifest(
     done = kneeload("report", study.processed, "--out", out, "--changed-only",
                     "--cohort", study.small, salt=SALT)
     assert done.returncode == 0, done.stderr
-    assert not list(out.glob("*/.report.*")) and not list(out.glob(".*.tmp"))
+    assert not list(out.glob("*/.kneeload-tmp.*")) and not list(out.glob(".kneeload-tmp.*"))
     index = (out / "index.html").read_text()  # a one-cohort run still lists every cohort
     for cohort in (study.normal, study.painless):
         assert f'href="{reports.safe_name(cohort)}/report.html"' in index
@@ -404,6 +405,7 @@ def test_second_run_on_a_locked_folder_exits_2_with_a_clear_message(study: Study
                                                                   tmp_path: Path) -> None:
     out = tmp_path / "locked"
     out.mkdir()
+    (out / REPORTS_MARKER).write_text("")  # marked by the run that holds the lock
     with FileLock(str(out / reports.LOCK_NAME), timeout=0):
         done = kneeload("report", study.processed, "--out", out)
     assert done.returncode == 2
@@ -503,7 +505,8 @@ def test_an_injury_flag_study_is_reported_as_injury_with_a_glmm(tmp_path: Path) 
 @pytest.mark.parametrize(("change", "message"), [
     ({"outcome": "pain_score"}, "outcome must be one of"),
     ({"outcome": "ostrc"}, "models the column 'ostrc_severity', which the panel does not"),
-    ({"min_cohort_size": 0}, "at least 1"),
+    ({"min_cohort_size": 0}, "below the privacy floor of 5"),
+    ({"min_cohort_size": 4}, "below the privacy floor of 5"),
     ({"exposures": " , "}, "at least one"),
     ({"random_slopes": "km_7d"}, "must be among the exposures"),
     ({"exposures": "mileage_jump,not_a_column"}, "['not_a_column'] are not panel columns; "

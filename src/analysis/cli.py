@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from analysis.defaults import (
@@ -83,7 +84,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except KneeloadError as error:
-        console.print(f"[bold red]error:[/] {error.one_line()}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(error.one_line())}", highlight=False,
+                      soft_wrap=True)
         raise typer.Exit(EXIT_USER_ERROR) from None
 
 
@@ -121,7 +123,7 @@ def simulate(
         write_dataset(dataset, out, messy=messy)
     counts = dataset.truth["counts"]
     console.print(f"wrote {out}: {counts['runners']} runners, {counts['runs']} runs, "
-                  f"{counts['pain_reports']} pain reports, truth.json")
+                  f"{counts['pain_reports']} pain reports, truth.json", markup=False)
 
 
 @app.command(cls=_WideHelpCommand)
@@ -172,7 +174,7 @@ def build(
         f"merged, {counts['quarantined']} rows quarantined (quarantine.csv)"
     )
     for note in summary.cleaning.get("notes", []):
-        console.print(f"  {note}", highlight=False)
+        console.print(f"  {note}", highlight=False, markup=False)
 
 
 def date_options(build_function: Any, *, dayfirst: bool | None, date_format: str | None
@@ -212,7 +214,8 @@ def datasets_fetch(
 
     with user_errors():
         files = fetch_dataset(name, out)
-    console.print(f"fetched {name} into {out}: {len(files)} files verified", highlight=False)
+    console.print(f"fetched {name} into {out}: {len(files)} files verified", highlight=False,
+                  markup=False)
 
 
 #: ``kneeload fit`` options -> (keyword of the Python fitter, {option value: keyword value}).
@@ -387,8 +390,8 @@ def fit(
         if exposures.strip() == AUTO:
             chosen, left_out = default_exposures(columns_with_data(data), meta)
             for reason in left_out.values():
-                console.print(f"[yellow]note:[/] {reason} (choose others with --exposures)",
-                              highlight=False)
+                console.print(f"[yellow]note:[/] {escape(reason)} (choose others with "
+                              "--exposures)", highlight=False)
         kwargs.update(exposures=chosen, covariates=_split(covariates))
         if outcome is not None:
             kwargs["outcome"] = outcome
@@ -409,14 +412,14 @@ def fit(
     converged = "converged" if result.converged else "did NOT converge"
     console.print(f"{result.model} ({result.method}): {result.n_obs} reports from "
                   f"{result.n_runners} runners, {converged}, status {result.status}; "
-                  f"wrote {out}", highlight=False)
+                  f"wrote {out}", highlight=False, markup=False)
     unit = spec.unit if result.outcome == spec.column else "points"
     for line in _effect_lines(result.table, unit=unit):
-        console.print(f"  {line}", highlight=False)
+        console.print(f"  {line}", highlight=False, markup=False)
     for problem in result.problems:
-        console.print(f"[bold yellow]problem:[/] {problem}", highlight=False)
+        console.print(f"[bold yellow]problem:[/] {escape(problem)}", highlight=False)
     for warning in result.warnings:
-        console.print(f"[yellow]note:[/] {warning}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(warning)}", highlight=False)
 
 
 #: The response column each fitter models when ``--outcome`` is not given.
@@ -459,6 +462,9 @@ def report(
     dask_scheduler: Annotated[str | None, typer.Option(
         help="Run each cohort as a task on this Dask scheduler, e.g. tcp://host:8786.")]
         = None,
+    dask_timeout: Annotated[float, typer.Option(
+        min=0, help="Seconds the Dask cluster may have no worker before the cohorts still "
+        "pending fail.")] = 60.0,  # = reports.runner.DASK_NO_WORKER_TIMEOUT_S (test_cli)
     changed_only: Annotated[bool, typer.Option(
         help="Skip cohorts whose inputs, parameters and template are unchanged.")] = False,
     param: Annotated[list[str] | None, typer.Option(
@@ -468,8 +474,9 @@ def report(
 ) -> None:
     """Render one report per cohort with papermill, plus index.html and manifest.json.
 
-    Exit codes: 0 all cohorts ok (or skipped/suppressed), 1 some cohort failed,
-    2 the run could not start (bad parameter, lock held), 130 interrupted.
+    Exit codes: 0 all cohorts ok (or skipped/suppressed), 1 some cohort failed (or the
+    manifest or index could not be written), 2 the run could not start (bad parameter,
+    output folder refused, lock held), 130 interrupted.
     """
     from analysis.reports.parameters import parse_param_items
     from analysis.reports.runner import run_reports
@@ -478,7 +485,8 @@ def report(
         params = parse_param_items(param or [], template=template)
         try:
             run = run_reports(processed, out, cohorts=cohort or None, workers=workers,
-                              dask_scheduler=dask_scheduler, changed_only=changed_only,
+                              dask_scheduler=dask_scheduler, dask_timeout_s=dask_timeout,
+                              changed_only=changed_only,
                               params=params, template=template, on_start=progress.start,
                               on_done=progress.done)
         except KeyboardInterrupt:
@@ -486,10 +494,10 @@ def report(
                           "others keep their previous report", highlight=False)
             raise typer.Exit(130) from None
     line = f"{run.one_line()}; open {run.out_dir / 'index.html'}"
-    if run.failed:
-        console.print(f"[bold red]error:[/] {line}", highlight=False)
+    if run.failed or run.write_errors:
+        console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    console.print(line, highlight=False)
+    console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _problems(outcome: Any) -> str:
@@ -512,7 +520,8 @@ class _PlainProgress:
             outcome.status not in {"skipped", "suppressed"} else ""
         error = f": {outcome.error}" if outcome.error else _problems(outcome)
         console.print(f"{_stamp()} [{self.count}/{self.total}] {outcome.cohort}: "
-                      f"{outcome.shown_status}{took}{error}", highlight=False, soft_wrap=True)
+                      f"{outcome.shown_status}{took}{error}", highlight=False, soft_wrap=True,
+                      markup=False)
 
 
 class _BarProgress(_PlainProgress):
@@ -532,7 +541,7 @@ class _BarProgress(_PlainProgress):
             outcome.status not in {"skipped", "suppressed"} else ""
         error = f": {outcome.error}" if outcome.error else _problems(outcome)
         self.bar.console.print(f"  {outcome.cohort}: {outcome.shown_status}{took}{error}",
-                               highlight=False)
+                               highlight=False, markup=False)
         self.bar.advance(self.task)
 
 
@@ -605,14 +614,15 @@ def power(
     for row in table.itertuples(index=False):
         design = f"{row.term}: {row.runners} runners x {row.weeks} weeks"
         if getattr(row, "not_estimable", None):
-            console.print(f"{design}: not estimable ({row.not_estimable})", highlight=False)
+            console.print(f"{design}: not estimable ({row.not_estimable})", highlight=False,
+                          markup=False)
             continue
         size = f"OR {row.effect:g}" if row.model in ("glmm", "gee") \
             else f"{row.effect:+g} NRS points"
         console.print(f"{design}, effect {size} {row.step_label}: power {row.power:.2f} "
                       f"({row.power_ci_low:.2f}-{row.power_ci_high:.2f})"
-                      f"{_fit_counts(row)}", highlight=False)
-    console.print(f"wrote {out}")
+                      f"{_fit_counts(row)}", highlight=False, markup=False)
+    console.print(f"wrote {out}", markup=False)
 
 
 def _parse_effects(items: list[str], *, default: str) -> dict[str, float]:

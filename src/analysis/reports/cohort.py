@@ -56,6 +56,9 @@ class CohortView:
 
     Runner and shoe identifiers are pseudonyms when ``KNEELOAD_ID_SALT`` is set; runners
     carry only :data:`SAFE_RUNNER_COLUMNS`; quarantined rows carry no raw values.
+    ``cleaning`` is the whole dataset's audit (for the data owner's own use: a report shows
+    :func:`cohort_file_audit`, which counts only this cohort's rows); ``file_rows`` is this
+    cohort's clean rows per table and source file (``table``, ``file``, ``kept``).
     """
 
     cohort: str
@@ -67,6 +70,7 @@ class CohortView:
     meta: dict[str, Any]
     quarantine: pd.DataFrame
     pseudonymised: bool = False
+    file_rows: pd.DataFrame | None = None
 
     @property
     def pain_threshold(self) -> float | None:
@@ -133,6 +137,7 @@ def load_cohort(
     quarantine = (quarantine[quarantine["runner_id"].isin(ids)]
                   if "runner_id" in quarantine.columns else quarantine.iloc[:0])
     quarantine = quarantine.drop(columns=["value", "runner_id"], errors="ignore")
+    hidden = (lambda name: hide_folders(name, salt=salt)) if salt is not None else str
 
     def hide(table: pd.DataFrame) -> pd.DataFrame:
         return table.assign(**{c: pseudonymise(table[c], salt=salt)
@@ -147,9 +152,31 @@ def load_cohort(
         cleaning=_hide_folders(data["cleaning_report"], salt=salt),
         counts=data["counts"].get("cohorts", {}).get(cohort, {}),
         meta=data["panel_meta"],
-        quarantine=quarantine.reset_index(drop=True),
+        quarantine=(quarantine.assign(file=quarantine["file"].astype(str).map(hidden))
+                    if "file" in quarantine.columns else quarantine).reset_index(drop=True),
         pseudonymised=already or salt is not None,
+        file_rows=_file_rows(data, ids, hidden),
     )
+
+
+#: Clean tables whose rows carry their input file (``source_file``) and runner.
+SOURCE_TABLES = ("runners", "runs", "pain", "shoes")
+
+
+def _file_rows(data: Mapping[str, Any], ids: set[str], hidden: Any) -> pd.DataFrame:
+    """This cohort's clean rows per table and input file (``table``, ``file``, ``kept``)."""
+    parts = []
+    for table in SOURCE_TABLES:
+        frame = data.get(table)
+        if frame is None or not {"runner_id", "source_file"} <= set(frame.columns):
+            continue
+        mine = frame.loc[frame["runner_id"].isin(ids), "source_file"].astype(str)
+        counts = mine.value_counts().rename("kept").rename_axis("file").reset_index()
+        parts.append(counts.assign(table=table))
+    if not parts:
+        return pd.DataFrame({"table": [], "file": [], "kept": []})
+    rows = pd.concat(parts, ignore_index=True)
+    return rows.assign(file=rows["file"].map(hidden))[["table", "file", "kept"]]
 
 
 def _check_threshold(meta: Mapping[str, Any], expected: float | None, *, processed: Path
@@ -236,6 +263,29 @@ def cleaning_counts(cleaning: Mapping[str, Any]) -> pd.DataFrame:
              "reasons": ", ".join(f"{r}: {n}" for r, n in
                                   sorted(counts.get("by_reason", {}).items()))}
             for name, counts in sorted(files.items())]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def cohort_file_audit(view: CohortView) -> pd.DataFrame:
+    """Per input file, this cohort's rows only: kept after cleaning and quarantined (with
+    reasons). Files holding none of its rows are not listed, and no dataset total is shown,
+    so no other cohort (a suppressed one included) can be read off, not even by subtraction.
+    Duplicates merged and values fixed are counted per file for the whole dataset only
+    (``cleaning_report.json``), so they are not shown here.
+    """
+    columns = ["file", "kept", "quarantined", "reasons"]
+    kept = (view.file_rows.groupby("file")["kept"].sum() if view.file_rows is not None
+            else pd.Series(dtype="int64"))
+    quarantine = view.quarantine
+    if {"file", "reason"} <= set(quarantine.columns):
+        held = quarantine.groupby("file").size()
+        reasons = quarantine.groupby("file")["reason"].agg(
+            lambda r: ", ".join(f"{k}: {n}" for k, n in sorted(r.value_counts().items())))
+    else:
+        held, reasons = pd.Series(dtype="int64"), pd.Series(dtype="str")
+    files = sorted(set(kept.index) | set(held.index))
+    rows = [{"file": f, "kept": int(kept.get(f, 0)), "quarantined": int(held.get(f, 0)),
+             "reasons": reasons.get(f, "")} for f in files]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -460,12 +510,14 @@ __all__ = [
     "PAIN_THRESHOLD_KEY",
     "PSEUDONYM_PATTERN",
     "SAFE_RUNNER_COLUMNS",
+    "SOURCE_TABLES",
     "CohortView",
     "ExposureChoice",
     "ModelAttempt",
     "choose_exposures",
     "cleaning_counts",
     "cohort_audit",
+    "cohort_file_audit",
     "cohort_summary",
     "fit_cohort_model",
     "follow_up_coverage",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import string
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,34 @@ NRS_STEP_VALUES = ("estimate_step", "ci_low_step", "ci_high_step")
 ODDS_STEP_VALUES = ODDS_STEP_COLUMNS
 #: The null value of an effect on each scale: 0 NRS points, an odds ratio of 1.
 NULL_EFFECT = {"nrs": 0.0, "odds": 1.0}
+
+#: Characters that HTML-escaping replaces by entities (``html.escape(quote=True)``); every
+#: other ASCII punctuation character is backslash-escaped in Markdown text (CommonMark 0.31,
+#: 2.4 "Backslash escapes": any ASCII punctuation character may be backslash-escaped).
+_HTML_SPECIAL = "&<>\"'"
+_MARKDOWN_ESCAPES = str.maketrans({ch: "\\" + ch for ch in string.punctuation
+                                   if ch not in _HTML_SPECIAL})
+
+
+def escape_html(value: Any) -> str:
+    """``value`` as HTML text: ``& < > " '`` become entities. The one HTML escaping of the
+    reports: the index template applies it to every value it prints (Jinja ``finalize``), the
+    model banner to every problem, :func:`markdown_text` to everything it passes on."""
+    return html.escape(str(value), quote=True)
+
+
+def markdown_text(value: Any) -> str:
+    """``value`` as literal text inside Markdown (a cohort label, a message): no tag, link,
+    emphasis, heading or list can come out of it.
+
+    Line breaks and other control characters become spaces (a label cannot start a new
+    Markdown block), ASCII punctuation is backslash-escaped and ``& < > " '`` are
+    HTML-escaped (:func:`escape_html`), so ``<script>``, ``[x](javascript:...)``,
+    ``<img onerror=...>`` and ``**`` are shown as the characters they are.
+    """
+    text = "".join(" " if not ch.isprintable() else ch for ch in str(value))
+    return escape_html(" ".join(text.split()).translate(_MARKDOWN_ESCAPES))
+
 
 #: CSS class of the report's model-warning banner (tests and stylesheets look for it).
 BANNER_CLASS = "kneeload-model-warning"
@@ -119,7 +148,7 @@ def model_banner(result: Any) -> str | None:
     ``warning`` (None when it is ``ok``): the problems, and what they mean for reading it."""
     if getattr(result, "status", "ok") == "ok":
         return None
-    items = "".join(f"<li>{html.escape(p)}</li>" for p in result.problems)
+    items = "".join(f"<li>{escape_html(p)}</li>" for p in result.problems)
     return (f'<div class="{BANNER_CLASS}" style="{_BANNER_STYLE}"><strong>Warning: this '
             "model has problems.</strong> Its estimates and intervals below should not be "
             f"read as a clean fit.<ul>{items}</ul></div>")
@@ -151,7 +180,9 @@ __all__ = [
     "ReadingUnit",
     "add_reading_units",
     "effects_table",
+    "escape_html",
     "fit_status_line",
+    "markdown_text",
     "model_banner",
     "per_unit_effects",
     "plain_language",

@@ -14,12 +14,12 @@ import pandas as pd
 
 from analysis import __version__
 from analysis.outcomes import FALLBACK_OUTCOME, OUTCOME_SPECS
-from analysis.reports.effects import step_values
+from analysis.outputs import atomic_write_text
+from analysis.reports.effects import escape_html, step_values
 from analysis.reports.manifest import (
     FAILED_NOTEBOOK,
     WARNING_STATUS,
     CohortOutcome,
-    atomic_write_text,
     now,
     safe_name,
 )
@@ -42,10 +42,14 @@ def index_template() -> str:
 
 
 def write_index(out: Path, outcomes: Sequence[CohortOutcome], *, processed: Path) -> Path:
-    """Write ``index.html``: one row per cohort with status, size, estimates and link."""
-    from jinja2 import Environment, select_autoescape
+    """Write ``index.html``: one row per cohort with status, size, estimates and link.
 
-    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    Every value the template prints goes through :func:`analysis.reports.effects.escape_html`
+    (Jinja ``finalize``), the same escaping the report's own text gets.
+    """
+    from jinja2 import Environment
+
+    env = Environment(autoescape=False, finalize=escape_html)  # finalize escapes every value
     page = env.from_string(index_template()).render(
         title=f"kneeload reports: {processed.name}",
         generated=now(),
@@ -53,7 +57,7 @@ def write_index(out: Path, outcomes: Sequence[CohortOutcome], *, processed: Path
         rows=[_index_row(o, out) for o in outcomes],
         min_cohort_size=min((int(o.parameters.get("min_cohort_size", DEFAULT_MIN_COHORT_SIZE))
                              for o in outcomes), default=DEFAULT_MIN_COHORT_SIZE),
-        default_min_cohort_size=DEFAULT_MIN_COHORT_SIZE,
+        floor=DEFAULT_MIN_COHORT_SIZE,
     )
     path = out / INDEX_NAME
     atomic_write_text(path, page)

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -27,16 +25,23 @@ from pathlib import Path
 from typing import Any
 
 from analysis import __version__
+from analysis.outputs import atomic_write_text, remove_temporaries
 from analysis.privacy import sha256_file
 
 MANIFEST_NAME = "manifest.json"
 SUMMARY_NAME = "summary.json"
 REPORT_FILES = ("report.ipynb", "report.html", SUMMARY_NAME)
 FAILED_NOTEBOOK = "report.failed.ipynb"
-#: Processed tables whose rows for a cohort determine its report (hashed per cohort).
-COHORT_TABLES = ("runners", "panel", "daily")
-#: Processed JSON files shown in every report (hashed whole; volatile keys removed).
+#: Processed tables whose rows for a cohort determine its report (hashed per cohort): the
+#: panel and daily calendar it models and plots, the runners it lists and the clean runs,
+#: pain reports and shoes whose source files its data-quality table counts.
+COHORT_TABLES = ("runners", "runs", "pain", "shoes", "panel", "daily")
+#: Processed files a report reads whole (hashed whole; volatile keys removed).
 SHARED_INPUTS = ("cleaning_report.json", "panel_meta.json")
+#: Processed files a report reads only its cohort's part of: the quarantined rows of its
+#: runners and its entry of ``counts.json`` (hashed per cohort).
+QUARANTINE_NAME = "quarantine.csv"
+COUNTS_NAME = "counts.json"
 #: panel_meta.json keys that say where and when data was built, not what it is; each
 #: cohort's content is hashed separately, so these must not re-run every cohort.
 VOLATILE_META_KEYS = ("built_at", "raw_dir", "input_sha256", "dataset", "package_version")
@@ -46,6 +51,9 @@ VOLATILE_META_KEYS = ("built_at", "raw_dir", "input_sha256", "dataset", "package
 PSEUDONYM_CHECK = "id_pseudonym_check"
 #: Hex digits of sha256 appended to a cohort folder name that had characters replaced.
 SAFE_NAME_HASH_CHARS = 8
+#: Characters of a cohort label kept in its folder name; a longer label is cut and gets the
+#: hash (file systems allow 255 bytes per name; a 300-character label must not fail).
+SAFE_NAME_MAX_CHARS = 64
 
 Status = str  # "ok" | "failed" | "suppressed" | "skipped" | "interrupted" | "not run"
 #: What the index and the run summary show for a rendered report whose model has problems
@@ -107,21 +115,34 @@ class CohortOutcome:
 
 def cohort_input_hashes(processed_dir: str | Path, cohorts: Sequence[str]
                         ) -> dict[str, dict[str, str]]:
-    """sha256 per cohort of its rows in each processed table, plus the shared audit files.
+    """sha256 per cohort of every input its report reads.
 
-    A change to one cohort's data changes only that cohort's hashes, so ``--changed-only``
-    re-runs only it. Row hashes are ``pandas.util.hash_pandas_object`` over all columns,
-    in file order, with the column names and dtypes in the digest.
+    That is its rows in each of :data:`COHORT_TABLES`, its quarantined rows
+    (``quarantine.csv``, rows of its runners), its entry of ``counts.json``, and the whole
+    :data:`SHARED_INPUTS`. A change to one cohort's data changes only that cohort's hashes,
+    so ``--changed-only`` re-runs only it. Row hashes are ``pandas.util.hash_pandas_object``
+    over all columns, in file order, with the column names and dtypes in the digest.
     """
     import pandas as pd
 
     processed = Path(processed_dir)
     runners = pd.read_parquet(processed / "runners.parquet")
     cohort_of = runners.set_index("runner_id")["cohort"]
-    tables = {name: pd.read_parquet(processed / f"{name}.parquet") for name in COHORT_TABLES}
+    tables = {f"{name}.parquet": pd.read_parquet(processed / f"{name}.parquet")
+              for name in COHORT_TABLES if (processed / f"{name}.parquet").is_file()}
+    quarantine = processed / QUARANTINE_NAME
+    if quarantine.is_file():
+        rows = pd.read_csv(quarantine, dtype=str, keep_default_na=False)
+        if "runner_id" in rows.columns:
+            tables[QUARANTINE_NAME] = rows
     shared = {name: _json_digest(processed / name) for name in SHARED_INPUTS
               if (processed / name).is_file()}
+    counts = json.loads((processed / COUNTS_NAME).read_text()).get("cohorts", {}) \
+        if (processed / COUNTS_NAME).is_file() else {}
     out: dict[str, dict[str, str]] = {c: dict(shared) for c in cohorts}
+    for cohort in cohorts:
+        out[cohort][f"{COUNTS_NAME}[{cohort}]"] = hashlib.sha256(
+            json.dumps(counts.get(cohort), sort_keys=True).encode()).hexdigest()
     for name, table in tables.items():
         row_hash = pd.util.hash_pandas_object(table, index=False).to_numpy()
         owner = table["runner_id"].map(cohort_of).to_numpy(dtype=object)
@@ -129,7 +150,7 @@ def cohort_input_hashes(processed_dir: str | Path, cohorts: Sequence[str]
         for cohort in cohorts:
             digest = hashlib.sha256(schema)
             digest.update(row_hash[owner == cohort].tobytes())
-            out[cohort][f"{name}.parquet[{cohort}]"] = digest.hexdigest()
+            out[cohort][f"{name}[{cohort}]"] = digest.hexdigest()
     return out
 
 
@@ -198,9 +219,10 @@ def safe_name(cohort: str) -> str:
     anything had to be replaced (so "a b" and "a_b" never share a folder)."""
     text = str(cohort)
     cleaned = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_" for ch in text)
-    if cleaned == text and cleaned:
+    if cleaned == text and cleaned and len(cleaned) <= SAFE_NAME_MAX_CHARS:
         return cleaned
-    return f"{cleaned}-{hashlib.sha256(text.encode()).hexdigest()[:SAFE_NAME_HASH_CHARS]}"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:SAFE_NAME_HASH_CHARS]
+    return f"{cleaned[:SAFE_NAME_MAX_CHARS]}-{digest}"
 
 
 def remove_cohort_outputs(folder: Path) -> None:
@@ -209,18 +231,14 @@ def remove_cohort_outputs(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-def remove_stale_temporaries(out: Path) -> None:
-    """Temporary files of killed runs (the caller holds the lock, so nobody else writes)."""
-    for pattern in ("*/.report.*", ".*.tmp"):
-        for path in out.glob(pattern):
-            path.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary sibling and rename it over ``path`` (never half-written)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Temporary files of killed runs in the reports folder and its cohort folders (the
+    caller holds the lock, so nobody else writes). Only kneeload's own temporary names
+    (:func:`analysis.outputs.is_temporary_name`) are removed: a user's ``.budget.tmp`` or
+    ``docs/.report.docx`` stays."""
+    folders = [out, *(p for p in out.iterdir() if p.is_dir() and not p.is_symlink())] \
+        if out.is_dir() else []
+    return remove_temporaries(folders)
 
 
 def now() -> str:
@@ -230,10 +248,13 @@ def now() -> str:
 
 __all__ = [
     "COHORT_TABLES",
+    "COUNTS_NAME",
     "FAILED_NOTEBOOK",
     "MANIFEST_NAME",
     "PSEUDONYM_CHECK",
+    "QUARANTINE_NAME",
     "REPORT_FILES",
+    "SAFE_NAME_MAX_CHARS",
     "SHARED_INPUTS",
     "SUMMARY_NAME",
     "VOLATILE_META_KEYS",

@@ -126,9 +126,9 @@ def validate_parameters(parameters: Mapping[str, Any], *, panel_columns: Iterabl
     Raises
     ------
     ReportError
-        Unknown outcome, a build option (``pain_threshold``), ``min_cohort_size`` below 1
-        (the data owner may lower it below the default 5; the index then says so), no
-        exposures, a random slope that is not an exposure, or a column the panel lacks
+        Unknown outcome, a build option (``pain_threshold``), ``min_cohort_size`` below
+        :data:`DEFAULT_MIN_COHORT_SIZE` (:func:`check_min_cohort_size`), no exposures, a
+        random slope that is not an exposure, or a column the panel lacks
         (named, with the fix).
     """
     for key in parameters:
@@ -136,9 +136,7 @@ def validate_parameters(parameters: Mapping[str, Any], *, panel_columns: Iterabl
     if parameters["outcome"] not in OUTCOME_CHOICES:
         raise ReportError(f"outcome must be one of {list(OUTCOME_CHOICES)}, got "
                           f"{parameters['outcome']!r}")
-    if int(parameters["min_cohort_size"]) < 1:
-        raise ReportError("min_cohort_size is a number of runners, at least 1 (default "
-                          f"{DEFAULT_MIN_COHORT_SIZE}); got {parameters['min_cohort_size']}")
+    check_min_cohort_size(parameters["min_cohort_size"])
     auto = str(parameters["exposures"]).strip() == AUTO
     exposures = list(DEFAULT_EXPOSURES) if auto else split_list(parameters["exposures"])
     if not exposures:
@@ -159,6 +157,31 @@ def validate_parameters(parameters: Mapping[str, Any], *, panel_columns: Iterabl
         raise ReportError(f"outcome {parameters['outcome']!r} models the column "
                           f"{spec.column!r}, which the panel does not have; use "
                           f"--param outcome={AUTO} (the dataset's declared outcome)")
+
+
+def check_min_cohort_size(value: Any) -> int:
+    """``min_cohort_size`` as an int, refused below the floor :data:`DEFAULT_MIN_COHORT_SIZE`.
+
+    One rule for every report (``kneeload report`` checks it before running, the template
+    checks it again when papermill runs it directly): the minimum may be raised, never
+    lowered below 5 runners.
+
+    Raises
+    ------
+    ReportError
+        Not a whole number, or below the floor.
+    """
+    try:
+        size = int(value)
+        whole = not isinstance(value, bool) and float(value) == size
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
+        raise ReportError(f"min_cohort_size must be a whole number of runners, got {value!r}")
+    if size < DEFAULT_MIN_COHORT_SIZE:
+        raise ReportError(f"min_cohort_size={value!r} is below the privacy floor of "
+                          f"{DEFAULT_MIN_COHORT_SIZE} runners; it may be raised, not lowered")
+    return size
 
 
 def declared_parameters(template: Path) -> dict[str, str]:
@@ -198,6 +221,7 @@ __all__ = [
     "OUTCOME_CHOICES",
     "RESERVED_PARAMETERS",
     "TEMPLATE_NAME",
+    "check_min_cohort_size",
     "check_template_parameters",
     "declared_parameters",
     "parse_param_items",

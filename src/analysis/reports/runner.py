@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,10 +36,17 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from analysis.errors import InputFileError, ReportError
+from analysis.outputs import (
+    REPORTS_MARKER,
+    check_output_folder,
+    mark_output_folder,
+    temporary_name,
+)
 from analysis.privacy import id_salt, pseudonym
 from analysis.reports.index import write_index
 from analysis.reports.manifest import (
     FAILED_NOTEBOOK,
+    MANIFEST_NAME,
     PSEUDONYM_CHECK,
     SUMMARY_NAME,
     WARNING_STATUS,
@@ -63,6 +72,13 @@ from analysis.reports.parameters import (
 LOCK_NAME = ".kneeload-report.lock"
 #: Seconds to wait for a Dask scheduler before giving up.
 DASK_CONNECT_TIMEOUT_S = 10
+#: Seconds the cluster may have no worker at all while cohorts are pending before those
+#: cohorts are marked failed (a worker that died and was not replaced; ``--dask-timeout``).
+DASK_NO_WORKER_TIMEOUT_S = 60.0
+#: Seconds between checks of a Dask cluster's workers while waiting for cohorts.
+DASK_POLL_S = 0.5
+#: What ``--dask-scheduler`` accepts: ``tcp://HOST:PORT`` (or tls, ws, wss, ucx, inproc).
+DASK_ADDRESS = re.compile(r"^(tcp|tls|ws|wss|ucx|inproc)://\[?[\w.:-]+\]?(:\d{1,5})?(/\S*)?$")
 #: Fixed string whose pseudonym records which salt made a run's pseudonyms (manifest).
 SALT_CHECK_TEXT = "kneeload-salt-check"
 
@@ -73,6 +89,7 @@ class ReportRun:
 
     out_dir: Path
     outcomes: list[CohortOutcome]
+    write_errors: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def failed(self) -> list[CohortOutcome]:
@@ -88,7 +105,8 @@ class ReportRun:
         failed = "; failed: " + ", ".join(o.cohort for o in self.failed) if self.failed else ""
         warned = [o.cohort for o in self.outcomes if o.shown_status == WARNING_STATUS]
         warning = f"; {WARNING_STATUS}: " + ", ".join(warned) if warned else ""
-        return f"{len(self.outcomes)} cohorts: {parts}{failed}{warning}"
+        written = "; not written: " + "; ".join(self.write_errors) if self.write_errors else ""
+        return f"{len(self.outcomes)} cohorts: {parts}{failed}{warning}{written}"
 
 
 @dataclass
@@ -127,6 +145,7 @@ def run_reports(
     cohorts: Sequence[str] | None = None,
     workers: int = 1,
     dask_scheduler: str | None = None,
+    dask_timeout_s: float = DASK_NO_WORKER_TIMEOUT_S,
     changed_only: bool = False,
     params: Mapping[str, Any] | None = None,
     template: str | Path | None = None,
@@ -150,6 +169,9 @@ def run_reports(
     dask_scheduler
         ``tcp://HOST:PORT`` of a running Dask scheduler: each cohort becomes one task
         (workers need the package installed and the folders visible at the same paths).
+    dask_timeout_s
+        Seconds the cluster may have no worker while cohorts are pending; then those cohorts
+        fail (:data:`DASK_NO_WORKER_TIMEOUT_S`).
     changed_only
         Skip cohorts whose inputs, parameters, template and package version are unchanged
         since their last successful run and whose outputs are still those it wrote.
@@ -164,10 +186,15 @@ def run_reports(
     Raises
     ------
     ReportError
-        Bad parameter, unknown cohort, missing template, or another run holds the lock.
+        Bad parameter, unknown cohort, missing template, a malformed Dask address, or
+        another run holds the lock.
+    OutputFolderError
+        ``out_dir`` may not be written (:func:`analysis.outputs.check_output_folder`: raw or
+        processed data, a file, a folder that is not a reports folder, read-only or full).
     """
+    if dask_scheduler is not None:
+        check_dask_address(dask_scheduler)
     processed = Path(processed_dir).resolve()
-    out = Path(out_dir).resolve()
     template_file = Path(template).resolve() if template else template_path()
     if not template_file.is_file():
         raise ReportError("report template not found", file=template_file)
@@ -182,9 +209,12 @@ def run_reports(
         raise ReportError(f"unknown cohort(s) {unknown}; the processed data has "
                           f"{list(available['cohort'])}", file=processed)
     if dask_scheduler and submit is None:
-        submit = dask_submitter(dask_scheduler)
+        submit = dask_submitter(dask_scheduler, no_worker_timeout_s=dask_timeout_s)
 
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_folder(out_dir, marker=REPORTS_MARKER, raw=_raw_dir(processed),
+                              processed=processed, legacy=_is_legacy_reports_folder,
+                              what="reports folder (--out)")
+    mark_output_folder(out)
     lock = FileLock(str(out / LOCK_NAME), timeout=0)
     try:
         lock.acquire()
@@ -192,6 +222,9 @@ def run_reports(
         raise ReportError("another 'kneeload report' is already writing this folder "
                           f"(lock file {LOCK_NAME}); try again when it has finished",
                           file=out) from None
+    except OSError as error:
+        raise ReportError(f"cannot create the lock file {LOCK_NAME}: "
+                          f"{error.strerror or error}", file=out) from None
     try:
         return _run_locked(processed, out, template_file, available, wanted, parameters,
                            workers=workers, changed_only=changed_only, kernel_name=kernel_name,
@@ -248,8 +281,26 @@ def _run_locked(
             jobs.append(CohortJob(cohort=cohort, processed_dir=str(processed),
                                   out_dir=str(out), template=str(template_file),
                                   kernel_name=kernel_name, outcome=planned, id_salt=salt))
+    errors: dict[str, str] = {}
+
+    def record(outcome: CohortOutcome) -> None:
+        """Rewrite the manifest; a write that fails (full disk) leaves the previous one."""
+        try:
+            update_manifest(out, manifest, outcome)
+            errors.pop(MANIFEST_NAME, None)
+        except OSError as error:
+            errors[MANIFEST_NAME] = f"{MANIFEST_NAME}: {error.strerror or error}"
+
+    def index(*, interrupted: bool = False) -> None:
+        try:
+            write_index(out, _index_outcomes(everyone, finished, manifest, running=wanted,
+                                             interrupted=interrupted), processed=processed)
+            errors.pop("index.html", None)
+        except OSError as error:
+            errors["index.html"] = f"index.html: {error.strerror or error}"
+
     for outcome in finished.values():
-        update_manifest(out, manifest, outcome)  # suppressed ones; skipped ones are unchanged
+        record(outcome)  # suppressed ones; skipped ones are unchanged
         if on_done:
             on_done(outcome)
 
@@ -258,19 +309,17 @@ def _run_locked(
     try:
         for outcome in runner(jobs):
             finished[outcome.cohort] = outcome
-            update_manifest(out, manifest, outcome)
-            write_index(out, _index_outcomes(everyone, finished, manifest, running=wanted),
-                        processed=processed)
+            record(outcome)
+            index()
             if on_done:
                 on_done(outcome)
     except KeyboardInterrupt:
         _kill_live_processes()
-        write_index(out, _index_outcomes(everyone, finished, manifest, running=wanted,
-                                         interrupted=True), processed=processed)
+        index(interrupted=True)
         raise
-    write_index(out, _index_outcomes(everyone, finished, manifest, running=wanted),
-                processed=processed)
-    return ReportRun(out_dir=out, outcomes=[finished[c] for c in wanted])
+    index()
+    return ReportRun(out_dir=out, outcomes=[finished[c] for c in wanted],
+                     write_errors=list(errors.values()))
 
 
 def _index_outcomes(cohorts: list[str], finished: Mapping[str, CohortOutcome],
@@ -310,24 +359,47 @@ def _run_local(jobs: list[CohortJob], *, workers: int) -> Iterator[CohortOutcome
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def dask_submitter(address: str) -> Callable[[list[CohortJob]], Iterator[CohortOutcome]]:
+def check_dask_address(address: str) -> str:
+    """Refuse a ``--dask-scheduler`` value that is not a scheduler address, at once.
+
+    Raises
+    ------
+    ReportError
+        Not of the form ``tcp://HOST:PORT`` (or ``tls://``, ``ws://``, ``wss://``, ``ucx://``,
+        ``inproc://``).
+    """
+    if not DASK_ADDRESS.match(address.strip()):
+        raise ReportError(f"--dask-scheduler {address!r} is not a Dask scheduler address; "
+                          "expected tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786")
+    return address.strip()
+
+
+def dask_submitter(address: str, *, no_worker_timeout_s: float = DASK_NO_WORKER_TIMEOUT_S
+                   ) -> Callable[[list[CohortJob]], Iterator[CohortOutcome]]:
     """An executor for :func:`run_reports` that runs each cohort as a task on a Dask cluster.
+
+    A cohort whose worker dies is retried by Dask on another worker; when the cluster has no
+    worker at all for ``no_worker_timeout_s`` seconds (the only worker was killed and none
+    replaced it), every pending cohort is marked failed and the run ends, so the lock is
+    released; a task Dask gives up on (``KilledWorker``) fails its cohort at once.
 
     Parameters
     ----------
     address
         Scheduler address, e.g. ``tcp://10.0.0.5:8786``.
+    no_worker_timeout_s
+        Seconds without any worker before pending cohorts fail.
     """
+    address = check_dask_address(address)
 
     def submit(jobs: list[CohortJob]) -> Iterator[CohortOutcome]:
         if not jobs:
             return
         from distributed import Client
-        from distributed import as_completed as dask_completed
 
         try:
             client = Client(address, timeout=DASK_CONNECT_TIMEOUT_S, set_as_default=False)
-        except (OSError, TimeoutError) as error:
+        except (OSError, TimeoutError, ValueError) as error:
             raise ReportError(f"cannot reach the Dask scheduler at {address}: "
                               f"{type(error).__name__}: {error}") from None
         with client:
@@ -336,18 +408,50 @@ def dask_submitter(address: str) -> Callable[[list[CohortJob]], Iterator[CohortO
                               key=f"kneeload-report-{safe_name(job.cohort)}-{uuid.uuid4().hex}"):
                 job for job in jobs
             }
+            pending = set(futures)
+            workerless_since: float | None = None
             try:
-                for future in dask_completed(futures, loop=client.loop):
-                    job = futures[future]
-                    try:
-                        yield future.result()
-                    except Exception as error:  # the task died outside the notebook
-                        yield _failed_outcome(job, f"Dask task failed: {type(error).__name__}: "
-                                              f"{error}")
+                while pending:
+                    done = {f for f in pending if f.done()}
+                    pending -= done
+                    if not done:
+                        time.sleep(DASK_POLL_S)
+                    for future in done:
+                        yield _dask_outcome(future, futures[future])
+                    if not pending:
+                        break
+                    workerless_since = _workerless_since(client, workerless_since)
+                    if workerless_since is not None and \
+                            time.monotonic() - workerless_since > no_worker_timeout_s:
+                        for future in pending:
+                            yield _failed_outcome(
+                                futures[future], f"Dask cluster had no worker for "
+                                f"{no_worker_timeout_s:g} s (the worker died?); not run")
+                        pending = set()
             finally:
-                client.cancel(list(futures))
+                with contextlib.suppress(Exception):
+                    client.cancel(list(futures))
 
     return submit
+
+
+def _dask_outcome(future: Any, job: CohortJob) -> CohortOutcome:
+    try:
+        return future.result()
+    except Exception as error:  # the task died outside the notebook (KilledWorker, ...)
+        return _failed_outcome(job, f"Dask task failed: {type(error).__name__}: {error}")
+
+
+def _workerless_since(client: Any, since: float | None) -> float | None:
+    """When the cluster was first seen without workers (None while it has some). A scheduler
+    that cannot be asked counts as having none."""
+    try:
+        workers = len(client.nthreads())
+    except Exception:  # the scheduler is gone: no worker will come back either
+        workers = 0
+    if workers:
+        return None
+    return time.monotonic() if since is None else since
 
 
 def _salt_check(salt: str | None) -> str | None:
@@ -398,16 +502,17 @@ def run_cohort(job: CohortJob) -> CohortOutcome:
     """Execute the template for one cohort and render its HTML, atomically.
 
     Runs papermill in a subprocess (in-process kernels are known to hang on ports when run
-    concurrently). Never raises for a failing notebook: the outcome says ``failed`` and the
-    executed notebook is kept as ``report.failed.ipynb``.
+    concurrently). Never raises for a failing notebook or a full disk: the outcome says
+    ``failed`` and the executed notebook, when it is complete, is kept as
+    ``report.failed.ipynb``. The saved notebooks hold no absolute path of this machine
+    (:func:`strip_machine_paths`). Temporary files (:func:`analysis.outputs.temporary_name`)
+    are removed whatever happens.
     """
     outcome = job.outcome
     folder = Path(job.out_dir) / safe_name(job.cohort)
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = f".report.{os.getpid()}.{uuid.uuid4().hex[:12]}"
-    tmp_nb = folder / f"{stem}.ipynb"
-    tmp_html = folder / f"{stem}.html"
-    tmp_summary = folder / f"{stem}.summary.json"
+    tmp_nb = folder / temporary_name("report.ipynb")
+    tmp_html = folder / temporary_name("report.html")
+    tmp_summary = folder / temporary_name(SUMMARY_NAME)
     params = {**{k: v for k, v in outcome.parameters.items() if k != PSEUDONYM_CHECK},
               "dataset": job.processed_dir, "summary_path": str(tmp_summary)}
     env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -422,40 +527,83 @@ def run_cohort(job: CohortJob) -> CohortOutcome:
         "--no-progress-bar", "--log-level", "ERROR",
         "--parameters_yaml", json.dumps(params),
     ]
+    machine_paths = {
+        str(tmp_nb): "report.ipynb", str(tmp_summary): SUMMARY_NAME,
+        job.template: Path(job.template).name,
+        str(Path(job.template).parent): Path(job.template).parent.name,
+        job.processed_dir: os.path.relpath(job.processed_dir, folder),
+        str(folder): ".", job.out_dir: "..", sys.prefix: "<python>",
+    }
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         stderr = _run_child(command, env=env)
-        if not tmp_nb.is_file() or _notebook_error(tmp_nb) or stderr is not None:
+        error = _notebook_error(tmp_nb)
+        if not tmp_nb.is_file() or error or stderr is not None:
             outcome.status = "failed"
-            outcome.error = _notebook_error(tmp_nb) or _last_line(stderr or "")
-            if tmp_nb.is_file():
+            outcome.error = error or _last_line(stderr or "")
+            if _readable_notebook(tmp_nb):  # a truncated one (full disk, kill) is not kept
+                strip_machine_paths(tmp_nb, machine_paths)
                 tmp_nb.replace(folder / FAILED_NOTEBOOK)
         else:
+            strip_machine_paths(tmp_nb, machine_paths)
             tmp_html.write_text(render_html(tmp_nb), encoding="utf-8")
-            outcome.summary = json.loads(tmp_summary.read_text()) \
-                if tmp_summary.is_file() else {}
+            if not tmp_summary.is_file():
+                tmp_summary.write_text("{}\n")
+            outcome.summary = json.loads(tmp_summary.read_text())
             # move into place; the manifest (written by the caller) records these hashes
             outcome.outputs_sha256 = {"report.ipynb": sha256_file(tmp_nb),
                                       "report.html": sha256_file(tmp_html),
-                                      SUMMARY_NAME: sha256_file(tmp_summary)
-                                      if tmp_summary.is_file() else ""}
-            if not tmp_summary.is_file():
-                tmp_summary.write_text("{}\n")
-                outcome.outputs_sha256[SUMMARY_NAME] = sha256_file(tmp_summary)
+                                      SUMMARY_NAME: sha256_file(tmp_summary)}
             tmp_nb.replace(folder / "report.ipynb")
             tmp_summary.replace(folder / SUMMARY_NAME)
             tmp_html.replace(folder / "report.html")
             (folder / FAILED_NOTEBOOK).unlink(missing_ok=True)
             outcome.status = "ok"
             outcome.error = None
-    except Exception as error:  # a bug in rendering must not stop the other cohorts
+    except Exception as error:  # a full disk or a bug in rendering must not stop the others
         outcome.status = "failed"
         outcome.error = f"{type(error).__name__}: {error}"
+        outcome.outputs_sha256 = {}
     finally:
         for leftover in (tmp_nb, tmp_html, tmp_summary):
-            leftover.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                leftover.unlink(missing_ok=True)
     outcome.finished = now()
     outcome.duration_s = round(time.perf_counter() - start, 2)
     return outcome
+
+
+def strip_machine_paths(notebook_path: Path, replacements: Mapping[str, str]) -> None:
+    """Rewrite a saved notebook so that it names no absolute path of this machine.
+
+    Every occurrence of a key of ``replacements`` (the processed folder, the reports folder,
+    the template, the temporary file names, the Python environment), in the parameters
+    papermill injected, its metadata and every output, becomes its value (a relative path or
+    a bare name); longer paths are replaced first. The file is rewritten atomically.
+    """
+    text = notebook_path.read_text(encoding="utf-8")
+    for path in sorted((p for p in replacements if p and Path(p).is_absolute()), key=len,
+                       reverse=True):
+        needle = json.dumps(path)[1:-1]  # the path as it is spelled inside JSON strings
+        text = text.replace(needle, json.dumps(replacements[path])[1:-1])
+    tmp = notebook_path.with_name(temporary_name(notebook_path.name))
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(notebook_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _readable_notebook(path: Path) -> bool:
+    import nbformat
+
+    if not path.is_file():
+        return False
+    try:
+        nbformat.read(str(path), as_version=4)
+    except Exception:  # truncated JSON, not a notebook
+        return False
+    return True
 
 
 def _run_child(command: list[str], *, env: Mapping[str, str]) -> str | None:
@@ -517,6 +665,24 @@ def _panel_columns(processed: Path) -> list[str]:
     return list(pq.read_schema(panel).names)
 
 
+def _raw_dir(processed: Path) -> Path | None:
+    """The raw folder the processed folder was built from (``panel_meta.json`` ``raw_dir``),
+    so that ``--out`` can never point into raw data; None when not recorded."""
+    raw = _panel_meta(processed).get("raw_dir")
+    return Path(raw) if isinstance(raw, str) and Path(raw).is_absolute() else None
+
+
+def _is_legacy_reports_folder(folder: Path) -> bool:
+    """A reports folder an earlier kneeload wrote before the marker existed: it holds a
+    kneeload manifest (``cohorts`` and ``package_version``)."""
+    try:
+        manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and isinstance(manifest.get("cohorts"), dict) and \
+        "package_version" in manifest
+
+
 def _panel_meta(processed: Path) -> dict[str, Any]:
     """``panel_meta.json`` of a processed folder ({} when absent: an older build)."""
     path = processed / "panel_meta.json"
@@ -530,13 +696,16 @@ def _last_line(text: str) -> str:
 
 __all__ = [
     "DASK_CONNECT_TIMEOUT_S",
+    "DASK_NO_WORKER_TIMEOUT_S",
     "LOCK_NAME",
     "PAPERMILL_BOOTSTRAP",
     "CohortJob",
     "ReportRun",
+    "check_dask_address",
     "dask_submitter",
     "list_cohorts",
     "render_html",
     "run_cohort",
     "run_reports",
+    "strip_machine_paths",
 ]
