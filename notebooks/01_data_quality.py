@@ -39,6 +39,7 @@ from analysis.pipeline import load_processed
 processed = paths.processed_dir(dataset)
 data = load_processed(processed)
 runners, daily, panel = data["runners"], data["daily"], data["panel"]
+daily = daily[daily["in_follow_up"]]  # the lead-in before follow-up only feeds exposures
 if cohort:
     keep = set(runners.loc[runners["cohort"] == cohort, "runner_id"])
     runners = runners[runners["runner_id"].isin(keep)]

@@ -42,6 +42,7 @@ from analysis.pipeline import load_processed
 
 data = load_processed(paths.processed_dir(dataset))
 daily, panel, meta = data["daily"], data["panel"], data["panel_meta"]
+daily = daily[daily["in_follow_up"]]  # the lead-in before follow-up only feeds exposures
 if cohort:
     keep = set(data["runners"].loc[data["runners"]["cohort"] == cohort, "runner_id"])
     daily = daily[daily["runner_id"].isin(keep)]
