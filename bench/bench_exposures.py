@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     paired = sorted(d[0] / o[0] for o, d in zip(ours_runs, duck_runs, strict=True))
 
     daily = built.daily  # type: ignore[attr-defined]
+    daily = daily[daily["in_follow_up"]]  # DuckDB's calendar is follow-up only
     cols = ["km_7d", "km_prev7d", "rest_days_7d", "acwr_rolling"]
     ours = daily[cols].to_numpy(dtype=float)
     theirs = duck[cols].to_numpy(dtype=float)  # type: ignore[index]
