@@ -409,3 +409,25 @@ def test_report_of_the_strava_csv_study(tmp_path: Path, runs: list[Run]) -> None
     assert summary["n_runners"] == len(RUNNERS)
     assert {h["term"] for h in summary["headline"]} & {"mileage_jump", "rest_days_7d"}
     assert not {h["term"] for h in summary["headline"]} & SHOE_TERMS
+
+
+def test_pseudonymised_activity_study_hides_every_folder_name(tmp_path: Path, runs: list[Run],
+                                                              monkeypatch) -> None:
+    """One folder-hiding rule (privacy.hide_folders) in every output: a sub-folder named after
+    a person inside a runner's export is hashed in quarantine.csv, the cleaning report, the
+    Parquet provenance and panel_meta alike, and the names agree across them."""
+    raw = tmp_path / "raw"
+    garmin_fit_study(raw, [r for r in runs if r.runner in RUNNERS[:6]])
+    (raw / "r01" / "Alice Smith").mkdir()
+    (raw / "r01" / "Alice Smith" / "broken.fit").write_bytes(b"not a fit file at all")
+    monkeypatch.setenv("KNEELOAD_ID_SALT", "s3cret")
+    out = tmp_path / "out"
+    meta = build(raw, out, "--pseudonymise")
+    texts = [p.read_text(errors="ignore") for p in out.iterdir()
+             if p.suffix in {".json", ".csv"}]
+    sources = pd.read_parquet(out / "runs.parquet")["source_file"].astype("str")
+    assert not [t for t in [*texts, *sources] if "Alice" in t or "r01/" in t]
+    quarantined = pd.read_csv(out / "quarantine.csv")["file"].astype("str")
+    broken = [f for f in quarantined if f.endswith("/broken.fit")]
+    assert len(broken) == 1
+    assert broken[0] in meta["input_sha256"]  # the same hidden name everywhere

@@ -20,7 +20,7 @@ import pandas as pd
 from analysis.errors import KneeloadError
 from analysis.ingest._io import ACTIVITY_ISSUE, HAS_TIME, MISSING_TOKENS, SOURCE_ISSUE, FileInfo
 from analysis.ingest.diary import SOURCE_COLUMN
-from analysis.privacy import ID_SALT_ENV, PSEUDONYM_PREFIX, id_salt
+from analysis.privacy import ID_SALT_ENV, PSEUDONYM_PREFIX, hide_folders, id_salt
 from analysis.privacy import pseudonymise as _hash_ids
 from analysis.schemas import (
     PAIN_OPTIONAL,
@@ -67,6 +67,13 @@ def pseudonym(values: pd.Series, *, salt: str, prefix: str = PSEUDONYM_PREFIX) -
     return hashed.astype("str")
 
 
+def _folder_names(names: list[str], *, salt: str) -> dict[str, str]:
+    """Every folder part of ``names`` -> its pseudonym, by :func:`analysis.privacy.hide_folders`
+    (the one folder-hiding rule: every folder, not only those named like a runner ID)."""
+    folders = {part for name in names for part in name.split("/")[:-1]}
+    return {f: hide_folders(f"{f}/x", salt=salt).removesuffix("/x") for f in folders}
+
+
 def _rename_path(name: str, folders: dict[str, str]) -> str:
     parts = name.split("/")
     return "/".join([folders.get(p, p) for p in parts[:-1]] + parts[-1:])
@@ -84,10 +91,10 @@ def pseudonymise(raw: RawTables, *, salt: str | None = None) -> RawTables:
     """
     key = resolve_salt(salt)
     tables = {}
-    ids = pd.Series(pd.concat([t["runner_id"] for t in raw.tables().values()
-                               if "runner_id" in t]).dropna().astype("str").str.strip()
-                    .unique(), dtype="str")
-    folder_names = dict(zip(ids, pseudonym(ids, salt=key), strict=True))
+    sources = {str(f) for t in raw.tables().values() if len(t) and SOURCE_FILE in t
+               for f in t[SOURCE_FILE].dropna().unique()}
+    folder_names = _folder_names(sorted(sources | set(raw.files) | set(raw.file_info)),
+                                 salt=key)
     for name, frame in raw.tables().items():
         keep = [c for c in frame.columns
                 if c in CONTRACT[name] or c in KEEP_ALWAYS or c.startswith("x_")]
