@@ -13,16 +13,18 @@ DATASET ?= demo
 RAW := data/raw/$(DATASET)
 PROCESSED := data/processed/$(DATASET)
 REPORTS := reports/$(DATASET)
-# Every file and sub-folder under the raw folder (xlsx, diaries, export folders, activity
-# files); folders too, so a deleted file also triggers a rebuild. Spaces in names are escaped.
-RAW_FILES := $(shell find $(RAW) -print 2>/dev/null | sed 's/ /\\ /g')
+# Rebuild when any file or sub-folder under the raw folder (xlsx, diaries, export folders,
+# activity files) is newer than the panel; folders count too, so a deleted file also
+# triggers a rebuild. find decides, so no file name is ever parsed by make (spaces, ':', '#').
+RAW_CHANGED := $(shell [ -e $(PROCESSED)/panel.parquet ] && \
+  find $(RAW) -newer $(PROCESSED)/panel.parquet -print -quit 2>/dev/null)
 # Options passed through: `make report DATASET=x BUILD_OPTS="--timezone Europe/Oslo"
 # PARAMS="exposures=km_7d,rest_days_7d min_cohort_size=8"` (each PARAMS word is one --param).
 BUILD_OPTS ?=
 PARAMS ?=
 SRC := $(shell find src -name '*.py') pyproject.toml
 
-.PHONY: setup report build test test-fast test-notebooks notebooks lab lock lint bench clean help
+.PHONY: FORCE setup report build test test-fast test-notebooks notebooks lab lock lint bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -40,7 +42,7 @@ $(STAMP): $(VENV)/bin/python pyproject.toml $(CONSTRAINTS)
 
 setup: $(STAMP)  ## create .venv and install kneeload with its extras (pinned)
 
-$(PROCESSED)/panel.parquet: $(STAMP) $(RAW_FILES) $(SRC)
+$(PROCESSED)/panel.parquet: $(STAMP) $(SRC) $(if $(RAW_CHANGED),FORCE)
 	$(KNEELOAD) build $(RAW) --out $(PROCESSED) $(BUILD_OPTS)
 
 build: $(PROCESSED)/panel.parquet  ## raw -> processed for DATASET (default: demo)
@@ -86,3 +88,6 @@ bench: build  ## benchmarks (long; not part of make test)
 clean:  ## remove generated outputs (keeps .venv)
 	rm -rf data/processed/* reports .pytest_cache
 	touch data/processed/.gitkeep
+
+# A prerequisite that is never up to date: forces the panel rebuild when raw data changed.
+FORCE:

@@ -111,7 +111,7 @@ def test_make_rebuilds_when_any_file_under_the_raw_folder_changes(tmp_path):
     (raw / "exports" / "runner 01").mkdir(parents=True)
     (tmp_path / "processed").mkdir()
     (tmp_path / "processed" / "panel.parquet").write_bytes(b"x")
-    nested = raw / "exports" / "runner 01" / "activities.csv"  # a space in the folder name
+    nested = raw / "exports" / "runner 01" / "run 2024:03:04 #1.fit"  # ' ', ':', '#' in names
     sheet = raw / "pain.xlsx"
     for path in (raw / "runs.csv", nested, sheet):
         path.write_bytes(b"x")
