@@ -564,3 +564,61 @@ def test_a_degenerate_cohort_is_a_warning_in_summary_index_and_report(degenerate
     banner = text.index("Warning: this model has problems")
     assert text.index("Mixed model") < banner < text.index("Random-effect spread")
     assert "residual variance near 0" in text[banner:banner + 400]
+
+
+# --- ghosts: runners.csv rows with no data never lift a cohort over the privacy floor ------
+
+
+GHOSTS = ("COM901", "COM902")  # runners.csv rows of the 3-runner cohort: no run, no report
+
+
+@pytest.fixture(scope="module")
+def ghost_study(tmp_path_factory: pytest.TempPathFactory) -> Study:
+    """The report study with 2 ghost rows added to the small cohort (3 runners with data +
+    2 ghosts = 5 rows of runners.csv, the privacy floor)."""
+    root = tmp_path_factory.mktemp("ghosts")
+    made = make_raw(root / "raw")
+    normal, painless, small = made["names"]
+    with (root / "raw" / "runners.csv").open("a") as handle:
+        handle.writelines(f"{g},{small},F,40.0,2025-01-06,2025-03-02\n" for g in GHOSTS)
+    build(root / "raw", root / "processed")
+    return Study(raw=root / "raw", processed=root / "processed", normal=normal,
+                 painless=painless, small=small, raw_ids=made["ids"])
+
+
+def test_ghost_runners_do_not_lift_a_cohort_over_the_floor(ghost_study: Study,
+                                                           tmp_path: Path) -> None:
+    study = ghost_study
+    runners = pd.read_parquet(study.processed / "runners.parquet")
+    assert (runners["cohort"] == study.small).sum() == 5  # the ghosts are kept as runners
+    sizes = reports.list_cohorts(study.processed).set_index("cohort")["runners"].to_dict()
+    assert sizes == {study.normal: 6, study.painless: 6, study.small: 3}
+    with pytest.raises(ReportError, match="suppressed"):
+        reports.load_cohort(study.processed, study.small)
+
+    def fake_papermill(jobs: list[reports.CohortJob]) -> Any:
+        for job in jobs:  # what a finished run records, without a kernel
+            yield dataclasses.replace(job.outcome, status="ok")
+
+    run = reports.run_reports(study.processed, tmp_path / "out", submit=fake_papermill)
+    status = {o.cohort: (o.status, o.runners) for o in run.outcomes}
+    assert status == {study.normal: ("ok", 6), study.painless: ("ok", 6),
+                      study.small: ("suppressed", None)}
+    entry = _manifest(tmp_path / "out")["cohorts"][study.small]
+    assert entry["runners"] is None and entry["input_sha256"] == {}
+    rows = re.findall(r"<tr>.*?</tr>", (tmp_path / "out" / "index.html").read_text(),
+                      flags=re.S)
+    row = _text(next(r for r in rows if f"<td>{study.small}</td>" in r))
+    assert "suppressed" in row and not re.search(r"\d", row.replace(study.small, ""))
+
+    # another cohort's report: its own runners only, so no total to subtract from
+    view = reports.load_cohort(study.processed, study.normal)
+    assert view.n_runners == 6
+    assert reports.write_summary(None, view, None)["n_runners"] == 6
+    summary = reports.cohort_summary(view).set_index("measure")["value"]
+    assert summary["runners (with at least one pain report)"] == 6
+    audit = reports.cohort_audit(view).set_index("count")["value"]
+    assert audit["runners in runners.csv"] == 6
+    files = reports.cohort_file_audit(view).set_index("file")
+    assert files.loc["runners.csv", "kept"] == 6
+    assert not view.quarantine.get("runner_id", pd.Series(dtype=str)).isin(GHOSTS).any()

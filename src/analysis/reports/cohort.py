@@ -58,7 +58,9 @@ class CohortView:
     carry only :data:`SAFE_RUNNER_COLUMNS`; quarantined rows carry no raw values.
     ``cleaning`` is the whole dataset's audit (for the data owner's own use: a report shows
     :func:`cohort_file_audit`, which counts only this cohort's rows); ``file_rows`` is this
-    cohort's clean rows per table and source file (``table``, ``file``, ``kept``).
+    cohort's clean rows per table and source file (``table``, ``file``, ``kept``);
+    ``n_runners`` the cohort's size as every output states it: runners with data
+    (:func:`cohort_sizes`), not rows of runners.csv.
     """
 
     cohort: str
@@ -73,6 +75,11 @@ class CohortView:
     file_rows: pd.DataFrame | None = None
 
     @property
+    def n_runners(self) -> int:
+        """Runners with data (:func:`cohort_sizes`): the size every output states."""
+        return int(cohort_sizes(self.runners, self.panel).get(self.cohort, 0))
+
+    @property
     def pain_threshold(self) -> float | None:
         """The threshold ``pain_any`` was built with (``pain >= it``, NRS 0-10), from
         ``panel_meta.json``; None for a processed folder that does not record it."""
@@ -84,6 +91,34 @@ class CohortView:
         """The outcome the dataset declares (``panel_meta.json`` ``outcome``;
         :func:`analysis.outcomes.outcome_spec`, ``nrs`` for older builds)."""
         return outcome_spec(self.meta)
+
+
+def cohort_sizes(runners: pd.DataFrame, panel: pd.DataFrame) -> pd.Series:
+    """Runners per cohort that have data: at least one pain report in the panel.
+
+    The one count the privacy floor (``min_cohort_size``), the index's runners column and
+    ``summary.json`` ``n_runners`` use. A runners.csv row with no pain report (no run, no
+    report: a "ghost") adds nothing to a model, so it must not lift a cohort over the floor;
+    it is not counted anywhere a size is shown.
+
+    Parameters
+    ----------
+    runners
+        Clean runners table (``runner_id``, ``cohort``).
+    panel
+        The panel (``runner_id``): one row per pain report in follow-up.
+
+    Returns
+    -------
+    pandas.Series
+        Runners with data per cohort (index ``cohort``, sorted; name ``runners``), 0 for a
+        cohort none of whose runners has a report.
+    """
+    with_data = runners["runner_id"].isin(set(panel["runner_id"]))
+    counted = runners.loc[with_data].groupby("cohort", sort=True)["runner_id"].nunique()
+    cohorts = sorted(runners["cohort"].unique())
+    return counted.reindex(cohorts, fill_value=0).astype("int64").rename("runners") \
+        .rename_axis("cohort")
 
 
 def load_cohort(
@@ -103,7 +138,8 @@ def load_cohort(
     cohort
         Cohort label from ``runners.csv``.
     min_cohort_size
-        Refuse (ReportError) cohorts with fewer runners (privacy).
+        Refuse (ReportError) cohorts with fewer runners with data (privacy;
+        :func:`cohort_sizes`: rows of runners.csv without a pain report do not count).
     pain_threshold
         The threshold the caller expects ``pain_any`` to have been built with (NRS 0-10);
         None accepts the build's. ``pain_any`` is never recomputed here: it is the panel's,
@@ -120,7 +156,8 @@ def load_cohort(
         raise ReportError(f"no cohort {cohort!r}; the data has "
                           f"{sorted(runners['cohort'].unique())}", file=processed)
     members = runners[runners["cohort"] == cohort]
-    if len(members) < min_cohort_size:
+    size = int(cohort_sizes(members, data["panel"]).get(cohort, 0))
+    if size < min_cohort_size:
         raise ReportError(f"cohort {cohort!r} has fewer runners than min_cohort_size="
                           f"{min_cohort_size}; suppressed", file=processed)
     ids = set(members["runner_id"])
@@ -214,7 +251,7 @@ def cohort_summary(view: CohortView, *, exposures: Sequence[str] = (),
     weeks = daily.groupby("runner_id")["date"].agg(lambda d: (d.max() - d.min()).days + 1) / 7
     usable = panel.dropna(subset=list(exposures)) if exposures else panel
     rows = [
-        ("runners", len(view.runners)),
+        ("runners (with at least one pain report)", view.n_runners),
         ("runners with pain reports", panel["runner_id"].nunique()),
         ("weeks followed per runner (median)",
          round(float(weeks.median()), 1) if len(weeks) else float("nan")),
@@ -292,7 +329,8 @@ def cohort_file_audit(view: CohortView) -> pd.DataFrame:
 def cohort_audit(view: CohortView) -> pd.DataFrame:
     """This cohort's rows kept after cleaning (from ``counts.json``) and, when the
     quarantine names runners, its quarantined rows per reason."""
-    labels = {"runners": "runners", "runs": "runs kept", "pain_reports": "pain reports kept",
+    labels = {"runners": "runners in runners.csv", "runs": "runs kept",
+              "pain_reports": "pain reports kept",
               "panel_rows": "panel rows (reports with exposures)",
               "runners_with_reports": "runners with at least one report"}
     rows = [(labels[k], view.counts[k]) for k in labels if k in view.counts]
@@ -480,7 +518,7 @@ def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttem
         ]
     summary = {
         "cohort": view.cohort,
-        "n_runners": len(view.runners),
+        "n_runners": view.n_runners,
         "n_reports": len(view.panel),
         "n_obs_model": getattr(result, "n_obs", None),
         "model": getattr(result, "model", None),
@@ -518,6 +556,7 @@ __all__ = [
     "cleaning_counts",
     "cohort_audit",
     "cohort_file_audit",
+    "cohort_sizes",
     "cohort_summary",
     "fit_cohort_model",
     "follow_up_coverage",

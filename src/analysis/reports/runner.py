@@ -7,9 +7,10 @@ run is :mod:`analysis.reports.manifest`, the page :mod:`analysis.reports.index`.
 Guarantees (each has a test in ``tests/test_reports_run.py``): one cohort failing never stops
 the others; a report is written under a temporary name and moved into place only when
 complete (an interrupted run leaves the previous good report, and the manifest lists only
-outputs that are in place); a lock file keeps two runs off one folder; cohorts smaller than
-``min_cohort_size`` runners get no statistics at all (privacy); runner identifiers are
-replaced by keyed-hash pseudonyms when ``KNEELOAD_ID_SALT`` is set (:mod:`analysis.privacy`).
+outputs that are in place); a lock file keeps two runs off one folder; cohorts with fewer
+than ``min_cohort_size`` runners with data (a pain report) get no statistics at all (privacy);
+runner identifiers are replaced by keyed-hash pseudonyms when ``KNEELOAD_ID_SALT`` is set
+(:mod:`analysis.privacy`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from analysis.outputs import (
     temporary_name,
 )
 from analysis.privacy import id_salt, pseudonym
+from analysis.reports.cohort import cohort_sizes
 from analysis.reports.index import write_index
 from analysis.reports.manifest import (
     FAILED_NOTEBOOK,
@@ -123,16 +125,17 @@ class CohortJob:
 
 
 def list_cohorts(processed_dir: str | Path) -> pd.DataFrame:
-    """Cohorts in a processed folder with their number of runners (``cohort``, ``runners``)."""
-    runners_file = Path(processed_dir) / "runners.parquet"
-    if not runners_file.is_file():
-        raise InputFileError("not a processed folder (no runners.parquet); run 'kneeload "
-                             "build' first", file=Path(processed_dir))
-    runners = pd.read_parquet(runners_file, columns=["runner_id", "cohort"])
-    return (
-        runners.groupby("cohort", sort=True)["runner_id"].nunique()
-        .rename("runners").reset_index()
-    )
+    """Cohorts in a processed folder with their number of runners with data (``cohort``,
+    ``runners``; :func:`analysis.reports.cohort.cohort_sizes`: a runners.csv row without a
+    pain report is not counted, so it cannot lift a cohort over ``min_cohort_size``)."""
+    folder = Path(processed_dir)
+    for name in ("runners.parquet", "panel.parquet"):
+        if not (folder / name).is_file():
+            raise InputFileError(f"not a processed folder (no {name}); run 'kneeload "
+                                 "build' first", file=folder)
+    runners = pd.read_parquet(folder / "runners.parquet", columns=["runner_id", "cohort"])
+    panel = pd.read_parquet(folder / "panel.parquet", columns=["runner_id"])
+    return cohort_sizes(runners, panel).reset_index()
 
 
 # --- running ---------------------------------------------------------------------------------
