@@ -16,7 +16,6 @@ Layering: ``activity_formats`` (bytes -> sessions) <- ``activity`` (files, folde
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 import tempfile
@@ -38,6 +37,7 @@ from analysis.ingest.activity_formats import (
     parse_activity_bytes,
     split_suffix,
 )
+from analysis.privacy import sha256_file
 
 __all__ = [
     "HR_COLUMNS",
@@ -241,17 +241,16 @@ class _Outcome:
 def _read_one(path: str, cache_dir: str | None) -> _Outcome:
     """Parse one file, through the cache when one is given (runs in worker processes)."""
     p = Path(path)
+    entry = None
     try:
+        if cache_dir is not None:  # the one file fingerprint, analysis.privacy.sha256_file
+            entry = _cache_path(Path(cache_dir), sha256_file(p))
+            hit = _cache_load(entry)
+            if hit is not None:
+                return _Outcome(*hit, parsed=False, cached=True)
         raw = p.read_bytes()
     except OSError as exc:
         return _Outcome(None, f"cannot be read ({exc.strerror or exc})", parsed=False)
-    entry = None
-    if cache_dir is not None:
-        # The same digest as analysis.privacy.sha256_file, from the bytes already in hand.
-        entry = _cache_path(Path(cache_dir), hashlib.sha256(raw).hexdigest())
-        hit = _cache_load(entry)
-        if hit is not None:
-            return _Outcome(*hit, parsed=False, cached=True)
     try:
         sessions, reason = parse_activity_bytes(raw, name=p.name), None
     except ActivityFileError as exc:
@@ -268,7 +267,7 @@ def _read_chunk(paths: Sequence[str], cache_dir: str | None) -> list[_Outcome]:
 def _cached(path: Path, cache_dir: Path) -> _Outcome | None:
     """The cached parse of a file, or None (a miss, or the file cannot be read)."""
     try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = sha256_file(path)
     except OSError:
         return None
     hit = _cache_load(_cache_path(cache_dir, digest))
