@@ -27,18 +27,23 @@ def mean_curve(x: float) -> float:  # sex unknown: mean of the two weightings
 
 
 RUNNERS = pd.DataFrame({
-    "runner_id": ["A", "B", "C", "D", "E"],
-    "sex": ["M", "female", None, "F", "m"],
-    "age": [np.nan, 40.0, np.nan, np.nan, 60.0],
-    "hr_rest": [60.0, np.nan, 50.0, np.nan, 55.0],
-    "hr_max": [200.0, np.nan, 190.0, np.nan, np.nan],
+    "runner_id": ["A", "B", "C", "D", "E", "F", "G"],
+    "sex": ["M", "female", None, "F", "m", "M", None],
+    "age": [np.nan, 40.0, np.nan, np.nan, 60.0, np.nan, 30.0],
+    "hr_rest": [60.0, np.nan, 50.0, np.nan, 55.0, np.nan, np.nan],
+    "hr_max": [200.0, np.nan, 190.0, np.nan, np.nan, np.nan, np.nan],
 })
-SESSIONS = pd.DataFrame({
-    "session_id": ["a1", "b1", "b2", "c1", "d1", "e1"],
-    "runner_id": ["A", "B", "B", "C", "D", "E"],
-    "moving_s": [1500.0, np.nan, 600.0, np.nan, 60.0, 0.0],
-    "elapsed_s": [1600.0, 1200.0, 700.0, 1800.0, 90.0, 300.0],
-    "avg_hr_bpm": [150.0, np.nan, np.nan, 150.0, np.nan, np.nan],
+SESSIONS = pd.DataFrame({  # d2, d3: a session maximum (Strava "Max Heart Rate") and no samples
+    "session_id": ["a1", "b1", "b2", "c1", "d1", "d2", "d3", "e1", "f1", "f2", "g1"],
+    "runner_id": ["A", "B", "B", "C", "D", "D", "D", "E", "F", "F", "G"],
+    "moving_s": [1500.0, np.nan, 600.0, np.nan, 60.0, 600.0, 600.0, 0.0, 1800.0, 1200.0,
+                 600.0],
+    "elapsed_s": [1600.0, 1200.0, 700.0, 1800.0, 90.0, 700.0, 700.0, 300.0, 1900.0, 1300.0,
+                  700.0],
+    "avg_hr_bpm": [150.0, np.nan, np.nan, 150.0, np.nan, np.nan, np.nan, np.nan, 150.0, 165.0,
+                   190.0],
+    "max_hr_bpm": [np.nan, np.nan, np.nan, np.nan, np.nan, 185.0, 175.0, np.nan, np.nan, np.nan,
+                   np.nan],
 })
 SAMPLES = pd.DataFrame({  # b1 out of order on purpose; d1 has a sample without heart rate
     "session_id": ["a1"] * 5 + ["b1"] * 3 + ["d1"] * 3 + ["e1"] * 2,
@@ -61,10 +66,20 @@ B1_EDWARDS = 2 / 12 + 4 / 6  # 120/180 = .667 (zone 2), 150/180 = .833 (zone 4) 
 # (no moving time) = 30 min. HRr = 100/140 = 5/7; 150/190 = .789 -> zone 3.
 C1_BANISTER = 30 * mean_curve(5 / 7)  # = 57.3986...
 C1_EDWARDS = 30 * 3
-# d1, runner D (women; no max, no age -> max observed 180; rest default 60): the NaN sample is
-# dropped, so t = 0 (HR 100) weighs 20 s = 1/3 min; HRr = 40/120 = 1/3; 100/180 = .556 -> 1.
-D1_BANISTER = women(1 / 3) / 3  # = 0.16673...
+# d1, runner D (women; no max, no age; rest default 60): max observed over her 3 sessions with
+# a maximum = max(180 from d1's samples, 185 and 175 from d2/d3 max_hr_bpm) = 185. The NaN
+# sample is dropped, so t = 0 (HR 100) weighs 20 s = 1/3 min; HRr = 40/125 = 0.32;
+# 100/185 = .541 -> zone 1. d2, d3 have no samples and no mean HR: no TRIMP ("none").
+D1_BANISTER = women(0.32) / 3  # = 0.12171...
 D1_EDWARDS = 1 / 3
+# f1, f2, runner F (men; no hr_max, no age, no samples, no session maximum; means 150 and
+# 165): means never give a "max observed" (165 would put f2 at HRr 1, zone 5), so F has no
+# HRmax and no TRIMP: NaN, and trimp_method says why.
+# g1, runner G (sex unknown; age 30 -> Tanaka 208 - 21 = 187; rest default 60): the mean 190
+# is above 187 but a mean never raises HRmax. 10 min; HRr = 130/127 -> 1.0 (clipped);
+# 190/187 -> zone 5.
+G1_BANISTER = 10 * mean_curve(1.0)  # = 24.47...
+G1_EDWARDS = 10 * 5
 # e1, runner E (men; age 60 -> Tanaka 166 < observed 175 -> 175 "above the age estimate";
 # rest 55): t = 0 (HR 175) weighs 4 s; HRr = 120/120 = 1; 175/175 -> zone 5.
 # moving_s 0 is not a moving time -> elapsed 300 s = 5 min.
@@ -85,14 +100,19 @@ def test_session_loads_match_the_hand_computed_fixture(result) -> None:
         "b2": (np.nan, np.nan, 10.0, "none"),
         "c1": (C1_BANISTER, C1_EDWARDS, 30.0, "mean HR"),
         "d1": (D1_BANISTER, D1_EDWARDS, 1.0, "samples"),
+        "d2": (np.nan, np.nan, 10.0, "none"),
+        "d3": (np.nan, np.nan, 10.0, "none"),
         "e1": (E1_BANISTER, E1_EDWARDS, 5.0, "samples"),
+        "f1": (np.nan, np.nan, 30.0, hrload.METHOD_NO_HR_MAX),
+        "f2": (np.nan, np.nan, 20.0, hrload.METHOD_NO_HR_MAX),
+        "g1": (G1_BANISTER, G1_EDWARDS, 10.0, "mean HR"),
     }
     assert list(loads.index) == list(expected)
     for sid, (banister, edwards, minutes, method) in expected.items():
         row = loads.loc[sid]
         assert row["trimp_method"] == method, sid
         assert row["duration_min"] == pytest.approx(minutes, abs=EXACT), sid
-        if method == "none":
+        if method.startswith("none"):
             assert np.isnan(row["trimp_banister"]) and np.isnan(row["trimp_edwards"])
         else:
             assert row["trimp_banister"] == pytest.approx(banister, rel=0, abs=EXACT), sid
@@ -103,19 +123,35 @@ def test_session_loads_match_the_hand_computed_fixture(result) -> None:
 
 def test_runner_references_say_where_each_value_came_from(result) -> None:
     refs = result[1].set_index("runner_id")
-    assert refs["hr_max_bpm"].to_dict() == {"A": 200.0, "B": 180.0, "C": 190.0, "D": 180.0,
-                                            "E": 175.0}
+    hr_max = refs["hr_max_bpm"].to_dict()
+    assert np.isnan(hr_max.pop("F"))
+    assert hr_max == {"A": 200.0, "B": 180.0, "C": 190.0, "D": 185.0, "E": 175.0,
+                      "G": pytest.approx(187.0, abs=EXACT)}
+    tanaka = "age (Tanaka 2001: 208-0.7*age)"
     assert refs["hr_max_source"].to_dict() == {
-        "A": "runners.csv", "B": "age (Tanaka 2001: 208-0.7*age)", "C": "runners.csv",
-        "D": "max observed", "E": "max observed (above the age estimate)"}
+        "A": "runners.csv", "B": tanaka, "C": "runners.csv", "D": "max observed",
+        "E": "max observed (above the age estimate)",
+        "F": "none: no HR maximum: give hr_max or age in runners.csv", "G": tanaka}
     assert refs["hr_rest_bpm"].to_dict() == {"A": 60.0, "B": 60.0, "C": 50.0, "D": 60.0,
-                                             "E": 55.0}
+                                             "E": 55.0, "F": 60.0, "G": 60.0}
     assert refs["hr_rest_source"].to_dict() == {
         "A": "runners.csv", "B": "default 60 bpm", "C": "runners.csv", "D": "default 60 bpm",
-        "E": "runners.csv"}
+        "E": "runners.csv", "F": "default 60 bpm", "G": "default 60 bpm"}
     assert refs["trimp_curve"].to_dict() == {
         "A": hrload.CURVE_MEN, "B": hrload.CURVE_WOMEN, "C": hrload.CURVE_UNKNOWN,
-        "D": hrload.CURVE_WOMEN, "E": hrload.CURVE_MEN}
+        "D": hrload.CURVE_WOMEN, "E": hrload.CURVE_MEN, "F": hrload.CURVE_MEN,
+        "G": hrload.CURVE_UNKNOWN}
+
+
+def test_max_observed_needs_three_sessions_with_a_maximum() -> None:
+    """D's maximum stands alone as HRmax only with 3 sessions that have one (samples or
+    max_hr_bpm); with 2 she has no HRmax, and her sampled session no TRIMP."""
+    two = SESSIONS[SESSIONS["session_id"] != "d3"]
+    loads, refs = hrload.session_loads(SAMPLES, two, RUNNERS)
+    d = refs.set_index("runner_id").loc["D"]
+    assert np.isnan(d["hr_max_bpm"]) and d["hr_max_source"] == hrload.SOURCE_NO_MAX
+    d1 = loads.set_index("session_id").loc["d1"]
+    assert d1["trimp_method"] == hrload.METHOD_NO_HR_MAX and np.isnan(d1["trimp_banister"])
 
 
 def test_birth_year_becomes_an_age_at_the_first_session() -> None:

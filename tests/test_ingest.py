@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis import privacy
+from analysis import hrload, privacy
 from analysis.clean import clean_tables
 from analysis.errors import InputFileError, KneeloadError
 from analysis.exposures import build_panel
@@ -650,8 +650,8 @@ def test_mean_heart_rate_trimp_uses_runners_references(tmp_path: Path) -> None:
     """The mean-HR method by hand (Banister 1991; Edwards 1993): a man with HRrest 50 and
     HRmax 190 from runners.csv runs 40 min at a mean 148 bpm: HRr = 98/140 = 0.7, TRIMP =
     40 x 0.7 x 0.64 e^(1.92 x 0.7); 148/190 = 77.9 % HRmax is Edwards zone 3: 40 x 3. The
-    second runner has no references and no age: HRmax is the highest mean seen (160),
-    HRrest the 60 bpm default, sex unknown (the mean of both curves)."""
+    second runner has no references, no age and only mean heart rates: a mean is no HRmax
+    (analysis.hrload), so she has no HRmax and no TRIMP, and trimp_method says why."""
     import math
 
     (tmp_path / "runners.csv").write_text(
@@ -669,23 +669,23 @@ def test_mean_heart_rate_trimp_uses_runners_references(tmp_path: Path) -> None:
                                                    rel=1e-12)
     assert m["trimp_edwards_au"] == pytest.approx(40 * 3, rel=1e-12)
     u = runs.loc[("u", pd.Timestamp("2024-01-01"))]
-    x = (160 - 60) / (160 - 60)
-    assert u["trimp_banister_au"] == pytest.approx(
-        30 * x * (0.64 * math.exp(1.92 * x) + 0.86 * math.exp(1.67 * x)) / 2, rel=1e-12)
-    assert u["trimp_edwards_au"] == pytest.approx(30 * 5, rel=1e-12)
+    assert math.isnan(u["trimp_banister_au"]) and math.isnan(u["trimp_edwards_au"])
     assert math.isnan(runs.loc[("u", pd.Timestamp("2024-01-02")), "trimp_banister_au"])
     refs = raw.hr_references.set_index("runner_id")
     assert refs.loc["m", "hr_max_source"] == "runners.csv"
-    assert refs.loc["u", ["hr_rest_bpm", "hr_max_bpm"]].tolist() == [60.0, 160.0]
-    assert raw.trimp_methods == {"mean HR": 2, "none": 1}
+    assert refs.loc["u", "hr_rest_bpm"] == 60.0 and math.isnan(refs.loc["u", "hr_max_bpm"])
+    assert refs.loc["u", "hr_max_source"] == hrload.SOURCE_NO_MAX
+    assert raw.trimp_methods == {"mean HR": 1, hrload.METHOD_NO_HR_MAX: 1, "none": 1}
     clean = clean_tables(raw, today=date(2025, 1, 1))
     assert clean.runners.set_index("runner_id").loc["m", ["hr_rest", "hr_max"]].tolist() == [
         50.0, 190.0]
-    assert clean.runs["trimp_edwards_au"].tolist()[:2] == [120.0, 150.0]
+    assert clean.runs["trimp_edwards_au"].tolist()[0] == 120.0
+    assert math.isnan(clean.runs["trimp_edwards_au"].tolist()[1])
 
 
 def test_garmin_avg_hr_is_the_runs_mean_heart_rate() -> None:
     raw = read_dataset(FIXTURES / "garmin_export", format="garmin")
     running = raw.runs[raw.runs["activity_type"] == "Running"]
     assert running["avg_hr_bpm"].iloc[0] == 150.0
-    assert running["trimp_banister_au"].notna().iloc[0]
+    # no runners.csv (no hr_max, no age) and only a mean HR: no HRmax, so no TRIMP
+    assert running["trimp_banister_au"].isna().iloc[0]

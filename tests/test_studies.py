@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis import hrload
 from analysis.ingest import lovdal
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "activity"))
@@ -239,11 +240,12 @@ def test_strava_csv_folders_with_a_weekly_diary(tmp_path: Path, runs: list[Run])
     _no_shoes(meta)
     kept = pd.read_parquet(out / "runs.parquet")
     assert len(kept) == len(runs)
-    # every run has an "Average Heart Rate": the mean-HR method gives both TRIMPs
-    assert kept["trimp_banister_au"].notna().all() and kept["trimp_edwards_au"].notna().all()
-    assert meta["trimp_method"] == {"mean HR": len(runs)}
+    # every run has an "Average Heart Rate" but no runner an hr_max, an age or a maximum HR:
+    # a mean is no HRmax (analysis.hrload), so no TRIMP, and panel_meta says why
+    assert kept["trimp_banister_au"].isna().all() and kept["trimp_edwards_au"].isna().all()
+    assert meta["trimp_method"] == {hrload.METHOD_NO_HR_MAX: len(runs)}
     assert "activity_files" not in meta
-    assert meta["hr_references"]["hr_max_source"] == {"max observed": len(RUNNERS)}
+    assert meta["hr_references"]["hr_max_source"] == {hrload.SOURCE_NO_MAX: len(RUNNERS)}
     assert len(pd.read_parquet(out / "pain.parquet")) == len(RUNNERS) * WEEKS
     result = fitted(out, meta)
     assert result.model == "lmm" and result.converged

@@ -8,8 +8,9 @@ Inputs
   the session started) and ``hr_bpm`` (beats per minute), as the activity-file reader emits.
 - ``sessions``: one row per session, ``session_id``, ``runner_id``, ``moving_s`` and
   ``elapsed_s`` (seconds; either may be missing), optional ``avg_hr_bpm`` (a summary mean
-  heart rate, e.g. Strava "Average Heart Rate", Garmin "Avg HR") and optional ``date``
-  (session start; used only to turn a ``birth_year`` into an age).
+  heart rate, e.g. Strava "Average Heart Rate", Garmin "Avg HR"), optional ``max_hr_bpm``
+  (the session's maximum heart rate, e.g. Strava "Max Heart Rate", Garmin "Max HR") and
+  optional ``date`` (session start; used only to turn a ``birth_year`` into an age).
 - ``runners``: one row per runner, ``runner_id`` and optional ``hr_rest``, ``hr_max`` (bpm),
   ``sex`` and ``age`` (years) or ``birth_year``.
 
@@ -19,7 +20,11 @@ pause at the heart rate recorded before it; the last sample of a session weighs 
 
 Resting and maximal heart rate (:func:`runner_references`) come from ``runners`` when given;
 otherwise they are estimated and the estimate is named per runner in ``hr_rest_source`` /
-``hr_max_source``.
+``hr_max_source``. A "max observed" HRmax comes only from heart-rate samples or a session's
+``max_hr_bpm``, never from session means (a mean is below the session's peak, so the highest
+mean would put every session near 100 % HRmax, in Edwards zone 5); with neither, nor
+runners.csv ``hr_max`` or an age, a runner has no HRmax and no TRIMP (NaN, said so in
+``trimp_method`` and ``hr_max_source``).
 """
 
 from __future__ import annotations
@@ -63,10 +68,20 @@ SOURCE_TANAKA = "age (Tanaka 2001: 208-0.7*age)"
 SOURCE_OBSERVED = "max observed"
 SOURCE_OBSERVED_ABOVE_AGE = "max observed (above the age estimate)"
 SOURCE_DEFAULT_REST = f"default {DEFAULT_HR_REST_BPM:g} bpm"
+SOURCE_NO_MAX = "none: no HR maximum: give hr_max or age in runners.csv"
+
+#: Sessions with a maximum heart rate (samples or ``max_hr_bpm``) a runner needs before the
+#: highest of them stands alone as HRmax ("max observed", no runners.csv value, no age).
+#: kneeload's rule, not from the literature: one or two sessions are often easy runs whose
+#: peak is far below HRmax, and taking such a peak as HRmax puts those very runs at 90-100 %
+#: HRmax (Edwards zone 5). A maximum above the age estimate raises it from a single session
+#: (a heart rate that was reached is a lower bound on HRmax).
+MIN_OBSERVED_SESSIONS = 3
 
 METHOD_SAMPLES = "samples"
 METHOD_MEAN_HR = "mean HR"
 METHOD_NONE = "none"
+METHOD_NO_HR_MAX = "none: no HR maximum (give hr_max or age in runners.csv)"
 
 SECONDS_PER_MINUTE = 60.0
 DAYS_PER_YEAR = 365.2425  # mean Gregorian year
@@ -166,8 +181,10 @@ def runner_references(runners: pd.DataFrame, *, hr_samples: pd.DataFrame,
     """Resting and maximal heart rate per runner, each with where it came from.
 
     ``hr_max``: runners.csv, else Tanaka's age estimate (raised to the maximum observed when a
-    sample or session mean exceeds it), else the maximum observed (samples, else session
-    means). ``hr_rest``: runners.csv, else :data:`DEFAULT_HR_REST_BPM`.
+    heart-rate sample or a session's ``max_hr_bpm`` exceeds it), else the maximum observed
+    over at least :data:`MIN_OBSERVED_SESSIONS` sessions with a maximum (samples or
+    ``max_hr_bpm``; session means never count), else none (NaN, :data:`SOURCE_NO_MAX`).
+    ``hr_rest``: runners.csv, else :data:`DEFAULT_HR_REST_BPM`.
 
     Returns
     -------
@@ -191,20 +208,25 @@ def runner_references(runners: pd.DataFrame, *, hr_samples: pd.DataFrame,
         age = age.fillna(from_birth)
     runner_of = sessions.set_index(sessions["session_id"].astype("str"))["runner_id"] \
         .astype("str")
-    sample_runner = hr_samples["session_id"].astype("str").map(runner_of)
-    observed = pd.to_numeric(hr_samples["hr_bpm"], errors="coerce").groupby(sample_runner) \
-        .max().reindex(ids)
-    if "avg_hr_bpm" in sessions:
-        mean_max = pd.to_numeric(sessions["avg_hr_bpm"], errors="coerce") \
-            .groupby(sessions["runner_id"].astype("str")).max().reindex(ids)
-        observed = observed.fillna(mean_max)
+    session_max = pd.to_numeric(hr_samples["hr_bpm"], errors="coerce") \
+        .groupby(hr_samples["session_id"].astype("str")).max()
+    if "max_hr_bpm" in sessions:  # the export's per-session maximum (never a mean)
+        column = pd.Series(_column(sessions, "max_hr_bpm").to_numpy(),
+                           index=sessions["session_id"].astype("str").to_numpy())
+        column = column.groupby(level=0).max()
+        session_max = pd.concat([session_max, column], axis=1).max(axis=1)
+    session_max = session_max.dropna()
+    by_runner = session_max.groupby(session_max.index.map(runner_of))
+    observed = by_runner.max().reindex(ids)
+    n_observed = by_runner.size().reindex(ids, fill_value=0)
     tanaka = TANAKA_INTERCEPT_BPM - TANAKA_SLOPE_BPM_PER_YEAR * age
     above = tanaka.notna() & (observed > tanaka)
-    hr_max = max_given.fillna(tanaka.where(~above, observed)).fillna(observed)
+    alone = observed.where(n_observed >= MIN_OBSERVED_SESSIONS)
+    hr_max = max_given.fillna(tanaka.where(~above, observed)).fillna(alone)
     max_source = np.select(
-        [max_given.notna(), tanaka.notna() & ~above, tanaka.notna() & above, observed.notna()],
+        [max_given.notna(), tanaka.notna() & ~above, tanaka.notna() & above, alone.notna()],
         [SOURCE_RUNNERS, SOURCE_TANAKA, SOURCE_OBSERVED_ABOVE_AGE, SOURCE_OBSERVED],
-        default=None)
+        default=SOURCE_NO_MAX)
     hr_rest = rest_given.fillna(DEFAULT_HR_REST_BPM)
     rest_source = np.where(rest_given.notna(), SOURCE_RUNNERS, SOURCE_DEFAULT_REST)
     sex = ref["sex"] if "sex" in ref else pd.Series(pd.NA, index=ids, dtype="str")
@@ -231,7 +253,7 @@ def session_loads(hr_samples: pd.DataFrame, sessions: pd.DataFrame, runners: pd.
         ``session_id``, ``elapsed_s`` (s), ``hr_bpm`` (bpm).
     sessions
         ``session_id``, ``runner_id``, ``moving_s``, ``elapsed_s`` (s); optional
-        ``avg_hr_bpm`` (bpm) and ``date``.
+        ``avg_hr_bpm``, ``max_hr_bpm`` (bpm; the maximum only feeds HRmax) and ``date``.
     runners
         ``runner_id``; optional ``hr_rest``, ``hr_max`` (bpm), ``sex``, ``age`` (years) or
         ``birth_year``.
@@ -244,7 +266,8 @@ def session_loads(hr_samples: pd.DataFrame, sessions: pd.DataFrame, runners: pd.
         Per session: ``session_id``, ``runner_id``, ``trimp_banister`` (AU: minutes x
         weighting), ``trimp_edwards`` (AU: zone-weighted minutes), ``duration_min`` (moving
         time when known, else elapsed; min), ``trimp_method`` ("samples", "mean HR" when the
-        session has no samples but a mean heart rate, "none"); and :func:`runner_references`.
+        session has no samples but a mean heart rate, :data:`METHOD_NO_HR_MAX` when it has
+        heart rate but its runner has no HRmax, "none"); and :func:`runner_references`.
     """
     refs = runner_references(runners, hr_samples=hr_samples, sessions=sessions)
     by_runner = refs.set_index("runner_id")
@@ -287,8 +310,12 @@ def session_loads(hr_samples: pd.DataFrame, sessions: pd.DataFrame, runners: pd.
                         np.where(use_mean, banister_m, np.nan))
     edwards = np.where(has_samples, sid.map(edwards_s).to_numpy(dtype=float),
                        np.where(use_mean, edwards_m, np.nan))
-    method = np.where(has_samples, METHOD_SAMPLES, np.where(use_mean, METHOD_MEAN_HR,
-                                                            METHOD_NONE))
+    has_hr = has_samples | np.isfinite(mean_hr)
+    no_max = has_hr & ~np.isfinite(hmax)
+    banister = np.where(no_max, np.nan, banister)
+    edwards = np.where(no_max, np.nan, edwards)
+    method = np.select([no_max, has_samples, use_mean],
+                       [METHOD_NO_HR_MAX, METHOD_SAMPLES, METHOD_MEAN_HR], default=METHOD_NONE)
     loads = pd.DataFrame({
         "session_id": sid.to_numpy(),
         "runner_id": runner.to_numpy(),
