@@ -883,3 +883,26 @@ def test_a_report_counts_follow_up_days_not_the_lead_in(tmp_path: Path) -> None:
     r5 = coverage.loc["R5"]
     assert (r5["first_day"], r5["days_followed"], r5["km"]) == (
         pd.Timestamp("2025-03-03"), 10, 10.0)  # not the 02-25..03-01 lead-in runs
+
+
+def test_a_reference_day_in_the_lead_in_takes_its_window_values() -> None:
+    """The review's case: r04 runs 10 km on 02-13, 02-20, 02-27 and 03-02; follow-up starts
+    03-04; the report of 03-10 has reference day 03-03 (lag 7), a lead-in day. Its km_7d is
+    the runs of 02-25..03-03 = 02-27 + 03-02 = 20 km (was NaN); the 1-week lag (02-24,
+    window 02-18..02-24) is the run of 02-20 = 10 km; the panel holds the follow-up report
+    only."""
+    days = pd.to_datetime(["2025-02-13", "2025-02-20", "2025-02-27", "2025-03-02"]) \
+        .astype("datetime64[us]")
+    runs = pd.DataFrame({"runner_id": "r04", "date": days, "distance_km": 10.0})
+    runners = pd.DataFrame({"runner_id": ["r04"], "cohort": ["c"],
+                            "follow_up_start": pd.to_datetime(["2025-03-04"]),
+                            "follow_up_end": pd.to_datetime(["2025-03-10"])})
+    pain = pd.DataFrame({"runner_id": ["r04"], "date": pd.to_datetime(["2025-03-10"]),
+                         "pain": [2.0]})
+    panel = build_panel(runs, runners, pain, lags=(1,)).panel
+    assert len(panel) == 1
+    row = panel.iloc[0]
+    assert row["reference_date"] == pd.Timestamp("2025-03-03")
+    assert row["km_7d"] == 20.0
+    assert row["km_7d_lag1w"] == 10.0
+    assert row["rest_days_7d"] == 5  # 02-25, 02-26, 02-28, 03-01, 03-03

@@ -1199,12 +1199,16 @@ def _exposure_columns(features: pd.DataFrame, grid: _Grid, runner: np.ndarray,
     ref_day = reference_date.astype("datetime64[D]").astype(np.int64)
 
     def lookup(days: np.ndarray) -> pd.DataFrame:
-        """Feature rows of each report's runner at ``days`` (NaN where off the calendar)."""
+        """Feature rows of each report's runner at ``days`` (NaN where off the calendar).
+
+        A day in the lead-in is on the calendar: a reference (or lag) day before
+        ``follow_up_start`` takes its window values; only days before the first logged run,
+        where history is unknown, have none. Panel rows stay follow-up reports.
+        """
         key = _runner_key(code, days)
         at = np.searchsorted(grid_key, key)
         found = (code >= 0) & (at < len(grid_key))
         found[found] = grid_key[at[found]] == key[found]
-        found[found] = grid.in_follow_up[at[found]]  # the lead-in feeds windows, not reports
         return _take(features, np.where(found, at, -1))
 
     at_s = lookup(ref_day)
