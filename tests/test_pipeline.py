@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis.errors import InputFileError, KneeloadError
+from analysis.outputs import OutputFolderError
 from analysis.pipeline import build, input_hashes, load_processed
 
 EXPECTED_FILES = {
@@ -64,7 +65,7 @@ def test_build_never_writes_under_raw(tmp_path, small_raw, tree_hashes):
     before = tree_hashes(raw)
     build(raw, tmp_path / "processed")
     assert tree_hashes(raw) == before
-    with pytest.raises(InputFileError, match="must not be inside the raw"):
+    with pytest.raises(OutputFolderError, match="must not be inside the raw"):
         build(raw, raw / "processed")
     assert tree_hashes(raw) == before
 
@@ -103,7 +104,7 @@ def test_build_refuses_an_output_folder_above_the_raw_data(tmp_path, small_raw, 
     raw = shutil.copytree(small_raw, project / "raw" / "study")
     before = tree_hashes(project)
     for out in (project, project / "raw"):
-        with pytest.raises(InputFileError, match="must not contain the raw data"):
+        with pytest.raises(OutputFolderError, match="must not contain the raw data"):
             build(raw, out)
     assert tree_hashes(project) == before
 
@@ -112,7 +113,7 @@ def test_build_refuses_to_replace_a_folder_it_did_not_write(tmp_path, small_raw)
     unrelated = tmp_path / "thesis"
     unrelated.mkdir()
     (unrelated / "chapter1.tex").write_text("precious")
-    with pytest.raises(InputFileError, match="not a processed folder"):
+    with pytest.raises(OutputFolderError, match=r"is not kneeload.s \(no panel_meta\.json\)"):
         build(small_raw, unrelated)
     assert (unrelated / "chapter1.tex").read_text() == "precious"
     empty = tmp_path / "empty"

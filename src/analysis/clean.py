@@ -25,7 +25,9 @@ from analysis.ingest import RawTables
 from analysis.ingest._io import (
     ACTIVITY_ISSUE,
     HAS_TIME,
+    PARTIAL_DATE,
     SOURCE_ISSUE,
+    UNTERMINATED_QUOTE,
     shown_values,
     to_datetime,
     to_number,
@@ -66,6 +68,10 @@ MAX_RUN_SPAN_DAYS = 2
 #: (Clarsen et al. 2020, BJSM 54:390); ``analysis.exposures`` tells the two codings apart.
 OSTRC_VALID_ANSWERS = (1.0, 2.0, 3.0, 4.0, 0.0, 8.0, 17.0, 25.0)
 KM_PER_MILE = 1.609344  # international mile (exact)
+#: Control characters (C0, DEL, C1) that no runner ID or cohort label may hold: they
+#: come from a file decoded with the wrong encoding or from a corrupted cell, and they
+#: would print as nothing (or move the cursor) in reports and terminals.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 M_PER_KM = 1000.0
 
 #: ``activity_type`` values counted as running (matched case-insensitively as a word).
@@ -82,6 +88,12 @@ MERGE_REASONS: dict[str, str] = {
 #: Codes for quarantined records.
 QUARANTINE_REASONS: dict[str, str] = {
     "malformed_row": "the line has more fields than the header",
+    "unterminated_quote": "a quote opened on the line is not closed on it (the lines after it "
+                          "are read on their own, not swallowed into this one)",
+    "control_character": "runner_id or cohort holds a control character (wrong encoding or a "
+                         "corrupted cell)",
+    "partial_date": "date names a month or a year but no day (2025-03, 2025): not read as "
+                    "the 1st",
     "missing_value": "a required column is empty",
     "non_running_activity": "activity_type is not running (ride, swim, walk, ...)",
     "unparseable_date": "date is not an ISO 8601 date (YYYY-MM-DD[ HH:MM[:SS]])",
@@ -217,6 +229,9 @@ def _fix(df: pd.DataFrame, code: str, mask: pd.Series) -> pd.DataFrame:
 
 def _common_rules(df: pd.DataFrame, led: _Ledger, required: tuple[str, ...]) -> pd.DataFrame:
     if SOURCE_ISSUE in df:
+        issue = df[SOURCE_ISSUE]
+        quote = issue.str.startswith(UNTERMINATED_QUOTE).fillna(False).astype(bool)
+        df = led.drop(df, quote, reason="unterminated_quote", column=SOURCE_ISSUE)
         df = led.drop(df, df[SOURCE_ISSUE].notna(), reason="malformed_row", column=SOURCE_ISSUE)
     runner_id = _text(df["runner_id"]) if "runner_id" in df else None
     for col in required:
@@ -224,8 +239,17 @@ def _common_rules(df: pd.DataFrame, led: _Ledger, required: tuple[str, ...]) -> 
         df = led.drop(df, missing, reason="missing_value", column=col)
     if runner_id is None:
         return df
+    df = led.drop(df, _has_control(runner_id.reindex(df.index)), reason="control_character",
+                  column="runner_id")
     # reindexed by hand: assigning to a frame left with no rows would adopt the series' index
     return df.assign(runner_id=runner_id.reindex(df.index))
+
+
+def _has_control(text: pd.Series) -> pd.Series:
+    """True for text cells holding a :data:`CONTROL_CHARACTERS` character."""
+    if not (text.dtype == object or pd.api.types.is_string_dtype(text)):
+        return pd.Series(False, index=text.index)
+    return text.str.contains(CONTROL_CHARACTERS).fillna(False).astype(bool)
 
 
 def _optional_number(
@@ -283,6 +307,10 @@ def _date_rules(df: pd.DataFrame, led: _Ledger, today: date) -> pd.DataFrame:
     if HAS_TIME in df:  # the reader typed the dates and kept which had a time of day
         has_time = df[HAS_TIME].astype(bool)
     df = df.assign(_start=dt, _date=dt.dt.normalize(), _has_time=has_time)
+    if df["date"].dtype == object or pd.api.types.is_string_dtype(df["date"]):
+        partial = df["_date"].isna() & _text(df["date"]).str.match(PARTIAL_DATE)
+        df = led.drop(df, partial.fillna(False).astype(bool), reason="partial_date",
+                      column="date")
     df = led.drop(df, df["_date"].isna(), reason="unparseable_date", column="date")
     return led.drop(df, df["_date"] > pd.Timestamp(today), reason="future_date", column="date")
 
@@ -348,6 +376,8 @@ def clean_tables(raw: RawTables, *, today: date | None = None) -> CleanResult:
     cohortless_ids = set(runners.loc[cohortless, "runner_id"])
     runners = led.drop(runners, cohortless, reason="missing_cohort", column="cohort")
     runners = runners.assign(cohort=_text(runners["cohort"]))
+    runners = led.drop(runners, _has_control(runners["cohort"]), reason="control_character",
+                       column="cohort")
     if "sex" in runners:
         runners = runners.assign(sex=_text(runners["sex"]))
     runners = _optional_number(runners, "age", lo=0, hi=120)

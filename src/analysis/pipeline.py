@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,11 +26,14 @@ import pandas as pd
 
 from analysis import __version__, schemas
 from analysis.clean import CleanResult, clean_tables
+from analysis.csvsafe import read_csv as _read_safe_csv
+from analysis.csvsafe import write_csv as _write_safe_csv
 from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD
 from analysis.errors import InputFileError
 from analysis.exposures import PanelBuild, build_panel
 from analysis.ingest import read_dataset
 from analysis.outcomes import panel_defaults
+from analysis.outputs import OutputFolderError, check_output_folder
 from analysis.privacy import hide_folders, sha256_file
 
 TABLES = ("runners", "runs", "pain", "shoes")
@@ -38,6 +42,12 @@ PROCESSED_MARKER = "panel_meta.json"  # a folder holding it was written by build
 #: files' content-keyed parses live in ``<out>/.cache/activity``.
 CACHE_FOLDER = ".cache"
 ACTIVITY_CACHE = "activity"
+#: File written first into a staging folder: it says the folder is a build in progress of
+#: kneeload's (a later build removes such a folder once its process is gone).
+STAGING_MARKER = ".kneeload-building"
+#: ``.<out>.building-<pid>-<random>`` (staging) and ``.<out>.old-<pid>`` (the previous
+#: folder during the swap): kneeload's names beside the processed folder.
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>building|old)-(?P<pid>\d+)(?:-[^/]*)?$")
 #: Quarantine reasons named when a build keeps no runs or no pain reports.
 TOP_REASONS = 3
 #: Parquet codec of the processed tables (snappy: the fastest writer here; lz4 and zstd
@@ -127,6 +137,8 @@ def build(
     out = Path(out_dir).resolve()
     if not raw.is_dir():
         raise InputFileError("raw data folder does not exist", file=raw)
+    _check_links(raw)
+    recover_leftovers(out)
     _check_output_folder(raw, out)
 
     with _heap_for_large_tables():
@@ -306,20 +318,100 @@ def input_hashes(raw_dir: Path) -> dict[str, str]:
 
 
 def _check_output_folder(raw: Path, out: Path) -> None:
-    """Refuse an output folder that would overwrite raw data or an unrelated folder.
+    """Refuse an output folder that would overwrite raw data, a file or an unrelated folder
+    (:func:`analysis.outputs.check_output_folder`, the guard ``report`` uses too).
 
     The build replaces ``out`` as a whole, so it must be neither the raw folder, nor inside
-    it, nor above it, and an existing ``out`` must be a processed folder (or empty).
+    it, nor above it, nor an existing file, and an existing ``out`` must be a processed
+    folder, empty, or hold only the parse cache a failed build leaves.
     """
-    if out == raw or raw in out.parents:
-        raise InputFileError("the output folder must not be inside the raw data folder", file=out)
-    if out in raw.parents:
-        raise InputFileError("the output folder must not contain the raw data folder (the build "
-                             "replaces the output folder as a whole)", file=out)
-    left = [p for p in out.iterdir() if p.name != CACHE_FOLDER] if out.is_dir() else []
-    if left and not (out / PROCESSED_MARKER).is_file():
-        raise InputFileError(f"the output folder exists and is not a processed folder (no "
-                             f"{PROCESSED_MARKER}); choose a new or empty folder", file=out)
+    check_output_folder(out, marker=PROCESSED_MARKER, raw=raw, what="output folder",
+                        legacy=_only_cache)
+
+
+def _only_cache(folder: Path) -> bool:
+    """True for a folder holding nothing but :data:`CACHE_FOLDER` (a failed build's)."""
+    return all(p.name == CACHE_FOLDER for p in folder.iterdir())
+
+
+def _check_links(raw: Path) -> None:
+    """Refuse a raw folder holding a symbolic link that leads outside it.
+
+    Such a link would make the build read (and fingerprint) a file that is not part of the
+    dataset; links that stay inside the raw folder are read like the files they name.
+
+    Raises
+    ------
+    InputFileError
+        Naming the first such link and where it points.
+    """
+    for folder, dirs, files in os.walk(raw):
+        for name in sorted([*dirs, *files]):
+            path = Path(folder) / name
+            if not path.is_symlink():
+                continue
+            target = path.resolve()
+            if target != raw and raw not in target.parents:
+                raise InputFileError(f"symbolic link to {target}, outside the raw data "
+                                     "folder; copy the file in or remove the link",
+                                     file=path.relative_to(raw).as_posix())
+
+
+def recover_leftovers(out: Path) -> list[Path]:
+    """Clean up after builds of ``out`` that were killed; return the folders removed.
+
+    Only kneeload's own names beside ``out`` are touched (:data:`_LEFTOVER`), only when
+    the process that made them is gone, and only when they carry kneeload's marker
+    (:data:`STAGING_MARKER` in a staging folder, :data:`PROCESSED_MARKER` in a previous
+    processed folder). A kill between the two renames of the swap leaves ``out`` missing
+    and the previous folder as ``.<out>.old-<pid>``: it is renamed back to ``out`` first.
+    """
+    parent = out.parent
+    if not parent.is_dir():
+        return []
+    mine = []
+    for path in parent.iterdir():
+        match = _LEFTOVER.match(path.name)
+        if (match and match["name"] == out.name and path.is_dir() and not path.is_symlink()
+                and not _alive(int(match["pid"]))):
+            mine.append((match["kind"], path))
+    removed = []
+    olds = sorted((p for kind, p in mine if kind == "old" and (p / PROCESSED_MARKER).is_file()),
+                  key=lambda p: (p / PROCESSED_MARKER).stat().st_mtime)
+    if olds and not out.exists():
+        olds.pop().rename(out)  # the newest previous folder is the processed folder again
+    for kind, path in mine:
+        marker = STAGING_MARKER if kind == "building" else PROCESSED_MARKER
+        if path.is_dir() and (path / marker).is_file():
+            _remove_marked(path, marker=marker)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """True when process ``pid`` exists (this process counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _remove_marked(folder: Path, *, marker: str) -> None:
+    """Delete ``folder`` with its marker last, so a kill half-way leaves it recognisable."""
+    for path in folder.iterdir():
+        if path.name == marker:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    (folder / marker).unlink(missing_ok=True)
+    folder.rmdir()
 
 
 def _pseudonymised_keys(hashes: dict[str, str]) -> dict[str, str]:
@@ -381,21 +473,43 @@ def _write_atomically(
     meta: dict[str, Any],
     counts: dict[str, Any],
 ) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    """Write everything into a marked staging folder beside ``out``, then swap it in.
+
+    Raises
+    ------
+    OutputFolderError
+        The folder cannot be written (read-only, full disk, permissions): one line; the
+        staging folder is removed and the previous ``out`` is as it was.
+    """
+    staging = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-",
+                                        dir=out.parent))
+        (staging / STAGING_MARKER).write_text(f"kneeload build of {out.name} in progress\n")
         _write_tables(staging, {**{name: getattr(cleaned, name) for name in TABLES},
                                 "daily": built.daily, "panel": built.panel})
-        cleaned.quarantine.to_csv(staging / "quarantine.csv", index=False)
+        _write_safe_csv(cleaned.quarantine, staging / "quarantine.csv")
         _write_json(staging / "cleaning_report.json", cleaned.report)
-        _write_json(staging / "panel_meta.json", meta)
         _write_json(staging / "counts.json", counts)
         _write_json(staging / "audit.json", built.audit)
+        _write_json(staging / PROCESSED_MARKER, meta)  # last: a complete folder has it
         _keep_cache(out, staging)
+        (staging / STAGING_MARKER).unlink()
         _swap_into_place(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+    except BaseException as error:
+        if staging is not None and staging.is_dir():
+            _remove_staging(staging)
+        if isinstance(error, OSError):
+            raise OutputFolderError(f"cannot write the processed folder: "
+                                    f"{error.strerror or error}", file=out) from None
         raise
+
+
+def _remove_staging(staging: Path) -> None:
+    """Remove a staging folder (and nothing else); errors ignored (a full or read-only
+    disk: the next build removes it by its marker)."""
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write_tables(folder: Path, tables: Mapping[str, pd.DataFrame]) -> None:
@@ -441,9 +555,9 @@ def _swap_into_place(staging: Path, out: Path) -> None:
     """Replace ``out`` with ``staging``; the old folder survives until the new one is in place."""
     if out.exists():
         retired = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(retired)
+        out.rename(retired)  # a kill from here to the next rename: recover_leftovers
         staging.rename(out)
-        shutil.rmtree(retired, ignore_errors=True)
+        _remove_marked(retired, marker=PROCESSED_MARKER)
     else:
         staging.rename(out)
 
@@ -477,5 +591,7 @@ def load_processed(processed_dir: str | Path) -> dict[str, Any]:
         path = folder / f"{name}.json"
         loaded[name] = json.loads(path.read_text()) if path.is_file() else {}
     quarantine = folder / "quarantine.csv"
-    loaded["quarantine"] = pd.read_csv(quarantine) if quarantine.is_file() else pd.DataFrame()
+    # formula text was defused on writing (analysis.csvsafe): read back as it was read
+    loaded["quarantine"] = (_read_safe_csv(quarantine, text=("value", "runner_id", "column"))
+                            if quarantine.is_file() else pd.DataFrame())
     return loaded

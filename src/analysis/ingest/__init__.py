@@ -180,8 +180,8 @@ def read_dataset(
         notes.append("heart-rate load (TRIMP) per run: " + ", ".join(
             f"{n} {method}" for method, n in sorted(methods.items())))
     for info in infos.values():
-        if info.encoding == "Latin-1":
-            notes.append(f"{info.name}: not valid UTF-8, read as Latin-1")
+        if info.encoding in ("Latin-1", "Windows-1252"):
+            notes.append(f"{info.name}: not valid UTF-8, read as {info.encoding}")
     files = {name: 0 for name in infos} | count_files(tables)
     raw = RawTables(**tables, format=format, raw_dir=raw_dir, files=dict(sorted(files.items())),
                     file_info=infos, notes=notes, outcome=_outcome(format, tables["pain"]),

@@ -48,7 +48,16 @@ DELIMITERS = (",", ";", "\t", "|")
 
 #: Encodings tried, in order; the one used is recorded in :class:`FileInfo`.
 ENCODING_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "utf-16": "UTF-16",
-                  "latin-1": "Latin-1"}
+                  "cp1252": "Windows-1252", "latin-1": "Latin-1"}
+#: Bytes 0x80-0x9F are C1 control characters in Latin-1 but letters and punctuation (the
+#: euro sign, curly quotes, dashes, S/Z/OE with caron or ligature) in Windows-1252, the
+#: encoding Excel on Windows writes; a non-UTF-8 file holding any of them is read as
+#: Windows-1252 (the WHATWG Encoding Standard decodes "latin1" labels as windows-1252 for the
+#: same reason).
+C1_BYTES = re.compile(rb"[\x80-\x9f]")
+#: Prefix of the issue text of a line whose quote is never closed on it (clean quarantines
+#: it as ``unterminated_quote``; the lines after it are read again on their own).
+UNTERMINATED_QUOTE = "unterminated quote"
 
 #: Leading bytes of binary formats people rename to .csv, with a human name.
 _MAGIC = (
@@ -93,7 +102,7 @@ def decode_bytes(data: bytes, *, file: str | Path) -> tuple[str, str]:
         try:
             text, enc = data.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
-            text, enc = data.decode("latin-1"), "latin-1"
+            text, enc = _single_byte(data)
     head = text.lstrip()[:1024].lower()
     if head.startswith(("<!doctype", "<html", "<?xml", "<head", "<body")) or "<html" in head:
         raise InputFileError(
@@ -103,6 +112,17 @@ def decode_bytes(data: bytes, *, file: str | Path) -> tuple[str, str]:
     if not text or text.isspace():
         raise InputFileError("file is empty", file=file)
     return text, ENCODING_NAMES[enc]
+
+
+def _single_byte(data: bytes) -> tuple[str, str]:
+    """Windows-1252 when a byte 0x80-0x9F appears and every byte is defined there
+    (:data:`C1_BYTES`); else Latin-1 (every byte is a character)."""
+    if C1_BYTES.search(data):
+        try:
+            return data.decode("cp1252"), "cp1252"
+        except UnicodeDecodeError:  # 0x81, 0x8D, 0x8F, 0x90, 0x9D are undefined in cp1252
+            pass
+    return data.decode("latin-1"), "latin-1"
 
 
 def _first_line(text: str) -> str:
@@ -295,32 +315,58 @@ def parse_csv_text(text: str, *, delimiter: str, file: str) -> CsvCells:
 
 
 def careful_split(text: str, *, delimiter: str, file: str) -> CsvCells:
-    """The :mod:`csv`-module path of :func:`parse_csv_text` (any quoting, ragged rows)."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    """The :mod:`csv`-module path of :func:`parse_csv_text` (any quoting, ragged rows).
+
+    A quote left open on a line would make the csv module swallow the following lines into
+    one field until the next quote character. A record spanning several physical lines is
+    taken as such a swallow when one of its later lines, read alone, holds as many fields
+    as the header (:func:`_swallows_rows`): its first line becomes a record with an
+    :data:`UNTERMINATED_QUOTE` issue (quarantined) and the lines after it are read again on
+    their own, so every physical line stays one record of its own and none is lost.
+    """
+    physical = io.StringIO(text, newline="").readlines()  # the csv module's line breaks
     header: list[str] | None = None
     records: list[list[str]] = []
     lines: list[int] = []
-    prev = 0
-    try:
-        for row in reader:
-            start, prev = prev + 1, reader.line_num
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if header is None:
-                header = [cell.strip() for cell in row]
-                continue
-            records.append(row)
-            lines.append(start)
-    except csv.Error as exc:  # e.g. NUL byte or unterminated quote at the end
-        raise InputFileError(f"not a readable CSV: {exc}", file=file, row=prev + 1) from exc
+    issues: list[str | None] = []
+    done = 0  # physical lines consumed
+    while True:
+        reader = csv.reader(iter(physical[done:]), delimiter=delimiter)
+        prev, restart = done, False
+        try:
+            for row in reader:
+                start, prev = prev + 1, done + reader.line_num
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                if header is None:
+                    if prev > start:
+                        raise InputFileError("the header line has an unterminated quote",
+                                             file=file, row=start)
+                    header = [cell.strip() for cell in row]
+                    continue
+                if prev > start and _swallows_rows(physical[start - 1:prev], len(row),
+                                                   delimiter=delimiter, width=len(header)):
+                    line = physical[start - 1].strip()
+                    records.append(next(csv.reader([line], delimiter=delimiter), []))
+                    lines.append(start)
+                    issues.append(f"{UNTERMINATED_QUOTE} (a quote opened on this line is not "
+                                  f"closed on it): {line[:200]}")
+                    done, restart = start, True
+                    break
+                records.append(row)
+                lines.append(start)
+                issues.append(None)
+        except csv.Error as exc:  # e.g. NUL byte
+            raise InputFileError(f"not a readable CSV: {exc}", file=file, row=prev + 1) from exc
+        if not restart:
+            break
     if header is None:
         raise InputFileError("file is empty", file=file)
     width = len(header)
-    issues: list[str | None] = [None] * len(records)
     for i in (i for i, row in enumerate(records) if len(row) != width):  # ragged rows only
         row = records[i]
         if len(row) > width:
-            if any(cell.strip() for cell in row[width:]):
+            if issues[i] is None and any(cell.strip() for cell in row[width:]):
                 issues[i] = f"{len(row)} fields where the header has {width}"
             records[i] = row[:width]
         else:
@@ -338,8 +384,37 @@ def careful_split(text: str, *, delimiter: str, file: str) -> CsvCells:
 HAS_TIME = "date_has_time"
 
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
-_TZ_SUFFIX = re.compile(r"(?<=\d)(Z|[+-]\d{2}:?\d{2})$")
+#: A zone suffix after a time of day: ``Z``, ``+01``, ``+0100``, ``+01:00`` (ISO 8601 allows
+#: the hour alone); dropped as written, the clock time kept.
+_TZ_SUFFIX = re.compile(
+    r"(?<=[T ]\d{2}:\d{2})((?::\d{2}(?:[.,]\d+)?)?)\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$")
+#: A date cell must start with a whole calendar date; ``2025-03`` or ``2025`` is no day
+#: (pandas would read it as the 1st), :data:`PARTIAL_DATE` names them for the audit.
+_FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:$|[T ])")
+#: Cells naming a month or a year but no day (quarantined as ``partial_date``).
+PARTIAL_DATE = re.compile(r"^\d{4}(?:-\d{1,2})?$")
 _DATE_UNIT = "datetime64[us]"
+
+
+def _swallows_rows(record: Sequence[str], fields: int, *, delimiter: str, width: int) -> bool:
+    """True when a record of several physical lines (``record``, line breaks kept; parsed
+    into ``fields`` fields) holds a row of the table swallowed by an unterminated quote, not
+    a line break inside a quoted note.
+
+    Either its quotes never close (an odd count: the file ended inside the quote), or the
+    record does not have the header's ``width`` fields while a line after its first, read
+    alone up to its first quote, has ``width`` fields or more (a row of its own). A quoted
+    note spanning lines leaves the record with the header's width, so it is kept.
+    """
+    if sum(line.count('"') for line in record) % 2:
+        return True
+    if width < 2 or fields == width:
+        return False
+    for line in record[1:]:
+        before_quote = line.rstrip("\r\n").split('"', 1)[0]
+        if len(before_quote.split(delimiter)) >= width:
+            return True
+    return False
 
 
 def _is_text(series: pd.Series) -> bool:
@@ -378,15 +453,29 @@ def to_datetime(series: pd.Series) -> tuple[pd.Series, pd.Series]:
         dt = series.dt.tz_localize(None) if series.dt.tz is not None else series
         return dt.astype(_DATE_UNIT), dt.notna() & (dt != dt.dt.normalize())
     s = text_cells(series)
-    long = s.str.len() > 19  # "YYYY-MM-DD HH:MM:SS" is 19: only longer ones can carry a zone
-    tail = s.str[-1:]
-    zoned = (long | (tail == "Z")).fillna(False).astype(bool)
-    stripped = s.where(~zoned, s[zoned].str.replace(_TZ_SUFFIX, "", regex=True))
-    dt = pd.to_datetime(stripped, format="ISO8601", errors="coerce")
-    if getattr(dt.dt, "tz", None) is not None:  # a suffix the strip missed ("06:30+01")
+    full = s.str.match(_FULL_DATE).fillna(False).astype(bool)
+    s = s.where(full)  # partial dates (2025-03) and other text: NaT, never the 1st
+    timed = (s.str.len() > 10).fillna(False).astype(bool)  # only these can carry a zone
+    stripped = s.where(~timed, s[timed].str.replace(_TZ_SUFFIX, r"\1", regex=True))
+    try:
+        dt = pd.to_datetime(stripped, format="ISO8601", errors="coerce")
+    except ValueError:  # zones the strip missed, mixed with plain dates: cell by cell
+        dt = stripped.map(_one_datetime).astype(_DATE_UNIT)
+    if getattr(dt.dt, "tz", None) is not None:
         dt = dt.dt.tz_localize(None)
-    has_time = s.notna() & (s.str.len() > 10)
+    has_time = timed
     return dt.astype(_DATE_UNIT), has_time.fillna(False).astype(bool)
+
+
+def _one_datetime(cell: object) -> pd.Timestamp:
+    """One ISO 8601 cell -> wall-clock Timestamp (its zone dropped as written), NaT if not."""
+    if not isinstance(cell, str):
+        return pd.NaT
+    try:
+        value = pd.Timestamp(cell)
+    except (ValueError, OverflowError):
+        return pd.NaT
+    return value.tz_localize(None) if value.tzinfo is not None else value
 
 
 def typed_number(series: pd.Series) -> pd.Series:

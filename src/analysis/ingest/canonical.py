@@ -107,13 +107,10 @@ def read_table_file(
     suffix = path.suffix.lower()
     numbers, dates = TYPED[table] if table is not None else ((), ())
     time_of_day = "date" if table == "runs" else None
-    if suffix == ".xlsx":
+    if suffix in (".xlsx", ".parquet"):
         # openpyxl's cells keep their types: numbers, datetimes, text
-        frame, info = _read_typed(pd.read_excel(path, sheet_name=0), name, "xlsx",
+        frame, info = _read_typed(_binary_table(path, name, suffix), name, suffix[1:],
                                   numbers=numbers, dates=dates, time_of_day=time_of_day)
-    elif suffix == ".parquet":
-        frame, info = _read_typed(pd.read_parquet(path), name, "parquet", numbers=numbers,
-                                  dates=dates, time_of_day=time_of_day)
     else:
         frame, info = _read_csv(path, name, required=required, typed=table is not None,
                                 numbers=numbers, dates=dates, time_of_day=time_of_day)
@@ -132,6 +129,57 @@ def read_table_file(
             column=missing[0],
         )
     return frame, info
+
+
+def _binary_table(path: Path, name: str, suffix: str) -> pd.DataFrame:
+    """The first sheet of an ``.xlsx`` workbook or a Parquet file as pandas reads it, with
+    every header cell as written (a duplicated name is an error, not renamed ``pain.1``).
+
+    Raises
+    ------
+    InputFileError
+        Not a workbook / Parquet file, corrupt or unreadable (any reader error), or two
+        columns with the same name.
+    """
+    what = "Excel .xlsx workbook" if suffix == ".xlsx" else "Parquet file"
+    try:
+        if suffix == ".xlsx":
+            # the header row alone first: pandas renames a repeated name (pain -> pain.1)
+            top = pd.read_excel(path, sheet_name=0, header=None, nrows=1, engine="openpyxl")
+            header = [_header_text(v) for v in (top.iloc[0] if len(top) else [])]
+            frame = pd.read_excel(path, sheet_name=0, engine="openpyxl")
+        else:
+            frame = pd.read_parquet(path)
+            header = [str(c) for c in frame.columns]
+    except Exception as exc:  # any reader failure of a raw file is the file's, one line
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise InputFileError(f"not a readable {what} ({reason})", file=name) from None
+    check_unique_columns([normalise_name(h) for h in header], file=name)
+    return frame
+
+
+def _header_text(value: object) -> str:
+    """A header cell of a sheet as text (an empty cell is "")."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return str(value)
+
+
+def check_unique_columns(names: Sequence[str], *, file: str) -> None:
+    """An error naming the first column name (normalised) that appears twice.
+
+    Raises
+    ------
+    InputFileError
+        Two columns share a name: which one holds the values is not knowable (pandas would
+        read the first and drop the other silently).
+    """
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name and name in seen:
+            raise InputFileError(f"two columns are named {name!r} (column {i + 1} repeats an "
+                                 "earlier one); rename or remove one", file=file, column=name)
+        seen.add(name)
 
 
 def _read_csv(path: Path, name: str, *, required: Sequence[str], typed: bool,
@@ -153,6 +201,7 @@ def _read_csv(path: Path, name: str, *, required: Sequence[str], typed: bool,
     split = split_csv_bytes(utf8, delimiter=delim)
     if split is not None:
         header = [normalise_name(h) for h in split.header]
+        check_unique_columns(header, file=name)
         extra = [c for c in header if c.startswith("x_")] if typed else []
         frame = typed_arrow_frame(split, header=header, file=name,
                                   numbers=[*numbers, *extra], dates=dates,
@@ -161,8 +210,9 @@ def _read_csv(path: Path, name: str, *, required: Sequence[str], typed: bool,
         if text is None:
             text, _ = decode_bytes(data, file=name)
         parsed = parse_csv_text(text, delimiter=delim, file=name)
-        frame = records_frame(parsed, header=[normalise_name(h) for h in parsed.header],
-                              file=name)
+        header = [normalise_name(h) for h in parsed.header]
+        check_unique_columns(header, file=name)
+        frame = records_frame(parsed, header=header, file=name)
         if typed:
             frame = typed_columns(
                 frame, numbers=[*numbers, *(c for c in frame if c.startswith("x_"))],
