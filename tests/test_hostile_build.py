@@ -436,3 +436,19 @@ def test_generated_hostile_workbooks_build_or_fail_in_one_line(
     (raw / "pain.csv").unlink()
     table.to_excel(raw / "pain.xlsx", index=False)
     check_in_process(raw, base / "out")
+
+
+def test_a_defused_runner_id_still_counts_for_its_cohort_fingerprint(tmp_path: Path) -> None:
+    """quarantine.csv writes runner ``-R8`` as ``'-R8``; the report fingerprint reads it back
+    as ``-R8``, so a change to its quarantined row re-runs its cohort (``--changed-only``)."""
+    from analysis.reports.manifest import cohort_input_hashes
+
+    digests = []
+    for pain in ("11", "12"):
+        raw = make_raw(tmp_path / f"raw{pain}")
+        append(raw / "runners.csv", b"-R8,hill,F,30,,\n")
+        append(raw / "pain.csv", f"-R8,2025-02-20,{pain},1,,,\n-R8,2025-02-21,3,1,,,\n".encode())
+        build(raw, tmp_path / f"out{pain}", today=TODAY)
+        assert "'-R8" in (tmp_path / f"out{pain}" / "quarantine.csv").read_text()
+        digests.append(cohort_input_hashes(tmp_path / f"out{pain}", ["hill"])["hill"])
+    assert digests[0]["quarantine.csv[hill]"] != digests[1]["quarantine.csv[hill]"]

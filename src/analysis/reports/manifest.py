@@ -132,7 +132,9 @@ def cohort_input_hashes(processed_dir: str | Path, cohorts: Sequence[str]
               for name in COHORT_TABLES if (processed / f"{name}.parquet").is_file()}
     quarantine = processed / QUARANTINE_NAME
     if quarantine.is_file():
-        rows = pd.read_csv(quarantine, dtype=str, keep_default_na=False)
+        from analysis.csvsafe import restore_formulas  # runner IDs as read, not as defused
+
+        rows = restore_formulas(pd.read_csv(quarantine, dtype=str, keep_default_na=False))
         if "runner_id" in rows.columns:
             tables[QUARANTINE_NAME] = rows
     shared = {name: _json_digest(processed / name) for name in SHARED_INPUTS
