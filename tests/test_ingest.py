@@ -689,3 +689,30 @@ def test_garmin_avg_hr_is_the_runs_mean_heart_rate() -> None:
     assert running["avg_hr_bpm"].iloc[0] == 150.0
     # no runners.csv (no hr_max, no age) and only a mean HR: no HRmax, so no TRIMP
     assert running["trimp_banister_au"].isna().iloc[0]
+
+
+def test_session_maximum_heart_rates_give_an_observed_hrmax(tmp_path: Path) -> None:
+    """A runner without runners.csv references but with the export's per-session maximum
+    (canonical max_hr_bpm; Strava "Max Heart Rate", Garmin "Max HR") over 3 sessions gets
+    HRmax = the highest of them (hrload.MIN_OBSERVED_SESSIONS), HRrest the named default, so
+    mean-HR TRIMP by hand: HRmax 180, HRrest 60, mean 150 over 30 min: HRr = 90/120 = 0.75;
+    sex unknown -> the mean of the two Banister curves; 150/180 = 83.3 % HRmax -> Edwards 4."""
+    import math
+
+    (tmp_path / "runners.csv").write_text("runner_id,cohort\nu,A\n", encoding="utf-8")
+    (tmp_path / "runs.csv").write_text(
+        "runner_id,date,distance_km,duration_min,avg_hr_bpm,max_hr_bpm\n"
+        "u,2024-01-01,6,30,150,170\nu,2024-01-02,6,30,150,180\nu,2024-01-03,6,30,150,175\n",
+        encoding="utf-8")
+    (tmp_path / "pain.csv").write_text("runner_id,date,pain\nu,2024-01-04,1\n",
+                                       encoding="utf-8")
+    raw = read_dataset(tmp_path)
+    refs = raw.hr_references.set_index("runner_id")
+    assert refs.loc["u", "hr_max_bpm"] == 180.0
+    assert refs.loc["u", "hr_rest_bpm"] == 60.0
+    hrr = 0.75
+    banister = 30 * hrr * (0.64 * math.exp(1.92 * hrr) + 0.86 * math.exp(1.67 * hrr)) / 2
+    assert raw.runs["trimp_banister_au"].tolist() == pytest.approx([banister] * 3, rel=1e-12)
+    assert raw.runs["trimp_edwards_au"].tolist() == pytest.approx([30 * 4] * 3, rel=1e-12)
+    clean = clean_tables(raw, today=date(2025, 1, 1))
+    assert clean.runs["max_hr_bpm"].tolist() == [170.0, 180.0, 175.0]

@@ -427,7 +427,7 @@ def clean_tables(raw: RawTables, *, today: date | None = None) -> CleanResult:
                              "distance_km": "_distance_km", "duration_min": "_duration_min",
                              "shoe_id": "_shoe_id", "activity_type": "_activity_type",
                              "rpe": "_rpe", "start_time": "_start_time",
-                             "avg_hr_bpm": "_avg_hr_bpm",
+                             "avg_hr_bpm": "_avg_hr_bpm", "max_hr_bpm": "_max_hr_bpm",
                              "trimp_banister_au": "_trimp_banister_au",
                              "trimp_edwards_au": "_trimp_edwards_au"})
     out_pain = _final(pain, {"runner_id": "runner_id", "date": "_date", "pain": "_pain",
@@ -517,6 +517,7 @@ def _clean_runs(
     df = _optional_number(df, "duration_min", lo=0, lo_open=True)
     df = _optional_number(df, "rpe", lo=0, hi=10)
     df = _optional_number(df, "avg_hr_bpm", lo=HR_MIN_BPM, hi=HR_MAX_BPM)
+    df = _optional_number(df, "max_hr_bpm", lo=HR_MIN_BPM, hi=HR_MAX_BPM)
     for col in ("trimp_banister_au", "trimp_edwards_au"):
         df = _optional_number(df, col, lo=0)
     if "_duration_min" in df:

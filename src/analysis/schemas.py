@@ -28,11 +28,12 @@ from analysis.errors import DataContractError
 RUNNERS_REQUIRED = ("runner_id", "cohort")
 RUNNERS_OPTIONAL = ("sex", "age", "follow_up_start", "follow_up_end", "hr_rest", "hr_max")
 RUNS_REQUIRED = ("runner_id", "date", "distance_km")
-#: ``avg_hr_bpm``: a session's mean heart rate as the export summarises it (bpm);
+#: ``avg_hr_bpm`` / ``max_hr_bpm``: a session's mean / maximum heart rate as the export
+#: summarises it (bpm; the maximum may raise a runner's observed HRmax, a mean never does);
 #: ``trimp_banister_au`` / ``trimp_edwards_au``: the run's heart-rate load (arbitrary units,
 #: :func:`analysis.hrload.session_loads`), from the activity file's samples or the mean HR.
 RUNS_OPTIONAL = ("duration_min", "shoe_id", "activity_type", "rpe", "start_time",
-                 "avg_hr_bpm", "trimp_banister_au", "trimp_edwards_au")
+                 "avg_hr_bpm", "max_hr_bpm", "trimp_banister_au", "trimp_edwards_au")
 PAIN_REQUIRED = ("runner_id", "date", "pain")
 OSTRC_ITEMS = ("ostrc_q1", "ostrc_q2", "ostrc_q3", "ostrc_q4")
 PAIN_OPTIONAL = OSTRC_ITEMS
@@ -118,6 +119,7 @@ RUNS_CONTRACT = TableContract("runs", {
     "shoe_id": _C("str", nullable=True, required=False),
     "rpe": _C("float", nullable=True, required=False, lo=0, hi=10),
     "avg_hr_bpm": _C("float", nullable=True, required=False, lo=HR_MIN_BPM, hi=HR_MAX_BPM),
+    "max_hr_bpm": _C("float", nullable=True, required=False, lo=HR_MIN_BPM, hi=HR_MAX_BPM),
     "trimp_banister_au": _C("float", nullable=True, required=False, lo=0),
     "trimp_edwards_au": _C("float", nullable=True, required=False, lo=0),
 })

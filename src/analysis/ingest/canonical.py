@@ -55,8 +55,8 @@ SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".parquet")
 #: be a clock time, which only means something with the run's date).
 TYPED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "runners": (("age", "hr_rest", "hr_max"), ("follow_up_start", "follow_up_end")),
-    "runs": (("distance_km", "duration_min", "rpe", "avg_hr_bpm", "trimp_banister_au",
-              "trimp_edwards_au"), ("date",)),
+    "runs": (("distance_km", "duration_min", "rpe", "avg_hr_bpm", "max_hr_bpm",
+              "trimp_banister_au", "trimp_edwards_au"), ("date",)),
     "pain": (("pain", *OSTRC_ITEMS), ("date",)),
     "shoes": (("start_km",), ("start_date",)),
 }

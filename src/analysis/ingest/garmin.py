@@ -105,6 +105,7 @@ def read_activities(path: Path, *, name: str, runner_id: str, distance_unit: str
         "duration_min": duration,
         "activity_type": col("Activity Type"),
         "avg_hr_bpm": typed_number(strip_thousands(col("Avg HR"))),
+        "max_hr_bpm": typed_number(strip_thousands(col("Max HR"))),
         SOURCE_FILE: pd.Series([name] * n, dtype="str"),
         SOURCE_LINE: pd.Series(parsed.lines, dtype="int64"),
         SOURCE_ISSUE: parsed.issues,

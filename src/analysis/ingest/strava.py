@@ -442,6 +442,9 @@ def read_activities(path: Path, *, name: str, runner_id: str, timezone: str = "U
         "shoe_id": col("Activity Gear"),
         "rpe": typed_number(col("Perceived Exertion")),
         "avg_hr_bpm": typed_number(col("Average Heart Rate")),
+        # the bulk export repeats "Max Heart Rate" (columns 7 and 30): the first filled one
+        "max_hr_bpm": typed_number(col("Max Heart Rate")).combine_first(
+            typed_number(col("Max Heart Rate", 1))),
         ACTIVITY_FILE: linked,
         SOURCE_FILE: pd.Series([name] * n, dtype="str"),
         SOURCE_LINE: pd.Series(parsed.lines, dtype="int64"),

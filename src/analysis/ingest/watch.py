@@ -282,8 +282,8 @@ def add_heart_rate_load(
         "runner_id": runs["runner_id"].astype("str").str.strip().to_numpy(),
         "moving_s": (minutes * SECONDS_PER_MINUTE).to_numpy(dtype=float),
         "elapsed_s": np.nan,
-        "avg_hr_bpm": (pd.to_numeric(runs["avg_hr_bpm"], errors="coerce").to_numpy(dtype=float)
-                       if "avg_hr_bpm" in runs else np.nan),
+        **{c: (pd.to_numeric(runs[c], errors="coerce").to_numpy(dtype=float) if c in runs
+               else np.nan) for c in ("avg_hr_bpm", "max_hr_bpm")},
     }).astype({"session_id": "str", "runner_id": "str"})
     valid = sessions["runner_id"].notna()
     people = runners.assign(runner_id=runners["runner_id"].astype("str").str.strip())
