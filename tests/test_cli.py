@@ -452,3 +452,14 @@ def test_fit_defaults_to_the_datasets_outcome_and_supported_exposures(
     rows = len(pd.read_parquet(processed / "panel.parquet"))
     assert_one_line_error(proc, f"shoe_km is missing in all {rows:,} rows",
                           "--exposures mileage_jump")
+
+
+def test_build_help_names_every_input_format() -> None:
+    """The --format help comes from defaults.INPUT_FORMATS, the tuple read_dataset uses."""
+    from analysis.defaults import INPUT_FORMATS
+    from analysis.ingest import FORMATS
+
+    assert FORMATS is INPUT_FORMATS
+    out = subprocess.run([KNEELOAD, "build", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    assert all(f in out for f in (*INPUT_FORMATS, "auto"))

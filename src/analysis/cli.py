@@ -25,6 +25,7 @@ from analysis.defaults import (
     DEFAULT_EXPOSURES,
     DEFAULT_PAIN_THRESHOLD,
     DEFAULT_SEED,
+    INPUT_FORMATS,
 )
 from analysis.errors import EXIT_USER_ERROR, KneeloadError
 
@@ -131,7 +132,7 @@ def build(
     raw: Annotated[Path, typer.Argument(help="Raw data folder (never written to).")],
     out: Annotated[Path, typer.Option(help="Processed folder to (re)create.")],
     format: Annotated[str, typer.Option(
-        help="canonical | strava | garmin | lovdal | auto (detect by headers)")] = "auto",
+        help=" | ".join((*INPUT_FORMATS, "auto (detect by file names and headers)")))] = "auto",
     exposure_lag_days: Annotated[int, typer.Option(
         min=0, help="Days between a pain report and its exposures' reference day.")]
         = DEFAULT_EXPOSURE_LAG_DAYS,

@@ -26,3 +26,7 @@ PAIN_MIN, PAIN_MAX = 0.0, 10.0
 #: week-over-week mileage change, shoe mileage and rest days in the last 7 days
 #: (docs/exposures.md).
 DEFAULT_EXPOSURES = ("mileage_jump", "shoe_km", "rest_days_7d")
+
+#: Input formats ``kneeload build --format`` accepts (besides ``auto``), one reader each in
+#: :mod:`analysis.ingest` (docs/data-contract.md).
+INPUT_FORMATS = ("canonical", "strava", "garmin", "lovdal", "diary", "activity")

@@ -236,8 +236,8 @@ def _read_and_clean(raw: Path, *, format: str, pseudonymise: bool, timezone: str
                        activity_files=tables.activity_files,
                        trimp_methods=tables.trimp_methods,
                        records={"runs": len(tables.runs), "pain": len(tables.pain)},
-                       files={t: set(getattr(tables, t)[schemas.SOURCE_FILE].astype(str))
-                              for t in ("runs", "pain")})
+                       files={t: set(getattr(tables, t)[schemas.SOURCE_FILE].astype(str)
+                                     .unique()) for t in ("runs", "pain")})
     _check_kept(cleaned, facts, raw=raw)
     return cleaned, facts
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.defaults import INPUT_FORMATS
 from analysis.errors import InputFileError, KneeloadError
 from analysis.ingest._io import FileInfo
 from analysis.schemas import SOURCE_FILE
@@ -22,7 +23,7 @@ from analysis.schemas import SOURCE_FILE
 __all__ = ["FORMATS", "FileInfo", "RawTables", "read_dataset"]
 
 #: Formats :func:`read_dataset` understands; "auto" picks one by file names and headers.
-FORMATS = ("canonical", "strava", "garmin", "lovdal", "diary", "activity")
+FORMATS = INPUT_FORMATS
 #: Outcome kind each reader's pain column measures (``analysis.outcomes.OUTCOME_SPECS``);
 #: a pain table with OSTRC answers declares ``ostrc`` instead (see :func:`read_dataset`).
 READER_OUTCOMES = {"lovdal": "injury_flag"}
