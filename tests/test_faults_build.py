@@ -19,10 +19,10 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from faults import tmpfs
 
 from analysis.pipeline import PROCESSED_MARKER, STAGING_MARKER, recover_leftovers
 
@@ -73,22 +73,6 @@ def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
-
-
-@contextlib.contextmanager
-def tmpfs(folder: Path, *, size: str, read_only: bool = False) -> Iterator[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root on Linux")
-    options = f"size={size}" + (",ro" if read_only else "")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def test_kill_9_at_random_moments_never_loses_the_processed_folder(tmp_path: Path) -> None:

@@ -18,10 +18,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from faults import tmpfs
 from filelock import FileLock
 from report_study import Study, make_study
 
@@ -69,22 +69,6 @@ def assert_intact(out: Path) -> dict:
             assert reports.manifest.sha256_file(folder / name) == digest, (cohort, name)
     assert _leftovers(out) == []
     return manifest
-
-
-@contextlib.contextmanager
-def tmpfs(folder: Path, *, size: str, read_only: bool = False) -> Iterator[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    options = f"size={size}" + (",ro" if read_only else "")
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root on Linux")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 # --- a disk that fills -----------------------------------------------------------------------
