@@ -420,19 +420,16 @@ def test_build_passes_date_options_only_when_given() -> None:
         date_options(old_build, dayfirst=None, date_format="%d.%m.%Y")
 
 
-def test_build_accepts_dayfirst_and_date_format(tmp_path: Path) -> None:
-    """The options reach the build: with a build that takes them the fixture builds; with one
-    that does not yet, one line naming the option (exit 2), never a traceback."""
-    import inspect
-
-    from analysis.pipeline import build
-
-    fixture = Path(__file__).parent / "fixtures" / "exposures"
-    proc = run("build", fixture, "--out", tmp_path / "p", "--no-dayfirst")
-    if "dayfirst" in inspect.signature(build).parameters:
-        assert proc.returncode == 0, proc.stderr
-    else:
-        assert_one_line_error(proc, "--dayfirst/--no-dayfirst is not supported")
+def test_build_passes_dayfirst_to_the_readers_that_take_it(tmp_path: Path) -> None:
+    """The date options reach read_dataset: a Strava export builds with them; canonical data
+    (ISO 8601 dates) refuse them in one line (exit 2) instead of ignoring them."""
+    fixtures = Path(__file__).parent / "fixtures"
+    proc = run("build", fixtures / "ingest" / "strava_export", "--out", tmp_path / "s",
+               "--format", "strava", "--no-dayfirst")
+    assert proc.returncode == 0, proc.stderr
+    proc = run("build", fixtures / "exposures", "--out", tmp_path / "p", "--no-dayfirst")
+    assert_one_line_error(proc, "--dayfirst/--no-dayfirst applies to strava exports only",
+                          "ISO 8601")
 
 
 def test_fit_defaults_to_the_datasets_outcome_and_supported_exposures(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import date
 from pathlib import Path
@@ -716,3 +717,20 @@ def test_session_maximum_heart_rates_give_an_observed_hrmax(tmp_path: Path) -> N
     assert raw.runs["trimp_edwards_au"].tolist() == pytest.approx([30 * 4] * 3, rel=1e-12)
     clean = clean_tables(raw, today=date(2025, 1, 1))
     assert clean.runs["max_hr_bpm"].tolist() == [170.0, 180.0, 175.0]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"dayfirst": True}, "--dayfirst/--no-dayfirst applies to strava exports only"),
+    ({"date_format": "%d/%m/%Y"}, "--date-format applies to strava and garmin exports only"),
+])
+def test_date_options_a_canonical_reader_would_ignore_are_refused(small_raw, options, message):
+    """Canonical dates are ISO 8601: a date option there would be silently ignored."""
+    with pytest.raises(InputFileError, match=re.escape(message)):
+        read_dataset(small_raw, **options)
+
+
+@pytest.mark.parametrize(("date_format", "message"), [
+    ("%Q", "is not a strptime format"), ("%H:%M", "does not name a day, month and year")])
+def test_a_date_format_that_cannot_read_a_date_is_one_line(date_format, message):
+    with pytest.raises(InputFileError, match=message):
+        read_dataset(FIXTURES / "garmin_export", format="garmin", date_format=date_format)

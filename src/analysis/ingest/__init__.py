@@ -165,6 +165,7 @@ def read_dataset(
     if format not in FORMATS:
         raise KneeloadError(f"unknown format {format!r}; choose one of "
                             f"{', '.join(FORMATS)} or auto")
+    _check_date_options(format, dayfirst=dayfirst, date_format=date_format, raw_dir=raw_dir)
     cache = None if cache_dir is None else Path(cache_dir)
     tables, infos, more, summary = _read(raw_dir, format, timezone=timezone,
                                          distance_unit=distance_unit, cohort=cohort,
@@ -203,6 +204,39 @@ def _outcome(format: str, pain: pd.DataFrame) -> str:
         return READER_OUTCOMES[format]
     answered = [q for q in OSTRC_ITEMS if q in pain and pain[q].notna().any()]
     return "ostrc" if answered else DEFAULT_OUTCOME
+
+
+#: Formats whose readers take ``--dayfirst`` / ``--date-format`` (the others read ISO 8601
+#: dates, docs/data-contract.md): which of the two each one takes.
+DATE_OPTION_FORMATS = {"strava": ("dayfirst", "date_format"), "garmin": ("date_format",)}
+
+
+def _check_date_options(format: str, *, dayfirst: bool | None, date_format: str | None,
+                        raw_dir: Path) -> None:
+    """A one-line error for a date option the format's reader would ignore, and for a
+    ``--date-format`` that is not a valid strptime format (e.g. ``%Q``)."""
+    given = {"dayfirst": dayfirst is not None, "date_format": date_format is not None}
+    allowed = DATE_OPTION_FORMATS.get(format, ())
+    for option, flag in (("dayfirst", "--dayfirst/--no-dayfirst"),
+                         ("date_format", "--date-format")):
+        if given[option] and option not in allowed:
+            readers = " and ".join(f for f, o in DATE_OPTION_FORMATS.items() if option in o)
+            raise InputFileError(
+                f"{flag} applies to {readers} exports only; {format!r} files need ISO 8601 "
+                "dates (2024-03-05, docs/data-contract.md)", file=raw_dir)
+    if date_format is not None:
+        import datetime as dt
+
+        sample = dt.datetime(2024, 3, 5, 7, 30)
+        try:
+            ok = dt.datetime.strptime(sample.strftime(date_format), date_format).date() \
+                == sample.date()
+        except ValueError as err:
+            raise InputFileError(f"--date-format {date_format!r} is not a strptime format "
+                                 f"({err}); e.g. '%d/%m/%Y'", file=raw_dir) from None
+        if not ok:
+            raise InputFileError(f"--date-format {date_format!r} does not name a day, month "
+                                 "and year (e.g. '%d/%m/%Y')", file=raw_dir)
 
 
 def _read(raw_dir: Path, format: str, *, timezone: str, distance_unit: str, cohort: str,
