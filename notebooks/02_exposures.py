@@ -37,7 +37,7 @@ from IPython.display import Markdown, display
 
 from analysis import paths, plots
 from analysis.exposures import ACUTE_DAYS, CHRONIC_DAYS, NIELSEN_BANDS
-from analysis.models import within_between
+from analysis.models import within_between_spread
 from analysis.pipeline import load_processed
 
 data = load_processed(paths.processed_dir(dataset))
@@ -103,20 +103,7 @@ fig.suptitle(f"Exposures over {len(rows)} {unit}");
 # varies within a runner says little about a within-runner effect.
 
 # %%
-def split_spread(column: str) -> dict[str, float]:
-    """Between- and within-runner SD of one exposure over the rows with pain and it known."""
-    used = panel.dropna(subset=["pain", column])
-    parts = within_between(used, [column])
-    within, between = parts[f"{column}_within"], parts[f"{column}_between"]
-    return {"reports": len(used), "runners": used["runner_id"].nunique(),
-            "sd_between": between.std(), "sd_within": within.std(),
-            "share_within": within.var() / (within.var() + between.var())}
-
-
-known = [c for c in exposures if panel[c].notna().sum() > 1]
-spread = pd.DataFrame([split_spread(c) for c in known], index=pd.Index(known, name="exposure"),
-                      columns=["reports", "runners", "sd_between", "sd_within", "share_within"]
-                      ).round(3)
+spread = within_between_spread(panel, exposures).round(3)
 spread
 
 # %% [markdown]

@@ -135,9 +135,23 @@ def test_a_within_between_fit_goes_through_every_design_rebuild(panel) -> None:
 
 def test_notebook_02_splits_the_model_rows_with_the_one_function() -> None:
     """The exposures notebook no longer reads a within/between list from panel_meta: it
-    calls analysis.models.within_between on complete rows."""
+    calls analysis.models.within_between_spread, which splits the rows a model uses with
+    within_between (checked by hand on a small panel)."""
     source = (NOTEBOOKS / "02_exposures.py").read_text()
     assert 'meta["within_between"]' not in source
-    calls = [node for node in ast.walk(ast.parse(source))
-             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "within_between"]
+    calls = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)
+             and getattr(node.func, "id", None) == "within_between_spread"]
     assert calls
+    from analysis.models import within_between_spread
+
+    panel = pd.DataFrame({"runner_id": ["a", "a", "b", "b", "b"],
+                          "pain": [1.0, 2.0, 3.0, np.nan, 4.0],
+                          "x": [1.0, 3.0, 5.0, 9.0, 7.0], "y": [np.nan] * 4 + [1.0]})
+    spread = within_between_spread(panel, ["x", "y"])
+    # rows with pain and x: a (1, 3; mean 2), b (5, 7; mean 6): within -1, 1, -1, 1 ->
+    # SD sqrt(4/3); between 2, 2, 6, 6 -> SD sqrt(16/3); share 4/3 / (4/3 + 16/3) = 0.2
+    assert list(spread.index) == ["x"]  # y has one known value: left out
+    assert spread.loc["x", ["reports", "runners"]].tolist() == [4, 2]
+    assert spread.loc["x", "sd_within"] == pytest.approx(np.sqrt(4 / 3), rel=1e-12)
+    assert spread.loc["x", "sd_between"] == pytest.approx(np.sqrt(16 / 3), rel=1e-12)
+    assert spread.loc["x", "share_within"] == pytest.approx(0.2, rel=1e-12)

@@ -26,6 +26,7 @@ from analysis.models.design import (
     design_of,
     gls_covariance,
     within_between,
+    within_between_spread,
 )
 from analysis.models.fit import fit_model
 from analysis.models.gee import fit_gee
@@ -104,4 +105,5 @@ __all__ = [
     "satterthwaite_df",
     "satterthwaite_info",
     "within_between",
+    "within_between_spread",
 ]

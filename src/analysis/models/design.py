@@ -97,6 +97,35 @@ def within_between(frame: pd.DataFrame, columns: Sequence[str], *, group: str = 
     return pd.DataFrame(out, index=frame.index)
 
 
+#: Columns of :func:`within_between_spread`.
+SPREAD_COLUMNS = ("reports", "runners", "sd_between", "sd_within", "share_within")
+
+
+def within_between_spread(panel: pd.DataFrame, columns: Sequence[str], *,
+                          outcome: str = "pain", group: str = "runner_id") -> pd.DataFrame:
+    """Per exposure, the between- and within-runner spread on the rows a one-exposure model
+    of ``outcome`` would use (both known), by :func:`within_between`.
+
+    Returns one row per column (index ``exposure``): ``reports``, ``runners``, ``sd_between``
+    and ``sd_within`` (sample SDs, in the exposure's unit) and ``share_within`` (within
+    variance / (within + between variance), 0-1). Columns with fewer than 2 known values are
+    left out.
+    """
+    rows, names = [], []
+    for column in columns:
+        if panel[column].notna().sum() <= 1:
+            continue
+        used = panel.dropna(subset=[outcome, column])
+        parts = within_between(used, [column], group=group)
+        within, between = parts[f"{column}_within"], parts[f"{column}_between"]
+        rows.append({"reports": len(used), "runners": used[group].nunique(),
+                     "sd_between": between.std(), "sd_within": within.std(),
+                     "share_within": within.var() / (within.var() + between.var())})
+        names.append(column)
+    return pd.DataFrame(rows, index=pd.Index(names, name="exposure"),
+                        columns=list(SPREAD_COLUMNS))
+
+
 def _split_within_between(values: dict[str, np.ndarray], codes: np.ndarray, m: int
                           ) -> dict[str, np.ndarray]:
     """``<x>_within`` and ``<x>_between`` of each array over runner codes ``0..m-1``."""
