@@ -1,0 +1,412 @@
+"""Human labels for every panel column, model term and number a report prints.
+
+One registry (:data:`COLUMN_LABELS`: name and display unit of every exposure, outcome and
+covariate column the build writes) and the functions every figure, table and sentence reads
+it through: :func:`label`, :func:`axis_label`, :func:`step_label` ("Week-over-week mileage
+change (per +10 %)"), :func:`term_label` (``_within`` / ``_between`` / lags / categorical
+levels), :func:`variance_label` ("Between-runner SD of the intercept"), :func:`format_p`
+(journal style, "< 0.001") and :func:`format_number` (significant digits, never scientific
+notation), and the figure captions (:func:`caption`).
+
+The reading step of an effect is *not* defined here: it is :func:`analysis.effects.reading_unit`
+(the one definition); :func:`step_text` only spells that step short ("per +10 %"). A column
+whose reading unit is a fraction is shown in per cent (:func:`display_scale`), so axes and
+bins read in the unit the effects are read in.
+
+Imports nothing of the package beyond :mod:`analysis.effects` and :mod:`analysis.outcomes`
+(no numpy-heavy work; the CLI may use it).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from analysis.effects import (
+    CATEGORICAL_PREFIX,
+    INTERCEPT,
+    ReadingUnit,
+    reading_unit,
+)
+from analysis.outcomes import OUTCOME_SPECS
+
+#: A p-value below this is printed "< 0.001" (journal convention, e.g. the BMJ/BJSM
+#: statistics guidance: exact p to three decimals, "P<0.001" below that).
+P_FLOOR = 0.001
+#: Decimals of an exact p-value.
+P_DECIMALS = 3
+#: Significant digits of a printed estimate (effects, SDs, bin edges).
+SIGNIFICANT_DIGITS = 3
+
+
+@dataclass(frozen=True)
+class ColumnLabel:
+    """How a column is named in a figure or a table.
+
+    Attributes
+    ----------
+    name : sentence-case name, e.g. ``"Week-over-week mileage change"``.
+    unit : display unit (``"%"``, ``"km"``, ``"days"``); empty for a ratio, flag or level.
+    scale : factor from the stored value to the display unit (100 for a fraction shown in
+        per cent, else 1).
+    """
+
+    name: str
+    unit: str = ""
+    scale: float = 1.0
+
+
+#: Windows of a daily load, as :data:`analysis.exposures.LOAD_WINDOWS` names them ->
+#: (what the window is, unit kind: ``load`` keeps the load's unit, ``ratio`` has none,
+#: ``rate`` is the load's unit per day).
+_WINDOWS = {
+    "7d": ("in the last 7 days", "load"),
+    "prev7d": ("in the 7 days before", "load"),
+    "28d": ("in the last 28 days", "load"),
+    "acwr_rolling": ("acute:chronic ratio (rolling 7:28 d)", "ratio"),
+    "acwr_uncoupled": ("acute:chronic ratio (uncoupled 7:21 d)", "ratio"),
+    "acwr_ewma": ("acute:chronic ratio (EWMA)", "ratio"),
+    "ctl": ("chronic load (42-day EWMA)", "rate"),
+    "atl": ("acute load (7-day EWMA)", "rate"),
+    "tsb": ("balance (chronic - acute)", "rate"),
+}
+#: The loads other than km (:data:`analysis.exposures.LOAD_PREFIXES` values) -> name, unit.
+_LOADS = {
+    "srpe": ("Session-RPE load", "AU"),
+    "duration": ("Running time", "min"),
+    "trimp_banister": ("Banister TRIMP", "AU"),
+    "trimp_edwards": ("Edwards TRIMP", "AU"),
+}
+
+
+def _load_labels() -> dict[str, ColumnLabel]:
+    out = {}
+    for prefix, (name, unit) in _LOADS.items():
+        for window, (what, kind) in _WINDOWS.items():
+            shown = {"load": unit, "ratio": "", "rate": f"{unit}/day"}[kind]
+            out[f"{prefix}_{window}"] = ColumnLabel(f"{name} {what}", shown)
+    return out
+
+
+#: Every column a figure or a table can name. Exposure and outcome columns of the panel
+#: (``analysis.exposures.build_panel``; ``tests/test_labels.py`` fails when the build writes
+#: a column without an entry), the daily calendar's, and the covariates.
+COLUMN_LABELS: dict[str, ColumnLabel] = {
+    # km windows (docs/exposures.md)
+    "km_7d": ColumnLabel("Distance in the last 7 days", "km"),
+    "km_prev7d": ColumnLabel("Distance in the 7 days before", "km"),
+    "km_28d": ColumnLabel("Distance in the last 28 days", "km"),
+    "mileage_jump": ColumnLabel("Week-over-week mileage change", "%", 100.0),
+    "jump_category": ColumnLabel("Week-over-week mileage change band"),
+    "run_spike": ColumnLabel("Run spike (> 10 % longer than the longest run in 30 days)"),
+    "acwr_rolling": ColumnLabel("Acute:chronic workload ratio (rolling 7:28 d)"),
+    "acwr_uncoupled": ColumnLabel("Acute:chronic workload ratio (uncoupled 7:21 d)"),
+    "acwr_ewma": ColumnLabel("Acute:chronic workload ratio (EWMA)"),
+    "ctl": ColumnLabel("Chronic training load (42-day EWMA)", "km/day"),
+    "atl": ColumnLabel("Acute training load (7-day EWMA)", "km/day"),
+    "tsb": ColumnLabel("Training stress balance (chronic - acute)", "km/day"),
+    "monotony": ColumnLabel("Training monotony (7-day mean / SD)"),
+    "strain": ColumnLabel("Training strain (weekly km x monotony)", "km"),
+    "rest_days_7d": ColumnLabel("Rest days in the last 7 days", "days"),
+    "days_since_rest": ColumnLabel("Days since the last rest day", "days"),
+    "consecutive_run_days": ColumnLabel("Consecutive days with a run", "days"),
+    "shoe_km": ColumnLabel("Distance on the current shoe", "km"),
+    "shoe_age_days": ColumnLabel("Age of the current shoe", "days"),
+    "shoes_in_rotation_30d": ColumnLabel("Shoes used in the last 30 days", "shoes"),
+    **_load_labels(),
+    # outcomes (analysis.outcomes.OUTCOME_SPECS names the modelled ones) and OSTRC items
+    "pain": ColumnLabel("Knee pain", "NRS 0-10"),
+    "pain_any": ColumnLabel("Pain present"),
+    "ostrc_severity": ColumnLabel("OSTRC-O2 severity score", "0-100"),
+    "ostrc_problem": ColumnLabel("OSTRC-O2 health problem"),
+    "ostrc_substantial": ColumnLabel("OSTRC-O2 substantial problem"),
+    **{f"ostrc_q{i}": ColumnLabel(f"OSTRC-O2 question {i} (answer)") for i in range(1, 5)},
+    **{f"ostrc_q{i}_score": ColumnLabel(f"OSTRC-O2 question {i} score", "0-25")
+       for i in range(1, 5)},
+    # covariates and identifiers
+    "sex": ColumnLabel("Sex"),
+    "age": ColumnLabel("Age", "years"),
+    "cohort": ColumnLabel("Cohort"),
+    "runner_id": ColumnLabel("Runner"),
+    "date": ColumnLabel("Date"),
+    "reference_date": ColumnLabel("Reference day of the exposures"),
+    # the daily calendar
+    "distance_km": ColumnLabel("Distance", "km"),
+    "weekly_km": ColumnLabel("Distance per week", "km"),
+    "n_runs": ColumnLabel("Runs", "runs"),
+    "longest_run_km": ColumnLabel("Longest run", "km"),
+    "duration_min": ColumnLabel("Running time", "min"),
+    "srpe_au": ColumnLabel("Session-RPE load", "AU"),
+    "trimp_banister_au": ColumnLabel("Banister TRIMP", "AU"),
+    "trimp_edwards_au": ColumnLabel("Edwards TRIMP", "AU"),
+    "rest_day": ColumnLabel("Rest day"),
+    "unlogged_gap": ColumnLabel("Unlogged gap"),
+}
+
+#: Suffixes a model or the build adds to a column (``analysis.effects`` strips the same ones
+#: for the reading unit) and how a label says them.
+_TERM_SUFFIX = re.compile(r"_(within|between|lag(\d+)w)$")
+_SUFFIX_WORDS = {"within": "within runner", "between": "runner mean"}
+#: ``C(<column>)[T.<level>]``, the design's dummy names.
+_CATEGORICAL = re.compile(r"^C\((?P<column>[^)]+)\)\[T\.(?P<level>.*)\]$")
+#: Grouping factor names -> the word used in variance-component labels.
+_GROUP_WORDS = {"runner_id": "runner", "runner": "runner", "cohort": "cohort"}
+
+
+def column_label(column: str) -> ColumnLabel:
+    """The registry entry of a column; a column outside it gets its name in words (no unit)."""
+    entry = COLUMN_LABELS.get(str(column))
+    if entry is not None:
+        return entry
+    text = str(column).replace("_", " ").strip()
+    return ColumnLabel(text[:1].upper() + text[1:])
+
+
+def has_label(column: str) -> bool:
+    """Whether a column or model term (suffixes ``_within``, ``_between``, ``_lag{k}w``
+    stripped; a categorical dummy by its column) has a registry entry."""
+    text = str(column)
+    match = _CATEGORICAL.match(text)
+    return (match["column"] if match else _base(text)) in COLUMN_LABELS
+
+
+def label(column: str) -> str:
+    """Human name of a column: ``mileage_jump`` -> ``"Week-over-week mileage change"``."""
+    return column_label(column).name
+
+
+def unit(column: str) -> str:
+    """Display unit of a column (``"%"`` for a fraction, ``"km"``, ...; may be empty)."""
+    return column_label(column).unit
+
+
+def display_scale(column: str) -> float:
+    """Factor from stored values to the display unit: 100 for a fraction shown in %."""
+    return column_label(column).scale
+
+
+def axis_label(column: str) -> str:
+    """Axis label with the unit: ``"Week-over-week mileage change (%)"``."""
+    entry = column_label(column)
+    return f"{entry.name} ({entry.unit})" if entry.unit else entry.name
+
+
+def step_text(column: str) -> str:
+    """The reading step of an effect of ``column``, short: ``"per +10 %"``, ``"per +100 km"``.
+
+    The step is :func:`analysis.effects.reading_unit` (the one definition), spelt in the
+    column's display unit; a categorical dummy reads ``"vs the reference level"``.
+    """
+    ru: ReadingUnit = reading_unit(column)
+    if ru.unit == "level":
+        return ru.label
+    entry = column_label(_base(column))
+    shown = ru.step * entry.scale
+    if ru.unit == "unit":  # no registered step: per one unit of the column
+        return f"per +1 {entry.unit}".rstrip() if entry.unit else "per unit"
+    value = format_number(shown)
+    if entry.unit == "%":
+        return f"per +{value} %"
+    if ru.unit == "days":
+        return f"per +{value} {'day' if shown == 1 else 'days'}"
+    if ru.unit == "ratio" or not entry.unit:
+        return f"per +{value}"
+    return f"per +{value} {entry.unit}"
+
+
+def step_label(column: str) -> str:
+    """Name with its reading step: ``"Week-over-week mileage change (per +10 %)"``."""
+    return f"{term_label(column)} ({step_text(column)})"
+
+
+def _base(term: str) -> str:
+    text = str(term)
+    while (match := _TERM_SUFFIX.search(text)) is not None:
+        text = text[:match.start()]
+    return text
+
+
+def term_label(term: str) -> str:
+    """Human label of a model term.
+
+    ``mileage_jump`` -> ``"Week-over-week mileage change"``; ``mileage_jump_within`` ->
+    ``"Week-over-week mileage change, within runner"``; ``..._between`` -> ``", runner
+    mean"``; ``km_7d_lag1w`` -> ``", 1 week earlier"``; ``C(sex)[T.M]`` -> ``"Sex: M"``;
+    ``Intercept`` stays.
+    """
+    text = str(term)
+    if text == INTERCEPT:
+        return INTERCEPT
+    if text.startswith(CATEGORICAL_PREFIX):
+        match = _CATEGORICAL.match(text)
+        if match is not None:
+            return f"{label(match['column'])}: {match['level']}"
+        return text
+    words = []
+    while (match := _TERM_SUFFIX.search(text)) is not None:
+        kind = match.group(1)
+        if match.group(2) is not None:
+            weeks = int(match.group(2))
+            words.append(f"{weeks} week{'s' if weeks != 1 else ''} earlier")
+        else:
+            words.append(_SUFFIX_WORDS[kind])
+        text = text[:match.start()]
+    return ", ".join([label(text), *reversed(words)])
+
+
+def variance_label(group: object, var1: object, var2: object = None) -> str:
+    """Readable name of a row of lme4's ``as.data.frame(VarCorr())`` layout.
+
+    ``(runner_id, Intercept, None)`` -> ``"Between-runner SD of the intercept"``;
+    ``(runner_id, km_7d, None)`` -> ``"Between-runner SD of the slope of Distance in the
+    last 7 days"``; two terms -> their correlation; ``Residual`` -> ``"Residual SD"``; the
+    AR(1) and GEE rows by name.
+    """
+    def missing(v: object) -> bool:
+        return v is None or (isinstance(v, float) and math.isnan(v)) or str(v) in ("", "nan")
+
+    group_text = str(group)
+    if group_text == "Residual":
+        if missing(var1):
+            return "Residual SD"
+        if "AR(1)" in str(var1):
+            return "Residual AR(1) correlation between consecutive reports"
+        return f"Residual: {var1}"
+    who = _GROUP_WORDS.get(group_text, label(group_text).lower())
+    if str(var1) == "exchangeable_correlation":
+        return f"Within-{who} correlation (exchangeable)"
+
+    def effect(v: object) -> str:
+        return "the intercept" if str(v) == INTERCEPT else f"the slope of {term_label(str(v))}"
+
+    if missing(var2):
+        return f"Between-{who} SD of {effect(var1)}"
+    return f"Correlation of {effect(var1)} and {effect(var2)} between {who}s"
+
+
+def variance_value_label(group: object, var1: object, var2: object = None) -> str:
+    """What the ``sdcor`` value of a variance-component row is: ``SD`` or ``correlation``."""
+    name = variance_label(group, var1, var2)
+    return "correlation" if "correlation" in name.lower() else "SD"
+
+
+def format_p(p: object) -> str:
+    """A p-value as journals print it: ``"< 0.001"``, else three decimals (``"0.042"``).
+
+    Never ``"0.0"`` or ``"0.000"``: anything below :data:`P_FLOOR` (including an exact 0 from
+    a huge statistic) reads ``"< 0.001"``. Missing or non-finite values give ``""``.
+    """
+    try:
+        value = float(p)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+    if not math.isfinite(value):
+        return ""
+    if value < P_FLOOR:
+        return f"< {P_FLOOR:.{P_DECIMALS}f}"
+    return f"{min(value, 1.0):.{P_DECIMALS}f}"
+
+
+def format_number(x: object, sig: int = SIGNIFICANT_DIGITS) -> str:
+    """A number with ``sig`` significant digits, positional (never scientific notation).
+
+    ``123.4`` -> ``"123"``, ``0.0012345`` -> ``"0.00123"``, ``-0.0004`` -> ``"-0.0004"``,
+    ``1234567`` -> ``"1,230,000"``; trailing zeros after the point are dropped; ``-0``
+    reads ``"0"``; missing or non-finite values give ``""`` (infinity: ``"inf"``).
+    """
+    try:
+        value = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+    if math.isnan(value):
+        return ""
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == 0:
+        return "0"
+    digits = sig - 1 - math.floor(math.log10(abs(value)))
+    rounded = round(value, digits)
+    if rounded == 0:
+        return "0"
+    decimals = max(digits, 0)
+    text = f"{rounded:,.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "0") else text
+
+
+# --- figure captions: the one place that says what each band and whisker is ----------------
+
+#: Caption templates of the report's figures (keyword fields filled by :func:`caption`).
+CAPTIONS: dict[str, str] = {
+    "weekly_mileage": (
+        "Weekly running distance (km, weeks starting Monday): the line is the median over "
+        "runners, the band the interquartile range (25th-75th percentile)."),
+    "pain_over_time": (
+        "{outcome} per report week: the line is the mean over reports, the band its 95 % "
+        "bootstrap confidence interval (200 resamples; not a range of individual values)."),
+    "exposure_bins": (
+        "Unadjusted {outcome} in quantile bins of each exposure (bins of about equal numbers "
+        "of reports) and in the Nielsen week-over-week mileage-change bands (< 10 %, "
+        "10-30 %, > 30 %; Nielsen et al. 2014): points are means, whiskers 95 % bootstrap "
+        "confidence intervals; n under a band is its number of reports."),
+    "forest": (
+        "Fixed effects of the mixed model, per the reading step of each exposure: points are "
+        "estimates, whiskers 95 % confidence intervals; the dashed line is no effect ({null})."),
+    "predicted": (
+        "Predicted {outcome} along each exposure, the other exposures at their means: the line "
+        "is the prediction, the band its pointwise 95 % confidence interval from the fixed "
+        "effects (runner effects not included); x range the 2.5-97.5 % quantiles."),
+    "caterpillar": (
+        "Each runner's conditional mode (random effect) with a 95 % interval (+/- 1.96 "
+        "conditional SD), runners sorted."),
+    "residuals": (
+        "Residual checks of the linear mixed model: residuals against fitted values (red: "
+        "binned means), normal Q-Q plot and histogram."),
+    "flow": (
+        "Participant and record flow (STROBE): runners from enrolment to the model, and "
+        "records read, kept, merged and quarantined by reason, from the build's cleaning "
+        "audit and the model's dropped rows."),
+}
+
+
+def caption(kind: str, **fields: object) -> str:
+    """The caption of a report figure (:data:`CAPTIONS`), fields filled in.
+
+    Raises
+    ------
+    KeyError
+        ``kind`` is not a key of :data:`CAPTIONS`.
+    """
+    defaults = {"outcome": "Knee pain", "null": "0"}
+    return CAPTIONS[kind].format(**(defaults | {k: str(v) for k, v in fields.items()}))
+
+
+def outcome_columns() -> set[str]:
+    """The panel columns the outcome registry models (all must carry a label)."""
+    return {spec.column for spec in OUTCOME_SPECS.values()}
+
+
+__all__ = [
+    "CAPTIONS",
+    "COLUMN_LABELS",
+    "P_FLOOR",
+    "SIGNIFICANT_DIGITS",
+    "ColumnLabel",
+    "axis_label",
+    "caption",
+    "column_label",
+    "display_scale",
+    "format_number",
+    "format_p",
+    "has_label",
+    "label",
+    "outcome_columns",
+    "step_label",
+    "step_text",
+    "term_label",
+    "unit",
+    "variance_label",
+    "variance_value_label",
+]

@@ -1,0 +1,141 @@
+"""analysis.labels: one registry of human labels, p-values and numbers as journals print them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import labels
+from analysis.effects import READING_UNITS, reading_unit
+from analysis.exposures import LOAD_PREFIXES, LOAD_WINDOWS, OTHER_LOAD_WINDOWS, build_panel
+from analysis.outcomes import OUTCOME_SPECS
+from analysis.simulate import simulate_dataset
+
+
+def _every_built_column() -> list[str]:
+    """Every column build_panel writes on a study with session RPE, OSTRC items and a lag,
+    plus the load windows of every load the exposures module knows (TRIMP needs HR files)."""
+    data = simulate_dataset(runners_per_cohort=4, weeks=8, cohorts=1, seed=3)
+    runs = data.runs.assign(rpe=5.0)
+    pain = data.pain.assign(ostrc_q1=0.0, ostrc_q2=8.0, ostrc_q3=0.0, ostrc_q4=17.0)
+    panel = build_panel(runs, data.runners, pain, data.shoes, lags=(1,)).panel
+    loads = [f"{prefix}_{w}" for prefix in LOAD_PREFIXES.values() for w in OTHER_LOAD_WINDOWS]
+    return [*panel.columns, *loads, *LOAD_PREFIXES]
+
+
+def test_every_column_the_build_writes_has_a_label() -> None:
+    """Fails when the build starts writing a column the registry does not name."""
+    columns = _every_built_column()
+    assert len(columns) > 60  # the lag copies, OSTRC items and load windows are all there
+    missing = sorted({c for c in columns if not labels.has_label(c)})
+    assert missing == []
+
+
+def test_every_outcome_and_reading_unit_has_a_label() -> None:
+    for spec in OUTCOME_SPECS.values():
+        assert spec.column in labels.COLUMN_LABELS
+    for column in READING_UNITS:
+        assert column in labels.COLUMN_LABELS
+    for prefix in LOAD_PREFIXES.values():  # every window the registry claims exists
+        assert all(f"{prefix}_{w}" in labels.COLUMN_LABELS for w in LOAD_WINDOWS)
+
+
+def test_a_fraction_is_shown_in_per_cent_and_its_step_comes_from_the_reading_unit() -> None:
+    assert labels.axis_label("mileage_jump") == "Week-over-week mileage change (%)"
+    assert labels.step_label("mileage_jump") == "Week-over-week mileage change (per +10 %)"
+    assert labels.display_scale("mileage_jump") == 100.0
+    # the step is the reading unit's, spelt in the display unit
+    assert labels.step_text("mileage_jump") == "per +10 %"
+    assert reading_unit("mileage_jump").step * labels.display_scale("mileage_jump") == \
+        pytest.approx(10.0)
+    assert labels.step_text("shoe_km") == "per +100 km"
+    assert labels.step_text("shoe_age_days") == "per +30 days"
+    assert labels.step_text("rest_days_7d") == "per +1 day"
+    assert labels.step_text("acwr_ewma") == "per +0.1"
+    assert labels.step_text("ctl") == "per +1 km/day"  # no registered step: per unit
+    assert labels.step_text("C(sex)[T.M]") == "vs the reference level"
+
+
+def test_units_agree_with_the_reading_units() -> None:
+    """A column with a reading unit in km or days shows km or days (no second unit table
+    that can drift)."""
+    for column, ru in READING_UNITS.items():
+        shown = labels.unit(column)
+        expected = {"fraction": "%", "km": "km", "days": "days", "ratio": ""}[ru.unit]
+        assert shown == expected, column
+
+
+@pytest.mark.parametrize(("term", "expected"), [
+    ("mileage_jump", "Week-over-week mileage change"),
+    ("mileage_jump_within", "Week-over-week mileage change, within runner"),
+    ("mileage_jump_between", "Week-over-week mileage change, runner mean"),
+    ("km_7d_lag1w", "Distance in the last 7 days, 1 week earlier"),
+    ("km_7d_lag2w_within", "Distance in the last 7 days, 2 weeks earlier, within runner"),
+    ("C(sex)[T.M]", "Sex: M"),
+    ("Intercept", "Intercept"),
+    ("not_a_column", "Not a column"),
+])
+def test_term_labels(term: str, expected: str) -> None:
+    assert labels.term_label(term) == expected
+
+
+@pytest.mark.parametrize(("row", "expected"), [
+    (("runner_id", "Intercept", None), "Between-runner SD of the intercept"),
+    (("runner_id", "km_7d", None),
+     "Between-runner SD of the slope of Distance in the last 7 days"),
+    (("runner_id", "Intercept", "km_7d"),
+     "Correlation of the intercept and the slope of Distance in the last 7 days between "
+     "runners"),
+    (("Residual", None, None), "Residual SD"),
+    (("Residual", float("nan"), float("nan")), "Residual SD"),
+    (("Residual", "AR(1) rho", None), "Residual AR(1) correlation between consecutive reports"),
+    (("runner_id", "exchangeable_correlation", None), "Within-runner correlation (exchangeable)"),
+])
+def test_variance_component_labels(row: tuple, expected: str) -> None:
+    assert labels.variance_label(*row) == expected
+
+
+@pytest.mark.parametrize(("p", "expected"), [
+    (0.0, "< 0.001"), (1e-12, "< 0.001"), (0.000999, "< 0.001"), (0.001, "0.001"),
+    (0.0423, "0.042"), (0.05, "0.050"), (0.9996, "1.000"), (1.0, "1.000"),
+    (float("nan"), ""), (None, ""), ("x", ""),
+])
+def test_format_p_is_journal_style(p: object, expected: str) -> None:
+    assert labels.format_p(p) == expected
+
+
+@pytest.mark.parametrize(("x", "expected"), [
+    (123.4, "123"), (0.0012345, "0.00123"), (-0.0004, "-0.0004"), (1234567.0, "1,230,000"),
+    (120.0, "120"), (2.2e2, "220"), (0.5, "0.5"), (1.0, "1"), (-0.00001, "-0.00001"),
+    (0.0, "0"), (-0.0, "0"), (float("nan"), ""), (math.inf, "inf"), (9.996, "10"),
+])
+def test_format_number_has_no_scientific_notation(x: float, expected: str) -> None:
+    assert labels.format_number(x) == expected
+
+
+def test_format_number_never_prints_an_exponent_over_many_magnitudes() -> None:
+    rng = np.random.default_rng(1)
+    values = rng.standard_normal(500) * 10.0 ** rng.integers(-8, 9, 500)
+    for x in values:
+        text = labels.format_number(x)
+        assert "e" not in text.lower()
+        assert float(text.replace(",", "")) == pytest.approx(x, rel=5e-3)
+
+
+def test_captions_say_what_the_band_is() -> None:
+    assert "95 % bootstrap confidence interval" in labels.caption("pain_over_time",
+                                                                 outcome="Knee pain")
+    assert "interquartile range" in labels.caption("weekly_mileage")
+    assert "whiskers 95 % confidence intervals" in labels.caption("forest", null="OR 1")
+    with pytest.raises(KeyError):
+        labels.caption("nope")
+
+
+def test_labels_are_plain_strings_for_every_registry_entry() -> None:
+    frame = pd.DataFrame([(k, v.name, v.unit) for k, v in labels.COLUMN_LABELS.items()],
+                         columns=["column", "name", "unit"])
+    assert frame["name"].str.len().min() > 2
+    assert not frame["name"].str.contains("_").any()  # no raw column names leak as names
