@@ -41,6 +41,14 @@ RUN_FRACTION, PAIN_FRACTION = 0.6, 0.904  # of runner-days
 TARGET_RATIO, STRETCH_RATIO = 2.0, 1.3
 PEAK_LIMIT_MIB = 1024.0
 BIG_LIMIT_S = 15.0
+#: Big-file runners (x 365 days x 0.6: about 2 million runs, issue 11's "2 million-row CSV").
+BIG_RUNNERS = 9000
+#: Devices and free-text notes of the big file's runs (``write_dataset(wide=True)``).
+DEVICES = ("Garmin Forerunner 255", "Garmin Fenix 7", "Apple Watch Series 9",
+           "Coros Pace 3", "Polar Vantage V2", "Suunto Race")
+NOTES = ("", "easy run with the club", "intervals 6x800 m on the track",
+         "long run along the river, felt heavy", "tempo run, windy", "recovery jog",
+         "hill repeats, left knee a bit sore", "treadmill at the gym", "parkrun with a friend")
 
 DUCKDB_SCRIPT = r"""
 import sys, duckdb
@@ -81,8 +89,15 @@ print(f'duckdb panel rows {n[0]}, with km_7d {n[1]}')
 """
 
 
-def write_dataset(folder: Path, n_runners: int, n_days: int, seed: int = 11) -> dict[str, int]:
-    """Write runners/runs/pain/shoes CSVs; returns the records per table."""
+def write_dataset(folder: Path, n_runners: int, n_days: int, seed: int = 11, *,
+                  wide: bool = False) -> dict[str, int]:
+    """Write runners/runs/pain/shoes CSVs; returns the records per table.
+
+    ``wide`` adds the columns a real watch export carries to every run: session mean and
+    maximum heart rate (``avg_hr_bpm``, ``max_hr_bpm``, so the build computes TRIMP), an
+    RPE, the recording device and a free-text note (:data:`DEVICES`, :data:`NOTES`): about
+    100 bytes a run, the issue's 200 MB for 2 million runs.
+    """
     rng = np.random.default_rng(seed)
     ids = np.char.add("R", np.char.zfill(np.arange(n_runners).astype(str), 5))
     runner = np.repeat(np.arange(n_runners), n_days)
@@ -94,9 +109,16 @@ def write_dataset(folder: Path, n_runners: int, n_days: int, seed: int = 11) -> 
     start = START + pd.to_timedelta(d_run, unit="D") + pd.to_timedelta(
         rng.integers(6 * 60, 20 * 60, r_run.size), unit="min")
     shoe = np.char.add(ids[r_run], np.where(rng.random(r_run.size) < 0.5, "-a", "-b"))
-    pd.DataFrame({"runner_id": ids[r_run], "date": start.strftime("%Y-%m-%d %H:%M"),
-                  "distance_km": km, "duration_min": minutes, "shoe_id": shoe,
-                  "activity_type": "run"}).to_csv(folder / "runs.csv", index=False)
+    runs = {"runner_id": ids[r_run], "date": start.strftime("%Y-%m-%d %H:%M"),
+            "distance_km": km, "duration_min": minutes, "shoe_id": shoe,
+            "activity_type": "run"}
+    if wide:
+        avg_hr = rng.integers(118, 176, r_run.size)
+        runs |= {"avg_hr_bpm": avg_hr, "max_hr_bpm": avg_hr + rng.integers(8, 30, r_run.size),
+                 "rpe": rng.integers(1, 11, r_run.size),
+                 "device": np.array(DEVICES)[rng.integers(0, len(DEVICES), r_run.size)],
+                 "notes": np.array(NOTES)[rng.integers(0, len(NOTES), r_run.size)]}
+    pd.DataFrame(runs).to_csv(folder / "runs.csv", index=False)
     end = (START + pd.Timedelta(days=n_days - 1)).strftime("%Y-%m-%d")
     pd.DataFrame({"runner_id": ids, "cohort": np.char.add("C", (np.arange(n_runners) % 3)
                                                           .astype(str)),
@@ -148,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--big", action="store_true",
-                        help="also build the 200 MB / 2 million-row runs CSV once")
+                        help="also build the 200 MB / 2 million-row runs CSV once "
+                        "(heart rate, RPE, device and notes on every run)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp) / "raw", Path(tmp) / "processed"
@@ -168,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.big:
             big_raw, big_out = Path(tmp) / "big", Path(tmp) / "big_processed"
             big_raw.mkdir()
-            nb = write_dataset(big_raw, 9000, 365, seed=12)
+            nb = write_dataset(big_raw, BIG_RUNNERS, 365, seed=12, wide=True)
             runs_mb = (big_raw / "runs.csv").stat().st_size / 1e6
             wall, rss, _ = run_process([str(KNEELOAD), "build", str(big_raw), "--out",
                                         str(big_out)])
