@@ -5,17 +5,15 @@ The template is package data, ``analysis/reports/templates/index.html.j2``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from analysis import __version__
-from analysis.outcomes import FALLBACK_OUTCOME, OUTCOME_SPECS
+from analysis.labels import step_label
 from analysis.outputs import atomic_write_text
-from analysis.reports.effects import escape_html, step_values
+from analysis.reports.effects import escape_html
 from analysis.reports.manifest import (
     FAILED_NOTEBOOK,
     WARNING_STATUS,
@@ -24,15 +22,11 @@ from analysis.reports.manifest import (
     safe_name,
 )
 from analysis.reports.parameters import DEFAULT_MIN_COHORT_SIZE
+from analysis.reports.study import HEADLINE_PER_UNIT, headline_rows, study_view
 
 INDEX_NAME = "index.html"
 #: The index page's Jinja template, relative to this package.
 INDEX_TEMPLATE_FILE = "templates/index.html.j2"
-#: Per-unit values of each headline effect the index reads from ``summary.json``.
-HEADLINE_PER_UNIT = ("term", "estimate", "ci_low", "ci_high")
-#: Unit of a linear model's headline effects in a summary written before ``outcome_unit``
-#: was recorded (every such model was of NRS knee pain).
-FALLBACK_UNIT = OUTCOME_SPECS[FALLBACK_OUTCOME].unit
 
 
 def index_template() -> str:
@@ -41,11 +35,17 @@ def index_template() -> str:
         encoding="utf-8")
 
 
-def write_index(out: Path, outcomes: Sequence[CohortOutcome], *, processed: Path) -> Path:
-    """Write ``index.html``: one row per cohort with status, size, estimates and link.
+def write_index(out: Path, outcomes: Sequence[CohortOutcome], *, processed: Path,
+                study: bool = True) -> Path:
+    """Write ``index.html``: the study-wide view (forest plot of each headline effect across
+    cohorts, pooled model with its exposure x cohort test: :func:`analysis.reports.study.
+    study_view`) and one row per cohort with status, model status, size, estimates and link.
 
     Every value the template prints goes through :func:`analysis.reports.effects.escape_html`
-    (Jinja ``finalize``), the same escaping the report's own text gets.
+    (Jinja ``finalize``), the same escaping the report's own text gets. Suppressed cohorts
+    are neither in the figure nor in the pooled model. ``study=False`` leaves the study-wide
+    view out (the index written after each cohort while a run is still going: the figure and
+    the pooled fit are made once, at the end of the run).
     """
     from jinja2 import Environment
 
@@ -55,6 +55,7 @@ def write_index(out: Path, outcomes: Sequence[CohortOutcome], *, processed: Path
         generated=now(),
         version=__version__,
         rows=[_index_row(o, out) for o in outcomes],
+        study=study_view(out, outcomes, processed=processed) if study else None,
         min_cohort_size=min((int(o.parameters.get("min_cohort_size", DEFAULT_MIN_COHORT_SIZE))
                              for o in outcomes), default=DEFAULT_MIN_COHORT_SIZE),
         floor=DEFAULT_MIN_COHORT_SIZE,
@@ -62,21 +63,6 @@ def write_index(out: Path, outcomes: Sequence[CohortOutcome], *, processed: Path
     path = out / INDEX_NAME
     atomic_write_text(path, page)
     return path
-
-
-def headline_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Headline effects of a summary in reading units (:func:`analysis.reports.effects.
-    step_values`, recomputed from the per-unit values, so summaries written before the step
-    columns read the same)."""
-    headline = summary.get("headline") or []
-    if not headline:
-        return []
-    table = pd.DataFrame.from_records(headline)[list(HEADLINE_PER_UNIT)]
-    values = step_values(table, odds=summary.get("scale", "nrs") == "odds")
-    unit = summary.get("outcome_unit") or FALLBACK_UNIT
-    return [{"term": row["term"], "phrase": row["step_label"], "scale": row["scale"],
-             "unit": unit, "estimate": float(row["estimate"]), "ci_low": float(row["ci_low"]),
-             "ci_high": float(row["ci_high"])} for row in values.to_dict(orient="records")]
 
 
 def _index_row(outcome: CohortOutcome, out: Path) -> dict[str, Any]:
@@ -91,7 +77,8 @@ def _index_row(outcome: CohortOutcome, out: Path) -> dict[str, Any]:
         "problems": outcome.problems if outcome.status in {"ok", "skipped"} else [],
         "runners": outcome.runners if outcome.status != "suppressed" else None,
         "reports": summary.get("n_reports"),
-        "estimates": headline_rows(summary),
+        "estimates": [{**e, "label": step_label(e["term"])} for e in headline_rows(summary)],
+        "model_status": _model_status(outcome),
         "outcome_label": summary.get("outcome_label"),
         "left_out": list((summary.get("exposures_left_out") or {}).values()),
         "model_note": summary.get("model_note"),
@@ -105,5 +92,15 @@ def _index_row(outcome: CohortOutcome, out: Path) -> dict[str, Any]:
     }
 
 
-__all__ = ["INDEX_NAME", "INDEX_TEMPLATE_FILE", "headline_rows", "index_template",
-           "write_index"]
+def _model_status(outcome: CohortOutcome) -> str:
+    """The index's model column: converged, not converged, or no model."""
+    summary = outcome.summary or {}
+    if outcome.status not in {"ok", "skipped"} or not summary:
+        return ""
+    if not summary.get("headline"):
+        return "no model"
+    return "not converged" if summary.get("converged") is False else "converged"
+
+
+__all__ = ["HEADLINE_PER_UNIT", "INDEX_NAME", "INDEX_TEMPLATE_FILE", "headline_rows",
+           "index_template", "write_index"]

@@ -294,10 +294,11 @@ def _run_locked(
         except OSError as error:
             errors[MANIFEST_NAME] = f"{MANIFEST_NAME}: {error.strerror or error}"
 
-    def index(*, interrupted: bool = False) -> None:
+    def index(*, interrupted: bool = False, study: bool = False) -> None:
         try:
             write_index(out, _index_outcomes(everyone, finished, manifest, running=wanted,
-                                             interrupted=interrupted), processed=processed)
+                                             interrupted=interrupted), processed=processed,
+                        study=study)
             errors.pop("index.html", None)
         except OSError as error:
             errors["index.html"] = f"index.html: {error.strerror or error}"
@@ -320,7 +321,7 @@ def _run_locked(
         _kill_live_processes()
         index(interrupted=True)
         raise
-    index()
+    index(study=True)  # the forest plot across cohorts and the pooled model: once per run
     return ReportRun(out_dir=out, outcomes=[finished[c] for c in wanted],
                      write_errors=list(errors.values()))
 
