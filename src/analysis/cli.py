@@ -315,8 +315,10 @@ def fit(
     panel: Annotated[Path, typer.Argument(help="panel.parquet or a processed folder.")],
     out: Annotated[Path, typer.Option(help="Where to write the result (.json or .csv).")],
     model: Annotated[str | None, typer.Option(
-        help="lmm | glmm | gee. Default: the dataset's outcome's (panel_meta.json outcome: "
-             "lmm for NRS pain or OSTRC severity, glmm for an injury flag).")] = None,
+        help="lmm | glmm | gee, or a time-to-event model of pain-episode onset: cox (first "
+             "episode) | andersen-gill | pwp (needs the processed folder). Default: the "
+             "dataset's outcome's (panel_meta.json outcome: lmm for NRS pain or OSTRC "
+             "severity, glmm for an injury flag).")] = None,
     exposures: Annotated[str, typer.Option(
         help="Comma-separated panel columns, or 'auto': the defaults "
              f"({','.join(DEFAULT_EXPOSURES)}) less those the panel has no values of.")]
@@ -345,6 +347,12 @@ def fit(
     cohort: Annotated[str | None, typer.Option(help="Fit one cohort only.")] = None,
     format: Annotated[str | None, typer.Option(
         help="json | csv (default: from the suffix of --out)")] = None,
+    design_out: Annotated[Path | None, typer.Option(
+        help="cox | andersen-gill | pwp: also write the counting-process rows fitted "
+             "(CSV: runner_id, start, stop, event, stratum, exposures).")] = None,
+    unit: Annotated[str | None, typer.Option(
+        help="cox | andersen-gill | pwp: day (one row per runner-day at risk, default) or "
+             "session (one row per session; exposures spike_band, spike_ratio).")] = None,
 ) -> None:
     """Fit a mixed model of pain on exposures and write a tidy table.
 
@@ -368,6 +376,18 @@ def fit(
     )
 
     with user_errors():
+        if model in SURVIVAL_MODEL_NAMES:
+            _fit_survival(panel, out, model=model, exposures=exposures, format=format,
+                          design_out=design_out, unit=unit, cohort=cohort,
+                          others={"--outcome": outcome, "--covariates": covariates or None,
+                                  "--random-slope": random_slope or None,
+                                  "--center": center, "--method": method, "--df": df,
+                                  "--se": se, "--correlation": correlation})
+            return
+        for option, value in (("--design-out", design_out), ("--unit", unit)):
+            if value is not None:
+                raise KneeloadError(f"{option} applies to the time-to-event models "
+                                    f"({', '.join(SURVIVAL_MODEL_NAMES)}) only")
         source = panel / "panel.parquet" if panel.is_dir() else panel
         meta = _panel_meta_beside(source)
         spec = outcome_spec(meta)
@@ -417,6 +437,66 @@ def fit(
     unit = spec.unit if result.outcome == spec.column else "points"
     for line in _effect_lines(result.table, unit=unit):
         console.print(f"  {line}", highlight=False, markup=False)
+    for problem in result.problems:
+        console.print(f"[bold yellow]problem:[/] {escape(problem)}", highlight=False)
+    for warning in result.warnings:
+        console.print(f"[yellow]note:[/] {escape(warning)}", highlight=False)
+
+
+#: ``kneeload fit --model`` names of the time-to-event models
+#: (``analysis.models.survival.SURVIVAL_MODELS``; tests/test_survival.py checks they agree;
+#: written out here so that ``kneeload --help`` imports no numpy).
+SURVIVAL_MODEL_NAMES = ("cox", "andersen-gill", "pwp")
+
+
+def _fit_survival(source: Path, out: Path, *, model: str, exposures: str, format: str | None,
+                  design_out: Path | None, unit: str | None, cohort: str | None,
+                  others: dict[str, str | None]) -> None:
+    """``kneeload fit --model cox|andersen-gill|pwp``: fit_survival on the processed folder."""
+    from analysis.errors import InputFileError
+    from analysis.models.survival import fit_counting_process, survival_design
+    from analysis.pipeline import load_processed
+
+    for option, value in others.items():
+        if value is not None:
+            raise KneeloadError(f"{option} does not apply to --model {model} (a time-to-event "
+                                "model takes --exposures, --unit, --cohort, --design-out)")
+    out_format = fit_format(out, format)
+    folder = source if source.is_dir() else source.parent
+    processed = load_processed(folder)
+    if cohort is not None:
+        panel = processed["panel"]
+        if cohort not in set(panel["cohort"]):
+            raise InputFileError(f"no cohort {cohort!r}; the panel has "
+                                 f"{sorted(panel['cohort'].unique())}",
+                                 file=folder / "panel.parquet", column="cohort")
+        keep = set(panel.loc[panel["cohort"] == cohort, "runner_id"])
+        processed = {**processed, **{name: processed[name].loc[
+            processed[name]["runner_id"].isin(keep)] for name in ("panel", "daily")
+            if name in processed}}
+        if isinstance(processed.get("episodes"), type(panel)):
+            eps = processed["episodes"]
+            processed["episodes"] = eps.loc[eps["runner_id"].isin(keep)]
+    chosen = (["mileage_jump"] if exposures.strip() == "auto" else _split(exposures))
+    rows = survival_design(processed, model=model, exposures=chosen, unit=unit or "day")
+    result = fit_counting_process(rows, exposures=chosen, model=model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out_format == "csv":
+        fit_csv_table(result).to_csv(out, index=False)
+    else:
+        out.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    if design_out is not None:  # the rows fitted: those with every exposure
+        design_out.parent.mkdir(parents=True, exist_ok=True)
+        rows.loc[rows[chosen].notna().all(axis=1)].to_csv(design_out, index=False)
+    converged = "converged" if result.converged else "did NOT converge"
+    console.print(f"{model}: {result.extra['n_events']} episodes in {result.n_obs} rows at "
+                  f"risk from {result.n_runners} runners, {converged}, status "
+                  f"{result.status}; wrote {out}", highlight=False, markup=False)
+    for row in result.table.to_dict(orient="records"):
+        per = "vs the reference level" if row["term"].startswith("C(") else "per unit"
+        console.print(f"  {row['term']}: HR {row['hazard_ratio']:.3g} {per} (95 % CI "
+                      f"{row['hr_ci_low']:.3g} to {row['hr_ci_high']:.3g})", highlight=False,
+                      markup=False)
     for problem in result.problems:
         console.print(f"[bold yellow]problem:[/] {escape(problem)}", highlight=False)
     for warning in result.warnings:

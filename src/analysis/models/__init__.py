@@ -8,6 +8,8 @@ Models (docs/models.md):
   (Laplace approximation), odds ratios with Wald intervals.
 * ``gee``  pain present, population-averaged GEE with an exchangeable working correlation
   (sensitivity analysis).
+* ``cox``, ``andersen-gill``, ``pwp``  time to a pain episode on counting-process rows
+  (:mod:`analysis.models.survival`), runner-clustered robust SEs.
 
 Standard errors of LMM fixed effects are the generalised-least-squares covariance
 ``sigma^2 (X' V^-1 X)^-1`` at the estimated variance parameters, as lme4's ``vcov()`` reports
@@ -64,6 +66,17 @@ from analysis.models.result import (
     Z_95,
     ModelResult,
 )
+from analysis.models.survival import (
+    SURVIVAL_MODELS,
+    CoxFit,
+    counting_process,
+    cox_fit,
+    fit_counting_process,
+    fit_survival,
+    kaplan_meier,
+    session_exposures,
+    survival_design,
+)
 
 __all__ = [
     "AR1_TERM",
@@ -79,8 +92,10 @@ __all__ = [
     "SINGULAR_TOL",
     "STATUS_OK",
     "STATUS_WARNING",
+    "SURVIVAL_MODELS",
     "VCOV_OPTIONS",
     "Z_95",
+    "CoxFit",
     "Design",
     "LmmFit",
     "ModelResult",
@@ -89,13 +104,18 @@ __all__ = [
     "cluster_robust_vcov",
     "conditional_modes",
     "contrast_test",
+    "counting_process",
+    "cox_fit",
     "design_of",
+    "fit_counting_process",
     "fit_gee",
     "fit_glmm",
     "fit_lmm",
     "fit_lmm_design",
     "fit_model",
+    "fit_survival",
     "gls_covariance",
+    "kaplan_meier",
     "likelihood_ratio_test",
     "lmm_beta_covariance",
     "lmm_deviance",
@@ -104,6 +124,8 @@ __all__ = [
     "prediction_problems",
     "satterthwaite_df",
     "satterthwaite_info",
+    "session_exposures",
+    "survival_design",
     "within_between",
     "within_between_spread",
 ]
