@@ -61,6 +61,18 @@ CATEGORICAL_PREFIX = "C("
 #: The intercept is not an effect: it has no reading unit.
 INTERCEPT = "Intercept"
 
+#: A natural-spline basis column (``ns(acwr_rolling, 3)2``, ``analysis.models.splines``) or a
+#: cross-basis column of a distributed-lag model (``cb(distance_km)v1.l2``,
+#: ``analysis.models.crossbasis``) has no per-step reading: its exposure is read off the
+#: exposure-response curve (``analysis.models.nonlinear.exposure_response``) or the
+#: cumulative lag effect (``analysis.models.crossbasis.crosspred``).
+BASIS = ReadingUnit(1.0, "basis", "basis coefficient: read the curve, not this row")
+#: How basis columns are named (their prefixes).
+BASIS_PREFIXES = ("ns(", "cb(")
+#: An interaction of two columns is named ``a:b`` (``analysis.models.build_design``); it is
+#: read per the step of each: per (+10 km in the week) x (+10 km in four weeks).
+INTERACTION_SEP = ":"
+
 #: Suffixes that keep the base column's unit: within-between centering
 #: (``analysis.models.build_design``) and weekly lags (``<feature>_lag{k}w``,
 #: ``analysis.exposures.build_panel``).
@@ -85,11 +97,20 @@ def is_categorical_term(term: str) -> bool:
 def reading_unit(term: str) -> ReadingUnit:
     """The reading unit of a model term.
 
-    :data:`CATEGORICAL` for a categorical dummy (``C(sex)[T.M]``), the registry's entry for
-    an exposure (with or without a centering or lag suffix), :data:`PER_UNIT` otherwise.
+    :data:`CATEGORICAL` for a categorical dummy (``C(sex)[T.M]``), :data:`BASIS` for a
+    spline or cross-basis column, the product of both steps for an interaction ``a:b``
+    (``km_7d:km_28d``: per +10 km in the week x +10 km in four weeks, a step of 100 km^2),
+    the registry's entry for an exposure (with or without a centering or lag suffix),
+    :data:`PER_UNIT` otherwise.
     """
     if is_categorical_term(term):
         return CATEGORICAL
+    if str(term).startswith(BASIS_PREFIXES):
+        return BASIS
+    if INTERACTION_SEP in str(term):
+        left, right = (reading_unit(t) for t in str(term).split(INTERACTION_SEP, 1))
+        return ReadingUnit(left.step * right.step, f"{left.unit} x {right.unit}",
+                           f"{left.label} x {right.label.removeprefix('per ')}")
     return READING_UNITS.get(base_exposure(term), PER_UNIT)
 
 
@@ -170,6 +191,7 @@ def step_effects(effects: Mapping[str, float], *, odds: bool = False) -> dict[st
 
 
 __all__ = [
+    "BASIS",
     "CATEGORICAL",
     "ODDS_STEP_COLUMNS",
     "PER_UNIT",

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from analysis.errors import ModelSpecError
+from analysis.models.splines import NaturalSpline, natural_spline, spline_column_names
 
 if TYPE_CHECKING:
     from analysis.models.result import ModelResult
@@ -27,6 +28,21 @@ MIN_RUNNERS = 2
 CENTER_OPTIONS = (None, "within-between", "grand")
 
 INTERCEPT = "Intercept"
+
+#: How an interaction of two numeric columns is requested and named: ``"km_7d:km_28d"``
+#: (the product of the two model columns, as R's ``km_7d:km_28d``).
+INTERACTION_SEP = ":"
+
+#: Ratio exposures (by the end of their name) whose value is undefined (NaN) when their
+#: chronic denominator is 0 km (a 0-km four-week window: return to running after a break),
+#: and the panel column whose 0 marks that case: ``<prefix>_28d`` (``km_28d`` for the km
+#: ratios; docs/exposures.md "Ratios with a zero denominator"). ``acwr_uncoupled`` divides
+#: by days s-27..s-7, which are 0 km when the four-week window is 0 km (and may be 0 km when
+#: it is not: such rows count as undefined only when ``<prefix>_28d`` is 0, so the count is
+#: a lower bound for that ratio).
+RATIO_SUFFIXES = ("acwr_rolling", "acwr_uncoupled", "acwr_ewma")
+#: The dropped-row reason for a ratio that is undefined because its denominator is 0.
+UNDEFINED_RATIO = "undefined ratio (0-km chronic weeks)"
 
 
 # --- design ---------------------------------------------------------------------------------
@@ -46,6 +62,8 @@ class Design:
     group_labels: np.ndarray
     dropped: dict[str, int]
     frame: pd.DataFrame  # the modelling rows (sorted): raw columns, plus derived ones
+    #: the natural-spline basis of each spline exposure (knots from the modelling rows)
+    splines: dict[str, NaturalSpline] = field(default_factory=dict)
 
 
 def _is_categorical(s: pd.Series) -> bool:
@@ -148,12 +166,15 @@ def build_design(
     center: str | None = None,
     group: str = "runner_id",
     extra_columns: Sequence[str] = (),
+    splines: Mapping[str, int] | None = None,
+    interactions: Sequence[str] = (),
 ) -> Design:
     """Check a model request and build its design matrices (no fitting).
 
     The steps, each its own function: check the request, keep the complete rows, code the
-    runners, build the exposure columns (centred as asked), dummy-code the covariates,
-    stack and check the fixed-effect matrix, then the random-effect matrix.
+    runners, build the exposure columns (centred as asked, or a natural-spline basis),
+    the interactions, dummy-code the covariates, stack and check the fixed-effect matrix,
+    then the random-effect matrix.
 
     Parameters
     ----------
@@ -170,6 +191,12 @@ def build_design(
     extra_columns : columns carried into ``frame`` for the modelling rows without entering
         the model (e.g. the time of an AR(1) residual structure); rows missing one are
         dropped and counted like rows missing a model column.
+    splines : ``{exposure: df}``: that exposure enters as the ``df`` columns of the natural
+        cubic spline basis ``ns(<exposure>, df)1..df`` of R's ``splines::ns`` (knots from the
+        modelling rows, :func:`analysis.models.splines.natural_spline`) instead of a linear
+        term; needs ``center=None`` and no random slope on it.
+    interactions : ``"a:b"`` products of two numeric model columns (exposures or numeric
+        covariates, not spline exposures), e.g. ``"km_7d:km_28d"`` for acute x chronic load.
 
     Raises
     ------
@@ -178,14 +205,23 @@ def build_design(
     """
     exposures = list(exposures)
     cov_specs = [_parse_covariate(c) for c in covariates]
+    spline_df = _check_splines(splines, exposures=exposures, center=center,
+                               random_slopes=random_slopes)
+    pairs = _check_interactions(interactions, exposures=exposures, cov_specs=cov_specs,
+                                spline_df=spline_df)
     needed = _check_request(panel, outcome=outcome, exposures=exposures, cov_specs=cov_specs,
                             random_slopes=random_slopes, center=center, group=group,
                             extra_columns=extra_columns)
     frame, dropped = _complete_rows(panel, [*needed, *extra_columns], group=group)
     codes, labels = _runner_codes(frame, group=group)
     m = len(labels)
-    cols = _exposure_columns(frame, exposures, center=center, codes=codes, m=m)
+    linear = [c for c in exposures if c not in spline_df]
+    cols = _exposure_columns(frame, linear, center=center, codes=codes, m=m)
+    bases = {col: natural_spline(frame[col].to_numpy(dtype=float), df)
+             for col, df in spline_df.items()}
+    cols = _in_exposure_order(cols, _spline_columns(frame, bases), exposures)
     cols |= _covariate_columns(frame, cov_specs)
+    cols |= _interaction_columns(cols, pairs)
     x_names, X = _fixed_effects(cols, n=len(frame))
     slope_cols = [f"{s}_within" if center == "within-between" and s in exposures else s
                   for s in random_slopes]
@@ -197,7 +233,93 @@ def build_design(
                             if name not in frame.columns})
     return Design(y=frame[outcome].to_numpy(dtype=float), X=X, Z=Z, groups=codes,
                   starts=starts, x_names=x_names, z_names=z_names,
-                  group_labels=np.asarray(labels), dropped=dropped, frame=frame)
+                  group_labels=np.asarray(labels), dropped=dropped, frame=frame,
+                  splines=bases)
+
+
+def parse_spline_spec(spec: str) -> tuple[str, int]:
+    """``"acwr_rolling:3"`` -> ``("acwr_rolling", 3)`` (the CLI's ``--spline``)."""
+    column, sep, df = str(spec).rpartition(":")
+    if not sep or not column.strip() or not df.strip().isdigit():
+        raise ModelSpecError(f"a spline is given as COLUMN:DF (e.g. acwr_rolling:3), got "
+                             f"{spec!r}")
+    return column.strip(), int(df)
+
+
+def _check_splines(splines: Mapping[str, int] | None, *, exposures: list[str],
+                   center: str | None, random_slopes: Sequence[str]) -> dict[str, int]:
+    """The spline request as ``{exposure: df}``; refuses a spline on a non-exposure, with
+    centering, or with a random slope."""
+    spline_df = {str(k): v for k, v in (splines or {}).items()}
+    for col, df in spline_df.items():
+        if col not in exposures:
+            raise ModelSpecError(f"spline on {col!r}: it must also be one of the exposures "
+                                 f"{exposures}", column=col)
+        if isinstance(df, bool) or not isinstance(df, int | np.integer) or df < 1:
+            raise ModelSpecError(f"spline on {col!r}: df must be a whole number >= 1, got "
+                                 f"{df!r}", column=col)
+        if col in random_slopes:
+            raise ModelSpecError(f"spline on {col!r}: a random slope on a spline exposure is "
+                                 "not supported", column=col)
+    if spline_df and center is not None:
+        raise ModelSpecError(f"spline terms need center=None (got {center!r}): a spline "
+                             "basis is not split within/between or centred")
+    return {k: int(v) for k, v in spline_df.items()}
+
+
+def _check_interactions(interactions: Sequence[str], *, exposures: list[str],
+                        cov_specs: list[tuple[str, bool]], spline_df: Mapping[str, int]
+                        ) -> list[tuple[str, str]]:
+    """Each ``"a:b"`` as a pair of numeric model columns (no spline exposure)."""
+    numeric = [*exposures, *(c for c, cat in cov_specs if not cat)]
+    pairs = []
+    for spec in interactions:
+        parts = [p.strip() for p in str(spec).split(INTERACTION_SEP)]
+        if len(parts) != 2 or parts[0] == parts[1]:
+            raise ModelSpecError(f"an interaction is two different columns 'a:b', got "
+                                 f"{spec!r}")
+        for part in parts:
+            if part not in numeric or part in spline_df:
+                raise ModelSpecError(f"interaction {spec!r}: {part!r} must be a linear "
+                                     "exposure or numeric covariate of the model", column=part)
+        pairs.append((parts[0], parts[1]))
+    return pairs
+
+
+def _spline_columns(frame: pd.DataFrame, bases: Mapping[str, NaturalSpline]
+                    ) -> dict[str, np.ndarray]:
+    """The basis columns ``ns(<x>, df)1..df`` of each spline exposure on the modelling
+    rows."""
+    cols: dict[str, np.ndarray] = {}
+    for col, basis in bases.items():
+        values = basis.basis(frame[col].to_numpy(dtype=float))
+        for j, name in enumerate(spline_column_names(col, basis.df)):
+            cols[name] = values[:, j]
+    return cols
+
+
+def _in_exposure_order(linear: dict[str, np.ndarray], spline: dict[str, np.ndarray],
+                       exposures: list[str]) -> dict[str, np.ndarray]:
+    """Exposure columns in the order the exposures were asked for (a spline's columns, or
+    a split exposure's ``_within`` and ``_between``, where its exposure stands)."""
+    out: dict[str, np.ndarray] = {}
+    for col in exposures:
+        names = [col, f"{col}_within", f"{col}_between"]
+        out |= {name: linear[name] for name in names if name in linear}
+        out |= {name: v for name, v in spline.items() if name.startswith(f"ns({col}, ")}
+    return out
+
+
+def _interaction_columns(cols: Mapping[str, np.ndarray], pairs: list[tuple[str, str]]
+                         ) -> dict[str, np.ndarray]:
+    """``a:b`` = product of the two model columns (centred ones when centred)."""
+    out = {}
+    for a, b in pairs:
+        if a not in cols or b not in cols:
+            raise ModelSpecError(f"interaction {a}:{b} is not available with within-between "
+                                 "centering (its columns are split)")
+        out[f"{a}{INTERACTION_SEP}{b}"] = cols[a] * cols[b]
+    return out
 
 
 def _check_request(panel: pd.DataFrame, *, outcome: str, exposures: list[str],
@@ -238,15 +360,30 @@ def _complete_rows(panel: pd.DataFrame, columns: Sequence[str], *, group: str
     columns = list(dict.fromkeys(columns))
     for col in columns:
         miss = panel[col].isna().to_numpy() & keep
-        if miss.any():
-            dropped[f"missing {col}"] = int(miss.sum())
-            keep &= ~miss
+        undefined = miss & _zero_denominator(panel, col)
+        if undefined.any():
+            dropped[UNDEFINED_RATIO] = dropped.get(UNDEFINED_RATIO, 0) + int(undefined.sum())
+        if (miss & ~undefined).any():
+            dropped[f"missing {col}"] = int((miss & ~undefined).sum())
+        keep &= ~miss
     frame = panel.loc[keep, [group, *columns]].copy()
     frame[group] = frame[group].astype(str)
     frame = frame.sort_values(group, kind="stable").reset_index(drop=True)
     if frame.empty:
         raise ModelSpecError("no complete rows left after dropping missing values")
     return frame, dropped
+
+
+def _zero_denominator(panel: pd.DataFrame, column: str) -> np.ndarray:
+    """Rows where ratio ``column`` is undefined because its chronic window is 0 km (its
+    ``<prefix>_28d`` is 0; :data:`RATIO_SUFFIXES`); all False for other columns."""
+    for suffix in RATIO_SUFFIXES:
+        if column == suffix or column.endswith(f"_{suffix}"):
+            prefix = column[: -len(suffix)]
+            chronic = f"{prefix}28d" if prefix else "km_28d"
+            if chronic in panel.columns:
+                return (pd.to_numeric(panel[chronic], errors="coerce") == 0).to_numpy()
+    return np.zeros(len(panel), dtype=bool)
 
 
 def _runner_codes(frame: pd.DataFrame, *, group: str) -> tuple[np.ndarray, pd.Index]:
@@ -365,7 +502,9 @@ def design_of(result: ModelResult, panel: pd.DataFrame) -> Design:
     return build_design(panel, outcome=result.outcome, exposures=result.exposures,
                         covariates=result.covariates, random_slopes=result.random_slopes,
                         center=extra.get("center"), group=extra.get("group", "runner_id"),
-                        extra_columns=[time] if time else [])
+                        extra_columns=[time] if time else [],
+                        splines=extra.get("splines") or None,
+                        interactions=extra.get("interactions") or ())
 
 
 # --- GLS covariance (lme4's vcov) -------------------------------------------------------------
@@ -410,10 +549,12 @@ def _binary_response(design: Design, outcome: str) -> None:
 
 def _binary_design(panel: pd.DataFrame, *, outcome: str, exposures: Sequence[str],
                    covariates: Sequence[str], random_slopes: Sequence[str],
-                   center: str | None, group: str) -> Design:
+                   center: str | None, group: str, splines: Mapping[str, int] | None = None,
+                   interactions: Sequence[str] = ()) -> Design:
     """Design of a binomial model (GLMM or GEE), its outcome checked to be a varying 0/1."""
     design = build_design(panel, outcome=outcome, exposures=exposures, covariates=covariates,
-                          random_slopes=random_slopes, center=center, group=group)
+                          random_slopes=random_slopes, center=center, group=group,
+                          splines=splines, interactions=interactions)
     _binary_response(design, outcome)
     return design
 

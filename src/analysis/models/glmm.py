@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pandas as pd
 from analysis.errors import ModelSpecError
 from analysis.models.design import Design, _binary_design
 from analysis.models.laplace import LaplaceFit, fit_laplace
+from analysis.models.nonlinear import nonlinearity_summaries, spline_request_extra
 from analysis.models.result import (
     LOGIT_RESIDUAL_VARIANCE,
     ModelResult,
@@ -73,6 +75,9 @@ def fit_glmm(
     engine: str = "laplace",
     vcov: str = "model",
     correlated: bool = True,
+    splines: Mapping[str, int] | None = None,
+    interactions: Sequence[str] = (),
+    nonlinearity: bool = True,
 ) -> ModelResult:
     """Binomial (logit) mixed model of pain present, by maximum likelihood (Laplace).
 
@@ -88,6 +93,8 @@ def fit_glmm(
         sandwich by runner on the same Hessian, small-sample factor m / (m - 1), CR1).
     correlated : random slopes correlated with the intercept (lme4's ``(1 + x | runner_id)``,
         default) or independent (``(1 + x || runner_id)``).
+    splines, interactions, nonlinearity : as in :func:`analysis.models.fit_lmm` (the curve
+        in log-odds and odds ratios relative to the median).
 
     Returns
     -------
@@ -104,7 +111,7 @@ def fit_glmm(
         raise ModelSpecError(f"unknown vcov {vcov!r}; use one of {GLMM_VCOV_TYPES}")
     design = _binary_design(panel, outcome=outcome, exposures=exposures,
                             covariates=covariates, random_slopes=random_slopes, center=center,
-                            group=group)
+                            group=group, splines=splines, interactions=interactions)
     fit = fit_laplace(design, correlated=correlated)
     notes = list(fit.notes)
     if fit.singular:
@@ -123,7 +130,7 @@ def fit_glmm(
         variance = variance.loc[variance["var2"].isna()].reset_index(drop=True)
     tau2 = float(fit.G[0, 0])
     problems = _doubtful_fit(fit, design, group=group)
-    return ModelResult(
+    result = ModelResult(
         model="glmm", outcome=outcome, exposures=list(exposures), covariates=list(covariates),
         random_slopes=list(random_slopes),
         table=_wald_table(design.x_names, fit.beta, np.sqrt(np.diag(cov)), odds=True),
@@ -140,6 +147,19 @@ def fit_glmm(
                "newton_decrement": fit.decrement, "correlated": correlated},
         problems=problems,
     )
+    if interactions:
+        result.extra["interactions"] = list(interactions)
+    if design.splines:
+        result.extra.update(spline_request_extra(design.splines, design.frame))
+        if nonlinearity:
+            refit = functools.partial(
+                fit_glmm, panel, exposures=exposures, outcome=outcome, covariates=covariates,
+                random_slopes=random_slopes, center=center, group=group, engine=engine,
+                vcov=vcov, correlated=correlated, interactions=interactions,
+                nonlinearity=False)
+            result.extra.update(nonlinearity_summaries(
+                result, refit=lambda *, reml, splines: refit(splines=splines)))
+    return result
 
 
 def _doubtful_fit(fit: LaplaceFit, design: Design, *, group: str) -> list[str]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,6 +20,7 @@ from analysis.models.inference import (
     check_inference_options,
     lmm_inference,
 )
+from analysis.models.nonlinear import nonlinearity_summaries, spline_request_extra
 from analysis.models.result import (
     SINGULAR_TOL,
     ModelResult,
@@ -46,6 +48,9 @@ def fit_lmm(
     time: str = "date",
     ddf: str = "satterthwaite",
     vcov: str = "model",
+    splines: Mapping[str, int] | None = None,
+    interactions: Sequence[str] = (),
+    nonlinearity: bool = True,
 ) -> ModelResult:
     """Linear mixed model of pain (NRS 0-10) with a random intercept (and slopes) per runner.
 
@@ -72,6 +77,13 @@ def fit_lmm(
         df) or ``"wald"`` (normal z); see :mod:`analysis.models.inference`.
     vcov : ``"model"`` (default: lme4's GLS covariance), ``"robust"`` (cluster-robust by
         runner, CR1), ``"CR0"`` or ``"CR1"``; with a robust covariance the df are runners - 1.
+    splines : ``{exposure: df}``: natural cubic spline terms ``ns(<exposure>, df)`` (R's
+        ``splines::ns`` basis; :func:`analysis.models.build_design`).
+    interactions : ``"a:b"`` product terms, e.g. ``"km_7d:km_28d"``.
+    nonlinearity : with splines, also store each spline's exposure-response curve
+        (``extra["spline_curves"]``, relative to the median) and the ML likelihood-ratio
+        test against the linear term (``extra["nonlinearity"]``;
+        :func:`analysis.models.nonlinear.nonlinearity_summaries`, two or three more fits).
 
     Returns
     -------
@@ -90,7 +102,8 @@ def fit_lmm(
         raise ModelSpecError(f"correlation={correlation!r} needs engine='profiled'")
     design = build_design(panel, outcome=outcome, exposures=exposures, covariates=covariates,
                           random_slopes=random_slopes, center=center, group=group,
-                          extra_columns=[time] if correlation else [])
+                          extra_columns=[time] if correlation else [], splines=splines,
+                          interactions=interactions)
     days = None
     if correlation is not None:
         design, days = _sorted_in_time(design, time=time)
@@ -123,6 +136,17 @@ def fit_lmm(
                         inference=inference.description, **inference.extra)
     if correlation is not None:
         result.extra["correlation"]["time"] = time
+    if interactions:
+        result.extra["interactions"] = list(interactions)
+    if design.splines:
+        result.extra.update(spline_request_extra(design.splines, design.frame))
+        if nonlinearity:
+            refit = functools.partial(
+                fit_lmm, panel, exposures=exposures, outcome=outcome, covariates=covariates,
+                random_slopes=random_slopes, center=center, group=group, engine=engine,
+                correlation=correlation, time=time, ddf="wald", vcov=vcov,
+                interactions=interactions, nonlinearity=False)
+            result.extra.update(nonlinearity_summaries(result, refit=refit))
     return result
 
 

@@ -1,0 +1,169 @@
+"""Natural cubic spline bases with R's ``splines::ns`` knots and columns (design columns).
+
+The basis is the one ``splines::ns(x, df)`` returns (R Core Team, package ``splines``):
+interior knots at type-7 quantiles of ``x`` at ``seq(0, 1, length = df + 1)`` without its
+ends (``intercept = FALSE``), boundary knots at ``range(x)``, the cubic B-spline basis on
+those knots, and the projection onto the null space of the second derivatives at the
+boundary knots by a Householder QR (LINPACK ``dqrdc2`` as R's ``qr`` uses it, written here
+from its published algorithm). The columns match R's to 1e-10
+(``tests/test_splines.py::test_columns_match_committed_r``), not only their span, so a
+spline coefficient means what it means in an R fit. Outside the boundary knots the basis
+is extended linearly, as ``predict(ns(x, df), newx)`` does.
+
+This module makes columns only: :func:`analysis.models.build_design` turns a spline term
+into them, and any fitter that takes a numeric design (the Cox model too) can use
+:meth:`NaturalSpline.basis` directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.interpolate import BSpline
+
+from analysis.errors import ModelSpecError
+
+#: Cubic splines: B-spline order 4 (degree 3).
+SPLINE_ORDER = 4
+#: Smallest number of basis columns (df = 1 is a straight line between the boundary knots).
+MIN_SPLINE_DF = 1
+
+
+def spline_term(column: str, df: int) -> str:
+    """The name of a spline term as R prints it: ``ns(acwr_rolling, 3)``."""
+    return f"ns({column}, {df})"
+
+
+def spline_column_names(column: str, df: int) -> list[str]:
+    """Basis column names as R's model matrix has them: ``ns(x, 3)1`` ... ``ns(x, 3)3``."""
+    return [f"{spline_term(column, df)}{j}" for j in range(1, df + 1)]
+
+
+@dataclass(frozen=True)
+class NaturalSpline:
+    """A natural cubic spline basis with fixed knots (the ``ns`` object of R).
+
+    Attributes
+    ----------
+    knots : interior knots, in the unit of ``x``.
+    boundary : the two boundary knots (``range(x)`` of the data the basis was made on).
+    """
+
+    knots: tuple[float, ...]
+    boundary: tuple[float, float]
+
+    @property
+    def df(self) -> int:
+        """Number of basis columns (``intercept = FALSE``)."""
+        return len(self.knots) + 1
+
+    @property
+    def _all_knots(self) -> np.ndarray:
+        lo, hi = self.boundary
+        return np.sort(np.r_[[lo] * SPLINE_ORDER, self.knots, [hi] * SPLINE_ORDER])
+
+    def _bsplines(self, x: np.ndarray, *, deriv: int = 0) -> np.ndarray:
+        """Every cubic B-spline (or its derivative) at ``x`` inside the boundary knots, the
+        first one included (R's ``splineDesign``)."""
+        t = self._all_knots
+        n_basis = len(t) - SPLINE_ORDER
+        spline = BSpline(t, np.eye(n_basis), SPLINE_ORDER - 1, extrapolate=False)
+        if deriv:
+            spline = spline.derivative(deriv)
+        out = spline(np.asarray(x, dtype=float))
+        # scipy leaves x == the right boundary knot inside the last interval (as splineDesign
+        # does); no value here is outside the boundary
+        return np.nan_to_num(out, nan=0.0)
+
+    def basis(self, x: Sequence[float] | np.ndarray) -> np.ndarray:
+        """The basis at ``x`` (n x df), linear beyond the boundary knots; NaN rows for NaN x.
+
+        Parameters
+        ----------
+        x : values in the unit the basis was made on (e.g. an acute:chronic ratio).
+
+        Returns
+        -------
+        ``predict(ns(x0, df), x)`` of R: natural cubic spline columns without intercept.
+        """
+        x = np.asarray(x, dtype=float)
+        lo, hi = self.boundary
+        raw = np.full((x.size, len(self._all_knots) - SPLINE_ORDER), np.nan)
+        known = np.isfinite(x)
+        inside = known & (x >= lo) & (x <= hi)
+        raw[inside] = self._bsplines(x[inside])
+        for pivot, side in ((lo, known & (x < lo)), (hi, known & (x > hi))):
+            if side.any():
+                value = self._bsplines(np.array([pivot]))[0]
+                slope = self._bsplines(np.array([pivot]), deriv=1)[0]
+                raw[side] = value + np.outer(x[side] - pivot, slope)
+        const = self._bsplines(np.array([lo, hi]), deriv=2)
+        # intercept = FALSE: the first B-spline is left out, then the two boundary
+        # constraints are projected away
+        qty = _householder_qty(const[:, 1:].T, raw[:, 1:].T)
+        return qty[2:].T
+
+    def __call__(self, x: Sequence[float] | np.ndarray) -> np.ndarray:
+        return self.basis(x)
+
+
+def natural_spline(x: Sequence[float] | np.ndarray, df: int) -> NaturalSpline:
+    """The basis ``splines::ns(x, df)`` would make: knots from the known values of ``x``.
+
+    Parameters
+    ----------
+    x : the exposure over the modelling rows (NaN values are ignored, as ``ns`` does).
+    df : number of basis columns (interior knots: ``df - 1``).
+
+    Raises
+    ------
+    ModelSpecError
+        ``df`` below 1, or fewer distinct values of ``x`` than the basis needs.
+    """
+    if int(df) != df or df < MIN_SPLINE_DF:
+        raise ModelSpecError(f"a natural spline needs df >= {MIN_SPLINE_DF} (a whole number), "
+                             f"got {df!r}")
+    df = int(df)
+    values = np.asarray(x, dtype=float)
+    values = values[np.isfinite(values)]
+    if np.unique(values).size < df + 1:
+        raise ModelSpecError(f"a natural spline with df={df} needs at least {df + 1} distinct "
+                             f"values; there are {np.unique(values).size}")
+    probs = np.linspace(0.0, 1.0, df + 1)[1:-1]
+    knots = np.quantile(values, probs) if probs.size else np.array([])  # type 7
+    return NaturalSpline(knots=tuple(float(k) for k in knots),
+                         boundary=(float(values.min()), float(values.max())))
+
+
+def _householder_qty(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``Q' b`` for the Householder QR ``a = QR`` (n x k, full column rank), computed as
+    LINPACK ``dqrdc2`` / ``dqrsl`` do (R's ``qr`` and ``qr.qty``): at step l the reflector
+    maps column l (rows l..n) onto ``-sign(a_ll) ||a_l|| e_l``."""
+    a = np.array(a, dtype=float)
+    b = np.array(b, dtype=float)
+    n, k = a.shape
+    for col in range(min(k, n - 1)):
+        v = a[col:, col].copy()
+        norm = np.linalg.norm(v)
+        if norm == 0:
+            continue
+        if v[0] != 0:
+            norm = np.copysign(norm, v[0])
+        v /= norm
+        v[0] += 1.0
+        # H = I - v v' / v[0]
+        a[col:, col + 1:] -= np.outer(v, v @ a[col:, col + 1:]) / v[0]
+        b[col:] -= np.outer(v, v @ b[col:]) / v[0]
+    return b
+
+
+__all__ = [
+    "MIN_SPLINE_DF",
+    "SPLINE_ORDER",
+    "NaturalSpline",
+    "natural_spline",
+    "spline_column_names",
+    "spline_term",
+]
