@@ -8,6 +8,7 @@ compared on every run; the R scripts are re-run live when Rscript is installed.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -277,3 +278,27 @@ def test_rows_lost_to_undefined_ratios_are_counted():
     assert design.dropped == {UNDEFINED_RATIO: 7, "missing acwr_rolling": 3}
     res = fit_lmm(panel, exposures=["acwr_rolling"])
     assert any(UNDEFINED_RATIO + ": 7" in w for w in res.warnings)
+
+
+def test_cli_spline_option(tmp_path, demo):
+    from typer.testing import CliRunner
+
+    from analysis.cli import app
+
+    panel = demo.assign(cohort="a")
+    panel.to_parquet(tmp_path / "panel.parquet")
+    out = tmp_path / "fit.json"
+    args = ["fit", str(tmp_path / "panel.parquet"), "--out", str(out), "--exposures",
+            "mileage_jump,shoe_km", "--method", "ml"]
+    done = CliRunner().invoke(app, [*args, "--model", "lmm", "--spline", "mileage_jump:3"])
+    assert done.exit_code == 0, done.output
+    fitted = json.loads(out.read_text())
+    assert fitted["loglik"] == pytest.approx(_loglik(_ref("lmm_ns3")), abs=LOGLIK_TOL)
+    assert fitted["extra"]["splines"] == {"mileage_jump": 3}
+    assert fitted["extra"]["nonlinearity"]["mileage_jump"]["df"] == 2
+    bad = CliRunner().invoke(app, [*args, "--model", "lmm", "--spline", "mileage_jump"])
+    assert bad.exit_code == 2
+    assert "COLUMN:DF" in bad.output
+    gee = CliRunner().invoke(app, [*args[:-2], "--model", "gee", "--spline", "mileage_jump:3"])
+    assert gee.exit_code == 2
+    assert "does not apply to --model gee" in gee.output

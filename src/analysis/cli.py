@@ -283,6 +283,20 @@ def fit_keywords(model: str, options: dict[str, str | None]) -> dict[str, Any]:
     return kwargs
 
 
+def _spline_keyword(model: str, specs: list[str]) -> dict[str, int]:
+    """``--spline acwr_rolling:3`` items -> ``{"acwr_rolling": 3}`` for a fitter that takes
+    ``splines`` (lmm, glmm)."""
+    import inspect
+
+    from analysis.models.design import parse_spline_spec
+    from analysis.models.fit import FITTERS
+
+    if "splines" not in inspect.signature(FITTERS[model]).parameters:
+        raise KneeloadError(f"--spline does not apply to --model {model} (lmm and glmm take "
+                            "it)")
+    return dict(parse_spline_spec(item) for item in specs)
+
+
 def fit_format(out: Path, format: str | None) -> str:
     """The output format of ``kneeload fit``: ``--format``, else the suffix of ``--out``.
 
@@ -328,6 +342,10 @@ def fit(
              "given, else the fitter's (pain for lmm, pain_any for glmm/gee).")] = None,
     covariates: Annotated[str, typer.Option(help="Comma-separated, e.g. 'age,sex'.")] = "",
     random_slope: Annotated[str, typer.Option(help="Exposure(s) with a random slope.")] = "",
+    spline: Annotated[list[str] | None, typer.Option(
+        help="COLUMN:DF, repeatable (lmm, glmm): that exposure as a natural cubic spline "
+             "ns(COLUMN, DF) (R's splines::ns knots); the JSON carries its curve vs the "
+             "median and the ML likelihood-ratio test of non-linearity.")] = None,
     center: Annotated[str | None, typer.Option(help="'within-between' to split every "
                                                "exposure into runner mean and deviation.")]
         = None,
@@ -381,6 +399,7 @@ def fit(
                           design_out=design_out, unit=unit, cohort=cohort,
                           others={"--outcome": outcome, "--covariates": covariates or None,
                                   "--random-slope": random_slope or None,
+                                  "--spline": ",".join(spline or ()) or None,
                                   "--center": center, "--method": method, "--df": df,
                                   "--se": se, "--correlation": correlation})
             return
@@ -424,6 +443,8 @@ def fit(
             kwargs["random_slopes"] = _split(random_slope)
         if center:
             kwargs["center"] = center
+        if spline:
+            kwargs["splines"] = _spline_keyword(model, spline)
         result = fit_model(data, model=model, **kwargs)
         out.parent.mkdir(parents=True, exist_ok=True)
         if out_format == "csv":

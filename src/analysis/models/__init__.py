@@ -51,6 +51,7 @@ from analysis.models.lmm import (
     lmm_deviance,
 )
 from analysis.models.modes import RandomEffects, conditional_modes
+from analysis.models.nonlinear import exposure_response, spline_curve
 from analysis.models.predict import (
     OUTCOME_RANGES,
     outcome_range,
@@ -66,6 +67,7 @@ from analysis.models.result import (
     Z_95,
     ModelResult,
 )
+from analysis.models.splines import NaturalSpline, natural_spline
 from analysis.models.survival import (
     SURVIVAL_MODELS,
     CoxFit,
@@ -99,6 +101,7 @@ __all__ = [
     "Design",
     "LmmFit",
     "ModelResult",
+    "NaturalSpline",
     "RandomEffects",
     "build_design",
     "cluster_robust_vcov",
@@ -107,6 +110,7 @@ __all__ = [
     "counting_process",
     "cox_fit",
     "design_of",
+    "exposure_response",
     "fit_counting_process",
     "fit_gee",
     "fit_glmm",
@@ -119,12 +123,14 @@ __all__ = [
     "likelihood_ratio_test",
     "lmm_beta_covariance",
     "lmm_deviance",
+    "natural_spline",
     "outcome_range",
     "predicted_curve",
     "prediction_problems",
     "satterthwaite_df",
     "satterthwaite_info",
     "session_exposures",
+    "spline_curve",
     "survival_design",
     "within_between",
     "within_between_spread",
