@@ -29,6 +29,7 @@ from analysis.clean import CleanResult, clean_tables
 from analysis.csvsafe import read_csv as _read_safe_csv
 from analysis.csvsafe import write_csv as _write_safe_csv
 from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD
+from analysis.episodes import episodes
 from analysis.errors import InputFileError
 from analysis.exposures import PanelBuild, build_panel
 from analysis.ingest import read_dataset
@@ -488,7 +489,9 @@ def _write_atomically(
                                         dir=out.parent))
         (staging / STAGING_MARKER).write_text(f"kneeload build of {out.name} in progress\n")
         _write_tables(staging, {**{name: getattr(cleaned, name) for name in TABLES},
-                                "daily": built.daily, "panel": built.panel})
+                                "daily": built.daily, "panel": built.panel,
+                                "episodes": episodes(built.panel, built.daily,
+                                                     threshold=meta["pain_threshold"])})
         _write_safe_csv(cleaned.quarantine, staging / "quarantine.csv")
         _write_json(staging / "cleaning_report.json", cleaned.report)
         _write_json(staging / "counts.json", counts)

@@ -1,0 +1,234 @@
+"""Pain episodes and time at risk against a hand-computed fixture and a plain-Python reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analysis.defaults import DEFAULT_PAIN_THRESHOLD
+from analysis.episodes import (
+    AT_RISK_COLUMNS,
+    EPISODE_COLUMNS,
+    RESOLVE_AFTER_REPORTS,
+    at_risk,
+    episodes,
+    mark_reports,
+)
+from analysis.errors import ModelSpecError
+
+FIXTURE = Path(__file__).parent / "fixtures" / "episodes"
+THRESHOLD = DEFAULT_PAIN_THRESHOLD  # the fixture's pain_any was written with pain >= 3
+DAY0 = pd.Timestamp("2026-01-04")
+
+
+def fixture_reports() -> pd.DataFrame:
+    reports = pd.read_csv(FIXTURE / "reports.csv", parse_dates=["date"])
+    return reports.assign(ostrc_substantial=reports["ostrc_substantial"].astype("boolean"))
+
+
+def fixture_daily() -> pd.DataFrame:
+    return pd.read_csv(FIXTURE / "daily.csv", parse_dates=["date"])
+
+
+def day(k: int) -> pd.Timestamp:
+    return DAY0 + pd.Timedelta(days=k)
+
+
+def test_hand_fixture_episodes_exactly():
+    got = episodes(fixture_reports().sample(frac=1.0, random_state=1), fixture_daily(),
+                   threshold=THRESHOLD)
+    assert tuple(got.columns) == EPISODE_COLUMNS
+    want = pd.read_csv(FIXTURE / "expected_episodes.csv",
+                       parse_dates=["onset", "last_pain", "end", "resolved_on"])
+    assert RESOLVE_AFTER_REPORTS == 2  # the fixture was worked out for two reports
+    for col in want.columns:
+        mine, theirs = got[col], want[col]
+        if col == "ostrc_substantial":
+            assert mine.astype(object).where(mine.notna(), None).tolist() == \
+                theirs.astype("boolean").astype(object).where(theirs.notna(), None).tolist()
+        elif theirs.dtype.kind == "f":
+            np.testing.assert_allclose(mine.to_numpy(float), theirs.to_numpy(float),
+                                       rtol=1e-12, err_msg=col)
+        elif theirs.dtype.kind == "M":
+            assert pd.to_datetime(mine).tolist() == theirs.tolist(), col
+        else:
+            assert mine.tolist() == theirs.tolist(), col
+    assert got["cohort"].tolist() == ["x", "x", "x"]
+
+
+def test_pain_after_one_pain_free_report_is_new_only_when_that_resolves():
+    # A: pain days 14, 21; pain-free 28; pain 35; pain-free 42, 49
+    reports = fixture_reports().query("runner_id == 'A'")
+    daily = fixture_daily().query("runner_id == 'A'")
+    two = episodes(reports, daily, threshold=THRESHOLD, resolve_after=2)
+    assert two["onset"].tolist() == [day(14)]  # one pain-free report does not resolve
+    one = episodes(reports, daily, threshold=THRESHOLD, resolve_after=1)
+    assert one["onset"].tolist() == [day(14), day(35)]  # it does with resolve_after=1
+    assert one["resolved_on"].tolist() == [day(28), day(42)]
+    assert one["end"].tolist() == [day(28), day(42)]
+    assert one["first"].tolist() == [True, False]
+    # two pain-free reports resolve with resolve_after=2: pain at the next is a new episode
+    later = reports.assign(pain_any=reports["date"].isin([day(14), day(49)]),
+                           pain=np.where(reports["date"].isin([day(14), day(49)]), 5, 0))
+    split = episodes(later, daily, threshold=THRESHOLD)
+    assert split["onset"].tolist() == [day(14), day(49)]
+    assert split["resolved_on"].iloc[0] == day(28) and not split["resolved"].iloc[1]
+
+
+def test_pain_at_the_second_report_of_a_runner_is_incident():
+    # pain-free first report, pain at the second: a (first) incident episode, at risk before
+    reports = pd.DataFrame({"runner_id": "C", "date": [day(0), day(7)], "pain": [0.0, 4.0],
+                            "pain_any": [False, True]})
+    daily = pd.DataFrame({"runner_id": "C", "date": pd.date_range(day(0), day(7)),
+                          "distance_km": 5.0, "duration_min": 30.0})
+    ep = episodes(reports, daily, threshold=THRESHOLD)
+    assert ep[["episode", "first", "prevalent", "resolved"]].to_numpy().tolist() == \
+        [[1, True, False, False]]
+    days = at_risk(daily, ep, reports=reports)
+    assert days["at_risk"].tolist() == [False] + [True] * 7  # days 1..7, onset day 7 at risk
+    assert days["event"].tolist() == [False] * 7 + [True]
+
+
+def test_hand_fixture_at_risk():
+    reports, daily = fixture_reports(), fixture_daily()
+    days = at_risk(daily, episodes(reports, daily, threshold=THRESHOLD), reports=reports)
+    assert tuple(days.columns) == AT_RISK_COLUMNS
+    assert (days.index == daily.index).all()
+    offset = (days["date"] - DAY0).dt.days
+    a, b = days["runner_id"] == "A", days["runner_id"] == "B"
+    # A: first report day 0, episode (14, 49]: at risk days 1..14 (14 = onset, the event)
+    assert offset[a & days["at_risk"]].tolist() == list(range(1, 15))
+    assert days.loc[a & days["at_risk"], "hours"].sum() == pytest.approx(14.0)
+    assert days.loc[a & days["observed"], "hours"].sum() == pytest.approx(66.0)
+    # B: prevalent (0, 14], open from 21: at risk days 15..21; runs on 16, 18, 20, 21
+    assert offset[b & days["at_risk"]].tolist() == list(range(15, 22))
+    assert days.loc[b & days["at_risk"], "hours"].sum() == pytest.approx(4 * 0.8)
+    assert not days.loc[b, "at_risk_first"].any()  # after a prevalent episode
+    assert not days.loc[b & ~days["in_follow_up" if "in_follow_up" in days else "observed"],
+                        "at_risk"].any()
+    assert offset[days["event"]].tolist() == [14, 21]
+    assert days.loc[days["event"], "first_event"].tolist() == [True, False]
+    assert days.loc[days["event"], "episode"].tolist() == [1, 2]
+    assert days.loc[b & (offset == 21), "episodes_before"].item() == 1
+    assert days.loc[b & (offset == 22), "episodes_before"].item() == 2
+    assert days.loc[b & (offset < 0), "observed"].sum() == 0  # the lead-in
+
+
+def test_a_threshold_that_did_not_build_pain_any_is_refused():
+    with pytest.raises(ModelSpecError, match="pain_threshold"):
+        episodes(fixture_reports(), fixture_daily(), threshold=5.0)
+    with pytest.raises(ModelSpecError, match="resolve_after"):
+        episodes(fixture_reports(), fixture_daily(), threshold=THRESHOLD, resolve_after=0)
+    with pytest.raises(ModelSpecError, match="distance_km"):
+        episodes(fixture_reports(), fixture_daily().drop(columns="distance_km"),
+                 threshold=THRESHOLD)
+
+
+def test_same_day_reports_are_not_merged_again():
+    # clean merges same-day reports; episodes takes the rows it is given, in date order
+    reports = fixture_reports()
+    assert len(mark_reports(reports, threshold=THRESHOLD)) == len(reports)
+
+
+# ---- a plain-Python reference: the state machine of docs/episodes.md, one report at a time
+
+def reference(pain: list[bool], report_days: list[int], last_day: int, resolve_after: int
+              ) -> tuple[list[tuple[int, int | None, bool]], set[int], list[int]]:
+    """(onset, resolved_on, prevalent) per episode, the at-risk days and the event days."""
+    eps: list[tuple[int, int | None, bool]] = []
+    state, free = "unknown", 0
+    status_after: dict[int, str] = {}
+    events = []
+    for p, d in zip(pain, report_days, strict=True):
+        if p:
+            if state == "unknown":
+                eps.append((d, None, True))
+            elif state == "free":
+                eps.append((d, None, False))
+                events.append(d)
+            state, free = "episode", 0
+        elif state == "episode":
+            free += 1
+            if free == resolve_after:
+                eps[-1] = (eps[-1][0], d, eps[-1][2])
+                state = "free"
+        else:
+            state = "free"
+        status_after[d] = state
+    risk = set()
+    for d in range(report_days[0] + 1, last_day + 1):
+        last = max(r for r in report_days if r < d)
+        if status_after[last] == "free" or d in events:
+            risk.add(d)
+    return eps, risk, events
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data(), n_runners=st.integers(1, 4), resolve_after=st.integers(1, 3))
+def test_episodes_and_risk_agree_with_the_state_machine(data, n_runners, resolve_after):
+    reports, daily, want = [], [], {}
+    for r in range(n_runners):
+        n = data.draw(st.integers(1, 12))
+        gaps = data.draw(st.lists(st.integers(1, 9), min_size=n - 1, max_size=n - 1))
+        report_days = np.cumsum([data.draw(st.integers(0, 5)), *gaps]).tolist()
+        pain = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+        last = report_days[-1]
+        rid = f"R{r}"
+        reports.append(pd.DataFrame({"runner_id": rid, "cohort": "c",
+                                     "date": [day(d) for d in report_days],
+                                     "pain_any": pain}))
+        km = data.draw(st.lists(st.sampled_from([0.0, 5.0, 10.0]), min_size=last + 3,
+                                max_size=last + 3))
+        daily.append(pd.DataFrame({"runner_id": rid, "date": [day(d) for d in range(-2,
+                                                                               last + 1)],
+                                   "distance_km": km, "duration_min": np.array(km) * 6}))
+        want[rid] = reference(pain, report_days, last, resolve_after)
+    reports_df = pd.concat(reports, ignore_index=True)
+    daily_df = pd.concat(daily, ignore_index=True)
+    ep = episodes(reports_df, daily_df, threshold=THRESHOLD, resolve_after=resolve_after)
+    days = at_risk(daily_df, ep, reports=reports_df)
+    offset = (days["date"] - DAY0).dt.days
+    for rid, (eps, risk, events) in want.items():
+        mine = ep.loc[ep["runner_id"] == rid]
+        onset = (mine["onset"] - DAY0).dt.days.tolist()
+        resolved_on = [None if pd.isna(x) else (x - DAY0).days for x in mine["resolved_on"]]
+        assert list(zip(onset, resolved_on, mine["prevalent"], strict=True)) == eps
+        assert mine["episode"].tolist() == list(range(1, len(eps) + 1))
+        # episodes never overlap: each starts after the previous one is resolved
+        stops = [s for s in resolved_on[:-1]]
+        assert all(s is not None and s < o for s, o in zip(stops, onset[1:], strict=True))
+        here = days["runner_id"] == rid
+        assert set(offset[here & days["at_risk"]]) == risk
+        assert offset[here & days["event"]].tolist() == events
+        # every at-risk day is outside every episode's (onset, resolved_on]
+        for o, s in zip(onset, resolved_on, strict=True):
+            inside = (offset > o) & ((offset <= s) if s is not None else True)
+            assert not (here & inside & days["at_risk"]).any()
+    # counts add up: one event per incident episode, one first event per incident first
+    assert days["event"].sum() == (~ep["prevalent"]).sum()
+    assert days["first_event"].sum() == ep["first"].sum()
+    assert (days["at_risk_first"] <= days["at_risk"]).all()
+    assert (ep["reports"] >= ep["painful_reports"]).all()
+    assert (ep["duration_days"] >= 0).all()
+
+
+def test_episodes_on_a_simulated_build(tmp_path):
+    from analysis.pipeline import build, load_processed
+    from analysis.simulate import simulate_dataset, write_dataset
+
+    ds = simulate_dataset(runners_per_cohort=6, weeks=12, cohorts=2, seed=5)
+    raw = tmp_path / "raw"
+    write_dataset(ds, raw)
+    build(raw, tmp_path / "out")
+    data = load_processed(tmp_path / "out")
+    written = pd.read_parquet(tmp_path / "out" / "episodes.parquet")
+    again = episodes(data["panel"], data["daily"],
+                     threshold=data["panel_meta"]["pain_threshold"])
+    pd.testing.assert_frame_equal(written.reset_index(drop=True), again,
+                                  check_dtype=False)
+    assert len(written) > 0 and set(written["cohort"]) <= set(data["panel"]["cohort"])
