@@ -16,7 +16,7 @@ from analysis.pipeline import build, input_hashes, load_processed
 
 EXPECTED_FILES = {
     "runners.parquet", "runs.parquet", "pain.parquet", "shoes.parquet", "daily.parquet",
-    "panel.parquet", "quarantine.csv", "cleaning_report.json", "panel_meta.json",
+    "panel.parquet", "episodes.parquet", "quarantine.csv", "cleaning_report.json", "panel_meta.json",
     "counts.json", "audit.json",
 }
 
