@@ -24,8 +24,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from analysis.defaults import DEFAULT_PAIN_THRESHOLD  # noqa: E402
-from analysis.episodes import at_risk, episodes  # noqa: E402
+from analysis.defaults import DEFAULT_PAIN_THRESHOLD
+from analysis.episodes import at_risk, episodes
 
 START = pd.Timestamp("2025-01-06")
 LEAD_IN = 42

@@ -16,8 +16,8 @@ from analysis.pipeline import build, input_hashes, load_processed
 
 EXPECTED_FILES = {
     "runners.parquet", "runs.parquet", "pain.parquet", "shoes.parquet", "daily.parquet",
-    "panel.parquet", "episodes.parquet", "quarantine.csv", "cleaning_report.json", "panel_meta.json",
-    "counts.json", "audit.json",
+    "panel.parquet", "episodes.parquet", "quarantine.csv", "cleaning_report.json",
+    "panel_meta.json", "counts.json", "audit.json",
 }
 
 
