@@ -4,9 +4,9 @@ Usage (from the project root): ``.venv/bin/python tests/reference/make_cox_fixtu
 Nothing here uses analysis.models.survival: each runner-day is at risk with a hazard
 ``h0 * exp(x' beta)`` (daily probability ``1 - exp(-h)``), an episode lasts a random number
 of days (not at risk), then the runner is at risk again. Columns: runner_id, start, stop,
-event, episode_number, stratum (= episode number; PWP gap-time rows restart at 0 after each
-episode in ``gap_start``/``gap_stop``), x_cont (time-varying, e.g. a week-over-week jump),
-x_bin (time-varying 0/1, e.g. a run spike), x_base (runner-level).
+event, stratum (= episode number; the PWP gap-time clock restarts at 0 after each episode in
+``gap_start``/``gap_stop``), x_cont (time-varying AR(1), e.g. a week-over-week jump), x_bin
+(time-varying 0/1, e.g. a run spike), x_base (runner-level); a log-normal runner frailty.
 cox_sim1: 60 runners x 150 days, few ties; cox_sim2: 150 runners x 100 days, a higher
 hazard (many tied event days) and a larger x_bin effect.
 """

@@ -228,7 +228,10 @@ def cox_fit(start: np.ndarray, stop: np.ndarray, event: np.ndarray, X: np.ndarra
     loglik_null = ef.loglik
     converged, decrement, n_iter = False, np.inf, 0
     for n_iter in range(1, NEWTON_MAX_ITER + 1):  # noqa: B007 (n_iter reported)
-        step = np.linalg.solve(ef.info, ef.grad)
+        try:
+            step = np.linalg.solve(ef.info, ef.grad)
+        except np.linalg.LinAlgError:  # information singular: an estimate ran off to infinity
+            break
         decrement = float(ef.grad @ step)
         if decrement < NEWTON_TOL:
             converged = True
@@ -240,7 +243,10 @@ def cox_fit(start: np.ndarray, stop: np.ndarray, event: np.ndarray, X: np.ndarra
                 break
             step, halvings = step / 2, halvings + 1
         beta, ef = beta + step, trial
-    vcov = np.linalg.inv(ef.info)
+    try:
+        vcov = np.linalg.inv(ef.info)
+    except np.linalg.LinAlgError:
+        vcov = np.linalg.pinv(ef.info)
     resid = _score_residuals(risk, Xc, ef)
     robust = None
     if cluster is not None:
@@ -304,15 +310,20 @@ def _zph(risk: _Risk, X: np.ndarray, ef: _Efron, start: np.ndarray, stop: np.nda
     rows = []
     for j in range(p):
         kk = np.r_[np.arange(p), p + j]
-        uu = full_u[kk]
-        chisq = float(uu @ np.linalg.solve(imat[np.ix_(kk, kk)], uu))
-        rows.append((j, chisq, 1))
-    chisq = float(full_u @ np.linalg.solve(imat, full_u))
-    rows.append((-1, chisq, p))
+        rows.append((j, _quadratic(full_u[kk], imat[np.ix_(kk, kk)]), 1))
+    rows.append((-1, _quadratic(full_u, imat), p))
     out = pd.DataFrame(rows, columns=["index", "chisq", "df"])
     out["p_value"] = special.chdtrc(out["df"].to_numpy(float), out["chisq"].to_numpy(float))
     out["transform"] = transform
     return out
+
+
+def _quadratic(u: np.ndarray, info: np.ndarray) -> float:
+    """``u' info^-1 u``; NaN when the information is singular (an infinite estimate)."""
+    try:
+        return float(u @ np.linalg.solve(info, u))
+    except np.linalg.LinAlgError:
+        return float("nan")
 
 
 # --- Kaplan-Meier -----------------------------------------------------------------------------
@@ -359,12 +370,17 @@ def kaplan_meier(rows: pd.DataFrame, *, by: str | None = None,
         if not ev.any():
             continue
         km = _product_limit(sub[start].to_numpy(float), sub[stop].to_numpy(float), ev)
-        se = np.sqrt(km.pop("greenwood").to_numpy())
+        green = km.pop("greenwood").to_numpy()
         surv = km["survival"].to_numpy()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            low = np.where(surv > 0, surv * np.exp(-Z_95 * se), np.nan)
-            high = np.where(surv > 0, np.minimum(surv * np.exp(Z_95 * se), 1.0), np.nan)
-        km = km.assign(std_error=se * surv, surv_low=low, surv_high=high, cum_incidence=1.0 - surv,
+        # at S = 0 (everyone left had the event) the Greenwood sum is infinite: NaN, as R
+        pos = surv > 0
+        se = np.full(len(surv), np.nan)
+        se[pos] = np.sqrt(green[pos])
+        low, high, std = (np.full(len(surv), np.nan) for _ in range(3))
+        low[pos] = surv[pos] * np.exp(-Z_95 * se[pos])
+        high[pos] = np.minimum(surv[pos] * np.exp(Z_95 * se[pos]), 1.0)
+        std[pos] = se[pos] * surv[pos]
+        km = km.assign(std_error=std, surv_low=low, surv_high=high, cum_incidence=1.0 - surv,
                        ci_low=1.0 - high, ci_high=1.0 - low)
         if by is not None:
             km.insert(0, by, band)
@@ -420,8 +436,7 @@ def counting_process(daily: pd.DataFrame, episodes: pd.DataFrame, *, reports: pd
 
     exposures = list(exposures)
     session_columns = ("spike_ratio", "spike_band")
-    missing = [c for c in exposures if c not in daily.columns and not (
-        unit == "session" and c in session_columns)]
+    missing = [c for c in exposures if c not in daily.columns and c not in session_columns]
     if missing:
         raise ModelSpecError(f"no daily column(s) {', '.join(missing)} for the exposures",
                              column=missing[0])
@@ -431,7 +446,7 @@ def counting_process(daily: pd.DataFrame, episodes: pd.DataFrame, *, reports: pd
                         event=risk["event"].to_numpy(bool),
                         episode_number=risk["episodes_before"].to_numpy(int) + 1)
     days = days.sort_values(["runner_id", "date"], kind="stable").reset_index(drop=True)
-    if unit == "session":
+    if unit == "session" or any(c in session_columns for c in exposures):
         days = days.join(session_exposures(days))
     lagged = [c for c in exposures if c not in session_columns]
     ref = days[["runner_id", "date", *lagged]].assign(
@@ -535,10 +550,12 @@ def fit_counting_process(rows: pd.DataFrame, *, exposures: Sequence[str],
                   used["event"].to_numpy(bool), X, strata=strata,
                   cluster=used["runner_id"].to_numpy(), zph_transform=zph_transform)
     se = _sqrt_diag(fit.robust_vcov)
-    table = _wald_table(names, fit.coef, se).assign(
-        hazard_ratio=lambda t: np.exp(t["estimate"]),
-        hr_ci_low=lambda t: np.exp(t["ci_low"]),
-        hr_ci_high=lambda t: np.exp(t["ci_high"]))
+    # an infinite estimate (a problem below) has a zero SE: its z and bounds are not numbers
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        table = _wald_table(names, fit.coef, se).assign(
+            hazard_ratio=lambda t: np.exp(t["estimate"]),
+            hr_ci_low=lambda t: np.exp(t["ci_low"]),
+            hr_ci_high=lambda t: np.exp(t["ci_high"]))
     zph = fit.zph.assign(term=[*names, "GLOBAL"]).drop(columns="index")
     problems = [f"proportional hazards: {r.term} p = {r.p_value:.3g} (cox.zph, "
                 f"transform {r.transform})" for r in zph.itertuples() if r.p_value < PH_ALPHA]
