@@ -206,19 +206,7 @@ def runner_references(runners: pd.DataFrame, *, hr_samples: pd.DataFrame,
                                .str.cat(["-07-02"] * len(ref)), errors="coerce")  # mid-year
         from_birth = (first - birth).dt.days / DAYS_PER_YEAR
         age = age.fillna(from_birth)
-    runner_of = sessions.set_index(sessions["session_id"].astype("str"))["runner_id"] \
-        .astype("str")
-    session_max = pd.to_numeric(hr_samples["hr_bpm"], errors="coerce") \
-        .groupby(hr_samples["session_id"].astype("str")).max()
-    if "max_hr_bpm" in sessions:  # the export's per-session maximum (never a mean)
-        column = pd.Series(_column(sessions, "max_hr_bpm").to_numpy(),
-                           index=sessions["session_id"].astype("str").to_numpy())
-        column = column.groupby(level=0).max()
-        session_max = pd.concat([session_max, column], axis=1).max(axis=1)
-    session_max = session_max.dropna()
-    by_runner = session_max.groupby(session_max.index.map(runner_of))
-    observed = by_runner.max().reindex(ids)
-    n_observed = by_runner.size().reindex(ids, fill_value=0)
+    observed, n_observed = _observed_max(hr_samples, sessions, ids)
     tanaka = TANAKA_INTERCEPT_BPM - TANAKA_SLOPE_BPM_PER_YEAR * age
     above = tanaka.notna() & (observed > tanaka)
     alone = observed.where(n_observed >= MIN_OBSERVED_SESSIONS)
@@ -239,6 +227,66 @@ def runner_references(runners: pd.DataFrame, *, hr_samples: pd.DataFrame,
         "age_years": age.to_numpy(),
         "trimp_curve": _curve(sex).to_numpy(),
     })
+
+
+def _session_codes(sessions: pd.DataFrame) -> tuple[np.ndarray, pd.Index, np.ndarray]:
+    """Code of each session row's ``session_id`` (-1: missing), the distinct IDs in order of
+    appearance, and the row where each first appears (integer codes instead of lookups on
+    millions of ID strings)."""
+    code, distinct = pd.factorize(sessions["session_id"].astype("str"))
+    first = np.zeros(len(distinct), dtype=np.int64)
+    rows = np.flatnonzero(code >= 0)
+    first[code[rows[::-1]]] = rows[::-1]  # the last write per code is its first row
+    return code, pd.Index(distinct), first
+
+
+def _observed_max(hr_samples: pd.DataFrame, sessions: pd.DataFrame, ids: pd.Index
+                  ) -> tuple[pd.Series, pd.Series]:
+    """Per runner of ``ids``: the highest session maximum (bpm; NaN: none) and how many
+    sessions have one. A session's maximum is the larger of its samples' maximum and the
+    export's ``max_hr_bpm`` (never a mean); a session belongs to the runner of its first row,
+    and samples of sessions not in ``sessions`` count for nobody."""
+    code, distinct, first = _session_codes(sessions)
+    session_max = np.full(len(distinct), np.nan)
+    if len(hr_samples):
+        per_sample = pd.to_numeric(hr_samples["hr_bpm"], errors="coerce") \
+            .groupby(hr_samples["session_id"].astype("str")).max()
+        at = distinct.get_indexer(per_sample.index)
+        ok = at >= 0
+        session_max[at[ok]] = per_sample.to_numpy(dtype=float)[ok]
+    if "max_hr_bpm" in sessions:  # the export's per-session maximum (never a mean)
+        column = _column(sessions, "max_hr_bpm").to_numpy()
+        given = (code >= 0) & ~np.isnan(column)
+        export_max = np.full(len(distinct), np.nan)
+        np.fmax.at(export_max, code[given], column[given])
+        session_max = np.fmax(session_max, export_max)
+    runner_code, runner_names = pd.factorize(sessions["runner_id"].astype("str"))
+    at_runner = ids.get_indexer(pd.Index(runner_names))
+    owner = runner_code[first] if len(first) else np.zeros(0, dtype=np.int64)
+    owner = np.where(owner >= 0, at_runner[np.maximum(owner, 0)] if len(at_runner) else -1,
+                     -1)
+    has = (owner >= 0) & ~np.isnan(session_max)
+    observed = np.full(len(ids), np.nan)
+    np.fmax.at(observed, owner[has], session_max[has])
+    n_observed = np.bincount(owner[has], minlength=len(ids)).astype(np.int64)
+    return pd.Series(observed, index=ids), pd.Series(n_observed, index=ids)
+
+
+def _per_row(keys: pd.Series, table: pd.DataFrame, column: str) -> np.ndarray:
+    """``keys.map(table[column])`` for a ``table`` with unique index: each distinct key
+    looked up once (NaN where absent)."""
+    values = table[column].to_numpy()
+    if not len(table):
+        return np.full(len(keys), np.nan, dtype=object if values.dtype == object else float)
+    code, distinct = pd.factorize(keys)
+    at = table.index.get_indexer(pd.Index(distinct))
+    pos = np.where(code >= 0, at[np.maximum(code, 0)] if len(at) else -1, -1)
+    if values.dtype == object:
+        out = np.full(len(keys), np.nan, dtype=object)
+    else:
+        out = np.full(len(keys), np.nan, dtype=float)
+    out[pos >= 0] = values[pos[pos >= 0]]
+    return out
 
 
 def session_loads(hr_samples: pd.DataFrame, sessions: pd.DataFrame, runners: pd.DataFrame, *,
@@ -281,7 +329,12 @@ def session_loads(hr_samples: pd.DataFrame, sessions: pd.DataFrame, runners: pd.
                                  hr_bpm=pd.to_numeric(hr_samples["hr_bpm"], errors="coerce"))
                .dropna(subset=["hr_bpm", "elapsed_s"])
                .sort_values(["session_id", "elapsed_s"], kind="stable"))
-    s_runner = samples["session_id"].map(pd.Series(runner.to_numpy(), index=sid.to_numpy()))
+    if len(samples):  # each sample's runner: that of its session's first row
+        _, distinct, first = _session_codes(sessions)
+        owner = pd.DataFrame({"runner": runner.to_numpy()[first]}, index=distinct)
+        s_runner = pd.Series(_per_row(samples["session_id"], owner, "runner"), dtype=object)
+    else:
+        s_runner = pd.Series([], dtype=object)
     s_rest = s_runner.map(by_runner["hr_rest_bpm"]).to_numpy(dtype=float)
     s_max = s_runner.map(by_runner["hr_max_bpm"]).to_numpy(dtype=float)
     s_curve = s_runner.map(by_runner["trimp_curve"]).to_numpy(dtype=object)
@@ -295,30 +348,35 @@ def session_loads(hr_samples: pd.DataFrame, sessions: pd.DataFrame, runners: pd.
         .groupby(samples["session_id"].to_numpy()).sum(min_count=1)
     edwards_s = pd.Series(minutes * zone).groupby(samples["session_id"].to_numpy()) \
         .sum(min_count=1)
-    has_samples = sid.isin(banister_s.index).to_numpy()
+    by_session = pd.DataFrame({"banister": banister_s, "edwards": edwards_s})
+    has_samples = ~np.isnan(_per_row(sid, by_session.assign(one=1.0), "one"))
 
     mean_hr = _column(sessions, "avg_hr_bpm").to_numpy()
-    rest = runner.map(by_runner["hr_rest_bpm"]).to_numpy(dtype=float)
-    hmax = runner.map(by_runner["hr_max_bpm"]).to_numpy(dtype=float)
-    curve = runner.map(by_runner["trimp_curve"]).to_numpy(dtype=object)
+    rest = _per_row(runner, by_runner, "hr_rest_bpm")
+    hmax = _per_row(runner, by_runner, "hr_max_bpm")
+    curve = _per_row(runner, by_runner, "trimp_curve")
     with np.errstate(invalid="ignore", divide="ignore"):
         banister_m = duration * banister_weight(
             heart_rate_reserve(mean_hr, hr_rest=rest, hr_max=hmax), curve=curve)
         edwards_m = duration * edwards_zone(mean_hr / hmax)
     use_mean = ~has_samples & np.isfinite(banister_m)
-    banister = np.where(has_samples, sid.map(banister_s).to_numpy(dtype=float),
+    banister = np.where(has_samples, _per_row(sid, by_session, "banister"),
                         np.where(use_mean, banister_m, np.nan))
-    edwards = np.where(has_samples, sid.map(edwards_s).to_numpy(dtype=float),
+    edwards = np.where(has_samples, _per_row(sid, by_session, "edwards"),
                        np.where(use_mean, edwards_m, np.nan))
     has_hr = has_samples | np.isfinite(mean_hr)
     no_max = has_hr & ~np.isfinite(hmax)
     banister = np.where(no_max, np.nan, banister)
     edwards = np.where(no_max, np.nan, edwards)
-    method = np.select([no_max, has_samples, use_mean],
-                       [METHOD_NO_HR_MAX, METHOD_SAMPLES, METHOD_MEAN_HR], default=METHOD_NONE)
+    # the method's name by integer code (np.select on strings fills a 2-million-cell text
+    # array: 1 s)
+    names = np.array([METHOD_NO_HR_MAX, METHOD_SAMPLES, METHOD_MEAN_HR, METHOD_NONE],
+                     dtype=object)
+    method = pd.Categorical.from_codes(np.select([no_max, has_samples, use_mean], [0, 1, 2],
+                                                 default=3), categories=names).astype("str")
     loads = pd.DataFrame({
-        "session_id": sid.to_numpy(),
-        "runner_id": runner.to_numpy(),
+        "session_id": sid.array,  # already text: no object round trip
+        "runner_id": runner.array,
         "trimp_banister": banister,
         "trimp_edwards": edwards,
         "duration_min": duration,
