@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.interpolate import BSpline
 
 from analysis.errors import ModelSpecError
 
@@ -49,15 +48,18 @@ class NaturalSpline:
     ----------
     knots : interior knots, in the unit of ``x``.
     boundary : the two boundary knots (``range(x)`` of the data the basis was made on).
+    intercept : R's ``intercept = TRUE``: the basis spans the constants too (one more
+        column; used for the lag dimension of a cross-basis, as ``dlnm`` does).
     """
 
     knots: tuple[float, ...]
     boundary: tuple[float, float]
+    intercept: bool = False
 
     @property
     def df(self) -> int:
-        """Number of basis columns (``intercept = FALSE``)."""
-        return len(self.knots) + 1
+        """Number of basis columns."""
+        return len(self.knots) + 1 + int(self.intercept)
 
     @property
     def _all_knots(self) -> np.ndarray:
@@ -67,15 +69,7 @@ class NaturalSpline:
     def _bsplines(self, x: np.ndarray, *, deriv: int = 0) -> np.ndarray:
         """Every cubic B-spline (or its derivative) at ``x`` inside the boundary knots, the
         first one included (R's ``splineDesign``)."""
-        t = self._all_knots
-        n_basis = len(t) - SPLINE_ORDER
-        spline = BSpline(t, np.eye(n_basis), SPLINE_ORDER - 1, extrapolate=False)
-        if deriv:
-            spline = spline.derivative(deriv)
-        out = spline(np.asarray(x, dtype=float))
-        # scipy leaves x == the right boundary knot inside the last interval (as splineDesign
-        # does); no value here is outside the boundary
-        return np.nan_to_num(out, nan=0.0)
+        return bspline_design(self._all_knots, np.asarray(x, dtype=float), deriv=deriv)
 
     def basis(self, x: Sequence[float] | np.ndarray) -> np.ndarray:
         """The basis at ``x`` (n x df), linear beyond the boundary knots; NaN rows for NaN x.
@@ -100,30 +94,69 @@ class NaturalSpline:
                 slope = self._bsplines(np.array([pivot]), deriv=1)[0]
                 raw[side] = value + np.outer(x[side] - pivot, slope)
         const = self._bsplines(np.array([lo, hi]), deriv=2)
-        # intercept = FALSE: the first B-spline is left out, then the two boundary
+        # intercept = FALSE: the first B-spline is left out; then the two boundary
         # constraints are projected away
-        qty = _householder_qty(const[:, 1:].T, raw[:, 1:].T)
+        first = 0 if self.intercept else 1
+        qty = _householder_qty(const[:, first:].T, raw[:, first:].T)
         return qty[2:].T
 
     def __call__(self, x: Sequence[float] | np.ndarray) -> np.ndarray:
         return self.basis(x)
 
 
-def natural_spline(x: Sequence[float] | np.ndarray, df: int) -> NaturalSpline:
-    """The basis ``splines::ns(x, df)`` would make: knots from the known values of ``x``.
+def bspline_design(knots: np.ndarray, x: np.ndarray, *, order: int = SPLINE_ORDER,
+                   deriv: int = 0) -> np.ndarray:
+    """B-splines of ``order`` on ``knots`` (or their ``deriv``-th derivative) at ``x``
+    (n x (len(knots) - order)), by the Cox-de Boor recursion (de Boor 1978, A Practical Guide
+    to Splines, ch. X); 0/0 terms of repeated knots are 0, and ``x`` equal to the last knot
+    falls in the last non-empty interval, as R's ``splineDesign`` does. ``x`` must lie
+    within the knots.
+    """
+    t = np.asarray(knots, dtype=float)
+    x = np.asarray(x, dtype=float)
+    # order 1: indicator of the knot interval holding x (right end closed)
+    nonempty = np.flatnonzero(t[1:] > t[:-1])
+    where = np.searchsorted(t, x, side="right") - 1
+    where = np.where(x >= t[-1], nonempty[-1], where)
+    basis = (where[:, None] == np.arange(len(t) - 1)[None, :]).astype(float)
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        safe = np.where(den > 0, den, 1.0)
+        return np.where(den > 0, num / safe, 0.0)
+
+    for k in range(2, order + 1):
+        i = np.arange(len(t) - k)
+        left_den = t[i + k - 1] - t[i]
+        right_den = t[i + k] - t[i + 1]
+        if k <= order - deriv:
+            w_left = ratio(x[:, None] - t[i][None, :], left_den[None, :])
+            w_right = ratio(t[i + k][None, :] - x[:, None], right_den[None, :])
+        else:  # differentiate: B'_{i,k} = (k-1) (B_{i,k-1}/dl - B_{i+1,k-1}/dr)
+            w_left = np.broadcast_to(ratio(np.full(i.size, k - 1.0), left_den), basis[:, i].shape)
+            w_right = -np.broadcast_to(ratio(np.full(i.size, k - 1.0), right_den),
+                                       basis[:, i].shape)
+        basis = w_left * basis[:, i] + w_right * basis[:, i + 1]
+    return basis
+
+
+def natural_spline(x: Sequence[float] | np.ndarray, df: int, *,
+                   intercept: bool = False) -> NaturalSpline:
+    """The basis ``splines::ns(x, df, intercept)`` would make: knots from the known ``x``.
 
     Parameters
     ----------
     x : the exposure over the modelling rows (NaN values are ignored, as ``ns`` does).
-    df : number of basis columns (interior knots: ``df - 1``).
+    df : number of basis columns (interior knots: ``df - 1 - intercept``).
+    intercept : R's ``intercept`` (default FALSE, as in a model term).
 
     Raises
     ------
     ModelSpecError
         ``df`` below 1, or fewer distinct values of ``x`` than the basis needs.
     """
-    if int(df) != df or df < MIN_SPLINE_DF:
-        raise ModelSpecError(f"a natural spline needs df >= {MIN_SPLINE_DF} (a whole number), "
+    low = MIN_SPLINE_DF + int(intercept)
+    if int(df) != df or df < low:
+        raise ModelSpecError(f"a natural spline needs df >= {low} (a whole number), "
                              f"got {df!r}")
     df = int(df)
     values = np.asarray(x, dtype=float)
@@ -131,10 +164,11 @@ def natural_spline(x: Sequence[float] | np.ndarray, df: int) -> NaturalSpline:
     if np.unique(values).size < df + 1:
         raise ModelSpecError(f"a natural spline with df={df} needs at least {df + 1} distinct "
                              f"values; there are {np.unique(values).size}")
-    probs = np.linspace(0.0, 1.0, df + 1)[1:-1]
+    probs = np.linspace(0.0, 1.0, df + 1 - int(intercept))[1:-1]
     knots = np.quantile(values, probs) if probs.size else np.array([])  # type 7
     return NaturalSpline(knots=tuple(float(k) for k in knots),
-                         boundary=(float(values.min()), float(values.max())))
+                         boundary=(float(values.min()), float(values.max())),
+                         intercept=intercept)
 
 
 def _householder_qty(a: np.ndarray, b: np.ndarray) -> np.ndarray:
