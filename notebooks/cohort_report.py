@@ -28,10 +28,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import HTML, Markdown, display
 
-from analysis import plots, reports
+from analysis import labels, plots, reports, tables
 from analysis.models import conditional_modes
 
 np.random.seed(seed)  # noqa: NPY002 - for libraries drawing from numpy's global RNG
+plots.apply_theme()  # one seaborn theme, colour-blind palette, fonts >= 9 pt at page width
 slope_list = reports.split_list(random_slopes)
 reports.check_min_cohort_size(min_cohort_size)  # the privacy floor, also when run directly
 view = reports.load_cohort(dataset, cohort, min_cohort_size=min_cohort_size)
@@ -39,8 +40,11 @@ label = reports.markdown_text(cohort)  # the label as literal text: no markup, t
 spec = reports.report_outcome(outcome, view.meta)  # label, unit, column, default model
 choice = reports.choose_exposures(view, exposures)  # "auto": what the data support
 exposure_list = choice.chosen
+# figures/ and tables/ next to the report (the folder kneeload report collects it in)
+take = reports.TakeAways(reports.takeaway_folder(summary_path))
 event = (f"Pain is present at **NRS >= {view.pain_threshold:g}** (the threshold the panel "
          "was built with). " if spec.key in ("nrs", "pain_any") else "")
+display(HTML(reports.TABLE_STYLE))  # long cells wrap instead of being cut off
 display(Markdown(
     f"# {spec.title}: cohort **{label}**\n\n"
     f"Outcome: **{spec.label}**: {spec.description} "
@@ -48,16 +52,23 @@ display(Markdown(
     "report (the reference day), so that an outcome which cuts training is not regressed on "
     f"the training it cut. {event}Runner identifiers are "
     + ("keyed-hash pseudonyms." if view.pseudonymised else "the study's pseudonymous codes.")
-    + "\n\n" + "\n".join(f"- {reports.markdown_text(line)}" for line in choice.sentences())
+    + "\n\n" + "\n".join(f"- {reports.markdown_text(line)}"
+                           for line in choice.sentences(human=True))
 ))
 
 # %% [markdown]
-# ## Data quality
-# This cohort's rows after cleaning, then per input file this cohort's rows kept and
-# quarantined, with reasons. Only this cohort's rows are counted, so no other cohort can be
-# read off these tables; the whole dataset's audit is `cleaning_report.json` of the build.
+# ## Participants and data quality
+# Table 1 describes the runners with at least one pain report (median and interquartile
+# range, or n and %). The flow diagram follows this cohort's runners from enrolment to the
+# model and its records from each input file: kept, merged (a duplicate of a kept record)
+# or quarantined, by reason. Only this cohort's rows are counted, so no other cohort can be
+# read off; the whole dataset's audit is `cleaning_report.json` of the build.
 
 # %%
+table_one = reports.cohort_table_one(view, outcome=spec)
+display(Markdown("**Table 1.** Characteristics of the cohort. "
+                 + take.table(table_one, "table1", caption="Cohort characteristics")))
+display(table_one)
 display(reports.cohort_audit(view).set_index("count"))
 reports.cohort_file_audit(view).set_index("file")
 
@@ -71,29 +82,29 @@ reports.cohort_summary(view, exposures=exposure_list, outcome=spec).set_index("m
 # ## Training and the outcome over time
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), layout="constrained")
+fig, axes = plots.panel_grid(2)
 plots.weekly_mileage(view.daily, ax=axes[0])
 if view.panel.empty:
     axes[1].set_axis_off()
     display(Markdown("No reports in this cohort."))
 else:
-    plots.pain_over_time(view.panel, outcome=spec, ax=axes[1]);
+    plots.pain_over_time(view.panel, outcome=spec, ax=axes[1])
+take.show(fig, "over_time", labels.caption("weekly_mileage") + " "
+          + labels.caption("pain_over_time", outcome=spec.label));
 
 # %% [markdown]
 # ## Exposures and the outcome
-# Raw associations, before adjusting for anything: the mean outcome (or the share of reports
-# with it, for a flag) per band of week-over-week mileage change (Nielsen et al. 2014) and
-# per quantile bin of each exposure, with 95 % bootstrap intervals.
+# Raw associations, before adjusting for anything.
 
 # %%
 if not exposure_list or view.panel.dropna(subset=exposure_list).empty:
     display(Markdown("No report has all exposures known; nothing to plot."))
 else:
-    fig, axes = plt.subplots(1, 1 + len(exposure_list),
-                             figsize=(5 * (1 + len(exposure_list)), 3.8), layout="constrained")
+    fig, axes = plots.panel_grid(1 + len(exposure_list))
     plots.jump_bands_vs_pain(view.panel, outcome=spec, ax=axes[0])
     for ax, exposure in zip(axes[1:], exposure_list, strict=True):
-        plots.exposure_vs_pain(view.panel, exposure, outcome=spec, ax=ax);
+        plots.exposure_vs_pain(view.panel, exposure, outcome=spec, ax=ax)
+    take.show(fig, "exposures", labels.caption("exposure_bins", outcome=spec.label));
 
 # %% [markdown]
 # ## Mixed model
@@ -106,8 +117,8 @@ else:
 # %%
 attempt = reports.fit_cohort_model(view, outcome=outcome, exposures=exposure_list,
                                    random_slopes=slope_list)
-display(Markdown(f"Outcome modelled: **{spec.label}** (`{spec.column}`, "
-                 f"{'logistic' if spec.binary else 'linear'} mixed model)."))
+display(Markdown(f"Outcome modelled: **{spec.label}** "
+                 f"({'logistic' if spec.binary else 'linear'} mixed model)."))
 result = attempt.result
 if result is None:
     display(Markdown(f"**No model for this cohort.** {reports.markdown_text(attempt.reason)}"))
@@ -118,28 +129,40 @@ else:
     display(Markdown(f"{result.n_obs} reports from {result.n_runners} runners; "
                      f"{reports.fit_status_line(result)}."))
     if result.warnings:
-        display(Markdown("Fit notes:\n" + "\n".join(f"- {reports.markdown_text(w)}"
-                                                     for w in result.warnings)))
-    effects = reports.effects_table(result.table)
-    display(effects.set_index("term").round(3))
-    display(Markdown("\n".join(f"- {s}" for s in reports.plain_language(result.table,
-                                                                         outcome=spec))))
+        display(Markdown("Fit notes:\n" + "\n".join(
+            f"- {reports.markdown_text(labels.humanize(w))}" for w in result.warnings)))
+    model_table = tables.model_table(result, outcome=spec)
+    display(Markdown("**Table 2.** Fixed effects per reading step (95 % CI). "
+                     + take.table(model_table, "model", caption="Fixed effects")))
+    display(model_table.set_index("Term"))
+    display(Markdown("\n".join(f"- {reports.markdown_text(s)}" for s in reports.plain_language(
+        result.table, outcome=spec, human=True))))
 
 # %% [markdown]
-# The forest plot shows the effects in the reading units above; the other panels show the
-# model's prediction across each exposure (others at their means; 95 % CI). Predictions are
-# clipped to the outcome's range; a note on the panel says when the linear model's
-# prediction ran outside it, and the warning above lists it.
+# ## Participant flow
+
+# %%
+flow = reports.cohort_flow(view, result)
+ax = plots.flow_diagram(flow)
+take.show(ax.figure, "flow", labels.caption("flow"));
 
 # %%
 if result is not None:
+    display(Markdown("The forest plot shows the effects in the reading units of the table "
+                     "above; the panels after it the model's prediction along each "
+                     "exposure. Predictions are clipped to the outcome's range; a note on "
+                     "the panel says when the linear model's prediction ran outside it."))
+    effects = reports.effects_table(result.table)
     odds = "odds_ratio" in result.table.columns
-    fig, axes = plt.subplots(1, 1 + len(exposure_list),
-                             figsize=(5 * (1 + len(exposure_list)), 3.8), layout="constrained")
-    plots.forest_plot(effects, null=1.0 if odds else 0.0, outcome=spec, ax=axes[0])
-    for ax, exposure in zip(axes[1:], exposure_list, strict=True):
+    fig, ax = plt.subplots(figsize=plots.forest_figure_size(len(effects)),
+                           layout="constrained")
+    plots.forest_plot(effects, null=1.0 if odds else 0.0, outcome=spec, ax=ax)
+    take.show(fig, "forest", labels.caption(
+        "forest", null="odds ratio 1" if odds else "0"))
+    fig, axes = plots.panel_grid(len(exposure_list))
+    for ax, exposure in zip(axes, exposure_list, strict=True):
         plots.predicted_pain(result, view.panel, exposure=exposure, outcome=spec, ax=ax)
-        ax.set_title(f"Predicted {spec.noun} by {exposure} (95 % CI)");
+    take.show(fig, "predicted", labels.caption("predicted", outcome=spec.noun));
 
 # %% [markdown]
 # ## Random-effect spread and diagnostics
@@ -149,27 +172,29 @@ if result is not None:
 # %%
 modes = None
 if result is not None:
-    display(result.variance_components.set_index("group").round(4))
-    if result.icc is not None:
-        display(Markdown(f"Intraclass correlation: **{result.icc:.2f}** of the variance in "
-                         f"{spec.noun} (beyond the exposures) lies between runners."))
+    variance = tables.variance_table(result)
+    display(Markdown("**Table 3.** Variance components. "
+                     + take.table(variance, "variance", formats=("csv",))))
+    display(variance.set_index("Component"))
     if result.model == "lmm":
         modes = conditional_modes(view.panel, result)
         # the design's random-effect names (``<x>_within`` under within-between centering)
         terms = [c for c in modes.per_runner.columns
                  if c != "runner_id" and not c.endswith("_se")]
-        fig, axes = plt.subplots(1, len(terms) + 3, figsize=(5 * (len(terms) + 3), 3.8),
-                                 layout="constrained")
-        for ax, term in zip(axes, terms, strict=False):
+        fig, axes = plots.panel_grid(len(terms))
+        for ax, term in zip(axes, terms, strict=True):
             plots.caterpillar(modes.per_runner, term=term, ax=ax)
-        plots.residual_diagnostics(modes.per_report, outcome=spec, axes=axes[len(terms):]);
+        take.show(fig, "runner_effects", labels.caption("caterpillar"))
+        axes = plots.residual_diagnostics(modes.per_report, outcome=spec)
+        take.show(axes[0].figure, "residuals", labels.caption("residuals"));
 
 # %% [markdown]
 # ## Runners
 # Pseudonymous identifiers only.
 
 # %%
-reports.runner_table(view, modes, outcome=spec).set_index("runner_id")
+reports.runner_table(view, modes, outcome=spec).rename(
+    columns=reports.runner_table_labels(spec)).set_index("Runner")
 
 # %%
 summary = reports.write_summary(summary_path, view, attempt, exposures=choice)

@@ -168,7 +168,8 @@ def test_the_per_file_audit_counts_only_the_cohorts_rows(hostile: dict) -> None:
     assert audit.loc["runs.csv", "kept"] == mine["runs"]
     assert audit.loc["pain.csv", "kept"] == mine["pain_reports"]
     assert audit.loc["runners.csv", "kept"] == mine["runners"]
-    assert set(audit.columns) == {"kept", "quarantined", "reasons"}  # no "read": a total
+    assert set(audit.columns) == {"kept", "merged", "merged by reason", "quarantined",
+                                  "quarantined by reason"}  # no "read": a total
 
 
 @pytest.mark.slow

@@ -467,8 +467,12 @@ def test_forest_and_prediction_figures_show_the_estimates(agg_backend):
     assert effects.set_index("term").loc["mileage_jump", "step"] == 0.10
     ax = plots.predicted_pain(res, panel, exposure="mileage_jump")
     gx, gy = (np.asarray(v, float) for v in ax.lines[0].get_data())
-    # a straight line whose slope is the mileage_jump estimate (NRS per unit)
-    np.testing.assert_allclose(np.diff(gy) / np.diff(gx), res.term("mileage_jump").estimate)
+    # a straight line whose slope is the mileage_jump estimate (NRS per unit); the x axis is
+    # in the reading unit's display scale (per cent for a fraction: analysis.labels)
+    from analysis.labels import display_scale
+
+    slope = np.diff(gy) / np.diff(gx) * display_scale("mileage_jump")
+    np.testing.assert_allclose(slope, res.term("mileage_jump").estimate)
     band = ax.collections[0].get_paths()[0].vertices[:, 1]
     assert band.min() < gy.min() and band.max() > gy.max()
     glmm = fit_glmm(panel, exposures=EXPOSURES)

@@ -165,8 +165,11 @@ def test_an_injury_flag_panel_is_labelled_and_fitted_as_injury(injury: Path) -> 
     plt.close(fig)
     text = " | ".join(words)
     assert "the odds of injury change by a factor of" in text
-    assert "share of reports with injury" in text and "odds ratio of injury" in text
-    assert "Any injury and training load" in text and "predicted P(injury)" in text
+    # figure labels are sentence case (analysis.plots; issue 14): compared case-blind
+    assert "share of reports with injury" in text.lower()
+    assert "odds ratio of injury" in text.lower()
+    assert "Any injury and training load" in text
+    assert "predicted probability of injury" in text.lower()
     assert "reports with injury (flag set)" in text
     assert "NRS" not in text and "Knee pain" not in text and "knee pain" not in text
     # the share of injured reports in the time plot is the flag's mean, on a 0-1 axis

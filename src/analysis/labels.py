@@ -308,12 +308,13 @@ def format_p(p: object) -> str:
     return f"{min(value, 1.0):.{P_DECIMALS}f}"
 
 
-def format_number(x: object, sig: int = SIGNIFICANT_DIGITS) -> str:
+def format_number(x: object, sig: int = SIGNIFICANT_DIGITS, *, trim: bool = True) -> str:
     """A number with ``sig`` significant digits, positional (never scientific notation).
 
     ``123.4`` -> ``"123"``, ``0.0012345`` -> ``"0.00123"``, ``-0.0004`` -> ``"-0.0004"``,
-    ``1234567`` -> ``"1,230,000"``; trailing zeros after the point are dropped; ``-0``
-    reads ``"0"``; missing or non-finite values give ``""`` (infinity: ``"inf"``).
+    ``1234567`` -> ``"1,230,000"``; trailing zeros after the point are dropped (``trim``;
+    ``trim=False`` keeps them as significant: ``1.0047`` -> ``"1.00"``); ``-0`` reads
+    ``"0"``; missing or non-finite values give ``""`` (infinity: ``"inf"``).
     """
     try:
         value = float(x)  # type: ignore[arg-type]
@@ -331,9 +332,54 @@ def format_number(x: object, sig: int = SIGNIFICANT_DIGITS) -> str:
         return "0"
     decimals = max(digits, 0)
     text = f"{rounded:,.{decimals}f}"
-    if "." in text:
+    if "." in text and trim:
         text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "0") else text
+    return "0" if text.lstrip("-").strip("0.,") == "" else text
+
+
+def decimals_for(x: object, sig: int = SIGNIFICANT_DIGITS) -> int:
+    """Decimals that give ``x`` ``sig`` significant digits (0 for large or missing values):
+    an estimate's interval is printed with the estimate's decimals."""
+    try:
+        value = abs(float(x))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+    if not math.isfinite(value) or value == 0:
+        return sig - 1
+    return max(sig - 1 - math.floor(math.log10(value)), 0)
+
+
+def format_fixed(x: object, decimals: int) -> str:
+    """``x`` with a fixed number of decimals (``""`` when missing; ``-0.00`` reads
+    ``0.00``)."""
+    try:
+        value = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+    if math.isnan(value):
+        return ""
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    text = f"{value:,.{decimals}f}"
+    return text.lstrip("-") if text.lstrip("-").strip("0.,") == "" else text
+
+
+#: A snake_case token of text (candidate column name, with optional model suffixes).
+_TOKEN = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
+
+
+def humanize(text: str) -> str:
+    """Replace every registered column name in a sentence by its label in lower case
+    (``"rows dropped: missing mileage_jump: 54"`` -> ``"... missing week-over-week mileage
+    change: 54"``); other words are kept. For messages such as a model's fit notes."""
+    def name(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if not has_label(token):
+            return token
+        words = term_label(token)
+        return words[:1].lower() + words[1:]
+
+    return _TOKEN.sub(name, str(text))
 
 
 # --- figure captions: the one place that says what each band and whisker is ----------------
@@ -397,10 +443,13 @@ __all__ = [
     "axis_label",
     "caption",
     "column_label",
+    "decimals_for",
     "display_scale",
+    "format_fixed",
     "format_number",
     "format_p",
     "has_label",
+    "humanize",
     "label",
     "outcome_columns",
     "step_label",

@@ -2,12 +2,21 @@
 
 Figures use fixed sizes and no randomness, so that notebooks re-render identically. Figures
 of the outcome take ``outcome=`` (an :class:`analysis.outcomes.OutcomeSpec`; default NRS
-knee pain) for the column, its range and its labels.
+knee pain) for the column, its range and its labels. Axis labels, tick labels and term
+names come from :mod:`analysis.labels` (no raw column name on a figure); captions, which
+say what each band and whisker is, from :func:`analysis.labels.caption`.
+
+One look for every figure (:func:`apply_theme`): seaborn's ``ticks`` style, the
+colour-blind-safe ``colorblind`` palette (Okabe-Ito-like; Wong 2011, Nat Methods 8:441) and
+fonts of at least :data:`MIN_FONT_PT` at print size, for figures :data:`PAGE_WIDTH_IN` wide
+(a journal's text width). :func:`save_figure` writes SVG and PNG at 300 dpi.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -15,12 +24,28 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from scipy import stats
 
+from analysis import labels
 from analysis.effects import ODDS_STEP_COLUMNS
 from analysis.outcomes import FALLBACK_OUTCOME, OUTCOME_SPECS, OutcomeSpec
 
-FIGSIZE = (7.0, 3.5)  # inches
+#: Text width of a journal page (inches; A4 with 2.5 cm margins is 6.3, US letter with 1 in
+#: margins 6.5): figures are drawn at this width, so their fonts are the printed size.
+PAGE_WIDTH_IN = 6.5
+#: Smallest font on any figure at print size (points; most journals ask for >= 8-9 pt).
+MIN_FONT_PT = 9.0
+#: Figure panels per row in multi-panel figures (two keep 9 pt text legible at page width).
+PANELS_PER_ROW = 2
+#: Height of one panel row (inches).
+PANEL_HEIGHT_IN = 2.8
+#: Resolution of saved raster figures (dots per inch; the usual journal minimum for line art
+#: with text is 300).
+SAVE_DPI = 300
+#: seaborn palette: colour-blind safe (seaborn's "colorblind", after Wong 2011).
+PALETTE = "colorblind"
+FIGSIZE = (PAGE_WIDTH_IN, 3.2)  # inches: one panel at page width
 NIELSEN_ORDER = ("<10%", "10-30%", ">30%")  # jump_category levels (Nielsen et al. 2014)
 ODDS_TICKS = (0.25, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 3, 5, 10)  # plain labels on a log axis
 #: Power a study is usually designed for, drawn as a reference line: 80 % (Cohen 1988,
@@ -30,6 +55,58 @@ POWER_TARGET = 0.8
 
 #: The outcome of figures called without one (every figure drew NRS knee pain before).
 NRS = OUTCOME_SPECS[FALLBACK_OUTCOME]
+
+#: Matplotlib settings of :func:`apply_theme` (every text size >= MIN_FONT_PT).
+THEME_RC = {
+    "font.size": MIN_FONT_PT, "axes.titlesize": MIN_FONT_PT + 1,
+    "axes.labelsize": MIN_FONT_PT, "xtick.labelsize": MIN_FONT_PT,
+    "ytick.labelsize": MIN_FONT_PT, "legend.fontsize": MIN_FONT_PT,
+    "legend.title_fontsize": MIN_FONT_PT, "figure.titlesize": MIN_FONT_PT + 1,
+    "figure.dpi": 100, "savefig.dpi": SAVE_DPI, "svg.fonttype": "none",
+    "axes.spines.top": False, "axes.spines.right": False,
+}
+
+
+def apply_theme() -> None:
+    """Set the one theme of kneeload's figures (seaborn ``ticks``, colour-blind palette,
+    fonts >= :data:`MIN_FONT_PT`). Call once before drawing (the report notebook does)."""
+    sns.set_theme(context="paper", style="ticks", palette=PALETTE, rc=THEME_RC)
+
+
+def colour(k: int) -> Any:
+    """The k-th colour of the theme's colour-blind-safe palette."""
+    return sns.color_palette(PALETTE)[k % 10]
+
+
+def panel_grid(n_panels: int, *, per_row: int = PANELS_PER_ROW,
+               height: float = PANEL_HEIGHT_IN) -> tuple[Figure, list[Axes]]:
+    """A page-wide figure with ``n_panels`` axes, ``per_row`` per row (unused cells hidden).
+
+    Returns the Figure and its first ``n_panels`` Axes in reading order.
+    """
+    rows = max(1, math.ceil(n_panels / per_row))
+    cols = min(per_row, max(1, n_panels))
+    fig, grid = plt.subplots(rows, cols, figsize=(PAGE_WIDTH_IN, height * rows),
+                             layout="constrained", squeeze=False)
+    axes = list(grid.ravel())
+    for ax in axes[n_panels:]:
+        ax.set_axis_off()
+    return fig, axes[:n_panels]
+
+
+def save_figure(fig: Figure, folder: str | Path, name: str) -> dict[str, Path]:
+    """Write ``fig`` (the Figure that is displayed: it is not drawn again from data) as
+    ``<folder>/<name>.svg`` and ``<name>.png`` at :data:`SAVE_DPI`; returns the paths by
+    format. The folder is created."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for fmt in ("svg", "png"):
+        path = folder / f"{name}.{fmt}"
+        fig.savefig(path, format=fmt, dpi=SAVE_DPI, metadata={"Date": None}
+                    if fmt == "svg" else None)
+        out[fmt] = path
+    return out
 
 
 def _outcome_values(panel: pd.DataFrame, spec: OutcomeSpec) -> pd.DataFrame:
@@ -61,8 +138,9 @@ def weekly_mileage(daily: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     ax = _axes(ax)
     weekly = weekly_km(daily)
     sns.lineplot(data=weekly, x="week", y="weekly_km", estimator="median",
-                 errorbar=("pi", 50), ax=ax, color="tab:blue")
-    ax.set(xlabel="week", ylabel="km per week", title="Weekly mileage (median, IQR)")
+                 errorbar=("pi", 50), ax=ax, color=colour(0))
+    ax.set(xlabel="Week", ylabel=labels.axis_label("weekly_km"),
+           title="Weekly distance (median, IQR)")
     ax.tick_params(axis="x", labelrotation=30)
     return ax
 
@@ -75,8 +153,9 @@ def pain_over_time(panel: pd.DataFrame, *, outcome: OutcomeSpec = NRS,
     data = _outcome_values(panel, outcome)
     weekly = data.assign(week=data["date"].dt.to_period("W-SUN").dt.start_time)
     sns.lineplot(data=weekly, x="week", y="_y", errorbar=("ci", 95), n_boot=200, seed=0,
-                 ax=ax, color="tab:red")
-    ax.set(xlabel="week", ylabel=outcome.mean_label, title=f"{outcome.label} over time",
+                 ax=ax, color=colour(3))
+    ax.set(xlabel="Week", ylabel=_sentence(outcome.mean_label),
+           title=f"{outcome.label} over time (mean, 95 % CI)",
            ylim=(outcome.low, outcome.high))
     ax.tick_params(axis="x", labelrotation=30)
     return ax
@@ -92,18 +171,48 @@ def exposure_vs_pain(
     data = _outcome_values(panel.dropna(subset=[exposure]), outcome)
     if isinstance(data[exposure].dtype, pd.CategoricalDtype) or data[exposure].dtype == bool:
         sns.pointplot(data=data, x=exposure, y="_y", errorbar=("ci", 95), n_boot=200, seed=0,
-                      ax=ax, color="tab:purple", linestyle="none")
+                      ax=ax, color=colour(4), linestyle="none")
     else:
-        binned = pd.qcut(data[exposure], q=bins, duplicates="drop")
-        data = data.assign(bin=binned.map(lambda i: f"{i.left:.2g} to {i.right:.2g}")
-                           .astype(str))
-        order = [f"{i.left:.2g} to {i.right:.2g}" for i in binned.cat.categories]
-        sns.pointplot(data=data, x="bin", y="_y", order=order, errorbar=("ci", 95),
-                      n_boot=200, seed=0, ax=ax, color="tab:purple", linestyle="none")
+        binned, order = quantile_bins(data[exposure], bins=bins,
+                                      scale=labels.display_scale(exposure))
+        sns.pointplot(data=data.assign(bin=binned), x="bin", y="_y", order=order,
+                      errorbar=("ci", 95), n_boot=200, seed=0, ax=ax, color=colour(4),
+                      linestyle="none")
         ax.tick_params(axis="x", labelrotation=30)
-    ax.set(xlabel=exposure, ylabel=outcome.mean_label,
-           title=f"{outcome.label} by {exposure} (mean, 95 % CI)")
+        for tick in ax.get_xticklabels():
+            tick.set_horizontalalignment("right")
+    ax.set(xlabel=labels.axis_label(exposure), ylabel=_sentence(outcome.mean_label),
+           title=f"By {labels.label(exposure).lower()}")
     return ax
+
+
+def quantile_bins(values: pd.Series, *, bins: int = 6, scale: float = 1.0
+                  ) -> tuple[pd.Series, list[str]]:
+    """Quantile bins of ``values`` labelled in display units (``values x scale``), with
+    :func:`analysis.labels.format_number` (no scientific notation) and the observed range of
+    each bin (``"120 to 220"``; the lowest bin starts at the smallest value, not at pandas'
+    widened edge).
+
+    Returns
+    -------
+    The bin label of each value (a string Series, same index) and the labels in order.
+    """
+    binned = pd.qcut(values, q=bins, duplicates="drop")
+    low = values.groupby(binned, observed=False).min()
+    high = values.groupby(binned, observed=False).max()
+    def name(lo: float, hi: float) -> str:
+        a, b = labels.format_number(lo * scale), labels.format_number(hi * scale)
+        return a if a == b else f"{a} to {b}"
+
+    names = {cat: name(lo, hi)
+             for cat, lo, hi in zip(binned.cat.categories, low, high, strict=True)}
+    order = list(dict.fromkeys(names[c] for c in binned.cat.categories))
+    return binned.map(names).astype(str), order
+
+
+def _sentence(text: str) -> str:
+    """First letter upper case (outcome axis labels are stored lower case)."""
+    return text[:1].upper() + text[1:]
 
 
 def jump_bands_vs_pain(panel: pd.DataFrame, *, outcome: OutcomeSpec = NRS,
@@ -115,11 +224,12 @@ def jump_bands_vs_pain(panel: pd.DataFrame, *, outcome: OutcomeSpec = NRS,
     data = data.assign(jump_category=data["jump_category"].astype(str))
     order = [band for band in NIELSEN_ORDER if band in set(data["jump_category"])]
     sns.pointplot(data=data, x="jump_category", y="_y", order=order, errorbar=("ci", 95),
-                  n_boot=200, seed=0, ax=ax, color="tab:orange", linestyle="none")
+                  n_boot=200, seed=0, ax=ax, color=colour(1), linestyle="none")
     counts = data["jump_category"].value_counts()
-    ax.set_xticks(range(len(order)), [f"{b}\n(n={counts.get(b, 0)})" for b in order])
-    ax.set(xlabel="week-over-week mileage change (Nielsen et al. 2014)",
-           ylabel=outcome.mean_label, title=f"{outcome.label} by mileage-jump band")
+    ax.set_xticks(range(len(order)), [f"{b.replace('%', ' %')}\n(n = {counts.get(b, 0)})"
+                                      for b in order])
+    ax.set(xlabel="Week-over-week mileage change band", ylabel=_sentence(outcome.mean_label),
+           title="By mileage-change band (Nielsen 2014)")
     return ax
 
 
@@ -137,21 +247,21 @@ def runner_timeline(
     if "shoe_id" in days:
         first_use = days.dropna(subset=["shoe_id"]).groupby("shoe_id")["date"].min()
         for shoe, day in first_use.sort_values().iloc[1:].items():  # the first is no change
-            ax.axvline(day, color="tab:brown", linestyle="--", linewidth=1)
+            ax.axvline(day, color=colour(5), linestyle="--", linewidth=1)
             ax.annotate(str(shoe), (day, 1.0), xycoords=("data", "axes fraction"), rotation=90,
-                        va="top", ha="right", fontsize="x-small", color="tab:brown")
-    ax.bar(days["date"], days["distance_km"].fillna(0.0), width=1.0, color="tab:gray", alpha=0.6,
+                        va="top", ha="right", fontsize=MIN_FONT_PT, color=colour(5))
+    ax.bar(days["date"], days["distance_km"].fillna(0.0), width=1.0, color="0.5", alpha=0.6,
            label="daily km")
     ax.plot(days["date"], days["distance_km"].rolling(7, min_periods=7).sum() / 7,
-            color="tab:blue", label="7-day mean km/day")
+            color=colour(0), label="7-day mean km/day")
     right = ax.twinx()
-    right.plot(reports["date"], reports[outcome.column].astype(float), "o-", color="tab:red",
+    right.plot(reports["date"], reports[outcome.column].astype(float), "o-", color=colour(3),
                label=outcome.axis_label)
     right.set(ylim=(outcome.low, outcome.high), ylabel=outcome.axis_label)
     ax.set(xlabel="date", ylabel="km", title=f"Runner {runner_id}")
     ax.tick_params(axis="x", labelrotation=30)
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, loc="upper left", fontsize="small")
+    ax.legend(handles=handles, loc="upper left", fontsize=MIN_FONT_PT)
     return ax
 
 
@@ -161,6 +271,11 @@ def share_missing(panel: pd.DataFrame, columns: list[str]) -> pd.Series:
 
 
 # --- model figures ---
+
+
+def forest_figure_size(n_terms: int) -> tuple[float, float]:
+    """Page-wide size of a forest plot of ``n_terms`` effects (inches)."""
+    return (PAGE_WIDTH_IN, 0.9 + 0.55 * max(1, n_terms))
 
 
 def forest_plot(effects: pd.DataFrame, *, null: float | None = None, xlabel: str | None = None,
@@ -197,36 +312,57 @@ def forest_plot(effects: pd.DataFrame, *, null: float | None = None, xlabel: str
         null = 1.0 if null is None else null
     null = 0.0 if null is None else null
     rows = rows.assign(
-        label=rows["term"].astype(str) + ("\n" + rows["step_label"].fillna("per unit")
-                                          if "step_label" in rows else ""),
+        label=[f"{labels.term_label(t)}\n({labels.step_text(t)})" for t in rows["term"]],
         model=rows["model"] if "model" in rows else "",
     )
-    labels = list(dict.fromkeys(rows["label"]))
+    ylabels = list(dict.fromkeys(rows["label"]))
     models = list(dict.fromkeys(rows["model"]))
     for k, (model, group) in enumerate(rows.groupby("model", sort=False)):
         dodge = 0.15 * (k - (len(models) - 1) / 2)
-        y = np.array([labels.index(label) for label in group["label"]]) + dodge
+        y = np.array([ylabels.index(label) for label in group["label"]]) + dodge
         ax.errorbar(group["estimate"], y, xerr=[group["estimate"] - group["ci_low"],
                                                 group["ci_high"] - group["estimate"]],
                     fmt="o", capsize=3, label=model or None,
-                    color=None if len(models) > 1 else "black",
-                    ecolor=None if len(models) > 1 else "tab:blue")
-    ax.axvline(null, color="tab:gray", linestyle="--", linewidth=1)
-    ax.set_yticks(range(len(labels)), labels, fontsize="small")
+                    color=colour(k) if len(models) > 1 else "black",
+                    ecolor=colour(k) if len(models) > 1 else colour(0))
+    ax.axvline(null, color="0.5", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(ylabels)), ylabels)
     ax.invert_yaxis()
     if null == 1.0:  # ratios are symmetric on a log axis; keep plain tick labels
         ax.set_xscale("log")
         low, high = ax.get_xlim()
-        ticks = [t for t in ODDS_TICKS if low <= t <= high]
+        ticks = odds_ticks(low, high)
         ax.minorticks_off()
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_xticks(ticks, [labels.format_number(t) for t in ticks])
     if len(models) > 1:
-        ax.legend(fontsize="small")
+        ax.legend()
     default = outcome.effect_label if outcome is not None else (
         "odds ratio (95 % CI)" if null == 1.0 else "change in pain (NRS points, 95 % CI)")
-    ax.set(xlabel=xlabel or default,
-           title="Fixed effects (95 % CI)")
+    ax.set(xlabel=_sentence(xlabel or default), title="Fixed effects (95 % CI)")
     return ax
+
+
+#: Smallest gap between two odds-ratio tick labels, as a share of the log axis (a label of
+#: up to 4 characters at 9 pt on a 3 in axis needs about 1/7 of it).
+MIN_TICK_GAP = 1 / 7
+
+
+def odds_ticks(low: float, high: float, *, candidates: Sequence[float] = ODDS_TICKS,
+               min_gap: float = MIN_TICK_GAP) -> list[float]:
+    """Plain odds-ratio ticks inside ``[low, high]`` that do not overlap on a log axis.
+
+    1 (no effect) is kept when inside; the others are added nearest-to-1 first and kept
+    only when at least ``min_gap`` of the axis's log width from every kept tick.
+    """
+    inside = [t for t in candidates if low <= t <= high]
+    if not inside:
+        return [float(low), float(high)] if high > low else [1.0]
+    span = math.log(high / low) if high > low else 1.0
+    kept: list[float] = []
+    for t in sorted(inside, key=lambda v: abs(math.log(v))):
+        if all(abs(math.log(t / k)) >= min_gap * span for k in kept):
+            kept.append(t)
+    return sorted(kept)
 
 
 def predicted_pain(result: object, panel: pd.DataFrame, *, exposure: str,
@@ -253,24 +389,25 @@ def predicted_pain(result: object, panel: pd.DataFrame, *, exposure: str,
     eta, lo, hi = (curve[c].to_numpy() for c in ("predicted", "ci_low", "ci_high"))
     if outcome is not None:
         ylabel = (f"predicted {outcome.axis_label}" if res.model == "lmm"
-                  else f"predicted P({outcome.noun})")
+                  else f"predicted probability of {outcome.noun}")
     else:
         ylabel = "predicted pain (NRS 0-10)" if res.model == "lmm" else \
-            f"predicted P({res.outcome})"
+            f"predicted probability of {labels.label(res.outcome).lower()}"
     if bounds is not None:
         low, high = bounds
         if eta.min() < low or eta.max() > high:
             ax.annotate(f"prediction {eta.min():.1f} to {eta.max():.1f} runs outside "
                         f"{low:g}-{high:g}: clipped", (0.02, 0.04), xycoords="axes fraction",
-                        fontsize="small", color="tab:red")
+                        fontsize=MIN_FONT_PT, color=colour(3))
         elif lo.min() < low or hi.max() > high:
             ax.annotate(f"95 % band clipped at {low:g}-{high:g}", (0.02, 0.04),
-                        xycoords="axes fraction", fontsize="small", color="tab:gray")
+                        xycoords="axes fraction", fontsize=MIN_FONT_PT, color="0.4")
         eta, lo, hi = (np.clip(v, low, high) for v in (eta, lo, hi))
-    ax.plot(grid, eta, color="tab:blue")
-    ax.fill_between(grid, lo, hi, color="tab:blue", alpha=0.2, linewidth=0)
-    ax.set(xlabel=exposure, ylabel=ylabel,
-           title=f"{res.model.upper()}: prediction with 95 % CI (others at their means)")
+    shown = grid * labels.display_scale(exposure)  # the reading unit's scale: % for a jump
+    ax.plot(shown, eta, color=colour(0))
+    ax.fill_between(shown, lo, hi, color=colour(0), alpha=0.25, linewidth=0)
+    ax.set(xlabel=labels.axis_label(exposure), ylabel=_sentence(ylabel),
+           title=f"By {labels.label(exposure).lower()}")
     return ax
 
 
@@ -286,11 +423,12 @@ def caterpillar(per_runner: pd.DataFrame, *, term: str = "Intercept",
     ax = _axes(ax)
     data = per_runner.sort_values(term, ignore_index=True)
     ax.errorbar(np.arange(len(data)), data[term], yerr=Z_95 * data[f"{term}_se"], fmt="o",
-                markersize=3, color="tab:purple", ecolor="tab:purple", alpha=0.7)
-    ax.axhline(0, color="tab:gray", linestyle="--", linewidth=1)
+                markersize=3, color=colour(4), ecolor=colour(4), alpha=0.8)
+    ax.axhline(0, color="0.5", linestyle="--", linewidth=1)
     ax.set_xticks([])
-    ax.set(xlabel=f"runners (sorted, n = {len(data)})",
-           ylabel=f"random effect: {term}", title="Per-runner random effects (95 % intervals)")
+    what = "intercept" if term == "Intercept" else f"slope: {labels.term_label(term)}"
+    ax.set(xlabel=f"Runners (sorted, n = {len(data)})",
+           ylabel=f"Runner {what}", title="Per-runner effects (95 % intervals)")
     return ax
 
 
@@ -304,29 +442,86 @@ def residual_diagnostics(per_report: pd.DataFrame, *, bins: int = 20,
     """
     unit = outcome.unit
     if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(2 * FIGSIZE[0], FIGSIZE[1]), layout="constrained")
+        _, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH_IN, PANEL_HEIGHT_IN),
+                               layout="constrained")
     fitted = per_report["fitted"].to_numpy(float)
     resid = per_report["residual"].to_numpy(float)
     a, b, c = axes[0], axes[1], axes[2]
-    a.scatter(fitted, resid, s=6, alpha=0.4, color="tab:blue")
+    a.scatter(fitted, resid, s=6, alpha=0.4, color=colour(0))
     edges = np.unique(np.quantile(fitted, np.linspace(0, 1, bins + 1)))
     which = np.clip(np.searchsorted(edges, fitted, side="right") - 1, 0, len(edges) - 2)
     means = pd.Series(resid).groupby(which).mean()
     mids = (edges[:-1] + edges[1:]) / 2
-    a.plot(mids[means.index], means.to_numpy(), color="tab:red", marker="o", markersize=3)
-    a.axhline(0, color="tab:gray", linestyle="--", linewidth=1)
-    a.set(xlabel=f"fitted {outcome.noun} ({unit})", ylabel=f"residual ({unit})",
-          title="Residuals vs fitted (red: binned means)")
+    a.plot(mids[means.index], means.to_numpy(), color=colour(3), marker="o", markersize=3)
+    a.axhline(0, color="0.5", linestyle="--", linewidth=1)
+    a.set(xlabel=f"Fitted {outcome.noun} ({unit})", ylabel=f"Residual ({unit})",
+          title="Residuals vs fitted")
     ordered = np.sort(resid)
     n = len(ordered)
     theory = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)
-    b.scatter(theory, ordered, s=6, alpha=0.4, color="tab:blue")
+    b.scatter(theory, ordered, s=6, alpha=0.4, color=colour(0))
     if n > 1:
-        b.plot(theory, theory * ordered.std(ddof=1) + ordered.mean(), color="tab:red")
-    b.set(xlabel="normal quantile", ylabel=f"residual ({unit})", title="Normal Q-Q")
-    sns.histplot(resid, ax=c, bins=30, color="tab:blue")
-    c.set(xlabel=f"residual ({unit})", title="Residual distribution")
+        b.plot(theory, theory * ordered.std(ddof=1) + ordered.mean(), color=colour(3))
+    b.set(xlabel="Normal quantile", ylabel=f"Residual ({unit})", title="Normal Q-Q")
+    sns.histplot(resid, ax=c, bins=30, color=colour(0))
+    c.set(xlabel=f"Residual ({unit})", ylabel="Reports", title="Residuals")
     return axes
+
+
+#: Box style of the flow diagram.
+_BOX = {"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": "0.3"}
+_EXCLUDED_BOX = {"boxstyle": "round,pad=0.4", "facecolor": "0.95", "edgecolor": "0.5"}
+
+
+def _records_text(flow: Any) -> str:
+    """One block per input file: read, kept, merged and quarantined with reasons."""
+    lines = []
+    for row in flow.record_table().to_dict(orient="records"):
+        lines.append(f"{row['File']}: {row['Read']:,} read, {row['Kept']:,} kept")
+        for status in ("Merged", "Quarantined"):
+            if row[status]:
+                for item in row[f"{status} by reason"].split("; "):
+                    reason, _, n = item.partition(": ")
+                    lines.append(f"   {status.lower()}: {reason.replace('_', ' ')} {n}")
+    return "\n".join(lines) or "no input files"
+
+
+def flow_diagram(flow: Any, *, ax: Axes | None = None) -> Axes:
+    """STROBE-style flow diagram of an :class:`analysis.tables.Flow`: runner stages top to
+    bottom with the runners excluded at each step to the side, the model's reports (dropped
+    by reason) below them, and the records of each input file (kept / merged / quarantined
+    by reason) on the right. Boxes and arrows are matplotlib annotations (no graphviz)."""
+    import textwrap
+
+    stages = list(flow.runners)
+    n_rows = len(stages) + 2
+    if ax is None:
+        _, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 0.7 * n_rows + 1.0),
+                             layout="constrained")
+    ax.set_axis_off()
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    step = 1.0 / n_rows
+    ys = [1 - step * (k + 0.5) for k in range(len(stages))]
+    x, side = 0.16, 0.33
+    for k, ((stage, n), y) in enumerate(zip(stages, ys, strict=True)):
+        ax.annotate(f"{stage}\nn = {n:,}", (x, y), ha="center", va="center",
+                    fontsize=MIN_FONT_PT, bbox=_BOX)
+        if k:
+            middle = (y + ys[k - 1]) / 2
+            ax.annotate("", (x, y + 0.2 * step), (x, ys[k - 1] - 0.2 * step),
+                        arrowprops={"arrowstyle": "->", "color": "0.3"})
+            ax.annotate(f"Excluded: {stages[k - 1][1] - n:,}", (side, middle), ha="left",
+                        va="center", fontsize=MIN_FONT_PT, bbox=_EXCLUDED_BOX)
+            ax.annotate("", (side - 0.01, middle), (x, middle),
+                        arrowprops={"arrowstyle": "->", "color": "0.5"})
+    report_lines = [textwrap.fill(f"{what}: {n:,}", 44, subsequent_indent="   ")
+                    for what, n in flow.reports]
+    ax.annotate("Pain reports\n" + "\n".join(report_lines), (0.0, 1.1 * step), ha="left",
+                va="center", fontsize=MIN_FONT_PT, bbox=_BOX, multialignment="left")
+    ax.annotate("Records per input file\n" + _records_text(flow), (0.56, 1 - 0.1 * step),
+                ha="left", va="top", fontsize=MIN_FONT_PT, bbox=_BOX, multialignment="left")
+    ax.set_title("Participant and record flow")
+    return ax
 
 
 def power_curve_plot(power: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
@@ -341,7 +536,7 @@ def power_curve_plot(power: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
                        label=f"{term}, {weeks} weeks")[0]
         ax.fill_between(part["runners"], part["power_ci_low"], part["power_ci_high"],
                         color=line.get_color(), alpha=0.15, linewidth=0)
-    ax.axhline(POWER_TARGET, color="tab:gray", linestyle="--", linewidth=1)
+    ax.axhline(POWER_TARGET, color="0.5", linestyle="--", linewidth=1)
     ax.set(xlabel="runners", ylabel="power", ylim=(0, 1.02),
            title="Simulation-based power (95 % intervals)")
     ax.legend(frameon=False)

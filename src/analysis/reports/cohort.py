@@ -9,6 +9,7 @@ reading units come from :mod:`analysis.reports.effects`; conditional modes from
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,8 +36,14 @@ from analysis.privacy import (
     id_salt,
     pseudonymise,
 )
-from analysis.reports.effects import NRS_STEP_VALUES, ODDS_STEP_VALUES, add_reading_units
+from analysis.reports.effects import (
+    NRS_STEP_VALUES,
+    ODDS_STEP_VALUES,
+    add_reading_units,
+    markdown_text,
+)
 from analysis.reports.parameters import DEFAULT_MIN_COHORT_SIZE, split_list
+from analysis.tables import cohort_sizes  # the one count of the privacy floor; re-exported
 
 #: Key of ``panel_meta.json`` holding the threshold ``pain_any`` was built with (NRS 0-10).
 PAIN_THRESHOLD_KEY = "pain_threshold"
@@ -60,7 +67,8 @@ class CohortView:
     :func:`cohort_file_audit`, which counts only this cohort's rows); ``file_rows`` is this
     cohort's clean rows per table and source file (``table``, ``file``, ``kept``);
     ``n_runners`` the cohort's size as every output states it: runners with data
-    (:func:`cohort_sizes`), not rows of runners.csv.
+    (:func:`cohort_sizes`), not rows of runners.csv. ``runs`` is the cohort's clean runs
+    (``runner_id``, ``date``, ``distance_km``; for the participant flow).
     """
 
     cohort: str
@@ -73,6 +81,7 @@ class CohortView:
     quarantine: pd.DataFrame
     pseudonymised: bool = False
     file_rows: pd.DataFrame | None = None
+    runs: pd.DataFrame | None = None
 
     @property
     def n_runners(self) -> int:
@@ -91,34 +100,6 @@ class CohortView:
         """The outcome the dataset declares (``panel_meta.json`` ``outcome``;
         :func:`analysis.outcomes.outcome_spec`, ``nrs`` for older builds)."""
         return outcome_spec(self.meta)
-
-
-def cohort_sizes(runners: pd.DataFrame, panel: pd.DataFrame) -> pd.Series:
-    """Runners per cohort that have data: at least one pain report in the panel.
-
-    The one count the privacy floor (``min_cohort_size``), the index's runners column and
-    ``summary.json`` ``n_runners`` use. A runners.csv row with no pain report (no run, no
-    report: a "ghost") adds nothing to a model, so it must not lift a cohort over the floor;
-    it is not counted anywhere a size is shown.
-
-    Parameters
-    ----------
-    runners
-        Clean runners table (``runner_id``, ``cohort``).
-    panel
-        The panel (``runner_id``): one row per pain report in follow-up.
-
-    Returns
-    -------
-    pandas.Series
-        Runners with data per cohort (index ``cohort``, sorted; name ``runners``), 0 for a
-        cohort none of whose runners has a report.
-    """
-    with_data = runners["runner_id"].isin(set(panel["runner_id"]))
-    counted = runners.loc[with_data].groupby("cohort", sort=True)["runner_id"].nunique()
-    cohorts = sorted(runners["cohort"].unique())
-    return counted.reindex(cohorts, fill_value=0).astype("int64").rename("runners") \
-        .rename_axis("cohort")
 
 
 def load_cohort(
@@ -193,9 +174,14 @@ def load_cohort(
                     if "file" in quarantine.columns else quarantine).reset_index(drop=True),
         pseudonymised=already or salt is not None,
         file_rows=_file_rows(data, ids, hidden),
+        runs=hide(data["runs"].loc[data["runs"]["runner_id"].isin(ids),
+                                   [c for c in RUN_COLUMNS if c in data["runs"].columns]]
+                  .reset_index(drop=True)),
     )
 
 
+#: Columns of the clean runs a view keeps (no free text, no device data).
+RUN_COLUMNS = ("runner_id", "date", "distance_km")
 #: Clean tables whose rows carry their input file (``source_file``) and runner.
 SOURCE_TABLES = ("runners", "runs", "pain", "shoes")
 
@@ -303,32 +289,45 @@ def cleaning_counts(cleaning: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def _reason_words(reason: str) -> str:
+    return str(reason).replace("_", " ")
+
+
 def cohort_file_audit(view: CohortView) -> pd.DataFrame:
-    """Per input file, this cohort's rows only: kept after cleaning and quarantined (with
-    reasons). Files holding none of its rows are not listed, and no dataset total is shown,
+    """Per input file, this cohort's rows only: kept after cleaning, merged (a duplicate of a
+    kept record: :data:`analysis.clean.MERGE_REASONS`) and quarantined, each with its
+    reasons. Files holding none of its rows are not listed, and no dataset total is shown,
     so no other cohort (a suppressed one included) can be read off, not even by subtraction.
-    Duplicates merged and values fixed are counted per file for the whole dataset only
-    (``cleaning_report.json``), so they are not shown here.
+    Values fixed are counted per file for the whole dataset only (``cleaning_report.json``).
     """
-    columns = ["file", "kept", "quarantined", "reasons"]
-    kept = (view.file_rows.groupby("file")["kept"].sum() if view.file_rows is not None
-            else pd.Series(dtype="int64"))
-    quarantine = view.quarantine
-    if {"file", "reason"} <= set(quarantine.columns):
-        held = quarantine.groupby("file").size()
-        reasons = quarantine.groupby("file")["reason"].agg(
-            lambda r: ", ".join(f"{k}: {n}" for k, n in sorted(r.value_counts().items())))
-    else:
-        held, reasons = pd.Series(dtype="int64"), pd.Series(dtype="str")
-    files = sorted(set(kept.index) | set(held.index))
-    rows = [{"file": f, "kept": int(kept.get(f, 0)), "quarantined": int(held.get(f, 0)),
-             "reasons": reasons.get(f, "")} for f in files]
+    from analysis.tables import cohort_record_flow
+
+    columns = ["file", "kept", "merged", "merged by reason", "quarantined",
+               "quarantined by reason"]
+    file_rows = view.file_rows if view.file_rows is not None else \
+        pd.DataFrame({"file": [], "kept": []})
+    records, _ = cohort_record_flow(file_rows, view.quarantine)
+    rows = []
+    for name in sorted(set(records["file"])):
+        part = records[records["file"] == name]
+        row: dict[str, Any] = {"file": name}
+        for status in ("kept", "merged", "quarantined"):
+            mine = part[part["status"] == status]
+            row[status] = int(mine["n"].sum())
+            if status != "kept":
+                row[f"{status} by reason"] = ", ".join(
+                    f"{_reason_words(r)}: {n}" for r, n in zip(mine["reason"], mine["n"],
+                                                               strict=True))
+        rows.append(row)
     return pd.DataFrame(rows, columns=columns)
 
 
 def cohort_audit(view: CohortView) -> pd.DataFrame:
     """This cohort's rows kept after cleaning (from ``counts.json``) and, when the
-    quarantine names runners, its quarantined rows per reason."""
+    quarantine names runners, its merged duplicates and quarantined rows per reason (a
+    merged duplicate is never called quarantined: :data:`analysis.clean.MERGE_REASONS`)."""
+    from analysis.clean import MERGE_REASONS
+
     labels = {"runners": "runners in runners.csv", "runs": "runs kept",
               "pain_reports": "pain reports kept",
               "panel_rows": "panel rows (reports with exposures)",
@@ -336,7 +335,9 @@ def cohort_audit(view: CohortView) -> pd.DataFrame:
     rows = [(labels[k], view.counts[k]) for k in labels if k in view.counts]
     for reason, n in view.quarantine.get("reason", pd.Series(dtype="str")) \
             .value_counts().sort_index().items():
-        rows.append((f"quarantined: {reason}", int(n)))
+        status = "merged (duplicate of a kept record)" if reason in MERGE_REASONS \
+            else "quarantined"
+        rows.append((f"{status}: {_reason_words(reason)}", int(n)))
     return pd.DataFrame(rows, columns=["count", "value"])
 
 
@@ -358,13 +359,24 @@ class ExposureChoice:
         """True when the exposures were chosen from the data (``exposures=auto``)."""
         return self.requested.strip() == AUTO
 
-    def sentences(self) -> list[str]:
-        """What the report says about the choice, one sentence per item."""
+    def sentences(self, *, human: bool = False) -> list[str]:
+        """What the report says about the choice, one sentence per item.
+
+        ``human=True`` names the exposures by their labels (:func:`analysis.labels.label`),
+        with the column to pass to ``--param exposures=`` in brackets for those left out.
+        """
+        from analysis.labels import humanize, label
+
+        def names(columns: Sequence[str]) -> str:
+            return "; ".join(label(c) for c in columns) if human else ", ".join(columns)
+
         if not self.automatic:
-            return [f"Exposures as requested: {', '.join(self.chosen)}."]
-        lines = [f"Default exposures the data support: {', '.join(self.chosen) or 'none'}."]
-        lines += [f"{reason} (choose others with --param exposures=COLUMNS)."
-                  for reason in self.left_out.values()]
+            return [f"Exposures as requested: {names(self.chosen)}."]
+        lines = [f"Default exposures the data support: {names(self.chosen) or 'none'}."]
+        for column, reason in self.left_out.items():
+            text = (f"{label(column)} ({column}) left out: "
+                    f"{humanize(reason.split(' left out: ', 1)[-1])}" if human else reason)
+            lines.append(f"{text} (choose others with --param exposures=COLUMNS).")
         return lines
 
 
@@ -481,6 +493,129 @@ def runner_table(view: CohortView, modes: Any | None = None, *,
                                                                     ignore_index=True)
 
 
+# --- paper-ready tables and take-away files -----------------------------------------------
+
+#: Sub-folders of a cohort's report folder holding its take-away files.
+FIGURES_DIR, TABLES_DIR = "figures", "tables"
+
+
+def cohort_table_one(view: CohortView, *, outcome: OutcomeSpec | None = None) -> pd.DataFrame:
+    """Table 1 of this cohort (:func:`analysis.tables.table_one`, one column).
+
+    The event rows count pain at or above the build's threshold (``panel_meta.json``
+    ``pain_threshold``, stated in the row) for an NRS outcome, or the outcome's own flag
+    (e.g. the Lovdal injury flag) for another binary outcome; none for a score without a
+    threshold.
+    """
+    from analysis.tables import table_one
+
+    spec = view.outcome if outcome is None else outcome
+    flag = spec.binary and spec.key != "pain_any"
+    return table_one(view.runners, view.daily, view.panel,
+                     threshold=None if flag else view.pain_threshold,
+                     event_column=spec.column if flag else None,
+                     event_label=spec.noun if flag else None, overall=False)
+
+
+def cohort_flow(view: CohortView, result: Any | None = None) -> Any:
+    """The cohort's STROBE flow (:func:`analysis.tables.participant_flow`): its runners from
+    enrolment to the model and its own records per input file (kept / merged / quarantined
+    by reason; no other cohort's rows). Checked to add up (:meth:`analysis.tables.Flow.
+    check`)."""
+    from analysis.tables import cohort_record_flow, participant_flow
+
+    file_rows = view.file_rows if view.file_rows is not None else \
+        pd.DataFrame({"file": [], "kept": []})
+    runs = view.runs if view.runs is not None else pd.DataFrame({"runner_id": []})
+    flow = participant_flow(None, runners=view.runners, runs=runs, panel=view.panel,
+                            model=result,
+                            records=cohort_record_flow(file_rows, view.quarantine))
+    flow.check()
+    return flow
+
+
+def takeaway_folder(summary_path: str | Path | None) -> Path | None:
+    """Where a report writes ``figures/`` and ``tables/``: the folder ``kneeload report``
+    collects the cohort's outputs in (the folder of its ``summary_path``); None when the
+    notebook runs on its own (no summary path): then nothing is written."""
+    if not summary_path:
+        return None
+    return Path(summary_path).parent
+
+
+@dataclass
+class TakeAways:
+    """Writes a report's figures (SVG + PNG, 300 dpi) and tables (CSV, Markdown, LaTeX)
+    into ``folder/figures`` and ``folder/tables`` and returns Markdown links to them,
+    relative to the report (``figures/model.svg``). With ``folder`` None nothing is
+    written and the links are empty."""
+
+    folder: Path | None
+    written: list[str] = dataclasses.field(default_factory=list)
+
+    def figure(self, fig: Any, name: str, caption: str) -> str:
+        """Save the displayed Figure (not redrawn) and return its caption with links."""
+        from analysis.plots import save_figure
+
+        text = f"*Figure: {markdown_text(caption)}*"
+        if self.folder is None:
+            return text
+        paths = save_figure(fig, self.folder / FIGURES_DIR, name)
+        return text + " " + self._links(FIGURES_DIR, paths)
+
+    def show(self, fig: Any, name: str, caption: str) -> None:
+        """In the notebook: save ``fig`` (:meth:`figure`), display it once and its caption
+        with the file links, and close it.
+
+        With a folder, the SVG just written is what is displayed (the figure is rendered
+        twice, SVG and PNG, and the display costs no third rendering); without one, the
+        Figure itself.
+        """
+        import matplotlib.pyplot as plt
+        from IPython.display import SVG, Markdown, display
+
+        text = self.figure(fig, name, caption)
+        svg = self.folder / FIGURES_DIR / f"{name}.svg" if self.folder is not None else None
+        display(SVG(filename=str(svg)) if svg is not None and svg.is_file() else fig)
+        display(Markdown(text))
+        plt.close(fig)
+
+    def table(self, table: pd.DataFrame, name: str, *, caption: str | None = None,
+              formats: Sequence[str] = ("csv", "md", "tex")) -> str:
+        """Write the table and return Markdown links to its files (empty without a folder)."""
+        from analysis.tables import write_table
+
+        if self.folder is None:
+            return ""
+        paths = write_table(table, self.folder / TABLES_DIR, name, formats=formats,
+                            caption=caption)
+        return "Download: " + self._links(TABLES_DIR, paths)
+
+    def _links(self, sub: str, paths: Mapping[str, Path]) -> str:
+        links = []
+        for fmt, path in paths.items():
+            relative = f"{sub}/{path.name}"
+            self.written.append(relative)
+            links.append(f"[{fmt.upper()}]({relative})")
+        return " · ".join(links)
+
+
+#: Headings of :func:`runner_table` as a report shows it (``mean_<outcome column>`` is
+#: named by :func:`runner_table_labels`).
+RUNNER_TABLE_LABELS = {"runner_id": "Runner", "weeks_followed": "Weeks followed",
+                       "km_per_week": "Distance per week (km)", "reports": "Reports",
+                       "random_intercept": "Random intercept"}
+
+
+def runner_table_labels(outcome: OutcomeSpec) -> dict[str, str]:
+    """Column headings of :func:`runner_table` for display, the mean column by outcome."""
+    mean = (f"Share of reports with {outcome.noun}" if outcome.binary
+            else f"Mean {outcome.axis_label}")
+    unit = "log-odds" if outcome.binary else outcome.unit
+    return {**RUNNER_TABLE_LABELS, f"mean_{outcome.column}": mean,
+            "random_intercept": f"Random intercept ({unit})"}
+
+
 #: Per headline effect in ``summary.json``: the per-unit values and the reading-unit ones.
 HEADLINE_COLUMNS = ("term", "estimate", "ci_low", "ci_high", "step", "step_label",
                     *NRS_STEP_VALUES)
@@ -542,25 +677,34 @@ def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttem
 
 
 __all__ = [
+    "FIGURES_DIR",
     "HEADLINE_COLUMNS",
     "HEADLINE_ODDS_COLUMNS",
     "ID_COLUMNS",
     "PAIN_THRESHOLD_KEY",
     "PSEUDONYM_PATTERN",
+    "RUNNER_TABLE_LABELS",
+    "RUN_COLUMNS",
     "SAFE_RUNNER_COLUMNS",
     "SOURCE_TABLES",
+    "TABLES_DIR",
     "CohortView",
     "ExposureChoice",
     "ModelAttempt",
+    "TakeAways",
     "choose_exposures",
     "cleaning_counts",
     "cohort_audit",
     "cohort_file_audit",
+    "cohort_flow",
     "cohort_sizes",
     "cohort_summary",
+    "cohort_table_one",
     "fit_cohort_model",
     "follow_up_coverage",
     "load_cohort",
     "runner_table",
+    "runner_table_labels",
+    "takeaway_folder",
     "write_summary",
 ]

@@ -64,6 +64,13 @@ def markdown_text(value: Any) -> str:
     return escape_html(" ".join(text.split()).translate(_MARKDOWN_ESCAPES))
 
 
+#: Style the report adds once for its tables: long cells (reasons, labels) wrap inside a
+#: bounded column instead of running off the page or being cut off.
+TABLE_STYLE = ("<style>.jp-RenderedHTMLCommon table td, .jp-RenderedHTMLCommon table th, "
+               ".rendered_html table td, .rendered_html table th, table.dataframe td, "
+               "table.dataframe th {white-space: normal !important; "
+               "overflow-wrap: anywhere; max-width: 36em; text-align: left;}</style>")
+
 #: CSS class of the report's model-warning banner (tests and stylesheets look for it).
 BANNER_CLASS = "kneeload-model-warning"
 _BANNER_STYLE = ("border: 2px solid #9a5b00; background: #fff4e5; padding: 0.6em 1em; "
@@ -108,7 +115,8 @@ def effects_table(table: pd.DataFrame) -> pd.DataFrame:
     return values.drop(columns="scale").assign(p_value=p_value)
 
 
-def plain_language(table: pd.DataFrame, *, outcome: str | OutcomeSpec = "pain") -> list[str]:
+def plain_language(table: pd.DataFrame, *, outcome: str | OutcomeSpec = "pain",
+                   human: bool = False) -> list[str]:
     """One sentence per exposure effect, in steps a clinician reads (e.g. per +10 % jump).
 
     ``outcome`` is the modelled outcome kind (:class:`analysis.outcomes.OutcomeSpec`): its
@@ -116,7 +124,12 @@ def plain_language(table: pd.DataFrame, *, outcome: str | OutcomeSpec = "pain") 
     of injury change by a factor of 1.10"). A name is resolved by
     :func:`analysis.outcomes.outcome_by_name` for the unit and keeps the former wording
     ("0.12 NRS points higher pain", "the odds of pain"), which stored notebook outputs hold.
+    ``human=True`` names each term and its step as :mod:`analysis.labels` does ("Week-over-week
+    mileage change: ... per +10 %"); the default keeps the column names (the stored outputs
+    of the analysis notebooks).
     """
+    from analysis.labels import step_text, term_label
+
     if isinstance(outcome, OutcomeSpec):
         spec = outcome
     else:
@@ -125,6 +138,8 @@ def plain_language(table: pd.DataFrame, *, outcome: str | OutcomeSpec = "pain") 
                                    else spec.noun)
     sentences = []
     for row in step_values(table).itertuples(index=False):
+        if human:
+            row = row._replace(term=term_label(row.term), step_label=step_text(row.term))
         null = NULL_EFFECT[row.scale]
         clear = row.ci_low > null or row.ci_high < null
         verdict = ("the interval excludes no effect" if clear
@@ -177,6 +192,7 @@ __all__ = [
     "ODDS_STEP_COLUMNS",
     "READING_UNITS",
     "STEP_COLUMNS",
+    "TABLE_STYLE",
     "ReadingUnit",
     "add_reading_units",
     "effects_table",
