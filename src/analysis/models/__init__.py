@@ -18,6 +18,7 @@ relative on random-slope models; /work/shared/ANCHORS.md).
 """
 
 from analysis.models.compare import likelihood_ratio_test
+from analysis.models.crossbasis import CrossBasis, crossbasis, crosspred, lag_response
 from analysis.models.design import (
     CENTER_OPTIONS,
     INTERCEPT,
@@ -67,6 +68,7 @@ from analysis.models.result import (
     Z_95,
     ModelResult,
 )
+from analysis.models.sensitivity import lag0_panel, sensitivity
 from analysis.models.splines import NaturalSpline, natural_spline
 from analysis.models.survival import (
     SURVIVAL_MODELS,
@@ -98,6 +100,7 @@ __all__ = [
     "VCOV_OPTIONS",
     "Z_95",
     "CoxFit",
+    "CrossBasis",
     "Design",
     "LmmFit",
     "ModelResult",
@@ -109,6 +112,8 @@ __all__ = [
     "contrast_test",
     "counting_process",
     "cox_fit",
+    "crossbasis",
+    "crosspred",
     "design_of",
     "exposure_response",
     "fit_counting_process",
@@ -120,6 +125,8 @@ __all__ = [
     "fit_survival",
     "gls_covariance",
     "kaplan_meier",
+    "lag0_panel",
+    "lag_response",
     "likelihood_ratio_test",
     "lmm_beta_covariance",
     "lmm_deviance",
@@ -129,6 +136,7 @@ __all__ = [
     "prediction_problems",
     "satterthwaite_df",
     "satterthwaite_info",
+    "sensitivity",
     "session_exposures",
     "spline_curve",
     "survival_design",
