@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -436,15 +437,14 @@ def at_risk(daily: pd.DataFrame, episodes: pd.DataFrame, *,
     _require(reports, ("runner_id", "date"), "pain reports")
     _require(episodes, ("runner_id", "episode", "prevalent", "onset", "resolved_on"),
              "episodes")
-    ids = pd.Index(pd.unique(reports["runner_id"].astype(str)))
-    rep_code = ids.get_indexer(pd.Index(reports["runner_id"].astype(str)))
+    rep_code, ids = _runner_codes(reports["runner_id"])
     rep_day = _day_numbers(reports["date"])
     first_report = np.full(len(ids), np.iinfo(np.int64).max)
     last_report = np.full(len(ids), np.iinfo(np.int64).min)
     np.minimum.at(first_report, rep_code, rep_day)
     np.maximum.at(last_report, rep_code, rep_day)
 
-    code = ids.get_indexer(pd.Index(daily["runner_id"].astype(str)))
+    code = _runner_codes(daily["runner_id"], ids)[0]
     day = _day_numbers(daily["date"])
     known = code >= 0
     safe = np.where(known, code, 0)
@@ -452,7 +452,7 @@ def at_risk(daily: pd.DataFrame, episodes: pd.DataFrame, *,
     if "in_follow_up" in daily.columns:
         observed &= daily["in_follow_up"].to_numpy(dtype=bool)
 
-    ep_code = ids.get_indexer(pd.Index(episodes["runner_id"].astype(str)))
+    ep_code = _runner_codes(episodes["runner_id"], ids)[0]
     ep_onset = _day_numbers(episodes["onset"])
     resolved_on = pd.to_datetime(episodes["resolved_on"])
     big = np.iinfo(np.int64).max // 4
@@ -490,17 +490,17 @@ def at_risk(daily: pd.DataFrame, episodes: pd.DataFrame, *,
     event = observed & onset_today & ~ep_prevalent[np.maximum(today, 0)]
     duration = (daily["duration_min"].to_numpy(dtype=float) if "duration_min" in daily.columns
                 else np.full(len(daily), np.nan))
-    cohort = None
+    cohort: Any = pd.Categorical(np.full(len(daily), None, dtype=object))
     if "cohort" in reports.columns:
-        first_row = reports.drop_duplicates("runner_id")
-        cohort_of = pd.Series(first_row["cohort"].to_numpy(),
-                              index=first_row["runner_id"].astype(str).to_numpy())
-        cohort = cohort_of.reindex(ids).to_numpy()[safe]
-        cohort = np.where(known, cohort, None)
+        first_row = np.full(len(ids), len(reports))
+        np.minimum.at(first_row, rep_code, np.arange(len(reports)))
+        cohort_codes, names = pd.factorize(reports["cohort"].iloc[first_row])
+        cohort = pd.Categorical.from_codes(np.where(known, cohort_codes[safe], -1),
+                                           categories=pd.Index(names).astype(str))
     return pd.DataFrame({
-        "runner_id": daily["runner_id"].to_numpy(),
-        "cohort": cohort if cohort is not None else np.full(len(daily), None, dtype=object),
-        "date": daily["date"].to_numpy(),
+        "runner_id": daily["runner_id"].array,
+        "cohort": cohort,
+        "date": daily["date"].array,
         "observed": observed,
         "at_risk": at,
         "at_risk_first": at & (episodes_before == 0),
