@@ -347,3 +347,24 @@ def test_cli_bad_options_are_one_line_exit_2(demo, tmp_path, args, fragment):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() + proc.stdout.splitlines() if line]
     assert len(lines) == 1 and fragment in lines[0], proc.stderr + proc.stdout
+
+
+# --- the simulator's hazard outcome -------------------------------------------------------
+
+
+def test_simulated_hazard_episodes_are_the_episodes_the_build_finds(tmp_path):
+    from analysis.simulate import simulate_dataset, write_dataset
+
+    data = simulate_dataset(runners_per_cohort=15, weeks=20, cohorts=2, seed=3,
+                            outcome="hazard", report_missing_prob=0.0)
+    truth = data.truth
+    assert truth["hazard_ratios"]["mileage_jump"] == pytest.approx(math.exp(0.7))
+    write_dataset(data, tmp_path / "raw")
+    build(tmp_path / "raw", tmp_path / "p")
+    processed = load_processed(tmp_path / "p")
+    episodes = _episodes(processed)
+    # every simulated onset is an incident episode of analysis.episodes, and no other
+    assert not episodes["prevalent"].any()
+    assert len(episodes) == truth["episodes"] >= 10
+    rows = survival_design(processed, model="andersen-gill", exposures=["mileage_jump"])
+    assert int(rows["event"].sum()) == truth["episodes"]

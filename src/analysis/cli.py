@@ -110,7 +110,9 @@ def simulate(
     weeks: Annotated[int, typer.Option(min=3, help="Weeks of follow-up.")] = 26,
     cohorts: Annotated[int, typer.Option(min=1, max=5)] = 3,
     seed: int = DEFAULT_SEED,
-    outcome: Annotated[str, typer.Option(help="'nrs' (linear) or 'binary' (logistic).")] = "nrs",
+    outcome: Annotated[str, typer.Option(
+        help="'nrs' (linear), 'binary' (logistic) or 'hazard' (pain-episode onsets with "
+             "known hazard ratios).")] = "nrs",
     messy: Annotated[bool, typer.Option(
         help="Also write realistic defects (listed in truth.json) for the cleaning step.")]
         = False,

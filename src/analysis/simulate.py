@@ -22,6 +22,20 @@ Two outcome models
     the band (>= threshold when pain is present, below it otherwise), so the odds ratios in
     ``truth.json`` are exact for the binomial model.
 
+``outcome="hazard"``
+    Pain-episode onsets with known hazard ratios, for the time-to-event models
+    (:mod:`analysis.models.survival`). At each returned weekly report at which the runner
+    is at risk of a new episode (``analysis.episodes``: after the first report, not inside
+    an episode), a new episode starts with probability ``1 - exp(-H0 exp(x' beta + u))``:
+    a proportional hazard, constant over the week before the report, with the exposures
+    ``x`` at that report's reference day (grouped-time PH; Kalbfleisch & Prentice 2002,
+    sec. 4.8). ``truth.json`` gives ``log_hazard_ratios`` and ``hazard_ratios``. An episode
+    then has ``1 + Geometric`` painful weekly reports (mean :data:`HAZARD_EPISODE_WEEKS`)
+    followed by :data:`analysis.episodes.RESOLVE_AFTER_REPORTS` pain-free reports (its
+    resolution), after which the runner is at risk again. The first report is pain-free.
+    ``u`` is a normal runner frailty (SD ``sd_intercept``, default 0: the hazard ratios are
+    then the marginal ones a Cox model estimates).
+
 Missing exposures (the first weeks of follow-up, a 0-km previous week) contribute nothing
 to the linear predictor; models drop those rows anyway.
 """
@@ -93,6 +107,20 @@ BINARY_SD_INTERCEPT = 0.8
 BINARY_PAIN_PRESENT_P = 0.25
 BINARY_PAIN_ABSENT_P = 0.3
 
+#: True model for ``outcome="hazard"``: log hazard ratio per unit of each panel column.
+DEFAULT_HAZARD_EFFECTS: dict[str, float] = {
+    "mileage_jump": 0.7,  # HR 2.0 per +100 % week-over-week (1.07 per +10 %)
+    "shoe_km": 0.0,
+    "rest_days_7d": -0.15,  # HR 0.86 per rest day
+}
+#: Baseline cumulative hazard of a new episode over one week (all exposures 0).
+HAZARD_WEEKLY_BASELINE = 0.06
+#: Mean number of painful weekly reports of an episode (1 + geometric).
+HAZARD_EPISODE_WEEKS = 2.0
+HAZARD_SD_FRAILTY = 0.0
+#: Outcome models of :func:`simulate_dataset`.
+OUTCOMES = ("nrs", "binary", "hazard")
+
 
 @dataclass
 class SimulatedDataset:
@@ -129,8 +157,9 @@ def simulate_dataset(
     seed
         Everything is drawn from ``numpy.random.default_rng(seed)``: same seed, same data.
     outcome
-        ``"nrs"`` (linear model on the 0-10 scale) or ``"binary"`` (logistic model of
-        ``pain >= pain_threshold``).
+        ``"nrs"`` (linear model on the 0-10 scale), ``"binary"`` (logistic model of
+        ``pain >= pain_threshold``) or ``"hazard"`` (episode onsets with known hazard
+        ratios; ``effects`` are log hazard ratios).
     effects
         True fixed effects by panel column (NRS points, or log-odds for ``"binary"``);
         missing keys take the defaults.
@@ -143,8 +172,8 @@ def simulate_dataset(
     SimulatedDataset
         Canonical tables (``runners``, ``runs``, ``pain``, ``shoes``) and ``truth``.
     """
-    if outcome not in {"nrs", "binary"}:
-        raise KneeloadError(f"outcome must be 'nrs' or 'binary', not {outcome!r}")
+    if outcome not in OUTCOMES:
+        raise KneeloadError(f"outcome must be 'nrs', 'binary' or 'hazard', not {outcome!r}")
     if not 1 <= cohorts <= len(COHORT_ARCHETYPES):
         raise KneeloadError(f"cohorts must be 1..{len(COHORT_ARCHETYPES)}, not {cohorts}")
     if runners_per_cohort < 1 or weeks < 3:
@@ -157,7 +186,8 @@ def simulate_dataset(
     runs, shoes = _assign_shoes(rng, runs, runners)
     report_days = _draw_report_days(rng, runners, weeks, start, report_missing_prob)
 
-    default_effects = DEFAULT_NRS_EFFECTS if outcome == "nrs" else DEFAULT_BINARY_EFFECTS
+    default_effects = {"nrs": DEFAULT_NRS_EFFECTS, "binary": DEFAULT_BINARY_EFFECTS,
+                       "hazard": DEFAULT_HAZARD_EFFECTS}[outcome]
     true_effects = {**default_effects, **(effects or {})}
     exposures = _reference_exposures(
         runs, runners, report_days, shoes, list(true_effects), exposure_lag_days
@@ -169,6 +199,14 @@ def simulate_dataset(
             true_effects,
             sd_intercept=NRS_SD_INTERCEPT if sd_intercept is None else sd_intercept,
             sd_slope=NRS_SD_SLOPE_JUMP if sd_slope_jump is None else sd_slope_jump,
+        )
+    elif outcome == "hazard":
+        pain, truth_model = _hazard_outcome(
+            rng,
+            exposures,
+            true_effects,
+            threshold=pain_threshold,
+            sd_frailty=HAZARD_SD_FRAILTY if sd_intercept is None else sd_intercept,
         )
     else:
         pain, truth_model = _binary_outcome(
@@ -517,6 +555,71 @@ def _binary_outcome(
         "random_effects": {"sd_intercept": sd_intercept},
         "scale": "log-odds of pain >= pain_threshold",
         "prevalence": float(present.mean()),
+    }
+    return pain_table, truth
+
+
+def _band_pain(rng: np.random.Generator, present: np.ndarray, threshold: float) -> np.ndarray:
+    """NRS inside the band: threshold..10 when ``present``, 0..threshold-1 otherwise."""
+    low = int(np.ceil(threshold))
+    return np.where(
+        present,
+        low + rng.binomial(int(PAIN_MAX) - low, BINARY_PAIN_PRESENT_P, len(present)),
+        rng.binomial(max(low - 1, 0), BINARY_PAIN_ABSENT_P, len(present)),
+    ).astype(float)
+
+
+def _hazard_outcome(
+    rng: np.random.Generator,
+    exposures: pd.DataFrame,
+    effects: dict[str, float],
+    *,
+    threshold: float,
+    sd_frailty: float,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Weekly reports from an episode process with a proportional hazard (module docstring)."""
+    from analysis.episodes import RESOLVE_AFTER_REPORTS
+
+    u = _runner_effects(rng, exposures["runner_id"], sd_frailty)
+    risk = HAZARD_WEEKLY_BASELINE * np.exp(linear_predictor(exposures, effects) + u)
+    onset_draw = rng.random(len(exposures)) < -np.expm1(-risk)
+    p_stop = 1.0 / HAZARD_EPISODE_WEEKS  # a painful week is the last with this probability
+    stop_draw = rng.random(len(exposures)) < p_stop
+    painful = np.zeros(len(exposures), dtype=bool)
+    onsets = np.zeros(len(exposures), dtype=bool)
+    # reports are sorted by runner and date: walk each runner's reports in order
+    runner = exposures["runner_id"].to_numpy()
+    first = np.r_[True, runner[1:] != runner[:-1]]
+    state, free_left = "risk", 0  # "risk" | "pain" | "resolving"
+    for i in range(len(exposures)):
+        if first[i]:
+            state, free_left = "start", 0
+        if state == "start":
+            state = "risk"  # the first report is pain-free and not at risk
+        elif state == "risk":
+            if onset_draw[i]:
+                painful[i] = onsets[i] = True
+                state = "resolving" if stop_draw[i] else "pain"
+                free_left = RESOLVE_AFTER_REPORTS
+        elif state == "pain":
+            painful[i] = True
+            if stop_draw[i]:
+                state, free_left = "resolving", RESOLVE_AFTER_REPORTS
+        else:  # pain-free reports that resolve the episode
+            free_left -= 1
+            if free_left == 0:
+                state = "risk"
+    pain = _band_pain(rng, painful, threshold)
+    pain_table = exposures[["runner_id", "date"]].assign(pain=pain)
+    truth = {
+        "fixed_effects": dict(effects),
+        "log_hazard_ratios": dict(effects),
+        "hazard_ratios": {k: float(np.exp(v)) for k, v in effects.items()},
+        "baseline_weekly_hazard": HAZARD_WEEKLY_BASELINE,
+        "episode_weeks_mean": HAZARD_EPISODE_WEEKS,
+        "random_effects": {"sd_frailty": sd_frailty},
+        "scale": "log hazard ratio of a new pain episode per unit of the column",
+        "episodes": int(onsets.sum()),
     }
     return pain_table, truth
 
