@@ -117,6 +117,7 @@ def test_hand_fixture_at_risk():
     assert days.loc[b & (offset == 21), "episodes_before"].item() == 1
     assert days.loc[b & (offset == 22), "episodes_before"].item() == 2
     assert days.loc[b & (offset < 0), "observed"].sum() == 0  # the lead-in
+    assert (days["cohort"].astype(str) == "x").all()
 
 
 def test_a_threshold_that_did_not_build_pain_any_is_refused():
@@ -215,6 +216,8 @@ def test_episodes_and_risk_agree_with_the_state_machine(data, n_runners, resolve
     assert (days["at_risk_first"] <= days["at_risk"]).all()
     assert (ep["reports"] >= ep["painful_reports"]).all()
     assert (ep["duration_days"] >= 0).all()
+    assert (ep["days_no_running"] <= ep["duration_days"]).all()
+    assert (ep["time_loss_days"].fillna(0) <= ep["days_no_running"]).all()
 
 
 def test_episodes_on_a_simulated_build(tmp_path):
