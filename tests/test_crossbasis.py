@@ -35,7 +35,7 @@ CASES = {
     "ns3_ns4_L28": {"var": "ns", "var_df": 3, "lag": "ns", "lag_df": 4, "max_lag": 28},
     "lin_strata_L28": {"var": "linear", "lag": "strata", "lag_breaks": (1, 7, 14),
                        "max_lag": 28},
-    # var_df = 4 puts a knot at 0 km (30 % rest days): a repeated boundary knot
+    # 30 % rest days: the var knots are quantiles of the running days (> 0 km)
     "ns4_ns3_L10": {"var": "ns", "var_df": 4, "lag": "ns", "lag_df": 3, "max_lag": 10},
 }
 
@@ -174,6 +174,23 @@ def test_unknown_lag_days_drop_the_row_and_are_counted(fixture):
     assert res.dropped == {f"missing {cb.names[0]}": n_nan}
 
 
+def test_var_knots_avoid_the_rest_day_boundary(fixture):
+    """Quantiles of all days would put a knot on 0 km (30 % rest days); the knots are the
+    running days' quantiles, and the columns are not collinear with the intercept."""
+    daily, panel = fixture
+    cb = crossbasis(daily, panel, var="ns", var_df=4, lag="ns", lag_df=3, max_lag=10)
+    running = daily["distance_km"][daily["distance_km"] > 0]
+    np.testing.assert_allclose(cb.var_spline.knots, running.quantile([0.25, 0.5, 0.75]))
+    assert cb.var_spline.boundary == (0.0, daily["distance_km"].max())
+    X = np.column_stack([np.ones(len(panel)), cb.frame.to_numpy()])
+    X = X[~np.isnan(X).any(axis=1)]
+    assert np.linalg.matrix_rank(X) == X.shape[1]
+    given = crossbasis(daily, panel, var="ns", var_df=3, var_knots=[4.0, 9.0], max_lag=10)
+    assert given.var_spline.knots == (4.0, 9.0)
+    with pytest.raises(ModelSpecError, match="var_knots must be 2 values"):
+        crossbasis(daily, panel, var="ns", var_df=3, var_knots=[0.0, 9.0], max_lag=10)
+
+
 def test_requests_are_checked(fixture):
     daily, panel = fixture
     with pytest.raises(ModelSpecError, match="var basis"):
@@ -187,3 +204,26 @@ def test_requests_are_checked(fixture):
     res = fit_lmm(panel.assign(x=np.arange(len(panel), dtype=float)), exposures=["x"])
     with pytest.raises(ModelSpecError, match="no cross-basis term"):
         crosspred(cb, res, at=[1.0])
+
+
+def test_lag_response_and_surface_figures():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis.plots_nonlinear import exposure_lag_contour, lag_response_plot
+
+    daily, panel = _simulated(seed=5)
+    cb = crossbasis(daily, panel, var="ns", var_df=2, lag="ns", lag_df=3, max_lag=6)
+    res = fit_lmm(pd.concat([panel, cb.frame], axis=1), exposures=cb.names)
+    surface = crosspred(cb, res, at=np.linspace(0, 20, 5))["surface"]
+    ax = lag_response_plot(surface, at=10.0)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(),
+                               surface.loc[surface["x"] == 10.0, "estimate"])
+    with pytest.raises(ValueError, match="pick one"):
+        lag_response_plot(surface)
+    plt.close(ax.figure)
+    ax = exposure_lag_contour(surface, xlabel="km per day")
+    assert ax.get_ylabel() == "lag (days)"
+    plt.close(ax.figure)

@@ -105,6 +105,9 @@ def test_df_and_distinct_values_are_checked():
         natural_spline([1.0, 2.0, 3.0], 0)
     with pytest.raises(ModelSpecError, match="distinct values"):
         natural_spline([1.0, 1.0, 2.0], 3)
+    # 60 % of the values tied at 0: the 1/3 quantile knot would sit on the boundary
+    with pytest.raises(ModelSpecError, match="60% of the values are tied"):
+        natural_spline([0.0] * 6 + [1.0, 2.0, 3.0, 4.0], 3)
 
 
 def _ref(model: str) -> pd.DataFrame:
@@ -302,3 +305,23 @@ def test_cli_spline_option(tmp_path, demo):
     gee = CliRunner().invoke(app, [*args[:-2], "--model", "gee", "--spline", "mileage_jump:3"])
     assert gee.exit_code == 2
     assert "does not apply to --model gee" in gee.output
+
+
+def test_exposure_response_figure_draws_the_curve_band_and_rug(demo, lmm_ns3):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis.plots_nonlinear import exposure_response_plot
+
+    curve = spline_curve(lmm_ns3, "mileage_jump")
+    ax = exposure_response_plot(curve, values=demo["mileage_jump"], xlabel="jump (fraction)")
+    line = ax.lines[0]
+    np.testing.assert_allclose(line.get_ydata(), curve["estimate"])
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(curve["ci_low"].min())
+    assert band.max() == pytest.approx(curve["ci_high"].max())
+    rug = next(ln for ln in ax.lines if ln.get_marker() == "|")
+    assert len(rug.get_xdata()) == len(demo)
+    plt.close(ax.figure)

@@ -8,8 +8,8 @@
 # ns_crossbasis_panel.csv (runner_id, reference_date), written by
 # make_ns_crossbasis_fixture.py. Writes OUT_DIR/ns_crossbasis.csv: case, row, col, value
 # (NA where a lag day is unknown or before the runner's calendar).
-# Bases: var "ns" = ns(daily km, df) (knots at quantiles of the known daily km, predict() at
-# the lagged values) or "linear" = the km; lag "ns" = ns(0:L, df, intercept = TRUE) (dlnm's
+# Bases: var "ns" = ns(daily km) with interior knots at quantiles of the running days' km
+# (> 0) and boundary knots at the range of the known daily km, predict() at the lagged values or "linear" = the km; lag "ns" = ns(0:L, df, intercept = TRUE) (dlnm's
 # default for the lag dimension), "strata" = indicators of [0, b1), [b1, b2), ..., [bk, L].
 
 suppressPackageStartupMessages(library(splines))
@@ -35,7 +35,11 @@ for (cs in cases) {
   Q <- matrix(Q, nrow = nrow(panel))
   if (cs$var == "ns") {
     known <- daily$distance_km[!is.na(daily$distance_km)]
-    basis <- ns(known, df = cs$vdf)
+    # interior knots at type-7 quantiles of the running days (km > 0), boundary knots at the
+    # range of all known days (kneeload's rule; dlnm would take quantiles of all days)
+    probs <- seq(0, 1, length.out = cs$vdf + 1)[-c(1, cs$vdf + 1)]
+    basis <- ns(known, knots = quantile(known[known > 0], probs, type = 7),
+                Boundary.knots = range(known))
     bv <- function(x) {
       out <- matrix(NA_real_, length(x), cs$vdf)
       ok <- !is.na(x)

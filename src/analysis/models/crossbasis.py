@@ -156,6 +156,7 @@ def _day_numbers(dates: pd.Series) -> np.ndarray:
 def crossbasis(daily: pd.DataFrame, panel: pd.DataFrame, *, column: str = "distance_km",
                max_lag: int = DEFAULT_MAX_LAG, var: str = "ns", var_df: int = 3,
                lag: str = "ns", lag_df: int = 4, lag_breaks: Sequence[int] = (),
+               var_knots: Sequence[float] | None = None,
                day_column: str = "reference_date", group: str = "runner_id") -> CrossBasis:
     """Cross-basis columns of a daily load x lag for each panel row.
 
@@ -166,9 +167,12 @@ def crossbasis(daily: pd.DataFrame, panel: pd.DataFrame, *, column: str = "dista
         ``reference_date``, s = t - exposure lag).
     column : the daily load (km per day, or a TRIMP in AU).
     max_lag : L in days (default :data:`DEFAULT_MAX_LAG`).
-    var, var_df : var basis: ``"ns"`` with ``var_df`` columns (knots at quantiles of the
-        known daily loads of the runners in ``panel``, as dlnm places them on the series) or
-        ``"linear"``.
+    var, var_df : var basis: ``"ns"`` with ``var_df`` columns or ``"linear"``. The ns
+        boundary knots are the range of the known daily loads of the runners in ``panel``;
+        its interior knots the type-7 quantiles of the loads of running days (load > 0),
+        not of all days as dlnm does: with 30-60 % rest days a quantile of all days falls on
+        0 km, the boundary, and the basis then spans the constants (collinear with the
+        intercept and with an intercept-carrying lag basis). ``var_knots`` gives them.
     lag, lag_df, lag_breaks : lag basis (:func:`lag_basis`).
 
     Returns
@@ -186,8 +190,8 @@ def crossbasis(daily: pd.DataFrame, panel: pd.DataFrame, *, column: str = "dista
     spline = None
     if var == "ns":
         in_panel = daily[group].astype(str).isin(set(panel[group].astype(str)))
-        spline = natural_spline(pd.to_numeric(daily.loc[in_panel, column], errors="coerce")
-                                .to_numpy(dtype=float), var_df)
+        loads = pd.to_numeric(daily.loc[in_panel, column], errors="coerce").to_numpy(float)
+        spline = _var_spline(loads[np.isfinite(loads)], var_df, var_knots)
     nv = 1 if spline is None else spline.df
     # var basis of every lagged load: n x (L+1) x nv
     flat = Q.reshape(-1)
@@ -199,6 +203,21 @@ def crossbasis(daily: pd.DataFrame, panel: pd.DataFrame, *, column: str = "dista
     frame = pd.DataFrame(cb, index=panel.index, columns=names)
     return CrossBasis(column=column, max_lag=max_lag, var=var, var_spline=spline, lag=lag,
                       lag_matrix=L, names=names, frame=frame)
+
+
+def _var_spline(loads: np.ndarray, df: int, knots: Sequence[float] | None) -> NaturalSpline:
+    """The var basis: boundary knots at the range of ``loads``, interior knots given or at
+    the quantiles of the positive loads (running days)."""
+    if loads.size == 0:
+        raise ModelSpecError("no known daily load for the runners of the panel")
+    if knots is None:
+        knots = natural_spline(loads[loads > 0], df).knots
+    knots = tuple(float(k) for k in sorted(knots))
+    lo, hi = float(loads.min()), float(loads.max())
+    if len(knots) != df - 1 or any(k <= lo or k >= hi for k in knots):
+        raise ModelSpecError(f"var_knots must be {df - 1} values inside the load range "
+                             f"({lo:g}, {hi:g}), got {list(knots)}")
+    return NaturalSpline(knots=knots, boundary=(lo, hi))
 
 
 def _coefficients(cb: CrossBasis, result: ModelResult) -> tuple[np.ndarray, np.ndarray]:

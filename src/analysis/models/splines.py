@@ -166,6 +166,14 @@ def natural_spline(x: Sequence[float] | np.ndarray, df: int, *,
                              f"values; there are {np.unique(values).size}")
     probs = np.linspace(0.0, 1.0, df + 1 - int(intercept))[1:-1]
     knots = np.quantile(values, probs) if probs.size else np.array([])  # type 7
+    lo, hi = values.min(), values.max()
+    if ((knots <= lo) | (knots >= hi)).any():
+        # R's ns() accepts such a knot, but the basis then spans the constants (collinear
+        # with the intercept): too many values are tied at the minimum or maximum
+        tied = max(float(np.mean(values == lo)), float(np.mean(values == hi)))
+        raise ModelSpecError(f"a natural spline with df={df} puts a knot on a boundary "
+                             f"value ({lo:g} or {hi:g}): {tied:.0%} of the values are tied "
+                             "there; use a smaller df (or give the knots)")
     return NaturalSpline(knots=tuple(float(k) for k in knots),
                          boundary=(float(values.min()), float(values.max())),
                          intercept=intercept)
