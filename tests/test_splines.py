@@ -325,3 +325,29 @@ def test_exposure_response_figure_draws_the_curve_band_and_rug(demo, lmm_ns3):
     rug = next(ln for ln in ax.lines if ln.get_marker() == "|")
     assert len(rug.get_xdata()) == len(demo)
     plt.close(ax.figure)
+
+
+def test_return_to_running_weeks_through_the_build():
+    """Two runners stop for 6 weeks: the build's acwr_rolling is NaN on the reports whose
+    four-week window is 0 km; the model's note counts them, and acute + chronic terms keep
+    those reports (both are 0 km there, not undefined)."""
+    from analysis.exposures import build_panel
+
+    days = pd.date_range("2024-01-01", "2024-04-30")
+    run_days = days[(days < "2024-02-16") | (days >= "2024-04-01")]
+    runs = pd.concat([pd.DataFrame({"runner_id": r, "date": run_days, "distance_km": 5.0 + i})
+                      for i, r in enumerate("ab")], ignore_index=True)
+    runners = pd.DataFrame({"runner_id": ["a", "b"], "cohort": "x"})
+    reports = days[::7][1:]
+    pain = pd.concat([pd.DataFrame({"runner_id": r, "date": reports,
+                                    "pain": (np.arange(len(reports)) % 4 + i).astype(float)})
+                      for i, r in enumerate("ab")], ignore_index=True)
+    panel = build_panel(runs, runners, pain).panel
+    zero_month = panel["km_28d"] == 0
+    assert zero_month.sum() == 4
+    assert panel.loc[zero_month, "acwr_rolling"].isna().all()
+    ratio = build_design(panel, outcome="pain", exposures=["acwr_rolling"])
+    assert ratio.dropped[UNDEFINED_RATIO] == 4
+    separate = build_design(panel, outcome="pain", exposures=["km_7d", "km_28d"])
+    assert UNDEFINED_RATIO not in separate.dropped
+    assert len(separate.frame) == len(ratio.frame) + 4
