@@ -38,8 +38,8 @@ from analysis.errors import ModelSpecError
 from analysis.models.result import Z_95, ModelResult
 from analysis.models.splines import NaturalSpline, natural_spline
 
-#: Default longest lag in days: four weeks, the chronic window (Hulin et al. 2016) and the
-#: span Bache-Mathiesen et al. 2022 (BMC Med Res Methodol 22:192) model load over.
+#: Default longest lag in days: four weeks, the chronic window of the acute:chronic ratios
+#: (Hulin et al. 2016; Gabbett 2016).
 DEFAULT_MAX_LAG = 28
 #: Var bases: a natural cubic spline of the daily load, or the load itself (linear).
 VAR_BASES = ("ns", "linear")
