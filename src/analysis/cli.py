@@ -487,6 +487,10 @@ def _fit_survival(source: Path, out: Path, *, model: str, exposures: str, format
     out_format = fit_format(out, format)
     folder = source if source.is_dir() else source.parent
     processed = load_processed(folder)
+    if "episodes" not in processed and (folder / "episodes.parquet").is_file():
+        import pandas as pd
+
+        processed["episodes"] = pd.read_parquet(folder / "episodes.parquet")  # the build's
     if cohort is not None:
         panel = processed["panel"]
         if cohort not in set(panel["cohort"]):
