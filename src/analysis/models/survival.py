@@ -120,6 +120,7 @@ class _Risk:
         pair_row = np.repeat(np.arange(len(self.stop)), counts)
         offsets = np.r_[0, np.cumsum(counts)[:-1]]
         pair_time = self.row_lo[pair_row] + (np.arange(len(pair_row)) - offsets[pair_row])
+        self.row_pairs = (pair_row, pair_time)  # by row, for sums over a row's times
         order = np.argsort(pair_time, kind="stable")
         self.pair_row = pair_row[order]
         # every event time has its own events at risk, so no group of pairs is empty
@@ -136,9 +137,12 @@ class _Risk:
         return out
 
     def over_rows(self, per_time: np.ndarray) -> np.ndarray:
-        """Sum of a per-event-time quantity over the event times inside each row's interval."""
-        cum = np.concatenate([np.zeros((1, *per_time.shape[1:])), np.cumsum(per_time, axis=0)])
-        return cum[self.row_hi] - cum[self.row_lo]
+        """Sum of a per-event-time quantity over the event times inside each row's interval
+        (over the pairs: exact, as :meth:`at_risk_sum`)."""
+        rows, times = self.row_pairs
+        out = np.zeros((len(self.stop), *per_time.shape[1:]))
+        np.add.at(out, rows, per_time[times])
+        return out
 
 
 @dataclass
