@@ -56,8 +56,9 @@ PH_ALPHA = 0.05
 MAX_STANDARDISED_LOG_HR = 10.0
 PROBLEM_INFINITE = "infinite estimate (monotone likelihood)"
 #: Single-session spike bands of the session's distance relative to the longest run in the
-#: previous 30 days (Frandsen et al. 2025, BJSM): regression or small change (ratio <= 1.10,
-#: the reference), small spike (1.10-1.30], moderate spike (1.30-2.00], large spike (> 2.00).
+#: previous 30 days (Frandsen et al. 2025, BJSM, doi:10.1136/bjsports-2024-109380, time-varying
+#: states of a Cox model): regression or up to a 10 % increase (ratio <= 1.10, the reference),
+#: small spike (> 10-30 %), moderate spike (> 30-100 %), large spike (> 100 %).
 #: The 1.10 edge is analysis.exposures.RUN_SPIKE_RATIO, the definition of ``run_spike``.
 SPIKE_BAND_EDGES = (1.10, 1.30, 2.00)
 SPIKE_BANDS = ("<=10%", "10-30%", "30-100%", ">100%")
