@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -142,13 +142,19 @@ def build(
     recover_leftovers(out)
     _check_output_folder(raw, out)
 
-    with _heap_for_large_tables():
+    with _heap_for_large_tables(), _Staging(out) as stage:
+        # the input fingerprints are hashed while the files are read (hashlib and the
+        # Parquet writer release the GIL); each table is written as soon as it is final
+        hashes = stage.submit(input_hashes, raw)
         cleaned, read = _read_and_clean(raw, format=format, pseudonymise=pseudonymise,
                                         timezone=timezone, distance_unit=distance_unit,
                                         today=today, dayfirst=dayfirst,
                                         date_format=date_format,
                                         cache_dir=out / CACHE_FOLDER / ACTIVITY_CACHE)
         detected = read.format
+        # the clean tables were checked by clean_tables: written while the panel is built
+        stage.parquet({name: getattr(cleaned, name) for name in TABLES})
+        stage.submit(_write_safe_csv, cleaned.quarantine, stage.folder / "quarantine.csv")
         built = build_panel(
             cleaned.runs,
             cleaned.runners,
@@ -159,16 +165,22 @@ def build(
             lags=tuple(lags),
             unlogged_gaps=unlogged_gaps,
         )
-        # contracts at the boundary before anything is written, once per table (clean_tables
-        # checked the four clean tables); the vectorised checker, so the build imports no pandera
+        # contracts at the boundary before these tables are written, once per table; the
+        # vectorised checker, so the build imports no pandera (a breach removes the staging
+        # folder with whatever it holds: nothing is swapped in)
         schemas.check_table(built.daily, schemas.DAILY_CONTRACT)
         schemas.check_table(built.panel, schemas.PANEL_CONTRACT)
-        meta = _build_meta(built, raw, format=detected, pseudonymise=pseudonymise)
+        stage.parquet({"daily": built.daily, "panel": built.panel})
+        meta = _build_meta(built, raw, format=detected, pseudonymise=pseudonymise,
+                           hashes=hashes.result())
         meta |= _read_meta(read, cleaned)
         meta |= panel_defaults(built.panel, meta, outcome=_panel_outcome(read.outcome,
                                                                           built.panel))
+        stage.parquet({"episodes": episodes(built.panel, built.daily,
+                                            threshold=meta["pain_threshold"])})
         counts = _counts(cleaned, built)
-        _write_atomically(out, cleaned, built, meta, counts)
+        stage.finish({"cleaning_report": cleaned.report, "counts": counts,
+                      "audit": built.audit}, meta=meta)
     return BuildSummary(out_dir=out, format=detected, counts=counts,
                         cleaning=cleaned.report, meta=meta)
 
@@ -292,10 +304,10 @@ def _read_meta(read: _ReadFacts, cleaned: CleanResult) -> dict[str, Any]:
     return meta
 
 
-def _build_meta(built: PanelBuild, raw: Path, *, format: str,
-                pseudonymise: bool) -> dict[str, Any]:
-    """``panel_meta.json``: the panel's options, provenance and the input fingerprints."""
-    hashes = input_hashes(raw)
+def _build_meta(built: PanelBuild, raw: Path, *, format: str, pseudonymise: bool,
+                hashes: dict[str, str]) -> dict[str, Any]:
+    """``panel_meta.json``: the panel's options, provenance and the input fingerprints
+    (``hashes``, :func:`input_hashes` of ``raw``)."""
     meta = {
         **built.meta,
         "dataset": raw.name,
@@ -467,62 +479,94 @@ def _positions(values: pd.Series, index: pd.Index) -> np.ndarray:
     return np.where(codes >= 0, at[np.maximum(codes, 0)] if len(at) else -1, -1)
 
 
-def _write_atomically(
-    out: Path,
-    cleaned: CleanResult,
-    built: PanelBuild,
-    meta: dict[str, Any],
-    counts: dict[str, Any],
-) -> None:
-    """Write everything into a marked staging folder beside ``out``, then swap it in.
+class _Staging:
+    """The marked staging folder beside ``out`` that a build writes into while it runs,
+    swapped into place by :meth:`finish` (a context manager: on any error the pending
+    writes are cancelled or awaited and the folder is removed; the previous ``out`` is as
+    it was).
 
-    Raises
-    ------
-    OutputFolderError
-        The folder cannot be written (read-only, full disk, permissions): one line; the
-        staging folder is removed and the previous ``out`` is as it was.
+    Writes run on :data:`WRITE_THREADS` threads while the build goes on (:meth:`submit`,
+    :meth:`parquet`); an ``OSError`` of a write (read-only folder, full disk, permissions)
+    becomes one :class:`~analysis.outputs.OutputFolderError` line, when it is raised and
+    when :meth:`finish` collects it.
     """
-    staging = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-",
-                                        dir=out.parent))
-        (staging / STAGING_MARKER).write_text(f"kneeload build of {out.name} in progress\n")
-        _write_tables(staging, {**{name: getattr(cleaned, name) for name in TABLES},
-                                "daily": built.daily, "panel": built.panel,
-                                "episodes": episodes(built.panel, built.daily,
-                                                     threshold=meta["pain_threshold"])})
-        _write_safe_csv(cleaned.quarantine, staging / "quarantine.csv")
-        _write_json(staging / "cleaning_report.json", cleaned.report)
-        _write_json(staging / "counts.json", counts)
-        _write_json(staging / "audit.json", built.audit)
-        _write_json(staging / PROCESSED_MARKER, meta)  # last: a complete folder has it
-        _keep_cache(out, staging)
-        (staging / STAGING_MARKER).unlink()
-        _swap_into_place(staging, out)
-    except BaseException as error:
-        if staging is not None and staging.is_dir():
-            _remove_staging(staging)
-        if isinstance(error, OSError):
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.folder = Path()
+        self._pool: ThreadPoolExecutor | None = None
+        self._jobs: list[Future[Any]] = []
+        #: folders above ``out`` this build creates (deepest first): removed again, when
+        #: empty, if the build fails
+        self._made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+
+    def __enter__(self) -> _Staging:
+        try:
+            with self._output_errors():
+                self.out.parent.mkdir(parents=True, exist_ok=True)
+                self.folder = Path(tempfile.mkdtemp(
+                    prefix=f".{self.out.name}.building-{os.getpid()}-", dir=self.out.parent))
+                (self.folder / STAGING_MARKER).write_text(
+                    f"kneeload build of {self.out.name} in progress\n")
+        except BaseException as error:  # no __exit__ for a failed __enter__: clean up here
+            self.__exit__(type(error), error, None)
+            raise
+        self._pool = ThreadPoolExecutor(max_workers=WRITE_THREADS)
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, trace: Any) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=error is not None)
+        if error is None:
+            return
+        if self.folder != Path() and self.folder.is_dir():
+            _remove_staging(self.folder)
+        for folder in self._made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or not ours to remove): leave it and those above
+                break
+
+    @contextmanager
+    def _output_errors(self) -> Iterator[None]:
+        """An ``OSError`` inside is the processed folder's: one line naming it."""
+        try:
+            yield
+        except OSError as error:
             raise OutputFolderError(f"cannot write the processed folder: "
-                                    f"{error.strerror or error}", file=out) from None
-        raise
+                                    f"{error.strerror or error}", file=self.out) from None
+
+    def submit(self, job: Any, *args: Any) -> Future[Any]:
+        """Run ``job(*args)`` on a writer thread; its result (or error) at :meth:`finish`."""
+        if self._pool is None:
+            raise RuntimeError("bug: _Staging used outside its with block")
+        future = self._pool.submit(job, *args)
+        self._jobs.append(future)
+        return future
+
+    def parquet(self, tables: Mapping[str, pd.DataFrame]) -> None:
+        """``<name>.parquet`` of every table (:func:`_write_parquet`), largest first."""
+        for name in sorted(tables, key=lambda name: -len(tables[name])):
+            self.submit(_write_parquet, tables[name], self.folder / f"{name}.parquet")
+
+    def finish(self, reports: Mapping[str, Any], *, meta: dict[str, Any]) -> None:
+        """Wait for every write, write the JSON reports and ``meta`` (last: a complete
+        folder has :data:`PROCESSED_MARKER`), keep the parse cache and swap into place."""
+        with self._output_errors():
+            for job in self._jobs:
+                job.result()  # re-raises the first failure
+            for name, payload in reports.items():
+                _write_json(self.folder / f"{name}.json", payload)
+            _write_json(self.folder / PROCESSED_MARKER, meta)
+            _keep_cache(self.out, self.folder)
+            (self.folder / STAGING_MARKER).unlink()
+            _swap_into_place(self.folder, self.out)
 
 
 def _remove_staging(staging: Path) -> None:
     """Remove a staging folder (and nothing else); errors ignored (a full or read-only
     disk: the next build removes it by its marker)."""
     shutil.rmtree(staging, ignore_errors=True)
-
-
-def _write_tables(folder: Path, tables: Mapping[str, pd.DataFrame]) -> None:
-    """``<name>.parquet`` for every table, :data:`WRITE_THREADS` at a time, largest first."""
-    order = sorted(tables, key=lambda name: -len(tables[name]))
-    with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
-        jobs = [pool.submit(_write_parquet, tables[name], folder / f"{name}.parquet")
-                for name in order]
-        for job in jobs:
-            job.result()  # re-raises the first failure
 
 
 def _write_parquet(table: pd.DataFrame, path: Path) -> None:
