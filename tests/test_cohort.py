@@ -139,3 +139,123 @@ def test_runner_table_takes_the_modes_of_models(study: Study) -> None:
     expected = modes.per_runner.set_index("runner_id")["Intercept"].round(2)
     np.testing.assert_array_equal(table.loc[expected.index, "random_intercept"], expected)
     assert table["reports"].sum() == len(view.panel)
+
+
+# --- issue 14: the report as a researcher takes it away ------------------------------------
+
+
+def _demo_view(cohort: str = "recreational") -> reports.CohortView:
+    from analysis.paths import processed_dir
+
+    return reports.load_cohort(processed_dir("demo"), cohort, salt="")
+
+
+def test_merged_duplicates_are_not_called_quarantined() -> None:
+    """The demo report once listed 'quarantined: exact_duplicate' for merged rows."""
+    from analysis.clean import MERGE_REASONS
+
+    view = _demo_view()
+    audit = reports.cohort_audit(view).set_index("count")["value"]
+    assert "merged (duplicate of a kept record): exact duplicate" in audit.index
+    assert not [k for k in audit.index if k.startswith("quarantined")
+                and any(r.replace("_", " ") in k for r in MERGE_REASONS)]
+    files = reports.cohort_file_audit(view).set_index("file")
+    mine = view.quarantine[view.quarantine["file"] == "runs.csv"]
+    merged = int(mine["reason"].isin(MERGE_REASONS).sum())
+    assert merged > 0 and files.loc["runs.csv", "merged"] == merged
+    assert files.loc["runs.csv", "quarantined"] == len(mine) - merged
+    assert "exact duplicate" in files.loc["runs.csv", "merged by reason"]
+    assert "exact" not in files.loc["runs.csv", "quarantined by reason"]
+
+
+def test_the_cohort_flow_is_its_own_rows_and_adds_up() -> None:
+    view = _demo_view()
+    attempt = reports.fit_cohort_model(view)
+    flow = reports.cohort_flow(view, attempt.result)
+    files = reports.cohort_file_audit(view).set_index("file")
+    for name, read in flow.read.items():
+        row = files.loc[name]
+        assert read == row["kept"] + row["merged"] + row["quarantined"]
+    assert dict(flow.runners)["With pain reports"] == view.n_runners
+    assert dict(flow.reports)["In the model"] == attempt.result.n_obs
+
+
+def test_table_one_states_the_builds_threshold(study_threshold_4: Study) -> None:
+    view = reports.load_cohort(study_threshold_4.processed, study_threshold_4.normal,
+                               salt=None)
+    table = reports.cohort_table_one(view)
+    row = "Reports of pain >= 4 NRS, n (% of reports)"
+    n = int(view.panel["pain_any"].sum())
+    assert table.loc[row].iloc[0] == f"{n} ({round(100 * n / len(view.panel))} %)"
+    assert list(table.columns) == [f"{view.cohort} (n = {view.n_runners})"]
+
+
+def test_the_report_speaks_in_labels_not_column_names() -> None:
+    view = _demo_view()
+    choice = reports.choose_exposures(view)
+    text = " ".join(choice.sentences(human=True))
+    assert "Week-over-week mileage change" in text and "mileage_jump" not in text
+    spec = view.outcome
+    headings = reports.runner_table_labels(spec)
+    shown = reports.runner_table(view, outcome=spec).rename(columns=headings)
+    assert not [c for c in shown.columns if "_" in c]
+    attempt = reports.fit_cohort_model(view)
+    sentences = reports.plain_language(attempt.result.table, outcome=spec, human=True)
+    assert sentences[0].startswith("Week-over-week mileage change: ")
+    assert "per +10 %" in sentences[0] and "_" not in " ".join(sentences)
+
+
+def test_take_aways_write_figures_and_tables_with_relative_links(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = tmp_path / "cohort" / ".summary.json.tmp"
+    summary.parent.mkdir()
+    take = reports.TakeAways(reports.takeaway_folder(summary))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    text = take.figure(fig, "demo", "A caption with a <b>tag</b>.")
+    assert "[SVG](figures/demo.svg)" in text and "[PNG](figures/demo.png)" in text
+    assert "<b>" not in text
+    links = take.table(pd.DataFrame({"a": [1]}), "t")
+    assert "[CSV](tables/t.csv)" in links and "[TEX](tables/t.tex)" in links
+    for relative in take.written:
+        assert (summary.parent / relative).is_file(), relative
+    plt.close(fig)
+    nowhere = reports.TakeAways(reports.takeaway_folder(""))
+    assert nowhere.table(pd.DataFrame({"a": [1]}), "t") == "" and nowhere.written == []
+
+
+@pytest.mark.slow
+def test_a_rendered_report_links_its_take_away_files(tmp_path: Path) -> None:
+    """Through papermill: every link of report.html to figures/ or tables/ resolves, each
+    figure is there as SVG and as a 300 dpi PNG, Table 1 and the model table as CSV,
+    Markdown and LaTeX; no raw variance layout or p of 0.0 reaches the page."""
+    import matplotlib.image as mpimg
+
+    from analysis import plots
+    from analysis.paths import processed_dir
+
+    run = reports.run_reports(processed_dir("demo"), tmp_path / "out",
+                              cohorts=["recreational"])
+    assert [o.status for o in run.outcomes] == ["ok"]
+    folder = tmp_path / "out" / "recreational"
+    html = (folder / "report.html").read_text()
+    links = set(re.findall(r'href="((?:figures|tables)/[^"]+)"', html))
+    assert {f"tables/{n}.{x}" for n in ("table1", "model") for x in ("csv", "md", "tex")} \
+        <= links
+    for name in ("over_time", "exposures", "forest", "predicted", "flow", "residuals"):
+        assert {f"figures/{name}.svg", f"figures/{name}.png"} <= links, name
+        width = mpimg.imread(folder / "figures" / f"{name}.png").shape[1]
+        assert width == round(plots.PAGE_WIDTH_IN * plots.SAVE_DPI)
+    for link in links:
+        assert (folder / link).is_file(), link
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<(style|script|svg)\b.*?</\1>", " ", html,
+                                           flags=re.S))
+    for raw in ("var1", "sdcor", "vcov", "quarantined: exact", "mileage_jump", "shoe_km"):
+        assert raw not in text, raw
+    model = pd.read_csv(folder / "tables" / "model.csv", dtype=str)
+    assert set(model["p"]) <= {"< 0.001"} | {f"{k / 1000:.3f}" for k in range(1, 1001)}
+    assert not model["p"].isin(["0.0", "0.000", "0"]).any()

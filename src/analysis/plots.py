@@ -25,6 +25,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.ticker import FuncFormatter, Locator
 from scipy import stats
 
 from analysis import labels
@@ -47,7 +49,9 @@ SAVE_DPI = 300
 PALETTE = "colorblind"
 FIGSIZE = (PAGE_WIDTH_IN, 3.2)  # inches: one panel at page width
 NIELSEN_ORDER = ("<10%", "10-30%", ">30%")  # jump_category levels (Nielsen et al. 2014)
-ODDS_TICKS = (0.25, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 3, 5, 10)  # plain labels on a log axis
+#: Plain labels on a log axis, each with its reciprocal (0.8 and 1.25, 0.67 and 1.5 ...).
+ODDS_TICKS = (0.05, 0.1, 0.2, 0.25, 0.33, 0.5, 0.67, 0.8, 0.9, 1, 1.11, 1.25, 1.5, 2, 3, 4,
+              5, 10, 20)
 #: Power a study is usually designed for, drawn as a reference line: 80 % (Cohen 1988,
 #: Statistical Power Analysis for the Behavioral Sciences, 2nd ed., section 2.4).
 POWER_TARGET = 0.8
@@ -123,6 +127,15 @@ def _axes(ax: Axes | None) -> Axes:
     return new_ax
 
 
+def _date_axis(ax: Axes) -> None:
+    """Concise month ticks on a date axis (no rotated ISO dates running into each other)."""
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(maxticks=7)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
 def weekly_km(daily: pd.DataFrame) -> pd.DataFrame:
     """Weekly running distance per runner (km, weeks starting Monday) from the daily calendar
     (column ``distance_km``: km run that day, 0 on rest days)."""
@@ -141,7 +154,7 @@ def weekly_mileage(daily: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
                  errorbar=("pi", 50), ax=ax, color=colour(0))
     ax.set(xlabel="Week", ylabel=labels.axis_label("weekly_km"),
            title="Weekly distance (median, IQR)")
-    ax.tick_params(axis="x", labelrotation=30)
+    _date_axis(ax)
     return ax
 
 
@@ -157,7 +170,7 @@ def pain_over_time(panel: pd.DataFrame, *, outcome: OutcomeSpec = NRS,
     ax.set(xlabel="Week", ylabel=_sentence(outcome.mean_label),
            title=f"{outcome.label} over time (mean, 95 % CI)",
            ylim=(outcome.low, outcome.high))
-    ax.tick_params(axis="x", labelrotation=30)
+    _date_axis(ax)
     return ax
 
 
@@ -330,10 +343,9 @@ def forest_plot(effects: pd.DataFrame, *, null: float | None = None, xlabel: str
     ax.invert_yaxis()
     if null == 1.0:  # ratios are symmetric on a log axis; keep plain tick labels
         ax.set_xscale("log")
-        low, high = ax.get_xlim()
-        ticks = odds_ticks(low, high)
         ax.minorticks_off()
-        ax.set_xticks(ticks, [labels.format_number(t) for t in ticks])
+        ax.xaxis.set_major_locator(OddsRatioLocator())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: labels.format_number(v)))
     if len(models) > 1:
         ax.legend()
     default = outcome.effect_label if outcome is not None else (
@@ -342,27 +354,54 @@ def forest_plot(effects: pd.DataFrame, *, null: float | None = None, xlabel: str
     return ax
 
 
-#: Smallest gap between two odds-ratio tick labels, as a share of the log axis (a label of
-#: up to 4 characters at 9 pt on a 3 in axis needs about 1/7 of it).
-MIN_TICK_GAP = 1 / 7
+#: Width of a digit or point of a tick label, as a share of the font size (DejaVu Sans
+#: digits are 0.636 em wide; rounded up).
+CHAR_EM = 0.65
+#: Space kept between two tick labels (points).
+TICK_PAD_PT = 6.0
 
 
-def odds_ticks(low: float, high: float, *, candidates: Sequence[float] = ODDS_TICKS,
-               min_gap: float = MIN_TICK_GAP) -> list[float]:
-    """Plain odds-ratio ticks inside ``[low, high]`` that do not overlap on a log axis.
+def odds_ticks(low: float, high: float, *, width_pt: float, font_pt: float = MIN_FONT_PT,
+               candidates: Sequence[float] = ODDS_TICKS) -> list[float]:
+    """Plain odds-ratio ticks inside ``[low, high]`` whose labels do not overlap on a log
+    axis ``width_pt`` points wide.
 
-    1 (no effect) is kept when inside; the others are added nearest-to-1 first and kept
-    only when at least ``min_gap`` of the axis's log width from every kept tick.
+    1 (no effect) is kept when inside; the others are added nearest-to-1 first, and kept
+    only when the gap to every kept tick holds half of both labels
+    (:func:`analysis.labels.format_number`, :data:`CHAR_EM` per character) plus
+    :data:`TICK_PAD_PT`.
     """
     inside = [t for t in candidates if low <= t <= high]
-    if not inside:
-        return [float(low), float(high)] if high > low else [1.0]
-    span = math.log(high / low) if high > low else 1.0
+    if not inside or high <= low:
+        return inside
+    per_log = width_pt / math.log(high / low)
+
+    def half(t: float) -> float:
+        return len(labels.format_number(t)) * CHAR_EM * font_pt / 2
+
     kept: list[float] = []
     for t in sorted(inside, key=lambda v: abs(math.log(v))):
-        if all(abs(math.log(t / k)) >= min_gap * span for k in kept):
+        if all(abs(math.log(t / k)) * per_log >= half(t) + half(k) + TICK_PAD_PT
+               for k in kept):
             kept.append(t)
     return sorted(kept)
+
+
+class OddsRatioLocator(Locator):
+    """Tick locator of an odds-ratio log axis: :func:`odds_ticks` for the axis's width at
+    draw time (after the layout has sized it), so labels never overlap."""
+
+    def __call__(self) -> list[float]:
+        low, high = self.axis.get_view_interval()
+        return self.tick_values(low, high)
+
+    def tick_values(self, vmin: float, vmax: float) -> list[float]:
+        ax = self.axis.axes
+        width_pt = ax.bbox.width * 72.0 / ax.figure.dpi
+        # the tick label size of the theme (asking the axis for its ticks would recurse)
+        font = FontProperties(size=plt.rcParams["xtick.labelsize"]).get_size_in_points()
+        low, high = sorted((float(vmin), float(vmax)))
+        return odds_ticks(low, high, width_pt=width_pt, font_pt=font)
 
 
 def predicted_pain(result: object, panel: pd.DataFrame, *, exposure: str,

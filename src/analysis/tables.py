@@ -14,6 +14,7 @@ subtraction.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from analysis.labels import (
     format_fixed,
     format_number,
     format_p,
+    label,
     step_text,
     term_label,
     variance_label,
@@ -86,24 +88,24 @@ def _median_iqr(values: pd.Series, *, decimals: int = 1) -> str:
 
 
 def _n_pct(n: int, total: int) -> str:
-    return f"{n} ({100.0 * n / total:.0f} %)" if total else "0"
+    """``n (p %)``, the per cent rounded half up (12.5 -> 13, as people round; Python's
+    format rounds half to even)."""
+    return f"{n} ({math.floor(100.0 * n / total + 0.5)} %)" if total else "0"
 
 
-def report_events(panel: pd.DataFrame, *, threshold: float | None = None,
-                  event_column: str | None = None) -> pd.Series:
-    """Which reports have the event Table 1 counts: ``pain >= threshold`` (NRS 0-10), or
-    the 0/1 flag ``event_column`` (e.g. an injury flag) when given. Missing values are no
-    event."""
-    if event_column is not None:
-        return panel[event_column].astype("boolean").fillna(False).astype(bool)
-    if threshold is None or "pain" not in panel.columns:
+def report_events(panel: pd.DataFrame, *, event_column: str | None = "pain_any"
+                  ) -> pd.Series:
+    """Which reports have the event Table 1 counts: the panel's 0/1 column
+    ``event_column`` (default ``pain_any``, built as ``pain >= pain_threshold`` by
+    :func:`analysis.exposures.build_panel`: read, never recomputed here). Missing values
+    are no event; None or an absent column gives no events."""
+    if event_column is None or event_column not in panel.columns:
         return pd.Series(False, index=panel.index)
-    return (panel["pain"].astype(float) >= threshold).fillna(False).astype(bool)
+    return panel[event_column].astype("boolean").fillna(False).astype(bool)
 
 
 def per_runner(runners: pd.DataFrame, daily: pd.DataFrame, panel: pd.DataFrame, *,
-               threshold: float | None = None, event_column: str | None = None
-               ) -> pd.DataFrame:
+               event_column: str | None = "pain_any") -> pd.DataFrame:
     """The per-runner values Table 1 summarises, for runners with at least one report.
 
     Parameters
@@ -115,22 +117,21 @@ def per_runner(runners: pd.DataFrame, daily: pd.DataFrame, panel: pd.DataFrame, 
         ``n_runs``; rows with ``in_follow_up`` False, the exposure lead-in, are left out).
     panel
         ``runner_id``, ``pain`` (NRS 0-10).
-    threshold, event_column
-        The event counted (:func:`report_events`): pain at or above ``threshold`` (NRS;
-        the build's ``pain_threshold``) or the flag column.
+    event_column
+        The 0/1 panel column counted (:func:`report_events`; ``pain_any`` by default).
 
     Returns
     -------
     One row per runner with data: ``runner_id``, ``cohort``, ``sex``, ``age``,
     ``follow_up_days``, ``weekly_km`` (km per followed week), ``runs_per_week``,
-    ``reports``, ``reports_with_pain`` (reports with pain >= threshold).
+    ``reports``, ``reports_with_pain`` (reports with the event).
     """
     if "in_follow_up" in daily.columns:
         daily = daily[daily["in_follow_up"].astype(bool)]
     days = daily.groupby("runner_id").agg(follow_up_days=("date", "size"),
                                           km=("distance_km", "sum"), runs=("n_runs", "sum"))
     weeks = days["follow_up_days"] / DAYS_PER_WEEK
-    events = report_events(panel, threshold=threshold, event_column=event_column)
+    events = report_events(panel, event_column=event_column)
     reports = panel.assign(_event=events).groupby("runner_id") \
         .agg(reports=("_event", "size"), reports_with_pain=("_event", "sum"))
     columns = [c for c in ("runner_id", "cohort", "sex", "age") if c in runners.columns]
@@ -168,7 +169,7 @@ def _column(rows: pd.DataFrame, panel_rows: int, panel_events: int, *, event: st
 
 
 def table_one(runners: pd.DataFrame, daily: pd.DataFrame, panel: pd.DataFrame, *,
-              threshold: float | None, event_column: str | None = None,
+              threshold: float | None, event_column: str | None = "pain_any",
               event_label: str | None = None, min_cohort_size: int = 1,
               overall: bool = True) -> pd.DataFrame:
     """Table 1: cohort characteristics, one column per cohort and one overall.
@@ -182,11 +183,13 @@ def table_one(runners: pd.DataFrame, daily: pd.DataFrame, panel: pd.DataFrame, *
     runners, daily, panel
         As for :func:`per_runner` (any number of cohorts; ``runners`` has ``cohort``).
     threshold
-        Pain present at ``pain >= threshold`` (NRS 0-10); the value is stated in the rows
-        ("Reports of pain >= 3 NRS"). None (and no ``event_column``): no event rows.
+        The build's ``pain_threshold`` (``panel_meta.json``; NRS 0-10), which the panel's
+        ``pain_any`` was built with: stated in the rows ("Reports of pain >= 3 NRS"). The
+        events are read from ``event_column``, not recomputed from ``pain``.
     event_column, event_label
-        Count this 0/1 flag column instead (e.g. ``pain_any`` of a Lovdal injury panel),
-        named ``event_label`` in the rows ("injury").
+        The 0/1 panel column counted (default ``pain_any``; None: no event rows) and, for
+        a flag that is not pain at a threshold (a Lovdal injury flag), its name in the rows
+        ("injury"; ``threshold`` is then not used).
     min_cohort_size
         Cohorts with fewer runners with data get no column and do not count overall
         (privacy; the report's ``min_cohort_size``).
@@ -200,14 +203,20 @@ def table_one(runners: pd.DataFrame, daily: pd.DataFrame, panel: pd.DataFrame, *
     """
     sizes = cohort_sizes(runners, panel)
     shown = [c for c, n in sizes.items() if n >= min_cohort_size and n > 0]
-    values = per_runner(runners, daily, panel, threshold=threshold, event_column=event_column)
-    event = (event_label or event_column) if event_column is not None else (
-        None if threshold is None else f"pain >= {format_number(threshold)} NRS")
+    values = per_runner(runners, daily, panel, event_column=event_column)
+    if event_column is None:
+        event = None
+    elif event_label is not None:
+        event = event_label
+    elif threshold is not None:
+        event = f"pain >= {format_number(threshold)} NRS"
+    else:
+        event = label(event_column).lower()
     values = values[values["cohort"].isin(shown)]
     cohort_of = runners.drop_duplicates("runner_id").set_index("runner_id")["cohort"]
     reports = panel.assign(cohort=panel["runner_id"].map(cohort_of))
     reports = reports[reports["cohort"].isin(shown)]
-    events = report_events(reports, threshold=threshold, event_column=event_column)
+    events = report_events(reports, event_column=event_column)
     sexes = sorted(values["sex"].dropna().astype(str).unique()) if "sex" in values else []
     columns: dict[str, dict[str, str]] = {}
     for cohort in shown:

@@ -502,18 +502,17 @@ FIGURES_DIR, TABLES_DIR = "figures", "tables"
 def cohort_table_one(view: CohortView, *, outcome: OutcomeSpec | None = None) -> pd.DataFrame:
     """Table 1 of this cohort (:func:`analysis.tables.table_one`, one column).
 
-    The event rows count pain at or above the build's threshold (``panel_meta.json``
-    ``pain_threshold``, stated in the row) for an NRS outcome, or the outcome's own flag
-    (e.g. the Lovdal injury flag) for another binary outcome; none for a score without a
-    threshold.
+    The event rows count the panel's ``pain_any`` (pain at or above the build's threshold,
+    ``panel_meta.json`` ``pain_threshold``, stated in the row) for an NRS outcome, or the
+    outcome's own flag (e.g. the Lovdal injury flag) for another binary outcome.
     """
     from analysis.tables import table_one
 
     spec = view.outcome if outcome is None else outcome
-    flag = spec.binary and spec.key != "pain_any"
+    flag = spec.binary and spec.key != "pain_any"  # a declared flag, e.g. Lovdal injuries
     return table_one(view.runners, view.daily, view.panel,
                      threshold=None if flag else view.pain_threshold,
-                     event_column=spec.column if flag else None,
+                     event_column=spec.column if flag else "pain_any",
                      event_label=spec.noun if flag else None, overall=False)
 
 
