@@ -248,3 +248,16 @@ def test_summaries_on_a_simulated_study():
     assert prev["reports"].sum() == panel["pain_any"].notna().sum()
     assert ((prev["ci_low"] <= prev["prevalence"]) & (prev["prevalence"] <= prev["ci_high"])).all()
     assert (prev["runners"] <= prev["reports"]).all()
+
+
+def test_a_running_day_without_duration_adds_km_not_hours_and_no_grouping_works():
+    reports, daily = fixture_tables()
+    # A's day 5 loses its duration: 10 km still at risk, 1 h fewer
+    day5 = (daily["runner_id"] == "A") & (daily["date"] == pd.Timestamp("2026-01-09"))
+    daily = daily.assign(duration_min=daily["duration_min"].mask(day5))
+    out = incidence(reports, daily, threshold=THRESHOLD, by=(), n_boot=100)
+    every = out.set_index("scope").loc["all"]
+    assert every["days_without_duration"] == 1
+    assert every["hours"] == pytest.approx(14.0 - 1.0 + 3.2)
+    assert every["km"] == pytest.approx(140.0 + 32.0)
+    assert every["episodes"] == 2 and every["runners"] == 2
