@@ -272,7 +272,7 @@ def crosspred(cb: CrossBasis, result: ModelResult, *, at: Sequence[float],
         len(x), cb.n_var * cb.n_lag)
     cumulative = pd.DataFrame({"x": x, **_band(d_cum, beta, cov)})
     out = {"surface": surface, "cumulative": cumulative}
-    if result.model in ("glmm", "gee", "cox"):
+    if result.model in ("glmm", "gee"):
         out = {k: v.assign(odds_ratio=np.exp(v["estimate"]), or_ci_low=np.exp(v["ci_low"]),
                            or_ci_high=np.exp(v["ci_high"])) for k, v in out.items()}
     for table in out.values():

@@ -76,7 +76,7 @@ def exposure_response(result: ModelResult, *, exposure: str,
     se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", d, cov, d), 0.0, None))
     out = pd.DataFrame({"x": x, "estimate": est, "std_error": se,
                         "ci_low": est - Z_95 * se, "ci_high": est + Z_95 * se})
-    if result.model in ("glmm", "gee", "cox"):
+    if result.model in ("glmm", "gee"):
         out = out.assign(odds_ratio=np.exp(out["estimate"]), or_ci_low=np.exp(out["ci_low"]),
                          or_ci_high=np.exp(out["ci_high"]))
     out.attrs["reference"] = reference
