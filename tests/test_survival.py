@@ -26,6 +26,7 @@ from analysis.models.survival import (
     SPIKE_BANDS,
     SURVIVAL_MODELS,
     cox_fit,
+    first_episode_curves,
     fit_counting_process,
     kaplan_meier,
     session_exposures,
@@ -373,3 +374,17 @@ def test_simulated_hazard_episodes_are_the_episodes_the_build_finds(tmp_path):
     assert len(episodes) == truth["episodes"] >= 10
     rows = survival_design(processed, model="andersen-gill", exposures=["mileage_jump"])
     assert int(rows["event"].sum()) == truth["episodes"]
+
+
+def test_first_episode_curves_by_nielsen_band(demo):
+    from analysis.exposures import JUMP_CATEGORIES
+
+    curves = first_episode_curves(load_processed(demo))
+    assert set(curves["jump_category"]) <= set(JUMP_CATEGORIES)
+    # the same numbers as survfit on the committed demo rows (cox_km_reference.csv)
+    ref = pd.read_csv(REF / "cox_km_reference.csv", dtype={"band": str})
+    ref = ref[ref["dataset"] == "demo"]
+    got = curves.assign(band=curves["jump_category"].astype(str)).merge(
+        ref, on=["band", "time"], how="inner")
+    assert len(got) == len(ref)
+    np.testing.assert_allclose(got["cum_incidence"], 1 - got["surv"], rtol=1e-12)

@@ -665,6 +665,18 @@ def survival_design(processed: Mapping[str, Any], *, model: str = "andersen-gill
                             kind=SURVIVAL_MODELS[model])
 
 
+def first_episode_curves(processed: Mapping[str, Any], *, band: str = "jump_category",
+                         lag_days: int | None = None) -> pd.DataFrame:
+    """Cumulative incidence of the first episode by band (Kaplan-Meier, Greenwood CIs).
+
+    ``band`` at each day's reference day: ``jump_category`` (Nielsen et al. 2014 bands,
+    :func:`analysis.exposures.jump_category`), or ``spike_band`` (Frandsen et al. 2025).
+    Days whose band is unknown are left out. See :func:`kaplan_meier` for the columns.
+    """
+    rows = survival_design(processed, model="cox", exposures=[band], lag_days=lag_days)
+    return kaplan_meier(rows.dropna(subset=[band]), by=band)
+
+
 def _episodes_of(processed: Mapping[str, Any]) -> pd.DataFrame:
     """The build's episodes table, else :func:`analysis.episodes.episodes` of the reports."""
     table = processed.get("episodes")
