@@ -655,14 +655,22 @@ class _Windows:
     def sample_sd(self, values: np.ndarray, width: int) -> np.ndarray:
         """Sample standard deviation (ddof 1); exactly 0 when the window is constant."""
         mean = self.sum(values, width) / width
-        squares = np.zeros(len(values))
-        high = np.full(len(values), -np.inf)
-        low = np.full(len(values), np.inf)
+        n = len(values)
+        v = values.astype(float)
+        squares = np.zeros(n)
+        high = np.full(n, -np.inf)
+        low = np.full(n, np.inf)
+        x = np.empty(n)
         for lag in range(width):
-            x = _shift(values.astype(float), lag)
-            squares += (x - mean) ** 2
+            # x = _shift(v, lag) and squares += (x - mean) ** 2, in place (same arithmetic)
+            k = min(lag, n)
+            x[:k] = np.nan
+            x[k:] = v[: n - k]
             np.maximum(high, x, out=high)
             np.minimum(low, x, out=low)
+            np.subtract(x, mean, out=x)
+            np.square(x, out=x)
+            squares += x
         sd = np.sqrt(squares / (width - 1))
         return np.where(high == low, 0.0, sd)  # NaN windows stay NaN through ``mean``
 
@@ -1039,12 +1047,13 @@ def jump_category(mileage_jump: pd.Series) -> pd.Series:
 # --- pain reports and the panel -------------------------------------------------------------
 
 
-def _split_reports(pain: pd.DataFrame, runners: pd.DataFrame
+def _split_reports(pain: pd.DataFrame, runners: pd.DataFrame, *, cleaned: bool = False
                    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Pain reports -> (kept, superseded same-day reports, reports of unknown runners).
 
     The same-day rule is :func:`analysis.clean.superseded_same_day`, the one clean applies;
-    on clean tables (the build) both other parts are empty. ``kept`` is in panel order
+    on clean tables (the build) both other parts are empty, and with ``cleaned`` the rule
+    is not run again (clean merged the same-day reports). ``kept`` is in panel order
     (runner, then date), so the panel is built sorted and never sorted as a whole, and
     carries ``_runner``, the runner's position in :func:`_runner_universe`.
     """
@@ -1052,8 +1061,9 @@ def _split_reports(pain: pd.DataFrame, runners: pd.DataFrame
                         _day=_day_numbers(pain["date"]), pain=pain["pain"].astype(float))
     # one pass over the ID strings: integer codes for the dedupe, the join and the order
     runner, names = pd.factorize(table["runner_id"], sort=True)
-    dup = superseded_same_day(pd.Series(runner, index=table.index), table["_day"],
-                              table["pain"]).to_numpy()
+    dup = (np.zeros(len(table), dtype=bool) if cleaned else
+           superseded_same_day(pd.Series(runner, index=table.index), table["_day"],
+                               table["pain"]).to_numpy())
     at = _runner_universe(runners).get_indexer(pd.Index(names))
     code = np.where(runner >= 0, at[np.maximum(runner, 0)] if len(at) else -1, -1)
     keep = ~dup & (code >= 0)
@@ -1103,6 +1113,7 @@ def build_panel(
     unlogged_gaps: str = "rest",
     decay: str = "williams",
     ostrc_coding: str = "auto",
+    pain_cleaned: bool = False,
 ) -> PanelBuild:
     """The exposure panel: one row per pain report with exposures at ``s = t - L``.
 
@@ -1122,6 +1133,11 @@ def build_panel(
         EWMA convention for ``acwr_ewma``, ``ctl``, ``atl``: one of :data:`DECAYS`.
     ostrc_coding
         How ``ostrc_q1..q4`` are coded (see :func:`analysis.ostrc.ostrc_scores`).
+    pain_cleaned
+        True when ``pain`` is :func:`analysis.clean.clean_tables`' table (the build): its
+        same-day reports were merged there by :func:`analysis.clean.superseded_same_day`,
+        so the rule is not run a second time. False (default): it is applied here, to
+        tables that did not come through cleaning.
 
     Returns
     -------
@@ -1138,7 +1154,7 @@ def build_panel(
                       ostrc_coding)
     _require(pain, ("runner_id", "date", "pain"), "pain")
     _require(runners, ("runner_id", "cohort"), "runners")
-    kept, merged, unknown = _split_reports(pain, runners)
+    kept, merged, unknown = _split_reports(pain, runners, cleaned=pain_cleaned)
     calendar, grid = _calendar(runs, runners, unlogged_gaps=unlogged_gaps,
                                reports=(kept["_runner"].to_numpy(), kept["_day"].to_numpy()))
     features = _daily_features(calendar, grid, shoes, decay=decay)

@@ -164,6 +164,7 @@ def build(
             pain_threshold=pain_threshold,
             lags=tuple(lags),
             unlogged_gaps=unlogged_gaps,
+            pain_cleaned=True,
         )
         # contracts at the boundary before these tables are written, once per table; the
         # vectorised checker, so the build imports no pandera (a breach removes the staging
