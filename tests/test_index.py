@@ -227,3 +227,14 @@ def test_one_cohort_gets_a_figure_but_no_pooled_model(tmp_path: Path) -> None:
     assert "index.figures/effects_across_cohorts.png" in page
     none = index.write_index(tmp_path, [_outcome("A", "suppressed")], processed=processed)
     assert "Study-wide view" not in none.read_text()
+
+
+def test_the_interaction_test_is_skipped_with_a_reason_above_its_cohort_cap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(study, "MAX_INTERACTION_COHORTS", 2)
+    pooled = study.fit_pooled(_reference_panel(), ["A", "B", "C"], outcome="nrs",
+                              exposures=EXPOSURES)
+    assert pooled.fitted and pooled.interaction is None
+    assert pooled.interaction_note == ("no interaction test: 3 cohorts would give the full "
+                                       "model 6 interaction terms; it is run for at most 2 "
+                                       "cohorts")

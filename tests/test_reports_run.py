@@ -622,3 +622,62 @@ def test_ghost_runners_do_not_lift_a_cohort_over_the_floor(ghost_study: Study,
     files = reports.cohort_file_audit(view).set_index("file")
     assert files.loc["runners.csv", "kept"] == 6
     assert not view.quarantine.get("runner_id", pd.Series(dtype=str)).isin(GHOSTS).any()
+
+
+# --- the kept kernel of a report worker (analysis.reports.execute) ---------------------------
+
+
+def _without_cell_ids(html: str) -> str:
+    """papermill gives the injected-parameters cell a random id on every run."""
+    return re.sub(r'id="cell-id=[0-9a-f-]+"', 'id="cell-id=x"', html)
+
+
+@pytest.mark.slow
+def test_a_kept_kernel_gives_the_same_report_as_a_fresh_one(study: Study,
+                                                            tmp_path: Path) -> None:
+    """One worker runs both cohorts on one kernel (reset in between); the second cohort run
+    alone on a fresh kernel gives the same HTML, figures included."""
+    kept = reports.run_reports(study.processed, tmp_path / "kept", workers=1)
+    ran = [o.cohort for o in kept.outcomes if o.status == "ok"]
+    assert len(ran) == 2, kept.one_line()
+    fresh = reports.run_reports(study.processed, tmp_path / "fresh", cohorts=[ran[1]])
+    assert fresh.outcomes[0].status == "ok"
+    folder = reports.safe_name(ran[1])
+    assert _without_cell_ids((tmp_path / "kept" / folder / "report.html").read_text()) == \
+        _without_cell_ids((tmp_path / "fresh" / folder / "report.html").read_text())
+
+
+@pytest.mark.slow
+def test_each_cohort_starts_from_an_empty_namespace(tmp_path: Path) -> None:
+    """A name set by one cohort's notebook is gone for the next on the same kernel (the
+    notebook asserts it), and a failed cohort's kernel is not reused."""
+    import nbformat
+
+    from analysis.reports.execute import KernelSession
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('n: int = 0', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell('import os\nassert "leak" not in globals()\n'
+                                          'leak = n\nassert n != 99, "asked to fail"\n'
+                                          'print(os.getpid())')]
+    nb.metadata.kernelspec = {"name": "kneeload", "display_name": "kneeload",
+                              "language": "python"}
+    template = tmp_path / "t.ipynb"
+    nbformat.write(nb, template)
+    session = KernelSession("kneeload", str(tmp_path))
+    try:
+        answers, pids = [], []
+        for number, n in enumerate([1, 2, 99, 3]):
+            output = tmp_path / f"out{number}.ipynb"
+            answers.append(session.execute({"template": str(template), "output": str(output),
+                                            "parameters": {"n": n}}))
+            done = nbformat.read(output, as_version=4)
+            code = [c for c in done.cells if c.cell_type == "code"]
+            printed = [o for o in code[-1].outputs if o.get("name") == "stdout"]
+            pids.append(int(printed[0]["text"]) if printed else None)
+    finally:
+        session.close()
+    assert [a["ok"] for a in answers] == [True, True, False, True], answers
+    assert "asked to fail" in answers[2]["error"]
+    assert pids[0] == pids[1]  # kept across cohorts
+    assert pids[3] not in (None, pids[0])  # a fresh kernel after the failed cohort

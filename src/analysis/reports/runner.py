@@ -20,10 +20,12 @@ import ctypes
 import dataclasses
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -45,6 +47,7 @@ from analysis.outputs import (
 )
 from analysis.privacy import id_salt, pseudonym
 from analysis.reports.cohort import cohort_sizes
+from analysis.reports.execute import render_html, strip_machine_paths
 from analysis.reports.index import write_index
 from analysis.reports.manifest import (
     FAILED_NOTEBOOK,
@@ -70,6 +73,7 @@ from analysis.reports.parameters import (
     template_path,
     validate_parameters,
 )
+from analysis.reports.study import remove_study_files
 
 LOCK_NAME = ".kneeload-report.lock"
 #: Seconds to wait for a Dask scheduler before giving up.
@@ -83,6 +87,8 @@ DASK_POLL_S = 0.5
 DASK_ADDRESS = re.compile(r"^(tcp|tls|ws|wss|ucx|inproc)://\[?[\w.:-]+\]?(:\d{1,5})?(/\S*)?$")
 #: Fixed string whose pseudonym records which salt made a run's pseudonyms (manifest).
 SALT_CHECK_TEXT = "kneeload-salt-check"
+#: Seconds a report worker gets to shut its kernel down before it is killed.
+WORKER_CLOSE_TIMEOUT_S = 10
 
 
 @dataclass
@@ -252,6 +258,7 @@ def _run_locked(
     submit: Callable[[list[CohortJob]], Iterable[CohortOutcome]] | None,
 ) -> ReportRun:
     remove_stale_temporaries(out)
+    remove_study_files(out)  # drawn again at the end of this run, from this run's cohorts
     manifest = load_manifest(out)
     input_sha = cohort_input_hashes(processed, wanted)
     template_sha = sha256_file(template_file)
@@ -349,18 +356,40 @@ def _index_outcomes(cohorts: list[str], finished: Mapping[str, CohortOutcome],
 
 
 def _run_local(jobs: list[CohortJob], *, workers: int) -> Iterator[CohortOutcome]:
-    if workers <= 1:
-        for job in jobs:
-            yield run_cohort(job)
+    """Run the jobs on ``workers`` report worker processes, each keeping its kernel across
+    the cohorts it runs (:class:`ReportWorker`); a thread per worker only waits for it."""
+    if not jobs:
         return
-    pool = ThreadPoolExecutor(max_workers=workers)  # each job is its own process
+    # spawned from this thread: PDEATHSIG fires when the thread that started a child ends
+    spare: queue.SimpleQueue[ReportWorker] = queue.SimpleQueue()
+    pool_size = max(1, min(workers, len(jobs)))
+    started = [ReportWorker.for_job(jobs[0]) for _ in range(pool_size)]
+    for worker in started:
+        spare.put(worker)
+
+    def run(job: CohortJob) -> CohortOutcome:
+        worker = spare.get()
+        try:
+            return run_cohort(job, worker=worker if worker.fits(job) else None)
+        finally:
+            spare.put(worker)
+
     try:
-        futures = [pool.submit(run_cohort, job) for job in jobs]
-        for future in as_completed(futures):
-            yield future.result()
+        if pool_size == 1:
+            for job in jobs:
+                yield run(job)
+            return
+        pool = ThreadPoolExecutor(max_workers=pool_size)
+        try:
+            futures = [pool.submit(run, job) for job in jobs]
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            # on Ctrl-C: do not wait for queued cohorts; running ones are killed by the caller
+            pool.shutdown(wait=False, cancel_futures=True)
     finally:
-        # on Ctrl-C: do not wait for queued cohorts; running ones are killed by the caller
-        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in started:
+            worker.close()
 
 
 def check_dask_address(address: str) -> str:
@@ -470,16 +499,8 @@ def _failed_outcome(job: CohortJob, error: str) -> CohortOutcome:
     return outcome
 
 
-#: ``python -m papermill`` minus 1.2-1.5 s of import: jsonschema (via nbformat) imports the
-#: optional ``rfc3987_syntax``, which builds a grammar at import time, only to check the
-#: "iri" string format that no notebook schema uses. Blocking it makes the import fail,
-#: which jsonschema handles (it then skips that format). Measured: bench/bench_reports.py.
-PAPERMILL_BOOTSTRAP = (
-    "import sys; sys.modules.setdefault('rfc3987_syntax', None); "
-    "from papermill.cli import papermill; papermill(prog_name='papermill')"
-)
-
-# papermill children of this process, killed on Ctrl-C (and by the kernel if we are SIGKILLed).
+# report worker processes of this process, killed on Ctrl-C (and by the kernel if we are
+# SIGKILLed); their kernels exit when they do (ipykernel's parent poller).
 _LIVE: set[subprocess.Popen[str]] = set()
 _LIVE_LOCK = threading.Lock()
 
@@ -502,15 +523,89 @@ def _kill_live_processes() -> None:
                 proc.kill()
 
 
-def run_cohort(job: CohortJob) -> CohortOutcome:
+class ReportWorker:
+    """A report worker process (``python -m analysis.reports.execute``) and its kept kernel.
+
+    Started with the run's environment (``PYTHONHASHSEED=0``, the ID salt), dies with this
+    process (``PR_SET_PDEATHSIG``), killed on Ctrl-C; its stderr (kernel messages) goes to a
+    temporary file whose tail explains a worker that died.
+    """
+
+    def __init__(self, *, kernel_name: str, cwd: str, salt: str | None) -> None:
+        self.kernel_name, self.cwd, self.salt = kernel_name, cwd, salt
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        env.pop("KNEELOAD_ID_SALT", None)
+        if salt:
+            env["KNEELOAD_ID_SALT"] = salt
+        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
+        preexec = _die_with_parent if _LIBC is not None else None
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "analysis.reports.execute", kernel_name, cwd],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+            env=env, cwd=cwd, preexec_fn=preexec)
+        with _LIVE_LOCK:
+            _LIVE.add(self.proc)
+
+    @classmethod
+    def for_job(cls, job: CohortJob) -> ReportWorker:
+        """A worker for jobs like ``job`` (its kernel, template folder and salt)."""
+        return cls(kernel_name=job.kernel_name, cwd=str(Path(job.template).parent),
+                   salt=job.id_salt)
+
+    def fits(self, job: CohortJob) -> bool:
+        """Whether this worker can run ``job`` (same kernel, template folder and salt) and
+        is still alive."""
+        return self.proc.poll() is None and (self.kernel_name, self.cwd, self.salt) == (
+            job.kernel_name, str(Path(job.template).parent), job.id_salt)
+
+    def run(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Send one job, wait for its answer (``ok``, ``error``)."""
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        line = ""
+        if stdin is not None and stdout is not None:
+            try:
+                stdin.write(json.dumps(payload) + "\n")
+                stdin.flush()
+                line = stdout.readline()
+            except (OSError, ValueError):  # the worker is gone (broken pipe)
+                line = ""
+        if line:
+            return json.loads(line)
+        self.proc.wait()
+        return {"ok": False, "error": f"report worker died (exit {self.proc.returncode}): "
+                + _last_line(self.stderr_text())}
+
+    def stderr_text(self) -> str:
+        """What the worker and its kernels wrote to stderr so far."""
+        self._stderr.seek(0)
+        return self._stderr.read()
+
+    def close(self) -> None:
+        """End the worker (it shuts its kernel down); kill it if it does not end."""
+        with contextlib.suppress(OSError, ValueError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=WORKER_CLOSE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(self.proc)
+            self._stderr.close()
+
+
+def run_cohort(job: CohortJob, *, worker: ReportWorker | None = None) -> CohortOutcome:
     """Execute the template for one cohort and render its HTML, atomically.
 
-    Runs papermill in a subprocess (in-process kernels are known to hang on ports when run
-    concurrently). Never raises for a failing notebook or a full disk: the outcome says
-    ``failed`` and the executed notebook, when it is complete, is kept as
-    ``report.failed.ipynb``. The saved notebooks hold no absolute path of this machine
-    (:func:`strip_machine_paths`). Temporary files (:func:`analysis.outputs.temporary_name`)
-    are removed whatever happens.
+    The notebook runs in a report worker process (:mod:`analysis.reports.execute`: papermill
+    on a kernel the worker keeps, reset between cohorts): ``worker`` when given (local runs
+    keep one per ``--workers`` slot), else a new one for this cohort alone (Dask tasks). Never
+    raises for a failing notebook or a full disk: the outcome says ``failed`` and the
+    executed notebook, when it is complete, is kept as ``report.failed.ipynb``. The saved
+    notebooks hold no absolute path of this machine (:func:`strip_machine_paths`).
+    Temporary files (:func:`analysis.outputs.temporary_name`) are removed whatever happens.
     """
     outcome = job.outcome
     folder = Path(job.out_dir) / safe_name(job.cohort)
@@ -519,18 +614,8 @@ def run_cohort(job: CohortJob) -> CohortOutcome:
     tmp_summary = folder / temporary_name(SUMMARY_NAME)
     params = {**{k: v for k, v in outcome.parameters.items() if k != PSEUDONYM_CHECK},
               "dataset": job.processed_dir, "summary_path": str(tmp_summary)}
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    env.pop("KNEELOAD_ID_SALT", None)
-    if job.id_salt:
-        env["KNEELOAD_ID_SALT"] = job.id_salt
     outcome.started = now()
     start = time.perf_counter()
-    command = [
-        sys.executable, "-c", PAPERMILL_BOOTSTRAP, job.template, str(tmp_nb),
-        "--kernel", job.kernel_name, "--cwd", str(Path(job.template).parent),
-        "--no-progress-bar", "--log-level", "ERROR",
-        "--parameters_yaml", json.dumps(params),
-    ]
     machine_paths = {
         str(tmp_nb): "report.ipynb", str(tmp_summary): SUMMARY_NAME,
         job.template: Path(job.template).name,
@@ -538,19 +623,22 @@ def run_cohort(job: CohortJob) -> CohortOutcome:
         job.processed_dir: os.path.relpath(job.processed_dir, folder),
         str(folder): ".", job.out_dir: "..", sys.prefix: "<python>",
     }
+    payload = {"template": job.template, "output": str(tmp_nb), "parameters": params,
+               "html": str(tmp_html), "replacements": machine_paths}
+    own = worker is None
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        stderr = _run_child(command, env=env)
+        if worker is None:
+            worker = ReportWorker.for_job(job)
+        answer = worker.run(payload)
         error = _notebook_error(tmp_nb)
-        if not tmp_nb.is_file() or error or stderr is not None:
+        if not tmp_nb.is_file() or error or not answer.get("ok") or not tmp_html.is_file():
             outcome.status = "failed"
-            outcome.error = error or _last_line(stderr or "")
+            outcome.error = error or answer.get("error") or "the report was not rendered"
             if _readable_notebook(tmp_nb):  # a truncated one (full disk, kill) is not kept
                 strip_machine_paths(tmp_nb, machine_paths)
                 tmp_nb.replace(folder / FAILED_NOTEBOOK)
         else:
-            strip_machine_paths(tmp_nb, machine_paths)
-            tmp_html.write_text(render_html(tmp_nb), encoding="utf-8")
             if not tmp_summary.is_file():
                 tmp_summary.write_text("{}\n")
             outcome.summary = json.loads(tmp_summary.read_text())
@@ -569,33 +657,14 @@ def run_cohort(job: CohortJob) -> CohortOutcome:
         outcome.error = f"{type(error).__name__}: {error}"
         outcome.outputs_sha256 = {}
     finally:
+        if own and worker is not None:
+            worker.close()
         for leftover in (tmp_nb, tmp_html, tmp_summary):
             with contextlib.suppress(OSError):
                 leftover.unlink(missing_ok=True)
     outcome.finished = now()
     outcome.duration_s = round(time.perf_counter() - start, 2)
     return outcome
-
-
-def strip_machine_paths(notebook_path: Path, replacements: Mapping[str, str]) -> None:
-    """Rewrite a saved notebook so that it names no absolute path of this machine.
-
-    Every occurrence of a key of ``replacements`` (the processed folder, the reports folder,
-    the template, the temporary file names, the Python environment), in the parameters
-    papermill injected, its metadata and every output, becomes its value (a relative path or
-    a bare name); longer paths are replaced first. The file is rewritten atomically.
-    """
-    text = notebook_path.read_text(encoding="utf-8")
-    for path in sorted((p for p in replacements if p and Path(p).is_absolute()), key=len,
-                       reverse=True):
-        needle = json.dumps(path)[1:-1]  # the path as it is spelled inside JSON strings
-        text = text.replace(needle, json.dumps(replacements[path])[1:-1])
-    tmp = notebook_path.with_name(temporary_name(notebook_path.name))
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(notebook_path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _readable_notebook(path: Path) -> bool:
@@ -608,36 +677,6 @@ def _readable_notebook(path: Path) -> bool:
     except Exception:  # truncated JSON, not a notebook
         return False
     return True
-
-
-def _run_child(command: list[str], *, env: Mapping[str, str]) -> str | None:
-    """Run papermill; None on success, else its stderr."""
-    preexec = _die_with_parent if _LIBC is not None else None
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env=dict(env), preexec_fn=preexec)
-    with _LIVE_LOCK:
-        _LIVE.add(proc)
-    try:
-        _, stderr = proc.communicate()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        with _LIVE_LOCK:
-            _LIVE.discard(proc)
-    return None if proc.returncode == 0 else stderr
-
-
-def render_html(notebook_path: str | Path) -> str:
-    """HTML of an executed notebook without code cells (``nbconvert --no-input``)."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook_path), as_version=4))
-    return body
 
 
 def _notebook_error(notebook_path: Path) -> str | None:
@@ -702,9 +741,10 @@ __all__ = [
     "DASK_CONNECT_TIMEOUT_S",
     "DASK_NO_WORKER_TIMEOUT_S",
     "LOCK_NAME",
-    "PAPERMILL_BOOTSTRAP",
+    "WORKER_CLOSE_TIMEOUT_S",
     "CohortJob",
     "ReportRun",
+    "ReportWorker",
     "check_dask_address",
     "dask_submitter",
     "list_cohorts",

@@ -31,6 +31,10 @@ HEADLINE_PER_UNIT = ("term", "estimate", "ci_low", "ci_high")
 FALLBACK_UNIT = OUTCOME_SPECS[FALLBACK_OUTCOME].unit
 #: Smallest number of cohorts a pooled model and an interaction test need.
 MIN_POOLED_COHORTS = 2
+#: Most cohorts the interaction test is run for: its full model has (cohorts - 1) x
+#: exposures extra terms, and the LMM engine's cost grows with the cube of the fixed
+#: effects (20 cohorts, 3 exposures: 57 extra terms, ~6 s; 100 cohorts: ~400 terms, minutes).
+MAX_INTERACTION_COHORTS = 20
 #: Column of the pooled panel holding the cohort code (``k000``, ``k001``, ...): codes,
 #: not labels, enter the design, so no user-supplied text becomes a term name.
 COHORT_CODE = "cohort_code"
@@ -124,9 +128,9 @@ def interaction_columns(panel: pd.DataFrame, exposures: Sequence[str]) -> pd.Dat
     """One product column ``<exposure>__x__<code>`` per exposure and non-reference cohort
     (exposure where the row is in that cohort, else 0), the exposure x cohort interaction."""
     codes = sorted(panel[COHORT_CODE].unique())[1:]
-    columns = {f"{x}__x__{code}": panel[x].where(panel[COHORT_CODE] == code, 0.0)
-               for x in exposures for code in codes}
-    return panel.assign(**columns)
+    columns = pd.DataFrame({f"{x}__x__{code}": panel[x].where(panel[COHORT_CODE] == code, 0.0)
+                            for x in exposures for code in codes}, index=panel.index)
+    return pd.concat([panel, columns], axis=1)
 
 
 def fit_pooled(panel: pd.DataFrame, cohorts: Sequence[str], *, outcome: str,
@@ -156,8 +160,11 @@ def fit_pooled(panel: pd.DataFrame, cohorts: Sequence[str], *, outcome: str,
     pooled = PooledModel(cohorts=list(cohorts), outcome_label=spec.label,
                          scale="odds" if spec.binary else "nrs")
     data = pooled_panel(panel, cohorts)
-    request = {"model": kind, "outcome": spec.column, "exposures": list(exposures),
-               "covariates": [f"C({COHORT_CODE})"]}
+    request: dict[str, Any] = {"model": kind, "outcome": spec.column,
+                               "exposures": list(exposures),
+                               "covariates": [f"C({COHORT_CODE})"]}
+    if not spec.binary:  # normal (Wald) intervals: thousands of reports, Satterthwaite's
+        request["ddf"] = "wald"  # df would cost most of the fit with ~100 cohort terms
     try:
         main = fit_model(data, **request)
     except KneeloadError as error:
@@ -175,6 +182,12 @@ def fit_pooled(panel: pd.DataFrame, cohorts: Sequence[str], *, outcome: str,
                        "ci_low": float(row[values[1]]), "ci_high": float(row[values[2]]),
                        "p": format_p(row.get("p_value"))}
                       for row in table.to_dict(orient="records")]
+    if len(cohorts) > MAX_INTERACTION_COHORTS:
+        pooled.interaction_note = (
+            f"no interaction test: {len(cohorts)} cohorts would give the full model "
+            f"{(len(cohorts) - 1) * len(exposures)} interaction terms; it is run for at most "
+            f"{MAX_INTERACTION_COHORTS} cohorts")
+        return pooled
     products = interaction_columns(data, exposures)
     extra = [c for c in products.columns if "__x__" in c]
     ml = {} if spec.binary else {"reml": False}
@@ -292,12 +305,20 @@ def _figure_metadata(fmt: str) -> dict[str, Any]:
     return {"Date": None} if fmt == "svg" else {"Software": None}
 
 
+def remove_study_files(out: Path) -> None:
+    """Remove the index's figure files (a run starts so: a figure drawn before a cohort
+    became suppressed must not stay readable while the new run goes on)."""
+    for fmt in ("svg", "png"):
+        (out / FIGURES_DIR / f"{FOREST_STEM}.{fmt}").unlink(missing_ok=True)
+
+
 def study_view(out: Path, outcomes: Sequence[Any], *, processed: Path
                ) -> dict[str, Any] | None:
     """Everything the index shows of the study: the forest plot's files (written under
     :data:`FIGURES_DIR`) and the pooled model; None when no cohort has a model."""
     rows = forest_rows(outcomes)
     if rows.empty:
+        remove_study_files(out)
         return None
     model: PooledModel | None = None
     outcome, exposures, reason = pooled_request(outcomes)
@@ -319,6 +340,7 @@ def study_view(out: Path, outcomes: Sequence[Any], *, processed: Path
 __all__ = [
     "FIGURES_DIR",
     "FOREST_STEM",
+    "MAX_INTERACTION_COHORTS",
     "MIN_POOLED_COHORTS",
     "PooledModel",
     "fit_pooled",
@@ -328,6 +350,7 @@ __all__ = [
     "interaction_columns",
     "pooled_panel",
     "pooled_request",
+    "remove_study_files",
     "study_cohorts",
     "study_view",
     "write_figure",
