@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -281,6 +281,7 @@ def power_curve(
     random_slopes: Sequence[str] | None = None,
     cohorts: int = 1,
     n_jobs: int = 1,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Power to detect each effect in ``effects`` for every study size (runners x weeks).
 
@@ -307,6 +308,9 @@ def power_curve(
         coverage 0.86-0.93 and inflated power in docs/models.md.)
     n_jobs : worker processes (``spawn``ed: no fork of a threaded parent); the result does
         not depend on it, each simulation having its own seed.
+    on_progress : called as ``on_progress(done, total)`` after each simulated study (e.g.
+        to update a notebook's progress line or a tqdm bar); ``total`` is the number of
+        studies simulated over all designs.
 
     Returns
     -------
@@ -361,6 +365,8 @@ def power_curve(
                 sims[k], seconds[k] = _timed_simulation(task)
                 if bar is not None:
                     bar.advance(bar.task_ids[0])
+                if on_progress is not None:
+                    on_progress(k + 1, len(tasks))
         else:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -369,10 +375,12 @@ def power_curve(
             with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
                 futures = {pool.submit(_timed_simulation, task): k
                            for k, task in enumerate(tasks)}
-                for future in as_completed(futures):
+                for done, future in enumerate(as_completed(futures), start=1):
                     sims[futures[future]], seconds[futures[future]] = future.result()
                     if bar is not None:
                         bar.advance(bar.task_ids[0])
+                    if on_progress is not None:
+                        on_progress(done, len(tasks))
     finally:
         if bar is not None:
             bar.stop()
