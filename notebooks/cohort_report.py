@@ -123,7 +123,7 @@ result = attempt.result
 if result is None:
     display(Markdown(f"**No model for this cohort.** {reports.markdown_text(attempt.reason)}"))
 else:
-    banner = reports.model_banner(result)
+    banner = reports.model_banner(result, human=True)
     if banner is not None:
         display(HTML(banner))
     display(Markdown(f"{result.n_obs} reports from {result.n_runners} runners; "

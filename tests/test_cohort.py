@@ -259,3 +259,18 @@ def test_a_rendered_report_links_its_take_away_files(tmp_path: Path) -> None:
     model = pd.read_csv(folder / "tables" / "model.csv", dtype=str)
     assert set(model["p"]) <= {"< 0.001"} | {f"{k / 1000:.3f}" for k in range(1, 1001)}
     assert not model["p"].isin(["0.0", "0.000", "0"]).any()
+
+
+@pytest.mark.slow
+def test_a_cohort_without_a_model_says_so_and_nothing_about_a_forest_plot(
+        study: Study, tmp_path: Path) -> None:
+    run = reports.run_reports(study.processed, tmp_path / "out", cohorts=[study.painless])
+    assert [o.status for o in run.outcomes] == ["ok"]
+    folder = tmp_path / "out" / reports.safe_name(study.painless)
+    text = " ".join(re.sub(r"<[^>]+>", " ", (folder / "report.html").read_text()).split())
+    assert "No model for this cohort." in text
+    assert "forest plot" not in text.lower()
+    assert not (folder / "figures" / "forest.svg").exists()
+    assert (folder / "figures" / "flow.svg").is_file()  # the flow is drawn without a model
+    assert (folder / "tables" / "table1.tex").is_file()
+    assert not (folder / "tables" / "model.csv").exists()

@@ -408,8 +408,8 @@ CAPTIONS: dict[str, str] = {
         "Each runner's conditional mode (random effect) with a 95 % interval (+/- 1.96 "
         "conditional SD), runners sorted."),
     "residuals": (
-        "Residual checks of the linear mixed model: residuals against fitted values (red: "
-        "binned means), normal Q-Q plot and histogram."),
+        "Residual checks of the linear mixed model: residuals against fitted values (with "
+        "binned means, orange-red line), normal Q-Q plot and histogram."),
     "flow": (
         "Participant and record flow (STROBE): runners from enrolment to the model, and "
         "records read, kept, merged and quarantined by reason, from the build's cleaning "

@@ -521,7 +521,7 @@ def _records_text(flow: Any) -> str:
             if row[status]:
                 for item in row[f"{status} by reason"].split("; "):
                     reason, _, n = item.partition(": ")
-                    lines.append(f"   {status.lower()}: {reason.replace('_', ' ')} {n}")
+                    lines.append(f"- {status.lower()}: {reason.replace('_', ' ')} {n}")
     return "\n".join(lines) or "no input files"
 
 

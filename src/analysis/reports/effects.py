@@ -158,12 +158,16 @@ def plain_language(table: pd.DataFrame, *, outcome: str | OutcomeSpec = "pain",
     return sentences
 
 
-def model_banner(result: Any) -> str | None:
+def model_banner(result: Any, *, human: bool = False) -> str | None:
     """HTML banner for the top of the report's model section when the result's status is
-    ``warning`` (None when it is ``ok``): the problems, and what they mean for reading it."""
+    ``warning`` (None when it is ``ok``): the problems, and what they mean for reading it.
+    ``human=True`` names columns by their labels (:func:`analysis.labels.humanize`)."""
+    from analysis.labels import humanize
+
     if getattr(result, "status", "ok") == "ok":
         return None
-    items = "".join(f"<li>{escape_html(p)}</li>" for p in result.problems)
+    items = "".join(f"<li>{escape_html(humanize(p) if human else p)}</li>"
+                    for p in result.problems)
     return (f'<div class="{BANNER_CLASS}" style="{_BANNER_STYLE}"><strong>Warning: this '
             "model has problems.</strong> Its estimates and intervals below should not be "
             f"read as a clean fit.<ul>{items}</ul></div>")
