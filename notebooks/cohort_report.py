@@ -22,6 +22,7 @@ random_slopes: str = ""  # comma-separated exposures with a random slope per run
 min_cohort_size: int = 5  # runners; smaller cohorts get no statistics (privacy)
 seed: int = 0  # numpy seed set before any figure is drawn
 summary_path: str = ""  # where kneeload report collects the index numbers (empty: none)
+takeaways: bool = True  # write figures/ (SVG, 300 dpi PNG) and tables/ beside the report
 
 # %%
 import matplotlib.pyplot as plt
@@ -41,7 +42,7 @@ spec = reports.report_outcome(outcome, view.meta)  # label, unit, column, defaul
 choice = reports.choose_exposures(view, exposures)  # "auto": what the data support
 exposure_list = choice.chosen
 # figures/ and tables/ next to the report (the folder kneeload report collects it in)
-take = reports.TakeAways(reports.takeaway_folder(summary_path))
+take = reports.TakeAways(reports.takeaway_folder(summary_path) if takeaways else None)
 event = (f"Pain is present at **NRS >= {view.pain_threshold:g}** (the threshold the panel "
          "was built with). " if spec.key in ("nrs", "pain_any") else "")
 display(HTML(reports.TABLE_STYLE))  # long cells wrap instead of being cut off
