@@ -20,6 +20,7 @@ from rtools import requires_r
 from analysis.effects import BASIS, reading_unit
 from analysis.errors import ModelSpecError
 from analysis.models import (
+    ModelResult,
     build_design,
     design_of,
     fit_glmm,
@@ -299,6 +300,15 @@ def test_cli_spline_option(tmp_path, demo):
     assert fitted["loglik"] == pytest.approx(_loglik(_ref("lmm_ns3")), abs=LOGLIK_TOL)
     assert fitted["extra"]["splines"] == {"mileage_jump": 3}
     assert fitted["extra"]["nonlinearity"]["mileage_jump"]["df"] == 2
+    # the saved result still draws its curve, with any reference
+    restored = ModelResult.from_dict(fitted)
+    pd.testing.assert_frame_equal(spline_curve(restored, "mileage_jump"),
+                                  spline_curve(fit_lmm(demo, exposures=["mileage_jump",
+                                                                        "shoe_km"],
+                                                       splines={"mileage_jump": 3},
+                                                       reml=False), "mileage_jump"))
+    at_zero = exposure_response(restored, exposure="mileage_jump", x=[0.0], reference=0.0)
+    assert at_zero["estimate"].iloc[0] == 0.0
     bad = CliRunner().invoke(app, [*args, "--model", "lmm", "--spline", "mileage_jump"])
     assert bad.exit_code == 2
     assert "COLUMN:DF" in bad.output
