@@ -28,6 +28,7 @@ from analysis.models.survival import (
     cox_fit,
     first_episode_curves,
     fit_counting_process,
+    fit_survival,
     kaplan_meier,
     session_exposures,
     survival_design,
@@ -388,3 +389,20 @@ def test_first_episode_curves_by_nielsen_band(demo):
         ref, on=["band", "time"], how="inner")
     assert len(got) == len(ref)
     np.testing.assert_allclose(got["cum_incidence"], 1 - got["surv"], rtol=1e-12)
+
+
+def test_newton_converges_when_the_loglik_rounding_exceeds_a_fixed_tolerance(tmp_path):
+    # bench_survival_coverage study 1045: the PWP log-likelihood (-920.87) moved by 2e-12 of
+    # rounding at the optimum, and a fixed 1e-12 step-halving tolerance kept halving a
+    # converged step for 50 iterations ("not converged" with the right estimates)
+    from analysis.simulate import simulate_dataset, write_dataset
+
+    data = simulate_dataset(runners_per_cohort=60, weeks=30, cohorts=3, seed=1045,
+                            outcome="hazard", report_missing_prob=0.0,
+                            effects={"mileage_jump": 0.7, "rest_days_7d": -0.15,
+                                     "shoe_km": 0.0})
+    write_dataset(data, tmp_path / "raw")
+    build(tmp_path / "raw", tmp_path / "p")
+    result = fit_survival(load_processed(tmp_path / "p"), model="pwp", exposures=DEMO_X)
+    assert result.converged and result.extra["newton_decrement"] < 1e-18
+    assert result.term("mileage_jump")["estimate"] == pytest.approx(0.79990526, rel=1e-6)
