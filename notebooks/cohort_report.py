@@ -58,18 +58,25 @@ display(Markdown(
 ))
 
 # %% [markdown]
-# ## Participants and data quality
+# ## Participants
 # Table 1 describes the runners with at least one pain report (median and interquartile
-# range, or n and %). The flow diagram follows this cohort's runners from enrolment to the
-# model and its records from each input file: kept, merged (a duplicate of a kept record)
-# or quarantined, by reason. Only this cohort's rows are counted, so no other cohort can be
-# read off; the whole dataset's audit is `cleaning_report.json` of the build.
+# range, or n and %). The participant flow diagram, after the model, follows them from
+# enrolment to the model.
 
 # %%
 table_one = reports.cohort_table_one(view, outcome=spec)
 display(Markdown("**Table 1.** Characteristics of the cohort. "
                  + take.table(table_one, "table1", caption="Cohort characteristics")))
-display(table_one)
+table_one
+
+# %% [markdown]
+# ## Data quality
+# This cohort's rows after cleaning, then per input file its rows kept, merged (a duplicate
+# of a kept record) and quarantined, with reasons. Only this cohort's rows are counted, so
+# no other cohort can be read off these tables; the whole dataset's audit is
+# `cleaning_report.json` of the build.
+
+# %%
 display(reports.cohort_audit(view).set_index("count"))
 reports.cohort_file_audit(view).set_index("file")
 

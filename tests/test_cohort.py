@@ -202,7 +202,8 @@ def test_the_report_speaks_in_labels_not_column_names() -> None:
     attempt = reports.fit_cohort_model(view)
     sentences = reports.plain_language(attempt.result.table, outcome=spec, human=True)
     assert sentences[0].startswith("Week-over-week mileage change: ")
-    assert "per +10 %" in sentences[0] and "_" not in " ".join(sentences)
+    assert "per +10 % week-over-week mileage" in sentences[0]  # the reading unit's label
+    assert "_" not in " ".join(sentences)
 
 
 def test_take_aways_write_figures_and_tables_with_relative_links(tmp_path: Path) -> None:

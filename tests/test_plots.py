@@ -209,3 +209,18 @@ def test_the_flow_diagram_shows_every_count(agg: None) -> None:
                  "merged: exact duplicate 2", "quarantined: pace too fast 1",
                  "In the model: 100", "Dropped: missing x: 20"):
         assert part in text, part
+
+
+def test_saving_the_same_figure_twice_gives_the_same_files(agg: None, tmp_path) -> None:
+    """Reports are compared byte for byte (kept kernel vs fresh): SVG ids must not be
+    random."""
+    from analysis import plots
+
+    def draw() -> dict:
+        fig, axes = plots.panel_grid(1)
+        axes[0].plot([0, 1, 2], [1, 0, 1], marker="o")
+        return plots.save_figure(fig, tmp_path / str(len(list(tmp_path.iterdir()))), "f")
+
+    first, second = draw(), draw()
+    assert first["svg"].read_bytes() == second["svg"].read_bytes()
+    assert first["png"].read_bytes() == second["png"].read_bytes()

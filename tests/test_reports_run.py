@@ -100,7 +100,7 @@ def _summary(out: Path, cohort: str) -> dict[str, Any]:
 
 def _text(html: str) -> str:
     html = re.sub(r"<(style|script)\b.*?</\1>", " ", html, flags=re.S)
-    html = re.sub(r"<img[^>]*>", " [figure] ", html)
+    html = re.sub(r"<img[^>]*>|<svg\b.*?</svg>", " [figure] ", html, flags=re.S)
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
@@ -179,7 +179,8 @@ def test_report_has_every_section_and_says_when_there_is_no_model(study: Study,
     assert "NRS points" in text and "per +10 % week-over-week mileage" in text
     assert "Knee pain and training load" in text and "Outcome modelled: Knee pain" in text
     assert "per +100 km on the shoe" in text and "per extra rest day" in text
-    assert text.count("[figure]") == 4  # mileage+pain, exposures, forest, spread+diagnostics
+    # over time, exposures, flow, forest, predictions, runner effects, residuals (issue 14)
+    assert text.count("[figure]") == 7
     assert "def " not in text and "import " not in text  # no code cells
     painless = _text((out / reports.safe_name(study.painless) / "report.html").read_text())
     assert "No model for this cohort" in painless and "no pain events" in painless

@@ -45,6 +45,9 @@ PANEL_HEIGHT_IN = 2.8
 #: Resolution of saved raster figures (dots per inch; the usual journal minimum for line art
 #: with text is 300).
 SAVE_DPI = 300
+#: Salt of the ids in saved SVGs (matplotlib draws them from uuid4 when unset, so the same
+#: figure would give different files and reports).
+SVG_HASH_SALT = "kneeload"
 #: seaborn palette: colour-blind safe (seaborn's "colorblind", after Wong 2011).
 PALETTE = "colorblind"
 FIGSIZE = (PAGE_WIDTH_IN, 3.2)  # inches: one panel at page width
@@ -105,11 +108,12 @@ def save_figure(fig: Figure, folder: str | Path, name: str) -> dict[str, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
-    for fmt in ("svg", "png"):
-        path = folder / f"{name}.{fmt}"
-        fig.savefig(path, format=fmt, dpi=SAVE_DPI, metadata={"Date": None}
-                    if fmt == "svg" else None)
-        out[fmt] = path
+    with plt.rc_context({"svg.hashsalt": SVG_HASH_SALT}):  # same figure, same bytes
+        for fmt in ("svg", "png"):
+            path = folder / f"{name}.{fmt}"
+            fig.savefig(path, format=fmt, dpi=SAVE_DPI, metadata={"Date": None}
+                        if fmt == "svg" else None)
+            out[fmt] = path
     return out
 
 

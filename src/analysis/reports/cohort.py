@@ -362,10 +362,10 @@ class ExposureChoice:
     def sentences(self, *, human: bool = False) -> list[str]:
         """What the report says about the choice, one sentence per item.
 
-        ``human=True`` names the exposures by their labels (:func:`analysis.labels.label`),
-        with the column to pass to ``--param exposures=`` in brackets for those left out.
+        ``human=True`` names the exposures by their labels (:func:`analysis.labels.label`);
+        a left-out one keeps its reason with the column name ``--param exposures=`` takes.
         """
-        from analysis.labels import humanize, label
+        from analysis.labels import label
 
         def names(columns: Sequence[str]) -> str:
             return "; ".join(label(c) for c in columns) if human else ", ".join(columns)
@@ -374,8 +374,8 @@ class ExposureChoice:
             return [f"Exposures as requested: {names(self.chosen)}."]
         lines = [f"Default exposures the data support: {names(self.chosen) or 'none'}."]
         for column, reason in self.left_out.items():
-            text = (f"{label(column)} ({column}) left out: "
-                    f"{humanize(reason.split(' left out: ', 1)[-1])}" if human else reason)
+            # the column name stays: it is what --param exposures= takes
+            text = f"{label(column)}: {reason}" if human else reason
             lines.append(f"{text} (choose others with --param exposures=COLUMNS).")
         return lines
 

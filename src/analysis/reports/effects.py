@@ -124,11 +124,11 @@ def plain_language(table: pd.DataFrame, *, outcome: str | OutcomeSpec = "pain",
     of injury change by a factor of 1.10"). A name is resolved by
     :func:`analysis.outcomes.outcome_by_name` for the unit and keeps the former wording
     ("0.12 NRS points higher pain", "the odds of pain"), which stored notebook outputs hold.
-    ``human=True`` names each term and its step as :mod:`analysis.labels` does ("Week-over-week
-    mileage change: ... per +10 %"); the default keeps the column names (the stored outputs
-    of the analysis notebooks).
+    ``human=True`` names each term as :mod:`analysis.labels` does ("Week-over-week mileage
+    change: ... per +10 % week-over-week mileage"); the default keeps the column names (the
+    stored outputs of the analysis notebooks).
     """
-    from analysis.labels import step_text, term_label
+    from analysis.labels import term_label
 
     if isinstance(outcome, OutcomeSpec):
         spec = outcome
@@ -138,8 +138,8 @@ def plain_language(table: pd.DataFrame, *, outcome: str | OutcomeSpec = "pain",
                                    else spec.noun)
     sentences = []
     for row in step_values(table).itertuples(index=False):
-        if human:
-            row = row._replace(term=term_label(row.term), step_label=step_text(row.term))
+        if human:  # the term in words; the step keeps the reading unit's own label
+            row = row._replace(term=term_label(row.term))
         null = NULL_EFFECT[row.scale]
         clear = row.ci_low > null or row.ci_high < null
         verdict = ("the interval excludes no effect" if clear
