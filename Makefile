@@ -24,7 +24,7 @@ BUILD_OPTS ?=
 PARAMS ?=
 SRC := $(shell find src -name '*.py') pyproject.toml
 
-.PHONY: FORCE setup report build test test-fast test-notebooks notebooks lab lock lint bench clean help
+.PHONY: FORCE setup report build test test-fast test-notebooks notebooks screenshots lab lock lint bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ notebooks: build  ## re-execute the analysis notebooks in place (when a change o
 	  --ExecutePreprocessor.kernel_name=$(KERNEL) --ExecutePreprocessor.timeout=600 \
 	  --ExecutePreprocessor.record_timing=False $(notdir $(ANALYSIS_NOTEBOOKS))
 	$(VENV)/bin/jupytext --sync notebooks/*.ipynb
+
+screenshots: build  ## refresh docs/img/index.png and cohort_report.png (demo, headless Chromium)
+	$(PY) scripts/screenshots.py
 
 lab: build  ## JupyterLab with the registered kneeload kernel
 	$(VENV)/bin/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
