@@ -91,8 +91,15 @@ else:
 # analysed with the package's own model code, as a real one would be.
 
 # %%
+def show_progress(done: int, total: int) -> None:
+    """One progress line, rewritten in place (carriage return) while power_curve runs."""
+    print(f"\rSimulated {done} of {total} studies.", end="\n" if done == total else "",
+          flush=True)
+
+
 curve = power.power_curve(runners=runner_list, weeks=week_list, effects={exposure: effect},
-                          n_sims=n_sims, alpha=alpha, seed=seed, model=model, progress=False)
+                          n_sims=n_sims, alpha=alpha, seed=seed, model=model, progress=False,
+                          on_progress=show_progress)
 curve[["runners", "weeks", "effect", "truth", "power", "power_ci_low", "power_ci_high",
        "n_failed",
        "mean_estimate", "coverage", "not_estimable"]]
