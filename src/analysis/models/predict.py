@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.defaults import PAIN_MAX, PAIN_MIN
-from analysis.models.design import design_of
+from analysis.errors import ModelSpecError
+from analysis.models.design import INTERACTION_SEP, design_of
 from analysis.models.result import PROBLEM_PREDICTIONS, Z_95, ModelResult
+from analysis.models.splines import spline_column_names
 
 #: Range of each outcome a linear model may predict outside of: pain is NRS 0-10
 #: (``analysis.defaults``). Binomial models predict probabilities, always inside 0-1.
@@ -35,7 +37,10 @@ def predicted_curve(result: ModelResult, panel: pd.DataFrame, *, exposure: str,
     ----------
     result : a fitted model; ``panel`` must be the rows it was fitted to.
     exposure : one of ``result.exposures``; with within-between centering the within-runner
-        effect is drawn.
+        effect is drawn. A spline exposure (``splines={exposure: df}``) is drawn through its
+        basis ``ns(exposure, df)1..df`` evaluated on the grid; an interaction ``a:b`` with the
+        exposure moves with it (the other factor at its mean). For the curve relative to a
+        reference value use :func:`analysis.models.exposure_response`.
     n_points : grid points over the exposure's 2.5-97.5 % quantiles in the modelling rows.
 
     Returns
@@ -52,13 +57,27 @@ def predicted_curve(result: ModelResult, panel: pd.DataFrame, *, exposure: str,
     vcov: Any = result.extra.get("vcov")
     cov = (np.asarray(vcov, float) if vcov is not None
            else np.diag(table.loc[design.x_names, "std_error"].to_numpy(float) ** 2))
-    column = f"{exposure}_within" if center == "within-between" else exposure
-    j = design.x_names.index(column)
+    if exposure not in result.exposures:
+        raise ModelSpecError(f"{exposure!r} is not an exposure of this model (exposures: "
+                             f"{list(result.exposures)})", column=exposure)
     raw = design.frame[exposure].to_numpy(float)
     grid = np.linspace(*np.quantile(raw, CURVE_QUANTILES), n_points)
-    shift = raw.mean() if center in ("grand", "within-between") else 0.0
     X = np.tile(design.X.mean(axis=0), (n_points, 1))
-    X[:, j] = grid - shift
+    basis = design.splines.get(exposure)
+    if basis is not None:  # spline terms need center=None (build_design), so no shift
+        idx = [design.x_names.index(n) for n in spline_column_names(exposure, basis.df)]
+        X[:, idx] = basis.basis(grid)
+    else:
+        column = f"{exposure}_within" if center == "within-between" else exposure
+        shift = raw.mean() if center in ("grand", "within-between") else 0.0
+        j = design.x_names.index(column)
+        X[:, j] = grid - shift
+        for name in design.x_names:  # a:b moves with a, b held at its mean (design scale)
+            parts = name.split(INTERACTION_SEP)
+            if len(parts) == 2 and exposure in parts and all(p in design.x_names
+                                                              for p in parts):
+                other = parts[1] if parts[0] == exposure else parts[0]
+                X[:, design.x_names.index(name)] = X[:, j] * X[0, design.x_names.index(other)]
     eta = X @ beta
     half = Z_95 * np.sqrt(np.einsum("ij,jk,ik->i", X, cov, X))
     values = [eta, eta - half, eta + half]
