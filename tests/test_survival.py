@@ -262,7 +262,8 @@ def test_session_rows_give_the_day_level_fit_and_spikes_are_run_spikes(demo):
     session = survival_design(processed, model="andersen-gill", exposures=["spike_ratio"],
                               unit="session")
     assert len(session) < len(day)
-    assert session["event"].sum() == day.loc[day["spike_ratio"].notna(), "event"].sum()
+    assert (session.loc[session["spike_ratio"].notna(), "event"].sum()
+            == day.loc[day["spike_ratio"].notna(), "event"].sum())
     a = fit_counting_process(day, exposures=["spike_ratio"], model="andersen-gill")
     b = fit_counting_process(session, exposures=["spike_ratio"], model="andersen-gill")
     # merging days with equal covariates leaves risk sets and the partial likelihood alone
@@ -282,6 +283,31 @@ def test_session_rows_give_the_day_level_fit_and_spikes_are_run_spikes(demo):
     bands = survival_design(processed, model="andersen-gill", exposures=["spike_band"],
                             unit="session")
     assert set(bands["spike_band"].dropna().unique()) <= set(SPIKE_BANDS)
+
+
+def test_spike_denominator_is_the_one_of_run_spike(demo):
+    """One definition (issue 15 part 3): the session ratio's denominator is
+    exposures.longest_run_before, and the day's run_spike flag is "ratio > RUN_SPIKE_RATIO"
+    on that same denominator, day by day (not only through the 7-day window)."""
+    from analysis.exposures import longest_run_before
+
+    daily = load_processed(demo)["daily"].sort_values(["runner_id", "date"]).reset_index(
+        drop=True)
+    before = longest_run_before(daily)
+    # hand rule on one runner: max of longest_run_km over the 30 rows before, when all 30
+    # days exist in the calendar (the build's lead-in covers them from day 31 on)
+    one = daily[daily["runner_id"] == daily["runner_id"].iloc[0]]
+    km = one["longest_run_km"].to_numpy(float)
+    hand = np.full(len(km), np.nan)
+    for i in range(30, len(km)):
+        hand[i] = km[i - 30:i].max()
+    np.testing.assert_array_equal(before[one.index], hand)
+    spikes = session_exposures(daily)
+    ran = daily["n_runs"] > 0
+    on_run_days = spikes.loc[ran, "spike_ratio"]
+    np.testing.assert_allclose(on_run_days, daily.loc[ran, "longest_run_km"] / before[ran],
+                               rtol=0, atol=0)
+    assert np.isfinite(before[ran]).sum() > 0.5 * ran.sum()  # most sessions have a ratio
 
 
 # --- errors and the CLI ---------------------------------------------------------------------

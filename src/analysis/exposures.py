@@ -932,7 +932,7 @@ def _window_features(daily: pd.DataFrame, km: np.ndarray, win: _Windows) -> dict
 
     # run spike: the day's longest run > 110 % of the longest run in the 30 days before it
     longest = daily["longest_run_km"].to_numpy(dtype=float)
-    before = win.extreme(longest, RUN_SPIKE_LOOKBACK_DAYS, offset=1)
+    before = _longest_before(longest, win, RUN_SPIKE_LOOKBACK_DAYS)
     ran = daily["n_runs"].to_numpy() > 0
     spike_day = np.where(ran, np.where(np.isnan(before), np.nan,
                                        longest > RUN_SPIKE_RATIO * before), 0.0)
@@ -949,6 +949,42 @@ def _window_features(daily: pd.DataFrame, km: np.ndarray, win: _Windows) -> dict
         "days_since_rest": days_since_rest,
         "consecutive_run_days": streak,
     }
+
+
+def _longest_before(longest: np.ndarray, win: _Windows, lookback_days: int) -> np.ndarray:
+    """The longest run (km) in the ``lookback_days`` days before each row (not the row's
+    day); NaN when the window is not wholly known (see :func:`longest_run_before`)."""
+    return win.extreme(longest, lookback_days, offset=1)
+
+
+def longest_run_before(daily: pd.DataFrame, *,
+                       lookback_days: int = RUN_SPIKE_LOOKBACK_DAYS) -> np.ndarray:
+    """The longest single run (km) in the ``lookback_days`` days before each calendar day.
+
+    The denominator of a run spike (``run_spike``: the day's longest run >
+    :data:`RUN_SPIKE_RATIO` x this; Frandsen et al. 2025's session ratio), defined once here
+    and read by :func:`analysis.models.session_exposures`.
+
+    Parameters
+    ----------
+    daily
+        The daily calendar (``daily.parquet`` or :func:`daily_calendar`: ``day_index``,
+        ``distance_km``, ``longest_run_km``), each runner's days consecutive and in date
+        order (lead-in days included, as the build keeps them).
+    lookback_days
+        Length of the window before the day (days; default
+        :data:`RUN_SPIKE_LOOKBACK_DAYS`).
+
+    Returns
+    -------
+    numpy.ndarray
+        km, one value per row of ``daily``: 0 when no run was logged in the window; NaN
+        when the window reaches before the runner's calendar or holds a day of unknown
+        distance (an unlogged gap under ``unlogged_gaps="missing"``).
+    """
+    _require(daily, ("day_index", "distance_km", "longest_run_km"), "daily")
+    longest = daily["longest_run_km"].to_numpy(dtype=float)
+    return _longest_before(longest, _Windows(daily), int(lookback_days))
 
 
 #: EWMA smoothing constant for a time constant of N days, per convention of :data:`DECAYS`.

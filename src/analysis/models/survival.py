@@ -246,12 +246,16 @@ def cox_fit(start: np.ndarray, stop: np.ndarray, event: np.ndarray, X: np.ndarra
             break
         halvings = 0
         while True:
-            trial = _efron(risk, Xc, beta + step)
+            # a long first step can underflow every exp(eta) of a risk set (0/0, log 0):
+            # its log-likelihood is then NaN or +inf, which the test below calls worse
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                trial = _efron(risk, Xc, beta + step)
             # a step is halved only when the log-likelihood falls by more than its rounding
             # (LOGLIK_ROUNDING relative): a fixed 1e-12 halved a converged step of a
             # -920 log-likelihood for ever (a simulated PWP fit, bench_survival_coverage)
             floor = LOGLIK_ROUNDING * (1.0 + abs(ef.loglik))
-            if trial.loglik >= ef.loglik - floor or halvings > 30:
+            better = np.isfinite(trial.loglik) and trial.loglik >= ef.loglik - floor
+            if better or halvings > 30:
                 break
             step, halvings = step / 2, halvings + 1
         beta, ef = beta + step, trial
@@ -486,19 +490,21 @@ def session_exposures(days: pd.DataFrame) -> pd.DataFrame:
     """Per daily row: the latest session's spike ratio and band (Frandsen et al. 2025).
 
     ``spike_ratio`` = the session's longest run (km) / the longest run in the
-    :data:`analysis.exposures.RUN_SPIKE_LOOKBACK_DAYS` days before it, the comparison that
-    defines ``run_spike`` (:data:`analysis.exposures.RUN_SPIKE_RATIO`); carried forward to
-    the days after the session; ``spike_band`` its band (:data:`SPIKE_BANDS`); ``session``
-    a counter of sessions per runner.
+    :data:`analysis.exposures.RUN_SPIKE_LOOKBACK_DAYS` days before it
+    (:func:`analysis.exposures.longest_run_before`, the one denominator of ``run_spike``,
+    :data:`analysis.exposures.RUN_SPIKE_RATIO`); carried forward to the days after the
+    session; NaN when that window is not wholly known (it reaches before the runner's
+    calendar or into an unknown day); infinite (band ``>100%``) after 30 days without a
+    run. ``spike_band`` its band (:data:`SPIKE_BANDS`); ``session`` a counter of sessions
+    per runner. ``days``: the daily calendar, each runner's days consecutive in date order.
     """
-    from analysis.exposures import RUN_SPIKE_LOOKBACK_DAYS
+    from analysis.exposures import longest_run_before
 
-    longest = days["longest_run_km"].where(days["n_runs"] > 0)
-    before = (longest.groupby(days["runner_id"], sort=False)
-              .transform(lambda s: s.shift(1).rolling(RUN_SPIKE_LOOKBACK_DAYS,
-                                                     min_periods=1).max()))
+    before = longest_run_before(days)
     ran = days["n_runs"] > 0
-    ratio = (longest / before).where(ran)
+    longest = days["longest_run_km"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = pd.Series(longest / before, index=days.index).where(ran)
     session = ran.astype(int).groupby(days["runner_id"], sort=False).cumsum()
     carried = ratio.groupby([days["runner_id"], session], sort=False).transform("first")
     carried = carried.where(session > 0)
@@ -527,8 +533,9 @@ def _collapse_sessions(rows: pd.DataFrame, exposures: list[str]) -> pd.DataFrame
 
 
 def fit_counting_process(rows: pd.DataFrame, *, exposures: Sequence[str],
-                         model: str = "andersen-gill", zph_transform: str = "km",
-                         dropped: Mapping[str, int] | None = None) -> ModelResult:
+                         model: str = "andersen-gill", zph_transform: str | None = "km",
+                         dropped: Mapping[str, int] | None = None,
+                         splines: Mapping[str, int] | None = None) -> ModelResult:
     """Fit a Cox-type model to counting-process rows -> :class:`ModelResult`.
 
     Parameters
@@ -537,17 +544,29 @@ def fit_counting_process(rows: pd.DataFrame, *, exposures: Sequence[str],
     exposures : numeric columns of ``rows`` (a categorical band becomes dummies vs its
         first level, ``C(band)[T.level]``).
     model : ``cox``, ``andersen-gill`` or ``pwp`` (``pwp`` stratifies by ``stratum``).
+    splines : ``{exposure: df}``: that exposure (one of ``exposures``) as a natural cubic
+        spline ``ns(exposure, df)`` with R's ``splines::ns`` knots on the rows fitted (those
+        with every exposure known, as R's model frame after ``na.omit``); terms
+        ``ns(x, df)1..df``, the curve with :func:`analysis.models.exposure_response` (log
+        hazard ratio vs the median) and a likelihood-ratio test of non-linearity in
+        ``extra["nonlinearity"]`` (partial likelihoods of the spline and the linear fit on
+        the same rows; model-based, not cluster-robust).
 
     Returns
     -------
     ModelResult with ``table`` (log hazard ratios, robust runner-clustered SE, Wald 95 %
     CI, ``hazard_ratio``, ``hr_ci_low``, ``hr_ci_high``), ``extra`` with ``n_events``,
-    ``naive_std_error``, ``vcov`` (robust), ``ph_test`` (records of the cox.zph test) and
-    problems "proportional hazards" for any PH p < :data:`PH_ALPHA`.
+    ``naive_std_error``, ``vcov`` (robust, in table order), ``ph_test`` (records of the
+    cox.zph test) and problems "proportional hazards" for any PH p < :data:`PH_ALPHA`.
     """
     if model not in SURVIVAL_MODELS:
         raise ModelSpecError(f"unknown time-to-event model {model!r}; choose one of "
                              f"{', '.join(SURVIVAL_MODELS)}")
+    splines = dict(splines or {})
+    if splines:
+        return _fit_with_splines(rows, exposures=list(exposures), model=model,
+                                 zph_transform=zph_transform, dropped=dropped,
+                                 splines=splines)
     X, names, complete = _design_matrix(rows, list(exposures))
     used = rows.loc[complete]
     n_events = int(used["event"].sum())
@@ -568,7 +587,8 @@ def fit_counting_process(rows: pd.DataFrame, *, exposures: Sequence[str],
             hazard_ratio=lambda t: np.exp(t["estimate"]),
             hr_ci_low=lambda t: np.exp(t["ci_low"]),
             hr_ci_high=lambda t: np.exp(t["ci_high"]))
-    zph = fit.zph.assign(term=[*names, "GLOBAL"]).drop(columns="index")
+    zph = (pd.DataFrame({"term": [], "p_value": [], "transform": []}) if fit.zph is None
+           else fit.zph.assign(term=[*names, "GLOBAL"]).drop(columns="index"))
     problems = [f"proportional hazards: {r.term} p = {r.p_value:.3g} (cox.zph, "
                 f"transform {r.transform})" for r in zph.itertuples() if r.p_value < PH_ALPHA]
     scale = X.std(axis=0)
@@ -594,6 +614,75 @@ def fit_counting_process(rows: pd.DataFrame, *, exposures: Sequence[str],
                "naive_std_error": _sqrt_diag(fit.vcov).tolist(),
                "ph_test": zph.to_dict(orient="records"), "strata": model == "pwp",
                "time_scale": "gap" if model == "pwp" else "total"})
+
+
+def _fit_with_splines(rows: pd.DataFrame, *, exposures: list[str], model: str,
+                      zph_transform: str, dropped: Mapping[str, int] | None,
+                      splines: dict[str, int]) -> ModelResult:
+    """:func:`fit_counting_process` with spline terms: the basis columns added to the rows
+    (knots from the rows fitted), the fit, and its test against the linear fit."""
+    from analysis.models.nonlinear import spline_request_extra
+    from analysis.models.splines import natural_spline, spline_column_names, spline_term
+
+    unknown = [c for c in splines if c not in exposures]
+    if unknown:
+        raise ModelSpecError(f"spline column {unknown[0]!r} is not one of the exposures "
+                             f"({', '.join(exposures)})", column=unknown[0])
+    missing = [c for c in exposures if c not in rows.columns]
+    if missing:
+        raise ModelSpecError(f"no column(s) {', '.join(missing)} in the counting-process rows",
+                             column=missing[0])
+    complete = rows[exposures].notna().all(axis=1).to_numpy()
+    drop = dict(dropped or {})
+    if (~complete).any():
+        drop["rows at risk with a missing exposure"] = int((~complete).sum())
+    used = rows.loc[complete]
+    bases, columns, terms = {}, {}, []
+    for c in exposures:
+        if c not in splines:
+            terms.append(c)
+            continue
+        basis = natural_spline(used[c].to_numpy(float), splines[c])
+        names = spline_column_names(c, basis.df)
+        bases[c] = basis
+        columns.update(zip(names, basis.basis(used[c].to_numpy(float)).T, strict=True))
+        terms.extend(names)
+    design = used.assign(**columns)
+    result = fit_counting_process(design, exposures=terms, model=model,
+                                  zph_transform=zph_transform, dropped=drop)
+    tests = {}
+    for c, df in splines.items():
+        if df == 1:  # ns(x, 1) is the straight line between the boundary knots
+            tests[c] = {"statistic": None, "df": 0, "p_value": None,
+                        "loglik_spline": result.loglik, "loglik_linear": result.loglik,
+                        "method": "partial likelihood"}
+            continue
+        linear_terms = [t for t in terms if t not in spline_column_names(c, df)]
+        linear_terms.append(c)
+        linear = fit_counting_process(design, exposures=linear_terms, model=model,
+                                      zph_transform=None, dropped=drop)
+        statistic = max(2.0 * (result.loglik - linear.loglik), 0.0)
+        tests[c] = {"statistic": statistic, "df": df - 1,
+                    "p_value": float(special.chdtrc(df - 1, statistic)),
+                    "loglik_spline": result.loglik, "loglik_linear": linear.loglik,
+                    "method": "partial likelihood"}
+    # a basis column has no per-SD reading: the monotone-likelihood check of a spline is on
+    # its whole term, the SD over the rows of its linear predictor B(x) beta (for a linear
+    # term that is |b| SD(x), the check of fit_counting_process)
+    spline_names = {n for c, df in splines.items() for n in spline_column_names(c, df)}
+    problems = [p for p in result.problems
+                if not (p.startswith(PROBLEM_INFINITE) and p.split(": ", 1)[1] in spline_names)]
+    estimate = result.table.set_index("term")["estimate"]
+    for c, basis in bases.items():
+        names = spline_column_names(c, basis.df)
+        eta = np.column_stack([columns[n] for n in names]) @ estimate[names].to_numpy(float)
+        if not float(np.std(eta)) <= MAX_STANDARDISED_LOG_HR:
+            problems.append(f"{PROBLEM_INFINITE}: {spline_term(c, basis.df)}")
+    result.problems = problems
+    result.exposures = list(exposures)
+    result.extra.update(spline_request_extra(bases, used))
+    result.extra["nonlinearity"] = tests
+    return result
 
 
 def _sqrt_diag(vcov: np.ndarray) -> np.ndarray:
@@ -631,7 +720,9 @@ def _design_matrix(rows: pd.DataFrame, exposures: list[str]) -> tuple[np.ndarray
 
 def fit_survival(processed: Mapping[str, Any], *, model: str = "andersen-gill",
                  exposures: Sequence[str] = ("mileage_jump",), lag_days: int | None = None,
-                 unit: str = "day", zph_transform: str = "km") -> ModelResult:
+                 unit: str = "day", zph_transform: str = "km",
+                 splines: Mapping[str, int] | None = None,
+                 crossbasis: Mapping[str, Any] | None = None) -> ModelResult:
     """Fit a time-to-event model from a processed folder's tables (the API of reports).
 
     Parameters
@@ -640,8 +731,14 @@ def fit_survival(processed: Mapping[str, Any], *, model: str = "andersen-gill",
         ``panel_meta``, and ``episodes`` when the build wrote it).
     model : ``cox`` (first episode), ``andersen-gill`` or ``pwp``.
     exposures : daily columns at the reference day (``unit="session"`` also takes
-        ``spike_band`` / ``spike_ratio``).
+        ``spike_band`` / ``spike_ratio``); may be empty with a ``crossbasis``.
     lag_days : default panel_meta ``exposure_lag_days``.
+    splines : ``{exposure: df}``, natural-spline terms (:func:`fit_counting_process`).
+    crossbasis : keywords of :func:`analysis.models.crossbasis` (``column``, ``max_lag``,
+        ``var``, ``var_df``, ``lag``, ``lag_df``, ...): a DLNM of that daily load over the
+        lags before each row's reference day, its columns added to the fit. The request is
+        kept in ``extra["crossbasis"]``; :func:`survival_crossbasis` rebuilds the
+        :class:`~analysis.models.CrossBasis` for :func:`analysis.models.crosspred`.
 
     Returns
     -------
@@ -650,8 +747,27 @@ def fit_survival(processed: Mapping[str, Any], *, model: str = "andersen-gill",
     """
     rows = survival_design(processed, model=model, exposures=exposures, lag_days=lag_days,
                            unit=unit)
-    return fit_counting_process(rows, exposures=exposures, model=model,
-                                zph_transform=zph_transform)
+    terms = list(exposures)
+    if crossbasis is not None:
+        cb = survival_crossbasis(processed, rows, **crossbasis)
+        rows = rows.join(cb.frame)
+        terms += cb.names
+    result = fit_counting_process(rows, exposures=terms, model=model,
+                                  zph_transform=zph_transform, splines=splines)
+    if crossbasis is not None:
+        result.extra["crossbasis"] = dict(crossbasis)
+    return result
+
+
+def survival_crossbasis(processed: Mapping[str, Any], rows: pd.DataFrame,
+                        **keywords: Any) -> Any:
+    """The cross-basis of counting-process ``rows`` (:func:`analysis.models.crossbasis` of
+    the processed daily calendar, lag 0 at each row's ``reference_date``); ``keywords`` as
+    for that function (``day_column`` is always ``reference_date``)."""
+    from analysis.models.crossbasis import crossbasis
+
+    keywords = {k: v for k, v in keywords.items() if k != "day_column"}
+    return crossbasis(processed["daily"], rows, day_column="reference_date", **keywords)
 
 
 def survival_design(processed: Mapping[str, Any], *, model: str = "andersen-gill",
