@@ -151,3 +151,36 @@ def test_crossbasis_in_a_cox_model_equals_joining_its_columns(small_build):
     # a linear var basis: the cumulative effect of 10 km is twice that of 5 km
     cum = pred["cumulative"]["estimate"].to_numpy()
     assert cum[1] == pytest.approx(2 * cum[0], rel=1e-10)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("survival_ns") / "demo"
+    build(ROOT / "data" / "raw" / "demo", out)
+    return out
+
+
+def test_cli_spline_for_a_cox_model_is_the_api_fit(demo, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from analysis.cli import app
+
+    out = tmp_path / "r.json"
+    proc = CliRunner().invoke(app, ["fit", str(demo), "--model", "andersen-gill",
+                                    "--exposures", "mileage_jump,rest_days_7d",
+                                    "--spline", "rest_days_7d:2", "--out", str(out)])
+    assert proc.exit_code == 0, proc.output
+    stored = json.loads(out.read_text())
+    api = fit_survival(load_processed(demo), model="andersen-gill",
+                       exposures=["mileage_jump", "rest_days_7d"], splines={"rest_days_7d": 2})
+    table = pd.DataFrame(stored["table"])
+    assert list(table["term"]) == ["mileage_jump", "ns(rest_days_7d, 2)1",
+                                   "ns(rest_days_7d, 2)2"]
+    np.testing.assert_allclose(table["estimate"], api.table["estimate"], rtol=1e-12)
+    assert stored["extra"]["nonlinearity"]["rest_days_7d"]["df"] == 1
+    bad = CliRunner().invoke(app, ["fit", str(demo), "--model", "cox", "--spline",
+                                   "rest_days_7d", "--out", str(tmp_path / "x.json")])
+    assert bad.exit_code == 2
+    assert "COLUMN:DF" in bad.output

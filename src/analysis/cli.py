@@ -345,9 +345,10 @@ def fit(
     covariates: Annotated[str, typer.Option(help="Comma-separated, e.g. 'age,sex'.")] = "",
     random_slope: Annotated[str, typer.Option(help="Exposure(s) with a random slope.")] = "",
     spline: Annotated[list[str] | None, typer.Option(
-        help="COLUMN:DF, repeatable (lmm, glmm): that exposure as a natural cubic spline "
-             "ns(COLUMN, DF) (R's splines::ns knots); the JSON carries its curve vs the "
-             "median and the ML likelihood-ratio test of non-linearity.")] = None,
+        help="COLUMN:DF, repeatable (lmm, glmm, cox, andersen-gill, pwp): that exposure "
+             "as a natural cubic spline ns(COLUMN, DF) (R's splines::ns knots); the JSON "
+             "carries its curve vs the median and the likelihood-ratio test of "
+             "non-linearity (ML; partial likelihood for the time-to-event models).")] = None,
     center: Annotated[str | None, typer.Option(help="'within-between' to split every "
                                                "exposure into runner mean and deviation.")]
         = None,
@@ -399,9 +400,9 @@ def fit(
         if model in SURVIVAL_MODEL_NAMES:
             _fit_survival(panel, out, model=model, exposures=exposures, format=format,
                           design_out=design_out, unit=unit, cohort=cohort,
+                          spline=list(spline or ()),
                           others={"--outcome": outcome, "--covariates": covariates or None,
                                   "--random-slope": random_slope or None,
-                                  "--spline": ",".join(spline or ()) or None,
                                   "--center": center, "--method": method, "--df": df,
                                   "--se": se, "--correlation": correlation})
             return
@@ -474,7 +475,7 @@ SURVIVAL_MODEL_NAMES = ("cox", "andersen-gill", "pwp")
 
 def _fit_survival(source: Path, out: Path, *, model: str, exposures: str, format: str | None,
                   design_out: Path | None, unit: str | None, cohort: str | None,
-                  others: dict[str, str | None]) -> None:
+                  others: dict[str, str | None], spline: list[str] | None = None) -> None:
     """``kneeload fit --model cox|andersen-gill|pwp``: fit_survival on the processed folder."""
     from analysis.errors import InputFileError
     from analysis.models.survival import fit_counting_process, survival_design
@@ -483,7 +484,8 @@ def _fit_survival(source: Path, out: Path, *, model: str, exposures: str, format
     for option, value in others.items():
         if value is not None:
             raise KneeloadError(f"{option} does not apply to --model {model} (a time-to-event "
-                                "model takes --exposures, --unit, --cohort, --design-out)")
+                                "model takes --exposures, --spline, --unit, --cohort, "
+                                "--design-out)")
     out_format = fit_format(out, format)
     folder = source if source.is_dir() else source.parent
     processed = load_processed(folder)
@@ -505,8 +507,11 @@ def _fit_survival(source: Path, out: Path, *, model: str, exposures: str, format
             eps = processed["episodes"]
             processed["episodes"] = eps.loc[eps["runner_id"].isin(keep)]
     chosen = (["mileage_jump"] if exposures.strip() == "auto" else _split(exposures))
+    from analysis.models.design import parse_spline_spec
+
+    splines = dict(parse_spline_spec(item) for item in spline or ())
     rows = survival_design(processed, model=model, exposures=chosen, unit=unit or "day")
-    result = fit_counting_process(rows, exposures=chosen, model=model)
+    result = fit_counting_process(rows, exposures=chosen, model=model, splines=splines)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out_format == "csv":
         fit_csv_table(result).to_csv(out, index=False)
