@@ -414,6 +414,22 @@ CAPTIONS: dict[str, str] = {
         "Participant and record flow (STROBE): runners from enrolment to the model, and "
         "records read, kept, merged and quarantined by reason, from the build's cleaning "
         "audit and the model's dropped rows."),
+    "exposure_response": (
+        "{exposure} as a natural cubic spline (df {df}): the line is the difference in the "
+        "outcome vs the reference value {reference} (the median of the modelling rows), the "
+        "band its pointwise 95 % confidence interval from the full covariance of the spline "
+        "coefficients; ticks at the bottom are the data."),
+    "lag_response": (
+        "Distributed-lag model: effect of {at} {unit} of {load} on one day, by how many days "
+        "before the reference day it was run (lags 0-{max_lag}), vs a rest day; band the "
+        "pointwise 95 % confidence interval."),
+    "lag_cumulative": (
+        "Distributed-lag model: cumulative effect of the same {load} on each day of lags "
+        "0-{max_lag} ({unit} per day), vs rest days; band the pointwise 95 % confidence "
+        "interval."),
+    "lag_surface": (
+        "Distributed-lag model: exposure-lag-response surface, the effect of a day's {load} "
+        "({unit}, x axis) by lag in days (y axis) vs a rest day; blue lower, red higher."),
 }
 
 

@@ -42,6 +42,92 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "seed": 0,
 }
 
+#: Parameters of the non-linear and lagged load section (:mod:`analysis.reports.nonlinear`,
+#: docs/models.md "Non-linear and lagged load"): ``splines`` ``"COLUMN:DF,..."`` (natural
+#: spline terms, e.g. ``"acwr_rolling:3"``), ``dlnm`` ``"COLUMN:MAX_LAG"`` (a distributed-lag
+#: model of a daily load, e.g. ``"distance_km:28"``), ``sensitivity`` (the sensitivity table
+#: of the headline exposure). Empty / false: the section is not drawn. Kept apart from
+#: :data:`DEFAULT_PARAMETERS` until the template declares them (the runner passes every
+#: default to papermill, which refuses an undeclared one).
+NONLINEAR_PARAMETERS: dict[str, Any] = {"splines": "", "dlnm": "", "sensitivity": False}
+#: Largest natural-spline df a report fits (beyond 10 a curve is noise on cohort-sized data).
+MAX_SPLINE_DF = 10
+#: Longest DLNM lag a report fits, days (a quarter of a year; the default of
+#: :data:`analysis.models.DEFAULT_MAX_LAG` is 28).
+MAX_DLNM_LAG_DAYS = 90
+
+
+def parse_splines_param(value: str) -> dict[str, int]:
+    """``"acwr_rolling:3, km_7d:4"`` -> ``{"acwr_rolling": 3, "km_7d": 4}`` (empty: none).
+
+    Raises
+    ------
+    ReportError
+        An item that is not ``COLUMN:DF`` with a whole df in 1..:data:`MAX_SPLINE_DF`, or a
+        column given twice.
+    """
+    out: dict[str, int] = {}
+    for item in split_list(value):
+        column, sep, df = item.rpartition(":")
+        column = column.strip()
+        if not sep or not column or not df.strip().isdigit() \
+                or not 1 <= int(df) <= MAX_SPLINE_DF:
+            raise ReportError(f"splines: each item is COLUMN:DF with DF 1..{MAX_SPLINE_DF} "
+                              f"(e.g. acwr_rolling:3), got {item!r}")
+        if column in out:
+            raise ReportError(f"splines: {column!r} is given twice")
+        out[column] = int(df)
+    return out
+
+
+def parse_dlnm_param(value: str) -> tuple[str, int] | None:
+    """``"distance_km:28"`` -> ``("distance_km", 28)``; empty -> None.
+
+    Raises
+    ------
+    ReportError
+        Not ``COLUMN:MAX_LAG`` with a whole number of days in 1..:data:`MAX_DLNM_LAG_DAYS`.
+    """
+    text = str(value).strip()
+    if not text:
+        return None
+    column, sep, lag = text.rpartition(":")
+    column = column.strip()
+    if not sep or not column or "," in text or not lag.strip().isdigit() \
+            or not 1 <= int(lag) <= MAX_DLNM_LAG_DAYS:
+        raise ReportError(f"dlnm: one daily load as COLUMN:MAX_LAG with MAX_LAG 1.."
+                          f"{MAX_DLNM_LAG_DAYS} days (e.g. distance_km:28), got {text!r}")
+    return column, int(lag)
+
+
+def validate_nonlinear_parameters(parameters: Mapping[str, Any], *,
+                                  panel_columns: Iterable[str] = (),
+                                  daily_columns: Iterable[str] = ()) -> None:
+    """Check the ``splines``, ``dlnm`` and ``sensitivity`` parameters that are given.
+
+    ``splines`` columns must be panel columns and ``dlnm``'s a daily-calendar column
+    (``daily.parquet``) when those column lists are given (empty: syntax only).
+
+    Raises
+    ------
+    ReportError
+        Bad syntax (:func:`parse_splines_param`, :func:`parse_dlnm_param`), a column the
+        panel or the daily table lacks, or a ``sensitivity`` that is not a bool.
+    """
+    panel = set(panel_columns)
+    for column in parse_splines_param(parameters.get("splines", "")):
+        if panel and column not in panel:
+            raise ReportError(f"splines: {column!r} is not a panel column (e.g. "
+                              "acwr_rolling, km_7d, mileage_jump)")
+    dlnm = parse_dlnm_param(parameters.get("dlnm", ""))
+    daily = set(daily_columns)
+    if dlnm is not None and daily and dlnm[0] not in daily:
+        raise ReportError(f"dlnm: {dlnm[0]!r} is not a column of the daily table "
+                          "(daily.parquet; e.g. distance_km, duration_min, srpe_au)")
+    if not isinstance(parameters.get("sensitivity", False), bool):
+        raise ReportError(f"sensitivity must be true or false, got "
+                          f"{parameters.get('sensitivity')!r}")
+
 
 def template_path() -> Path:
     """The papermill template, ``notebooks/cohort_report.ipynb``."""
@@ -152,6 +238,8 @@ def validate_parameters(parameters: Mapping[str, Any], *, panel_columns: Iterabl
         fix = f"--param exposures={','.join(keep)}" if keep else f"--param exposures={AUTO}"
         raise ReportError(f"exposure(s) {missing} are not panel columns; leave them out "
                           f"({fix}) or name columns the panel has")
+    if set(NONLINEAR_PARAMETERS) & set(parameters):
+        validate_nonlinear_parameters(parameters, panel_columns=columns)
     spec = report_outcome(str(parameters["outcome"]), meta or {})
     if columns and parameters["outcome"] != AUTO and spec.column not in columns:
         raise ReportError(f"outcome {parameters['outcome']!r} models the column "
@@ -217,6 +305,9 @@ __all__ = [
     "DEFAULT_MIN_COHORT_SIZE",
     "DEFAULT_PARAMETERS",
     "KERNEL_NAME",
+    "MAX_DLNM_LAG_DAYS",
+    "MAX_SPLINE_DF",
+    "NONLINEAR_PARAMETERS",
     "OUTCOMES",
     "OUTCOME_CHOICES",
     "RESERVED_PARAMETERS",
@@ -224,8 +315,11 @@ __all__ = [
     "check_min_cohort_size",
     "check_template_parameters",
     "declared_parameters",
+    "parse_dlnm_param",
     "parse_param_items",
+    "parse_splines_param",
     "split_list",
     "template_path",
+    "validate_nonlinear_parameters",
     "validate_parameters",
 ]
