@@ -136,6 +136,113 @@ def test_same_day_reports_are_not_merged_again():
     assert len(mark_reports(reports, threshold=THRESHOLD)) == len(reports)
 
 
+def test_a_row_without_runner_id_is_refused_not_given_to_a_runner():
+    # review 3 case 4: an ID-less report got code -1 and moved the last runner's first report
+    reports = fixture_reports()
+    reports.loc[len(reports)] = {**reports.iloc[0].to_dict(), "runner_id": None,
+                                 "date": day(-20)}
+    daily = fixture_daily()
+    ep = episodes(fixture_reports(), daily, threshold=THRESHOLD)
+    with pytest.raises(ModelSpecError, match="runner_id") as err:
+        episodes(reports, daily, threshold=THRESHOLD)
+    assert err.value.row == len(reports) - 1 and err.value.column == "runner_id"
+    with pytest.raises(ModelSpecError, match="runner_id"):
+        at_risk(daily, ep, reports=reports)
+    no_id = daily.astype({"runner_id": object})
+    no_id.loc[3, "runner_id"] = None
+    with pytest.raises(ModelSpecError, match=r"daily table.*runner_id") as err:
+        at_risk(no_id, ep, reports=fixture_reports())
+    assert err.value.row == 3
+    with pytest.raises(ModelSpecError, match=r"daily table.*runner_id"):
+        episodes(fixture_reports(), no_id, threshold=THRESHOLD)
+
+
+def test_a_report_without_pain_any_is_not_a_report_for_episodes_nor_time_at_risk():
+    # review 3 case 1: at_risk started follow-up at an unanswered report, episodes skipped it
+    reports = fixture_reports()
+    answered = len(reports)
+    blank = {"pain": np.nan, "pain_any": pd.NA, "ostrc_substantial": pd.NA}
+    extra = pd.DataFrame([
+        {**reports.iloc[0].to_dict(), **blank, "date": day(-3)},   # A before the first
+        {**reports.iloc[2].to_dict(), **blank, "date": day(17)},   # A inside episode 1
+        {**reports.iloc[9].to_dict(), **blank, "date": day(-1)},   # B before the first
+        {**reports.iloc[9].to_dict(), **blank, "date": day(45)},   # B after the last
+    ])
+    reports = pd.concat([reports, extra], ignore_index=True).astype(
+        {"pain_any": "boolean"}).sample(frac=1.0, random_state=3)
+    assert reports["pain_any"].isna().sum() == 4 and len(reports) == answered + 4
+    daily = fixture_daily()
+    want_ep = episodes(fixture_reports(), daily, threshold=THRESHOLD)
+    got_ep = episodes(reports, daily, threshold=THRESHOLD)
+    pd.testing.assert_frame_equal(got_ep, want_ep)
+    want = at_risk(daily, want_ep, reports=fixture_reports())
+    got = at_risk(daily, got_ep, reports=reports)
+    pd.testing.assert_frame_equal(got, want)
+    offset = (got["date"] - DAY0).dt.days
+    a = got["runner_id"] == "A"
+    assert offset[a & got["observed"]].min() == 0  # not day -3, the unanswered report
+    assert offset[a & got["at_risk"]].tolist() == list(range(1, 15))
+    # the reviewer's runner: unanswered first report, then pain: prevalent at day 7
+    one = pd.DataFrame({"runner_id": "A", "date": [day(d) for d in (0, 7, 14, 21, 28)],
+                        "pain": [np.nan, 5.0, 0.0, 0.0, 0.0],
+                        "pain_any": pd.array([pd.NA, True, False, False, False],
+                                             dtype="boolean")})
+    log = pd.DataFrame({"runner_id": "A", "date": pd.date_range(day(0), day(28)),
+                        "distance_km": 10.0, "duration_min": 60.0})
+    ep = episodes(one, log, threshold=THRESHOLD)
+    assert ep[["onset", "prevalent", "resolved_on"]].to_numpy().tolist() == \
+        [[day(7), True, day(21)]]
+    days = at_risk(log, ep, reports=one)
+    assert (days.loc[days["at_risk"], "date"] - DAY0).dt.days.tolist() == list(range(22, 29))
+    assert (days.loc[days["observed"], "date"] - DAY0).dt.days.min() == 7
+
+
+def test_daily_must_be_one_row_per_runner_day_and_hold_every_onset_day():
+    reports, daily = fixture_reports(), fixture_daily()
+    ep = episodes(reports, daily, threshold=THRESHOLD)
+    # review 3 case 3: a second row on a day (two sessions) gave 2 events and double hours
+    onset_b = daily.index[(daily["runner_id"] == "B") & (daily["date"] == day(21))]
+    twice = pd.concat([daily, daily.loc[onset_b]], ignore_index=True)
+    with pytest.raises(ModelSpecError, match="two rows of runner B on 2026-01-25") as err:
+        at_risk(twice, ep, reports=reports)
+    assert err.value.row == len(daily) and err.value.column == "date"
+    with pytest.raises(ModelSpecError, match="one row per runner and day"):
+        episodes(reports, twice, threshold=THRESHOLD)  # time loss would count it twice
+    # review 3 case 2: an onset day missing from daily lost the event without a word
+    with pytest.raises(ModelSpecError, match="runner B on 2026-01-25, the onset of their "
+                                             "episode 2"):
+        at_risk(daily.drop(index=onset_b), ep, reports=reports)
+    # ... as does an onset day outside follow-up
+    out = daily.assign(in_follow_up=True)
+    out.loc[onset_b, "in_follow_up"] = False
+    with pytest.raises(ModelSpecError, match="no follow-up row for runner B"):
+        at_risk(out, ep, reports=reports)
+    # a runner left out of daily altogether: their days are not in the result, no error
+    only_a = daily[daily["runner_id"] == "A"]
+    days = at_risk(only_a, ep, reports=reports)
+    assert len(days) == len(only_a) and days["event"].sum() == 1
+
+
+def test_same_day_reports_are_refused_whatever_their_order():
+    # review 3 case 5: a painful and a pain-free report on one day gave an order-dependent
+    # episode; cleaning merges them, so here they are refused
+    reports = pd.DataFrame({"runner_id": "C", "date": [day(0), day(7), day(7), day(14)],
+                            "pain": [0.0, 6.0, 0.0, 0.0],
+                            "pain_any": [False, True, False, False]})
+    daily = pd.DataFrame({"runner_id": "C", "date": pd.date_range(day(0), day(14)),
+                          "distance_km": 5.0})
+    for order in ([0, 1, 2, 3], [0, 2, 1, 3], [3, 2, 1, 0]):
+        with pytest.raises(ModelSpecError, match="two reports of runner C on 2026-01-11"):
+            episodes(reports.iloc[order], daily, threshold=THRESHOLD)
+    ep = episodes(reports.drop(index=2), daily, threshold=THRESHOLD)
+    with pytest.raises(ModelSpecError, match="merge same-day reports"):
+        at_risk(daily, ep, reports=reports)
+    # an unanswered report on a day with an answered one is no report: not a duplicate
+    blank = reports.astype({"pain_any": "boolean"})
+    blank.loc[2, ["pain", "pain_any"]] = [np.nan, pd.NA]
+    pd.testing.assert_frame_equal(episodes(blank, daily, threshold=THRESHOLD), ep)
+
+
 # ---- a plain-Python reference: the state machine of docs/episodes.md, one report at a time
 
 def reference(pain: list[bool], report_days: list[int], last_day: int, resolve_after: int

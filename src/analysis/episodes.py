@@ -1,7 +1,9 @@
 """Pain episodes and time at risk: the one definition of an episode and of a day at risk.
 
 A runner's pain reports (the panel, one per runner and day after cleaning's same-day rule)
-are read in date order. A report is *painful* when the panel's ``pain_any`` is set
+are read in date order; a row whose ``pain_any`` is missing is not a report (it neither
+starts follow-up nor breaks an episode), and both functions read the same reports
+(``_usable_reports``). A report is *painful* when the panel's ``pain_any`` is set
 (``pain >= pain_threshold``, the threshold the build recorded in ``panel_meta.json``):
 
 * an **episode** starts at a painful report when the runner is not in an episode; at the
@@ -153,22 +155,81 @@ def _runner_codes(values: pd.Series, ids: pd.Index | None = None
     return np.where(codes >= 0, at[np.maximum(codes, 0)] if len(at) else -1, -1), ids
 
 
-def _marks(reports: pd.DataFrame, *, threshold: float, resolve_after: int) -> _Marks:
-    """:func:`mark_reports` as arrays (no copy of the reports table)."""
+def _refuse_missing(missing: np.ndarray, column: str, name: str) -> None:
+    """One line naming the first row (position) of ``name`` whose ``column`` is missing."""
+    if missing.any():
+        at = int(np.flatnonzero(missing)[0])
+        raise ModelSpecError(f"{name} table: {int(missing.sum())} row(s) without {column} "
+                             "(the row given is the first, by position); every row needs one",
+                             row=at, column=column)
+
+
+def _duplicate(key: np.ndarray) -> tuple[int, int] | None:
+    """Positions of two rows with the same key, or None (``key`` in any order)."""
+    if len(key) < 2 or (key[1:] > key[:-1]).all():
+        return None
+    order = np.argsort(key, kind="stable")
+    same = np.flatnonzero(key[order][1:] == key[order][:-1])
+    return None if not len(same) else (int(order[same[0]]), int(order[same[0] + 1]))
+
+
+@dataclass(frozen=True)
+class _Reports:
+    """The usable pain reports, as arrays in runner-then-date order."""
+
+    rows: np.ndarray  # position in the input table of each sorted report
+    codes: np.ndarray  # runner code (index into ids; ids sorted)
+    ids: pd.Index  # runner IDs of the usable reports, sorted
+    day: np.ndarray  # day number (int64)
+    painful: np.ndarray  # pain_any
+
+
+def _usable_reports(reports: pd.DataFrame) -> _Reports:
+    """The reports episodes and time at risk both read: the one selection of reports.
+
+    A row whose ``pain_any`` is missing is not a report: it neither starts a runner's
+    follow-up nor breaks or resolves an episode (``docs/episodes.md``). A row without
+    ``runner_id`` or ``date``, or a second report of a runner on one day, is refused (one
+    line): cleaning merges same-day reports (``clean.superseded_same_day``) and they are not
+    merged again here, where the result would depend on row order.
+    """
     _require(reports, REPORT_COLUMNS, "pain reports")
-    _check_resolve_after(resolve_after)
+    _refuse_missing(reports["runner_id"].isna().to_numpy(), "runner_id", "pain reports")
+    _refuse_missing(reports["date"].isna().to_numpy(), "date", "pain reports")
     flag = reports["pain_any"]
     known = flag.notna().to_numpy()
-    code_all, ids = _runner_codes(reports["runner_id"])
-    day_all = _day_numbers(reports["date"])
-    rows = np.flatnonzero(known) if not known.all() else np.arange(len(known))
+    if known.all():
+        rows = np.arange(len(known))
+        code, ids = _runner_codes(reports["runner_id"])
+        day = _day_numbers(reports["date"])
+    else:
+        rows = np.flatnonzero(known)
+        code, ids = _runner_codes(reports["runner_id"].iloc[rows])
+        day = _day_numbers(reports["date"].iloc[rows])
     if len(rows):
-        origin = int(day_all.min())
-        key = code_all[rows] * (int(day_all.max()) - origin + 1) + (day_all[rows] - origin)
+        origin = int(day.min())
+        key = code * (int(day.max()) - origin + 1) + (day - origin)
         if not (key[1:] > key[:-1]).all():  # the build's panel is already in this order
-            rows = rows[np.argsort(key, kind="stable")]
-    codes, day = code_all[rows], day_all[rows]
-    pain = flag.to_numpy(dtype=bool, na_value=False)[rows]
+            order = np.argsort(key, kind="stable")
+            rows, code, day, key = rows[order], code[order], day[order], key[order]
+            same = np.flatnonzero(key[1:] == key[:-1])
+            if len(same):
+                first, second = rows[same[0]], rows[same[0] + 1]
+                raise ModelSpecError(
+                    f"pain reports table: two reports of runner {ids[code[same[0]]]} on "
+                    f"{np.datetime64(int(day[same[0]]), 'D')} (positions {first} and "
+                    f"{second}); merge same-day reports first (kneeload build's cleaning "
+                    "does)", row=int(second), column="date")
+    painful = flag.to_numpy(dtype=bool, na_value=False)[rows]
+    return _Reports(rows=rows, codes=code, ids=ids, day=day, painful=painful)
+
+
+def _marks(reports: pd.DataFrame, *, threshold: float, resolve_after: int) -> _Marks:
+    """:func:`mark_reports` as arrays (no copy of the reports table)."""
+    _check_resolve_after(resolve_after)
+    usable = _usable_reports(reports)
+    rows, codes, ids, day, pain = (usable.rows, usable.codes, usable.ids, usable.day,
+                                   usable.painful)
     if "pain" in reports.columns:
         _check_threshold(reports["pain"].to_numpy(dtype=float)[rows], pain, threshold, rows)
     n = len(rows)
@@ -225,13 +286,36 @@ def mark_reports(reports: pd.DataFrame, *, threshold: float,
         episode=m.episode)
 
 
+def _daily_codes(daily: pd.DataFrame, ids: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """Runner code into ``ids`` (-1: a runner without reports) and day number of each row
+    of the daily log, refusing rows without ``runner_id`` or ``date`` and a second row of a
+    runner on one day (the log is one row per runner-day: the build's calendar sums a day's
+    runs; two rows would count the day twice)."""
+    _require(daily, DAILY_COLUMNS, "daily")
+    _refuse_missing(daily["runner_id"].isna().to_numpy(), "runner_id", "daily")
+    _refuse_missing(daily["date"].isna().to_numpy(), "date", "daily")
+    own, uniques = pd.factorize(daily["runner_id"])  # order of appearance: no sort
+    day = _day_numbers(daily["date"])
+    if len(day):
+        origin = int(day.min())
+        twice = _duplicate(own * (int(day.max()) - origin + 1) + (day - origin))
+        if twice is not None:
+            first, second = twice
+            raise ModelSpecError(
+                f"daily table: two rows of runner {daily['runner_id'].iloc[first]} on "
+                f"{np.datetime64(int(day[first]), 'D')} (positions {first} and {second}); "
+                "the daily log is one row per runner and day (sum a day's runs first)",
+                row=second, column="date")
+    at = ids.get_indexer(pd.Index(uniques).astype(str))
+    code = at[own] if len(at) else np.full(len(own), -1, dtype=np.intp)
+    return code, day
+
+
 class _DailyLog:
     """The training log keyed by runner and day, with prefix sums for window totals."""
 
     def __init__(self, daily: pd.DataFrame, ids: pd.Index) -> None:
-        _require(daily, DAILY_COLUMNS, "daily")
-        code = _runner_codes(daily["runner_id"], ids)[0]
-        day = _day_numbers(daily["date"])
+        code, day = _daily_codes(daily, ids)
         self.origin = int(day.min()) if len(day) else 0
         self.span = int(day.max()) - self.origin + 2 if len(day) else 1
         key = np.where(code >= 0, code, len(ids)) * self.span + (day - self.origin)
@@ -281,10 +365,13 @@ def episodes(pain_reports: pd.DataFrame, daily: pd.DataFrame, *, threshold: floa
     ----------
     pain_reports
         The panel (or any table with ``runner_id``, ``date``, ``pain_any``; optional
-        ``cohort``, ``pain`` NRS 0-10, OSTRC answers or ``ostrc_substantial``). Same-day
-        reports must already be merged (``clean`` does it); they are not merged again.
+        ``cohort``, ``pain`` NRS 0-10, OSTRC answers or ``ostrc_substantial``). Rows with
+        ``pain_any`` missing are not reports. Same-day reports must already be merged
+        (``clean`` does it): a second report of a runner on one day, or a row without
+        ``runner_id`` or ``date``, raises :class:`~analysis.errors.ModelSpecError`.
     daily
-        The daily training log (``runner_id``, ``date``, ``distance_km``), lead-in included.
+        The daily training log (``runner_id``, ``date``, ``distance_km``), lead-in included,
+        one row per runner and day (a second row raises ``ModelSpecError``).
     threshold
         The threshold the panel's ``pain_any`` was built with (``panel_meta.json``
         ``pain_threshold``).
@@ -402,6 +489,20 @@ def episodes(pain_reports: pd.DataFrame, daily: pd.DataFrame, *, threshold: floa
     return out
 
 
+def _check_onsets_logged(event_keys: np.ndarray, ep_keys: np.ndarray, checked: np.ndarray,
+                         runner: pd.Index, onset_day: np.ndarray, number: np.ndarray) -> None:
+    """Refuse an incident episode whose onset day has no follow-up row in the daily log of
+    a runner who has rows there: its event would be lost without a word."""
+    lost = checked & ~np.isin(ep_keys, event_keys)
+    if lost.any():
+        at = int(np.flatnonzero(lost)[0])
+        raise ModelSpecError(
+            f"daily table has no follow-up row for runner {runner[at]} on "
+            f"{np.datetime64(int(onset_day[at]), 'D')}, the onset of their episode "
+            f"{int(number[at])}: time at risk needs the onset day of every incident episode "
+            "(the build's calendar has one row per runner and follow-up day)", column="date")
+
+
 def at_risk(daily: pd.DataFrame, episodes: pd.DataFrame, *,
             reports: pd.DataFrame) -> pd.DataFrame:
     """Per runner-day: at risk of a new episode, the day's event, running hours and km.
@@ -413,12 +514,17 @@ def at_risk(daily: pd.DataFrame, episodes: pd.DataFrame, *,
     ----------
     daily
         The daily training log (``runner_id``, ``date``, ``distance_km``, optional
-        ``duration_min`` and ``in_follow_up``).
+        ``duration_min`` and ``in_follow_up``), one row per runner and day. A day absent
+        from it adds no time; the onset day of every incident episode of a runner who has
+        rows must be there as a follow-up day (else ``ModelSpecError``: the event would be
+        lost). A runner with no rows at all is simply not in the result.
     episodes
         :func:`episodes` of the same reports.
     reports
-        The pain reports the episodes came from (``runner_id``, ``date``, optional
-        ``cohort``): a runner's status is known from the first report to the last.
+        The pain reports the episodes came from (``runner_id``, ``date``, ``pain_any``,
+        optional ``cohort``): the same reports :func:`episodes` reads (rows without
+        ``pain_any`` are not reports); a runner's status is known from the first report to
+        the last.
 
     Returns
     -------
@@ -433,19 +539,16 @@ def at_risk(daily: pd.DataFrame, episodes: pd.DataFrame, *,
         episodes (prevalent included) with onset before the day; ``km`` (``distance_km``)
         and ``hours`` (``duration_min`` / 60, NaN when the log has no duration).
     """
-    _require(daily, DAILY_COLUMNS, "daily")
-    _require(reports, ("runner_id", "date"), "pain reports")
     _require(episodes, ("runner_id", "episode", "prevalent", "onset", "resolved_on"),
              "episodes")
-    rep_code, ids = _runner_codes(reports["runner_id"])
-    rep_day = _day_numbers(reports["date"])
+    usable = _usable_reports(reports)  # the same reports as episodes() reads
+    rep_code, ids, rep_day = usable.codes, usable.ids, usable.day
     first_report = np.full(len(ids), np.iinfo(np.int64).max)
     last_report = np.full(len(ids), np.iinfo(np.int64).min)
     np.minimum.at(first_report, rep_code, rep_day)
     np.maximum.at(last_report, rep_code, rep_day)
 
-    code = _runner_codes(daily["runner_id"], ids)[0]
-    day = _day_numbers(daily["date"])
+    code, day = _daily_codes(daily, ids)
     known = code >= 0
     safe = np.where(known, code, 0)
     observed = known & (day >= first_report[safe]) & (day <= last_report[safe])
@@ -488,12 +591,16 @@ def at_risk(daily: pd.DataFrame, episodes: pd.DataFrame, *,
     today = np.searchsorted(ep_key, day_key, side="right") - 1
     onset_today = (today >= runner_lo) & (ep_onset[np.maximum(today, 0)] == day)
     event = observed & onset_today & ~ep_prevalent[np.maximum(today, 0)]
+    in_daily = np.zeros(len(ids) + 1, dtype=bool)
+    in_daily[code[known]] = True
+    _check_onsets_logged(day_key[event], ep_key, ~ep_prevalent[:-1] & in_daily[ep_code],
+                         ids[ep_code], ep_onset[:-1] + origin, ep_number[:-1])
     duration = (daily["duration_min"].to_numpy(dtype=float) if "duration_min" in daily.columns
                 else np.full(len(daily), np.nan))
     cohort: Any = pd.Categorical(np.full(len(daily), None, dtype=object))
     if "cohort" in reports.columns:
         first_row = np.full(len(ids), len(reports))
-        np.minimum.at(first_row, rep_code, np.arange(len(reports)))
+        np.minimum.at(first_row, rep_code, usable.rows)
         cohort_codes, names = pd.factorize(reports["cohort"].iloc[first_row])
         cohort = pd.Categorical.from_codes(np.where(known, cohort_codes[safe], -1),
                                            categories=pd.Index(names).astype(str))
