@@ -29,6 +29,8 @@ cohort: str = ""  # cohort name from runners.csv; empty for every cohort
 exposures: str = "mileage_jump,shoe_km,rest_days_7d"  # comma-separated panel columns
 covariates: str = ""  # comma-separated adjustment columns; C(col) for a categorical one
 slope: str = "mileage_jump"  # exposure given a random slope per runner; empty to skip
+spline: str = "acwr_rolling:3"  # COLUMN:DF natural spline for the non-linear section
+dlnm: str = "distance_km:28"  # COLUMN:MAX_LAG daily load and lag (days) for the DLNM section
 
 # %%
 import json
@@ -37,29 +39,38 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis import paths, plots, reports
+from analysis import labels, paths, plots, plots_nonlinear, reports
 from analysis.errors import KneeloadError
 from analysis.models import (
     ModelResult,
     conditional_modes,
+    crossbasis,
+    crosspred,
+    exposure_response,
     fit_gee,
     fit_glmm,
     fit_lmm,
     likelihood_ratio_test,
+    sensitivity,
 )
 from analysis.pipeline import load_processed
+from analysis.reports.parameters import parse_dlnm_param, parse_splines_param
 
 pd.options.display.float_format = "{:.4g}".format  # 4 significant digits in every table
 
 exposure_list = [e.strip() for e in exposures.split(",") if e.strip()]
 covariate_list = [c.strip() for c in covariates.split(",") if c.strip()]
 data = load_processed(paths.processed_dir(dataset))
-panel, meta = data["panel"], data["panel_meta"]
+panel, meta, daily = data["panel"], data["panel_meta"], data["daily"]
 if cohort:
     panel = panel[panel["cohort"] == cohort].reset_index(drop=True)
+    daily = daily[daily["runner_id"].isin(set(panel["runner_id"]))].reset_index(drop=True)
+spline_request = parse_splines_param(spline)  # {column: df}
+dlnm_request = parse_dlnm_param(dlnm)  # (column, max_lag) or None
 truth_file = Path(meta.get("raw_dir", "")) / "truth.json"
 truth = json.loads(truth_file.read_text()) if truth_file.is_file() else None
 spec = {"exposures": exposure_list, "covariates": covariate_list}
@@ -235,3 +246,104 @@ for title, fit in (("Pain score (linear mixed model)", lmm),
                    ("Pain present (binomial mixed model)", glmm)):
     sentences = reports.plain_language(fit.table) if fit is not None else ["not fitted"]
     display(Markdown(f"**{title}**\n\n" + "\n".join(f"- {s}" for s in sentences)))
+
+
+# %% [markdown]
+# ## Non-linear load: a spline for the acute:chronic ratio
+# The training-load literature claims a "sweet spot" of the acute:chronic ratio, which a
+# straight line cannot show. A natural cubic spline (knots placed as R's `splines::ns`) lets
+# the data draw the curve; it is read relative to the median ratio, with a pointwise 95 %
+# band from the full covariance of the spline coefficients, and tested against the straight
+# line by a likelihood-ratio test of the two ML fits. Ratios are undefined after 0-km
+# chronic weeks, so those reports are dropped and counted (`docs/models.md`, "Non-linear and
+# lagged load").
+
+# %%
+spline_fits = {column: attempt(fit_lmm, exposures=[column], splines={column: df})
+               for column, df in spline_request.items()}
+for column, fit in spline_fits.items():
+    if fit is None:
+        continue
+    test = fit.extra["nonlinearity"][column]
+    display(Markdown(
+        f"**{labels.label(column)}**, ns(df {spline_request[column]}), {fit.n_obs} reports: "
+        f"likelihood-ratio test of non-linearity chi-square {test['statistic']:.3g} on "
+        f"{test['df']} df, p = {labels.format_p(test['p_value'])} (ML fits, spline vs linear)."
+    ))
+    for warning in fit.warnings:
+        display(Markdown(f"*Note:* {labels.humanize(warning)}"))
+    curve = exposure_response(fit, exposure=column)
+    used = panel.dropna(subset=["pain", column])[column]
+    ax = plots_nonlinear.exposure_response_plot(
+        curve, values=used, xlabel=labels.axis_label(column),
+        ylabel="pain (NRS points) vs the median")
+    ax.set_title(f"{labels.label(column)}: spline with 95 % band, data as a rug");
+
+# %% [markdown]
+# ## Lagged load: a distributed-lag model of daily distance
+# Risk may build over the weeks after a spike. A distributed-lag non-linear model (DLNM;
+# Gasparrini et al. 2010) lets the effect of one day's distance depend both on its size (a
+# spline of km) and on how many days before the reference day it was run (a spline of the
+# lag, 0 to `max_lag` days). Three readings, all relative to a rest day (0 km): the
+# lag-response of one day at a high load, the cumulative effect of that load on every day of
+# the window, and the whole exposure-lag surface.
+
+# %%
+if dlnm_request is None:
+    display(Markdown("No DLNM requested (`dlnm` is empty)."))
+else:
+    load, max_lag = dlnm_request
+    cb = crossbasis(daily, panel, column=load, max_lag=max_lag)
+
+    def fit_dlnm(rows: pd.DataFrame, **kwargs: Any) -> ModelResult:
+        """The LMM with the cross-basis columns as its exposures."""
+        return fit_lmm(rows.join(cb.frame), **kwargs)
+
+    dlnm_fit = attempt(fit_dlnm, exposures=cb.names)
+if dlnm_request is not None and dlnm_fit is not None:
+    loads = daily[load].to_numpy(float)
+    running = loads[np.isfinite(loads) & (loads > 0)]
+    at = float(np.round(np.quantile(running, 0.9), 1))  # the 90th percentile of running days
+    grid = np.linspace(0.0, float(np.quantile(running, 0.95)), 21)
+    pred = crosspred(cb, dlnm_fit, at=[*grid, at])
+    cum = pred["cumulative"].set_index("x")
+    display(Markdown(
+        f"{dlnm_fit.n_obs} reports; cross-basis {cb.n_var} x {cb.n_lag} columns. "
+        f"{at:g} {labels.unit(load)} on every day of lags 0-{max_lag} vs rest days: "
+        f"cumulative effect {cum.loc[at, 'estimate']:.3g} NRS points (95 % CI "
+        f"{cum.loc[at, 'ci_low']:.3g} to {cum.loc[at, 'ci_high']:.3g})."
+    ))
+    surface = pred["surface"]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 3.8), layout="constrained")
+    plots_nonlinear.lag_response_plot(surface, at=at, ylabel="pain (NRS) vs rest",
+                                      ax=axes[0])
+    cumulative = pred["cumulative"].loc[lambda t: t["x"].isin(grid)].reset_index(drop=True)
+    cumulative.attrs["reference"] = 0.0
+    plots_nonlinear.exposure_response_plot(
+        cumulative, xlabel=f"{labels.axis_label(load)} on each day",
+        ylabel="cumulative pain (NRS) vs rest", ax=axes[1])
+    plots_nonlinear.exposure_lag_contour(surface.loc[surface["x"].isin(grid)],
+                                         xlabel=labels.axis_label(load),
+                                         label="pain (NRS) vs rest", ax=axes[2])
+    fig.suptitle(f"Distributed-lag model of {labels.label(load).lower()}, lags 0-{max_lag} "
+                 "days");
+
+# %% [markdown]
+# ## Sensitivity analyses of the ratio
+# Reviewers ask whether the headline effect of the ratio survives other reasonable choices:
+# exposures at the report date (lag 0) instead of the week before, acute and chronic load as
+# separate terms (ratio coupling; Lolli et al. 2019) with their interaction, and a spline in
+# place of the straight line. Each row is its own fit on the rows it can use. Unlogged gaps
+# as missing needs a second build (`kneeload build --unlogged-gaps missing`).
+
+# %%
+headline = next(iter(spline_request), "acwr_rolling")
+try:
+    sens = sensitivity(panel, exposure=headline, daily=daily,
+                       spline_df=spline_request.get(headline, 3),
+                       exposure_lag_days=int(meta["exposure_lag_days"]))
+except KneeloadError as error:
+    display(Markdown(f"**Not done:** {error.one_line()}"))
+else:
+    with pd.option_context("display.max_colwidth", None):
+        display(reports.sensitivity_display(sens).set_index("Analysis"))
