@@ -38,6 +38,10 @@ from analysis.outputs import temporary_name
 KERNEL_REUSE_MAX = 25
 #: Seconds to wait for a kernel to start (papermill's default).
 KERNEL_START_TIMEOUT_S = 60
+#: papermill rewrites (and validates) the whole notebook after every cell when True; the
+#: report is written at its start and end either way (and every 30 s), so False saves the
+#: per-cell rewrites (bench/bench_reports.py).
+SAVE_EACH_CELL = False
 #: Run in the kernel once, after start: what every cohort is reset to.
 BASELINE_CODE = """\
 import os as _os, sys as _sys, warnings as _warnings
@@ -124,7 +128,8 @@ class KernelSession:
             papermill.execute_notebook(job["template"], job["output"],
                                        parameters=job["parameters"],
                                        kernel_name=self.kernel_name, km=self.km,
-                                       progress_bar=False, log_output=False)
+                                       progress_bar=False, log_output=False,
+                                       request_save_on_cell_execute=SAVE_EACH_CELL)
         except Exception as failure:  # the notebook raised: papermill saved it with the error
             error = f"{type(failure).__name__}: {failure}".strip().splitlines()[-1]
             self.start_fresh_next()
