@@ -325,3 +325,94 @@ def test_a_copied_processed_folder_gives_the_same_flow(tmp_path: Path) -> None:
     a = tables.record_flow(json.loads((copy / "cleaning_report.json").read_text()))[0]
     b = tables.record_flow(load_processed(DEMO)["cleaning_report"])[0]
     pd.testing.assert_frame_equal(a, b)
+
+
+# --- LaTeX: every character prints as itself under pdflatex's default OT1 encoding ---------
+
+#: What each escape prints (the LaTeX2e kernel's text symbols and math relations); written
+#: here from the LaTeX documentation, not from analysis.tables.
+_PRINTS = [(r"\textbackslash{}", "\\"), (r"\textasciitilde{}", "~"),
+           (r"\textasciicircum{}", "^"), (r"\textless{}", "<"), (r"\textgreater{}", ">"),
+           (r"\textbar{}", "|"), (r"$\geq$", ">="), (r"$\leq$", "<="), (r"$\pm$", "±"),
+           (r"$\times$", "\u00d7"), (r"$\cdot$", "·"), (r"$-$", "\u2212"), ("-{}", "-"),
+           (r"\&", "&"), (r"\%", "%"), (r"\$", "$"), (r"\#", "#"), (r"\_", "_"),
+           (r"\{", "{"), (r"\}", "}")]
+#: Characters that must never reach the .tex bare: LaTeX syntax, or OT1 glyph slots that
+#: print as something else (< as an inverted exclamation mark, > as ¿, | as an em dash).
+_BARE = set("\\{}$&%#_^~<>|")
+
+
+def printed(tex: str) -> str:
+    """What pdflatex prints for an escaped cell: each escape read left to right; fails on
+    any bare special character."""
+    out, i = [], 0
+    while i < len(tex):
+        for code, glyph in _PRINTS:
+            if tex.startswith(code, i):
+                out.append(glyph)
+                i += len(code)
+                break
+        else:
+            assert tex[i] not in _BARE, f"bare {tex[i]!r} at {i} in {tex!r}"
+            assert not tex.startswith("--", i), f"'--' ligature at {i} in {tex!r}"
+            out.append(tex[i])
+            i += 1
+    return "".join(out)
+
+
+HOSTILE_COHORTS = ["p < 0.001 & >= 3 | 50% $5 #1", r"C_1 {b} ~x ^y \end{tabular}",
+                   "a--b <= 2 ≥ ≤", "\\textbf{x}\nnew line"]
+
+
+def test_latex_prints_hostile_cohort_names_as_written(cohort: dict) -> None:
+    runners = cohort["runners"].assign(cohort=cohort["runners"]["cohort"].map(
+        {"A": HOSTILE_COHORTS[0], "B": HOSTILE_COHORTS[1]}))
+    table = tables.table_one(runners, cohort["daily"], cohort["panel"], threshold=3.0)
+    tex = tables.latex_table(table, caption=f"Table 1: {HOSTILE_COHORTS[2]}", label="tab:one")
+    body = tex.split(r"\midrule")[0].split(r"\toprule")[1]
+    header = [printed(h.strip()) for h in body.strip().removesuffix(r"\\").split(" & ")]
+    assert header[1:] == list(table.columns)
+    assert {f"{HOSTILE_COHORTS[0]} (n = 3)", f"{HOSTILE_COHORTS[1]} (n = 1)"} < set(header)
+    rows = tex.split(r"\midrule")[1].split(r"\bottomrule")[0].strip().splitlines()
+    first = [printed(c.strip()) for c in rows[0].removesuffix(r"\\").split(" & ")]
+    assert first[0] == table.index[0]
+    # the row labels with >= (Table 1's threshold rows) print >= and not "¿="
+    label = "Runners with any report of pain >= 3 NRS, n (% of runners)"
+    assert any(printed(r.split(" & ")[0].strip()) == label for r in rows)
+    assert r"pain $\geq$ 3 NRS, n (\% of runners)" in tex
+    caption = re.search(r"\\caption\{(.*)\}", tex)
+    assert caption is not None and printed(caption.group(1)) == "Table 1: a--b <= 2 >= <="
+    assert r"\label{tab:one}" in tex
+    with pytest.raises(KneeloadError, match="label"):
+        tables.latex_table(table, label="tab:{x}")
+
+
+@pytest.mark.parametrize("text", [*HOSTILE_COHORTS, "< 0.001", "x > 2", "1--2", "---",
+                                  "\\\\", "{}", "$$", "a\tb\r\nc"])
+def test_latex_text_prints_every_text_as_written(text: str) -> None:
+    want = " ".join(text.split()).replace("≥", ">=").replace("≤", "<=")
+    assert printed(tables.latex_text(text)) == want
+    assert tables.latex_text(float("nan")) == "" and tables.latex_text(None) == ""
+
+
+_PDFLATEX = shutil.which("pdflatex")
+
+
+@pytest.mark.skipif(_PDFLATEX is None, reason="pdflatex not installed (no TeX on this machine)")
+def test_the_latex_table_compiles_and_prints_as_written(tmp_path: Path) -> None:
+    table = pd.DataFrame({f"{HOSTILE_COHORTS[0]} (n = 5)": ["< 0.001", ">= 3"]},
+                         index=pd.Index(["p | q", r"C_1 {b} ~ ^ \x"], name="Characteristic"))
+    doc = ("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+           + tables.latex_table(table, caption=HOSTILE_COHORTS[1]) + "\\end{document}\n")
+    (tmp_path / "t.tex").write_text(doc, encoding="utf-8")
+    import subprocess
+
+    run = subprocess.run([_PDFLATEX, "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stdout[-2000:]
+    pdftotext = shutil.which("pdftotext")
+    if pdftotext is not None:  # the glyphs themselves: no inverted marks, pipes as pipes
+        text = subprocess.run([pdftotext, "t.pdf", "-"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60, check=True).stdout
+        assert "¡" not in text and "¿" not in text
+        assert "< 0.001" in text and "p | q" in text

@@ -493,13 +493,51 @@ def markdown_table(table: pd.DataFrame, *, index: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: How each character with a meaning in LaTeX, or one that pdflatex's default OT1 font
+#: encoding prints as another glyph, is written so that it prints as itself. OT1 has no
+#: ``<``, ``>`` or ``|`` in its text fonts: typed, they come out as the glyphs in those
+#: slots (``<`` as "¡", ``>`` as "¿", ``|`` as an em dash; the LaTeX Project's "LaTeX font
+#: encodings", encguide, OT1 table), so they go through the text commands that take them
+#: from a math font in any encoding (``\textless``, ``\textgreater``, ``\textbar``,
+#: ``\textbackslash``, LaTeX2e kernel defaults). ``>=`` and ``<=`` (and their Unicode
+#: forms, which pdflatex's utf8 input cannot set) become the math relations; ``-`` before
+#: another ``-`` gets ``{}`` so ``--`` is not the en-dash ligature.
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}",
+    ">=": r"$\geq$", "<=": r"$\leq$", "\u2265": r"$\geq$", "\u2264": r"$\leq$",
+    "\u00b1": r"$\pm$", "\u00d7": r"$\times$", "\u00b7": r"$\cdot$", "\u2212": r"$-$",
+    "-": "-{}",  # matched only before another "-"
+}
+_LATEX_TOKEN = re.compile(r">=|<=|-(?=-)|[\\&%$#_{}~^<>|\u2265\u2264\u00b1\u00d7\u00b7\u2212]")
+_LABEL = re.compile(r"[A-Za-z0-9:._-]+")
+
+
+def latex_text(value: Any) -> str:
+    """One cell, header or caption as literal LaTeX text that pdflatex prints as written
+    in its default (OT1) and T1 encodings: control characters and line breaks become
+    spaces, every character in :data:`_LATEX_SPECIAL` is replaced; a missing value is an
+    empty cell."""
+    if not isinstance(value, str) and pd.api.types.is_scalar(value) and pd.isna(value):
+        return ""
+    text = "".join(" " if not ch.isprintable() else ch for ch in str(value))
+    return _LATEX_TOKEN.sub(lambda m: _LATEX_SPECIAL[m.group()], " ".join(text.split()))
+
+
 def latex_table(table: pd.DataFrame, *, caption: str | None = None, label: str | None = None,
                 index: bool = True) -> str:
-    """A LaTeX ``tabular`` (booktabs) of the table, every cell and header escaped
-    (``pandas.DataFrame.to_latex(escape=True)``: ``& % $ # _ { } ~ ^ \\``)."""
+    """A LaTeX ``tabular`` (booktabs) of the table: every header, cell and the caption
+    through :func:`latex_text`; ``label`` must be a plain key (letters, digits, ``:._-``)."""
+    if label is not None and not _LABEL.fullmatch(label):
+        raise KneeloadError(f"LaTeX label must be letters, digits and :._- only; got "
+                            f"{label!r}")
     frame = table.reset_index() if index and table.index.name is not None else table
-    return frame.to_latex(index=False, escape=True, caption=caption, label=label,
-                          column_format="l" * frame.shape[1])
+    cells = frame.map(latex_text)
+    cells.columns = [latex_text(c) for c in frame.columns]
+    return cells.to_latex(index=False, escape=False,
+                          caption=None if caption is None else latex_text(caption),
+                          label=label, column_format="l" * frame.shape[1])
 
 
 def write_table(table: pd.DataFrame, folder: str | Path, name: str, *,
@@ -533,6 +571,7 @@ __all__ = [
     "cohort_sizes",
     "dropped_reason",
     "latex_table",
+    "latex_text",
     "markdown_cell",
     "markdown_table",
     "model_table",
