@@ -31,6 +31,7 @@ from IPython.display import HTML, Markdown, display
 
 from analysis import labels, plots, reports, tables
 from analysis.models import conditional_modes
+from analysis.reports import time_to_event
 
 np.random.seed(seed)  # noqa: NPY002 - for libraries drawing from numpy's global RNG
 plots.apply_theme()  # one seaborn theme, colour-blind palette, fonts >= 9 pt at page width
@@ -197,6 +198,44 @@ if result is not None:
         take.show(axes[0].figure, "residuals", labels.caption("residuals"));
 
 # %% [markdown]
+# ## Time to pain episode
+# An episode starts at a report with pain at or above the threshold and is resolved by two
+# consecutive reports below it (`docs/episodes.md`). A runner is at risk of a new episode
+# on the days after the first report that are not inside an episode; incidence counts only
+# those days (first episodes over the days before any episode, all episodes over every day
+# at risk). Two intervals are shown: the exact Poisson one treats every episode as
+# independent, the runner bootstrap resamples runners (episodes of one runner are alike).
+
+# %%
+tte = time_to_event.cohort_time_to_event(view, exposures=exposure_list, seed=seed)
+episode_table = time_to_event.episodes_table(tte)
+display(Markdown("**Table 4.** Pain episodes and time at risk. "
+                 + take.table(episode_table, "episodes", caption="Episodes and time at risk")))
+display(episode_table.set_index("Measure"))
+if tte.curves is None:
+    display(Markdown("No cumulative-incidence curve: "
+                     f"{reports.markdown_text(tte.curve_reason)}."))
+else:
+    fig, ax = plt.subplots(figsize=plots.FIGSIZE, layout="constrained")
+    plots.cumulative_incidence_plot(tte.curves, band=time_to_event.CURVE_BAND,
+                                    ends=tte.curve_ends, overall=tte.overall, ax=ax)
+    take.show(fig, "cumulative_incidence", labels.caption(
+        "cumulative_incidence", band=labels.label(time_to_event.CURVE_BAND).lower()))
+display(Markdown(time_to_event.section_text(tte)))
+if tte.result is not None:
+    hazards = time_to_event.hazard_table(tte)
+    display(Markdown("**Table 5.** Hazard ratios of a new pain episode per reading step "
+                     "(Andersen-Gill, runner-clustered robust 95 % CI). "
+                     + take.table(hazards, "hazard_ratios", caption="Hazard ratios")))
+    display(hazards.set_index("Term"))
+    fig, ax = plt.subplots(figsize=plots.forest_figure_size(len(hazards)),
+                           layout="constrained")
+    plots.hazard_ratio_forest(time_to_event.forest_rows(tte),
+                              doubtful=time_to_event.doubtful_terms(tte), ax=ax)
+    take.show(fig, "hazard_forest", labels.caption(
+        "hazard_forest", model="Andersen-Gill model of every episode"));
+
+# %% [markdown]
 # ## Runners
 # Pseudonymous identifiers only.
 
@@ -205,4 +244,5 @@ reports.runner_table(view, modes, outcome=spec).rename(
     columns=reports.runner_table_labels(spec)).set_index("Runner")
 
 # %%
-summary = reports.write_summary(summary_path, view, attempt, exposures=choice)
+summary = reports.write_summary(summary_path, view, attempt, exposures=choice,
+                                time_to_event=time_to_event.summary_block(tte))

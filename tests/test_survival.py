@@ -251,9 +251,9 @@ def test_design_rows_are_the_days_at_risk_of_episodes_at_risk(demo):
 
 
 def _episodes(processed):
-    from analysis.models.survival import _episodes_of
+    from analysis.models.survival import episodes_of
 
-    return _episodes_of(processed)
+    return episodes_of(processed)
 
 
 def test_session_rows_give_the_day_level_fit_and_spikes_are_run_spikes(demo):

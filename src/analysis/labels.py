@@ -427,6 +427,18 @@ CAPTIONS: dict[str, str] = {
         "Distributed-lag model: cumulative effect of the same {load} on each day of lags "
         "0-{max_lag} ({unit} per day), vs rest days; band the pointwise 95 % confidence "
         "interval."),
+    "cumulative_incidence": (
+        "Cumulative incidence of the first pain episode (1 - Kaplan-Meier) by {band} on each "
+        "day's reference day, and over all days at risk (black): lines are the estimates, "
+        "shaded bands their pointwise 95 % confidence intervals (Greenwood variance, log "
+        "scale as R's survfit). A runner whose band changes moves between curves from day "
+        "to day (Simon & Makuch 1984), so a band with few runners on a day steps in large "
+        "jumps; the curves are not adjusted for anything."),
+    "hazard_forest": (
+        "Hazard ratios of a new pain episode per unit of each exposure ({model}): points are "
+        "estimates, whiskers 95 % confidence intervals from runner-clustered robust standard "
+        "errors; the dashed line is no effect (hazard ratio 1); hollow points have a problem "
+        "named in the table."),
     "lag_surface": (
         "Distributed-lag model: exposure-lag-response surface, the effect of a day's {load} "
         "({unit}, x axis) by lag in days (y axis) vs a rest day; blue lower, red higher."),

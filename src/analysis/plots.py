@@ -584,3 +584,107 @@ def power_curve_plot(power: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
            title="Simulation-based power (95 % intervals)")
     ax.legend(frameon=False)
     return ax
+
+
+# --- time-to-event figures ---
+
+
+def cumulative_incidence_plot(curves: pd.DataFrame, *, band: str = "jump_category",
+                              order: Sequence[str] | None = None,
+                              ends: dict[str, float] | None = None,
+                              overall: pd.DataFrame | None = None,
+                              ax: Axes | None = None) -> Axes:
+    """Cumulative incidence (1 - Kaplan-Meier) of the first pain episode, one step line per
+    band with its Greenwood 95 % band.
+
+    Parameters
+    ----------
+    curves
+        :func:`analysis.models.first_episode_curves` (or :func:`analysis.models.kaplan_meier`
+        ``by=band``): ``band``, ``time`` (days of follow-up), ``cum_incidence``, ``ci_low``,
+        ``ci_high`` (0-1), one row per event time.
+    band
+        The band column (``jump_category``: Nielsen et al. 2014; ``spike_band``: Frandsen
+        et al. 2025).
+    order
+        Bands in legend order; default :data:`NIELSEN_ORDER` for ``jump_category``, else
+        the order of the table.
+    ends
+        Per band, the last day (``stop``) any row of it was at risk: its curve is drawn flat
+        to there (a Kaplan-Meier table stops at its last event).
+    overall
+        :func:`analysis.models.kaplan_meier` of every row (bands pooled), drawn in black.
+    """
+    ax = _axes(ax)
+    present = list(dict.fromkeys(curves[band].astype(str)))
+    default = NIELSEN_ORDER if band == "jump_category" else present
+    bands = [b for b in (order or default) if b in present]
+    pct = 100.0
+    parts = [(name, curves[curves[band].astype(str) == name], colour(k), 0.15)
+             for k, name in enumerate(bands)]
+    if overall is not None and not overall.empty:
+        parts.append(("all days", overall, "black", 0.0))
+    ends = ends or {}
+    for name, part, col, alpha in parts:
+        part = part.sort_values("time")
+        # each curve starts at 0 on day 0, steps at its event times, stays flat to its end
+        t = np.r_[0.0, part["time"].to_numpy(float)]
+        y = np.r_[0.0, part["cum_incidence"].to_numpy(float)] * pct
+        lo = np.r_[0.0, part["ci_low"].to_numpy(float)] * pct
+        hi = np.r_[0.0, part["ci_high"].to_numpy(float)] * pct
+        end = float(ends.get(name, t[-1]))
+        if end > t[-1]:
+            t, y, lo, hi = np.r_[t, end], np.r_[y, y[-1]], np.r_[lo, lo[-1]], np.r_[hi, hi[-1]]
+        ax.step(t, y, where="post", color=col, label=name,
+                linewidth=1.2 if alpha == 0 else 1.5)
+        if alpha:
+            ax.fill_between(t, np.nan_to_num(lo), np.nan_to_num(hi, nan=pct), step="post",
+                            color=col, alpha=alpha, linewidth=0)
+    ax.set(xlabel="Days of follow-up", ylabel="Cumulative incidence (%)", ylim=(0, 100),
+           title="First pain episode")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f} %"))
+    title = labels.label(band) if labels.has_label(band) else band
+    ax.legend(title=title, frameon=False, loc="upper left")
+    return ax
+
+
+def hazard_ratio_forest(table: pd.DataFrame, *, doubtful: Sequence[str] = (),
+                        ax: Axes | None = None) -> Axes:
+    """Forest plot of hazard ratios per unit of each exposure (log axis, 95 % CI).
+
+    Parameters
+    ----------
+    table
+        A time-to-event :class:`analysis.models.ModelResult` ``.table``: ``term``,
+        ``hazard_ratio``, ``hr_ci_low``, ``hr_ci_high`` (per unit), or the same columns per
+        reading step with its ``step_label``
+        (:func:`analysis.reports.time_to_event.forest_rows`).
+    doubtful
+        Terms whose estimate has a problem (proportional hazards violated, infinite
+        estimate): drawn hollow, and the label says so.
+    """
+    ax = _axes(ax)
+    rows = table.reset_index(drop=True)
+    flagged = set(doubtful)
+    steps = (rows["step_label"] if "step_label" in rows.columns
+             else [labels.step_text(t) for t in rows["term"]])
+    names = [f"{labels.term_label(t)}{' (see note)' if t in flagged else ''}\n({step})"
+             for t, step in zip(rows["term"], steps, strict=True)]
+    y = np.arange(len(rows))
+    hr = rows["hazard_ratio"].to_numpy(float)
+    lo, hi = rows["hr_ci_low"].to_numpy(float), rows["hr_ci_high"].to_numpy(float)
+    for i in range(len(rows)):
+        hollow = rows["term"].iloc[i] in flagged
+        ax.errorbar([hr[i]], [y[i]], xerr=[[hr[i] - lo[i]], [hi[i] - hr[i]]], fmt="o",
+                    capsize=3, color="black", ecolor=colour(0),
+                    markerfacecolor="white" if hollow else "black")
+    ax.axvline(1.0, color="0.5", linestyle="--", linewidth=1)
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.xaxis.set_major_locator(OddsRatioLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: labels.format_number(v)))
+    per = "reading step" if "step_label" in rows.columns else "unit"
+    ax.set(xlabel=f"Hazard ratio per {per} (95 % CI)", title="Hazard of a new pain episode")
+    return ax

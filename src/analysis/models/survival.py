@@ -782,7 +782,7 @@ def survival_design(processed: Mapping[str, Any], *, model: str = "andersen-gill
         from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS
 
         lag_days = int(meta.get("exposure_lag_days", DEFAULT_EXPOSURE_LAG_DAYS))
-    episodes = _episodes_of(processed)
+    episodes = episodes_of(processed)
     return counting_process(processed["daily"], episodes, reports=processed["panel"],
                             exposures=exposures, lag_days=lag_days, unit=unit,
                             kind=SURVIVAL_MODELS[model])
@@ -800,7 +800,7 @@ def first_episode_curves(processed: Mapping[str, Any], *, band: str = "jump_cate
     return kaplan_meier(rows.dropna(subset=[band]), by=band)
 
 
-def _episodes_of(processed: Mapping[str, Any]) -> pd.DataFrame:
+def episodes_of(processed: Mapping[str, Any]) -> pd.DataFrame:
     """The build's episodes table, else :func:`analysis.episodes.episodes` of the reports."""
     table = processed.get("episodes")
     if isinstance(table, pd.DataFrame):

@@ -68,7 +68,9 @@ class CohortView:
     cohort's clean rows per table and source file (``table``, ``file``, ``kept``);
     ``n_runners`` the cohort's size as every output states it: runners with data
     (:func:`cohort_sizes`), not rows of runners.csv. ``runs`` is the cohort's clean runs
-    (``runner_id``, ``date``, ``distance_km``; for the participant flow).
+    (``runner_id``, ``date``, ``distance_km``; for the participant flow). ``calendar`` is the
+    cohort's whole daily calendar (lead-in days included) and ``episodes`` its rows of the
+    build's ``episodes.parquet`` (None for an older build), for the time-to-event section.
     """
 
     cohort: str
@@ -82,6 +84,18 @@ class CohortView:
     pseudonymised: bool = False
     file_rows: pd.DataFrame | None = None
     runs: pd.DataFrame | None = None
+    calendar: pd.DataFrame | None = None
+    episodes: pd.DataFrame | None = None
+
+    def processed(self) -> dict[str, Any]:
+        """This cohort as :func:`analysis.models.fit_survival` takes a processed folder:
+        ``daily`` is the whole calendar (lead-in days too, whose exposures a reference day
+        in the lead-in reads), ``episodes`` the build's (when it wrote them)."""
+        out: dict[str, Any] = {"daily": self.calendar if self.calendar is not None
+                               else self.daily, "panel": self.panel, "panel_meta": self.meta}
+        if self.episodes is not None:
+            out["episodes"] = self.episodes
+        return out
 
     @property
     def n_runners(self) -> int:
@@ -177,7 +191,19 @@ def load_cohort(
         runs=hide(data["runs"].loc[data["runs"]["runner_id"].isin(ids),
                                    [c for c in RUN_COLUMNS if c in data["runs"].columns]]
                   .reset_index(drop=True)),
+        calendar=hide(data["daily"].loc[data["daily"]["runner_id"].isin(ids)]
+                      .reset_index(drop=True)),
+        episodes=_cohort_episodes(processed, ids, hide),
     )
+
+
+def _cohort_episodes(processed: Path, ids: set[str], hide: Any) -> pd.DataFrame | None:
+    """The cohort's rows of the build's ``episodes.parquet`` (None when there is none)."""
+    path = processed / "episodes.parquet"
+    if not path.is_file():
+        return None
+    table = pd.read_parquet(path)
+    return hide(table.loc[table["runner_id"].isin(ids)].reset_index(drop=True))
 
 
 #: Columns of the clean runs a view keeps (no free text, no device data).
@@ -622,7 +648,8 @@ HEADLINE_ODDS_COLUMNS = ODDS_STEP_VALUES
 
 
 def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttempt | Any,
-                  *, exposures: ExposureChoice | None = None) -> dict[str, Any]:
+                  *, exposures: ExposureChoice | None = None,
+                  time_to_event: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write the numbers the index page shows (aggregate values only, no identifiers).
 
     ``outcome`` (key), ``outcome_label`` and ``outcome_unit`` are the modelled outcome kind
@@ -632,7 +659,9 @@ def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttem
     (:class:`analysis.models.ModelResult`); each ``headline`` effect carries its per-unit
     ``estimate``, ``ci_low``, ``ci_high`` and the reading-unit ``step``, ``step_label``,
     ``estimate_step``, ``ci_low_step``, ``ci_high_step`` (and odds ratios per step for
-    binomial models).
+    binomial models). ``time_to_event`` (when given) is stored as is under that key:
+    :func:`analysis.reports.time_to_event.summary_block` (its model's own ``status`` and
+    ``problems``; they do not change the mixed model's ``status``).
     """
     if not isinstance(attempt, ModelAttempt):  # a bare ModelResult (or None)
         attempt = ModelAttempt(attempt, None if attempt is not None else "no model")
@@ -670,6 +699,8 @@ def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttem
         "warnings": list(getattr(result, "warnings", []) or []),
         "headline": headline,
     }
+    if time_to_event is not None:
+        summary["time_to_event"] = dict(time_to_event)
     if path:
         Path(path).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
