@@ -223,6 +223,20 @@ def test_bad_fit_options_are_one_line_exit_2(tmp_path, small_processed, args, fr
     assert not (tmp_path / "x.json").exists()
 
 
+@pytest.mark.parametrize("model", ["lmm", "cox"])
+@pytest.mark.parametrize("second", ["mileage_jump:2", "mileage_jump:3"])
+def test_a_spline_column_given_twice_is_one_line_exit_2(tmp_path, small_processed, model,
+                                                        second):
+    """--spline mileage_jump:3 --spline mileage_jump:2 kept the last silently (review 3)."""
+    out = tmp_path / "x.json"
+    assert_one_line_error(run("fit", small_processed.out_dir, "--model", model, "--exposures",
+                              "mileage_jump", "--spline", "mileage_jump:3", "--spline", second,
+                              "--out", out),
+                          "--spline mileage_jump given more than once",
+                          f"(mileage_jump:3, {second})")
+    assert not out.exists()
+
+
 def test_fit_out_must_name_a_known_format(tmp_path, small_processed):
     """--out x.xml without --format wrote JSON silently (review D8)."""
     out = tmp_path / "x.xml"

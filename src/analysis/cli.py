@@ -285,18 +285,33 @@ def fit_keywords(model: str, options: dict[str, str | None]) -> dict[str, Any]:
     return kwargs
 
 
+def _spline_specs(specs: list[str] | None) -> dict[str, int]:
+    """``--spline`` items -> ``{column: df}``, refusing a column given more than once (a
+    dict would keep the last of ``mileage_jump:3 --spline mileage_jump:2`` silently)."""
+    from analysis.models.design import parse_spline_spec
+
+    splines: dict[str, int] = {}
+    given: dict[str, str] = {}
+    for item in specs or ():
+        column, df = parse_spline_spec(item)
+        if column in splines:
+            raise KneeloadError(f"--spline {column} given more than once ({given[column]}, "
+                                f"{item}): give each column one COLUMN:DF")
+        splines[column], given[column] = df, str(item)
+    return splines
+
+
 def _spline_keyword(model: str, specs: list[str]) -> dict[str, int]:
     """``--spline acwr_rolling:3`` items -> ``{"acwr_rolling": 3}`` for a fitter that takes
     ``splines`` (lmm, glmm)."""
     import inspect
 
-    from analysis.models.design import parse_spline_spec
     from analysis.models.fit import FITTERS
 
     if "splines" not in inspect.signature(FITTERS[model]).parameters:
         raise KneeloadError(f"--spline does not apply to --model {model} (lmm and glmm take "
                             "it)")
-    return dict(parse_spline_spec(item) for item in specs)
+    return _spline_specs(specs)
 
 
 def fit_format(out: Path, format: str | None) -> str:
@@ -507,9 +522,7 @@ def _fit_survival(source: Path, out: Path, *, model: str, exposures: str, format
             eps = processed["episodes"]
             processed["episodes"] = eps.loc[eps["runner_id"].isin(keep)]
     chosen = (["mileage_jump"] if exposures.strip() == "auto" else _split(exposures))
-    from analysis.models.design import parse_spline_spec
-
-    splines = dict(parse_spline_spec(item) for item in spline or ())
+    splines = _spline_specs(spline)
     rows = survival_design(processed, model=model, exposures=chosen, unit=unit or "day")
     result = fit_counting_process(rows, exposures=chosen, model=model, splines=splines)
     out.parent.mkdir(parents=True, exist_ok=True)
