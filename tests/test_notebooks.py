@@ -28,7 +28,7 @@ from analysis import paths
 
 NOTEBOOKS_DIR = paths.project_root() / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
-OURS = ("01_data_quality", "02_exposures", "03_models", "04_study_design")
+OURS = ("01_data_quality", "02_exposures", "03_models", "04_study_design", "05_time_to_event")
 KERNEL = "kneeload"
 PARAMETER_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 #: A file name (a folder from analysis.paths may be joined with it: ``folder / "truth.json"``).

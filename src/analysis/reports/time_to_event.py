@@ -26,7 +26,7 @@ column, in the section's text and in ``summary.json`` (:func:`summary_block`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,12 +113,7 @@ def cohort_time_to_event(view: CohortView, *, exposures: Sequence[str],
     """
     from analysis.epi import incidence_from_days
     from analysis.episodes import at_risk
-    from analysis.models.survival import (
-        episodes_of,
-        fit_survival,
-        kaplan_meier,
-        survival_design,
-    )
+    from analysis.models.survival import episodes_of, fit_survival
 
     processed = view.processed()
     daily = processed["daily"]
@@ -139,13 +134,7 @@ def cohort_time_to_event(view: CohortView, *, exposures: Sequence[str],
             reason = f"The model cannot be fitted for this cohort: {error.one_line()}"
     curves, overall, ends, curve_reason = None, None, {}, None
     try:
-        rows = survival_design(processed, model="cox", exposures=[CURVE_BAND])
-        banded = rows.dropna(subset=[CURVE_BAND])
-        curves = kaplan_meier(banded, by=CURVE_BAND)
-        overall = kaplan_meier(rows)
-        ends = {str(k): float(v) for k, v in
-                banded.groupby(CURVE_BAND, observed=True)["stop"].max().items()}
-        ends["all days"] = float(rows["stop"].max()) if len(rows) else 0.0
+        curves, overall, ends = band_curves(processed, band=CURVE_BAND)
     except ModelSpecError as error:
         curve_reason = error.one_line()
     if curves is not None and curves.empty:
@@ -153,6 +142,91 @@ def cohort_time_to_event(view: CohortView, *, exposures: Sequence[str],
     return TimeToEvent(model=model, exposures=chosen, result=result, reason=reason,
                        incidence=incidence, curves=curves, curve_reason=curve_reason,
                        left_out=left_out, overall=overall, curve_ends=ends)
+
+
+def band_curves(processed: Mapping[str, Any], *, band: str = CURVE_BAND
+                ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+    """First-episode Kaplan-Meier curves by ``band`` (those of
+    :func:`analysis.models.first_episode_curves`), the pooled curve over all days at risk,
+    and each curve's last day at risk (``"all days"`` for the pooled one), for
+    :func:`analysis.plots.cumulative_incidence_plot`."""
+    from analysis.models.survival import kaplan_meier, survival_design
+
+    rows = survival_design(processed, model="cox", exposures=[band])
+    banded = rows.dropna(subset=[band])
+    curves = kaplan_meier(banded, by=band)
+    overall = kaplan_meier(rows)
+    ends = {str(k): float(v)
+            for k, v in banded.groupby(band, observed=True)["stop"].max().items()}
+    ends["all days"] = float(rows["stop"].max()) if len(rows) else 0.0
+    return curves, overall, ends
+
+
+#: Display names of the time-to-event models.
+MODEL_NAMES = {"cox": "Cox (first episode)", "andersen-gill": "Andersen-Gill",
+               "pwp": "PWP gap time"}
+
+
+def model_comparison(results: Mapping[str, Any]) -> pd.DataFrame:
+    """Hazard ratios per unit of each term (95 % CI) of several fits side by side, with
+    their episodes, rows, log partial likelihood, convergence and problems.
+
+    ``results``: ``{model name: ModelResult}`` (e.g. ``cox``, ``andersen-gill``, ``pwp``
+    from :func:`analysis.models.fit_survival`).
+    """
+    from analysis.labels import format_number, term_label
+
+    columns: dict[str, dict[str, str]] = {}
+    for name, r in results.items():
+        notes = term_notes(r)
+        col = {term_label(row.term): "not estimable (infinite estimate)"
+               if "infinite estimate" in notes.get(row.term, [])
+               else f"{format_number(row.hazard_ratio)} "
+               f"({format_number(row.hr_ci_low)} to {format_number(row.hr_ci_high)})"
+               for row in r.table.itertuples()}
+        col |= {"episodes": str(r.extra["n_events"]), "rows at risk": f"{r.n_obs:,}",
+                "runners": str(r.n_runners),
+                "log partial likelihood": format_number(r.loglik, 6),
+                "converged": "yes" if r.converged else "NO",
+                "problems": "; ".join(r.problems) or "none"}
+        columns[MODEL_NAMES.get(name, name)] = col
+    table = pd.DataFrame(columns)
+    table.index.name = "Hazard ratio per unit (95 % CI)"
+    return table
+
+
+def ph_table(results: Mapping[str, Any]) -> pd.DataFrame:
+    """The proportional-hazards score tests (R ``cox.zph``) of each fit: one row per model
+    and term (GLOBAL: all terms), chi-square, df, p and whether p < the PH level."""
+    from analysis.labels import format_number, format_p, term_label
+    from analysis.models.survival import PH_ALPHA
+
+    rows = []
+    for name, r in results.items():
+        for test in r.extra["ph_test"]:
+            rows.append({"model": MODEL_NAMES.get(name, name),
+                         "term": test["term"] if test["term"] == "GLOBAL"
+                         else term_label(test["term"]),
+                         "chi-square": format_number(test["chisq"]), "df": int(test["df"]),
+                         "p": format_p(test["p_value"]),
+                         f"p < {PH_ALPHA:g}": "yes" if test["p_value"] < PH_ALPHA else ""})
+    return pd.DataFrame(rows)
+
+
+def episode_counts(table: pd.DataFrame, *, by: str = "cohort") -> pd.DataFrame:
+    """Per ``by`` group of an episodes table (:func:`analysis.episodes.episodes`): runners
+    with an episode, episodes, prevalent at the first report, first episodes, resolved,
+    median duration (days) and median time loss (days)."""
+    groups = table.groupby(by, observed=True, sort=True)
+    return pd.DataFrame({
+        "runners with an episode": groups["runner_id"].nunique(),
+        "episodes": groups.size(),
+        "prevalent at first report": groups["prevalent"].sum().astype(int),
+        "incident": (~table["prevalent"]).groupby(table[by], observed=True).sum().astype(int),
+        "resolved": groups["resolved"].sum().astype(int),
+        "median duration (days)": groups["duration_days"].median(),
+        "median time loss (days)": groups["time_loss_days"].median(),
+    })
 
 
 def _interval(low: float, high: float) -> str:
@@ -193,11 +267,15 @@ def episodes_table(tte: TimeToEvent) -> pd.DataFrame:
 
 def _term_notes(tte: TimeToEvent) -> dict[str, list[str]]:
     """Problems of the fit per term (PH violated, infinite estimate)."""
+    return {} if tte.result is None else term_notes(tte.result)
+
+
+def term_notes(result: Any) -> dict[str, list[str]]:
+    """Problems of a time-to-event fit per term: ``proportional hazards violated``,
+    ``infinite estimate`` (terms without a problem are absent)."""
     notes: dict[str, list[str]] = {}
-    if tte.result is None:
-        return notes
-    for problem in tte.result.problems:
-        for term in tte.result.table["term"]:
+    for problem in result.problems:
+        for term in result.table["term"]:
             if f": {term} " in f"{problem} " or problem.endswith(f": {term}"):
                 what = ("proportional hazards violated" if problem.startswith("proportional")
                         else "infinite estimate")
@@ -256,8 +334,7 @@ def section_text(tte: TimeToEvent) -> str:
     if tte.result is None:
         return f"**No time-to-event model for this cohort.** {markdown_text(tte.reason)}"
     r = tte.result
-    name = {"andersen-gill": "Andersen-Gill", "cox": "Cox (first episode)",
-            "pwp": "PWP gap-time"}[tte.model]
+    name = MODEL_NAMES[tte.model]
     text = (f"{name} model: {r.extra['n_events']} episodes in {r.n_obs:,} runner-days at "
             f"risk from {r.n_runners} runners; "
             + ("converged." if r.converged else "**did not converge**: do not use it."))
@@ -327,17 +404,23 @@ def _plain(value: Any) -> float | int | None:
 
 __all__ = [
     "CURVE_BAND",
+    "MODEL_NAMES",
     "REPORT_BOOTSTRAP",
     "REPORT_MODEL",
     "SCOPE_HEADINGS",
     "SUMMARY_KEYS",
     "TimeToEvent",
+    "band_curves",
     "cohort_time_to_event",
     "doubtful_terms",
+    "episode_counts",
     "episodes_table",
     "forest_rows",
     "hazard_steps",
     "hazard_table",
+    "model_comparison",
+    "ph_table",
     "section_text",
     "summary_block",
+    "term_notes",
 ]
