@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -93,9 +94,9 @@ def test_index_page_shows_each_status(tmp_path: Path) -> None:
     assert '<td class="warning">warning</td>' in page and "warning: singular fit" in text
     assert 'href="fine/report.html"' in page and 'href="shaky/report.html"' not in page
     assert "cell 4: boom" in text and "failed notebook" in text
-    tiny = _text(next(r for r in re.findall(r"<tr>.*?</tr>", page, flags=re.S)
-                      if "<td>tiny</td>" in r))
-    assert "suppressed" in tiny and not re.search(r"\d", tiny)
+    # a suppressed cohort is not named (issue 14: invisible everywhere), nor counted
+    assert "tiny" not in page
+    assert len(re.findall(r"<tr>", page)) == 1 + 3  # header + fine, shaky, broken
     assert "lowered below the default" not in text
 
 
@@ -238,3 +239,132 @@ def test_the_interaction_test_is_skipped_with_a_reason_above_its_cohort_cap(
     assert pooled.interaction_note == ("no interaction test: 3 cohorts would give the full "
                                        "model 6 interaction terms; it is run for at most 2 "
                                        "cohorts")
+
+
+# --- Table 1 over the cohorts shown ---------------------------------------------------------
+
+
+def _processed_demo(tmp_path: Path) -> Path:
+    """The demo's processed folder with the novice cohort cut to 4 runners with data (below
+    the floor of 5), so the index must suppress it."""
+    source = paths.project_root() / "data" / "processed" / "demo"
+    if not (source / "panel.parquet").is_file():
+        pytest.skip("the demo is not built (make build)")
+    runners = pd.read_parquet(source / "runners.parquet")
+    panel = pd.read_parquet(source / "panel.parquet")
+    daily = pd.read_parquet(source / "daily.parquet")
+    novice = sorted(runners.loc[runners["cohort"] == "novice", "runner_id"])
+    gone = set(novice[4:])
+    folder = tmp_path / "processed"
+    folder.mkdir()
+    runners[~runners["runner_id"].isin(gone)].to_parquet(folder / "runners.parquet")
+    panel[~panel["runner_id"].isin(gone)].to_parquet(folder / "panel.parquet")
+    daily[~daily["runner_id"].isin(gone)].to_parquet(folder / "daily.parquet")
+    (folder / "panel_meta.json").write_text((source / "panel_meta.json").read_text())
+    return folder
+
+
+def test_index_table_one_counts_only_the_cohorts_shown(tmp_path: Path) -> None:
+    """Table 1 on the index: a column per shown cohort and an overall one over those only,
+    written as index.tables/table1.{csv,md,tex}; the suppressed cohort has no column and the
+    overall column equals the sum over the shown ones (computed here by hand from the
+    panel), so nothing can be subtracted."""
+    processed = _processed_demo(tmp_path)
+    rows = [_outcome("competitive", "ok"), _outcome("recreational", "skipped"),
+            _outcome("novice", "suppressed")]
+    out = tmp_path / "out"
+    out.mkdir()
+    page = index.write_index(out, rows, processed=processed).read_text()
+    assert "novice" not in page
+    panel = pd.read_parquet(processed / "panel.parquet")
+    runners = pd.read_parquet(processed / "runners.parquet")
+    cohort = panel["runner_id"].map(runners.set_index("runner_id")["cohort"])
+    shown = panel[cohort.isin(["competitive", "recreational"])]
+    n_runners, n_reports = shown["runner_id"].nunique(), len(shown)
+    assert n_runners == 40
+    table = pd.read_csv(out / study.TABLES_DIR / "table1.csv").set_index("Characteristic")
+    assert list(table.columns) == ["competitive (n = 20)", "recreational (n = 20)",
+                                   f"Overall (n = {n_runners})"]
+    assert int(table.loc["Pain reports, n"].iloc[-1]) == n_reports
+    events = int(shown["pain_any"].astype("boolean").fillna(False).sum())
+    row = next(r for r in table.index if r.startswith("Reports of pain >= 3 NRS"))
+    percent = int(np.floor(100 * events / n_reports + 0.5))  # half up, as the table rounds
+    assert table.loc[row].iloc[-1] == f"{events} ({percent} %)"
+    by_cohort = [int(table.loc["Pain reports, n"].iloc[i]) for i in (0, 1)]
+    assert sum(by_cohort) == n_reports
+    for fmt in ("md", "tex"):
+        text = (out / study.TABLES_DIR / f"table1.{fmt}").read_text()
+        assert "Overall" in text and "novice" not in text
+    text = _text(page)
+    assert "Table 1: characteristics of the cohorts" in text
+    assert f"Overall (n = {n_runners})" in text
+    assert f"Pain reports, n {by_cohort[0]} {by_cohort[1]} {n_reports}" in text
+    assert 'href="index.tables/table1.tex"' in page
+    # no cohort shown: no table, and the old files are removed
+    none = index.write_index(out, [_outcome("novice", "suppressed")], processed=processed)
+    assert "Table 1" not in none.read_text()
+    assert not (out / study.TABLES_DIR / "table1.csv").exists()
+
+
+def test_table_one_applies_the_floor_again(tmp_path: Path) -> None:
+    """Even asked for a cohort below min_cohort_size, the table leaves it out."""
+    processed = _processed_demo(tmp_path)
+    table = study.study_table_one(processed, ["competitive", "novice"], min_cohort_size=5)
+    assert list(table.columns) == ["competitive (n = 20)"]
+
+
+# --- a suppressed cohort is named nowhere in the reports folder -----------------------------
+
+
+def _fake_reports(jobs: list) -> object:
+    """What a finished run leaves, without a kernel: the report files, a take-away figure
+    and table, each naming its cohort, and an ``ok`` outcome."""
+    import dataclasses
+
+    for job in jobs:
+        folder = Path(job.out_dir) / reports.safe_name(job.cohort)
+        for sub, name in (("figures", "forest.svg"), ("tables", "table1.csv")):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            (folder / sub / name).write_text(f"{job.cohort}\n")
+        for name in reports.REPORT_FILES:
+            (folder / name).write_text(f'{{"cohort": "{job.cohort}"}}\n')
+        yield dataclasses.replace(job.outcome, status="ok",
+                                  summary={"n_reports": 1, "cohort": job.cohort})
+
+
+def test_a_suppressed_cohort_is_named_in_no_file_of_the_reports_folder(
+        tmp_path: Path) -> None:
+    """Issue 14: a cohort that falls below the floor leaves no trace under --out (index,
+    manifest, Table 1 files, its own folder, file names); only the run's one-line summary
+    to the operator (ReportRun.one_line, the CLI's log) counts it."""
+    import shutil
+
+    source = paths.project_root() / "data" / "processed" / "demo"
+    if not (source / "panel.parquet").is_file():
+        pytest.skip("the demo is not built (make build)")
+    out = tmp_path / "out"
+    first = reports.run_reports(source, out, submit=_fake_reports)
+    assert {o.status for o in first.outcomes} == {"ok"}
+    assert "novice" in (out / "manifest.json").read_text()  # the test can see the name
+
+    cut = tmp_path / "processed"
+    shutil.copytree(source, cut)
+    runners = pd.read_parquet(cut / "runners.parquet")
+    gone = set(sorted(runners.loc[runners["cohort"] == "novice", "runner_id"])[4:])
+    for table in cut.glob("*.parquet"):
+        frame = pd.read_parquet(table)
+        if "runner_id" in frame.columns:
+            frame[~frame["runner_id"].isin(gone)].to_parquet(table)
+    (out / "novice" / "tables" / "my_notes.txt").write_text("a user's file stays\n")
+    second = reports.run_reports(cut, out, submit=_fake_reports)
+    assert {o.cohort: o.status for o in second.outcomes}["novice"] == "suppressed"
+    assert "1 suppressed" in second.one_line()  # the operator's log line counts it
+    (out / "novice" / "tables" / "my_notes.txt").unlink()  # the user's file was kept
+    named = [p for p in out.rglob("*") if "novice" in str(p.relative_to(out))]
+    assert named == [out / "novice", out / "novice" / "tables"]  # kept for the user's file
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert "novice" not in path.read_text(errors="replace"), path
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["cohorts"]) == ["competitive", "recreational"]
+    assert (out / study.TABLES_DIR / "table1.csv").is_file()

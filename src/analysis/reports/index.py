@@ -22,7 +22,12 @@ from analysis.reports.manifest import (
     safe_name,
 )
 from analysis.reports.parameters import DEFAULT_MIN_COHORT_SIZE
-from analysis.reports.study import HEADLINE_PER_UNIT, headline_rows, study_view
+from analysis.reports.study import (
+    HEADLINE_PER_UNIT,
+    headline_rows,
+    study_view,
+    table_one_view,
+)
 
 INDEX_NAME = "index.html"
 #: The index page's Jinja template, relative to this package.
@@ -39,25 +44,32 @@ def write_index(out: Path, outcomes: Sequence[CohortOutcome], *, processed: Path
                 study: bool = True) -> Path:
     """Write ``index.html``: the study-wide view (forest plot of each headline effect across
     cohorts, pooled model with its exposure x cohort test: :func:`analysis.reports.study.
-    study_view`) and one row per cohort with status, model status, size, estimates and link.
+    study_view`), Table 1 over the cohorts with a report (:func:`analysis.reports.study.
+    table_one_view`, also written as ``index.tables/table1.{csv,md,tex}``) and one row per
+    cohort with status, model status, size, estimates and link.
 
     Every value the template prints goes through :func:`analysis.reports.effects.escape_html`
     (Jinja ``finalize``), the same escaping the report's own text gets. Suppressed cohorts
-    are neither in the figure nor in the pooled model. ``study=False`` leaves the study-wide
-    view out (the index written after each cohort while a run is still going: the figure and
-    the pooled fit are made once, at the end of the run).
+    are left out of everything: no row, no count, not in the figure, Table 1 or the pooled
+    model (issue 14: they stay invisible everywhere). ``study=False`` leaves the study-wide
+    view and Table 1 out (the index written after each cohort while a run is still going:
+    they are made once, at the end of the run).
     """
     from jinja2 import Environment
 
+    shown = [o for o in outcomes if o.status != "suppressed"]
+    minimum = max((int(o.parameters.get("min_cohort_size", DEFAULT_MIN_COHORT_SIZE))
+                   for o in outcomes if o.parameters), default=DEFAULT_MIN_COHORT_SIZE)
     env = Environment(autoescape=False, finalize=escape_html)  # finalize escapes every value
     page = env.from_string(index_template()).render(
         title=f"kneeload reports: {processed.name}",
         generated=now(),
         version=__version__,
-        rows=[_index_row(o, out) for o in outcomes],
-        study=study_view(out, outcomes, processed=processed) if study else None,
-        min_cohort_size=min((int(o.parameters.get("min_cohort_size", DEFAULT_MIN_COHORT_SIZE))
-                             for o in outcomes), default=DEFAULT_MIN_COHORT_SIZE),
+        rows=[_index_row(o, out) for o in shown],
+        study=study_view(out, shown, processed=processed) if study else None,
+        table_one=table_one_view(out, shown, processed=processed, min_cohort_size=minimum)
+        if study else None,
+        min_cohort_size=minimum,
         floor=DEFAULT_MIN_COHORT_SIZE,
     )
     path = out / INDEX_NAME
@@ -75,15 +87,14 @@ def _index_row(outcome: CohortOutcome, out: Path) -> dict[str, Any]:
         "status_class": WARNING_STATUS if outcome.problems and outcome.status in {"ok", "skipped"}
         else outcome.status,
         "problems": outcome.problems if outcome.status in {"ok", "skipped"} else [],
-        "runners": outcome.runners if outcome.status != "suppressed" else None,
+        "runners": outcome.runners,
         "reports": summary.get("n_reports"),
         "estimates": [{**e, "label": step_label(e["term"])} for e in headline_rows(summary)],
         "model_status": _model_status(outcome),
         "outcome_label": summary.get("outcome_label"),
         "left_out": list((summary.get("exposures_left_out") or {}).values()),
         "model_note": summary.get("model_note"),
-        "link": f"{folder}/report.html" if has_report and outcome.status != "suppressed"
-        else None,
+        "link": f"{folder}/report.html" if has_report else None,
         "failed_link": f"{folder}/{FAILED_NOTEBOOK}" if outcome.status == "failed" else None,
         "last_ok": outcome.last_ok,
         "duration_s": outcome.duration_s,

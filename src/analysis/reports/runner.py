@@ -41,6 +41,7 @@ from filelock import FileLock, Timeout
 from analysis.errors import InputFileError, ReportError
 from analysis.outputs import (
     REPORTS_MARKER,
+    atomic_write_text,
     check_output_folder,
     mark_output_folder,
     temporary_name,
@@ -73,7 +74,7 @@ from analysis.reports.parameters import (
     template_path,
     validate_parameters,
 )
-from analysis.reports.study import remove_study_files
+from analysis.reports.study import remove_study_files, remove_table_files
 
 LOCK_NAME = ".kneeload-report.lock"
 #: Seconds to wait for a Dask scheduler before giving up.
@@ -89,6 +90,11 @@ DASK_ADDRESS = re.compile(r"^(tcp|tls|ws|wss|ucx|inproc)://\[?[\w.:-]+\]?(:\d{1,
 SALT_CHECK_TEXT = "kneeload-salt-check"
 #: Seconds a report worker gets to shut its kernel down before it is killed.
 WORKER_CLOSE_TIMEOUT_S = 10
+#: Sub-folders of a cohort's report folder with its take-away files, and the suffixes of
+#: the files kneeload writes there (:mod:`analysis.reports.cohort`): removed when the
+#: cohort becomes suppressed, so that its folder (named after it) goes too.
+TAKEAWAY_DIRS = ("figures", "tables")
+TAKEAWAY_SUFFIXES = (".svg", ".png", ".csv", ".md", ".tex")
 
 
 @dataclass
@@ -259,7 +265,12 @@ def _run_locked(
 ) -> ReportRun:
     remove_stale_temporaries(out)
     remove_study_files(out)  # drawn again at the end of this run, from this run's cohorts
+    remove_table_files(out)
     manifest = load_manifest(out)
+    for cohort, entry in list(manifest["cohorts"].items()):  # recorded by an older version
+        if entry.get("status") == "suppressed":
+            with contextlib.suppress(OSError):  # a full disk: the index leaves it out anyway
+                forget_cohort(out, manifest, cohort)
     input_sha = cohort_input_hashes(processed, wanted)
     template_sha = sha256_file(template_file)
     size = dict(zip(available["cohort"], available["runners"], strict=True))
@@ -281,7 +292,7 @@ def _run_locked(
             planned.status = "suppressed"
             planned.runners = None  # the size itself is not shown either
             planned.input_sha256 = {}
-            remove_cohort_outputs(out / safe_name(cohort))
+            remove_suppressed_folder(out / safe_name(cohort))
             finished[cohort] = planned
         elif changed_only and unchanged(out, previous, planned):
             kept = CohortOutcome.from_entry(previous)
@@ -294,8 +305,13 @@ def _run_locked(
     errors: dict[str, str] = {}
 
     def record(outcome: CohortOutcome) -> None:
-        """Rewrite the manifest; a write that fails (full disk) leaves the previous one."""
+        """Rewrite the manifest; a write that fails (full disk) leaves the previous one.
+        A suppressed cohort is not recorded and its earlier entry is dropped (the manifest
+        is in the reports folder: it must neither name nor count it)."""
         try:
+            if outcome.status == "suppressed":
+                forget_cohort(out, manifest, outcome.cohort)
+                return
             update_manifest(out, manifest, outcome)
             errors.pop(MANIFEST_NAME, None)
         except OSError as error:
@@ -315,7 +331,8 @@ def _run_locked(
         if on_done:
             on_done(outcome)
 
-    everyone = list(available["cohort"])  # the index lists every cohort, run now or before
+    # the index lists every cohort, run now or before, except those too small to be shown
+    everyone = [c for c in available["cohort"] if size[c] >= min_size]
     runner = submit or (lambda js: _run_local(js, workers=workers))
     try:
         for outcome in runner(jobs):
@@ -344,6 +361,8 @@ def _index_outcomes(cohorts: list[str], finished: Mapping[str, CohortOutcome],
             rows.append(finished[cohort])
             continue
         entry = manifest["cohorts"].get(cohort)
+        if entry and entry.get("status") == "suppressed":  # a manifest of an older version
+            continue
         row = CohortOutcome.from_entry(entry) if entry else CohortOutcome(
             cohort=cohort, status="not run", runners=None, parameters={}, input_sha256={},
             template_sha256="")
@@ -353,6 +372,35 @@ def _index_outcomes(cohorts: list[str], finished: Mapping[str, CohortOutcome],
             row.status = "interrupted" if row.status != "ok" else "ok"
         rows.append(row)
     return rows
+
+
+def forget_cohort(out: Path, manifest: dict[str, Any], cohort: str) -> None:
+    """Drop ``cohort``'s manifest entry (a cohort that is now suppressed, or an entry of an
+    older version that recorded one) and rewrite the manifest when it had one."""
+    if manifest["cohorts"].pop(cohort, None) is None:
+        return
+    manifest["updated"] = now()
+    atomic_write_text(out / MANIFEST_NAME,
+                      json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def remove_suppressed_folder(folder: Path) -> None:
+    """Remove what kneeload wrote for a cohort that is now suppressed: its report files
+    (:func:`analysis.reports.manifest.remove_cohort_outputs`), its take-away figures and
+    tables (:data:`TAKEAWAY_DIRS`, files ending in :data:`TAKEAWAY_SUFFIXES`), then the
+    folders themselves when empty: the folder's name is the cohort's. A file a user put
+    there stays, and so does its folder."""
+    remove_cohort_outputs(folder)
+    for name in TAKEAWAY_DIRS:
+        sub = folder / name
+        if sub.is_dir() and not sub.is_symlink():
+            for path in sub.iterdir():
+                if path.suffix in TAKEAWAY_SUFFIXES and path.is_file():
+                    path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def _run_local(jobs: list[CohortJob], *, workers: int) -> Iterator[CohortOutcome]:

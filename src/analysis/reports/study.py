@@ -47,6 +47,13 @@ FOREST_STEM = "effects_across_cohorts"
 FIGURE_DPI = 300
 #: Statuses whose summary the study view reads (a report on disk with its model).
 SHOWN_STATUSES = ("ok", "skipped")
+#: Folder under the reports folder with the index's table files (Table 1 over the cohorts
+#: shown), apart from every cohort folder as :data:`FIGURES_DIR` is.
+TABLES_DIR = "index.tables"
+#: File stem of the index's Table 1 (``.csv``, ``.md`` and ``.tex`` are written).
+TABLE_ONE_STEM = "table1"
+#: Formats of the index's Table 1 files (:func:`analysis.tables.write_table`).
+TABLE_FORMATS = ("csv", "md", "tex")
 
 
 @dataclass
@@ -90,6 +97,12 @@ def headline_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"term": row["term"], "phrase": row["step_label"], "scale": row["scale"],
              "unit": unit, "estimate": float(row["estimate"]), "ci_low": float(row["ci_low"]),
              "ci_high": float(row["ci_high"])} for row in values.to_dict(orient="records")]
+
+
+def reported_cohorts(outcomes: Sequence[Any]) -> list[Any]:
+    """The cohorts whose report the index shows (``ok`` or ``skipped``, with or without a
+    model); suppressed, failed and not-run cohorts are not among them."""
+    return [o for o in outcomes if o.status in SHOWN_STATUSES]
 
 
 def study_cohorts(outcomes: Sequence[Any]) -> list[Any]:
@@ -312,6 +325,75 @@ def remove_study_files(out: Path) -> None:
         (out / FIGURES_DIR / f"{FOREST_STEM}.{fmt}").unlink(missing_ok=True)
 
 
+def study_table_one(processed: Path, cohorts: Sequence[str], *, min_cohort_size: int,
+                    outcome: str | None = None) -> pd.DataFrame | None:
+    """Table 1 over ``cohorts`` (:func:`analysis.tables.table_one`: a column per cohort and
+    an overall one), from the processed folder's runners, daily calendar and panel.
+
+    Only the rows of ``cohorts`` are read, and ``min_cohort_size`` is applied again, so a
+    suppressed cohort has no column and adds nothing to the overall one (no subtraction
+    reveals it). The event rows count the panel's ``pain_any`` at the build's
+    ``pain_threshold`` (``panel_meta.json``), or the flag of ``outcome`` when every cohort
+    modelled the same non-pain binary outcome (as :func:`analysis.reports.cohort.
+    cohort_table_one`). None when no cohort is left or a table is missing.
+    """
+    import json
+
+    from analysis.tables import table_one
+
+    names = ("runners.parquet", "daily.parquet", "panel.parquet")
+    if not cohorts or not all((processed / name).is_file() for name in names):
+        return None
+    runners = pd.read_parquet(processed / "runners.parquet")
+    runners = runners[runners["cohort"].isin(list(cohorts))]
+    ids = set(runners["runner_id"])
+    panel = pd.read_parquet(processed / "panel.parquet")
+    panel = panel[panel["runner_id"].isin(ids)]
+    daily = pd.read_parquet(processed / "daily.parquet")
+    daily = daily[daily["runner_id"].isin(ids)]
+    meta_file = processed / "panel_meta.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    spec = OUTCOME_SPECS.get(outcome or "")
+    flag = spec is not None and spec.binary and spec.key != "pain_any" \
+        and spec.column in panel.columns
+    table = table_one(runners, daily, panel,
+                      threshold=None if flag else meta.get("pain_threshold"),
+                      event_column=spec.column if flag and spec else "pain_any",
+                      event_label=spec.noun if flag and spec else None,
+                      min_cohort_size=min_cohort_size)
+    return table if table.shape[1] else None
+
+
+def remove_table_files(out: Path) -> None:
+    """Remove the index's Table 1 files (at run start, like :func:`remove_study_files`)."""
+    for fmt in TABLE_FORMATS:
+        (out / TABLES_DIR / f"{TABLE_ONE_STEM}.{fmt}").unlink(missing_ok=True)
+
+
+def table_one_view(out: Path, outcomes: Sequence[Any], *, processed: Path,
+                   min_cohort_size: int) -> dict[str, Any] | None:
+    """The index's Table 1 over the cohorts whose report it shows (:func:`reported_cohorts`),
+    written as ``index.tables/table1.{csv,md,tex}`` (:func:`analysis.tables.write_table`);
+    ``header``, ``rows`` (characteristic, cells) and ``files`` for the template, or None
+    (and no files) when no cohort is shown."""
+    from analysis.tables import write_table
+
+    shown = reported_cohorts(outcomes)
+    keys = {(o.summary or {}).get("outcome") for o in shown}
+    table = study_table_one(processed, [o.cohort for o in shown],
+                            min_cohort_size=min_cohort_size,
+                            outcome=next(iter(keys)) if len(keys) == 1 else None)
+    if table is None:
+        remove_table_files(out)
+        return None
+    files = write_table(table, out / TABLES_DIR, TABLE_ONE_STEM, formats=TABLE_FORMATS,
+                        caption="Characteristics of the cohorts shown")
+    return {"header": list(table.columns),
+            "rows": [(name, list(values)) for name, values in zip(
+                table.index, table.to_numpy().tolist(), strict=True)],
+            "files": {fmt: f"{TABLES_DIR}/{path.name}" for fmt, path in files.items()}}
+
+
 def study_view(out: Path, outcomes: Sequence[Any], *, processed: Path
                ) -> dict[str, Any] | None:
     """Everything the index shows of the study: the forest plot's files (written under
@@ -342,6 +424,8 @@ __all__ = [
     "FOREST_STEM",
     "MAX_INTERACTION_COHORTS",
     "MIN_POOLED_COHORTS",
+    "TABLES_DIR",
+    "TABLE_ONE_STEM",
     "PooledModel",
     "fit_pooled",
     "forest_across_cohorts",
@@ -351,7 +435,11 @@ __all__ = [
     "pooled_panel",
     "pooled_request",
     "remove_study_files",
+    "remove_table_files",
+    "reported_cohorts",
     "study_cohorts",
+    "study_table_one",
     "study_view",
+    "table_one_view",
     "write_figure",
 ]
