@@ -17,6 +17,9 @@ IMAGE_LOAD_TIMEOUT_S = 30
 MISSING_WORDS = ("nan", "NaN", "None")
 #: Pixels a cell's content may exceed its box by (sub-pixel rounding of the layout).
 OVERFLOW_SLACK_PX = 1
+#: Endings of a value cut short for display (pandas' ``display.max_colwidth`` truncation
+#: ends a cell in "..."; some formatters use the ellipsis character).
+TRUNCATION_MARKS = ("...", "\u2026")
 
 _IMAGES = """
 return [...document.images].filter(i => !(i.complete && i.naturalWidth > 0))
@@ -33,6 +36,13 @@ return [...document.querySelectorAll('td, th')]
     .map(c => `${c.scrollWidth}>${c.clientWidth}px: ${c.innerText.trim().slice(0, 80)}`);
 """
 _IMAGES_DONE = "return [...document.images].every(i => i.complete);"
+_TRUNCATED = """
+const marks = arguments[0];
+return [...document.querySelectorAll('td, th')]
+    .map(c => c.innerText.trim())
+    .filter(t => marks.some(m => t.endsWith(m)))
+    .map(t => t.slice(-80));
+"""
 
 
 def wait_for_images(driver: Any, *, timeout_s: float = IMAGE_LOAD_TIMEOUT_S) -> None:
@@ -53,6 +63,13 @@ def broken_images(driver: Any) -> list[str]:
 def overflowing_cells(driver: Any) -> list[str]:
     """Table cells whose content is wider than the cell (``scrollWidth > clientWidth``)."""
     return list(driver.execute_script(_OVERFLOW, OVERFLOW_SLACK_PX))
+
+
+def truncated_cells(driver: Any) -> list[str]:
+    """Table cells whose visible text ends in "..." or "\u2026" (:data:`TRUNCATION_MARKS`):
+    a value cut for display, e.g. a pandas cell past ``display.max_colwidth``; the last 80
+    characters of each."""
+    return list(driver.execute_script(_TRUNCATED, list(TRUNCATION_MARKS)))
 
 
 def raw_words(text: str, columns: Iterable[str]) -> list[str]:

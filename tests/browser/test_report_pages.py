@@ -2,8 +2,9 @@
 
 One real ``run_reports`` on the bundled demo (papermill, kernels, nbconvert), then each page
 is opened from disk and checked in the page: every figure loaded, no table cell whose text
-overflows it, and no raw column name (the modelled exposures) or "nan"/"None"/"NaN" in the
-visible text. Skipped (with the reason) when Chromium or chromedriver is missing.
+overflows it or was cut short ("..." or an ellipsis at its end), and no raw column name (the
+modelled exposures) or "nan"/"None"/"NaN" in the visible text. Skipped (with the reason) when
+Chromium or chromedriver is missing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pages import (
     broken_images,
     overflowing_cells,
     raw_words,
+    truncated_cells,
     visible_text,
     wait_for_images,
 )
@@ -59,6 +61,7 @@ def test_what_a_person_sees(demo_reports: Path, browser: Any, page: str) -> None
     problems = {
         "figures that did not load": broken_images(browser),
         "table cells whose text overflows": overflowing_cells(browser),
+        'table cells cut short ("..." or an ellipsis)': truncated_cells(browser),
         "raw column names or missing-value words": raw_words(visible_text(browser),
                                                              _columns(demo_reports)),
     }
@@ -71,12 +74,15 @@ def test_what_a_person_sees(demo_reports: Path, browser: Any, page: str) -> None
 
 def test_the_checks_find_what_they_look_for(browser: Any, tmp_path: Path) -> None:
     """Each check on a page made to fail it: a missing image, a cell too narrow for its
-    text, a raw column name and a printed NaN (so a passing page check means something)."""
+    text, a raw column name, a printed NaN and cells cut short with "..." or an ellipsis
+    (so a passing page check means something); "..." inside a cell is not a cut."""
     page = tmp_path / "bad.html"
     page.write_text(
         '<html><body><img src="missing.png"><table><tr>'
         '<td style="width:40px;max-width:40px;white-space:nowrap">a long unbroken cell text'
-        '</td><td>mileage_jump per +10 %: nan</td><td>shoe_km_within</td></tr></table>'
+        '</td><td>mileage_jump per +10 %: nan</td><td>shoe_km_within</td></tr>'
+        '<tr><td>pace too fast: 1, unp...</td><td>reasons \u2026 </td>'
+        '<td>knee pain... and more</td></tr></table>'
         '</body></html>', encoding="utf-8")
     browser.get(page.as_uri())
     wait_for_images(browser)
@@ -85,3 +91,4 @@ def test_the_checks_find_what_they_look_for(browser: Any, tmp_path: Path) -> Non
         "a long unbroken cell text"]
     found = raw_words(visible_text(browser), ["mileage_jump", "shoe_km"])
     assert [f.split(" in ")[0] for f in found] == ["'mileage_jump'", "'shoe_km'", "'nan'"]
+    assert truncated_cells(browser) == ["pace too fast: 1, unp...", "reasons \u2026"]
