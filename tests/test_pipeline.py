@@ -263,3 +263,25 @@ def test_an_ostrc_diary_declares_the_ostrc_outcome(tmp_path: Path, answers: tupl
     if outcome == "ostrc":
         panel = pd.read_parquet(tmp_path / "out" / "panel.parquet")
         assert panel["ostrc_severity"].tolist() == [16.0]
+
+
+@pytest.mark.parametrize("raw", ["small", "exposures"])
+def test_build_episodes_equal_episodes_of_the_whole_panel(raw, small_processed, tmp_path):
+    """The build hands ``episodes`` only the report columns it reads (memory and time,
+    issue 11); its table must be what the whole panel gives. The exposure fixture carries
+    OSTRC answers, so the columns found by prefix are exercised too."""
+    from analysis.episodes import episodes
+
+    if raw == "small":
+        out = small_processed.out_dir
+    else:
+        out = tmp_path / "processed"
+        build(Path(__file__).parent / "fixtures" / "exposures", out)
+    data = load_processed(out)
+    panel = data["panel"]
+    if raw == "exposures":
+        assert any(c.startswith("ostrc_") for c in panel.columns)
+    expected = episodes(panel, data["daily"], threshold=data["panel_meta"]["pain_threshold"])
+    built = pd.read_parquet(out / "episodes.parquet")
+    assert len(built) > 0
+    pd.testing.assert_frame_equal(built, expected, check_exact=True)
