@@ -61,11 +61,17 @@ test-fast: $(STAMP)  ## package tests without the slow end-to-end ones
 # The papermill template (cohort_report) keeps no stored outputs; nbval only checks that it runs.
 ANALYSIS_NOTEBOOKS := $(filter-out notebooks/cohort_report.ipynb,$(wildcard notebooks/*.ipynb))
 
+# The kernel talks over IPC (Unix sockets in a private temporary folder, removed after), as
+# the report workers' kernels do: over TCP ipykernel prints "Kernel is running over TCP
+# without encryption" at every start (docs/reports.md).
 notebooks: build  ## re-execute the analysis notebooks in place (when a change of output is intended)
 	$(VENV)/bin/jupytext --sync notebooks/*.ipynb
-	cd notebooks && ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+	sockets=$$(mktemp -d "$${TMPDIR:-/tmp}/kl-nb-XXXXXX") && cd notebooks && \
+	  { ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.kernel_name=$(KERNEL) --ExecutePreprocessor.timeout=600 \
-	  --ExecutePreprocessor.record_timing=False $(notdir $(ANALYSIS_NOTEBOOKS))
+	  --ExecutePreprocessor.record_timing=False \
+	  --KernelManager.transport=ipc --KernelManager.ip="$$sockets/kernel" \
+	  $(notdir $(ANALYSIS_NOTEBOOKS)); status=$$?; rm -rf "$$sockets"; exit $$status; }
 	$(VENV)/bin/jupytext --sync notebooks/*.ipynb
 
 screenshots: build  ## refresh docs/img/index.png and cohort_report.png (demo, headless Chromium)
