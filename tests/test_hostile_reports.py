@@ -127,7 +127,7 @@ def test_hostile_labels_render_as_text_and_never_as_tags_or_links(hostile: dict,
     assert done.returncode == 0, done.stderr  # rich markup and 300 characters kill nothing
     manifest = json.loads((out / reports.MANIFEST_NAME).read_text())["cohorts"]
     assert {c: e["status"] for c, e in manifest.items()} == {
-        XSS_LABEL: "ok", LONG_LABEL: "ok", SECRET_LABEL: "suppressed"}
+        XSS_LABEL: "ok", LONG_LABEL: "ok"}  # a suppressed cohort is not recorded
     for label in (XSS_LABEL, LONG_LABEL):
         page = _parse(out / reports.safe_name(label) / "report.html")
         assert page.found == [], label
@@ -156,8 +156,9 @@ def test_a_suppressed_cohort_is_invisible_in_the_other_reports(hostile: dict,
         assert int(kept.group(1)) == counts[label]["runs"]
         total = sum(c["runs"] for c in counts.values())
         assert f"<td>{total}</td>" not in text
-    summary = json.loads((out / reports.MANIFEST_NAME).read_text())["cohorts"][SECRET_LABEL]
-    assert summary["runners"] is None and summary["summary"] == {}
+    # issue 14: not in the manifest or the index either (no file under --out names it)
+    assert SECRET_LABEL not in json.loads((out / reports.MANIFEST_NAME).read_text())["cohorts"]
+    assert "secret-club" not in (out / "index.html").read_text()
 
 
 def test_the_per_file_audit_counts_only_the_cohorts_rows(hostile: dict) -> None:
