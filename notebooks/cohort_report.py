@@ -228,6 +228,9 @@ if tte.result is not None:
                      "(Andersen-Gill, runner-clustered robust 95 % CI). "
                      + take.table(hazards, "hazard_ratios", caption="Hazard ratios")))
     display(hazards.set_index("Term"))
+if tte.result is not None and tte.forest_reason is not None:
+    display(Markdown(f"No hazard-ratio figure: {tte.forest_reason}."))
+elif tte.result is not None:
     fig, ax = plt.subplots(figsize=plots.forest_figure_size(len(hazards)),
                            layout="constrained")
     plots.hazard_ratio_forest(time_to_event.forest_rows(tte),

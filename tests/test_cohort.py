@@ -247,7 +247,10 @@ def test_a_rendered_report_links_its_take_away_files(tmp_path: Path) -> None:
     links = set(re.findall(r'href="((?:figures|tables)/[^"]+)"', html))
     assert {f"tables/{n}.{x}" for n in ("table1", "model") for x in ("csv", "md", "tex")} \
         <= links
-    for name in ("over_time", "exposures", "forest", "predicted", "flow", "residuals"):
+    assert {f"tables/{n}.{x}" for n in ("episodes", "hazard_ratios")
+            for x in ("csv", "md", "tex")} <= links  # the time-to-event section (issue 15)
+    for name in ("over_time", "exposures", "forest", "predicted", "flow", "residuals",
+                 "cumulative_incidence", "hazard_forest"):
         assert {f"figures/{name}.svg", f"figures/{name}.png"} <= links, name
         width = mpimg.imread(folder / "figures" / f"{name}.png").shape[1]
         assert width == round(plots.PAGE_WIDTH_IN * plots.SAVE_DPI)

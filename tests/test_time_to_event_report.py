@@ -7,6 +7,7 @@ figures draw what they say.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -153,6 +154,13 @@ def test_a_doubtful_fit_says_so_in_table_text_summary_and_figure(section):
     assert block["status"] == "warning"
     assert any("C(band)[T.b]" in p for p in block["problems"])
     assert tte_mod.doubtful_terms(doubtful) == ["C(band)[T.b]"]
+    assert tte_mod.hazard_table(doubtful).set_index("Term")["Hazard ratio (95 % CI)"].iloc[0] \
+        == "not estimable"
+    assert doubtful.forest_reason is None  # x_cont is finite: the figure is drawn
+    stuck = dataclasses.replace(doubtful, result=dataclasses.replace(doubtful.result,
+                                                                     converged=False))
+    assert stuck.forest_reason == "the model did not converge"
+    assert "not converged" in tte_mod.summary_block(stuck)["problems"]
     fig, ax = plt.subplots()
     plots.hazard_ratio_forest(doubtful.result.table, doubtful=["C(band)[T.b]"], ax=ax)
     faces = [line.get_markerfacecolor() for line in ax.get_lines() if line.get_marker() == "o"]

@@ -82,9 +82,22 @@ class TimeToEvent:
         if self.result is None:
             return []
         problems = list(self.result.problems)
-        if not self.result.converged:
-            problems.insert(0, "did not converge (Newton)")
+        if not self.result.converged and not any("converge" in p for p in problems):
+            problems.insert(0, "not converged")
         return problems
+
+    @property
+    def forest_reason(self) -> str | None:
+        """Why no hazard-ratio forest plot is drawn (None: it is): no model, a fit that did
+        not converge, or no term with a finite estimate."""
+        if self.result is None:
+            return "no model"
+        if not self.result.converged:
+            return "the model did not converge"
+        notes = term_notes(self.result)
+        if all("infinite estimate" in notes.get(t, []) for t in self.result.table["term"]):
+            return "no exposure has a finite estimate"
+        return None
 
     @property
     def status(self) -> str | None:
@@ -293,7 +306,9 @@ def hazard_table(tte: TimeToEvent) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     notes = _term_notes(tte)
     table = hazard_steps(tte)
-    rows = [[term_label(r.term), r.step_label, f"{format_number(r.hr_step)} "
+    rows = [[term_label(r.term), r.step_label,
+             "not estimable" if "infinite estimate" in notes.get(r.term, [])
+             else f"{format_number(r.hr_step)} "
              f"({format_number(r.hr_step_low)} to {format_number(r.hr_step_high)})",
              format_p(r.p_value), "; ".join(notes.get(r.term, []))]
             for r in table.itertuples()]
