@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -413,8 +414,7 @@ def clean_tables(raw: RawTables, *, today: date | None = None) -> CleanResult:
     shoes = led.drop(shoes, shoes.duplicated(["runner_id", "shoe_id"], keep="first"),
                      reason="duplicate_shoe_id", column="shoe_id")
 
-    runs = _clean_runs(raw.runs, runners, cohortless_ids, led, today)
-    pain = _clean_pain(raw.pain, runners, cohortless_ids, led, today)
+    runs, pain = _clean_runs_and_pain(raw, runners, cohortless_ids, led, today)
     shoes, moved = _shoe_start_by_first_run(shoes, runs)
 
     out_runners = _final(runners, {"runner_id": "runner_id", "cohort": "cohort", "sex": "sex",
@@ -442,6 +442,25 @@ def clean_tables(raw: RawTables, *, today: date | None = None) -> CleanResult:
     runners_, runs_, pain_, shoes_ = _checked(out_runners, out_runs, out_pain, out_shoes)
     return CleanResult(runners=runners_, runs=runs_, pain=pain_, shoes=shoes_,
                        quarantine=quarantine, report=report)
+
+
+def _clean_runs_and_pain(raw: RawTables, runners: pd.DataFrame, cohortless_ids: set[str],
+                         led: _Ledger, today: date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`_clean_runs` on a second thread while :func:`_clean_pain` runs on this one
+    (their pandas and arrow kernels release the GIL: 2,000 x 365, 0.22-0.35 s -> 0.16-0.27
+    s, three runs, 2-core VM). Each records into a ledger of its own, appended to ``led``
+    runs first, as one after the other would; the quarantine sorts by file and line
+    (stable) after that."""
+    runs_led, pain_led = _Ledger(), _Ledger()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # a copy of the small runners table for the thread: no pandas object (and no
+        # lazily built index cache) is shared between the two
+        runs_job = pool.submit(_clean_runs, raw.runs, runners.copy(deep=True),
+                               set(cohortless_ids), runs_led, today)
+        pain = _clean_pain(raw.pain, runners, cohortless_ids, pain_led, today)
+        runs = runs_job.result()
+    led.parts += runs_led.parts + pain_led.parts
+    return runs, pain
 
 
 def _checked(runners: pd.DataFrame, runs: pd.DataFrame, pain: pd.DataFrame,
