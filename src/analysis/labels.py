@@ -435,7 +435,8 @@ CAPTIONS: dict[str, str] = {
         "to day (Simon & Makuch 1984), so a band with few runners on a day steps in large "
         "jumps; the curves are not adjusted for anything."),
     "hazard_forest": (
-        "Hazard ratios of a new pain episode per unit of each exposure ({model}): points are "
+        "Hazard ratios of a new pain episode per reading step of each exposure ({model}; "
+        "the steps are those of the table): points are "
         "estimates, whiskers 95 % confidence intervals from runner-clustered robust standard "
         "errors; the dashed line is no effect (hazard ratio 1); hollow points have a problem "
         "named in the table."),
