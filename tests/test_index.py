@@ -368,3 +368,18 @@ def test_a_suppressed_cohort_is_named_in_no_file_of_the_reports_folder(
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["cohorts"]) == ["competitive", "recreational"]
     assert (out / study.TABLES_DIR / "table1.csv").is_file()
+
+
+def test_many_cohorts_show_the_overall_column_and_keep_every_column_in_the_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    processed = _processed_demo(tmp_path)
+    monkeypatch.setattr(study, "MAX_TABLE_ONE_COLUMNS", 1)
+    rows = [_outcome("competitive", "ok"), _outcome("recreational", "ok")]
+    page = index.write_index(tmp_path, rows, processed=processed).read_text()
+    head = re.search(r'<table class="table-one"><thead>(.*?)</thead>', page, flags=re.S)
+    assert re.findall(r"<th>(.*?)</th>", head.group(1)) == ["Characteristic",
+                                                          "Overall (n = 40)"]
+    assert "each cohort's column is in the files" in _text(page).replace("&#x27;", "'")
+    table = pd.read_csv(tmp_path / study.TABLES_DIR / "table1.csv")
+    assert list(table.columns) == ["Characteristic", "competitive (n = 20)",
+                                   "recreational (n = 20)", "Overall (n = 40)"]

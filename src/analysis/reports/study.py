@@ -54,6 +54,9 @@ TABLES_DIR = "index.tables"
 TABLE_ONE_STEM = "table1"
 #: Formats of the index's Table 1 files (:func:`analysis.tables.write_table`).
 TABLE_FORMATS = ("csv", "md", "tex")
+#: Most cohort columns of Table 1 the index page shows; with more cohorts the page shows the
+#: overall column only (a 100-column table does not fit a page) and the files keep them all.
+MAX_TABLE_ONE_COLUMNS = 8
 
 
 @dataclass
@@ -375,7 +378,8 @@ def table_one_view(out: Path, outcomes: Sequence[Any], *, processed: Path,
     """The index's Table 1 over the cohorts whose report it shows (:func:`reported_cohorts`),
     written as ``index.tables/table1.{csv,md,tex}`` (:func:`analysis.tables.write_table`);
     ``header``, ``rows`` (characteristic, cells) and ``files`` for the template, or None
-    (and no files) when no cohort is shown."""
+    (and no files) when no cohort is shown. Above :data:`MAX_TABLE_ONE_COLUMNS` cohorts the
+    page gets the overall column only (``cohorts_in_files_only``)."""
     from analysis.tables import write_table
 
     shown = reported_cohorts(outcomes)
@@ -388,7 +392,11 @@ def table_one_view(out: Path, outcomes: Sequence[Any], *, processed: Path,
         return None
     files = write_table(table, out / TABLES_DIR, TABLE_ONE_STEM, formats=TABLE_FORMATS,
                         caption="Characteristics of the cohorts shown")
-    return {"header": list(table.columns),
+    n_cohorts = table.shape[1] - (table.shape[1] > 1)
+    if n_cohorts > MAX_TABLE_ONE_COLUMNS:
+        table = table.iloc[:, -1:]  # the overall column; every cohort's is in the files
+    return {"header": list(table.columns), "n_cohorts": n_cohorts,
+            "cohorts_in_files_only": table.shape[1] == 1 and n_cohorts > 1,
             "rows": [(name, list(values)) for name, values in zip(
                 table.index, table.to_numpy().tolist(), strict=True)],
             "files": {fmt: f"{TABLES_DIR}/{path.name}" for fmt, path in files.items()}}
@@ -423,6 +431,7 @@ __all__ = [
     "FIGURES_DIR",
     "FOREST_STEM",
     "MAX_INTERACTION_COHORTS",
+    "MAX_TABLE_ONE_COLUMNS",
     "MIN_POOLED_COHORTS",
     "TABLES_DIR",
     "TABLE_ONE_STEM",
