@@ -76,6 +76,8 @@ KM_WINDOW_NAMES = {"7d": "km_7d", "prev7d": "km_prev7d", "28d": "km_28d"}
 
 #: Threads for independent groups of feature columns (at most three groups run at once).
 _FEATURE_THREADS = max(1, min(3, os.cpu_count() or 1))
+#: Cells (rows x columns) from which :func:`_take` gathers its columns on threads.
+_THREADED_TAKE_CELLS = 1_000_000
 _DATE_UNIT = "datetime64[us]"  # pandas 3 default resolution; inputs may be any resolution
 _US_PER_DAY = 86_400 * 1_000_000
 
@@ -142,24 +144,31 @@ def _shift(values: np.ndarray, days: int) -> np.ndarray:
 
 def _take(table: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
     """Rows of ``table`` by position; position -1 gives a missing row (NaN / NA)."""
-    out = {}
     hit = rows >= 0
     safe = np.where(hit, rows, 0)
-    for col in table.columns:
-        values = table[col]
+
+    def column(values: pd.Series) -> Any:
         if isinstance(values.dtype, pd.CategoricalDtype):
             codes = np.where(hit, values.cat.codes.to_numpy()[safe] if len(values) else -1, -1)
-            out[col] = pd.Categorical.from_codes(codes, dtype=values.dtype)
-        elif values.dtype == "boolean":
+            return pd.Categorical.from_codes(codes, dtype=values.dtype)
+        if values.dtype == "boolean":
             taken = values.array[safe] if len(values) else pd.array([pd.NA] * len(rows),
                                                                     dtype="boolean")
             taken[~hit] = pd.NA
-            out[col] = taken
-        else:
-            arr = values.to_numpy(dtype=float)
-            out[col] = np.where(hit, arr[safe], np.nan) if len(arr) else np.full(len(rows),
-                                                                                  np.nan)
-    return pd.DataFrame(out, copy=False)
+            return taken
+        arr = values.to_numpy(dtype=float)
+        return np.where(hit, arr[safe], np.nan) if len(arr) else np.full(len(rows), np.nan)
+
+    # the columns are independent gathers (numpy's take and where release the GIL): on
+    # _FEATURE_THREADS threads when the table is large (2 million panel rows: 1.9 s alone)
+    # (each thread gets its column as a Series taken out here: no pandas object is shared)
+    columns = [table[col] for col in table.columns]
+    if len(rows) * len(columns) < _THREADED_TAKE_CELLS:
+        taken = [column(values) for values in columns]
+    else:
+        with ThreadPoolExecutor(max_workers=_FEATURE_THREADS) as pool:
+            taken = list(pool.map(column, columns))
+    return pd.DataFrame(dict(zip(table.columns, taken, strict=True)), copy=False)
 
 
 def _masked(values: np.ndarray, valid: np.ndarray) -> np.ndarray:

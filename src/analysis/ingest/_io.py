@@ -92,7 +92,12 @@ def decode_bytes(data: bytes, *, file: str | Path) -> tuple[str, str]:
     if data.startswith(b"\xef\xbb\xbf"):
         text, enc = data.decode("utf-8-sig", errors="replace"), "utf-8-sig"
     elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text, enc = data.decode("utf-16"), "utf-16"
+        try:
+            text, enc = data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as exc:  # e.g. an odd number of bytes
+            raise InputFileError(f"the file starts with a UTF-16 byte-order mark but is not "
+                                 f"UTF-16 text ({exc.reason} at byte {exc.start})",
+                                 file=file) from None
     else:
         for magic, what in _MAGIC:
             if data.startswith(magic):
@@ -112,6 +117,46 @@ def decode_bytes(data: bytes, *, file: str | Path) -> tuple[str, str]:
     if not text or text.isspace():
         raise InputFileError("file is empty", file=file)
     return text, ENCODING_NAMES[enc]
+
+
+#: A character of ASCII text that is not whitespace in Python's sense (``str.isspace``, which
+#: also counts the separators 0x1C-0x1F), so a byte search finds what ``str.lstrip`` keeps.
+_ASCII_CONTENT = re.compile(
+    b"[^" + re.escape(bytes(c for c in range(128) if chr(c).isspace())) + b"]")
+
+
+def sniff_text(data: bytes, *, file: str | Path) -> tuple[str | None, str, str]:
+    """:func:`decode_bytes` and the :func:`first_line` of its text, without decoding a file
+    that is plain ASCII: its bytes are its UTF-8 text (the text is None then).
+
+    The same checks in the same order as :func:`decode_bytes` (empty, binary, HTML), on the
+    file's start; decoding the whole file only to validate it took 0.8 s of the 191 MB
+    ``bench_build --big`` runs file and a copy of it in memory.
+
+    Returns
+    -------
+    text, encoding, first line
+        ``text`` None for an ASCII file; the encoding's human name.
+    """
+    if (not data.isascii() or data.isspace() or b"\x00" in data[:8192]
+            or any(data.startswith(magic) for magic, _ in _MAGIC)):
+        text, encoding = decode_bytes(data, file=file)
+        return text, encoding, _first_line(text)
+    found = _ASCII_CONTENT.search(data)
+    if found is None:
+        raise InputFileError("file is empty", file=file)
+    start = found.start()
+    head = data[start:start + 1024].decode("ascii").lower()
+    if head.startswith(("<!doctype", "<html", "<?xml", "<head", "<body")) or "<html" in head:
+        raise InputFileError(
+            "this is an HTML/XML page, not a CSV file (saved a web page or a login page?)",
+            file=file,
+        )
+    # every byte before ``start`` is whitespace: the first line with more ends at the next
+    # line feed
+    end = data.find(b"\n", start)
+    return None, ENCODING_NAMES["utf-8"], _first_line(
+        data[:len(data) if end < 0 else end].decode("ascii"))
 
 
 def _single_byte(data: bytes) -> tuple[str, str]:

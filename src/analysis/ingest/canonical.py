@@ -20,11 +20,11 @@ from analysis.ingest._io import (
     SOURCE_ISSUE,
     FileInfo,
     decode_bytes,
-    first_line,
     normalise_name,
     parse_csv_text,
     pick_delimiter,
     records_frame,
+    sniff_text,
     split_csv_bytes,
     stringify,
     typed_arrow_frame,
@@ -199,13 +199,13 @@ def _read_csv(path: Path, name: str, *, required: Sequence[str], typed: bool,
         data = path.read_bytes()
     except OSError as exc:
         raise InputFileError(f"cannot read the file: {exc.strerror}", file=path) from exc
-    text, encoding = decode_bytes(data, file=name)
-    delim = pick_delimiter(first_line(text), required=required)
+    text, encoding, header_line = sniff_text(data, file=name)
+    delim = pick_delimiter(header_line, required=required)
     if encoding in ("UTF-8", "UTF-8 with BOM"):
         utf8 = data if encoding == "UTF-8" else data[3:]
         text = None  # the bytes are the text: hold one copy while pyarrow reads
     else:
-        utf8 = text.encode("utf-8")
+        utf8 = text.encode("utf-8") if text is not None else data
     split = split_csv_bytes(utf8, delimiter=delim)
     if split is not None:
         header = [normalise_name(h) for h in split.header]
