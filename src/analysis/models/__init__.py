@@ -71,15 +71,19 @@ from analysis.models.result import (
 from analysis.models.sensitivity import lag0_panel, sensitivity
 from analysis.models.splines import NaturalSpline, natural_spline
 from analysis.models.survival import (
+    SPIKE_BAND_EDGES,
+    SPIKE_BANDS,
     SURVIVAL_MODELS,
     CoxFit,
     counting_process,
     cox_fit,
+    episodes_of,
     first_episode_curves,
     fit_counting_process,
     fit_survival,
     kaplan_meier,
     session_exposures,
+    survival_crossbasis,
     survival_design,
 )
 
@@ -95,6 +99,8 @@ __all__ = [
     "OUTCOME_RANGES",
     "RESIDUAL_BOUNDARY_RATIO",
     "SINGULAR_TOL",
+    "SPIKE_BANDS",
+    "SPIKE_BAND_EDGES",
     "STATUS_OK",
     "STATUS_WARNING",
     "SURVIVAL_MODELS",
@@ -116,6 +122,7 @@ __all__ = [
     "crossbasis",
     "crosspred",
     "design_of",
+    "episodes_of",
     "exposure_response",
     "first_episode_curves",
     "fit_counting_process",
@@ -141,6 +148,7 @@ __all__ = [
     "sensitivity",
     "session_exposures",
     "spline_curve",
+    "survival_crossbasis",
     "survival_design",
     "within_between",
     "within_between_spread",
