@@ -23,6 +23,9 @@ min_cohort_size: int = 5  # runners; smaller cohorts get no statistics (privacy)
 seed: int = 0  # numpy seed set before any figure is drawn
 summary_path: str = ""  # where kneeload report collects the index numbers (empty: none)
 takeaways: bool = True  # write figures/ (SVG, 300 dpi PNG) and tables/ beside the report
+splines: str = ""  # COLUMN:DF natural splines, e.g. "acwr_rolling:3" (empty: none)
+dlnm: str = ""  # COLUMN:MAX_LAG distributed-lag model of a daily load, e.g. "distance_km:28"
+sensitivity: bool = False  # sensitivity table of the headline exposure
 
 # %%
 import matplotlib.pyplot as plt
@@ -46,7 +49,7 @@ exposure_list = choice.chosen
 take = reports.TakeAways(reports.takeaway_folder(summary_path) if takeaways else None)
 event = (f"Pain is present at **NRS >= {view.pain_threshold:g}** (the threshold the panel "
          "was built with). " if spec.key in ("nrs", "pain_any") else "")
-display(HTML(reports.TABLE_STYLE))  # long cells wrap instead of being cut off
+display(HTML(reports.whole_tables()))  # every table cell in full: long cells wrap, no "..."
 display(Markdown(
     f"# {spec.title}: cohort **{label}**\n\n"
     f"Outcome: **{spec.label}**: {spec.description} "
@@ -238,6 +241,14 @@ elif tte.result is not None:
     take.show(fig, "hazard_forest", labels.caption(
         "hazard_forest", model="Andersen-Gill model of every episode"));
 
+# %%
+# Non-linear and lagged load (splines, dlnm, sensitivity): nothing, not even a heading,
+# unless one of them is asked for.
+nonlinear = reports.nonlinear_section(view, splines=splines, dlnm=dlnm,
+                                      sensitivity=sensitivity, outcome=outcome,
+                                      exposures=exposure_list, folder=take.folder)
+nonlinear.show()
+
 # %% [markdown]
 # ## Runners
 # Pseudonymous identifiers only.
@@ -248,4 +259,5 @@ reports.runner_table(view, modes, outcome=spec).rename(
 
 # %%
 summary = reports.write_summary(summary_path, view, attempt, exposures=choice,
-                                time_to_event=time_to_event.summary_block(tte))
+                                time_to_event=time_to_event.summary_block(tte),
+                                nonlinear=reports.nonlinear_summary(nonlinear))

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis import labels
+
 KNEELOAD = str(Path(sys.executable).with_name("kneeload"))
 
 
@@ -102,7 +104,12 @@ def test_simulate_build_fit_report_end_to_end(tmp_path):
     for cohort in ("novice", "recreational"):
         assert f'href="{cohort}/report.html"' in index
         html = (reports / cohort / "report.html").read_text()
-        assert "Mixed model" in html and "mileage_jump" in html
+        # The model's table names the term by its human label (analysis.labels), not the
+        # column; the label is looked for after the model table's caption, so a report
+        # whose model section is missing fails here.
+        _, table_2, model_part = html.partition("Table 2.")
+        assert "Mixed model" in html and table_2
+        assert labels.term_label("mileage_jump") in model_part.partition("Table 3.")[0]
         assert "from analysis import" not in html  # code cells are hidden
         assert (reports / cohort / "report.ipynb").is_file()
         summary = json.loads((reports / cohort / "summary.json").read_text())

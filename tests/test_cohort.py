@@ -7,6 +7,7 @@ The values it shows are read, not recomputed: ``pain_any`` and its threshold are
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -263,6 +264,33 @@ def test_a_rendered_report_links_its_take_away_files(tmp_path: Path) -> None:
     model = pd.read_csv(folder / "tables" / "model.csv", dtype=str)
     assert set(model["p"]) <= {"< 0.001"} | {f"{k / 1000:.3f}" for k in range(1, 1001)}
     assert not model["p"].isin(["0.0", "0.000", "0"]).any()
+    # Without splines, dlnm or sensitivity the non-linear section shows nothing, not even
+    # its heading; 9 figures (with a spline: 10, test_nonlinear_report).
+    assert "Non-linear and lagged load" not in text
+    assert len(re.findall(r"<img[^>]*>|<svg\b.*?</svg>", html, flags=re.S)) == 9
+    assert "nonlinear" not in json.loads((folder / "summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_no_table_cell_of_a_rendered_report_is_cut_short(tmp_path: Path) -> None:
+    """pandas cuts a displayed cell past 50 characters: the demo's competitive cohort once
+    read "non running activity: 2, pace too fast: 1, unp..." in its data-quality table.
+    Every cell of report.html ends in full, and the reason that was cut off is there."""
+    from analysis.paths import processed_dir
+
+    view = _demo_view("competitive")
+    reasons = reports.cohort_file_audit(view).set_index("file").loc[
+        "runs.csv", "quarantined by reason"]
+    assert len(reasons) > 50 and reasons.endswith("unparseable date: 1")  # the case itself
+    run = reports.run_reports(processed_dir("demo"), tmp_path / "out",
+                              cohorts=["competitive"], params={"takeaways": False})
+    assert [o.status for o in run.outcomes] == ["ok"]
+    html = (tmp_path / "out" / "competitive" / "report.html").read_text()
+    cells = [" ".join(re.sub(r"<[^>]+>", " ", c).split())
+             for c in re.findall(r"<t[dh]\b[^>]*>(.*?)</t[dh]>", html, flags=re.S)]
+    assert len(cells) > 100
+    assert not [c for c in cells if c.endswith(("...", "\u2026"))]
+    assert reasons in cells
 
 
 @pytest.mark.slow

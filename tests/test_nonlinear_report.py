@@ -9,7 +9,12 @@ demo processed folder.
 from __future__ import annotations
 
 import dataclasses
+import html as html_module
 import json
+import os
+import re
+import subprocess
+import sys
 
 import matplotlib
 import numpy as np
@@ -23,6 +28,7 @@ from analysis.models import crossbasis, crosspred, fit_lmm, sensitivity
 from analysis.reports.nonlinear import DLNM_AT_QUANTILE, nonlinear_section
 from analysis.reports.parameters import (
     MAX_DLNM_LAG_DAYS,
+    declared_parameters,
     parse_dlnm_param,
     parse_splines_param,
 )
@@ -175,3 +181,72 @@ def test_a_fit_that_fails_is_a_problem_line(view):
     assert sec.summary()["nonlinear"]["problems"] == sec.problems
     with pytest.raises(ReportError, match="daily table"):
         nonlinear_section(view, dlnm="nope:7")
+
+
+# --- the section in the cohort report (notebooks/cohort_report.ipynb) ------------------------
+
+
+def _kneeload(*args: object) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "KNEELOAD_ID_SALT"}
+    return subprocess.run([sys.executable, "-m", "analysis.cli", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_the_template_declares_the_sections_parameters():
+    declared = declared_parameters(reports.template_path())
+    assert {k: declared[k] for k in reports.NONLINEAR_PARAMETERS} == {
+        "splines": "str", "dlnm": "str", "sensitivity": "bool"}
+    assert set(reports.NONLINEAR_PARAMETERS) <= set(reports.DEFAULT_PARAMETERS)
+
+
+@pytest.mark.slow
+def test_a_report_run_with_a_spline_shows_the_curve_the_test_and_the_summary(view, tmp_path):
+    """kneeload report --param splines=acwr_rolling:3: the report shows the section's heading,
+    the curve (inline and as files), the LR test with the numbers of an in-process section
+    on the report's own exposures, and summary.json carries its nonlinear block."""
+    out = tmp_path / "out"
+    proc = _kneeload("report", paths.processed_dir("demo"), "--out", out, "--cohort",
+                     "recreational", "--param", f"splines={EXPOSURE}:3")
+    assert proc.returncode == 0, proc.stderr
+    folder = out / "recreational"
+    html = (folder / "report.html").read_text()
+    text = " ".join(re.sub(r"<[^>]+>", " ", re.sub(r"<(style|script|svg)\b.*?</\1>", " ",
+                                                    html, flags=re.S)).split())
+    expected = nonlinear_section(view, splines=f"{EXPOSURE}:3",
+                                 exposures=reports.choose_exposures(view).chosen)
+    test = expected.curves[EXPOSURE]["lr_test"]
+    assert "Non-linear and lagged load" in text
+    assert (f"chi-square {reports_number(test['statistic'])} on {test['df']} df" in text)
+    assert f"spline_{EXPOSURE}" in expected.figures
+    for fmt in ("svg", "png"):
+        assert (folder / "figures" / f"spline_{EXPOSURE}.{fmt}").stat().st_size > 1000
+    caption = " ".join(expected.captions[f"spline_{EXPOSURE}"].split())
+    assert f"Figure: {caption}" in html_module.unescape(text)
+    # the report without the section has 9 figures on the demo cohort (test_cohort)
+    assert len(re.findall(r"<img[^>]*>|<svg\b.*?</svg>", html, flags=re.S)) == 10
+    block = json.loads((folder / "summary.json").read_text())["nonlinear"]
+    spline = block["splines"][EXPOSURE]
+    assert spline["df"] == 3 and spline["n_obs"] == expected.curves[EXPOSURE]["n_obs"]
+    np.testing.assert_allclose(spline["lr_test"]["statistic"], test["statistic"], rtol=1e-8)
+    np.testing.assert_allclose(spline["lr_test"]["p_value"], test["p_value"], rtol=1e-8)
+    np.testing.assert_allclose(spline["curve"]["estimate"],
+                               expected.curves[EXPOSURE]["curve"]["estimate"], rtol=1e-8,
+                               atol=1e-12)
+    assert block["dlnm"] is None and block["sensitivity"] is None
+
+
+@pytest.mark.parametrize(("param", "fragment"), [
+    ("splines=acwr_rolling", "COLUMN:DF"),
+    ("splines=nope:3", "'nope' is not a panel column"),
+    ("dlnm=km:7", "'km' is not a column of the daily table"),
+    ("dlnm=distance_km:500", "MAX_LAG"),
+    ("sensitivity=maybe", "expected bool"),
+])
+def test_a_bad_section_parameter_is_one_line_exit_2(tmp_path, param, fragment):
+    proc = _kneeload("report", paths.processed_dir("demo"), "--out", tmp_path / "out",
+                     "--cohort", "recreational", "--param", param)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], \
+        proc.stderr
+    assert not (tmp_path / "out" / "recreational").exists()

@@ -27,6 +27,7 @@ from analysis.reports.cohort import (
     PSEUDONYM_PATTERN,
     SAFE_RUNNER_COLUMNS,
     TABLES_DIR,
+    WHOLE_TABLE_OPTIONS,
     CohortView,
     ExposureChoice,
     ModelAttempt,
@@ -44,6 +45,7 @@ from analysis.reports.cohort import (
     runner_table,
     runner_table_labels,
     takeaway_folder,
+    whole_tables,
     write_summary,
 )
 from analysis.reports.effects import (
@@ -122,6 +124,7 @@ __all__ = [
     "TABLES_DIR",
     "TABLE_STYLE",
     "WARNING_STATUS",
+    "WHOLE_TABLE_OPTIONS",
     "CohortJob",
     "CohortOutcome",
     "CohortView",
@@ -172,6 +175,7 @@ __all__ = [
     "template_path",
     "validate_nonlinear_parameters",
     "validate_parameters",
+    "whole_tables",
     "write_index",
     "write_summary",
 ]

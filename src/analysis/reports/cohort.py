@@ -39,6 +39,7 @@ from analysis.privacy import (
 from analysis.reports.effects import (
     NRS_STEP_VALUES,
     ODDS_STEP_VALUES,
+    TABLE_STYLE,
     add_reading_units,
     markdown_text,
 )
@@ -647,9 +648,31 @@ HEADLINE_COLUMNS = ("term", "estimate", "ci_low", "ci_high", "step", "step_label
 HEADLINE_ODDS_COLUMNS = ODDS_STEP_VALUES
 
 
+#: pandas display options of the report's tables: every cell, row and column in full. pandas
+#: cuts a cell past 50 characters by default ("non running activity: 2, pace too fast: 1,
+#: unp..."), and rows past 60 and list items past 100 with "..."; a report's table is what
+#: a reader takes as the data, so nothing is cut (long cells wrap: ``TABLE_STYLE``).
+WHOLE_TABLE_OPTIONS: dict[str, Any] = {
+    "display.max_colwidth": None,
+    "display.max_rows": None,
+    "display.max_columns": None,
+    "display.max_seq_items": None,
+}
+
+
+def whole_tables() -> str:
+    """Set :data:`WHOLE_TABLE_OPTIONS` for the kernel's session (the one place the report's
+    tables get their display) and return the report's table stylesheet
+    (:data:`analysis.reports.effects.TABLE_STYLE`) to display once."""
+    for key, value in WHOLE_TABLE_OPTIONS.items():
+        pd.set_option(key, value)
+    return TABLE_STYLE
+
+
 def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttempt | Any,
                   *, exposures: ExposureChoice | None = None,
-                  time_to_event: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                  time_to_event: Mapping[str, Any] | None = None,
+                  nonlinear: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write the numbers the index page shows (aggregate values only, no identifiers).
 
     ``outcome`` (key), ``outcome_label`` and ``outcome_unit`` are the modelled outcome kind
@@ -661,7 +684,10 @@ def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttem
     ``estimate_step``, ``ci_low_step``, ``ci_high_step`` (and odds ratios per step for
     binomial models). ``time_to_event`` (when given) is stored as is under that key:
     :func:`analysis.reports.time_to_event.summary_block` (its model's own ``status`` and
-    ``problems``; they do not change the mixed model's ``status``).
+    ``problems``; they do not change the mixed model's ``status``). ``nonlinear`` is
+    :func:`analysis.reports.nonlinear.nonlinear_summary` as it returns: ``{}`` when no
+    spline, DLNM or sensitivity analysis was requested (no key written), else its
+    ``{"nonlinear": {...}}`` block, stored under ``nonlinear``.
     """
     if not isinstance(attempt, ModelAttempt):  # a bare ModelResult (or None)
         attempt = ModelAttempt(attempt, None if attempt is not None else "no model")
@@ -701,6 +727,11 @@ def write_summary(path: str | Path | None, view: CohortView, attempt: ModelAttem
     }
     if time_to_event is not None:
         summary["time_to_event"] = dict(time_to_event)
+    if nonlinear:
+        if set(nonlinear) != {"nonlinear"}:
+            raise ReportError("write_summary: nonlinear takes nonlinear_summary()'s "
+                              f"{{'nonlinear': ...}} block, got keys {sorted(nonlinear)}")
+        summary["nonlinear"] = dict(nonlinear["nonlinear"])
     if path:
         Path(path).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -718,6 +749,7 @@ __all__ = [
     "SAFE_RUNNER_COLUMNS",
     "SOURCE_TABLES",
     "TABLES_DIR",
+    "WHOLE_TABLE_OPTIONS",
     "CohortView",
     "ExposureChoice",
     "ModelAttempt",
@@ -736,5 +768,6 @@ __all__ = [
     "runner_table",
     "runner_table_labels",
     "takeaway_folder",
+    "whole_tables",
     "write_summary",
 ]

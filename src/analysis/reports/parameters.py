@@ -33,6 +33,12 @@ RESERVED_PARAMETERS = ("dataset", "cohort", "summary_path")
 #: Options of the build, not of a report: ``pain_any`` is the panel's, built with the threshold
 #: recorded in ``panel_meta.json`` (one definition; ``kneeload build --pain-threshold``).
 BUILD_OPTIONS = {"pain_threshold": "--pain-threshold"}
+#: Parameters of the non-linear and lagged load section (:mod:`analysis.reports.nonlinear`,
+#: docs/models.md "Non-linear and lagged load"): ``splines`` ``"COLUMN:DF,..."`` (natural
+#: spline terms, e.g. ``"acwr_rolling:3"``), ``dlnm`` ``"COLUMN:MAX_LAG"`` (a distributed-lag
+#: model of a daily load, e.g. ``"distance_km:28"``), ``sensitivity`` (the sensitivity table
+#: of the headline exposure). Empty / false: the section is not drawn.
+NONLINEAR_PARAMETERS: dict[str, Any] = {"splines": "", "dlnm": "", "sensitivity": False}
 #: Parameters the template must declare; checked against papermill's inspection before running.
 DEFAULT_PARAMETERS: dict[str, Any] = {
     "outcome": AUTO,
@@ -40,16 +46,8 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "random_slopes": "",
     "min_cohort_size": DEFAULT_MIN_COHORT_SIZE,
     "seed": 0,
+    **NONLINEAR_PARAMETERS,
 }
-
-#: Parameters of the non-linear and lagged load section (:mod:`analysis.reports.nonlinear`,
-#: docs/models.md "Non-linear and lagged load"): ``splines`` ``"COLUMN:DF,..."`` (natural
-#: spline terms, e.g. ``"acwr_rolling:3"``), ``dlnm`` ``"COLUMN:MAX_LAG"`` (a distributed-lag
-#: model of a daily load, e.g. ``"distance_km:28"``), ``sensitivity`` (the sensitivity table
-#: of the headline exposure). Empty / false: the section is not drawn. Kept apart from
-#: :data:`DEFAULT_PARAMETERS` until the template declares them (the runner passes every
-#: default to papermill, which refuses an undeclared one).
-NONLINEAR_PARAMETERS: dict[str, Any] = {"splines": "", "dlnm": "", "sensitivity": False}
 #: Largest natural-spline df a report fits (beyond 10 a curve is noise on cohort-sized data).
 MAX_SPLINE_DF = 10
 #: Longest DLNM lag a report fits, days (a quarter of a year; the default of
@@ -197,6 +195,7 @@ def _coerce(key: str, value: str, type_name: str) -> Any:
 
 
 def validate_parameters(parameters: Mapping[str, Any], *, panel_columns: Iterable[str] = (),
+                        daily_columns: Iterable[str] = (),
                         meta: Mapping[str, Any] | None = None) -> None:
     """Check parameter values before any notebook runs (one clear error, not N failed reports).
 
@@ -206,6 +205,8 @@ def validate_parameters(parameters: Mapping[str, Any], *, panel_columns: Iterabl
         Template parameters (:data:`DEFAULT_PARAMETERS` updated by ``--param``).
     panel_columns
         The panel's columns (empty: not checked).
+    daily_columns
+        The daily calendar's columns, ``dlnm``'s load (empty: not checked).
     meta
         ``panel_meta.json``: the declared outcome ``outcome=auto`` resolves to.
 
@@ -239,7 +240,8 @@ def validate_parameters(parameters: Mapping[str, Any], *, panel_columns: Iterabl
         raise ReportError(f"exposure(s) {missing} are not panel columns; leave them out "
                           f"({fix}) or name columns the panel has")
     if set(NONLINEAR_PARAMETERS) & set(parameters):
-        validate_nonlinear_parameters(parameters, panel_columns=columns)
+        validate_nonlinear_parameters(parameters, panel_columns=columns,
+                                      daily_columns=daily_columns)
     spec = report_outcome(str(parameters["outcome"]), meta or {})
     if columns and parameters["outcome"] != AUTO and spec.column not in columns:
         raise ReportError(f"outcome {parameters['outcome']!r} models the column "

@@ -217,7 +217,7 @@ def run_reports(
     check_template_parameters(template_file, parameters)
     available = list_cohorts(processed)
     validate_parameters(parameters, panel_columns=_panel_columns(processed),
-                        meta=_panel_meta(processed))
+                        daily_columns=_daily_columns(processed), meta=_panel_meta(processed))
     wanted = list(available["cohort"]) if not cohorts else list(dict.fromkeys(cohorts))
     unknown = sorted(set(wanted) - set(available["cohort"]))
     if unknown:
@@ -754,6 +754,14 @@ def _panel_columns(processed: Path) -> list[str]:
         raise InputFileError("not a processed folder (no panel.parquet); run 'kneeload "
                              "build' first", file=processed)
     return list(pq.read_schema(panel).names)
+
+
+def _daily_columns(processed: Path) -> list[str]:
+    """The daily calendar's columns (the ``dlnm`` parameter's load); none when absent."""
+    import pyarrow.parquet as pq
+
+    daily = processed / "daily.parquet"
+    return list(pq.read_schema(daily).names) if daily.is_file() else []
 
 
 def _raw_dir(processed: Path) -> Path | None:
