@@ -138,13 +138,19 @@ def write_dataset(folder: Path, n_runners: int, n_days: int, seed: int = 11, *,
     return {"runs": int(ran.sum()), "pain": int(reported.sum()), "runners": n_runners}
 
 
+#: CPU seconds (user + system) of the last :func:`run_process` child (``wait4``).
+LAST_CPU_S: list[float] = [0.0]
+
+
 def run_process(args: list[str]) -> tuple[float, float, str]:
-    """Wall time (s), peak resident memory (MiB) and stdout+stderr of one child process."""
+    """Wall time (s), peak resident memory (MiB) and stdout+stderr of one child process;
+    its CPU time (user + system, s) in :data:`LAST_CPU_S`."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = proc.stdout.read().decode() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
+    LAST_CPU_S[0] = usage.ru_utime + usage.ru_stime
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{out}")
     return wall, usage.ru_maxrss / 1024, out
@@ -152,14 +158,18 @@ def run_process(args: list[str]) -> tuple[float, float, str]:
 
 def compare(raw: Path, out: Path, repeat: int) -> tuple[list[float], list[float], float]:
     """Alternate kneeload build and DuckDB ``repeat`` times; returns their times and peak."""
-    ours, base, peak = [], [], 0.0
+    ours, base, peak, cpu = [], [], 0.0, []
     for _ in range(repeat):
         wall, rss, text = run_process([str(KNEELOAD), "build", str(raw), "--out", str(out)])
         ours.append(wall)
+        cpu.append(LAST_CPU_S[0])
         peak = max(peak, rss)
         wall_b, rss_b, text_b = run_process([sys.executable, "-c", DUCKDB_SCRIPT, str(raw)])
         base.append(wall_b)
     print(f"  kneeload: {text.strip().splitlines()[0][:160]}")
+    # CPU / wall above 1: the build's threads used the second core
+    print(f"  kneeload CPU {np.median(cpu):.2f} s median (CPU / wall "
+          f"{np.median(np.array(cpu) / np.array(ours)):.2f})")
     print(f"  duckdb:   {text_b.strip()} (peak {rss_b:,.0f} MiB)")
     return ours, base, peak
 
