@@ -107,13 +107,21 @@ def save_figure(fig: Figure, folder: str | Path, name: str) -> dict[str, Path]:
     format. The folder is created."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    out = {}
+    out = {fmt: folder / f"{name}.{fmt}" for fmt in ("svg", "png")}
+    # The layout engine (constrained layout) runs at every savefig and is about half of a
+    # draw; the PNG keeps the positions the SVG's draw laid out (the engine is switched off
+    # for it and restored after). Same SVG bytes as before; 0.58 -> 0.23 s per figure on
+    # the time-to-event curve (load 4 on 2 cores; bench/bench_time_to_event_report.py).
+    engine = fig.get_layout_engine()
     with plt.rc_context({"svg.hashsalt": SVG_HASH_SALT}):  # same figure, same bytes
-        for fmt in ("svg", "png"):
-            path = folder / f"{name}.{fmt}"
-            fig.savefig(path, format=fmt, dpi=SAVE_DPI, metadata={"Date": None}
-                        if fmt == "svg" else None)
-            out[fmt] = path
+        try:
+            fig.savefig(out["svg"], format="svg", dpi=SAVE_DPI, metadata={"Date": None})
+            if engine is not None:
+                fig.set_layout_engine("none")
+            fig.savefig(out["png"], format="png", dpi=SAVE_DPI)
+        finally:
+            if engine is not None:
+                fig.set_layout_engine(engine)
     return out
 
 
