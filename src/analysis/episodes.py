@@ -437,7 +437,7 @@ def episodes(pain_reports: pd.DataFrame, daily: pd.DataFrame, *, threshold: floa
     else:
         max_pain = np.full(k, np.nan)
     ostrc_cols = [c for c in pain_reports.columns if c.startswith("ostrc_")]
-    substantial = ostrc_substantial(pain_reports.iloc[source][ostrc_cols],
+    substantial = ostrc_substantial(pain_reports[ostrc_cols].iloc[source],
                                     coding=ostrc_coding).to_numpy(dtype=float,
                                                                   na_value=np.nan)
     any_true = _episode_reduce(np.where(substantial == 1, 1, 0), seg, np.maximum, 0)
