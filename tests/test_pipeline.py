@@ -285,3 +285,18 @@ def test_build_episodes_equal_episodes_of_the_whole_panel(raw, small_processed, 
     built = pd.read_parquet(out / "episodes.parquet")
     assert len(built) > 0
     pd.testing.assert_frame_equal(built, expected, check_exact=True)
+
+
+def test_rebuild_panel_equals_a_second_build_with_those_settings(small_processed, small_raw,
+                                                                 tmp_path):
+    from analysis.pipeline import rebuild_panel
+
+    processed = load_processed(small_processed.out_dir)
+    pd.testing.assert_frame_equal(rebuild_panel(processed), processed["panel"])
+    settings = {"exposure_lag_days": 3, "pain_threshold": 2.0, "lags": (1,),
+                "unlogged_gaps": "missing"}
+    second = build(small_raw, tmp_path / "second", **settings)
+    expected = pd.read_parquet(second.out_dir / "panel.parquet")
+    pd.testing.assert_frame_equal(rebuild_panel(processed, **settings), expected)
+    with pytest.raises(InputFileError, match="cannot change decay"):
+        rebuild_panel(processed, decay="banister")

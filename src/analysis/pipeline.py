@@ -684,3 +684,34 @@ def load_processed(processed_dir: str | Path) -> dict[str, Any]:
     loaded["quarantine"] = (_read_safe_csv(quarantine, text=("value", "runner_id", "column"))
                             if quarantine.is_file() else pd.DataFrame())
     return loaded
+
+
+#: Build settings :func:`rebuild_panel` may change (the rest are read from ``panel_meta``).
+REBUILD_SETTINGS = ("exposure_lag_days", "pain_threshold", "lags", "unlogged_gaps")
+
+
+def rebuild_panel(processed: Mapping[str, Any], **changes: Any) -> pd.DataFrame:
+    """A processed folder's panel rebuilt from its clean tables with build settings changed.
+
+    For sensitivity analyses that need a second build (e.g. ``unlogged_gaps="missing"``
+    against the build's rest days): the clean ``runs``/``runners``/``pain``/``shoes`` tables of
+    :func:`load_processed` go through the same :func:`~analysis.exposures.build_panel` the
+    build ran, with every setting in :data:`REBUILD_SETTINGS` taken from ``panel_meta`` unless
+    given in ``changes``. With no changes it returns the stored panel's rows exactly
+    (``tests/test_pipeline.py``).
+    """
+    unknown = sorted(set(changes) - set(REBUILD_SETTINGS))
+    if unknown:
+        raise InputFileError(f"rebuild_panel cannot change {', '.join(unknown)}; it changes "
+                             f"{', '.join(REBUILD_SETTINGS)}")
+    meta = processed.get("panel_meta") or {}
+    settings = {
+        "exposure_lag_days": meta.get("exposure_lag_days", DEFAULT_EXPOSURE_LAG_DAYS),
+        "pain_threshold": meta.get("pain_threshold", DEFAULT_PAIN_THRESHOLD),
+        "lags": tuple(meta.get("lags") or ()),
+        "unlogged_gaps": meta.get("unlogged_gaps", "rest"),
+    } | changes
+    settings["lags"] = tuple(settings["lags"])
+    built = build_panel(processed["runs"], processed["runners"], processed["pain"],
+                        processed.get("shoes"), pain_cleaned=True, **settings)
+    return built.panel
