@@ -19,15 +19,24 @@ test_a_kept_kernel_gives_the_same_report_as_a_fresh_one`` checks the HTML is ide
 The kernel talks over IPC (Unix sockets in a private temporary folder) rather than TCP on
 loopback: ipykernel >= 7 warns "Kernel is running over TCP without encryption" on every
 start otherwise, and IPC sockets are not reachable from other machines or users.
+
+What a cohort costs beyond its cells (bench/bench_reports.py, docs/reports.md "Speed"): the
+reset runs right after the worker answers (while the parent moves the files into place),
+over the shell channel alone; nbclient's client is ready once ``kernel_info`` is answered
+on both channels (no 0.2 s IOPub drain: :func:`_kept_manager_class`); IPython's history
+database is off (:data:`KERNEL_ARGUMENTS`); one HTML exporter serves every cohort.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shutil
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +51,11 @@ KERNEL_START_TIMEOUT_S = 60
 #: report is written at its start and end either way (and every 30 s), so False saves the
 #: per-cell rewrites (bench/bench_reports.py).
 SAVE_EACH_CELL = False
+#: Options the kernel is started with (``ipykernel_launcher`` argv, after the kernel spec's).
+#: IPython's input history is off: a report kernel never reads it back, and with it on every
+#: cell and every reset writes to ``~/.ipython/profile_default/history.sqlite`` (the user's
+#: home, shared by every worker; bench/bench_reports.py).
+KERNEL_ARGUMENTS = ("--HistoryManager.enabled=False",)
 #: Run in the kernel once, after start: what every cohort is reset to.
 BASELINE_CODE = """\
 import os as _os, sys as _sys, warnings as _warnings
@@ -73,6 +87,7 @@ class KernelSession:
         self.cwd = cwd
         self.km: Any = None
         self.used = 0
+        self._clean = False  # reset since its last cohort (by :meth:`prepare`)
         self._runtime: str | None = None
 
     def start(self) -> None:
@@ -86,12 +101,14 @@ class KernelSession:
         self._runtime = tempfile.mkdtemp(prefix="kl-kernel-")
         self.km = _kept_manager_class()(kernel_name=self.kernel_name, transport="ipc",
                                         connection_file=str(Path(self._runtime) / "k.json"))
-        run_sync(self.km.start_kernel)(cwd=self.cwd)
+        run_sync(self.km.start_kernel)(cwd=self.cwd, extra_arguments=list(KERNEL_ARGUMENTS))
         self._run(f"import analysis.reports.execute\n{BASELINE_CODE}")
         self.used = 0
+        self._clean = True
 
     def _run(self, code: str) -> None:
-        """Run set-up code on a client of its own (closed after)."""
+        """Run set-up code on a client of its own (closed after), once the kernel answers
+        (``wait_for_ready``: right after a start)."""
         from jupyter_core.utils import run_sync
 
         client = self.km.client()
@@ -103,8 +120,31 @@ class KernelSession:
                 output_hook=lambda _msg: None)
         finally:
             self.km.close_clients()
-        if reply["content"].get("status") != "ok":
-            raise RuntimeError(f"kernel set-up failed: {reply['content'].get('evalue')}")
+        _check_setup_reply(reply)
+
+    def _run_on_shell(self, code: str) -> None:
+        """Run set-up code on a kernel known to be up, over the shell channel alone.
+
+        ``wait_for_ready`` costs at least 0.2 s whatever the kernel does (it drains IOPub
+        until nothing arrives for 0.2 s, jupyter_client 8 ``_async_wait_for_ready``), and
+        each cohort pays one already in nbclient's own client; set-up code prints nothing,
+        and its ``execute_reply`` arrives on the shell channel once it has run, so no IOPub
+        socket is needed. A shell request sent before the socket connects is queued by ZMQ.
+        """
+        from jupyter_core.utils import run_sync
+
+        client = self.km.client()
+        try:
+            client.start_channels(shell=True, iopub=False, stdin=False, hb=False,
+                                  control=False)
+            msg_id = client.execute(code, silent=True, store_history=False)
+            while True:
+                reply = run_sync(client.get_shell_msg)(timeout=KERNEL_START_TIMEOUT_S)
+                if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                    break
+        finally:
+            self.km.close_clients()
+        _check_setup_reply(reply)
 
     def ready(self) -> None:
         """A kernel for the next cohort: a fresh one, or the kept one with its namespace
@@ -114,8 +154,28 @@ class KernelSession:
         if self.km is None or self.used >= KERNEL_REUSE_MAX or \
                 not run_sync(self.km.is_alive)():
             self.start()
-        elif self.used:
-            self._run(RESET_CODE)
+        elif self.used and not self._clean:
+            self.reset()
+        self._clean = False
+
+    def reset(self) -> None:
+        """Empty the kept kernel's namespace and put its settings back now (a kernel that
+        does not answer or whose reset raised is replaced by a fresh one)."""
+        try:
+            self._run_on_shell(RESET_CODE)
+        except Exception:  # no answer in time (queue.Empty), a reset that raised
+            self.start()
+        self._clean = True
+
+    def prepare(self) -> None:
+        """Reset the kept kernel for the next cohort ahead of time: the worker does it
+        right after answering, while the parent moves the outputs into place and writes
+        the manifest and index. A kernel due for replacement is left for :meth:`ready`."""
+        from jupyter_core.utils import run_sync
+
+        if self.km is not None and self.used and not self._clean and \
+                self.used < KERNEL_REUSE_MAX and run_sync(self.km.is_alive)():
+            self.reset()
 
     def execute(self, job: Mapping[str, Any]) -> dict[str, Any]:
         """Run one cohort's job; never raises for a failing notebook."""
@@ -160,12 +220,49 @@ class KernelSession:
             self._runtime = None
 
 
+def _check_setup_reply(reply: Mapping[str, Any]) -> None:
+    if reply["content"].get("status") != "ok":
+        raise RuntimeError(f"kernel set-up failed: {reply['content'].get('evalue')}")
+
+
 def _kept_manager_class() -> type:
     """nbclient's kernel manager, recording the clients it hands out so that the ones a run
     leaves open can be closed (nbclient keeps the client of a kernel it does not own)."""
+    import queue
+
+    from jupyter_client.asynchronous.client import AsyncKernelClient
     from jupyter_client.manager import AsyncKernelManager
 
+    class ReadyOnceClient(AsyncKernelClient):  # type: ignore[misc]
+        async def wait_for_ready(self, timeout: float | None = None) -> None:
+            """Ready when the kernel answers ``kernel_info`` on the shell channel and its
+            IOPub broadcast of that request reaches this client (the subscription is
+            live), as jupyter_client's ``_async_wait_for_ready``, without its final drain
+            of IOPub until 0.2 s pass in silence: that drain costs 0.2 s per cohort, and
+            nbclient reads only the IOPub messages whose parent is its own request."""
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                msg_id = self.kernel_info()
+                with contextlib.suppress(queue.Empty):
+                    while True:  # this request's reply (a late one of an earlier is skipped)
+                        reply = await self.get_shell_msg(timeout=1)
+                        if reply["parent_header"].get("msg_id") == msg_id:
+                            break
+                    while True:  # IOPub is connected once one of this request's arrives
+                        msg = await self.iopub_channel.get_msg(timeout=0.2)
+                        if msg["parent_header"].get("msg_id") == msg_id:
+                            self._handle_kernel_info_reply(reply)
+                            return
+                if not await self.is_alive():
+                    raise RuntimeError("Kernel died before replying to kernel_info")
+                if deadline is not None and time.monotonic() > deadline:
+                    raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+
     class KeptKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.client_factory = ReadyOnceClient
+
         def client(self, **kwargs: Any) -> Any:
             client = super().client(**kwargs)
             self.__dict__.setdefault("_opened", []).append(client)
@@ -203,12 +300,24 @@ def strip_machine_paths(notebook_path: Path, replacements: Mapping[str, str]) ->
 def render_html(notebook_path: str | Path) -> str:
     """HTML of an executed notebook without code cells (``nbconvert --no-input``)."""
     import nbformat
+
+    with _EXPORTER_LOCK:
+        body, _ = _html_exporter().from_notebook_node(
+            nbformat.read(str(notebook_path), as_version=4))
+    return body
+
+
+_EXPORTER_LOCK = threading.Lock()  # an exporter registers filters on itself per export
+
+
+@functools.cache
+def _html_exporter() -> Any:
+    """One exporter per process: its Jinja templates are compiled once (about 0.15 s of
+    each export otherwise; a report worker exports every cohort it runs)."""
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook_path), as_version=4))
-    return body
+    return HTMLExporter(exclude_input=True, exclude_input_prompt=True,
+                        exclude_output_prompt=True)
 
 
 def serve(kernel_name: str, cwd: str) -> None:
@@ -230,6 +339,8 @@ def serve(kernel_name: str, cwd: str) -> None:
                 answer = {"ok": False, "error": f"{type(error).__name__}: {error}"}
             out.write(json.dumps(answer) + "\n")
             out.flush()
+            with contextlib.suppress(Exception):  # ready() tries again, or starts afresh
+                session.prepare()
     finally:
         session.close()
 
