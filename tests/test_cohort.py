@@ -306,3 +306,26 @@ def test_a_cohort_without_a_model_says_so_and_nothing_about_a_forest_plot(
     assert (folder / "figures" / "flow.svg").is_file()  # the flow is drawn without a model
     assert (folder / "tables" / "table1.tex").is_file()
     assert not (folder / "tables" / "model.csv").exists()
+
+
+def test_a_kept_process_reads_a_folder_once_and_again_after_a_rebuild(tmp_path: Path) -> None:
+    """load_cohort keeps the last folder's tables (a report worker renders many cohorts of one
+    folder): a view changed by one report does not reach the next, and a rebuild is read."""
+    from analysis.reports import cohort as cohort_module
+
+    study = make_study(tmp_path / "s")
+    first = reports.load_cohort(study.processed, study.normal, salt="")
+    threshold = first.meta["pain_threshold"]
+    first.meta["pain_threshold"] = 99.0
+    first.cleaning.clear()
+    first.panel.loc[0, "pain"] = -5.0
+    again = reports.load_cohort(study.processed, study.normal, salt="")
+    assert cohort_module._LAST_READ[0][0] == study.processed
+    assert again.meta["pain_threshold"] == threshold == 3.0
+    assert again.cleaning and again.panel["pain"].min() >= 0
+    pd.testing.assert_frame_equal(again.panel, reports.load_cohort(
+        study.processed, study.normal, salt="").panel)
+    build(study.raw, study.processed, pain_threshold=OTHER_THRESHOLD)
+    rebuilt = reports.load_cohort(study.processed, study.normal, salt="")
+    assert rebuilt.meta["pain_threshold"] == OTHER_THRESHOLD
+    assert (rebuilt.panel["pain_any"] == (rebuilt.panel["pain"] >= OTHER_THRESHOLD)).all()
