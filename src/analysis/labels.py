@@ -308,14 +308,9 @@ def format_p(p: object) -> str:
     return f"{min(value, 1.0):.{P_DECIMALS}f}"
 
 
-def format_number(x: object, sig: int = SIGNIFICANT_DIGITS, *, trim: bool = True) -> str:
-    """A number with ``sig`` significant digits, positional (never scientific notation).
-
-    ``123.4`` -> ``"123"``, ``0.0012345`` -> ``"0.00123"``, ``-0.0004`` -> ``"-0.0004"``,
-    ``1234567`` -> ``"1,230,000"``; trailing zeros after the point are dropped (``trim``;
-    ``trim=False`` keeps them as significant: ``1.0047`` -> ``"1.00"``); ``-0`` reads
-    ``"0"``; missing or non-finite values give ``""`` (infinity: ``"inf"``).
-    """
+def _finite_or_text(x: object) -> float | str:
+    """``x`` as a finite float, or the text a number formatter prints instead: ``""`` for a
+    missing or non-numeric value, ``"inf"``/``"-inf"`` for infinity."""
     try:
         value = float(x)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -324,6 +319,20 @@ def format_number(x: object, sig: int = SIGNIFICANT_DIGITS, *, trim: bool = True
         return ""
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
+    return value
+
+
+def format_number(x: object, sig: int = SIGNIFICANT_DIGITS, *, trim: bool = True) -> str:
+    """A number with ``sig`` significant digits, positional (never scientific notation).
+
+    ``123.4`` -> ``"123"``, ``0.0012345`` -> ``"0.00123"``, ``-0.0004`` -> ``"-0.0004"``,
+    ``1234567`` -> ``"1,230,000"``; trailing zeros after the point are dropped (``trim``;
+    ``trim=False`` keeps them as significant: ``1.0047`` -> ``"1.00"``); ``-0`` reads
+    ``"0"``; missing or non-finite values give ``""`` (infinity: ``"inf"``).
+    """
+    value = _finite_or_text(x)
+    if isinstance(value, str):
+        return value
     if value == 0:
         return "0"
     digits = sig - 1 - math.floor(math.log10(abs(value)))
@@ -352,14 +361,9 @@ def decimals_for(x: object, sig: int = SIGNIFICANT_DIGITS) -> int:
 def format_fixed(x: object, decimals: int) -> str:
     """``x`` with a fixed number of decimals (``""`` when missing; ``-0.00`` reads
     ``0.00``)."""
-    try:
-        value = float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return ""
-    if math.isnan(value):
-        return ""
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
+    value = _finite_or_text(x)
+    if isinstance(value, str):
+        return value
     text = f"{value:,.{decimals}f}"
     return text.lstrip("-") if text.lstrip("-").strip("0.,") == "" else text
 
