@@ -355,6 +355,13 @@ def test_cli_round_trip_and_design_out_refit(demo, tmp_path):
     assert _relative(table.loc[DEMO_X, "estimate"], coef[DEMO_X]) < REL_TOL
     assert _relative(table.loc[DEMO_X, "std_error"], robust[DEMO_X]) < REL_TOL
     np.testing.assert_allclose(table["hazard_ratio"], np.exp(table["estimate"]))
+    # the printed lines read per reading step, as the report does (per +10 % mileage)
+    from analysis.effects import reading_unit
+
+    for term in DEMO_X:
+        unit = reading_unit(term)
+        printed = f"  {term}: HR {np.exp(table.loc[term, 'estimate'] * unit.step):.3g} "
+        assert printed + unit.label in proc.stderr, (printed, proc.stderr)
     # the design written is exactly the rows fitted: refitting it gives the same numbers
     rows = pd.read_csv(design)
     assert len(rows) == result["n_obs"] and rows[DEMO_X].notna().all().all()

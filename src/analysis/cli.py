@@ -537,11 +537,16 @@ def _fit_survival(source: Path, out: Path, *, model: str, exposures: str, format
     console.print(f"{model}: {result.extra['n_events']} episodes in {result.n_obs} rows at "
                   f"risk from {result.n_runners} runners, {converged}, status "
                   f"{result.status}; wrote {out}", highlight=False, markup=False)
-    for row in result.table.to_dict(orient="records"):
-        per = "vs the reference level" if row["term"].startswith("C(") else "per unit"
-        console.print(f"  {row['term']}: HR {row['hazard_ratio']:.3g} {per} (95 % CI "
-                      f"{row['hr_ci_low']:.3g} to {row['hr_ci_high']:.3g})", highlight=False,
-                      markup=False)
+    import numpy as np
+
+    from analysis.effects import add_reading_units
+
+    # per reading step, as the report reads it (e.g. per +10 % week-over-week mileage)
+    for row in add_reading_units(result.table).to_dict(orient="records"):
+        hr, low, high = (float(np.exp(row[f"{c}_step"])) for c in ("estimate", "ci_low",
+                                                                     "ci_high"))
+        console.print(f"  {row['term']}: HR {hr:.3g} {row['step_label']} (95 % CI "
+                      f"{low:.3g} to {high:.3g})", highlight=False, markup=False)
     for problem in result.problems:
         console.print(f"[bold yellow]problem:[/] {escape(problem)}", highlight=False)
     for warning in result.warnings:
