@@ -230,9 +230,9 @@ def test_garmin_export_hand_checked() -> None:
     assert raw.files == {"(derived runners)": 1, "carol/Activities.csv": 7}
     assert raw.runners["cohort"].tolist() == ["all"]
     clean = clean_tables(raw, today=TODAY)
-    assert clean.runs["distance_km"].tolist() == [13.12, 5.0]
-    # Moving Time 01:07:03 = 67.05 min; Treadmill: Moving Time "--" -> Time 00:30:00
-    assert clean.runs["duration_min"].tolist() == [67.05, 30.0]
+    assert clean.runs["distance_km"].tolist() == [12.4, 5.0]
+    # Moving Time 01:03:30 = 63.5 min; Treadmill: Moving Time "--" -> Time 00:30:00
+    assert clean.runs["duration_min"].tolist() == [63.5, 30.0]
     got = {int(ln): (col, val, r) for ln, col, val, r in
            clean.quarantine[["line", "column", "value", "reason"]].itertuples(index=False)}
     assert got[3][2] == got[6][2] == "non_running_activity"  # Cycling, Strength Training
@@ -244,7 +244,7 @@ def test_garmin_export_hand_checked() -> None:
 def test_garmin_miles_account() -> None:
     clean = clean_tables(read_dataset(GARMIN, format="garmin", distance_unit="mi"),
                          today=TODAY)
-    assert clean.runs["distance_km"].tolist() == pytest.approx([13.12 * 1.609344,
+    assert clean.runs["distance_km"].tolist() == pytest.approx([12.4 * 1.609344,
                                                                 5.0 * 1.609344])
     assert clean.report["files"]["carol/Activities.csv"]["fixes"] == {"miles_to_km": 2}
 
