@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,14 @@ def _tree_hashes(folder: Path) -> dict[str, str]:
 def tree_hashes():
     """sha256 of every file below a folder (to prove a folder was not written to)."""
     return _tree_hashes
+
+
+@pytest.fixture
+def agg() -> Iterator[None]:
+    """Matplotlib's Agg backend for a figure test; every figure closed after."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    matplotlib.use("Agg")
+    yield
+    plt.close("all")

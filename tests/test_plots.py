@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-
-
-@pytest.fixture
-def agg() -> Iterator[None]:
-    import matplotlib
-    import matplotlib.pyplot as plt
-
-    matplotlib.use("Agg")
-    yield
-    plt.close("all")
 
 
 def test_caterpillar_intervals_are_wald_95(agg: None) -> None:
