@@ -171,9 +171,14 @@ def main() -> None:
         cells, papermill, rest = (statistics.median(part) for part in zip(*split, strict=True))
         print(f"    after the first, median per report: cells {cells:.2f} s, papermill around "
               f"them {papermill:.2f} s, rest (reset, HTML, files) {rest:.2f} s")
-        verdict = "within" if per_report <= TARGET_PER_REPORT_S else "OVER"
+        steady = statistics.median(each[1:])  # a report once the worker's kernel is up
         print(f"    ratio report / warm script {per_report / warm:.2f}; report / cold script "
-              f"{per_report / cold:.2f}; {verdict} the {TARGET_PER_REPORT_S:.0f} s target")
+              f"{per_report / cold:.2f}")
+        for what, seconds in (("all in, kernel start and index included", per_report),
+                              ("each report after the first (median)", steady)):
+            verdict = "within" if seconds <= TARGET_PER_REPORT_S else "OVER"
+            print(f"    per report, {what}: {seconds:.2f} s; {verdict} the "
+                  f"{TARGET_PER_REPORT_S:.0f} s target")
 
         # (b) every cohort, two workers
         elapsed, run = timed_run(root / "processed", root / "two-workers", workers=2)

@@ -32,6 +32,7 @@ from scipy import stats
 from analysis import labels
 from analysis.effects import ODDS_STEP_COLUMNS
 from analysis.outcomes import FALLBACK_OUTCOME, OUTCOME_SPECS, OutcomeSpec
+from analysis.outputs import temporary_name
 from analysis.raster import svg_to_png
 
 #: Text width of a journal page (inches; A4 with 2.5 cm margins is 6.3, US letter with 1 in
@@ -102,37 +103,51 @@ def panel_grid(n_panels: int, *, per_row: int = PANELS_PER_ROW,
     return fig, axes[:n_panels]
 
 
-def save_figure(fig: Figure, folder: str | Path, name: str, *, raster: str = "svg"
-                ) -> dict[str, Path]:
+def save_figure(fig: Figure, folder: str | Path, name: str, *, raster: str = "svg",
+                salt: str = SVG_HASH_SALT) -> dict[str, Path]:
     """Write ``fig`` (the Figure that is displayed: it is not drawn again from data) as
-    ``<folder>/<name>.svg`` and ``<name>.png`` at :data:`SAVE_DPI`; returns the paths by
-    format. The folder is created.
+    ``<folder>/<name>.svg`` (text kept as text) and ``<name>.png`` at :data:`SAVE_DPI`;
+    returns the paths by format. The folder is created; each file is written under a
+    temporary name and renamed into place, so a reader never sees half a figure.
 
     ``raster``: ``"svg"`` rasterises the SVG just written (:func:`analysis.raster.svg_to_png`;
-    Agg where libvips is missing), ``"agg"`` draws the PNG with matplotlib's Agg.
+    Agg where libvips is missing), ``"agg"`` draws the PNG with matplotlib's Agg. ``salt``:
+    the SVG's id salt (the same figure gives the same bytes).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = {fmt: folder / f"{name}.{fmt}" for fmt in ("svg", "png")}
-    # The layout engine (constrained layout) runs at every savefig and is about half of a
-    # draw; the PNG keeps the positions the SVG's draw laid out (the engine is switched off
-    # for it and restored after). Same SVG bytes as before; 0.58 -> 0.23 s per figure on
-    # the time-to-event curve (load 4 on 2 cores; bench/bench_time_to_event_report.py).
-    # The PNG is the SVG rasterised (analysis.raster: 0.15 s -> 0.04 s a figure) where
-    # libvips can; else Agg draws it, keeping the positions the SVG's draw laid out.
-    engine = fig.get_layout_engine()
-    with plt.rc_context({"svg.hashsalt": SVG_HASH_SALT}):  # same figure, same bytes
-        fig.savefig(out["svg"], format="svg", dpi=SAVE_DPI, metadata={"Date": None})
-        if raster == "svg" and svg_to_png(out["svg"], out["png"], dpi=SAVE_DPI):
-            return out
-        try:
-            if engine is not None:
-                fig.set_layout_engine("none")
-            fig.savefig(out["png"], format="png", dpi=SAVE_DPI)
-        finally:
-            if engine is not None:
-                fig.set_layout_engine(engine)
+    tmp = {fmt: path.with_name(temporary_name(path.name)) for fmt, path in out.items()}
+    try:
+        with plt.rc_context({"svg.hashsalt": salt, "svg.fonttype": "none"}):
+            fig.savefig(tmp["svg"], format="svg", dpi=SAVE_DPI, metadata={"Date": None})
+            # the PNG is the SVG rasterised (analysis.raster: about 0.04 s instead of 0.15 s
+            # a figure) where libvips can; else Agg draws it
+            if not (raster == "svg" and svg_to_png(tmp["svg"], tmp["png"], dpi=SAVE_DPI)):
+                _draw_png(fig, tmp["png"])
+        for fmt, path in out.items():
+            tmp[fmt].replace(path)
+    finally:
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
     return out
+
+
+def _draw_png(fig: Figure, path: Path) -> None:
+    """The PNG drawn by Agg at :data:`SAVE_DPI`, at the positions the SVG's draw laid out.
+
+    The layout engine (constrained layout) runs at every savefig and is about half of a
+    draw; it is switched off for the PNG and restored after (0.58 -> 0.23 s per figure on
+    the time-to-event curve, load 4 on 2 cores; bench/bench_time_to_event_report.py).
+    """
+    engine = fig.get_layout_engine()
+    try:
+        if engine is not None:
+            fig.set_layout_engine("none")
+        fig.savefig(path, format="png", dpi=SAVE_DPI)
+    finally:
+        if engine is not None:
+            fig.set_layout_engine(engine)
 
 
 def _outcome_values(panel: pd.DataFrame, spec: OutcomeSpec) -> pd.DataFrame:

@@ -21,7 +21,6 @@ from analysis.effects import add_reading_units
 from analysis.errors import KneeloadError
 from analysis.labels import format_number, format_p, step_label, term_label
 from analysis.outcomes import FALLBACK_OUTCOME, OUTCOME_SPECS
-from analysis.outputs import temporary_name
 from analysis.reports.effects import step_values
 
 #: Per-unit values of each headline effect the index reads from ``summary.json``.
@@ -43,8 +42,6 @@ COHORT_CODE = "cohort_code"
 FIGURES_DIR = "index.figures"
 #: File stem of the forest plot across cohorts (``.svg`` and ``.png`` are written).
 FOREST_STEM = "effects_across_cohorts"
-#: PNG resolution of the index figure (dots per inch).
-FIGURE_DPI = 300
 #: Statuses whose summary the study view reads (a report on disk with its model).
 SHOWN_STATUSES = ("ok", "skipped")
 #: Folder under the reports folder with the index's table files (Table 1 over the cohorts
@@ -295,30 +292,18 @@ def forest_across_cohorts(rows: pd.DataFrame, pooled: PooledModel | None, *,
 
 
 def write_figure(fig: Any, folder: Path, stem: str) -> dict[str, str]:
-    """Save ``fig`` as SVG and PNG (:data:`FIGURE_DPI`) under ``folder``; returns the file
-    names by format. Closes the figure."""
+    """Save ``fig`` as SVG and 300 dpi PNG under ``folder`` (:func:`analysis.plots.
+    save_figure`, each file renamed into place); returns the file names by format. Closes
+    the figure."""
     import matplotlib.pyplot as plt
 
-    folder.mkdir(parents=True, exist_ok=True)
-    names = {}
-    for fmt in ("svg", "png"):
-        target = folder / f"{stem}.{fmt}"
-        tmp = target.with_name(temporary_name(target.name))
-        try:
-            # SVG text stays text (editable in a manuscript, searchable, XML-escaped)
-            with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": stem}):
-                fig.savefig(tmp, format=fmt, dpi=FIGURE_DPI, metadata=_figure_metadata(fmt))
-            tmp.replace(target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        names[fmt] = target.name
-    plt.close(fig)
-    return names
+    from analysis.plots import save_figure
 
-
-def _figure_metadata(fmt: str) -> dict[str, Any]:
-    """No date in the files, so an unchanged figure is byte-identical (SVG, PNG)."""
-    return {"Date": None} if fmt == "svg" else {"Software": None}
+    try:
+        paths = save_figure(fig, folder, stem, salt=stem)
+    finally:
+        plt.close(fig)
+    return {fmt: path.name for fmt, path in paths.items()}
 
 
 def remove_study_files(out: Path) -> None:
