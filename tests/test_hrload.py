@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analysis import hrload
 
@@ -181,3 +183,43 @@ def test_formula_pieces() -> None:
                     hrload.banister_weight(x, curve=np.full(50, hrload.CURVE_WOMEN)))
     mid = hrload.banister_weight(x, curve=np.full(50, hrload.CURVE_UNKNOWN))
     assert (mid >= lo).all()
+
+
+# --- integer session codes (the ID strings of 2 million runs are hashed once, or never) ---
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=-1, max_value=6), max_size=30))
+def test_dense_codes_number_values_as_factorize_does(values: list[int]) -> None:
+    codes = np.array(values, dtype=np.int64)
+    expected = np.full(len(codes), -1)
+    known = codes >= 0
+    expected[known] = pd.factorize(codes[known])[0]
+    assert hrload.dense_codes(codes).tolist() == expected.tolist()
+    increasing = np.unique(codes[known])  # one session a row, in order: no hashing
+    assert hrload.dense_codes(increasing).tolist() == list(range(len(increasing)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["runs.csv", "a:1.csv", "b.csv"]),
+                          st.integers(min_value=1, max_value=9)), min_size=1, max_size=25))
+def test_row_key_codes_group_records_as_their_key_strings(records: list[tuple[str, int]]
+                                                          ) -> None:
+    """Without activity files a record's session key is ``<file>:<line>``; its integer code
+    groups records exactly as the key strings do (a file name with a colon included), and
+    the loads of the sessions are those of the string path."""
+    from analysis.ingest import watch
+
+    runs = pd.DataFrame({"source_file": pd.array([f for f, _ in records], dtype="str"),
+                         "source_line": np.array([n for _, n in records], dtype=np.int64)})
+    key = watch._row_keys(runs)
+    codes = watch._key_codes(runs, key)
+    assert hrload.dense_codes(codes).tolist() == pd.factorize(key)[0].tolist()
+    sessions = pd.DataFrame({"session_id": key.array, "runner_id": "R1",
+                             "moving_s": 1800.0, "elapsed_s": np.nan, "avg_hr_bpm": 150.0,
+                             "max_hr_bpm": 170.0 + np.arange(len(records))})
+    by_strings, refs_strings = hrload.session_loads(SAMPLES.iloc[:0], sessions, RUNNERS)
+    by_codes, refs_codes = hrload.session_loads(SAMPLES.iloc[:0], sessions, RUNNERS,
+                                                session_codes=codes)
+    pd.testing.assert_frame_equal(by_codes, by_strings)
+    pd.testing.assert_frame_equal(refs_codes, refs_strings)

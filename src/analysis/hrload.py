@@ -177,7 +177,8 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
 
 
 def runner_references(runners: pd.DataFrame, *, hr_samples: pd.DataFrame,
-                      sessions: pd.DataFrame) -> pd.DataFrame:
+                      sessions: pd.DataFrame, session_codes: np.ndarray | None = None
+                      ) -> pd.DataFrame:
     """Resting and maximal heart rate per runner, each with where it came from.
 
     ``hr_max``: runners.csv, else Tanaka's age estimate (raised to the maximum observed when a
@@ -191,6 +192,9 @@ def runner_references(runners: pd.DataFrame, *, hr_samples: pd.DataFrame,
     DataFrame
         ``runner_id``, ``hr_rest_bpm``, ``hr_rest_source``, ``hr_max_bpm``, ``hr_max_source``,
         ``age_years``, ``trimp_curve``; one row per runner in ``runners`` or ``sessions``.
+
+    ``session_codes``: integer codes of ``sessions["session_id"]`` when the caller has
+    them (see :func:`session_loads`).
     """
     ids = pd.Index(pd.concat([runners["runner_id"], sessions["runner_id"]]).astype("str")
                    .unique(), name="runner_id")
@@ -206,7 +210,7 @@ def runner_references(runners: pd.DataFrame, *, hr_samples: pd.DataFrame,
                                .str.cat(["-07-02"] * len(ref)), errors="coerce")  # mid-year
         from_birth = (first - birth).dt.days / DAYS_PER_YEAR
         age = age.fillna(from_birth)
-    observed, n_observed = _observed_max(hr_samples, sessions, ids)
+    observed, n_observed = _observed_max(hr_samples, sessions, ids, session_codes)
     tanaka = TANAKA_INTERCEPT_BPM - TANAKA_SLOPE_BPM_PER_YEAR * age
     above = tanaka.notna() & (observed > tanaka)
     alone = observed.where(n_observed >= MIN_OBSERVED_SESSIONS)
@@ -229,24 +233,47 @@ def runner_references(runners: pd.DataFrame, *, hr_samples: pd.DataFrame,
     })
 
 
-def _session_codes(sessions: pd.DataFrame) -> tuple[np.ndarray, pd.Index, np.ndarray]:
+def _session_codes(sessions: pd.DataFrame, given: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, pd.Index, np.ndarray]:
     """Code of each session row's ``session_id`` (-1: missing), the distinct IDs in order of
     appearance, and the row where each first appears (integer codes instead of lookups on
-    millions of ID strings)."""
-    code, distinct = pd.factorize(sessions["session_id"].astype("str"))
-    first = np.zeros(len(distinct), dtype=np.int64)
+    millions of ID strings).
+
+    ``given``: integer codes of the rows' IDs that the caller already has (equal IDs, equal
+    codes; -1: missing), so the ID strings are not hashed again (0.3 s on 2 million runs).
+    """
+    if given is None:
+        code, distinct = pd.factorize(sessions["session_id"].astype("str"))
+    else:
+        code = dense_codes(given)
     rows = np.flatnonzero(code >= 0)
+    first = np.zeros(int(code.max()) + 1 if len(rows) else 0, dtype=np.int64)
     first[code[rows[::-1]]] = rows[::-1]  # the last write per code is its first row
+    if given is not None:
+        distinct = sessions["session_id"].astype("str").take(first).array
     return code, pd.Index(distinct), first
 
 
-def _observed_max(hr_samples: pd.DataFrame, sessions: pd.DataFrame, ids: pd.Index
-                  ) -> tuple[pd.Series, pd.Series]:
+def dense_codes(codes: np.ndarray) -> np.ndarray:
+    """``codes`` (integers; equal values, equal codes; negative: missing) renumbered 0, 1,
+    ... in order of first appearance, as :func:`pandas.factorize` numbers values; -1 stays
+    missing. Increasing codes (one session a row, in order) are renumbered without hashing."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if len(codes) and codes[0] >= 0 and np.all(codes[1:] > codes[:-1]):
+        return np.arange(len(codes), dtype=np.int64)
+    out = np.full(len(codes), -1, dtype=np.int64)
+    known = codes >= 0
+    out[known] = pd.factorize(codes[known])[0]
+    return out
+
+
+def _observed_max(hr_samples: pd.DataFrame, sessions: pd.DataFrame, ids: pd.Index,
+                  session_codes: np.ndarray | None = None) -> tuple[pd.Series, pd.Series]:
     """Per runner of ``ids``: the highest session maximum (bpm; NaN: none) and how many
     sessions have one. A session's maximum is the larger of its samples' maximum and the
     export's ``max_hr_bpm`` (never a mean); a session belongs to the runner of its first row,
     and samples of sessions not in ``sessions`` count for nobody."""
-    code, distinct, first = _session_codes(sessions)
+    code, distinct, first = _session_codes(sessions, session_codes)
     session_max = np.full(len(distinct), np.nan)
     if len(hr_samples):
         per_sample = pd.to_numeric(hr_samples["hr_bpm"], errors="coerce") \
@@ -290,7 +317,7 @@ def _per_row(keys: pd.Series, table: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def session_loads(hr_samples: pd.DataFrame, sessions: pd.DataFrame, runners: pd.DataFrame, *,
-                  max_gap_s: float = MAX_SAMPLE_GAP_S
+                  max_gap_s: float = MAX_SAMPLE_GAP_S, session_codes: np.ndarray | None = None
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Banister TRIMP, Edwards TRIMP and duration of every session, and the per-runner
     heart-rate references they used.
@@ -307,6 +334,9 @@ def session_loads(hr_samples: pd.DataFrame, sessions: pd.DataFrame, runners: pd.
         ``birth_year``.
     max_gap_s
         Longest time one sample may stand for (s), see :func:`sample_minutes`.
+    session_codes
+        Optional integer codes of ``sessions["session_id"]`` (equal IDs, equal codes; -1:
+        missing) that the caller already has: the ID strings are then not hashed again.
 
     Returns
     -------
@@ -317,7 +347,8 @@ def session_loads(hr_samples: pd.DataFrame, sessions: pd.DataFrame, runners: pd.
         session has no samples but a mean heart rate, :data:`METHOD_NO_HR_MAX` when it has
         heart rate but its runner has no HRmax, "none"); and :func:`runner_references`.
     """
-    refs = runner_references(runners, hr_samples=hr_samples, sessions=sessions)
+    refs = runner_references(runners, hr_samples=hr_samples, sessions=sessions,
+                             session_codes=session_codes)
     by_runner = refs.set_index("runner_id")
     sid = sessions["session_id"].astype("str")
     runner = sessions["runner_id"].astype("str")
@@ -330,7 +361,7 @@ def session_loads(hr_samples: pd.DataFrame, sessions: pd.DataFrame, runners: pd.
                .dropna(subset=["hr_bpm", "elapsed_s"])
                .sort_values(["session_id", "elapsed_s"], kind="stable"))
     if len(samples):  # each sample's runner: that of its session's first row
-        _, distinct, first = _session_codes(sessions)
+        _, distinct, first = _session_codes(sessions, session_codes)
         owner = pd.DataFrame({"runner": runner.to_numpy()[first]}, index=distinct)
         s_runner = pd.Series(_per_row(samples["session_id"], owner, "runner"), dtype=object)
     else:

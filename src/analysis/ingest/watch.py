@@ -287,11 +287,13 @@ def add_heart_rate_load(
     people = runners.assign(runner_id=runners["runner_id"].astype("str").str.strip())
     if len(hr_samples):
         hr_samples = hr_samples[_members(hr_samples["session_id"], key)]
-    loads, refs = session_loads(hr_samples, sessions[valid], people)
+    codes = _key_codes(runs, key)
+    loads, refs = session_loads(hr_samples, sessions[valid], people,
+                                session_codes=codes[valid.to_numpy()])
     # a key repeats only for a file's rows read twice (a duplicate line): same load; each
     # row takes the load of its key's first session (loads row j is the j-th valid row), as
     # Series.map over the loads deduplicated by session_id did
-    at = _first_valid_row(key, valid.to_numpy())
+    at = _first_valid_row(codes, valid.to_numpy())
 
     def per_row(column: str) -> np.ndarray:
         values = loads[column].to_numpy(dtype="float64")
@@ -305,12 +307,27 @@ def add_heart_rate_load(
     return out, refs.reset_index(drop=True), methods
 
 
-def _first_valid_row(key: pd.Series, valid: np.ndarray) -> np.ndarray:
-    """For each row, the rank among ``valid`` rows of the first valid row with its key
-    (-1: no valid row has it)."""
-    code, distinct = pd.factorize(key)
+def _key_codes(runs: pd.DataFrame, key: pd.Series) -> np.ndarray:
+    """Integer codes of each runs record's session ``key`` (equal keys, equal codes; -1:
+    missing). Without activity files every key is the record's ``<source_file>:
+    <source_line>``, one-to-one with the pair (the line is the text after the last colon),
+    so the pair is coded as one integer instead of hashing millions of key strings."""
+    if ACTIVITY_FILE in runs or not len(runs):
+        return pd.factorize(key)[0]
+    files = pd.factorize(runs[SOURCE_FILE].astype("str"))[0].astype(np.int64)
+    line = runs[SOURCE_LINE].to_numpy(dtype=np.int64)
+    line = line - line.min()
+    return np.where(files >= 0, files * (int(line.max()) + 1) + line, -1)
+
+
+def _first_valid_row(codes: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """For each row, the rank among ``valid`` rows of the first valid row with its key code
+    (:func:`_key_codes`; -1: no valid row has it)."""
+    from analysis.hrload import dense_codes
+
+    code = dense_codes(codes)
     rank = np.cumsum(valid) - 1
-    first = np.full(len(distinct), -1, dtype=np.int64)
+    first = np.full(int(code.max()) + 1 if len(code) else 0, -1, dtype=np.int64)
     rows = np.flatnonzero(valid & (code >= 0))[::-1]
     first[code[rows]] = rank[rows]  # the last write per key is its first valid row
     return np.where(code >= 0, first[np.maximum(code, 0)] if len(first) else -1, -1)
