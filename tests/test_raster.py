@@ -201,3 +201,22 @@ def test_a_fresh_process_leaves_no_fontconfig_file_and_no_environment(tmp_path: 
     assert done.stdout.strip() == "unset"
     assert done.stderr == ""  # no fontconfig or GLib warning (a notebook would show it)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "f.svg"]
+
+
+def test_a_label_that_reads_like_css_is_drawn_as_written(agg: None, tmp_path: Path) -> None:
+    """Only font declarations in the SVG's style attributes are pinned: a cohort label that
+    reads like one (``"; font-family: 'x'`` in text) is drawn as written, as Agg draws it."""
+    import matplotlib.pyplot as plt
+
+    plots.apply_theme()
+    fig, ax = plt.subplots(figsize=(plots.PAGE_WIDTH_IN, 1.0), layout="constrained")
+    ax.set_axis_off()
+    label = "club\" style=\"font-family: 'DejaVu Sans Mono'; font-family: x"
+    ax.text(0.0, 0.5, label, va="center")
+    drawn = plots.save_figure(fig, tmp_path, "agg", raster="agg")
+    rasterised = plots.save_figure(fig, tmp_path, "svg")
+    assert b"font-family: x" in rasterised["svg"].read_bytes()  # the text, in the SVG
+    (end_agg, ink_agg), = _text_lines(_pixels(drawn["png"]))
+    (end_svg, ink_svg), = _text_lines(_pixels(rasterised["png"]))
+    assert abs(end_agg - end_svg) <= MAX_LINE_END_PX
+    assert abs(ink_agg - ink_svg) <= MAX_INK_SHARE * ink_agg

@@ -36,7 +36,10 @@ MM_PER_INCH = 25.4
 POINTS_PER_INCH = 72.0
 #: zlib level of the PNG (libvips: 6 writes half the bytes of 1 in the same time).
 PNG_COMPRESSION = 6
-#: The font declarations of matplotlib's SVG text (``font-family: 'Arial', ...``).
+#: A tag's ``style`` attribute in the SVG (a ``<`` in text is written ``&lt;`` and a ``"`` in
+#: an attribute ``&quot;``, so a figure's text can never look like one).
+_STYLE = re.compile(rb'<[A-Za-z][^<>]*?\sstyle="[^"]*"')
+#: A font declaration inside a style attribute (``font-family: 'Arial', ...``).
 _FONT_FAMILY = re.compile(rb"font-family: [^;\"]*")
 #: Environment variable of fontconfig's configuration file.
 _FONTCONFIG_FILE = "FONTCONFIG_FILE"
@@ -64,12 +67,17 @@ def svg_to_png(svg: Path, png: Path, *, dpi: float) -> bool:
         return False
     data = svg.read_bytes()
     families = {}
-    for declaration in set(_FONT_FAMILY.findall(data)):
-        resolved = _resolved_family(declaration.decode("utf-8"), folders=_CONFIGURED)
-        if resolved is None:
-            return False
-        families[declaration] = b"font-family: '" + resolved.encode("utf-8") + b"'"
-    data = _FONT_FAMILY.sub(lambda m: families[m.group(0)], data)
+    for style in set(_STYLE.findall(data)):
+        for declaration in _FONT_FAMILY.findall(style):
+            resolved = _resolved_family(declaration.decode("utf-8"), folders=_CONFIGURED)
+            if resolved is None:
+                return False
+            families[declaration] = b"font-family: '" + resolved.encode("utf-8") + b"'"
+
+    def pinned(tag: re.Match[bytes]) -> bytes:
+        return _FONT_FAMILY.sub(lambda m: families[m.group(0)], tag.group(0))
+
+    data = _STYLE.sub(pinned, data)
     image = vips.Image.svgload_buffer(data, scale=dpi / POINTS_PER_INCH)
     image = image.copy(xres=dpi / MM_PER_INCH, yres=dpi / MM_PER_INCH)  # the PNG's pHYs
     image.pngsave(str(png), compression=PNG_COMPRESSION, strip=True)
