@@ -323,18 +323,21 @@ def test_the_guard_accepts_new_empty_marked_and_older_reports_folders(tmp_path: 
 def test_cleanup_removes_only_kneeloads_own_temporary_files(tmp_path: Path) -> None:
     out = tmp_path / "reports"
     (out / "docs").mkdir(parents=True)
-    (out / "novice").mkdir()
+    (out / "novice" / "figures" / "deeper").mkdir(parents=True)
     users = [out / ".budget.tmp", out / "docs" / ".report.docx", out / ".report.1.ipynb",
-             out / "novice" / ".report.notes", out / ".manifest.json.bak.tmp"]
+             out / "novice" / ".report.notes", out / ".manifest.json.bak.tmp",
+             out / "novice" / "figures" / ".flow.svg.notes",
+             out / "novice" / "figures" / "deeper" / temporary_name("x.svg")]  # not ours
     ours = [out / temporary_name("manifest.json"), out / "novice" / temporary_name(
         "report.ipynb"), out / "novice" / ".report.4242.0123456789ab.ipynb",
-        out / ".index.html.4242.140000.tmp"]
+        out / ".index.html.4242.140000.tmp",
+        out / "novice" / "figures" / temporary_name("flow.svg")]  # a figure's, killed
     for path in users + ours:
         path.write_text("x")
     removed = remove_stale_temporaries(out)
     assert sorted(removed) == sorted(ours)
     assert all(p.is_file() for p in users)
-    assert not any(is_temporary_name(p.name) for p in users)
+    assert not any(is_temporary_name(p.name) for p in users[:-1])
 
 
 @pytest.mark.slow

@@ -103,6 +103,11 @@ def panel_grid(n_panels: int, *, per_row: int = PANELS_PER_ROW,
     return fig, axes[:n_panels]
 
 
+#: How :func:`save_figure` makes the PNG: ``svg`` rasterises the SVG just written, ``agg``
+#: draws the figure again with matplotlib's Agg.
+RASTERS = ("svg", "agg")
+
+
 def save_figure(fig: Figure, folder: str | Path, name: str, *, raster: str = "svg",
                 salt: str = SVG_HASH_SALT) -> dict[str, Path]:
     """Write ``fig`` (the Figure that is displayed: it is not drawn again from data) as
@@ -114,16 +119,21 @@ def save_figure(fig: Figure, folder: str | Path, name: str, *, raster: str = "sv
     Agg where libvips is missing), ``"agg"`` draws the PNG with matplotlib's Agg. ``salt``:
     the SVG's id salt (the same figure gives the same bytes).
     """
+    if raster not in RASTERS:
+        raise ValueError(f"raster must be one of {RASTERS}, not {raster!r}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = {fmt: folder / f"{name}.{fmt}" for fmt in ("svg", "png")}
     tmp = {fmt: path.with_name(temporary_name(path.name)) for fmt, path in out.items()}
+    # Agg's pixel size of the figure (it truncates; the rasteriser is fitted to it)
+    size = (int(fig.get_figwidth() * SAVE_DPI), int(fig.get_figheight() * SAVE_DPI))
     try:
         with plt.rc_context({"svg.hashsalt": salt, "svg.fonttype": "none"}):
             fig.savefig(tmp["svg"], format="svg", dpi=SAVE_DPI, metadata={"Date": None})
             # the PNG is the SVG rasterised (analysis.raster: about 0.04 s instead of 0.15 s
             # a figure) where libvips can; else Agg draws it
-            if not (raster == "svg" and svg_to_png(tmp["svg"], tmp["png"], dpi=SAVE_DPI)):
+            if not (raster == "svg"
+                    and svg_to_png(tmp["svg"], tmp["png"], dpi=SAVE_DPI, size=size)):
                 _draw_png(fig, tmp["png"])
         for fmt, path in out.items():
             tmp[fmt].replace(path)
@@ -144,7 +154,8 @@ def _draw_png(fig: Figure, path: Path) -> None:
     try:
         if engine is not None:
             fig.set_layout_engine("none")
-        fig.savefig(path, format="png", dpi=SAVE_DPI)
+        # no "Software" entry: an unchanged figure gives the same bytes on any matplotlib
+        fig.savefig(path, format="png", dpi=SAVE_DPI, metadata={"Software": None})
     finally:
         if engine is not None:
             fig.set_layout_engine(engine)

@@ -3,22 +3,26 @@
 A report saves every figure as SVG and as a 300 dpi PNG. Matplotlib's Agg backend draws the
 figure a second time for the PNG (every artist, tick and text laid out again, then a
 zlib-compressed image): 55 % of a report's figure time. Rasterising the SVG that was just
-written costs a quarter of that (``bench/bench_reports.py``, ``docs/reports.md``). The two
-images agree to the anti-aliasing of edges (``tests/test_raster.py`` compares them pixel by
-pixel).
+written costs a quarter of that (``bench/bench_reports.py``, ``docs/reports.md``). The PNG
+shows what the SVG shows, pixel for pixel like Agg's to the anti-aliasing of edges
+(``tests/test_raster.py``), except where matplotlib's SVG and Agg outputs themselves differ
+(a hatch on a translucent patch is translucent in the SVG, as browsers draw it, and solid
+in Agg's PNG).
 
 The SVG keeps its text as text (``svg.fonttype: none``, so a journal can edit it) with
 matplotlib's font list (``'Arial', 'DejaVu Sans', ...``). A rasteriser would resolve that
 list against the machine's fonts and could pick a font matplotlib did not measure the
 layout with (Arial where matplotlib used DejaVu Sans): labels would then be wider or
-narrower than their boxes. So each font list in the rasterised copy is replaced by the one
-family matplotlib resolved it to, and the rasteriser sees only matplotlib's font folders (a
-fontconfig configuration read once per process). A figure whose text resolves to a font
-outside those folders is drawn by Agg instead.
+narrower than their boxes. So each font list in the rasterised copy is replaced by the
+families matplotlib resolved it to (its per-glyph fallback list, in order), and the
+rasteriser sees only the folders of matplotlib's fonts (a fontconfig configuration read
+once per process, from a private temporary folder removed straight after).
 
-Where libvips or its SVG loader is missing (it comes with the ``pyvips[binary]`` wheel;
-a conda ``libvips`` may lack librsvg), :func:`svg_to_png` returns False and the caller
-draws the PNG with Agg as before.
+:func:`svg_to_png` returns False, and the caller draws the PNG with Agg as before, where
+libvips or its SVG loader is missing (it comes with the ``pyvips[binary]`` wheel; a conda
+``libvips`` may lack librsvg), where fontconfig did not take that configuration (it had
+started before in the process), where a text's font is not in those folders, and where
+libvips fails on the file.
 """
 
 from __future__ import annotations
@@ -51,65 +55,123 @@ _FONT_VARIANTS = ({}, {"weight": "bold"}, {"style": "italic"},
 #: font (a box naming the Unicode block for every character: fontconfig would rank it for
 #: mathtext's single-glyph spans) and the Display faces (a few glyphs for large sizes).
 _REJECTED_FONTS = ("*/LastResort*", "*Display.ttf")
-#: A text to draw once so fontconfig reads the configuration while it exists.
-_PROBE_SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8">'
-              b'<text x="0" y="6" style="font-size: 6px; font-family: sans-serif">x</text>'
-              b"</svg>")
+#: A family only kneeload's configuration defines (an alias of :data:`_PROBE_TARGET`): it
+#: draws as that font only when fontconfig read the configuration.
+_PROBE_FAMILY = "kneeload-configuration-probe"
+#: The font the probe family stands for (matplotlib ships it; unlike the default sans-serif).
+_PROBE_TARGET = "DejaVu Serif"
+#: One line of text in a font family, drawn to check which font fontconfig gives it.
+_PROBE_SVG = ('<svg xmlns="http://www.w3.org/2000/svg" width="96" height="32"><text x="2" '
+              'y="24" style="font-size: 22px; font-family: {family}">Rag</text></svg>')
 
 
-def svg_to_png(svg: Path, png: Path, *, dpi: float) -> bool:
+def svg_to_png(svg: Path, png: Path, *, dpi: float, size: tuple[int, int]) -> bool:
     """Write ``png``: the SVG file ``svg`` (as :func:`analysis.plots.save_figure` writes
-    it) rasterised at ``dpi`` dots per inch, its text in the fonts matplotlib laid it out
-    with. Returns False, writing nothing, where no SVG-capable libvips is installed or a
-    text's font is not one the rasteriser was given (:func:`_font_folders`)."""
-    vips = _vips(png.parent)
+    it) rasterised at ``dpi`` dots per inch to ``size`` pixels (width, height: Agg's size
+    of the figure), its text in the fonts matplotlib laid it out with. Returns False,
+    writing nothing, where the rasteriser cannot be trusted with it (module docstring)."""
+    vips = _vips()
     if vips is None:
         return False
     data = svg.read_bytes()
     families = {}
     for style in set(_STYLE.findall(data)):
         for declaration in _FONT_FAMILY.findall(style):
-            resolved = _resolved_family(declaration.decode("utf-8"), folders=_CONFIGURED)
+            resolved = _resolved_families(declaration.decode("utf-8"), folders=_CONFIGURED)
             if resolved is None:
                 return False
-            families[declaration] = b"font-family: '" + resolved.encode("utf-8") + b"'"
+            families[declaration] = b"font-family: " + ", ".join(
+                f"'{family}'" for family in resolved).encode("utf-8")
 
     def pinned(tag: re.Match[bytes]) -> bytes:
         return _FONT_FAMILY.sub(lambda m: families[m.group(0)], tag.group(0))
 
-    data = _STYLE.sub(pinned, data)
-    image = vips.Image.svgload_buffer(data, scale=dpi / POINTS_PER_INCH)
-    image = image.copy(xres=dpi / MM_PER_INCH, yres=dpi / MM_PER_INCH)  # the PNG's pHYs
-    image.pngsave(str(png), compression=PNG_COMPRESSION, strip=True)
+    try:
+        # unlimited: an embedded image's base64 text may pass libxml2's 10 MB default
+        image = vips.Image.svgload_buffer(_STYLE.sub(pinned, data),
+                                          scale=dpi / POINTS_PER_INCH, unlimited=True)
+        image = _fit(image, *size)
+        image = image.copy(xres=dpi / MM_PER_INCH, yres=dpi / MM_PER_INCH)  # the pHYs
+        image.pngsave(str(png), compression=PNG_COMPRESSION, strip=True)
+    except vips.Error:
+        png.unlink(missing_ok=True)
+        return False
     return True
 
 
-def _resolved_family(declaration: str, *, folders: list[str]) -> str | None:
-    """The family matplotlib draws a text of this CSS ``font-family`` declaration in (the
-    first of its list matplotlib has, as its text layout picks it); None when that font's
-    folder is not in ``folders``, those the rasteriser was given (it would not find it)."""
+def _fit(image: Any, width: int, height: int) -> Any:
+    """``image`` cropped or padded (transparent) to ``width`` x ``height`` pixels: librsvg
+    rounds the scaled size where Agg truncates it (6.3333 in at 300 dpi: 1900 vs 1899)."""
+    if (image.width, image.height) == (width, height):
+        return image
+    if image.width >= width and image.height >= height:
+        return image.crop(0, 0, width, height)
+    return image.embed(0, 0, width, height, extend="background",
+                       background=[0] * image.bands).crop(0, 0, width, height)
+
+
+def _resolved_families(declaration: str, *, folders: list[str]) -> list[str] | None:
+    """The families matplotlib draws a text of this CSS ``font-family`` declaration in: the
+    fonts of the text's font families that matplotlib has, in order (the first for most
+    glyphs, the next for glyphs the first lacks). None when one of them is not in
+    ``folders``, those the rasteriser was given (it would not find it)."""
     from matplotlib import font_manager
 
-    names = [n.strip().strip("'\"") for n in declaration.split(":", 1)[1].split(",")]
-    path = Path(font_manager.findfont(font_manager.FontProperties(family=names)))
-    if str(path.parent) not in folders:
+    paths = [Path(p) for p in _font_files(font_manager.FontProperties(
+        family=_text_families(declaration)))]
+    if any(str(p.parent) not in folders for p in paths):
         return None
-    return str(font_manager.get_font(str(path)).family_name)
+    return list(dict.fromkeys(str(font_manager.get_font(str(p)).family_name) for p in paths))
+
+
+def _text_families(declaration: str) -> list[str]:
+    """The font families of the text a matplotlib SVG ``font-family`` declaration was
+    written for: matplotlib writes each generic family unquoted after its configured names
+    (``'Arial', 'DejaVu Sans', ..., sans-serif``), so those names are left out and the
+    generic kept, as the text asked; quoted names no generic stands for are kept too."""
+    import matplotlib as mpl
+    from matplotlib import font_manager
+
+    tokens = [t.strip() for t in declaration.split(":", 1)[1].split(",")]
+    generic = [t for t in tokens if t in font_manager.font_family_aliases]
+    expanded = {name for g in generic for name in mpl.rcParams.get(f"font.{g}", [])}
+    return [t if t in generic else t.strip("'\"") for t in tokens
+            if t in generic or t.strip("'\"") not in expanded]
+
+
+def _font_files(prop: Any) -> list[str]:
+    """The font files matplotlib uses for ``prop``, with its per-glyph fallback (matplotlib
+    >= 3.6), else the one file it finds; without the "not found" log lines of families the
+    list names but this machine lacks (matplotlib logged them when it drew the text)."""
+    import logging
+
+    from matplotlib import font_manager
+
+    log = logging.getLogger(font_manager.__name__)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        manager = font_manager.fontManager
+        if hasattr(manager, "_find_fonts_by_props"):
+            return [str(p) for p in manager._find_fonts_by_props(prop)]
+        return [font_manager.findfont(prop)]
+    finally:
+        log.setLevel(level)
 
 
 def _font_folders() -> list[str]:
     """The folders the rasteriser gets: matplotlib's own fonts (DejaVu, STIX, Computer
     Modern: its text and mathtext faces) and the folders of the fonts matplotlib resolves
-    its generic families and ``font.family`` to, in each weight and style."""
+    its generic families and ``font.family`` to, with their fallbacks, in each weight and
+    style."""
     import matplotlib as mpl
     from matplotlib import font_manager
 
     own = Path(mpl.get_data_path()) / "fonts" / "ttf"
     families = [mpl.rcParams["font.family"], ["sans-serif"], ["serif"], ["monospace"]]
     return sorted({str(own)} | {
-        str(Path(font_manager.findfont(font_manager.FontProperties(
-            family=family, **variant))).parent)
-        for family in families for variant in _FONT_VARIANTS})
+        str(Path(path).parent) for family in families for variant in _FONT_VARIANTS
+        for path in _font_files(font_manager.FontProperties(family=family, **variant))})
 
 
 #: pyvips once loaded and its fonts configured (a one-item list: loaded or not, per process).
@@ -118,35 +180,40 @@ _LOADED: list[Any] = []
 _CONFIGURED: list[str] = []
 
 
-def _vips(scratch: Path) -> Any:
-    """pyvips, with fontconfig set to matplotlib's font folders; None without an SVG loader.
+def _vips() -> Any:
+    """pyvips with fontconfig set to matplotlib's font folders; None when it cannot be
+    (no pyvips, no SVG loader, or fontconfig had started with another configuration).
 
     fontconfig reads its configuration once per process, at the first text drawn: the file
-    is written in a folder under ``scratch`` (the figures folder, so nothing is created
-    outside the output), read by drawing one character, and removed; rescanning is off so
-    the removed file is never looked for again. Loaded once per process; ``scratch`` only
-    matters the first time.
+    is written in a private temporary folder (absolute path, no user-supplied name in it),
+    read by drawing one probe text, and removed; rescanning is off so the removed file is
+    never looked for again. Loaded once per process.
     """
     if not _LOADED:
-        _LOADED.append(_load_vips(scratch))
+        _LOADED.append(_load_vips())
     return _LOADED[0]
 
 
-def _load_vips(scratch: Path) -> Any:
-    """Import pyvips with :func:`_font_config` in place and draw one text (fontconfig reads
-    its configuration there); the configuration's folder is removed after."""
-    folder = Path(tempfile.mkdtemp(prefix=".fontconfig-", dir=scratch))
+def _load_vips() -> Any:
+    """Import pyvips with :func:`_font_config` in place and draw the probe texts (fontconfig
+    reads its configuration there); the configuration's folder is removed after."""
     _CONFIGURED[:] = _font_folders()
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="kneeload-fontconfig-")).resolve()
+        config = _font_config(folder, _CONFIGURED)
+    except OSError:  # no writable temporary folder
+        return None
     before = os.environ.get(_FONTCONFIG_FILE)
-    os.environ[_FONTCONFIG_FILE] = str(_font_config(folder, _CONFIGURED))
+    os.environ[_FONTCONFIG_FILE] = str(config)
     try:
         import pyvips
 
         if not pyvips.type_find("VipsOperation", "svgload_buffer"):
             return None
-        pyvips.Image.svgload_buffer(_PROBE_SVG).avg()  # draws the text: fontconfig starts
-        return pyvips
-    except (ImportError, OSError):  # no pyvips, or no libvips shared library
+        return pyvips if _configuration_taken(pyvips) else None
+    except ImportError:  # no pyvips
+        return None
+    except OSError:  # no libvips shared library
         return None
     finally:
         if before is None:
@@ -156,18 +223,45 @@ def _load_vips(scratch: Path) -> Any:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _configuration_taken(pyvips: Any) -> bool:
+    """True when fontconfig runs on kneeload's configuration: the probe family (defined only
+    there) draws as its target font, and not as the default sans-serif. False when
+    fontconfig had started before (another library drew text first) or could not read it."""
+    def drawn(family: str) -> Any:
+        svg = _PROBE_SVG.format(family=family).encode("utf-8")
+        return pyvips.Image.svgload_buffer(svg)
+
+    try:
+        probe, target = drawn(f"'{_PROBE_FAMILY}'"), drawn(f"'{_PROBE_TARGET}'")
+        default = drawn("sans-serif")
+        return (probe - target).abs().max() == 0 and (probe - default).abs().max() > 0
+    except pyvips.Error:
+        return False
+
+
 def _font_config(folder: Path, fonts: list[str]) -> Path:
-    """A fontconfig file in ``folder`` naming only the font folders ``fonts``, its cache in
-    ``folder`` and no rescanning."""
+    """A fontconfig file in ``folder`` naming only the font folders ``fonts`` (each valid
+    XML text, else left out: no font of it is then trusted), its cache in ``folder``, the
+    probe alias, the rejected faces and no rescanning."""
+    fonts[:] = [d for d in fonts if _xml_safe(d)]
     dirs = "".join(f"<dir>{_xml_text(d)}</dir>" for d in fonts)
     rejected = "".join(f"<glob>{_xml_text(g)}</glob>" for g in _REJECTED_FONTS)
     config = folder / "fonts.conf"
     config.write_text('<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "fonts.dtd">'
                       f"<fontconfig>{dirs}<cachedir>{_xml_text(str(folder))}</cachedir>"
                       f"<selectfont><rejectfont>{rejected}</rejectfont></selectfont>"
+                      f"<alias><family>{_PROBE_FAMILY}</family>"
+                      f"<prefer><family>{_PROBE_TARGET}</family></prefer></alias>"
                       "<config><rescan><int>0</int></rescan></config></fontconfig>",
                       encoding="utf-8")
     return config
+
+
+def _xml_safe(text: str) -> bool:
+    """True when ``text`` holds only characters XML 1.0 allows (no control character, no
+    lone surrogate of an undecodable file name)."""
+    return all((c in "\t\n\r" or ord(c) >= 0x20) and not 0xD800 <= ord(c) <= 0xDFFF
+               and c not in "\ufffe\uffff" for c in text)
 
 
 def _xml_text(text: str) -> str:

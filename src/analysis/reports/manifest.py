@@ -234,13 +234,18 @@ def remove_cohort_outputs(folder: Path) -> None:
 
 
 def remove_stale_temporaries(out: Path) -> list[Path]:
-    """Temporary files of killed runs in the reports folder and its cohort folders (the
-    caller holds the lock, so nobody else writes). Only kneeload's own temporary names
+    """Temporary files of killed runs in the reports folder, its cohort folders and their
+    sub-folders (a report's ``figures/`` and ``tables/``, the index's; the caller holds the
+    lock, so nobody else writes). Only kneeload's own temporary names
     (:func:`analysis.outputs.is_temporary_name`) are removed: a user's ``.budget.tmp`` or
     ``docs/.report.docx`` stays."""
-    folders = [out, *(p for p in out.iterdir() if p.is_dir() and not p.is_symlink())] \
-        if out.is_dir() else []
-    return remove_temporaries(folders)
+    def folders_in(folder: Path) -> list[Path]:
+        return [p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()]
+
+    if not out.is_dir():
+        return []
+    cohorts = folders_in(out)
+    return remove_temporaries([out, *cohorts, *(s for c in cohorts for s in folders_in(c))])
 
 
 def now() -> str:
