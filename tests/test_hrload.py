@@ -223,3 +223,12 @@ def test_row_key_codes_group_records_as_their_key_strings(records: list[tuple[st
                                                 session_codes=codes)
     pd.testing.assert_frame_equal(by_codes, by_strings)
     pd.testing.assert_frame_equal(refs_codes, refs_strings)
+
+
+def test_row_key_codes_of_huge_line_numbers_do_not_overflow() -> None:
+    from analysis.ingest import watch
+
+    runs = pd.DataFrame({"source_file": pd.array(["a.csv", "b.csv", "a.csv"], dtype="str"),
+                         "source_line": np.array([1, 2**62, 2**62], dtype=np.int64)})
+    key = watch._row_keys(runs)
+    assert hrload.dense_codes(watch._key_codes(runs, key)).tolist() == [0, 1, 2]

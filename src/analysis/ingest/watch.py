@@ -307,6 +307,10 @@ def add_heart_rate_load(
     return out, refs.reset_index(drop=True), methods
 
 
+#: Largest (file, line) pair code :func:`_key_codes` makes (int64 with room to spare).
+_MAX_PAIR_CODE = 2**62
+
+
 def _key_codes(runs: pd.DataFrame, key: pd.Series) -> np.ndarray:
     """Integer codes of each runs record's session ``key`` (equal keys, equal codes; -1:
     missing). Without activity files every key is the record's ``<source_file>:
@@ -316,8 +320,10 @@ def _key_codes(runs: pd.DataFrame, key: pd.Series) -> np.ndarray:
         return pd.factorize(key)[0]
     files = pd.factorize(runs[SOURCE_FILE].astype("str"))[0].astype(np.int64)
     line = runs[SOURCE_LINE].to_numpy(dtype=np.int64)
-    line = line - line.min()
-    return np.where(files >= 0, files * (int(line.max()) + 1) + line, -1)
+    span = int(line.max()) - int(line.min()) + 1
+    if (int(files.max()) + 1) * span >= _MAX_PAIR_CODE:  # would overflow int64
+        return pd.factorize(key)[0]
+    return np.where(files >= 0, files * span + (line - line.min()), -1)
 
 
 def _first_valid_row(codes: np.ndarray, valid: np.ndarray) -> np.ndarray:
