@@ -72,7 +72,8 @@ def test_another_font_than_matplotlibs_would_be_caught(agg: None, tmp_path: Path
     out with (so the font pinning is what the first test checks)."""
     fig = _figure()
     drawn = plots.save_figure(fig, tmp_path, "agg", raster="agg")
-    monkeypatch.setattr(raster, "_resolved_families", lambda *_, **__: ["DejaVu Sans Mono"])
+    monkeypatch.setattr(raster, "_resolved_families",
+                        lambda *_, **__: b"font-family: 'DejaVu Sans Mono'")
     rasterised = plots.save_figure(fig, tmp_path, "mono", raster="svg")
     assert _dark_overlap(_pixels(drawn["png"]), _pixels(rasterised["png"])) < MIN_DARK_OVERLAP
 
@@ -139,7 +140,8 @@ def test_text_in_another_face_would_be_caught(agg: None, tmp_path: Path,
     per-list resolution: all text in the theme's sans-serif moves the monospace line)."""
     fig = _text_figure()
     drawn = plots.save_figure(fig, tmp_path, "agg", raster="agg")
-    monkeypatch.setattr(raster, "_resolved_families", lambda *_, **__: [face])
+    monkeypatch.setattr(raster, "_resolved_families",
+                        lambda *_, **__: f"font-family: '{face}'".encode())
     rasterised = plots.save_figure(fig, tmp_path, "one_face")
     assert not _lines_agree(_pixels(drawn["png"]), _pixels(rasterised["png"]))
 
@@ -170,7 +172,7 @@ def test_a_font_the_rasteriser_was_not_given_is_drawn_by_agg(
     plots.save_figure(fig, tmp_path, "warm")  # pyvips loaded and fontconfig configured
     monkeypatch.setattr(raster, "_CONFIGURED", [])  # no font folder known to it
     assert not raster.svg_to_png(tmp_path / "warm.svg", tmp_path / "x.png", dpi=100,
-                                 size=(650, 320))
+                                 fonts=raster.text_fonts(fig))
     assert not (tmp_path / "x.png").exists()
     saved = plots.save_figure(fig, tmp_path, "fallback")
     expected = plots.save_figure(fig, tmp_path, "agg", raster="agg")
@@ -244,9 +246,11 @@ def test_a_glyph_from_matplotlibs_fallback_font_is_drawn_from_it(agg: None,
     kept = _text_lines(_pixels(plots.save_figure(fig, tmp_path, "svg")["png"]))
     assert len(drawn) == len(kept) == 1
     assert abs(drawn[0][1] - kept[0][1]) <= MAX_INK_SHARE * drawn[0][1]
-    declaration = "font-family: 'DejaVu Sans', 'STIXGeneral'"
-    assert raster._resolved_families(declaration, folders=raster._CONFIGURED) == [
-        "DejaVu Sans", "STIXGeneral"]
+    fonts = raster.text_fonts(fig)
+    assert ["DejaVu Sans", "STIXGeneral"] in fonts.values()
+    declaration = next(d for d, f in fonts.items() if f == ["DejaVu Sans", "STIXGeneral"])
+    assert raster._resolved_families(declaration, {}, fonts) == \
+        b"font-family: 'DejaVu Sans', 'STIXGeneral'"
 
 
 def test_the_png_has_aggs_pixel_size_for_any_figure_size(agg: None, tmp_path: Path) -> None:
@@ -271,7 +275,7 @@ def test_a_figure_past_libxml2s_text_limit_is_rasterised(tmp_path: Path) -> None
     svg.write_bytes(b'<svg xmlns="http://www.w3.org/2000/svg" width="72pt" height="36pt" '
                     b'data-payload="' + b"A" * (11 << 20) + b'"><rect width="72" '
                     b'height="36" style="fill: #0173b2"/></svg>')
-    assert raster.svg_to_png(svg, tmp_path / "big.png", dpi=100, size=(100, 50))
+    assert raster.svg_to_png(svg, tmp_path / "big.png", dpi=100, fonts={})
     assert _pixels(tmp_path / "big.png")[25, 50].tolist() == [1, 115, 178]
 
 
@@ -325,3 +329,77 @@ def test_a_label_that_reads_like_css_is_drawn_as_written(agg: None, tmp_path: Pa
     (end_svg, ink_svg), = _text_lines(_pixels(rasterised["png"]))
     assert abs(end_agg - end_svg) <= MAX_LINE_END_PX
     assert abs(ink_agg - ink_svg) <= MAX_INK_SHARE * ink_agg
+
+
+@pytest.mark.parametrize("style", [{"stretch": "condensed"}, {"weight": "light"},
+                                   {"weight": 100}, {"variant": "small-caps"}])
+def test_a_face_fontconfig_could_choose_otherwise_is_drawn_by_agg(agg: None, tmp_path: Path,
+                                                                  style: dict) -> None:
+    """A stretch, a variant, a weight other than normal or bold, or a face the rasteriser
+    is not given: fontconfig and matplotlib could pick different files (a system's
+    Condensed or ExtraLight face, real small caps), so Agg draws the PNG, byte for byte."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.0, 1.0))
+    ax.set_axis_off()
+    ax.text(0.0, 0.5, "Knee pain per +10 %", **style)
+    saved = plots.save_figure(fig, tmp_path, "auto")
+    expected = plots.save_figure(fig, tmp_path, "agg", raster="agg")
+    assert saved["png"].read_bytes() == expected["png"].read_bytes()
+
+
+def test_a_face_fontconfig_is_not_given_is_not_pinned(agg: None, tmp_path: Path) -> None:
+    plots.save_figure(_figure(), tmp_path, "warm")  # pyvips loaded, _CONFIGURED set
+    display = "font-family: 'DejaVu Sans Display'"  # matplotlib's, rejected for fontconfig
+    assert raster._resolved_families(display, {}, {}) is None
+    assert raster._resolved_families("font-family: 'DejaVu Sans'", {}, {}) == \
+        b"font-family: 'DejaVu Sans'"
+
+
+def test_an_explicit_family_before_a_generic_that_also_lists_it(agg: None, tmp_path: Path
+                                                                ) -> None:
+    """``font.family = ['DejaVu Sans Mono', 'sans-serif']`` with the sans-serif list naming
+    DejaVu Sans Mono too: matplotlib draws monospace, and so does the raster."""
+    import matplotlib as mpl
+
+    fig = _text_figure()
+    with mpl.rc_context({"font.family": ["DejaVu Sans Mono", "sans-serif"],
+                         "font.sans-serif": ["DejaVu Sans", "DejaVu Sans Mono"]}):
+        for text in fig.findobj(lambda a: hasattr(a, "set_fontfamily")):
+            if not getattr(text, "get_math_fontfamily", None) or "$" not in text.get_text():
+                text.set_fontfamily(["DejaVu Sans Mono", "sans-serif"])
+        drawn = plots.save_figure(fig, tmp_path, "agg", raster="agg")
+        rasterised = plots.save_figure(fig, tmp_path, "svg")
+    assert _lines_agree(_pixels(drawn["png"]), _pixels(rasterised["png"]))
+
+
+def test_a_tight_bounding_box_keeps_the_whole_figure(agg: None, tmp_path: Path) -> None:
+    """``savefig.bbox: tight`` (a user's matplotlibrc) makes both files larger than the
+    figure: the PNG takes the SVG's size, as Agg's does, and nothing is cut off (each
+    renderer measures its own tight box: they differ by a few pixels, 2 here)."""
+    import matplotlib as mpl
+
+    with mpl.rc_context({"savefig.bbox": "tight"}):
+        fig = _figure()
+        drawn = plots.save_figure(fig, tmp_path, "agg", raster="agg")
+        rasterised = plots.save_figure(fig, tmp_path, "svg")
+    a, b = _pixels(drawn["png"]), _pixels(rasterised["png"])
+    assert abs(a.shape[0] - b.shape[0]) <= 4 and abs(a.shape[1] - b.shape[1]) <= 4
+    h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+    assert min(_dark_overlap(a[:h, :w], b[:h, :w]), _dark_overlap(b[:h, :w], a[:h, :w])) \
+        >= MIN_DARK_OVERLAP
+
+
+def test_two_threads_saving_first_load_pyvips_once(tmp_path: Path) -> None:
+    """Two threads' first figures at once: pyvips is loaded once and FONTCONFIG_FILE is
+    restored (a race once left it naming the removed file, for every child process)."""
+    done = _fresh_process(
+        "import threading; barrier = threading.Barrier(2); out = Path(sys.argv[1])\n"
+        "def save(k):\n"
+        "    fig, ax = plt.subplots(); ax.set_title('Knee pain'); barrier.wait()\n"
+        "    plots.save_figure(fig, out / f'f{k}', 'f')\n"
+        "threads = [threading.Thread(target=save, args=(k,)) for k in range(2)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(len(raster._LOADED), os.environ.get('FONTCONFIG_FILE', 'unset'))\n",
+        tmp_path)
+    assert done.stdout.split() == ["1", "unset"]

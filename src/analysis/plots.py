@@ -33,7 +33,7 @@ from analysis import labels
 from analysis.effects import ODDS_STEP_COLUMNS
 from analysis.outcomes import FALLBACK_OUTCOME, OUTCOME_SPECS, OutcomeSpec
 from analysis.outputs import temporary_name
-from analysis.raster import svg_to_png
+from analysis.raster import svg_to_png, text_fonts
 
 #: Text width of a journal page (inches; A4 with 2.5 cm margins is 6.3, US letter with 1 in
 #: margins 6.5): figures are drawn at this width, so their fonts are the printed size.
@@ -125,15 +125,13 @@ def save_figure(fig: Figure, folder: str | Path, name: str, *, raster: str = "sv
     folder.mkdir(parents=True, exist_ok=True)
     out = {fmt: folder / f"{name}.{fmt}" for fmt in ("svg", "png")}
     tmp = {fmt: path.with_name(temporary_name(path.name)) for fmt, path in out.items()}
-    # Agg's pixel size of the figure (it truncates; the rasteriser is fitted to it)
-    size = (int(fig.get_figwidth() * SAVE_DPI), int(fig.get_figheight() * SAVE_DPI))
     try:
         with plt.rc_context({"svg.hashsalt": salt, "svg.fonttype": "none"}):
             fig.savefig(tmp["svg"], format="svg", dpi=SAVE_DPI, metadata={"Date": None})
             # the PNG is the SVG rasterised (analysis.raster: about 0.04 s instead of 0.15 s
             # a figure) where libvips can; else Agg draws it
-            if not (raster == "svg"
-                    and svg_to_png(tmp["svg"], tmp["png"], dpi=SAVE_DPI, size=size)):
+            if not (raster == "svg" and svg_to_png(tmp["svg"], tmp["png"], dpi=SAVE_DPI,
+                                                   fonts=text_fonts(fig))):
                 _draw_png(fig, tmp["png"])
         for fmt, path in out.items():
             tmp[fmt].replace(path)

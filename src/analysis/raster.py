@@ -27,10 +27,13 @@ libvips fails on the file.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shutil
 import tempfile
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,14 @@ PNG_COMPRESSION = 6
 _STYLE = re.compile(rb'<[A-Za-z][^<>]*?\sstyle="[^"]*"')
 #: A font declaration inside a style attribute (``font-family: 'Arial', ...``).
 _FONT_FAMILY = re.compile(rb"font-family: [^;\"]*")
+#: The SVG's size in points (matplotlib's header: ``width="468pt" height="230.4pt"``).
+_SIZE = re.compile(rb'<svg [^>]*?width="([0-9.]+)pt" height="([0-9.]+)pt"')
+_HEADER_BYTES = 4096
+#: Added before truncating a size in pixels (468 pt at 300 dpi is 1949.9999999 in floats).
+_SIZE_EPSILON = 1e-6
+#: CSS weights the rasteriser draws as matplotlib does (matplotlib writes a weight only
+#: when it is not 400), with matplotlib's name of each.
+_PLAIN_WEIGHTS = {"normal": "normal", "700": "bold", "bold": "bold"}
 #: Environment variable of fontconfig's configuration file.
 _FONTCONFIG_FILE = "FONTCONFIG_FILE"
 #: Font weights and styles matplotlib may ask for (their files are put in the fontconfig
@@ -65,23 +76,26 @@ _PROBE_SVG = ('<svg xmlns="http://www.w3.org/2000/svg" width="96" height="32"><t
               'y="24" style="font-size: 22px; font-family: {family}">Rag</text></svg>')
 
 
-def svg_to_png(svg: Path, png: Path, *, dpi: float, size: tuple[int, int]) -> bool:
+def svg_to_png(svg: Path, png: Path, *, dpi: float, fonts: Mapping[str, list[str]]) -> bool:
     """Write ``png``: the SVG file ``svg`` (as :func:`analysis.plots.save_figure` writes
-    it) rasterised at ``dpi`` dots per inch to ``size`` pixels (width, height: Agg's size
-    of the figure), its text in the fonts matplotlib laid it out with. Returns False,
-    writing nothing, where the rasteriser cannot be trusted with it (module docstring)."""
+    it) rasterised at ``dpi`` dots per inch to Agg's pixel size of it, its text in the
+    fonts matplotlib laid it out with. ``fonts``: :func:`text_fonts` of the figure. Returns
+    False, writing nothing, where the rasteriser cannot be trusted with it (module
+    docstring)."""
     vips = _vips()
     if vips is None:
         return False
     data = svg.read_bytes()
-    families = {}
+    size = _agg_size(data, dpi)
+    if size is None:
+        return False
+    families: dict[bytes, bytes] = {}
     for style in set(_STYLE.findall(data)):
         for declaration in _FONT_FAMILY.findall(style):
-            resolved = _resolved_families(declaration.decode("utf-8"), folders=_CONFIGURED)
-            if resolved is None:
+            resolved = _resolved_families(declaration.decode("utf-8"), _css(style), fonts)
+            if resolved is None or families.get(declaration, resolved) != resolved:
                 return False
-            families[declaration] = b"font-family: " + ", ".join(
-                f"'{family}'" for family in resolved).encode("utf-8")
+            families[declaration] = resolved
 
     def pinned(tag: re.Match[bytes]) -> bytes:
         return _FONT_FAMILY.sub(lambda m: families[m.group(0)], tag.group(0))
@@ -99,6 +113,52 @@ def svg_to_png(svg: Path, png: Path, *, dpi: float, size: tuple[int, int]) -> bo
     return True
 
 
+def text_fonts(fig: Any) -> dict[str, list[str]]:
+    """The CSS ``font-family`` declaration matplotlib's SVG writes for each text of ``fig``
+    (after a draw, so tick labels exist), with the text's font families: a declaration
+    expands each generic family into its configured names, so the families cannot be read
+    back from it. A declaration two texts with other families share maps to both lists
+    joined (then resolved; a disagreement sends the figure to Agg)."""
+    from matplotlib import font_manager
+    from matplotlib.text import Text
+
+    def normal(name: str) -> str:
+        return "sans-serif" if name in ("sans", "sans serif") else name
+
+    def names(family: str) -> list[str]:
+        family = normal(family)
+        expanded = ([normal(n) for n in font_manager.FontManager._expand_aliases(family)]
+                    if family in font_manager.font_family_aliases else [])
+        return [*expanded, family]
+
+    out: dict[str, list[str]] = {}
+    for text in fig.findobj(Text):
+        families = list(text.get_fontproperties().get_family())
+        quoted = [n if n in font_manager.font_family_aliases else repr(n)
+                  for f in families for n in names(f)]
+        declaration = "font-family: " + ", ".join(dict.fromkeys(quoted))
+        out[declaration] = list(dict.fromkeys([*out.get(declaration, []), *families]))
+    return out
+
+
+def _agg_size(data: bytes, dpi: float) -> tuple[int, int] | None:
+    """Agg's pixel size of the figure this SVG holds: its width and height (points, as
+    matplotlib writes them, a tight bounding box included) at ``dpi``, truncated as Agg
+    truncates; None when the header says no size in points."""
+    found = _SIZE.search(data[:_HEADER_BYTES])
+    if found is None:
+        return None
+    width, height = (float(v) * dpi / POINTS_PER_INCH for v in found.groups())
+    return int(width + _SIZE_EPSILON), int(height + _SIZE_EPSILON)
+
+
+def _css(style: bytes) -> dict[str, str]:
+    """The properties of one style attribute (``style="a: 1; b: 2"`` -> {"a": "1", ...})."""
+    body = style.decode("utf-8").split('style="', 1)[1].rstrip('"')
+    pairs = (item.split(":", 1) for item in body.split(";") if ":" in item)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
 def _fit(image: Any, width: int, height: int) -> Any:
     """``image`` cropped or padded (transparent) to ``width`` x ``height`` pixels: librsvg
     rounds the scaled size where Agg truncates it (6.3333 in at 300 dpi: 1900 vs 1899)."""
@@ -110,33 +170,47 @@ def _fit(image: Any, width: int, height: int) -> Any:
                        background=[0] * image.bands).crop(0, 0, width, height)
 
 
-def _resolved_families(declaration: str, *, folders: list[str]) -> list[str] | None:
-    """The families matplotlib draws a text of this CSS ``font-family`` declaration in: the
-    fonts of the text's font families that matplotlib has, in order (the first for most
-    glyphs, the next for glyphs the first lacks). None when one of them is not in
-    ``folders``, those the rasteriser was given (it would not find it)."""
+def _resolved_families(declaration: str, style: Mapping[str, str],
+                       fonts: Mapping[str, list[str]]) -> bytes | None:
+    """The pinned declaration of a text: the families matplotlib draws it in (the fonts of
+    its families that matplotlib has, in order: the first for most glyphs, the next for
+    glyphs the first lacks), each a plain face the rasteriser has. None (Agg draws) when
+    the text asks for a stretch, a variant or a weight other than normal or bold, or a font
+    is outside the folders fontconfig was given or is not a plain face (condensed, light):
+    there fontconfig and matplotlib could choose differently."""
     from matplotlib import font_manager
 
-    paths = [Path(p) for p in _font_files(font_manager.FontProperties(
-        family=_text_families(declaration)))]
-    if any(str(p.parent) not in folders for p in paths):
+    if style.get("font-stretch", "normal") != "normal" or \
+            style.get("font-variant", "normal") != "normal":
         return None
-    return list(dict.fromkeys(str(font_manager.get_font(str(p)).family_name) for p in paths))
+    weight = style.get("font-weight", "normal")
+    if weight not in _PLAIN_WEIGHTS:
+        return None
+    families = fonts.get(declaration)
+    if families is None:  # mathtext: one exact family name per glyph span
+        families = [n.strip().strip("'\"") for n in declaration.split(":", 1)[1].split(",")]
+        if len(families) != 1:
+            return None
+    prop = font_manager.FontProperties(family=families, weight=_PLAIN_WEIGHTS[weight],
+                                       style=style.get("font-style", "normal"))
+    entries = {entry.fname: entry for entry in font_manager.fontManager.ttflist}
+    resolved = []
+    for path in map(Path, _font_files(prop)):
+        entry = entries.get(str(path))
+        if str(path.parent) not in _CONFIGURED or entry is None or \
+                entry.stretch != "normal" or _weight(entry.weight) not in (400, 700) or \
+                any(fnmatch.fnmatch(str(path), glob) for glob in _REJECTED_FONTS):
+            return None
+        resolved.append(str(font_manager.get_font(str(path)).family_name))
+    return b"font-family: " + ", ".join(
+        f"'{family}'" for family in dict.fromkeys(resolved)).encode("utf-8")
 
 
-def _text_families(declaration: str) -> list[str]:
-    """The font families of the text a matplotlib SVG ``font-family`` declaration was
-    written for: matplotlib writes each generic family unquoted after its configured names
-    (``'Arial', 'DejaVu Sans', ..., sans-serif``), so those names are left out and the
-    generic kept, as the text asked; quoted names no generic stands for are kept too."""
-    import matplotlib as mpl
+def _weight(weight: Any) -> int:
+    """A font entry's weight as a number (matplotlib stores 400 or "normal")."""
     from matplotlib import font_manager
 
-    tokens = [t.strip() for t in declaration.split(":", 1)[1].split(",")]
-    generic = [t for t in tokens if t in font_manager.font_family_aliases]
-    expanded = {name for g in generic for name in mpl.rcParams.get(f"font.{g}", [])}
-    return [t if t in generic else t.strip("'\"") for t in tokens
-            if t in generic or t.strip("'\"") not in expanded]
+    return int(font_manager.weight_dict.get(weight, weight))
 
 
 def _font_files(prop: Any) -> list[str]:
@@ -178,6 +252,8 @@ def _font_folders() -> list[str]:
 _LOADED: list[Any] = []
 #: The font folders fontconfig was given when pyvips was loaded (:func:`_font_folders`).
 _CONFIGURED: list[str] = []
+#: Held while pyvips is loaded (FONTCONFIG_FILE is set for the process meanwhile).
+_LOADING = threading.Lock()
 
 
 def _vips() -> Any:
@@ -189,8 +265,9 @@ def _vips() -> Any:
     read by drawing one probe text, and removed; rescanning is off so the removed file is
     never looked for again. Loaded once per process.
     """
-    if not _LOADED:
-        _LOADED.append(_load_vips())
+    with _LOADING:  # one thread sets the environment, probes and restores it
+        if not _LOADED:
+            _LOADED.append(_load_vips())
     return _LOADED[0]
 
 
