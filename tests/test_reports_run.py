@@ -357,6 +357,14 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _ctrl_c_as_a_terminal() -> None:
+    """In the child before exec: SIGINT as a terminal gives it (default action), so Python
+    turns it into KeyboardInterrupt. A test run started in the background of a
+    non-interactive shell (``make test &``) has SIGINT ignored, every child inherits that,
+    and the command (rightly) ignored the signal and finished with exit 0."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
@@ -368,7 +376,7 @@ def test_interrupted_run_leaves_previous_reports_and_a_consistent_manifest(
            for c in (study.normal, study.painless)}
     proc = subprocess.Popen(_command("report", study.processed, "--out", out, "--param",
                                      "seed=1"), env=_env(SALT), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_a_terminal)
     try:
         assert _wait_for(lambda: any(out.glob("*/.kneeload-tmp.*.report.ipynb")), timeout_s=120)
         children = _descendants(proc.pid)
