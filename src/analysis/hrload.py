@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 #: Banister TRIMP weighting ``a * exp(b * HRr)`` by sex: (a, b). Banister 1991 (in MacDougall,
 #: Wenger & Green, *Physiological Testing of the High-Performance Athlete*, 2nd ed., 403-424);
@@ -399,12 +400,11 @@ def session_loads(hr_samples: pd.DataFrame, sessions: pd.DataFrame, runners: pd.
     no_max = has_hr & ~np.isfinite(hmax)
     banister = np.where(no_max, np.nan, banister)
     edwards = np.where(no_max, np.nan, edwards)
-    # the method's name by integer code (np.select on strings fills a 2-million-cell text
-    # array: 1 s)
-    names = np.array([METHOD_NO_HR_MAX, METHOD_SAMPLES, METHOD_MEAN_HR, METHOD_NONE],
-                     dtype=object)
-    method = pd.Categorical.from_codes(np.select([no_max, has_samples, use_mean], [0, 1, 2],
-                                                 default=3), categories=names).astype("str")
+    # the method's name by integer code, taken in Arrow (np.select on strings fills a
+    # 2-million-cell text array: 1 s; a Categorical's astype("str"): 0.26 s)
+    names = pa.array([METHOD_NO_HR_MAX, METHOD_SAMPLES, METHOD_MEAN_HR, METHOD_NONE])
+    method = pd.array(names.take(pa.array(np.select([no_max, has_samples, use_mean],
+                                                    [0, 1, 2], default=3))), dtype="str")
     loads = pd.DataFrame({
         "session_id": sid.array,  # already text: no object round trip
         "runner_id": runner.array,
