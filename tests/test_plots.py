@@ -186,14 +186,16 @@ def test_the_flow_diagram_shows_every_count(agg: None) -> None:
                                                                "quarantined"],
                             "reason": ["", "exact_duplicate", "pace_too_fast"],
                             "n": [97, 2, 1]})
-    flow = tables.Flow([("Runners enrolled", 12), ("With any usable run", 11),
-                        ("With pain reports", 10), ("In the model", 9)],
+    flow = tables.Flow([("Runners enrolled", 12), ("With pain reports", 10),
+                        ("In the model", 9)],
                        [("In the panel", 120), ("Dropped: missing x", 20),
-                        ("In the model", 100)], records, {"runs.csv": 100})
+                        ("In the model", 100)], records, {"runs.csv": 100},
+                       {"With pain reports": "of whom 3 logged no usable run"})
     flow.check()
     ax = plots.flow_diagram(flow)
     text = " ".join(t.get_text() for t in _texts(ax.figure))
-    for part in ("n = 12", "n = 9", "Excluded: 1", "runs.csv: 100 read, 97 kept",
+    for part in ("n = 12", "n = 9", "Excluded: 2", "Excluded: 1",
+                 "(of whom 3 logged no usable run)", "runs.csv: 100 read, 97 kept",
                  "merged: exact duplicate 2", "quarantined: pace too fast 1",
                  "In the model: 100", "Dropped: missing x: 20"):
         assert part in text, part

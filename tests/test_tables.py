@@ -168,7 +168,8 @@ def test_the_demo_flow_adds_up_and_merges_are_not_quarantined() -> None:
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small study with every kind of record problem, and runners who drop out at each
-    stage: G1 enrolled with nothing, G2 with runs but no pain report."""
+    stage: G1 enrolled with nothing, G2 with runs but no pain report, G3 with pain reports
+    but no run (an injured runner who stopped running and kept reporting)."""
     root = tmp_path_factory.mktemp("hostile_flow")
     raw = write_dataset(simulate_dataset(runners_per_cohort=6, weeks=8, cohorts=2, seed=11),
                         root / "raw")
@@ -176,7 +177,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pain = (raw / "pain.csv").read_text().splitlines()
     runners = (raw / "runners.csv").read_text().splitlines()
     first = runners[1].split(",")
-    ghosts = [",".join(["G1", *first[1:]]), ",".join(["G2", *first[1:]])]
+    ghosts = [",".join([g, *first[1:]]) for g in ("G1", "G2", "G3")]
     runs += [runs[1], runs[2],  # exact duplicates: merged
              "NOBODY,2025-01-07,5.0,30.0,,run",  # unknown runner
              runs[3].replace(runs[3].split(",")[2], "-4.0", 1),  # distance not positive
@@ -186,7 +187,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pain += [pain[1],  # exact duplicate
              ",".join([cells[0], cells[1], "9.0"]),  # same day, higher: supersedes the first
              ",".join([cells[0], "2025-02-03", "11"]),  # out of range
-             ",".join([cells[0], "2025-02-10", "sore"])]  # not a number
+             ",".join([cells[0], "2025-02-10", "sore"]),  # not a number
+             *(",".join(["G3", row.split(",")[1], "4"]) for row in pain[-3:])]  # no runs, late
     (raw / "runs.csv").write_text("\n".join(runs) + "\n")
     (raw / "pain.csv").write_text("\n".join(pain) + "\n")
     (raw / "runners.csv").write_text("\n".join([*runners, *ghosts]) + "\n")
@@ -201,9 +203,12 @@ def test_the_hostile_flow_adds_up_with_every_reason_in_its_place(hostile: Path) 
     assert status[("runs.csv", "unknown_runner")] == "quarantined"
     assert status[("pain.csv", "pain_out_of_range")] == "quarantined"
     stages = dict(flow.runners)
-    assert stages == {"Runners enrolled": 14, "With any usable run": 13,
-                      "With pain reports": 12}
-    assert flow.runner_table()["Excluded"].tolist() == ["", "1", "1"]
+    # G1 (nothing) and G2 (runs, no report) are excluded; G3 (reports, no run) is not
+    assert stages == {"Runners enrolled": 15, "With pain reports": 13}
+    assert flow.notes == {"With pain reports": "of whom 1 logged no usable run"}
+    table = flow.runner_table()
+    assert table["Excluded"].tolist() == ["", "2"]
+    assert table["Note"].tolist() == ["", "of whom 1 logged no usable run"]
 
 
 def test_the_model_stage_of_the_flow_adds_up(hostile: Path) -> None:
@@ -222,6 +227,24 @@ def test_the_model_stage_of_the_flow_adds_up(hostile: Path) -> None:
         subset=["pain", "mileage_jump", "rest_days_7d"]))
     assert any("week-over-week mileage change" in what for what, _ in flow.reports)
     assert dict(flow.runners)["In the model"] == result.n_runners
+
+
+def test_a_runner_with_reports_and_no_run_keeps_the_flow_nested(hostile: Path) -> None:
+    """G3 logged no run: its days are rest days, so a model of rest days and weekly km has
+    it (a flow that required a run before the reports said 13 -> 12 -> 13 and failed)."""
+    from analysis.models import fit_model
+
+    data = load_processed(hostile)
+    result = fit_model(data["panel"], model="lmm", outcome="pain",
+                       exposures=["rest_days_7d", "km_7d"])
+    modelled = set(data["panel"].dropna(subset=["pain", "rest_days_7d", "km_7d"])["runner_id"])
+    assert "G3" in modelled and result.n_runners == len(modelled) == 13
+    flow = tables.participant_flow(data["cleaning_report"], runners=data["runners"],
+                                   runs=data["runs"], panel=data["panel"], model=result)
+    flow.check()
+    assert flow.runners == [("Runners enrolled", 15), ("With pain reports", 13),
+                            ("In the model", 13)]
+    assert flow.runner_table()["Excluded"].tolist() == ["", "2", "0"]
 
 
 def test_per_cohort_flows_add_up_to_the_dataset(hostile: Path) -> None:

@@ -589,8 +589,9 @@ def flow_diagram(flow: Any, *, ax: Axes | None = None) -> Axes:
     ys = [1 - step * (k + 0.5) for k in range(len(stages))]
     x, side = 0.16, 0.33
     for k, ((stage, n), y) in enumerate(zip(stages, ys, strict=True)):
-        ax.annotate(f"{stage}\nn = {n:,}", (x, y), ha="center", va="center",
-                    fontsize=MIN_FONT_PT, bbox=_BOX)
+        note = getattr(flow, "notes", {}).get(stage)
+        ax.annotate(f"{stage}\nn = {n:,}" + (f"\n({note})" if note else ""), (x, y),
+                    ha="center", va="center", fontsize=MIN_FONT_PT, bbox=_BOX)
         if k:
             middle = (y + ys[k - 1]) / 2
             ax.annotate("", (x, y + 0.2 * step), (x, ys[k - 1] - 0.2 * step),

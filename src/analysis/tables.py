@@ -233,6 +233,12 @@ def table_one(runners: pd.DataFrame, daily: pd.DataFrame, panel: pd.DataFrame, *
 
 # --- participant and record flow (STROBE) ---------------------------------------------------
 
+#: The runner stages of :func:`participant_flow`, in order.
+STAGE_ENROLLED, STAGE_WITH_REPORTS, STAGE_IN_MODEL = (
+    "Runners enrolled", "With pain reports", "In the model")
+#: Note of the "With pain reports" stage when some of its runners logged no usable run.
+NO_RUN_NOTE = "of whom {n:,} logged no usable run"
+
 
 @dataclass
 class Flow:
@@ -241,24 +247,31 @@ class Flow:
     Attributes
     ----------
     runners : stages from enrolment to the model, ``(stage, n)`` in order: enrolled, with
-        any usable run, with pain reports, in the model (absent without a model).
+        pain reports, in the model (absent without a model); each a subset of the one before.
     reports : pain reports in the panel, dropped by the model by reason, in the model.
     records : one row per input file and status: ``file``, ``status`` (kept | merged |
         quarantined), ``reason`` (empty for kept), ``n``.
     read : records read per file.
+    notes : a line of text per stage that needs one (e.g. how many of its runners logged no
+        usable run), shown under the stage in the table and the diagram.
     """
 
     runners: list[tuple[str, int]]
     reports: list[tuple[str, int]]
     records: pd.DataFrame
     read: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
 
     def runner_table(self) -> pd.DataFrame:
-        """The runner stages with the number excluded at each step."""
+        """The runner stages with the number excluded at each step (and a ``Note`` column
+        when a stage has a note)."""
         rows, before = [], None
         for stage, n in self.runners:
-            rows.append({"Stage": stage, "Runners": n,
-                         "Excluded": "" if before is None else str(before - n)})
+            row = {"Stage": stage, "Runners": n,
+                   "Excluded": "" if before is None else str(before - n)}
+            if self.notes:
+                row["Note"] = self.notes.get(stage, "")
+            rows.append(row)
             before = n
         return pd.DataFrame(rows)
 
@@ -371,9 +384,12 @@ def participant_flow(cleaning_report: Mapping[str, Any] | None, *, runners: pd.D
                      records: tuple[pd.DataFrame, dict[str, int]] | None = None) -> Flow:
     """STROBE participant and record flow.
 
-    Runners: enrolled (rows of the clean runners table) -> with any usable run (a kept run)
-    -> with pain reports (of those, at least one report in the panel) -> in the model
-    (``model.n_runners``). Reports: in the panel -> dropped by the model, by reason
+    Runners: enrolled (rows of the clean runners table) -> with pain reports (at least one
+    report in the panel) -> in the model (``model.n_runners``), each stage a subset of the
+    one before. A usable run is no stage: a runner who logged none but reported pain is in
+    the panel (the calendar's days are rest days unless ``unlogged_gaps="missing"``) and may
+    be in the model, so the number of such runners is a note of "With pain reports"
+    (:data:`NO_RUN_NOTE`). Reports: in the panel -> dropped by the model, by reason
     (``model.dropped``) -> in the model (``model.n_obs``). Records: per input file, read ->
     kept / merged / quarantined by reason (:func:`record_flow`).
 
@@ -390,20 +406,20 @@ def participant_flow(cleaning_report: Mapping[str, Any] | None, *, runners: pd.D
         Precomputed ``(records, read)``, e.g. :func:`cohort_record_flow` for one cohort.
     """
     enrolled = set(runners["runner_id"])
-    with_run = enrolled & set(runs["runner_id"])
-    with_reports = with_run & set(panel["runner_id"])
-    stages = [("Runners enrolled", len(enrolled)), ("With any usable run", len(with_run)),
-              ("With pain reports", len(with_reports))]
+    with_reports = enrolled & set(panel["runner_id"])
+    stages = [(STAGE_ENROLLED, len(enrolled)), (STAGE_WITH_REPORTS, len(with_reports))]
+    without_run = len(with_reports - set(runs["runner_id"]))
+    notes = {STAGE_WITH_REPORTS: NO_RUN_NOTE.format(n=without_run)} if without_run else {}
     reports = [("In the panel", len(panel))]
     if model is not None:
-        stages.append(("In the model", int(model.n_runners)))
+        stages.append((STAGE_IN_MODEL, int(model.n_runners)))
         reports += [(f"Dropped: {dropped_reason(reason)}", int(n))
                     for reason, n in sorted((model.dropped or {}).items()) if int(n)]
         reports.append(("In the model", int(model.n_obs)))
     if records is None:
         records = record_flow(cleaning_report or {})
     table, read = records
-    return Flow(stages, reports, table, read)
+    return Flow(stages, reports, table, read, notes)
 
 
 # --- model tables ---------------------------------------------------------------------------
