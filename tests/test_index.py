@@ -370,6 +370,33 @@ def test_a_suppressed_cohort_is_named_in_no_file_of_the_reports_folder(
     assert (out / study.TABLES_DIR / "table1.csv").is_file()
 
 
+def test_a_subset_run_with_a_higher_floor_hides_the_cohorts_it_did_not_run(
+        tmp_path: Path) -> None:
+    """``--cohort competitive --param min_cohort_size=21``: novice and recreational (20
+    runners each) were not run, but are now below the floor: their earlier reports and
+    manifest entries go, as a run of every cohort would have done (review: they stayed on
+    disk with their statistics while the index hid them)."""
+    source = paths.project_root() / "data" / "processed" / "demo"
+    if not (source / "panel.parquet").is_file():
+        pytest.skip("the demo is not built (make build)")
+    out = tmp_path / "out"
+    reports.run_reports(source, out, submit=_fake_reports)
+    assert (out / "novice" / "report.html").is_file()
+    (out / "recreational" / "my_notes.txt").write_text("a user's file stays\n")
+    run = reports.run_reports(source, out, cohorts=["competitive"], submit=_fake_reports,
+                              params={"min_cohort_size": 21})
+    assert [o.status for o in run.outcomes] == ["suppressed"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["cohorts"] == {}
+    assert not (out / "novice").exists() and not (out / "competitive").exists()
+    assert [p.name for p in (out / "recreational").iterdir()] == ["my_notes.txt"]
+    for path in out.rglob("*"):
+        if path.is_file() and path.name != "my_notes.txt":
+            text = path.read_text(errors="replace")
+            assert not {"novice", "recreational", "competitive"} & set(
+                re.findall(r"[a-z]+", text)), path
+
+
 def test_many_cohorts_show_the_overall_column_and_keep_every_column_in_the_files(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     processed = _processed_demo(tmp_path)

@@ -282,6 +282,14 @@ def _run_locked(
     size = dict(zip(available["cohort"], available["runners"], strict=True))
     min_size = int(parameters["min_cohort_size"])
     salt = id_salt()
+    # a cohort this run does not report (a --cohort subset) but whose size is below this
+    # run's floor is hidden too: its earlier report, take-away files and manifest entry go
+    # (the index leaves it out; statistics left on disk beside it would not be)
+    for cohort in available["cohort"]:
+        if cohort not in wanted and int(size[cohort]) < min_size:
+            remove_suppressed_folder(out / safe_name(cohort))
+            with contextlib.suppress(OSError):  # a full disk: the index leaves it out anyway
+                forget_cohort(out, manifest, cohort)
     if on_start:
         on_start(wanted)
 
