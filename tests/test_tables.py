@@ -342,6 +342,30 @@ def test_writers_escape_user_text(tmp_path: Path) -> None:
         tables.write_table(table, tmp_path, "t2", formats=("docx",))
 
 
+FORMULA_NAME = "=cmd|' /C calc'!A0"
+
+
+def test_the_csv_take_away_defuses_formulas_in_headers_and_cells(tmp_path: Path) -> None:
+    """A cohort label reaches Table 1's header ("<label> (n = 20)"): a spreadsheet would run
+    it (OWASP CSV injection). Headers and cells that would are written with a leading
+    quote; formatted numbers keep their minus sign."""
+    table = pd.DataFrame({f"{FORMULA_NAME} (n = 5)": ["-0.14", "-0.20 to -0.09", "@SUM(A1)",
+                                                      "+12 %", "-1+cmd|' /C x'!A0"],
+                          "b": ["3 (2 to 4)", "=HYPERLINK(\"x\")", "1,234", "−0.5",
+                                "-"]},
+                         index=pd.Index(["a", "b", "+c", "d", "e"], name="Characteristic"))
+    path = tables.write_table(table, tmp_path, "t", formats=("csv",))["csv"]
+    back = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert list(back.columns) == ["Characteristic", f"'{FORMULA_NAME} (n = 5)", "b"]
+    assert back["Characteristic"].tolist() == ["a", "b", "'+c", "d", "e"]
+    assert back.iloc[:, 1].tolist() == ["-0.14", "-0.20 to -0.09", "'@SUM(A1)", "+12 %",
+                                        "'-1+cmd|' /C x'!A0"]
+    assert back["b"].tolist() == ["3 (2 to 4)", "'=HYPERLINK(\"x\")", "1,234", "−0.5",
+                                  "'-"]
+    md = tables.markdown_cell("$y$ costs $5")
+    assert md == "\\$y\\$ costs \\$5"  # no math span in GitHub or pandoc Markdown
+
+
 def test_a_copied_processed_folder_gives_the_same_flow(tmp_path: Path) -> None:
     copy = tmp_path / "demo"
     shutil.copytree(DEMO, copy)
@@ -359,10 +383,10 @@ _PRINTS = [(r"\textbackslash{}", "\\"), (r"\textasciitilde{}", "~"),
            (r"\textbar{}", "|"), (r"$\geq$", ">="), (r"$\leq$", "<="), (r"$\pm$", "±"),
            (r"$\times$", "\u00d7"), (r"$\cdot$", "·"), (r"$-$", "\u2212"), ("-{}", "-"),
            (r"\&", "&"), (r"\%", "%"), (r"\$", "$"), (r"\#", "#"), (r"\_", "_"),
-           (r"\{", "{"), (r"\}", "}")]
+           (r"\{", "{"), (r"\}", "}"), (r"\textasciigrave{}", "`")]
 #: Characters that must never reach the .tex bare: LaTeX syntax, or OT1 glyph slots that
 #: print as something else (< as an inverted exclamation mark, > as ¿, | as an em dash).
-_BARE = set("\\{}$&%#_^~<>|")
+_BARE = set("\\{}$&%#_^~<>|`")  # ` prints a left quote in OT1 (and !` ?` are ¡ ¿)
 
 
 def printed(tex: str) -> str:
@@ -384,7 +408,7 @@ def printed(tex: str) -> str:
 
 
 HOSTILE_COHORTS = ["p < 0.001 & >= 3 | 50% $5 #1", r"C_1 {b} ~x ^y \end{tabular}",
-                   "a--b <= 2 ≥ ≤", "\\textbf{x}\nnew line"]
+                   "a--b <= 2 ≥ ≤", "\\textbf{x}\nnew line", "!`?` ``q'' `tick`"]
 
 
 def test_latex_prints_hostile_cohort_names_as_written(cohort: dict) -> None:

@@ -13,6 +13,7 @@ Imports nothing of :mod:`analysis` (a bottom-layer module).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -60,6 +61,34 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
     neutralise_formulas(frame).to_csv(path, index=False)
 
 
+#: Text that is only formatted numbers: digits, signs, ``.``, ``,``, ``%``, brackets,
+#: spaces and the word "to" ("-0.14", "-0.20 to -0.09", "+12 %", "3 (2 to 4)"). A
+#: spreadsheet runs no function from it, so a display table keeps its leading minus sign.
+NUMBER_TEXT = re.compile(r"(?=.*\d)(?:[-+\u2212\d.,%() ]|to)+")
+
+
+def defuse_display_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table of text for people (Table 1, the model table) with every header and cell
+    that would run as a formula prefixed with ``'`` (:data:`FORMULA_TRIGGERS`), except
+    formatted numbers (:data:`NUMBER_TEXT`): a cohort label such as ``=cmd|' /C calc'!A0``
+    reaches a header (``"<label> (n = 20)"``) as well as cells."""
+    def safe(value: object) -> object:
+        if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS) \
+                and not NUMBER_TEXT.fullmatch(value):
+            return FORMULA_GUARD + value
+        return value
+
+    out = frame.map(safe)
+    out.columns = [safe(str(c)) for c in frame.columns]
+    return out
+
+
+def write_display_csv(frame: pd.DataFrame, path: Path) -> None:
+    """A display table as CSV (UTF-8, no index), headers and cells defused
+    (:func:`defuse_display_table`)."""
+    defuse_display_table(frame).to_csv(path, index=False)
+
+
 def read_csv(path: Path, *, text: tuple[str, ...] = ()) -> pd.DataFrame:
     """A CSV :func:`write_csv` wrote, text cells as they were before defusing.
 
@@ -70,5 +99,6 @@ def read_csv(path: Path, *, text: tuple[str, ...] = ()) -> pd.DataFrame:
     return restore_formulas(frame)
 
 
-__all__ = ["FORMULA_GUARD", "FORMULA_TRIGGERS", "neutralise_formulas", "read_csv",
-           "restore_formulas", "write_csv"]
+__all__ = ["FORMULA_GUARD", "FORMULA_TRIGGERS", "NUMBER_TEXT", "defuse_display_table",
+           "neutralise_formulas", "read_csv", "restore_formulas", "write_csv",
+           "write_display_csv"]

@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.csvsafe import write_display_csv
 from analysis.errors import KneeloadError
 from analysis.labels import (
     decimals_for,
@@ -485,7 +486,7 @@ def variance_table(result: Any) -> pd.DataFrame:
 #: backslash-escaped. A ``<`` that could open a tag or an autolink (followed by a letter,
 #: ``/``, ``!`` or ``?``) and an ``&`` that could start an entity become entities, so no tag
 #: can come out of a cell while ``< 0.001`` and ``>= 3`` stay readable in the file.
-_MARKDOWN_CELL = str.maketrans({ch: "\\" + ch for ch in "\\`*_[]|~#!"})
+_MARKDOWN_CELL = str.maketrans({ch: "\\" + ch for ch in "\\`*_[]|~#!$"})
 _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 _ENTITY_START = re.compile(r"&(?=[A-Za-z#])")
 
@@ -525,8 +526,9 @@ _LATEX_SPECIAL = {
     ">=": r"$\geq$", "<=": r"$\leq$", "\u2265": r"$\geq$", "\u2264": r"$\leq$",
     "\u00b1": r"$\pm$", "\u00d7": r"$\times$", "\u00b7": r"$\cdot$", "\u2212": r"$-$",
     "-": "-{}",  # matched only before another "-"
+    "`": r"\textasciigrave{}",  # OT1 prints a left quote, and !` ?` as the ligatures ¡ ¿
 }
-_LATEX_TOKEN = re.compile(r">=|<=|-(?=-)|[\\&%$#_{}~^<>|\u2265\u2264\u00b1\u00d7\u00b7\u2212]")
+_LATEX_TOKEN = re.compile(r">=|<=|-(?=-)|[\\&%$#_{}~^<>|`\u2265\u2264\u00b1\u00d7\u00b7\u2212]")
 _LABEL = re.compile(r"[A-Za-z0-9:._-]+")
 
 
@@ -567,8 +569,8 @@ def write_table(table: pd.DataFrame, folder: str | Path, name: str, *,
     out = {}
     for fmt in formats:
         path = folder / f"{name}.{fmt}"
-        if fmt == "csv":
-            frame.to_csv(path, index=False)
+        if fmt == "csv":  # a cohort label or term that reads as a formula is defused
+            write_display_csv(frame, path)
         elif fmt == "md":
             path.write_text(markdown_table(frame, index=False), encoding="utf-8")
         elif fmt == "tex":
