@@ -56,7 +56,9 @@ display(Markdown(
     f"Exposures are measured **{view.meta.get('exposure_lag_days')} days** before each "
     "report (the reference day), so that an outcome which cuts training is not regressed on "
     f"the training it cut. {event}Runner identifiers are "
-    + ("keyed-hash pseudonyms." if view.pseudonymised else "the study's pseudonymous codes.")
+    + ("keyed-hash pseudonyms." if view.pseudonymised else
+       "shown as given in the runners table (not hashed: set KNEELOAD_ID_SALT, or build with "
+       "--pseudonymise, for keyed-hash pseudonyms).")
     + "\n\n" + "\n".join(f"- {reports.markdown_text(line)}"
                            for line in choice.sentences(human=True))
 ))
@@ -251,7 +253,7 @@ nonlinear.show()
 
 # %% [markdown]
 # ## Runners
-# Pseudonymous identifiers only.
+# Identifiers as stated at the top of this report.
 
 # %%
 reports.runner_table(view, modes, outcome=spec).rename(

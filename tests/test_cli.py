@@ -207,8 +207,12 @@ def test_fit_output_carries_status_and_reading_units(tmp_path, small_processed):
     jump = next(r for r in result["table"] if r["term"] == "mileage_jump")
     assert jump["step"] == 0.10 and jump["step_label"] == "per +10 % week-over-week mileage"
     assert jump["estimate_step"] == pytest.approx(jump["estimate"] * 0.10, rel=1e-12)
-    assert f"mileage_jump: {jump['estimate_step']:+.3g} NRS points per +10 % week-over-week " \
-           "mileage" in proc.stderr
+    # the estimate and its interval with the decimals the interval supports
+    # (labels.format_interval): never more than 2 significant digits of its half-width
+    text, low, high = labels.format_interval(jump["estimate_step"], jump["ci_low_step"],
+                                             jump["ci_high_step"], signed=True, null=0.0)
+    assert f"mileage_jump: {text} NRS points per +10 % week-over-week mileage (95 % CI " \
+           f"{low} to {high})" in proc.stderr
     assert f"status {result['status']}" in proc.stderr
 
 
@@ -298,8 +302,10 @@ def test_fit_reads_a_dummy_covariate_vs_the_reference_level(tmp_path, small_proc
     assert row["step"] == 1.0 and row["step_label"] == "vs the reference level"
     assert row["estimate_step"] == row["estimate"]
     line = next(ln for ln in proc.stderr.splitlines() if "C(sex)[T.M]" in ln)
-    assert line.strip().startswith(f"C(sex)[T.M]: {row['estimate']:+.3g} NRS points vs the "
-                                   "reference level (95 % CI")
+    text, low, high = labels.format_interval(row["estimate"], row["ci_low"], row["ci_high"],
+                                             signed=True, null=0.0)
+    assert line.strip() == (f"C(sex)[T.M]: {text} NRS points vs the reference level "
+                            f"(95 % CI {low} to {high})")
     assert "per unit" not in line
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from rtools import requires_r
 
-from analysis import paths, reports
+from analysis import labels, paths, reports
 from analysis.reports import index, study
 
 REF_DIR = Path(__file__).parent / "reference"
@@ -89,7 +89,9 @@ def test_index_page_shows_each_status(tmp_path: Path) -> None:
     page = index.write_index(tmp_path, rows, processed=tmp_path / "demo").read_text()
     text = _text(page)
     assert "kneeload reports: demo" in text
-    assert "Week-over-week mileage change (per +10 %): +0.06 NRS points (+0.04 to +0.08)" \
+    # 3 significant digits of the estimate, as many decimals as the interval's half-width
+    # (0.02) shows with 2 (labels.format_interval), as in the cohort's own tables
+    assert "Week-over-week mileage change (per +10 %): +0.060 NRS points (+0.040 to +0.080)" \
         in text
     assert '<td class="warning">warning</td>' in page and "warning: singular fit" in text
     assert 'href="fine/report.html"' in page and 'href="shaky/report.html"' not in page
@@ -212,8 +214,10 @@ def test_study_view_pools_shown_cohorts_only_and_flags_warnings(tmp_path: Path) 
     # the pooled numbers are fit_pooled's over the two shown cohorts
     pooled = study.fit_pooled(panel, [hostile, "B"], outcome="nrs", exposures=EXPOSURES)
     first = pooled.effects[0]
-    assert f"{first['estimate']:+.2f} ({first['ci_low']:+.2f} to {first['ci_high']:+.2f})" \
-        in text
+    text_of = labels.format_interval(first["estimate"], first["ci_low"], first["ci_high"],
+                                     signed=True, null=0.0)
+    assert (first["text"], first["low_text"], first["high_text"]) == text_of
+    assert f"{text_of[0]} ({text_of[1]} to {text_of[2]})" in text
     assert f"chi-square {pooled.interaction['statistic_text']} on 3 df" in text
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -123,6 +124,47 @@ def test_format_number_never_prints_an_exponent_over_many_magnitudes() -> None:
         text = labels.format_number(x)
         assert "e" not in text.lower()
         assert float(text.replace(",", "")) == pytest.approx(x, rel=5e-3)
+
+
+@pytest.mark.parametrize(("values", "options", "expected"), [
+    # review: -0.0004 with a CI of +/- 0.21 was "-0.000400 (-0.210400 to 0.209600)"
+    ((-0.0004, -0.2104, 0.2096), {}, ("0.00", "-0.21", "0.21")),
+    ((-0.0004, -0.2104, 0.2096), {"signed": True, "null": 0.0}, ("0.00", "-0.21", "+0.21")),
+    # no more decimals than give the nearer half-width (0.0245) 2 significant digits
+    ((0.0946, 0.0701, 0.1191), {"signed": True}, ("+0.095", "+0.070", "+0.119")),
+    # the estimate's 3 significant digits when the interval allows them
+    ((61.73, 56.41, 67.06), {}, ("61.7", "56.4", "67.1")),
+    # a narrow interval keeps one digit of its half-width: it never collapses to one number
+    ((1.2345, 1.2339, 1.2351), {}, ("1.2345", "1.2339", "1.2351")),
+    # an asymmetric ratio interval: the nearer half sets the decimals
+    ((0.88, 0.408, 1.9), {"null": 1.0}, ("0.88", "0.41", "1.90")),
+    ((1.12, 1.04, 1.2), {"null": 1.0}, ("1.12", "1.04", "1.20")),
+    # a bound that is not the null is not printed as the null (up to the estimate's digits)
+    ((1.17, 0.02, 2.32), {"signed": True}, ("+1.2", "0.0", "+2.3")),
+    ((1.17, 0.02, 2.32), {"signed": True, "null": 0.0}, ("+1.17", "+0.02", "+2.32")),
+    ((2.36e-10, -9.157231e-6, 9.157703e-6), {}, ("0.0000000", "-0.0000092", "0.0000092")),
+    ((float("nan"), 1.0, 2.0), {}, ("", "1.00", "2.00")),
+    ((0.5, 0.5, 0.5), {}, ("0.500", "0.500", "0.500")),
+])
+def test_an_interval_is_printed_with_the_decimals_it_supports(values, options, expected):
+    assert labels.format_interval(*values, **options) == expected
+
+
+def test_interval_text_never_has_an_exponent_or_a_negative_zero() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        scale = 10.0 ** rng.integers(-9, 7)
+        estimate = rng.standard_normal() * scale
+        low, high = estimate - rng.exponential() * scale, estimate + rng.exponential() * scale
+        texts = labels.format_interval(estimate, low, high, signed=True, null=0.0)
+        for text in texts:
+            assert "e" not in text.lower(), texts
+            assert not re.fullmatch(r"[-+][0.,]+", text), texts  # no "-0.00" or "+0.00"
+        decimals = {len(t.split(".")[1]) if "." in t else 0 for t in texts}
+        assert len(decimals) == 1, texts  # estimate and bounds alike
+        back = [float(t.replace(",", "")) for t in texts]
+        half = min(estimate - low, high - estimate)
+        assert abs(back[0] - estimate) <= max(half / 2, abs(estimate) * 5e-3), texts
 
 
 def test_captions_say_what_the_band_is() -> None:

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 from rtools import requires_r
 
+from analysis import labels
 from analysis.errors import ModelSpecError
 from analysis.exposures import RUN_SPIKE_RATIO
 from analysis.models.survival import (
@@ -360,8 +361,11 @@ def test_cli_round_trip_and_design_out_refit(demo, tmp_path):
 
     for term in DEMO_X:
         unit = reading_unit(term)
-        printed = f"  {term}: HR {np.exp(table.loc[term, 'estimate'] * unit.step):.3g} "
-        assert printed + unit.label in proc.stderr, (printed, proc.stderr)
+        hr, low, high = labels.format_interval(
+            *(np.exp(table.loc[term, c] * unit.step) for c in ("estimate", "ci_low", "ci_high")),
+            null=1.0)
+        printed = f"  {term}: HR {hr} {unit.label} (95 % CI {low} to {high})"
+        assert printed in proc.stderr, (printed, proc.stderr)
     # the design written is exactly the rows fitted: refitting it gives the same numbers
     rows = pd.read_csv(design)
     assert len(rows) == result["n_obs"] and rows[DEMO_X].notna().all().all()

@@ -351,7 +351,7 @@ def test_the_csv_take_away_defuses_formulas_in_headers_and_cells(tmp_path: Path)
     quote; formatted numbers keep their minus sign."""
     table = pd.DataFrame({f"{FORMULA_NAME} (n = 5)": ["-0.14", "-0.20 to -0.09", "@SUM(A1)",
                                                       "+12 %", "-1+cmd|' /C x'!A0"],
-                          "b": ["3 (2 to 4)", "=HYPERLINK(\"x\")", "1,234", "−0.5",
+                          "b": ["3 (2 to 4)", "=HYPERLINK(\"x\")", "1,234", "\u22120.5",
                                 "-"]},
                          index=pd.Index(["a", "b", "+c", "d", "e"], name="Characteristic"))
     path = tables.write_table(table, tmp_path, "t", formats=("csv",))["csv"]
@@ -360,7 +360,7 @@ def test_the_csv_take_away_defuses_formulas_in_headers_and_cells(tmp_path: Path)
     assert back["Characteristic"].tolist() == ["a", "b", "'+c", "d", "e"]
     assert back.iloc[:, 1].tolist() == ["-0.14", "-0.20 to -0.09", "'@SUM(A1)", "+12 %",
                                         "'-1+cmd|' /C x'!A0"]
-    assert back["b"].tolist() == ["3 (2 to 4)", "'=HYPERLINK(\"x\")", "1,234", "−0.5",
+    assert back["b"].tolist() == ["3 (2 to 4)", "'=HYPERLINK(\"x\")", "1,234", "\u22120.5",
                                   "'-"]
     md = tables.markdown_cell("$y$ costs $5")
     assert md == "\\$y\\$ costs \\$5"  # no math span in GitHub or pandoc Markdown

@@ -540,13 +540,15 @@ def _fit_survival(source: Path, out: Path, *, model: str, exposures: str, format
     import numpy as np
 
     from analysis.effects import add_reading_units
+    from analysis.labels import format_interval
 
     # per reading step, as the report reads it (e.g. per +10 % week-over-week mileage)
     for row in add_reading_units(result.table).to_dict(orient="records"):
-        hr, low, high = (float(np.exp(row[f"{c}_step"])) for c in ("estimate", "ci_low",
-                                                                     "ci_high"))
-        console.print(f"  {row['term']}: HR {hr:.3g} {row['step_label']} (95 % CI "
-                      f"{low:.3g} to {high:.3g})", highlight=False, markup=False)
+        hr, low, high = format_interval(*(float(np.exp(row[f"{c}_step"]))
+                                          for c in ("estimate", "ci_low", "ci_high")),
+                                        null=1.0)
+        console.print(f"  {row['term']}: HR {hr} {row['step_label']} (95 % CI "
+                      f"{low} to {high})", highlight=False, markup=False)
     for problem in result.problems:
         console.print(f"[bold yellow]problem:[/] {escape(problem)}", highlight=False)
     for warning in result.warnings:
@@ -569,16 +571,21 @@ def _effect_lines(table: Any, *, unit: str = "NRS points") -> list[str]:
     A categorical dummy reads ``C(sex)[T.M]: OR 0.8 vs the reference level (...)`` (its
     ``step_label``, :data:`analysis.effects.CATEGORICAL`).
     """
+    from analysis.labels import format_interval
+
     odds = "odds_ratio_step" in table.columns
     lines = []
     for row in table[table["term"] != "Intercept"].to_dict(orient="records"):
         if odds:
-            lines.append(f"{row['term']}: OR {row['odds_ratio_step']:.3g} {row['step_label']} "
-                         f"(95 % CI {row['or_ci_low_step']:.3g} to {row['or_ci_high_step']:.3g})")
+            value, low, high = format_interval(row["odds_ratio_step"], row["or_ci_low_step"],
+                                               row["or_ci_high_step"], null=1.0)
+            lines.append(f"{row['term']}: OR {value} {row['step_label']} "
+                         f"(95 % CI {low} to {high})")
         else:
-            lines.append(f"{row['term']}: {row['estimate_step']:+.3g} {unit} "
-                         f"{row['step_label']} (95 % CI {row['ci_low_step']:+.3g} to "
-                         f"{row['ci_high_step']:+.3g})")
+            value, low, high = format_interval(row["estimate_step"], row["ci_low_step"],
+                                               row["ci_high_step"], signed=True, null=0.0)
+            lines.append(f"{row['term']}: {value} {unit} {row['step_label']} "
+                         f"(95 % CI {low} to {high})")
     return lines
 
 

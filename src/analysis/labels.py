@@ -358,6 +358,57 @@ def decimals_for(x: object, sig: int = SIGNIFICANT_DIGITS) -> int:
     return max(sig - 1 - math.floor(math.log10(value)), 0)
 
 
+#: Significant digits an interval's half-width keeps at most (:func:`interval_decimals`).
+INTERVAL_DIGITS = 2
+
+
+def interval_decimals(estimate: object, low: object, high: object) -> int:
+    """Decimals for an estimate and its 95 % CI, printed alike: the estimate's
+    :data:`SIGNIFICANT_DIGITS` significant digits, but no more decimals than give the
+    interval's nearer half (the smaller of ``estimate - low`` and ``high - estimate``)
+    :data:`INTERVAL_DIGITS` significant digits, and never fewer than give it one (so the
+    interval never collapses to one number). ``-0.0004 (-0.2104 to 0.2096)`` -> 2 decimals
+    (``0.00 (-0.21 to 0.21)``); ``1.23456 (1.23446 to 1.23466)`` -> 4; ``0.88 (0.408 to
+    1.9)`` -> 2. Without a usable interval: the estimate's own decimals."""
+    own = decimals_for(estimate)
+    try:
+        e, lo, hi = (float(v) for v in (estimate, low, high))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return own
+    half = min(e - lo, hi - e)
+    if not all(math.isfinite(v) for v in (e, lo, hi)) or not half > 0:
+        return own
+    at_most = decimals_for(half, INTERVAL_DIGITS)
+    at_least = decimals_for(half, 1)
+    return max(min(own, at_most), at_least)
+
+
+def format_interval(estimate: object, low: object, high: object, *, signed: bool = False,
+                    null: float | None = None) -> tuple[str, str, str]:
+    """The estimate and its interval bounds as text with :func:`interval_decimals`;
+    ``signed`` puts ``+`` before positive values (differences), never before 0.
+
+    ``null`` (0 for a difference, 1 for a ratio): a bound that is not the null is never
+    printed as the null, so whether the interval excludes it can be read (``+1.17 (0.02 to
+    2.32)``, not ``+1.2 (0.0 to +2.3)``): decimals are added, up to the estimate's own
+    :data:`SIGNIFICANT_DIGITS`.
+    """
+    places = interval_decimals(estimate, low, high)
+    if null is not None:
+        most = max(places, decimals_for(estimate))
+        bounds = [float(v) for v in (low, high)  # type: ignore[arg-type]
+                  if isinstance(v, int | float) and math.isfinite(float(v)) and v != null]
+        while places < most and any(format_fixed(b, places) == format_fixed(null, places)
+                                    for b in bounds):
+            places += 1
+
+    def text(value: object) -> str:
+        out = format_fixed(value, places)
+        return f"+{out}" if signed and out and out[0].isdigit() and out.strip("0.,") else out
+
+    return text(estimate), text(low), text(high)
+
+
 def format_fixed(x: object, decimals: int) -> str:
     """``x`` with a fixed number of decimals (``""`` when missing; ``-0.00`` reads
     ``0.00``)."""
@@ -372,10 +423,18 @@ def format_fixed(x: object, decimals: int) -> str:
 _TOKEN = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
 
 
+#: A command-line option with its value (``--param exposures=a,b``, ``--spline x:3``).
+_OPTION = re.compile(r"(--[a-z][a-z-]*(?:[ =][^\s;()]+)?)")
+#: A number in scientific notation inside a sentence (``1e-06``, ``2.5E+03``).
+_EXPONENT_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?[eE][-+]?\d+(?![\w.])")
+
+
 def humanize(text: str) -> str:
     """Replace every registered column name in a sentence by its label in lower case
     (``"rows dropped: missing mileage_jump: 54"`` -> ``"... missing week-over-week mileage
-    change: 54"``); other words are kept. For messages such as a model's fit notes."""
+    change: 54"``) and every number in scientific notation by its positional form
+    (``"within 1e-06"`` -> ``"within 0.000001"``); other words are kept. For messages such
+    as a model's fit notes."""
     def name(match: re.Match[str]) -> str:
         token = match.group(0)
         if not has_label(token):
@@ -383,7 +442,14 @@ def humanize(text: str) -> str:
         words = term_label(token)
         return words[:1].lower() + words[1:]
 
-    return _TOKEN.sub(name, str(text))
+    def positional(match: re.Match[str]) -> str:
+        return format_number(float(match.group(0)))
+
+    # a command-line option and its value ("--param exposures=mileage_jump,shoe_km") are
+    # what the user types: kept as written
+    parts = _OPTION.split(str(text))
+    return "".join(part if k % 2 else _EXPONENT_NUMBER.sub(positional, _TOKEN.sub(name, part))
+                   for k, part in enumerate(parts))
 
 
 # --- figure captions: the one place that says what each band and whisker is ----------------
@@ -470,6 +536,7 @@ def outcome_columns() -> set[str]:
 __all__ = [
     "CAPTIONS",
     "COLUMN_LABELS",
+    "INTERVAL_DIGITS",
     "P_FLOOR",
     "SIGNIFICANT_DIGITS",
     "ColumnLabel",
@@ -479,10 +546,12 @@ __all__ = [
     "decimals_for",
     "display_scale",
     "format_fixed",
+    "format_interval",
     "format_number",
     "format_p",
     "has_label",
     "humanize",
+    "interval_decimals",
     "label",
     "outcome_columns",
     "step_label",

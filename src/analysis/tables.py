@@ -26,8 +26,7 @@ import pandas as pd
 from analysis.csvsafe import write_display_csv
 from analysis.errors import KneeloadError
 from analysis.labels import (
-    decimals_for,
-    format_fixed,
+    format_interval,
     format_number,
     format_p,
     label,
@@ -430,9 +429,9 @@ def model_table(result: Any, *, outcome: Any | None = None) -> pd.DataFrame:
     """Fixed effects for a paper: human term, reading step, estimate, 95 % CI, p.
 
     Effects are per reading step (:func:`analysis.effects.add_reading_units`, the one
-    scaling: NRS points, or odds ratios for a binomial model), with
-    :data:`analysis.labels.SIGNIFICANT_DIGITS` significant digits of the estimate (its
-    interval with the same decimals) and p as journals print it
+    scaling: NRS points, or odds ratios for a binomial model), the estimate and its interval
+    with the same decimals (:func:`analysis.labels.format_interval`: the estimate's
+    significant digits, no more than its interval supports) and p as journals print it
     (:func:`analysis.labels.format_p`). The intercept is left out.
     """
     from analysis.effects import INTERCEPT, add_reading_units
@@ -445,14 +444,14 @@ def model_table(result: Any, *, outcome: Any | None = None) -> pd.DataFrame:
              else ("estimate_step", "ci_low_step", "ci_high_step"))
     unit = getattr(outcome, "unit", "NRS points")
     header = "Odds ratio" if odds else f"Difference ({unit})"
-    # the interval with the estimate's decimals (3 significant digits of the estimate)
-    places = [decimals_for(v) for v in rows[names[0]]]
+    # estimate and interval alike, with the decimals the interval supports
+    texts = [format_interval(e, a, b, null=1.0 if odds else 0.0) for e, a, b in
+             zip(rows[names[0]], rows[names[1]], rows[names[2]], strict=True)]
     return pd.DataFrame({
         "Term": [term_label(t) for t in rows["term"]],
         "Step": [step_text(t) for t in rows["term"]],
-        header: [format_fixed(v, d) for v, d in zip(rows[names[0]], places, strict=True)],
-        "95 % CI": [f"{format_fixed(a, d)} to {format_fixed(b, d)}"
-                    for a, b, d in zip(rows[names[1]], rows[names[2]], places, strict=True)],
+        header: [e for e, _, _ in texts],
+        "95 % CI": [f"{a} to {b}" for _, a, b in texts],
         "p": [format_p(p) for p in rows["p_value"]] if "p_value" in rows else "",
     }).reset_index(drop=True)
 

@@ -425,7 +425,7 @@ class ExposureChoice:
         ``human=True`` names the exposures by their labels (:func:`analysis.labels.label`);
         a left-out one keeps its reason with the column name ``--param exposures=`` takes.
         """
-        from analysis.labels import label
+        from analysis.labels import humanize, label
 
         def names(columns: Sequence[str]) -> str:
             return "; ".join(label(c) for c in columns) if human else ", ".join(columns)
@@ -433,10 +433,12 @@ class ExposureChoice:
         if not self.automatic:
             return [f"Exposures as requested: {names(self.chosen)}."]
         lines = [f"Default exposures the data support: {names(self.chosen) or 'none'}."]
-        for column, reason in self.left_out.items():
-            # the column name stays: it is what --param exposures= takes
-            text = f"{label(column)}: {reason}" if human else reason
-            lines.append(f"{text} (choose others with --param exposures=COLUMNS).")
+        for reason in self.left_out.values():
+            # human: the column named by its label ("Distance on the current shoe left out:
+            # ..."); the column names --param exposures= takes are in docs/exposures.md
+            text = humanize(reason) if human else reason
+            lines.append(f"{text[:1].upper()}{text[1:]} (choose others with --param "
+                         "exposures=COLUMNS).")
         return lines
 
 
@@ -497,7 +499,9 @@ def fit_cohort_model(
     panel = view.panel
 
     def cannot(reason: str) -> ModelAttempt:
-        return ModelAttempt(None, reason, spec)
+        from analysis.labels import humanize
+
+        return ModelAttempt(None, humanize(reason), spec)  # shown in the report and index
 
     if panel.empty:
         return cannot("This cohort has no pain reports, so there is nothing to model.")

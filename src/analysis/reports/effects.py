@@ -128,7 +128,7 @@ def plain_language(table: pd.DataFrame, *, outcome: str | OutcomeSpec = "pain",
     change: ... per +10 % week-over-week mileage"); the default keeps the column names (the
     stored outputs of the analysis notebooks).
     """
-    from analysis.labels import term_label
+    from analysis.labels import format_interval, term_label
 
     if isinstance(outcome, OutcomeSpec):
         spec = outcome
@@ -144,17 +144,19 @@ def plain_language(table: pd.DataFrame, *, outcome: str | OutcomeSpec = "pain",
         clear = row.ci_low > null or row.ci_high < null
         verdict = ("the interval excludes no effect" if clear
                    else "the interval includes no effect, so the data are compatible with none")
+        estimate, low, high = format_interval(row.estimate, row.ci_low, row.ci_high,
+                                              null=null)
         if row.scale == "odds":
             sentences.append(
-                f"{row.term}: the odds of {spec.noun} change by a factor of {row.estimate:.2f} "
-                f"{row.step_label} (95 % CI {row.ci_low:.2f} to {row.ci_high:.2f}; "
-                f"{verdict}).")
+                f"{row.term}: the odds of {spec.noun} change by a factor of {estimate} "
+                f"{row.step_label} (95 % CI {low} to {high}; {verdict}).")
             continue
-        direction = "higher" if row.estimate > 0 else "lower"
+        size = estimate.lstrip("-")
+        direction = ("higher" if row.estimate > 0 else "lower") if size.strip("0.,") else \
+            "difference in"  # rounds to 0 at the decimals its interval supports
         sentences.append(
-            f"{row.term}: {abs(row.estimate):.2f} {spec.unit} {direction} {spec.noun} "
-            f"{row.step_label} "
-            f"(95 % CI {row.ci_low:.2f} to {row.ci_high:.2f}; {verdict}).")
+            f"{row.term}: {size} {spec.unit} {direction} {spec.noun} {row.step_label} "
+            f"(95 % CI {low} to {high}; {verdict}).")
     return sentences
 
 

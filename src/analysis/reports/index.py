@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis import __version__
-from analysis.labels import step_label
+from analysis.labels import format_interval, humanize, step_label
 from analysis.outputs import atomic_write_text
 from analysis.reports.effects import escape_html
 from analysis.reports.manifest import (
@@ -86,14 +86,17 @@ def _index_row(outcome: CohortOutcome, out: Path) -> dict[str, Any]:
         "status": outcome.shown_status,
         "status_class": WARNING_STATUS if outcome.problems and outcome.status in {"ok", "skipped"}
         else outcome.status,
-        "problems": outcome.problems if outcome.status in {"ok", "skipped"} else [],
+        "problems": [humanize(p) for p in outcome.problems]
+        if outcome.status in {"ok", "skipped"} else [],
         "runners": outcome.runners,
         "reports": summary.get("n_reports"),
-        "estimates": [{**e, "label": step_label(e["term"])} for e in headline_rows(summary)],
+        "estimates": [_with_text(e) | {"label": step_label(e["term"])}
+                      for e in headline_rows(summary)],
         "model_status": _model_status(outcome),
         "outcome_label": summary.get("outcome_label"),
-        "left_out": list((summary.get("exposures_left_out") or {}).values()),
-        "model_note": summary.get("model_note"),
+        "left_out": [_sentence(humanize(r))
+                     for r in (summary.get("exposures_left_out") or {}).values()],
+        "model_note": humanize(summary["model_note"]) if summary.get("model_note") else None,
         "link": f"{folder}/report.html" if has_report else None,
         "failed_link": f"{folder}/{FAILED_NOTEBOOK}" if outcome.status == "failed" else None,
         "last_ok": outcome.last_ok,
@@ -101,6 +104,20 @@ def _index_row(outcome: CohortOutcome, out: Path) -> dict[str, Any]:
         "finished": outcome.finished,
         "error": outcome.error,
     }
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _with_text(effect: dict[str, Any]) -> dict[str, Any]:
+    """An effect row (``estimate``, ``ci_low``, ``ci_high``, ``scale``) with the three as
+    text (``text``, ``low_text``, ``high_text``): :func:`analysis.labels.format_interval`,
+    signed for a difference, as the cohort report's tables print them."""
+    odds = effect.get("scale") == "odds"
+    text = format_interval(effect["estimate"], effect["ci_low"], effect["ci_high"],
+                           signed=not odds, null=1.0 if odds else 0.0)
+    return {**effect, "text": text[0], "low_text": text[1], "high_text": text[2]}
 
 
 def _model_status(outcome: CohortOutcome) -> str:

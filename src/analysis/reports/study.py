@@ -19,7 +19,14 @@ import pandas as pd
 
 from analysis.effects import add_reading_units
 from analysis.errors import KneeloadError
-from analysis.labels import format_number, format_p, step_label, term_label
+from analysis.labels import (
+    format_interval,
+    format_number,
+    format_p,
+    humanize,
+    step_label,
+    term_label,
+)
 from analysis.outcomes import FALLBACK_OUTCOME, OUTCOME_SPECS
 from analysis.reports.effects import step_values
 
@@ -189,12 +196,18 @@ def fit_pooled(panel: pd.DataFrame, cohorts: Sequence[str], *, outcome: str,
     values = ("odds_ratio_step", "or_ci_low_step", "or_ci_high_step") if odds else (
         "estimate_step", "ci_low_step", "ci_high_step")
     pooled.n_obs, pooled.n_runners = int(main.n_obs), int(main.n_runners)
-    pooled.converged, pooled.problems = bool(main.converged), list(main.problems)
-    pooled.effects = [{"term": row["term"], "label": step_label(row["term"]),
-                       "short": term_label(row["term"]), "estimate": float(row[values[0]]),
-                       "ci_low": float(row[values[1]]), "ci_high": float(row[values[2]]),
-                       "p": format_p(row.get("p_value"))}
-                      for row in table.to_dict(orient="records")]
+    pooled.converged = bool(main.converged)
+    pooled.problems = [humanize(p) for p in main.problems]  # shown on the index page
+    pooled.effects = []
+    for row in table.to_dict(orient="records"):
+        estimate, low, high = (float(row[v]) for v in values)
+        text = format_interval(estimate, low, high, signed=not odds,
+                               null=1.0 if odds else 0.0)
+        pooled.effects.append({
+            "term": row["term"], "label": step_label(row["term"]),
+            "short": term_label(row["term"]), "estimate": estimate, "ci_low": low,
+            "ci_high": high, "text": text[0], "low_text": text[1], "high_text": text[2],
+            "p": format_p(row.get("p_value"))})
     if len(cohorts) > MAX_INTERACTION_COHORTS:
         pooled.interaction_note = (
             f"no interaction test: {len(cohorts)} cohorts would give the full model "

@@ -194,8 +194,7 @@ def model_comparison(results: Mapping[str, Any]) -> pd.DataFrame:
         notes = term_notes(r)
         col = {term_label(row.term): "not estimable (infinite estimate)"
                if "infinite estimate" in notes.get(row.term, [])
-               else f"{format_number(row.hazard_ratio)} "
-               f"({format_number(row.hr_ci_low)} to {format_number(row.hr_ci_high)})"
+               else _with_interval(row.hazard_ratio, row.hr_ci_low, row.hr_ci_high)
                for row in r.table.itertuples()}
         col |= {"episodes": str(r.extra["n_events"]), "rows at risk": f"{r.n_obs:,}",
                 "runners": str(r.n_runners),
@@ -240,6 +239,15 @@ def episode_counts(table: pd.DataFrame, *, by: str = "cohort") -> pd.DataFrame:
         "median duration (days)": groups["duration_days"].median(),
         "median time loss (days)": groups["time_loss_days"].median(),
     })
+
+
+def _with_interval(estimate: float, low: float, high: float) -> str:
+    """``"1.12 (1.04 to 1.20)"``: a ratio and its 95 % CI with the same decimals
+    (:func:`analysis.labels.format_interval`)."""
+    from analysis.labels import format_interval
+
+    text, lo, hi = format_interval(estimate, low, high, null=1.0)
+    return f"{text} ({lo} to {hi})"
 
 
 def _interval(low: float, high: float) -> str:
@@ -299,7 +307,7 @@ def term_notes(result: Any) -> dict[str, list[str]]:
 def hazard_table(tte: TimeToEvent) -> pd.DataFrame:
     """Hazard ratios per reading step with 95 % CIs, p-values and a note per term
     (columns Term, Step, Hazard ratio (95 % CI), p, Note); empty without a model."""
-    from analysis.labels import format_number, format_p, term_label
+    from analysis.labels import format_p, term_label
 
     columns = ["Term", "Step", "Hazard ratio (95 % CI)", "p", "Note"]
     if tte.result is None:
@@ -308,8 +316,7 @@ def hazard_table(tte: TimeToEvent) -> pd.DataFrame:
     table = hazard_steps(tte)
     rows = [[term_label(r.term), r.step_label,
              "not estimable" if "infinite estimate" in notes.get(r.term, [])
-             else f"{format_number(r.hr_step)} "
-             f"({format_number(r.hr_step_low)} to {format_number(r.hr_step_high)})",
+             else _with_interval(r.hr_step, r.hr_step_low, r.hr_step_high),
              format_p(r.p_value), "; ".join(notes.get(r.term, []))]
             for r in table.itertuples()]
     return pd.DataFrame(rows, columns=columns)
