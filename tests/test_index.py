@@ -310,6 +310,20 @@ def test_index_table_one_counts_only_the_cohorts_shown(tmp_path: Path) -> None:
     assert not (out / study.TABLES_DIR / "table1.csv").exists()
 
 
+@pytest.mark.parametrize("label", [r"edge5 \textbf{x} $y$ ~^#{}", "a\\$b", "p \\ q",
+                                   "$5 and $6"])
+def test_forest_labels_are_drawn_as_written(label: str) -> None:
+    """A cohort label reaches the forest plot as literal text: no mathtext, each backslash
+    drawn once (review: ``\\textbf`` was drawn with two)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    text = ax.text(0, 0, study._plain(label))
+    shown, math = text._preprocess_math(text.get_text())
+    plt.close(fig)
+    assert not math and shown == label
+
+
 def test_table_one_applies_the_floor_again(tmp_path: Path) -> None:
     """Even asked for a cohort below min_cohort_size, the table leaves it out."""
     processed = _processed_demo(tmp_path)

@@ -112,6 +112,8 @@ def test_format_p_is_journal_style(p: object, expected: str) -> None:
     (123.4, "123"), (0.0012345, "0.00123"), (-0.0004, "-0.0004"), (1234567.0, "1,230,000"),
     (120.0, "120"), (2.2e2, "220"), (0.5, "0.5"), (1.0, "1"), (-0.00001, "-0.00001"),
     (0.0, "0"), (-0.0, "0"), (float("nan"), ""), (math.inf, "inf"), (9.996, "10"),
+    (1e300, "1" + ",000" * 100), (-2.345e20, "-234,000,000,000,000,000,000"),
+    (9.999e15, "10,000,000,000,000,000"),
 ])
 def test_format_number_has_no_scientific_notation(x: float, expected: str) -> None:
     assert labels.format_number(x) == expected

@@ -102,6 +102,20 @@ def test_table_one_reads_pain_any_and_does_not_recompute_it(cohort: dict) -> Non
     assert table.loc["Reports of pain >= 3 NRS, n (% of reports)", "A (n = 3)"] == "0 (0 %)"
 
 
+def test_table_one_has_no_row_for_a_characteristic_nobody_has(cohort: dict) -> None:
+    """Runners without an age column (or every age missing): no "Age" row of empty cells
+    in the table and so none in its HTML, CSV, Markdown and LaTeX (review)."""
+    with_age = tables.table_one(cohort["runners"], cohort["daily"], cohort["panel"],
+                                threshold=3.0)
+    assert "Age, years, median (IQR)" in with_age.index
+    for runners in (cohort["runners"].drop(columns="age"),
+                    cohort["runners"].assign(age=float("nan"))):
+        table = tables.table_one(runners, cohort["daily"], cohort["panel"], threshold=3.0)
+        assert "Age, years, median (IQR)" not in table.index
+        assert list(table.index) == [i for i in with_age.index if not i.startswith("Age")]
+        assert (table != "").any(axis=1).all()
+
+
 def test_table_one_on_the_demo_agrees_with_counts_json() -> None:
     data = load_processed(DEMO)
     table = tables.table_one(data["runners"], data["daily"], data["panel"], threshold=3.0)

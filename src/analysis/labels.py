@@ -192,6 +192,11 @@ def axis_label(column: str) -> str:
     return f"{entry.name} ({entry.unit})" if entry.unit else entry.name
 
 
+#: A counted unit in the singular, for a step of one ("per +1 day", not "per +1 days").
+_SINGULAR = {"days": "day", "runs": "run", "shoes": "shoe", "weeks": "week",
+             "reports": "report"}
+
+
 def step_text(column: str) -> str:
     """The reading step of an effect of ``column``, short: ``"per +10 %"``, ``"per +100 km"``.
 
@@ -204,7 +209,8 @@ def step_text(column: str) -> str:
     entry = column_label(_base(column))
     shown = ru.step * entry.scale
     if ru.unit == "unit":  # no registered step: per one unit of the column
-        return f"per +1 {entry.unit}".rstrip() if entry.unit else "per unit"
+        return f"per +1 {_SINGULAR.get(entry.unit, entry.unit)}".rstrip() if entry.unit \
+            else "per unit"
     value = format_number(shown)
     if entry.unit == "%":
         return f"per +{value} %"
@@ -212,7 +218,7 @@ def step_text(column: str) -> str:
         return f"per +{value} {'day' if shown == 1 else 'days'}"
     if ru.unit == "ratio" or not entry.unit:
         return f"per +{value}"
-    return f"per +{value} {entry.unit}"
+    return f"per +{value} {_SINGULAR.get(entry.unit, entry.unit) if shown == 1 else entry.unit}"
 
 
 def step_label(column: str) -> str:
@@ -322,6 +328,10 @@ def _finite_or_text(x: object) -> float | str:
     return value
 
 
+#: Above this a float's digits past its significant ones are binary noise (2**53).
+_EXACT_INTEGER_LIMIT = 2.0**53
+
+
 def format_number(x: object, sig: int = SIGNIFICANT_DIGITS, *, trim: bool = True) -> str:
     """A number with ``sig`` significant digits, positional (never scientific notation).
 
@@ -336,6 +346,10 @@ def format_number(x: object, sig: int = SIGNIFICANT_DIGITS, *, trim: bool = True
     if value == 0:
         return "0"
     digits = sig - 1 - math.floor(math.log10(abs(value)))
+    if abs(value) >= _EXACT_INTEGER_LIMIT:  # past 2**53 the float's own digits are noise
+        mantissa, exponent = f"{abs(value):.{sig - 1}e}".split("e")
+        whole = mantissa.replace(".", "") + "0" * (int(exponent) - (sig - 1))
+        return ("-" if value < 0 else "") + f"{int(whole):,}"
     rounded = round(value, digits)
     if rounded == 0:
         return "0"

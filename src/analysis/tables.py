@@ -228,6 +228,9 @@ def table_one(runners: pd.DataFrame, daily: pd.DataFrame, panel: pd.DataFrame, *
         columns[f"{OVERALL} (n = {len(values)})"] = _column(
             values, len(reports), int(events.sum()), event=event, sexes=sexes)
     table = pd.DataFrame(columns).fillna("")
+    # a characteristic no runner shown has (no age column, or every age missing) is no row
+    # of empty cells
+    table = table.loc[(table != "").any(axis=1)] if len(table.columns) else table
     return table.rename_axis("Characteristic")
 
 

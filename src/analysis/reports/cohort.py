@@ -304,8 +304,8 @@ def cohort_summary(view: CohortView, *, exposures: Sequence[str] = (),
         ("pain reports", len(panel)),
         (event, int(panel["pain_any"].sum())),
         ("reports usable for the model (all exposures known)", len(usable)),
-        ("share of reports with a missing exposure",
-         round(1 - len(usable) / len(panel), 3) if len(panel) else float("nan")),
+        ("reports with a missing exposure (%)",
+         round(100 * (1 - len(usable) / len(panel)), 1) if len(panel) else float("nan")),
         ("exposure lag (days)", view.meta.get("exposure_lag_days")),
     ]
     return pd.DataFrame(rows, columns=["measure", "value"], dtype=object)

@@ -249,9 +249,14 @@ def forest_rows(outcomes: Sequence[Any]) -> pd.DataFrame:
                                                        "ci_low", "ci_high", "flag"])
 
 
+#: Characters per line of a cohort label and of a panel title in the forest plot.
+FOREST_LABEL_CHARS, FOREST_TITLE_CHARS = 28, 44
+
+
 def _plain(text: str) -> str:
-    """A label as literal text for matplotlib (a ``$`` would start mathtext)."""
-    return str(text).replace("\\", "\\\\").replace("$", r"\$")
+    """A label as literal text for matplotlib: a ``$`` would start mathtext, so it is
+    escaped; outside mathtext a backslash is drawn as itself (doubling it drew two)."""
+    return str(text).replace("$", r"\$")
 
 
 def forest_across_cohorts(rows: pd.DataFrame, pooled: PooledModel | None, *,
@@ -262,17 +267,23 @@ def forest_across_cohorts(rows: pd.DataFrame, pooled: PooledModel | None, *,
 
     Returns the matplotlib Figure.
     """
+    import textwrap
+
     import matplotlib.pyplot as plt
 
     terms = list(dict.fromkeys(rows["term"]))
     cohorts = list(dict.fromkeys(rows["cohort"]))
-    height = 1.2 + 0.32 * (len(cohorts) + 2)
+    # a long cohort label wraps onto lines of FOREST_LABEL_CHARS instead of squeezing the
+    # panels (a 60-character label made the panel titles overlap)
+    names = [textwrap.fill(_plain(c) + (" (warning)" if rows.loc[rows["cohort"] == c, "flag"]
+                                        .iloc[0] else ""), FOREST_LABEL_CHARS)
+             for c in cohorts]
+    lines = sum(name.count("\n") + 1 for name in names)
+    height = 1.2 + 0.32 * (len(cohorts) + 2) + 0.16 * (lines - len(cohorts))
     fig, axes = plt.subplots(1, len(terms), figsize=(4.2 * len(terms), height),
                              squeeze=False, layout="constrained", sharey=True)
     pooled_by_term = {e["term"]: e for e in (pooled.effects if pooled else [])}
     odds = bool(len(rows)) and rows["scale"].iloc[0] == "odds"
-    names = [_plain(c) + (" (warning)" if rows.loc[rows["cohort"] == c, "flag"].iloc[0]
-                          else "") for c in cohorts]
     for ax, term in zip(axes[0], terms, strict=True):
         part = rows[rows["term"] == term].set_index("cohort").reindex(cohorts)
         for y, cohort in enumerate(cohorts):
@@ -291,7 +302,7 @@ def forest_across_cohorts(rows: pd.DataFrame, pooled: PooledModel | None, *,
         ax.axvline(1.0 if odds else 0.0, color="#999", ls="--", lw=1)
         if odds:
             ax.set_xscale("log")
-        ax.set_title(_plain(step_label(term)), fontsize=10, wrap=True)
+        ax.set_title(textwrap.fill(_plain(step_label(term)), FOREST_TITLE_CHARS), fontsize=10)
         ax.set_xlabel("Odds ratio (95 % CI)" if odds else
                       f"Difference in {_plain(outcome_unit or 'outcome units')} (95 % CI)")
         ax.tick_params(labelsize=9)
