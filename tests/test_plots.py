@@ -69,6 +69,25 @@ def test_every_text_is_at_least_9_pt_on_a_page_wide_figure(agg: None) -> None:
     assert min(t.get_fontsize() for t in _texts(fig)) >= plots.MIN_FONT_PT
 
 
+def test_a_nearly_constant_axis_has_no_offset_or_multiplier(agg: None) -> None:
+    """Residuals of a cohort whose outcome barely varies (~1e-5): the ticks read as plain
+    numbers, with no "1e-5" or "+1" offset text above the axis (review)."""
+    import matplotlib.pyplot as plt
+
+    from analysis import plots
+
+    plots.apply_theme()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [3.00001, 3.00002, 3.00004])
+    ax.plot([1e-6, 2e-6, 3e-6], [0, 1, 2])
+    fig.canvas.draw()
+    assert ax.yaxis.get_offset_text().get_text() == ""
+    assert ax.xaxis.get_offset_text().get_text() == ""
+    ticks = [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels()]
+    assert all("e" not in t.lower() for t in ticks), ticks
+    plt.close(fig)
+
+
 def test_axis_labels_are_human_and_bins_have_no_scientific_notation(agg: None) -> None:
     from analysis import labels, plots
 

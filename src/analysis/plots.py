@@ -66,13 +66,16 @@ POWER_TARGET = 0.8
 NRS = OUTCOME_SPECS[FALLBACK_OUTCOME]
 
 #: Matplotlib settings of :func:`apply_theme` (every text size >= MIN_FONT_PT).
+#: Tick labels as plain numbers: no "1e-5" offset or multiplier above an axis (a nearly
+#: constant cohort's residuals got one), positional from 1e-7 to 1e9.
+PLAIN_TICKS_RC = {"axes.formatter.useoffset": False, "axes.formatter.limits": (-7, 9)}
 THEME_RC = {
     "font.size": MIN_FONT_PT, "axes.titlesize": MIN_FONT_PT + 1,
     "axes.labelsize": MIN_FONT_PT, "xtick.labelsize": MIN_FONT_PT,
     "ytick.labelsize": MIN_FONT_PT, "legend.fontsize": MIN_FONT_PT,
     "legend.title_fontsize": MIN_FONT_PT, "figure.titlesize": MIN_FONT_PT + 1,
     "figure.dpi": 100, "savefig.dpi": SAVE_DPI, "svg.fonttype": "none",
-    "axes.spines.top": False, "axes.spines.right": False,
+    "axes.spines.top": False, "axes.spines.right": False, **PLAIN_TICKS_RC,
 }
 
 

@@ -271,6 +271,8 @@ def forest_across_cohorts(rows: pd.DataFrame, pooled: PooledModel | None, *,
 
     import matplotlib.pyplot as plt
 
+    from analysis.plots import PLAIN_TICKS_RC
+
     terms = list(dict.fromkeys(rows["term"]))
     cohorts = list(dict.fromkeys(rows["cohort"]))
     # a long cohort label wraps onto lines of FOREST_LABEL_CHARS instead of squeezing the
@@ -280,8 +282,9 @@ def forest_across_cohorts(rows: pd.DataFrame, pooled: PooledModel | None, *,
              for c in cohorts]
     lines = sum(name.count("\n") + 1 for name in names)
     height = 1.2 + 0.32 * (len(cohorts) + 2) + 0.16 * (lines - len(cohorts))
-    fig, axes = plt.subplots(1, len(terms), figsize=(4.2 * len(terms), height),
-                             squeeze=False, layout="constrained", sharey=True)
+    with plt.rc_context(PLAIN_TICKS_RC):  # the axes' formatters read it when made
+        fig, axes = plt.subplots(1, len(terms), figsize=(4.2 * len(terms), height),
+                                 squeeze=False, layout="constrained", sharey=True)
     pooled_by_term = {e["term"]: e for e in (pooled.effects if pooled else [])}
     odds = bool(len(rows)) and rows["scale"].iloc[0] == "odds"
     for ax, term in zip(axes[0], terms, strict=True):
