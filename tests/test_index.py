@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import tomllib
 from pathlib import Path
 
@@ -386,6 +387,70 @@ def test_a_suppressed_cohort_is_named_in_no_file_of_the_reports_folder(
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["cohorts"]) == ["competitive", "recreational"]
     assert (out / study.TABLES_DIR / "table1.csv").is_file()
+
+
+def test_hiding_a_cohort_removes_only_what_kneeload_wrote_and_follows_no_link(
+        tmp_path: Path) -> None:
+    """The recorded take-away files go; a user's file beside them stays; a cohort folder
+    (or a file) that is a symbolic link is unlinked, its target outside the reports folder
+    untouched (review: every file of a linked folder's target was deleted)."""
+    from analysis.reports import runner
+
+    out = tmp_path / "out"
+    folder = out / "tiny"
+    for name in ("figures/forest.svg", "figures/mine.png", "tables/table1.csv", "report.html"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("x\n")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "keep.svg").write_text("theirs\n")
+    (folder / "figures" / "linked.svg").symlink_to(outside / "keep.svg")
+    hashes = runner.takeaway_hashes(folder, since=0.0)
+    assert sorted(hashes) == ["figures/forest.svg", "figures/mine.png", "tables/table1.csv"]
+    assert runner.takeaway_hashes(folder, since=time.time() + 60) == {}  # none written since
+    entry = {"outputs_sha256": {"report.html": "h", "figures/forest.svg": "h",
+                                "tables/table1.csv": "h", "figures/linked.svg": "h"}}
+    runner.remove_suppressed_folder(folder, entry)
+    left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    assert left == ["figures", "figures/mine.png"]  # the user's file (and its folder) stay
+    assert (outside / "keep.svg").read_text() == "theirs\n"  # the link, not its target
+    # a cohort folder that is a link: the link goes, the folder it points to is untouched
+    target = tmp_path / "earlier_report"
+    (target / "figures").mkdir(parents=True)
+    for name in ("report.html", "summary.json", "figures/forest.svg"):
+        (target / name).write_text("earlier\n")
+    link = out / "linked_cohort"
+    link.symlink_to(target, target_is_directory=True)
+    runner.remove_suppressed_folder(link, entry)
+    assert not link.exists() and not link.is_symlink()
+    assert sorted(p.name for p in target.rglob("*")) == ["figures", "forest.svg",
+                                                          "report.html", "summary.json"]
+    # an entry of an older version (no take-away names): every take-away suffix goes
+    (folder / "tables").mkdir(exist_ok=True)
+    (folder / "tables" / "model.csv").write_text("x\n")
+    runner.remove_suppressed_folder(folder, {"outputs_sha256": {"report.html": "h"}})
+    assert not folder.exists()
+
+
+def test_an_earlier_runs_take_away_files_stay_recorded(tmp_path: Path) -> None:
+    """A section switched off leaves its old figure on disk: the new entry still lists it,
+    so a later suppression removes it too (it holds the cohort's statistics)."""
+    from analysis.reports import runner
+
+    folder = tmp_path / "c"
+    (folder / "figures").mkdir(parents=True)
+    for name in ("old_spline.svg", "forest.svg"):
+        (folder / "figures" / name).write_text(name)
+    outcome = _outcome("c", "ok")
+    outcome.outputs_sha256 = {"report.html": "h", "figures/forest.svg": "h2"}
+    previous = {"outputs_sha256": {"figures/old_spline.svg": "h0", "figures/gone.svg": "h1",
+                                   "report.html": "h"}}
+    runner._keep_recorded_takeaways(folder, outcome, previous)
+    assert sorted(outcome.outputs_sha256) == ["figures/forest.svg", "figures/old_spline.svg",
+                                              "report.html"]
+    assert outcome.outputs_sha256["figures/forest.svg"] == "h2"  # this run's hash kept
+    runner.remove_suppressed_folder(folder, {"outputs_sha256": outcome.outputs_sha256})
+    assert not folder.exists()
 
 
 def test_a_subset_run_with_a_higher_floor_hides_the_cohorts_it_did_not_run(

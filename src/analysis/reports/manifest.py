@@ -32,6 +32,9 @@ MANIFEST_NAME = "manifest.json"
 SUMMARY_NAME = "summary.json"
 REPORT_FILES = ("report.ipynb", "report.html", SUMMARY_NAME)
 FAILED_NOTEBOOK = "report.failed.ipynb"
+#: Sub-folders of a cohort folder holding its take-away files, and their file suffixes.
+TAKEAWAY_DIRS = ("figures", "tables")
+TAKEAWAY_SUFFIXES = (".svg", ".png", ".csv", ".md", ".tex")
 #: Processed tables whose rows for a cohort determine its report (hashed per cohort): the
 #: panel and daily calendar it models and plots, the runners it lists and the clean runs,
 #: pain reports and shoes whose source files its data-quality table counts.
@@ -200,15 +203,19 @@ def update_manifest(out: Path, manifest: dict[str, Any], outcome: CohortOutcome)
 
 
 def unchanged(out: Path, previous: Mapping[str, Any] | None, planned: CohortOutcome) -> bool:
-    """True when the last successful run had the same fingerprint and its files are intact."""
+    """True when the last successful run had the same fingerprint and its files are intact:
+    the report files and the take-away files it recorded (:data:`TAKEAWAY_DIRS`)."""
     if not previous or previous.get("status") != "ok":
         return False
     if previous.get("fingerprint") != planned.fingerprint:
         return False
     folder = out / safe_name(planned.cohort)
     recorded = previous.get("outputs_sha256") or {}
-    return set(recorded) == set(REPORT_FILES) and all(
-        (folder / name).is_file() and sha256_file(folder / name) == digest
+    known = all(name in REPORT_FILES or name.split("/")[0] in TAKEAWAY_DIRS
+                for name in recorded)
+    return known and set(REPORT_FILES) <= set(recorded) and all(
+        (folder / name).is_file() and not (folder / name).is_symlink()
+        and sha256_file(folder / name) == digest
         for name, digest in recorded.items()
     )
 
@@ -264,6 +271,8 @@ __all__ = [
     "SAFE_NAME_MAX_CHARS",
     "SHARED_INPUTS",
     "SUMMARY_NAME",
+    "TAKEAWAY_DIRS",
+    "TAKEAWAY_SUFFIXES",
     "VOLATILE_META_KEYS",
     "WARNING_STATUS",
     "CohortOutcome",

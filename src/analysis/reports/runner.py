@@ -55,6 +55,8 @@ from analysis.reports.manifest import (
     MANIFEST_NAME,
     PSEUDONYM_CHECK,
     SUMMARY_NAME,
+    TAKEAWAY_DIRS,
+    TAKEAWAY_SUFFIXES,
     WARNING_STATUS,
     CohortOutcome,
     cohort_input_hashes,
@@ -99,8 +101,8 @@ WORKER_CLOSE_TIMEOUT_S = 10
 #: core share, growing with the cohorts: 80 s of a 100-cohort run when written after each
 #: cohort); the index at the end of the run and on Ctrl-C is always written.
 LIVE_INDEX_SHARE = 0.05
-TAKEAWAY_DIRS = ("figures", "tables")
-TAKEAWAY_SUFFIXES = (".svg", ".png", ".csv", ".md", ".tex")
+#: Seconds a file's modification time may lag ``time.time()`` (the kernel's coarse clock).
+TAKEAWAY_CLOCK_SLACK_S = 0.05
 
 
 @dataclass
@@ -287,7 +289,7 @@ def _run_locked(
     # (the index leaves it out; statistics left on disk beside it would not be)
     for cohort in available["cohort"]:
         if cohort not in wanted and int(size[cohort]) < min_size:
-            remove_suppressed_folder(out / safe_name(cohort))
+            remove_suppressed_folder(out / safe_name(cohort), manifest["cohorts"].get(cohort))
             with contextlib.suppress(OSError):  # a full disk: the index leaves it out anyway
                 forget_cohort(out, manifest, cohort)
     if on_start:
@@ -306,7 +308,7 @@ def _run_locked(
             planned.status = "suppressed"
             planned.runners = None  # the size itself is not shown either
             planned.input_sha256 = {}
-            remove_suppressed_folder(out / safe_name(cohort))
+            remove_suppressed_folder(out / safe_name(cohort), previous)
             finished[cohort] = planned
         elif changed_only and unchanged(out, previous, planned):
             kept = CohortOutcome.from_entry(previous)
@@ -326,6 +328,9 @@ def _run_locked(
             if outcome.status == "suppressed":
                 forget_cohort(out, manifest, outcome.cohort)
                 return
+            if outcome.status == "ok":  # an earlier run's take-away files stay kneeload's
+                _keep_recorded_takeaways(out / safe_name(outcome.cohort), outcome,
+                                         manifest["cohorts"].get(outcome.cohort))
             update_manifest(out, manifest, outcome)
             errors.pop(MANIFEST_NAME, None)
         except OSError as error:
@@ -405,23 +410,66 @@ def forget_cohort(out: Path, manifest: dict[str, Any], cohort: str) -> None:
                       json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def remove_suppressed_folder(folder: Path) -> None:
+def remove_suppressed_folder(folder: Path, entry: Mapping[str, Any] | None = None) -> None:
     """Remove what kneeload wrote for a cohort that is now suppressed: its report files
     (:func:`analysis.reports.manifest.remove_cohort_outputs`), its take-away figures and
-    tables (:data:`TAKEAWAY_DIRS`, files ending in :data:`TAKEAWAY_SUFFIXES`), then the
-    folders themselves when empty: the folder's name is the cohort's. A file a user put
-    there stays, and so does its folder."""
+    tables, then the folders themselves when empty: the folder's name is the cohort's.
+
+    The take-away files removed are those the cohort's manifest ``entry`` records
+    (``outputs_sha256`` keys under :data:`TAKEAWAY_DIRS`, :func:`takeaway_hashes`), so a
+    file a user put there stays, and so does its folder; an entry of an older version
+    without them: every file ending in :data:`TAKEAWAY_SUFFIXES` there. A symbolic link
+    is never followed: a cohort folder that is a link is unlinked (its target, which may
+    be outside the reports folder, is left as it is), a linked sub-folder is left."""
+    if folder.is_symlink():
+        folder.unlink()
+        return
+    if not folder.is_dir():
+        return
     remove_cohort_outputs(folder)
+    recorded = [name for name in (entry or {}).get("outputs_sha256") or {}
+                if name.split("/")[0] in TAKEAWAY_DIRS and name.count("/") == 1]
     for name in TAKEAWAY_DIRS:
         sub = folder / name
-        if sub.is_dir() and not sub.is_symlink():
-            for path in sub.iterdir():
-                if path.suffix in TAKEAWAY_SUFFIXES and path.is_file():
-                    path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                sub.rmdir()
+        if not sub.is_dir() or sub.is_symlink():
+            continue
+        for path in sub.iterdir():
+            ours = (f"{name}/{path.name}" in recorded if recorded
+                    else path.suffix in TAKEAWAY_SUFFIXES)
+            if ours and (path.is_symlink() or path.is_file()):
+                path.unlink(missing_ok=True)  # a link itself, never its target
+        with contextlib.suppress(OSError):
+            sub.rmdir()
     with contextlib.suppress(OSError):
         folder.rmdir()
+
+
+def _keep_recorded_takeaways(folder: Path, outcome: CohortOutcome,
+                             previous: Mapping[str, Any] | None) -> None:
+    """Add to ``outcome.outputs_sha256`` the take-away files an earlier run recorded that are
+    still there but this run did not write (a section switched off: its old figure stays on
+    disk, and a later suppression must still find it to remove it)."""
+    for name in (previous or {}).get("outputs_sha256") or {}:
+        path = folder / name
+        if name.split("/")[0] in TAKEAWAY_DIRS and name not in outcome.outputs_sha256 \
+                and path.is_file() and not path.is_symlink():
+            outcome.outputs_sha256[name] = sha256_file(path)
+
+
+def takeaway_hashes(folder: Path, *, since: float) -> dict[str, str]:
+    """``{"figures/forest.svg": sha256, ...}`` of the take-away files a report wrote in
+    ``folder`` (modified at or after ``since``, a ``time.time()``; regular files only), for
+    the manifest: what :func:`remove_suppressed_folder` may remove later."""
+    out = {}
+    for name in TAKEAWAY_DIRS:
+        sub = folder / name
+        if not sub.is_dir() or sub.is_symlink():
+            continue
+        for path in sorted(sub.iterdir()):
+            if path.suffix in TAKEAWAY_SUFFIXES and path.is_file() and not path.is_symlink() \
+                    and path.stat().st_mtime >= since:
+                out[f"{name}/{path.name}"] = sha256_file(path)
+    return out
 
 
 def _run_local(jobs: list[CohortJob], *, workers: int) -> Iterator[CohortOutcome]:
@@ -685,6 +733,9 @@ def run_cohort(job: CohortJob, *, worker: ReportWorker | None = None) -> CohortO
               "dataset": job.processed_dir, "summary_path": str(tmp_summary)}
     outcome.started = now()
     start = time.perf_counter()
+    # take-away files modified from here on are this report's (the clock of file times can
+    # lag time.time() by a tick: TAKEAWAY_CLOCK_SLACK_S)
+    since = time.time() - TAKEAWAY_CLOCK_SLACK_S
     machine_paths = {
         str(tmp_nb): "report.ipynb", str(tmp_summary): SUMMARY_NAME,
         job.template: Path(job.template).name,
@@ -714,7 +765,8 @@ def run_cohort(job: CohortJob, *, worker: ReportWorker | None = None) -> CohortO
             # move into place; the manifest (written by the caller) records these hashes
             outcome.outputs_sha256 = {"report.ipynb": sha256_file(tmp_nb),
                                       "report.html": sha256_file(tmp_html),
-                                      SUMMARY_NAME: sha256_file(tmp_summary)}
+                                      SUMMARY_NAME: sha256_file(tmp_summary),
+                                      **takeaway_hashes(folder, since=since)}
             tmp_nb.replace(folder / "report.ipynb")
             tmp_summary.replace(folder / SUMMARY_NAME)
             tmp_html.replace(folder / "report.html")
