@@ -325,6 +325,26 @@ def test_forest_labels_are_drawn_as_written(label: str) -> None:
     assert not math and shown == label
 
 
+def test_the_odds_ratio_forest_has_plain_ticks_and_room_for_one_exposure(agg: None) -> None:
+    """Review: the index's odds-ratio panels had "1.1x10^0"-style minor tick labels running
+    into each other, and one exposure with a longer cohort label cut the panel title."""
+    rows = pd.DataFrame([{"cohort": c, "term": "mileage_jump", "estimate": e, "ci_low": lo,
+                          "ci_high": hi, "scale": "odds", "flag": ""}
+                         for c, e, lo, hi in [("a much longer cohort label here", 1.2, 1.05,
+                                                1.4), ("novice", 1.1, 0.8, 1.5)]])
+    fig = study.forest_across_cohorts(rows, None)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    ticks = [t.get_text() for t in ax.get_xticklabels() if t.get_visible()]
+    assert ticks and all(re.fullmatch(r"[0-9.,]+", t) for t in ticks), ticks
+    assert not [t for t in ax.xaxis.get_minorticklabels() if t.get_text()]
+    title = ax.title.get_window_extent()
+    assert title.x0 >= 0 and title.x1 <= fig.bbox.width  # the whole title is on the figure
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 def test_table_one_applies_the_floor_again(tmp_path: Path) -> None:
     """Even asked for a cohort below min_cohort_size, the table leaves it out."""
     processed = _processed_demo(tmp_path)

@@ -391,10 +391,7 @@ def forest_plot(effects: pd.DataFrame, *, null: float | None = None, xlabel: str
     ax.set_yticks(range(len(ylabels)), ylabels)
     ax.invert_yaxis()
     if null == 1.0:  # ratios are symmetric on a log axis; keep plain tick labels
-        ax.set_xscale("log")
-        ax.minorticks_off()
-        ax.xaxis.set_major_locator(OddsRatioLocator())
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: labels.format_number(v)))
+        ratio_axis(ax)
     if len(models) > 1:
         ax.legend()
     default = outcome.effect_label if outcome is not None else (
@@ -434,6 +431,16 @@ def odds_ticks(low: float, high: float, *, width_pt: float, font_pt: float = MIN
                for k in kept):
             kept.append(t)
     return sorted(kept)
+
+
+def ratio_axis(ax: Axes) -> None:
+    """A log x axis for odds or hazard ratios: ticks from :class:`OddsRatioLocator` (spaced
+    for the axis's width), plain numbers (:func:`analysis.labels.format_number`), no minor
+    ticks (their "6x10^-1" labels overlapped)."""
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.xaxis.set_major_locator(OddsRatioLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: labels.format_number(v)))
 
 
 class OddsRatioLocator(Locator):
@@ -727,10 +734,7 @@ def hazard_ratio_forest(table: pd.DataFrame, *, doubtful: Sequence[str] = (),
     ax.axvline(1.0, color="0.5", linestyle="--", linewidth=1)
     ax.set_yticks(y, names)
     ax.invert_yaxis()
-    ax.set_xscale("log")
-    ax.minorticks_off()
-    ax.xaxis.set_major_locator(OddsRatioLocator())
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: labels.format_number(v)))
+    ratio_axis(ax)
     per = "reading step" if "step_label" in rows.columns else "unit"
     ax.set(xlabel=f"Hazard ratio per {per} (95 % CI)", title="Hazard of a new pain episode")
     return ax

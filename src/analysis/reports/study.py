@@ -251,6 +251,8 @@ def forest_rows(outcomes: Sequence[Any]) -> pd.DataFrame:
 
 #: Characters per line of a cohort label and of a panel title in the forest plot.
 FOREST_LABEL_CHARS, FOREST_TITLE_CHARS = 28, 44
+#: Forest plot: width of one exposure's panel, and of one character of a cohort label (in).
+FOREST_PANEL_IN, FOREST_INCH_PER_CHAR = 3.6, 0.075
 
 
 def _plain(text: str) -> str:
@@ -271,19 +273,25 @@ def forest_across_cohorts(rows: pd.DataFrame, pooled: PooledModel | None, *,
 
     import matplotlib.pyplot as plt
 
-    from analysis.plots import PLAIN_TICKS_RC
+    from analysis.plots import PLAIN_TICKS_RC, ratio_axis
 
     terms = list(dict.fromkeys(rows["term"]))
     cohorts = list(dict.fromkeys(rows["cohort"]))
     # a long cohort label wraps onto lines of FOREST_LABEL_CHARS instead of squeezing the
     # panels (a 60-character label made the panel titles overlap)
-    names = [textwrap.fill(_plain(c) + (" (warning)" if rows.loc[rows["cohort"] == c, "flag"]
-                                        .iloc[0] else ""), FOREST_LABEL_CHARS)
-             for c in cohorts]
+    # (wrapped before "$" is escaped, so a line break never parts "\" from its "$")
+    names = [_plain(textwrap.fill(str(c) + (" (warning)" if rows.loc[rows["cohort"] == c,
+                                                                     "flag"].iloc[0] else ""),
+                                  FOREST_LABEL_CHARS)) for c in cohorts]
     lines = sum(name.count("\n") + 1 for name in names)
     height = 1.2 + 0.32 * (len(cohorts) + 2) + 0.16 * (lines - len(cohorts))
+    # the cohort labels get room of their own beside the panels (at 9 pt about
+    # FOREST_INCH_PER_CHAR a character), so a panel keeps its width for its wrapped title
+    longest = max((len(line) for name in [*names, "Pooled"] for line in name.split("\n")),
+                  default=0)
+    width = FOREST_PANEL_IN * len(terms) + FOREST_INCH_PER_CHAR * longest
     with plt.rc_context(PLAIN_TICKS_RC):  # the axes' formatters read it when made
-        fig, axes = plt.subplots(1, len(terms), figsize=(4.2 * len(terms), height),
+        fig, axes = plt.subplots(1, len(terms), figsize=(width, height),
                                  squeeze=False, layout="constrained", sharey=True)
     pooled_by_term = {e["term"]: e for e in (pooled.effects if pooled else [])}
     odds = bool(len(rows)) and rows["scale"].iloc[0] == "odds"
@@ -304,7 +312,7 @@ def forest_across_cohorts(rows: pd.DataFrame, pooled: PooledModel | None, *,
                      effect["estimate"]], [y, y - 0.3, y, y + 0.3], color="#D55E00")
         ax.axvline(1.0 if odds else 0.0, color="#999", ls="--", lw=1)
         if odds:
-            ax.set_xscale("log")
+            ratio_axis(ax)
         ax.set_title(textwrap.fill(_plain(step_label(term)), FOREST_TITLE_CHARS), fontsize=10)
         ax.set_xlabel("Odds ratio (95 % CI)" if odds else
                       f"Difference in {_plain(outcome_unit or 'outcome units')} (95 % CI)")
