@@ -100,7 +100,7 @@ class NonlinearSection:
             plt.close(fig)
         if self.sensitivity is not None:
             display(Markdown("**Sensitivity analyses** of the headline effect."))
-            display(self.sensitivity)
+            display(self.sensitivity.set_index("Analysis"))  # no bare 0..n row numbers
         for problem in self.problems:
             display(Markdown(f"*Note:* {markdown_text(problem)}"))
 
@@ -146,7 +146,11 @@ def sensitivity_display(table: pd.DataFrame) -> pd.DataFrame:
         est, low, high = (row[c] for c in cols)
         if not np.isfinite(est):
             return ""
-        return f"{_fmt(est)} ({_fmt(low)} to {_fmt(high)})"
+        text, lo, hi = labels.format_interval(est, low, high, null=1.0 if odds else 0.0)
+        return f"{text} ({lo} to {hi})"
+
+    def note(text: str) -> str:  # "p_value: ..." names the API table's column: "p: ..."
+        return labels.humanize(re.sub(r"^p_value:", "p:", text))
 
     return pd.DataFrame({
         "Analysis": [analysis(str(a)) for a in table["analysis"]],
@@ -154,7 +158,7 @@ def sensitivity_display(table: pd.DataFrame) -> pd.DataFrame:
         "Effect (95 % CI)": table.apply(effect, axis=1),
         "p": [labels.format_p(p) if np.isfinite(p) else "" for p in table["p_value"]],
         "Reports": [int(n) for n in table["n_obs"]],
-        "Note": [labels.humanize(str(n)) for n in table["note"]],
+        "Note": [note(str(n)) for n in table["note"]],
     })
 
 
@@ -314,12 +318,13 @@ def _dlnm_part(section: NonlinearSection, view: CohortView, *, column: str, max_
     at_row = cumulative.loc[np.isclose(cumulative["x"], at)].iloc[0]
     est_cols = (("odds_ratio", "or_ci_low", "or_ci_high") if "odds_ratio" in at_row
                 else ("estimate", "ci_low", "ci_high"))
+    effect, low, high = labels.format_interval(
+        *(at_row[c] for c in est_cols), null=1.0 if "odds_ratio" in at_row else 0.0)
     section.text.append(
         f"**Distributed-lag model** of {markdown_text(name.lower())} over lags 0-{max_lag} "
         f"days ({result.n_obs} reports; cross-basis ns(load, {DLNM_VAR_DF}) x ns(lag, "
         f"{DLNM_LAG_DF})): {_fmt(at)} {load_unit} on every day of the window vs rest days, "
-        f"cumulative effect {_fmt(at_row[est_cols[0]])} {scale} (95 % CI "
-        f"{_fmt(at_row[est_cols[1]])} to {_fmt(at_row[est_cols[2]])}).")
+        f"cumulative effect {effect} {scale} (95 % CI {low} to {high}).")
     section.problems += [f"DLNM of {column}: {p}" for p in result.problems]
     section.lag = {
         "column": column, "max_lag": max_lag, "var_df": DLNM_VAR_DF, "lag_df": DLNM_LAG_DF,
