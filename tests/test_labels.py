@@ -147,6 +147,12 @@ def test_format_number_never_prints_an_exponent_over_many_magnitudes() -> None:
     ((2.36e-10, -9.157231e-6, 9.157703e-6), {}, ("0.0000000", "-0.0000092", "0.0000092")),
     ((float("nan"), 1.0, 2.0), {}, ("", "1.00", "2.00")),
     ((0.5, 0.5, 0.5), {}, ("0.500", "0.500", "0.500")),
+    # review: missing and numpy inputs, and values past 2**53 without binary noise
+    ((pd.NA, 0.1, 0.2), {}, ("", "0.10", "0.20")),
+    ((np.float32(1.17), np.float32(0.02), np.float32(2.32)), {"signed": True, "null": 0.0},
+     ("+1.17", "+0.02", "+2.32")),
+    ((math.exp(40), math.exp(39), math.exp(41)), {"null": 1.0},
+     ("235,000,000,000,000,000", "86,600,000,000,000,000", "640,000,000,000,000,000")),
 ])
 def test_an_interval_is_printed_with_the_decimals_it_supports(values, options, expected):
     assert labels.format_interval(*values, **options) == expected
@@ -167,6 +173,27 @@ def test_interval_text_never_has_an_exponent_or_a_negative_zero() -> None:
         back = [float(t.replace(",", "")) for t in texts]
         half = min(estimate - low, high - estimate)
         assert abs(back[0] - estimate) <= max(half / 2, abs(estimate) * 5e-3), texts
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("rows dropped: missing mileage_jump: 54",
+     "rows dropped: missing week-over-week mileage change: 54"),
+    ("exposure 'shoe_km' is constant", "exposure 'distance on the current shoe' is constant"),
+    # numbers as Python writes floats, as precise as given; an ID-like "2e3" stays
+    ("fitted probabilities numerically 0 or 1 (within 1e-06)",
+     "fitted probabilities numerically 0 or 1 (within 0.000001)"),
+    ("gradient 1.0004e-03 > tolerance 1e-03", "gradient 0.0010004 > tolerance 0.001"),
+    ("cohort 2e3 and v1.2e-3", "cohort 2e3 and v1.2e-3"),
+    ("tiny 1e-300, huge 1e+400", "tiny 1e-300, huge 1e+400"),
+    # what the user types or names stays as written
+    ("fit without it: --param exposures=mileage_jump,rest_days_7d.",
+     "fit without it: --param exposures=mileage_jump,rest_days_7d."),
+    ("read /data/raw/mileage_jump.csv and shoe_km.csv", "read /data/raw/mileage_jump.csv and "
+     "shoe_km.csv"),
+    ("the column `shoe_km`", "the column `shoe_km`"),
+])
+def test_humanize_names_columns_in_words_and_keeps_what_is_typed(text, expected) -> None:
+    assert labels.humanize(text) == expected
 
 
 def test_captions_say_what_the_band_is() -> None:

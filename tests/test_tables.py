@@ -116,6 +116,18 @@ def test_table_one_has_no_row_for_a_characteristic_nobody_has(cohort: dict) -> N
         assert (table != "").any(axis=1).all()
 
 
+def test_a_sex_row_one_cohort_has_is_filled_in_every_column(cohort: dict) -> None:
+    """Sex missing for one runner of A only: B's cell of the "not recorded" row reads
+    "0 (0 %)", not an empty cell (review)."""
+    runners = cohort["runners"].copy()
+    first_a = runners.index[runners["cohort"] == "A"][0]
+    runners.loc[first_a, "sex"] = None
+    table = tables.table_one(runners, cohort["daily"], cohort["panel"], threshold=3.0)
+    row = table.loc[tables.SEX_NOT_RECORDED]
+    assert row["A (n = 3)"] == "1 (33 %)" and row["B (n = 1)"] == "0 (0 %)"
+    assert (table != "").all().all()
+
+
 def test_table_one_on_the_demo_agrees_with_counts_json() -> None:
     data = load_processed(DEMO)
     table = tables.table_one(data["runners"], data["daily"], data["panel"], threshold=3.0)

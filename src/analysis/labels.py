@@ -365,8 +365,8 @@ def decimals_for(x: object, sig: int = SIGNIFICANT_DIGITS) -> int:
     an estimate's interval is printed with the estimate's decimals."""
     try:
         value = abs(float(x))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0
+    except (TypeError, ValueError):  # missing (pd.NA, None) or not a number: as NaN
+        return sig - 1
     if not math.isfinite(value) or value == 0:
         return sig - 1
     return max(sig - 1 - math.floor(math.log10(value)), 0)
@@ -410,8 +410,8 @@ def format_interval(estimate: object, low: object, high: object, *, signed: bool
     places = interval_decimals(estimate, low, high)
     if null is not None:
         most = max(places, decimals_for(estimate))
-        bounds = [float(v) for v in (low, high)  # type: ignore[arg-type]
-                  if isinstance(v, int | float) and math.isfinite(float(v)) and v != null]
+        bounds = [b for b in (_finite_or_text(v) for v in (low, high))
+                  if isinstance(b, float) and b != null]
         while places < most and any(format_fixed(b, places) == format_fixed(null, places)
                                     for b in bounds):
             places += 1
@@ -429,6 +429,8 @@ def format_fixed(x: object, decimals: int) -> str:
     value = _finite_or_text(x)
     if isinstance(value, str):
         return value
+    if abs(value) >= _EXACT_INTEGER_LIMIT:  # past 2**53: significant digits, no noise
+        return format_number(value)
     text = f"{value:,.{decimals}f}"
     return text.lstrip("-") if text.lstrip("-").strip("0.,") == "" else text
 
@@ -437,10 +439,16 @@ def format_fixed(x: object, decimals: int) -> str:
 _TOKEN = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
 
 
-#: A command-line option with its value (``--param exposures=a,b``, ``--spline x:3``).
-_OPTION = re.compile(r"(--[a-z][a-z-]*(?:[ =][^\s;()]+)?)")
-#: A number in scientific notation inside a sentence (``1e-06``, ``2.5E+03``).
-_EXPONENT_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?[eE][-+]?\d+(?![\w.])")
+#: Text :func:`humanize` keeps as written: a command-line option with its value
+#: (``--param exposures=a,b``, ``--spline x:3``), a back-ticked name, a file path. (A name
+#: in quotes is a column a message names: it is shown by its label.)
+_VERBATIM = re.compile(r"(--[a-z][a-z-]*(?:=[^\s;()]+| (?!-)[^\s;()]+)?|`[^`]*`"
+                       r"|\S*[/\\]\S*|\S+\.(?:csv|parquet|json|xlsx|fit|gpx|tcx)\b)")
+#: A number as Python writes a float in scientific notation (``1e-06``, ``2.5e+03``: the
+#: exponent signed; "2e3" may be an ID).
+_EXPONENT_NUMBER = re.compile(r"(?<![\w.])[-+]?(\d+(?:\.\d+)?)[eE][-+]\d+(?![\w.])")
+#: Magnitudes :func:`humanize` writes out positionally (outside them the exponent stays).
+_POSITIONAL_RANGE = (1e-9, 1e15)
 
 
 def humanize(text: str) -> str:
@@ -457,11 +465,16 @@ def humanize(text: str) -> str:
         return words[:1].lower() + words[1:]
 
     def positional(match: re.Match[str]) -> str:
-        return format_number(float(match.group(0)))
+        value = float(match.group(0))
+        low, high = _POSITIONAL_RANGE
+        if not low <= abs(value) < high:
+            return match.group(0)
+        digits = len(match.group(1).replace(".", "").lstrip("0")) or 1  # as precise as given
+        return format_number(value, sig=digits)
 
-    # a command-line option and its value ("--param exposures=mileage_jump,shoe_km") are
-    # what the user types: kept as written
-    parts = _OPTION.split(str(text))
+    # what the user types or names (an option and its value, a quoted name, a file path)
+    # is kept as written
+    parts = _VERBATIM.split(str(text))
     return "".join(part if k % 2 else _EXPONENT_NUMBER.sub(positional, _TOKEN.sub(name, part))
                    for k, part in enumerate(parts))
 

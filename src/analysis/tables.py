@@ -36,6 +36,8 @@ from analysis.labels import (
     variance_value_label,
 )
 
+#: Table 1's row of runners whose sex is not recorded.
+SEX_NOT_RECORDED = "Sex: not recorded, n (%)"
 #: Header of the overall column of Table 1.
 OVERALL = "Overall"
 #: Days in a week (weekly rates from follow-up days).
@@ -143,15 +145,15 @@ def per_runner(runners: pd.DataFrame, daily: pd.DataFrame, panel: pd.DataFrame, 
 
 
 def _column(rows: pd.DataFrame, panel_rows: int, panel_events: int, *, event: str | None,
-            sexes: Sequence[str]) -> dict[str, str]:
+            sexes: Sequence[str], sex_rows: bool = False) -> dict[str, str]:
     n = len(rows)
     sex = rows["sex"].astype("string") if "sex" in rows.columns else pd.Series(dtype="string")
     out = {"Runners, n": str(n)}
     for level in sexes:
         out[f"Sex: {SEX_WORDS.get(level, level)}, n (%)"] = _n_pct(int((sex == level).sum()), n)
     missing_sex = int(sex.isna().sum()) + (n - len(sex))
-    if missing_sex:
-        out["Sex: not recorded, n (%)"] = _n_pct(missing_sex, n)
+    if missing_sex or sex_rows:  # every column has the row when one has it ("0 (0 %)")
+        out[SEX_NOT_RECORDED] = _n_pct(missing_sex, n)
     out |= {
         "Age, years, median (IQR)": _median_iqr(rows.get("age", pd.Series(dtype=float)),
                                                 decimals=0),
@@ -218,15 +220,18 @@ def table_one(runners: pd.DataFrame, daily: pd.DataFrame, panel: pd.DataFrame, *
     reports = reports[reports["cohort"].isin(shown)]
     events = report_events(reports, event_column=event_column)
     sexes = sorted(values["sex"].dropna().astype(str).unique()) if "sex" in values else []
+    sex_rows = "sex" not in values or bool(values["sex"].isna().any())
     columns: dict[str, dict[str, str]] = {}
     for cohort in shown:
         mine = reports["cohort"] == cohort
         rows = values[values["cohort"] == cohort]
         columns[f"{cohort} (n = {len(rows)})"] = _column(
-            rows, int(mine.sum()), int(events[mine].sum()), event=event, sexes=sexes)
+            rows, int(mine.sum()), int(events[mine].sum()), event=event, sexes=sexes,
+            sex_rows=sex_rows)
     if overall and len(shown) > 1:
         columns[f"{OVERALL} (n = {len(values)})"] = _column(
-            values, len(reports), int(events.sum()), event=event, sexes=sexes)
+            values, len(reports), int(events.sum()), event=event, sexes=sexes,
+            sex_rows=sex_rows)
     table = pd.DataFrame(columns).fillna("")
     # a characteristic no runner shown has (no age column, or every age missing) is no row
     # of empty cells

@@ -157,9 +157,12 @@ def load_cohort(
                           f"{min_cohort_size}; suppressed", file=processed)
     ids = set(members["runner_id"])
     salt = id_salt() if salt is None else salt
-    already = data["panel_meta"].get("pseudonymised") is True or bool(
-        runners["runner_id"].astype("str").str.fullmatch(PSEUDONYM_PATTERN).all())
-    if already:  # built with --pseudonymise: keep the processed IDs so they can be looked up
+    # built with --pseudonymise (panel_meta says so): keep the processed IDs so they can be
+    # looked up. IDs that merely look like pseudonyms are not taken for them (review: a
+    # study's own "r-000000000001" codes were then called keyed-hash pseudonyms and, with a
+    # salt set, not hashed)
+    already = data["panel_meta"].get("pseudonymised") is True
+    if already:
         salt = None
     panel = data["panel"][data["panel"]["runner_id"].isin(ids)].reset_index(drop=True)
     daily = data["daily"]  # lead-in rows (in_follow_up False) only feed exposure windows
