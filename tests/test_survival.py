@@ -333,6 +333,10 @@ def test_a_band_without_episodes_is_an_infinite_estimate_problem():
     rows = rows.assign(band=np.where(rows["event"], "a", noise))
     result = fit_counting_process(rows, exposures=["band"], model="andersen-gill")
     assert "infinite estimate (monotone likelihood): C(band)[T.b]" in result.problems
+    # kneeload fit prints it as the report's table does, not "HR 0.0 (0.0 to 0.0)"
+    from analysis.cli import _hazard_lines
+
+    assert _hazard_lines(result) == ["C(band)[T.b]: HR not estimable (infinite estimate)"]
 
 
 def test_cli_names_the_models_of_the_package():

@@ -537,22 +537,35 @@ def _fit_survival(source: Path, out: Path, *, model: str, exposures: str, format
     console.print(f"{model}: {result.extra['n_events']} episodes in {result.n_obs} rows at "
                   f"risk from {result.n_runners} runners, {converged}, status "
                   f"{result.status}; wrote {out}", highlight=False, markup=False)
-    import numpy as np
-
-    from analysis.effects import add_reading_units
-    from analysis.labels import format_interval
-
-    # per reading step, as the report reads it (e.g. per +10 % week-over-week mileage)
-    for row in add_reading_units(result.table).to_dict(orient="records"):
-        hr, low, high = format_interval(*(float(np.exp(row[f"{c}_step"]))
-                                          for c in ("estimate", "ci_low", "ci_high")),
-                                        null=1.0)
-        console.print(f"  {row['term']}: HR {hr} {row['step_label']} (95 % CI "
-                      f"{low} to {high})", highlight=False, markup=False)
+    for line in _hazard_lines(result):
+        console.print(f"  {line}", highlight=False, markup=False)
     for problem in result.problems:
         console.print(f"[bold yellow]problem:[/] {escape(problem)}", highlight=False)
     for warning in result.warnings:
         console.print(f"[yellow]note:[/] {escape(warning)}", highlight=False)
+
+
+def _hazard_lines(result: Any) -> list[str]:
+    """``mileage_jump: HR 1.15 per +10 % week-over-week mileage (95 % CI 1.04 to 1.27)``
+    per term, per reading step as the report reads it; a term with an infinite estimate
+    (its SE is 0, so no interval) reads ``not estimable``, as in the report's table."""
+    import numpy as np
+
+    from analysis.effects import add_reading_units
+    from analysis.labels import format_interval
+    from analysis.models.survival import term_notes
+
+    notes = term_notes(result)
+    lines = []
+    for row in add_reading_units(result.table).to_dict(orient="records"):
+        if "infinite estimate" in notes.get(str(row["term"]), []):
+            lines.append(f"{row['term']}: HR not estimable (infinite estimate)")
+            continue
+        hr, low, high = format_interval(*(float(np.exp(row[f"{c}_step"]))
+                                          for c in ("estimate", "ci_low", "ci_high")),
+                                        null=1.0)
+        lines.append(f"{row['term']}: HR {hr} {row['step_label']} (95 % CI {low} to {high})")
+    return lines
 
 
 #: The response column each fitter models when ``--outcome`` is not given.

@@ -58,6 +58,8 @@ PH_ALPHA = 0.05
 #: likelihood (R's coxph warns "coefficient may be infinite"; Heinze & Schemper 2001).
 MAX_STANDARDISED_LOG_HR = 10.0
 PROBLEM_INFINITE = "infinite estimate (monotone likelihood)"
+#: Start of a problem that a term breaks the proportional-hazards assumption.
+PROBLEM_PH = "proportional hazards"
 #: Single-session spike bands of the session's distance relative to the longest run in the
 #: previous 30 days (Frandsen et al. 2025, BJSM, doi:10.1136/bjsports-2024-109380, time-varying
 #: states of a Cox model): regression or up to a 10 % increase (ratio <= 1.10, the reference),
@@ -589,7 +591,7 @@ def fit_counting_process(rows: pd.DataFrame, *, exposures: Sequence[str],
             hr_ci_high=lambda t: np.exp(t["ci_high"]))
     zph = (pd.DataFrame({"term": [], "p_value": [], "transform": []}) if fit.zph is None
            else fit.zph.assign(term=[*names, "GLOBAL"]).drop(columns="index"))
-    problems = [f"proportional hazards: {r.term} p = {r.p_value:.3g} (cox.zph, "
+    problems = [f"{PROBLEM_PH}: {r.term} p = {r.p_value:.3g} (cox.zph, "
                 f"transform {r.transform})" for r in zph.itertuples() if r.p_value < PH_ALPHA]
     scale = X.std(axis=0)
     problems += [f"{PROBLEM_INFINITE}: {name}" for name, b, sd in zip(names, fit.coef, scale,
@@ -811,3 +813,17 @@ def episodes_of(processed: Mapping[str, Any]) -> pd.DataFrame:
     meta = processed.get("panel_meta") or {}
     threshold = float(meta.get("pain_threshold", DEFAULT_PAIN_THRESHOLD))
     return ep.episodes(processed["panel"], processed["daily"], threshold=threshold)
+
+
+def term_notes(result: Any) -> dict[str, list[str]]:
+    """Problems of a time-to-event fit per term: ``proportional hazards violated``,
+    ``infinite estimate`` (terms without a problem are absent). The one reading of the
+    problems :func:`fit_counting_process` writes, for the report's tables and the CLI."""
+    notes: dict[str, list[str]] = {}
+    for problem in result.problems:
+        for term in result.table["term"]:
+            if f": {term} " in f"{problem} " or problem.endswith(f": {term}"):
+                what = ("proportional hazards violated" if problem.startswith(PROBLEM_PH)
+                        else "infinite estimate")
+                notes.setdefault(str(term), []).append(what)
+    return notes

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import ModelSpecError
+from analysis.models.survival import term_notes
 from analysis.reports.cohort import CohortView
 
 #: The report's time-to-event model (see the module docstring for why).
@@ -290,18 +291,6 @@ def _term_notes(tte: TimeToEvent) -> dict[str, list[str]]:
     """Problems of the fit per term (PH violated, infinite estimate)."""
     return {} if tte.result is None else term_notes(tte.result)
 
-
-def term_notes(result: Any) -> dict[str, list[str]]:
-    """Problems of a time-to-event fit per term: ``proportional hazards violated``,
-    ``infinite estimate`` (terms without a problem are absent)."""
-    notes: dict[str, list[str]] = {}
-    for problem in result.problems:
-        for term in result.table["term"]:
-            if f": {term} " in f"{problem} " or problem.endswith(f": {term}"):
-                what = ("proportional hazards violated" if problem.startswith("proportional")
-                        else "infinite estimate")
-                notes.setdefault(str(term), []).append(what)
-    return notes
 
 
 def hazard_table(tte: TimeToEvent) -> pd.DataFrame:
