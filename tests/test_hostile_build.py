@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from realdata import real_sample
 
 from analysis.csvsafe import FORMULA_GUARD, FORMULA_TRIGGERS, restore_formulas
 from analysis.errors import KneeloadError
@@ -33,7 +34,8 @@ FIXTURE = Path(__file__).parent / "fixtures" / "exposures"
 TABLE_FILES = ("runners.csv", "runs.csv", "pain.csv", "shoes.csv")
 CLI_TIMEOUT_S = 120
 TODAY = date(2026, 1, 1)
-STRAVA_SAMPLE = Path("/work/shared/data/real/formats/strava/activities_sample.csv")
+#: The real Strava sample, read in place (tests/realdata.py).
+STRAVA_SAMPLE = "formats/strava/activities_sample.csv"
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -236,12 +238,12 @@ def test_a_duplicated_column_in_a_workbook_fails_too(tmp_path: Path) -> None:
     hostile_build(raw, tmp_path / "out", expect=2, names=("shoes.xlsx", "'start_km'"))
 
 
-@pytest.mark.skipif(not STRAVA_SAMPLE.is_file(), reason="real Strava sample not available")
 def test_the_real_strava_export_with_its_repeated_headers_still_builds(tmp_path: Path) -> None:
+    sample = real_sample(STRAVA_SAMPLE)
     raw = tmp_path / "raw" / "runner1"
     raw.mkdir(parents=True)
-    shutil.copy(STRAVA_SAMPLE, raw / "activities.csv")
-    with STRAVA_SAMPLE.open(encoding="utf-8-sig", newline="") as handle:
+    shutil.copy(sample, raw / "activities.csv")  # a temporary input folder, not the repo
+    with sample.open(encoding="utf-8-sig", newline="") as handle:
         header = next(csv.reader(handle))
     assert len(header) > len(set(header))  # Distance, Elapsed Time, ... twice by design
     hostile_build(tmp_path / "raw", tmp_path / "out", expect=0)

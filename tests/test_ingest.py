@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from realdata import real_sample
 
 from analysis import hrload, privacy
 from analysis.clean import clean_tables
@@ -19,7 +20,6 @@ from analysis.exposures import build_panel
 from analysis.ingest import _io, garmin, lovdal, read_dataset, strava
 from analysis.ingest.detect import detect_format
 from analysis.ingest.fetch import FetchError, fetch_dataset, read_sums, verify_sha256
-from analysis.paths import real_data_dir
 from analysis.pipeline import input_hashes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
@@ -182,13 +182,13 @@ def test_strava_export_hand_checked() -> None:
     runs = clean.runs.set_index(["source_file", "source_line"])
     a2 = runs.loc[("alice/activities.csv", 2)]
     # 06:00 UTC = 08:00 in Amsterdam (CEST); 10004.5 m; Moving Time 2950 s
-    assert a2["date"] == pd.Timestamp("2025-07-14")
+    assert a2["date"] == pd.Timestamp("2025-06-16")
     assert a2["distance_km"] == pytest.approx(10.0045)
     assert a2["duration_min"] == pytest.approx(2950 / 60, abs=1e-4)
     assert a2["shoe_id"] == "Pegasus 40"
-    # 22:30 UTC on Jul 15 is 00:30 on Jul 16 in Amsterdam; no metres -> display km (6.00)
+    # 22:30 UTC on Jun 17 is 00:30 on Jun 18 in Amsterdam; no metres -> display km (6.00)
     a4 = runs.loc[("alice/activities.csv", 4)]
-    assert (a4["date"], a4["distance_km"], a4["rpe"]) == (pd.Timestamp("2025-07-16"), 6.0, 7.0)
+    assert (a4["date"], a4["distance_km"], a4["rpe"]) == (pd.Timestamp("2025-06-18"), 6.0, 7.0)
     # bob's account shows miles (9994 m / 6.21 = 1609.3 m per unit): 3.11 mi -> km
     assert runs.loc[("bob/activities.csv", 3), "distance_km"] == pytest.approx(3.11 * 1.609344)
     got = {(f, int(ln)): r for f, ln, r in
@@ -196,7 +196,7 @@ def test_strava_export_hand_checked() -> None:
     assert got == {
         ("alice/activities.csv", 3): "two_device_duplicate",  # 06:01, 10.20 vs 10.0045 km
         ("alice/activities.csv", 5): "non_running_activity",  # Ride
-        ("alice/activities.csv", 6): "unparseable_date",  # 16/07/2025 18:00
+        ("alice/activities.csv", 6): "unparseable_date",  # 18/06/2025 18:00
         ("alice/activities.csv", 7): "non_running_activity",  # Walk
         ("alice/activities.csv", 8): "pace_too_fast",  # 10 km in 20 min moving
         ("bob/activities.csv", 4): "future_date",
@@ -208,7 +208,7 @@ def test_strava_export_hand_checked() -> None:
 def test_strava_utc_dates_default_to_utc_days() -> None:
     clean = clean_tables(read_dataset(STRAVA), today=TODAY)
     row = clean.runs.set_index(["source_file", "source_line"]).loc[("alice/activities.csv", 4)]
-    assert row["date"] == pd.Timestamp("2025-07-15")  # 22:30 UTC stays on the 15th
+    assert row["date"] == pd.Timestamp("2025-06-17")  # 22:30 UTC stays on the 17th
 
 
 def test_strava_display_unit_inference() -> None:
@@ -396,7 +396,7 @@ def test_pseudonymise_hashes_ids_consistently_and_drops_free_text() -> None:
     assert f"{expected}/activities.csv" in raw.files
     shoes = set(raw.runs["shoe_id"].dropna())
     assert shoes == {"s-" + privacy.pseudonym("Pegasus 40", salt=SALT)[2:],
-                     "s-" + privacy.pseudonym("Kona Rove ST", salt=SALT)[2:]}
+                     "s-" + privacy.pseudonym("Commuter bike", salt=SALT)[2:]}
     assert set(raw.runs.columns) <= set(plain.runs.columns)
     other = read_dataset(STRAVA, pseudonymise=True, salt=SALT + "x")
     assert set(other.runners["runner_id"]).isdisjoint(raw.runners["runner_id"])
@@ -446,16 +446,9 @@ def test_sha256_verification_on_a_local_file(tmp_path: Path) -> None:
 
 
 # --- real samples (shared folder, never copied into the repo) ----------------------------
-def real(*parts: str) -> Path:
-    path = real_data_dir().joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real sample {path} not available (set KNEELOAD_REAL_DATA)")
-    return path
-
-
 @pytest.mark.real_data
 def test_real_strava_sample() -> None:
-    folder = real("formats", "strava")
+    folder = real_sample("formats", "strava")
     before = input_hashes(folder)
     assert before["activities_sample.csv"] == (  # README: bytes unchanged from the source
         "842d26321e5103466ba8f643594af2cce3a5d2363bcb5621677957ef6485e98a")
@@ -477,7 +470,7 @@ def test_real_strava_sample() -> None:
 
 @pytest.mark.real_data
 def test_real_garmin_sample() -> None:
-    folder = real("formats", "garmin_connect")
+    folder = real_sample("formats", "garmin_connect")
     before = input_hashes(folder)
     raw = read_dataset(folder)
     # CRLF handled: every Date cell parsed, so the reader emits the column typed
@@ -496,7 +489,7 @@ def test_real_garmin_sample() -> None:
 
 @pytest.mark.real_data
 def test_real_lovdal_excerpt() -> None:
-    folder = real("lovdal2021")
+    folder = real_sample("lovdal2021")
     before = input_hashes(folder)
     raw = read_dataset(folder)
     assert raw.format == "lovdal"
@@ -522,7 +515,7 @@ def test_real_lovdal_excerpt() -> None:
 @pytest.mark.parametrize("parts", [("formats", "strava"), ("formats", "garmin_connect"),
                                    ("lovdal2021",)])
 def test_real_samples_reach_the_exposure_panel(parts: tuple[str, ...]) -> None:
-    clean = clean_tables(read_dataset(real(*parts)), today=TODAY)
+    clean = clean_tables(read_dataset(real_sample(*parts)), today=TODAY)
     built = build_panel(clean.runs, clean.runners, clean.pain, clean.shoes)
     assert len(built.panel) == len(clean.pain)
     assert built.daily["runner_id"].nunique() == len(clean.runners)

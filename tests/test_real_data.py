@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from analysis.paths import real_data_dir
+from realdata import real_sample
 
 KNEELOAD = str(Path(sys.executable).with_name("kneeload"))
 SAMPLES = {  # folder under the real-data dir -> format auto-detection must choose
@@ -29,10 +28,7 @@ pytestmark = [pytest.mark.real_data, pytest.mark.slow]
 
 
 def _sample(relative: str) -> Path:
-    folder = real_data_dir() / relative
-    if not folder.is_dir():
-        pytest.skip(f"real sample {folder} not available (set KNEELOAD_REAL_DATA)")
-    return folder
+    return real_sample(relative)
 
 
 @pytest.mark.parametrize("relative", sorted(SAMPLES))

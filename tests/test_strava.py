@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from realdata import real_sample
 from typer.testing import CliRunner
 
 from analysis.cli import app
@@ -13,7 +14,15 @@ from analysis.errors import EXIT_USER_ERROR, InputFileError, KneeloadError
 from analysis.ingest import garmin, read_dataset, strava
 from analysis.ingest.detect import detect_format
 
-REAL = Path("/work/shared/data/real/formats/strava/activities_sample.csv")
+#: The real English Strava sample, read in place (tests/realdata.py).
+REAL = "formats/strava/activities_sample.csv"
+#: A synthetic English export in the real header's shape (for checks that need no real data).
+ENGLISH = (
+    "Activity ID,Activity Date,Activity Name,Activity Type,Elapsed Time,Distance,"
+    "Elapsed Time,Moving Time,Distance\n"
+    '1,"Mar 17, 2025, 6:05:42 AM",Easy run,Run,1900,6.10,1900.0,1860.0,6102.3\n'
+    '2,"Mar 18, 2025, 5:40:00 PM",Ride home,Ride,2700,15.00,2700.0,2650.0,15000.0\n'
+)
 
 
 def write(folder: Path, text: str, runner: str = "ann") -> Path:
@@ -34,7 +43,7 @@ GERMAN = (
 FRENCH = (
     "ID de l'activité,Date de l'activité,Nom de l'activité,Type d'activité,Temps écoulé,"
     "Distance,Temps écoulé,Durée de déplacement,Distance\n"
-    '1,14 juil. 2025 à 14:19:19,Sortie,Course à pied,2378,"7,54",2378.0,2348.0,7544.1\n'
+    '1,17 mars 2025 à 06:05:42,Sortie,Course à pied,1900,"6,10",1900.0,1860.0,6102.3\n'
     '2,3 févr. 2025 à 23:30:00,Nuit,Course à pied,600,"2,00",600.0,590.0,2000.0\n'
 )
 DUTCH = (
@@ -67,7 +76,7 @@ def test_german_export(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "dates", "types"), [
-    (FRENCH, ["2025-07-14 14:19:19", "2025-02-03 23:30:00"], ["Run", "Run"]),
+    (FRENCH, ["2025-03-17 06:05:42", "2025-02-03 23:30:00"], ["Run", "Run"]),
     (DUTCH, ["2026-07-01 16:52:24", "2026-03-07 06:00:00"], ["Run", "Run"]),
     (SPANISH, ["2025-01-14 07:00:00"], ["Run"]),
 ])
@@ -115,7 +124,7 @@ def test_auto_detects_a_localised_export(tmp_path: Path) -> None:
 
 
 def test_real_english_sample_still_reads(tmp_path: Path) -> None:
-    write(tmp_path, REAL.read_text(encoding="utf-8"))
+    write(tmp_path, real_sample(REAL).read_text(encoding="utf-8"))
     runs = runs_of(tmp_path)
     assert len(runs) == 45
     assert runs["date"].iloc[0] == pd.Timestamp("2025-07-14 14:19:19")  # UTC
@@ -130,7 +139,7 @@ NUMERIC_EN = ("Activity ID,Activity Date,Activity Type,Distance\n"
 
 
 def test_timezone_typo_suggests_the_zone(tmp_path: Path) -> None:
-    write(tmp_path, REAL.read_text(encoding="utf-8"))
+    write(tmp_path, ENGLISH)
     with pytest.raises(KneeloadError) as err:
         runs_of(tmp_path, timezone="Toronto")
     assert err.value.one_line() == (f"{tmp_path}: --timezone 'Toronto' is not an IANA time "
@@ -188,7 +197,7 @@ def test_explicit_order_or_format_reads_numeric_dates() -> None:
 
 
 def test_cli_turns_a_typo_into_one_line_and_exit_2(tmp_path: Path) -> None:
-    write(tmp_path / "raw", REAL.read_text(encoding="utf-8"))
+    write(tmp_path / "raw", ENGLISH)
     result = CliRunner().invoke(app, ["build", str(tmp_path / "raw"), "--out",
                                       str(tmp_path / "out"), "--timezone", "Toronto"])
     assert result.exit_code == EXIT_USER_ERROR

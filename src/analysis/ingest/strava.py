@@ -7,7 +7,7 @@ columns (name, description, private note) are never read.
 
 Format facts (``shared/data/real/formats/README.md``, checked on a real export):
 
-- ``Activity Date`` is UTC, written ``Jul 14, 2025, 2:19:19 PM``; the local day needs the
+- ``Activity Date`` is UTC, written ``Mar 17, 2025, 6:05:42 AM``; the local day needs the
   runner's time zone (``timezone=``; default UTC, noted in the report).
 - ``Distance`` appears twice: the first in the account's display unit (km or miles), the
   second in metres. The metres column is used; the display unit is inferred from the ratio
@@ -40,7 +40,7 @@ from analysis.ingest.exports import read_export_folder
 from analysis.schemas import SOURCE_FILE, SOURCE_LINE
 
 EXPORT_PATTERNS = ("activities*.csv",)
-STRAVA_DATE_FORMAT = "%b %d, %Y, %I:%M:%S %p"  # "Jul 14, 2025, 2:19:19 PM", UTC
+STRAVA_DATE_FORMAT = "%b %d, %Y, %I:%M:%S %p"  # "Mar 17, 2025, 6:05:42 AM", UTC
 #: Median metres per display unit that identifies the unit (1000 m/km, 1609.344 m/mile);
 #: a ratio within 10 % of one of them decides.
 DISPLAY_UNITS = {"km": 1000.0, "mi": 1609.344}
@@ -279,7 +279,7 @@ def parse_activity_dates(text: pd.Series, *, language: str = "en", dayfirst: boo
     """Strava ``Activity Date`` cells (any supported language) -> naive datetime64 (as
     written, UTC); NaT where a cell does not parse.
 
-    Shapes read: English ``Jul 14, 2025, 2:19:19 PM``; day, month name, year with a 24 h
+    Shapes read: English ``Mar 17, 2025, 6:05:42 AM``; day, month name, year with a 24 h
     time (``14 juil. 2025 à 14:19:19``, ``1 jul 2026, 16:52:24``); numeric dates
     (``20.09.2026, 14:12:12``, ``2025-03-09``). Numeric dates are day-first in every
     language but English; ``dayfirst`` overrides, ``date_format`` (strptime) replaces all.
