@@ -55,10 +55,7 @@ display(Markdown(
     f"Outcome: **{spec.label}**: {spec.description} "
     f"Exposures are measured **{view.meta.get('exposure_lag_days')} days** before each "
     "report (the reference day), so that an outcome which cuts training is not regressed on "
-    f"the training it cut. {event}Runner identifiers are "
-    + ("keyed-hash pseudonyms." if view.pseudonymised else
-       "shown as given in the runners table (not hashed: set KNEELOAD_ID_SALT, or build with "
-       "--pseudonymise, for keyed-hash pseudonyms).")
+    f"the training it cut. {event}{view.id_statement}"
     + "\n\n" + "\n".join(f"- {reports.markdown_text(line)}"
                            for line in choice.sentences(human=True))
 ))

@@ -331,3 +331,21 @@ def test_a_kept_process_reads_a_folder_once_and_again_after_a_rebuild(tmp_path: 
     rebuilt = reports.load_cohort(study.processed, study.normal, salt="")
     assert rebuilt.meta["pain_threshold"] == OTHER_THRESHOLD
     assert (rebuilt.panel["pain_any"] == (rebuilt.panel["pain"] >= OTHER_THRESHOLD)).all()
+
+
+def test_the_report_says_whether_its_identifiers_are_hashed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a salt (or a --pseudonymise build) the IDs are the study's own: the report
+    must not call them pseudonyms (review)."""
+    from analysis import paths
+
+    demo = paths.project_root() / "data" / "processed" / "demo"
+    if not (demo / "panel.parquet").is_file():
+        pytest.skip("the demo is not built (make build)")
+    monkeypatch.delenv("KNEELOAD_ID_SALT", raising=False)
+    plain = reports.load_cohort(demo, "novice")
+    hashed = reports.load_cohort(demo, "novice", salt="k")
+    assert not plain.pseudonymised and "not hashed" in plain.id_statement
+    assert plain.runners["runner_id"].str.startswith("NOV").all()  # shown as given
+    assert hashed.pseudonymised
+    assert hashed.id_statement == "Runner identifiers are keyed-hash pseudonyms."

@@ -112,6 +112,14 @@ class CohortView:
         return None if value is None else float(value)
 
     @property
+    def id_statement(self) -> str:
+        """What the report says of its runner identifiers (one sentence)."""
+        if self.pseudonymised:
+            return "Runner identifiers are keyed-hash pseudonyms."
+        return ("Runner identifiers are shown as given in the runners table (not hashed: set "
+                "KNEELOAD_ID_SALT, or build with --pseudonymise, for keyed-hash pseudonyms).")
+
+    @property
     def outcome(self) -> OutcomeSpec:
         """The outcome the dataset declares (``panel_meta.json`` ``outcome``;
         :func:`analysis.outcomes.outcome_spec`, ``nrs`` for older builds)."""
@@ -156,7 +164,7 @@ def load_cohort(
         raise ReportError(f"cohort {cohort!r} has fewer runners than min_cohort_size="
                           f"{min_cohort_size}; suppressed", file=processed)
     ids = set(members["runner_id"])
-    salt = id_salt() if salt is None else salt
+    salt = (id_salt() if salt is None else salt) or None  # an empty key hashes nothing
     # built with --pseudonymise (panel_meta says so): keep the processed IDs so they can be
     # looked up. IDs that merely look like pseudonyms are not taken for them (review: a
     # study's own "r-000000000001" codes were then called keyed-hash pseudonyms and, with a

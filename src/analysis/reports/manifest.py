@@ -35,6 +35,13 @@ FAILED_NOTEBOOK = "report.failed.ipynb"
 #: Sub-folders of a cohort folder holding its take-away files, and their file suffixes.
 TAKEAWAY_DIRS = ("figures", "tables")
 TAKEAWAY_SUFFIXES = (".svg", ".png", ".csv", ".md", ".tex")
+
+
+def is_takeaway_name(name: str) -> bool:
+    """True for an ``outputs_sha256`` key naming a take-away file (``figures/forest.svg``):
+    one of :data:`TAKEAWAY_DIRS`, then a file name."""
+    folder, _, file = name.partition("/")
+    return folder in TAKEAWAY_DIRS and bool(file) and "/" not in file
 #: Processed tables whose rows for a cohort determine its report (hashed per cohort): the
 #: panel and daily calendar it models and plots, the runners it lists and the clean runs,
 #: pain reports and shoes whose source files its data-quality table counts.
@@ -211,8 +218,7 @@ def unchanged(out: Path, previous: Mapping[str, Any] | None, planned: CohortOutc
         return False
     folder = out / safe_name(planned.cohort)
     recorded = previous.get("outputs_sha256") or {}
-    known = all(name in REPORT_FILES or name.split("/")[0] in TAKEAWAY_DIRS
-                for name in recorded)
+    known = all(name in REPORT_FILES or is_takeaway_name(name) for name in recorded)
     return known and set(REPORT_FILES) <= set(recorded) and all(
         (folder / name).is_file() and not (folder / name).is_symlink()
         and sha256_file(folder / name) == digest
@@ -278,6 +284,7 @@ __all__ = [
     "CohortOutcome",
     "atomic_write_text",
     "cohort_input_hashes",
+    "is_takeaway_name",
     "load_manifest",
     "now",
     "remove_cohort_outputs",

@@ -60,6 +60,7 @@ from analysis.reports.manifest import (
     WARNING_STATUS,
     CohortOutcome,
     cohort_input_hashes,
+    is_takeaway_name,
     load_manifest,
     now,
     remove_cohort_outputs,
@@ -428,7 +429,7 @@ def remove_suppressed_folder(folder: Path, entry: Mapping[str, Any] | None = Non
         return
     remove_cohort_outputs(folder)
     recorded = [name for name in (entry or {}).get("outputs_sha256") or {}
-                if name.split("/")[0] in TAKEAWAY_DIRS and name.count("/") == 1]
+                if is_takeaway_name(name)]
     for name in TAKEAWAY_DIRS:
         sub = folder / name
         if not sub.is_dir() or sub.is_symlink():
@@ -451,7 +452,7 @@ def _keep_recorded_takeaways(folder: Path, outcome: CohortOutcome,
     disk, and a later suppression must still find it to remove it)."""
     for name in (previous or {}).get("outputs_sha256") or {}:
         path = folder / name
-        if name.split("/")[0] in TAKEAWAY_DIRS and name not in outcome.outputs_sha256 \
+        if is_takeaway_name(name) and name not in outcome.outputs_sha256 \
                 and path.is_file() and not path.is_symlink():
             outcome.outputs_sha256[name] = sha256_file(path)
 
