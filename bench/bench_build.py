@@ -144,7 +144,13 @@ LAST_CPU_S: list[float] = [0.0]
 
 def run_process(args: list[str]) -> tuple[float, float, str]:
     """Wall time (s), peak resident memory (MiB) and stdout+stderr of one child process;
-    its CPU time (user + system, s) in :data:`LAST_CPU_S`."""
+    its CPU time (user + system, s) in :data:`LAST_CPU_S`.
+
+    Written data is flushed to disk first (``os.sync``, not timed), so no process is timed
+    while the kernel still writes back the generated CSVs or the previous process's
+    output on one of the two cores.
+    """
+    os.sync()
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = proc.stdout.read().decode() if proc.stdout else ""

@@ -177,6 +177,40 @@ def test_each_table_is_one_parquet_write_with_text_dictionaries(small_processed)
     assert "RLE_DICTIONARY" not in km_col.encodings and km_col.compression == "SNAPPY"
 
 
+def test_the_build_asks_for_no_huge_pages_and_restores_each_setting(tmp_path, small_raw,
+                                                                      monkeypatch):
+    """Inside the build numpy advises no huge pages and pyarrow allocates from the system
+    heap (pipeline.BUILD_NUMPY_HUGEPAGES, BUILD_ARROW_POOL); afterwards the caller's numpy
+    setting and pyarrow pool are back, whichever they were."""
+    import numpy as np
+    import pyarrow as pa
+
+    from analysis import pipeline
+
+    switch = np._core.multiarray._set_madvise_hugepage
+    seen: list[tuple[bool, str]] = []
+    real = pipeline.build_panel
+
+    def spy(*args, **kwargs):
+        state = switch(True)
+        switch(state)
+        seen.append((state, pa.default_memory_pool().backend_name))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "build_panel", spy)
+    caller = switch(True)
+    pool = pa.default_memory_pool().backend_name
+    try:
+        for i, setting in enumerate((True, False)):
+            switch(setting)
+            build(small_raw, tmp_path / f"out{i}")
+            assert switch(setting) is setting  # the caller's setting is back
+            assert pa.default_memory_pool().backend_name == pool
+    finally:
+        switch(caller)
+    assert seen == [(False, "system"), (False, "system")]
+
+
 def test_build_imports_neither_pandera_nor_the_model_stack(tmp_path, small_raw):
     """The build checks its tables with schemas.check_table (pandera's first validation
     costs ~0.5 s per process) and fits nothing, so a build process imports none of them."""
