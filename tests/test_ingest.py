@@ -528,6 +528,25 @@ def _as_lists(parsed: _io.CsvCells) -> tuple:
             parsed.issues.astype(object).where(parsed.issues.notna(), None).tolist())
 
 
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 1 << 24])
+def test_the_one_line_check_counts_quotes_per_line_in_any_block_size(block, monkeypatch):
+    """_one_line_records (scanned in SCAN_BLOCK_BYTES blocks) says True exactly when there
+    is no lone CR and every line holds an even number of quotes, whatever the block size."""
+    import random
+
+    import numpy as np
+
+    monkeypatch.setattr(_io, "SCAN_BLOCK_BYTES", block)
+    rng = random.Random(block)
+    for _ in range(2000):
+        data = bytes(rng.choice(b'ab,"\n\n\r') for _ in range(rng.randint(0, 40)))
+        lone_cr = data.count(b"\r") != data.count(b"\r\n")
+        expected = not lone_cr and all(line.count(b'"') % 2 == 0
+                                       for line in data.split(b"\n"))
+        assert _io._one_line_records(data, np.frombuffer(data, dtype=np.uint8)) is expected, \
+            data
+
+
 @settings(max_examples=150, deadline=None)
 @given(text=st.text(alphabet=st.sampled_from(list('ab1 ,;"\n\r\t')), min_size=1,
                     max_size=60))

@@ -248,18 +248,34 @@ def _record_lines(data: bytes) -> np.ndarray:
     return np.flatnonzero(length > 0)
 
 
+#: Bytes of a CSV scanned at once for quotes and line breaks (:func:`_one_line_records`):
+#: the scan's temporaries are this size, not the file's (a 191 MB file made two 191 MB
+#: masks: the 9,000 x 365 build's resident memory after reading 1,528 -> 1,411 MiB).
+SCAN_BLOCK_BYTES = 1 << 24
+
+
 def _one_line_records(data: bytes, raw: np.ndarray) -> bool:
     """True when no record of ``data`` can span physical lines: no lone CR, and every line
     holds an even number of quote characters (a quoted newline leaves an odd count on the
-    record's first line)."""
+    record's first line).
+
+    Every line has an even count exactly when an even number of quotes precedes each line
+    break and the whole text holds an even number; counted block by block
+    (:data:`SCAN_BLOCK_BYTES`).
+    """
     if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
         return False
     if b'"' not in data:
         return True
-    quotes = np.flatnonzero(raw == ord('"'))
-    newline = np.flatnonzero(raw == ord("\n"))
-    per_line = np.bincount(np.searchsorted(newline, quotes), minlength=len(newline) + 1)
-    return not (per_line % 2).any()
+    quotes = 0  # quote characters before the block
+    for start in range(0, len(raw), SCAN_BLOCK_BYTES):
+        block = raw[start:start + SCAN_BLOCK_BYTES]
+        at = np.flatnonzero(block == ord('"'))
+        breaks = np.flatnonzero(block == ord("\n"))
+        if ((quotes + np.searchsorted(at, breaks)) % 2).any():
+            return False
+        quotes += len(at)
+    return quotes % 2 == 0
 
 
 _CONTENT = re.compile(rb"[^\r\n]")
