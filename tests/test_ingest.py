@@ -558,6 +558,22 @@ def test_fast_and_careful_csv_paths_agree(text: str) -> None:
     assert _as_lists(fast) == _as_lists(careful)
 
 
+@pytest.mark.parametrize("pad", range(0, 8))
+def test_a_quoted_line_break_at_a_read_block_boundary_is_never_split(pad) -> None:
+    """A record whose quoted value spans two lines, behind a quote inside a field (each line
+    holds two quotes), placed at each offset just past pyarrow's 1 MiB read block: the fast
+    path declines it and both paths give the careful path's one record with its issue
+    (found by review: at offsets 0-5 the fast path returned two clean rows)."""
+    body = "x,y\n" + "1,2\n" * ((1 << 20) // 4 - 5) + "1," + "1" * pad + "\n"
+    text = body + 'a"b,"c\nd",e"f\n' + "1,2\n" * 10
+    assert _io._fast_split(text, delimiter=",") is None
+    parsed = _io.parse_csv_text(text, delimiter=",", file="x.csv")
+    odd = parsed.cells[0] == 'a"b'
+    assert odd.sum() == 1 and parsed.cells.loc[odd, 1].tolist() == ["c\nd"]
+    assert parsed.issues[odd].tolist() == ["3 fields where the header has 2"]
+    assert len(parsed.cells) == (1 << 20) // 4 - 5 + 1 + 1 + 10
+
+
 def test_fast_path_is_taken_for_plain_files_and_not_for_quoted_newlines() -> None:
     plain = "a,b\n1,2\n\n3,4\n"
     assert _io._fast_split(plain, delimiter=",") is not None

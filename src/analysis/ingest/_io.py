@@ -286,7 +286,12 @@ def split_csv_bytes(data: bytes, *, delimiter: str) -> ArrowCells | None:
     line; else None (the careful path decides).
 
     The physical line of record i is then the i-th non-empty line, found from the newline
-    offsets. Ragged rows (pyarrow refuses them), invalid UTF-8 and whitespace-only lines
+    offsets. pyarrow splits the file into blocks knowing quotes (``newlines_in_values``),
+    so a quoted line break is always inside its record and the records then number fewer
+    than the non-empty lines, which sends the file to the careful path; without it, a
+    quoted line break that fell just after pyarrow's 1 MiB block boundary behind a
+    mid-field quote (``a"b,"c`` / ``d",e"f``: an even count of quotes on each line) split
+    one record into two clean rows (``tests/test_ingest.py``). Ragged rows (pyarrow refuses them), invalid UTF-8 and whitespace-only lines
     (one field where the header has several) also give None. Cells are trimmed; empty ones
     become null; rows whose every cell is empty are blank lines and dropped.
     """
@@ -304,7 +309,7 @@ def split_csv_bytes(data: bytes, *, delimiter: str) -> ArrowCells | None:
             io.BytesIO(data),
             read_options=pa_csv.ReadOptions(autogenerate_column_names=True),
             parse_options=pa_csv.ParseOptions(delimiter=delimiter, ignore_empty_lines=True,
-                                              newlines_in_values=False),
+                                              newlines_in_values=True),
             convert_options=pa_csv.ConvertOptions(
                 column_types={f"f{i}": pa.string() for i in range(width)},
                 null_values=[""], strings_can_be_null=True,
