@@ -211,6 +211,67 @@ def test_the_build_asks_for_no_huge_pages_and_restores_each_setting(tmp_path, sm
     assert seen == [(False, "system"), (False, "system")]
 
 
+def test_a_failed_or_overlapping_build_leaves_the_callers_settings(tmp_path, small_raw,
+                                                                   monkeypatch):
+    """A build that raises inside restores numpy's huge-page setting and pyarrow's pool; two
+    builds overlapping on threads keep the build settings until the last ends and then
+    restore the caller's (found by review: each restored what it found on entry, so the
+    caller's setting was lost)."""
+    import threading
+
+    import numpy as np
+    import pyarrow as pa
+
+    from analysis import pipeline
+
+    switch = np._core.multiarray._set_madvise_hugepage
+    real = pipeline.build_panel
+    caller = switch(True)
+    pool = pa.default_memory_pool().backend_name
+
+    def state() -> tuple[bool, str]:
+        setting = switch(True)
+        switch(setting)
+        return setting, pa.default_memory_pool().backend_name
+
+    try:
+        def failing(*args, **kwargs):
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(pipeline, "build_panel", failing)
+        with pytest.raises(RuntimeError, match="boom"):
+            build(small_raw, tmp_path / "failed")
+        assert state() == (True, pool)
+
+        a_in, b_in, a_done = threading.Event(), threading.Event(), threading.Event()
+        seen: list[tuple[bool, str]] = []
+
+        def overlapping(*args, **kwargs):
+            if not a_in.is_set():  # build a: starts first, ends while b is inside
+                a_in.set()
+                assert b_in.wait(60)
+            else:  # build b: looks at the settings once a has ended
+                b_in.set()
+                assert a_done.wait(60)
+                seen.append(state())
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(pipeline, "build_panel", overlapping)
+        a = threading.Thread(target=build, args=(small_raw, tmp_path / "a"))
+        b = threading.Thread(target=build, args=(small_raw, tmp_path / "b"))
+        a.start()
+        assert a_in.wait(60)
+        b.start()
+        a.join(60)
+        a_done.set()
+        b.join(60)
+        assert seen == [(False, "system")]  # b still builds with the build settings
+        assert state() == (True, pool)  # and the caller's are back after both
+        assert (tmp_path / "b" / "panel.parquet").is_file()
+    finally:
+        switch(caller)
+
+
 def test_build_imports_neither_pandera_nor_the_model_stack(tmp_path, small_raw):
     """The build checks its tables with schemas.check_table (pandera's first validation
     costs ~0.5 s per process) and fits nothing, so a build process imports none of them."""

@@ -13,9 +13,10 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -215,29 +216,53 @@ def build(
                         cleaning=cleaned.report, meta=meta)
 
 
+class _BuildSettings:
+    """The process-wide memory settings of builds, entered by the first build running and
+    restored when the last one ends: builds overlapping on threads of one process (a
+    library caller's) would otherwise each restore what they found on entry, so the last
+    to finish put back another build's settings, not the caller's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._restore: ExitStack | None = None
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._running == 0:
+                with ExitStack() as stack:
+                    stack.enter_context(_numpy_hugepages(BUILD_NUMPY_HUGEPAGES))
+                    libc = _glibc()
+                    if libc is not None:
+                        stack.enter_context(_malloc_for_large_tables(libc))
+                    self._restore = stack.pop_all()
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0 and self._restore is not None:
+                    restore, self._restore = self._restore, None
+                    restore.close()
+
+
+#: Keep column-sized blocks in the malloc heap while building (:data:`HEAP_KEEP_BYTES`), in
+#: :data:`BUILD_MALLOC_ARENAS` arena(s) shared by the build's threads, with pyarrow
+#: allocating from the same heap (:data:`BUILD_ARROW_POOL`) and numpy not asking for huge
+#: pages (:data:`BUILD_NUMPY_HUGEPAGES`); when the last build running ends, glibc's default
+#: thresholds, pyarrow's pool and numpy's setting again (the arena limit stays) and the free
+#: heap returned. The malloc part is a no-op where the C library is not glibc.
+_heap_for_large_tables = _BuildSettings()
+
+
 @contextmanager
-def _heap_for_large_tables() -> Iterator[None]:
-    """Keep column-sized blocks in the malloc heap while building (:data:`HEAP_KEEP_BYTES`),
-    in :data:`BUILD_MALLOC_ARENAS` arena(s) shared by the build's threads, with pyarrow
-    allocating from the same heap (:data:`BUILD_ARROW_POOL`) and numpy not asking for huge
-    pages (:data:`BUILD_NUMPY_HUGEPAGES`); then glibc's default thresholds, pyarrow's pool
-    and numpy's setting again (the arena limit stays) and the free heap returned. The malloc
-    part is a no-op where the C library is not glibc."""
+def _malloc_for_large_tables(libc: Any) -> Iterator[None]:
+    """glibc's thresholds and arena limit and pyarrow's pool while building (see
+    :data:`_heap_for_large_tables`)."""
     import pyarrow as pa
 
-    with _numpy_hugepages(BUILD_NUMPY_HUGEPAGES):
-        libc = _glibc()
-        if libc is None:
-            yield
-            return
-        with _malloc_for_large_tables(libc, pa):
-            yield
-
-
-@contextmanager
-def _malloc_for_large_tables(libc: Any, pa: Any) -> Iterator[None]:
-    """glibc's thresholds and arena limit and pyarrow's pool while building (see
-    :func:`_heap_for_large_tables`)."""
     pool = pa.default_memory_pool()
     pa.set_memory_pool(getattr(pa, f"{BUILD_ARROW_POOL}_memory_pool")())
     libc.mallopt(_M_MMAP_THRESHOLD, HEAP_KEEP_BYTES)
