@@ -198,10 +198,12 @@ def build(
         )
         # contracts at the boundary before these tables are written, once per table; the
         # vectorised checker, so the build imports no pandera (a breach removes the staging
-        # folder with whatever it holds: nothing is swapped in)
+        # folder with whatever it holds: nothing is swapped in). The daily table is written
+        # while the panel is checked.
         schemas.check_table(built.daily, schemas.DAILY_CONTRACT)
+        stage.parquet({"daily": built.daily})
         schemas.check_table(built.panel, schemas.PANEL_CONTRACT)
-        stage.parquet({"daily": built.daily, "panel": built.panel})
+        stage.parquet({"panel": built.panel})
         meta = _build_meta(built, raw, format=detected, pseudonymise=pseudonymise,
                            hashes=hashes.result())
         meta |= _read_meta(read, cleaned)
