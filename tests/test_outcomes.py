@@ -187,3 +187,16 @@ def test_an_nrs_panel_keeps_its_labels(small_processed) -> None:
     sentence = reports.plain_language(attempt.result.table, outcome=view.outcome)[0]
     assert " NRS points " in sentence and "knee pain" in sentence
     assert view.outcome.title == "Knee pain and training load"
+
+
+def test_columns_with_data_names_each_column_holding_a_value() -> None:
+    """Any dtype (float NaN, nullable NA, text, datetime NaT), duplicated names, no rows."""
+    frame = pd.DataFrame({
+        "km": [np.nan, 2.0], "empty": [np.nan, np.nan], "flag": pd.array([pd.NA, True]),
+        "no_flag": pd.array([pd.NA, pd.NA], dtype="boolean"),
+        "note": pd.array([None, None], dtype="str"), "day": pd.to_datetime(["2025-01-01",
+                                                                           None])})
+    twice = pd.concat([frame[["empty"]], frame[["km"]].set_axis(["empty"], axis=1)], axis=1)
+    assert outcomes.columns_with_data(frame) == {"km", "flag", "day"}
+    assert outcomes.columns_with_data(twice) == {"empty"}  # the second "empty" has a value
+    assert outcomes.columns_with_data(frame.iloc[:0]) == set()
