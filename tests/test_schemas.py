@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import numpy as np
 import pandas as pd
@@ -152,3 +153,33 @@ def test_importing_schemas_and_cleaning_imports_no_pandera() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_sorted_key_is_shown_unique_without_hashing_and_repeats_are_still_found() -> None:
+    """check_table's key check (schemas._strictly_increasing, then DataFrame.duplicated when
+    the rows are not in strictly increasing key order) raises exactly when the key repeats,
+    in any row order, with missing values, for text, number and datetime keys."""
+    rng = np.random.default_rng(11)
+    contract = schemas.TableContract("keys", {}, unique=("runner_id", "date"))
+    ids = ["R1", "R10", "R2", "é", None]
+    days = list(pd.to_datetime(["2024-01-01", "2024-01-02", "2024-02-01"])) + [pd.NaT]
+    shown = 0
+    for _ in range(400):
+        n = int(rng.integers(0, 7))
+        frame = pd.DataFrame({
+            "runner_id": _str([ids[i] for i in rng.integers(0, len(ids), n)]),
+            "date": pd.Series([days[i] for i in rng.integers(0, len(days), n)],
+                              dtype="datetime64[us]")})
+        if rng.random() < 0.5:
+            frame = frame.sort_values(["runner_id", "date"], ignore_index=True)
+        if rng.random() < 0.3:
+            frame["date"] = rng.integers(0, 3, n).astype("int64")  # a number key
+        repeats = bool(frame.duplicated(["runner_id", "date"], keep=False).any())
+        if schemas._strictly_increasing(frame, contract.unique):
+            shown += 1
+            assert not repeats
+        with (pytest.raises(DataContractError, match="repeats") if repeats
+              else nullcontext()):
+            check_table(frame, contract)
+    assert shown > 20  # the fast path was taken
+
