@@ -216,11 +216,9 @@ SOURCE_PHRASES = {
 
 
 def columns_with_data(panel: Any) -> set[str]:
-    """Columns of a DataFrame with at least one non-missing value (each column on its own,
-    by position: no missing-value mask of the whole table, 0.04-0.13 s of the 2,000 x 365
-    build's panel against 0.03 s)."""
-    return {str(name) for i, name in enumerate(panel.columns)
-            if panel.iloc[:, i].notna().any()}
+    """Columns of a DataFrame with at least one non-missing value."""
+    counts = panel.notna().sum()
+    return {str(name) for name, n in counts.items() if int(n) > 0}
 
 
 def default_exposures(columns: Iterable[str], meta: Mapping[str, Any], *,
