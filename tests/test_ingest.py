@@ -574,6 +574,27 @@ def test_a_quoted_line_break_at_a_read_block_boundary_is_never_split(pad) -> Non
     assert len(parsed.cells) == (1 << 20) // 4 - 5 + 1 + 1 + 10
 
 
+@pytest.mark.parametrize("stray", ['3,"oops', 'a"b,"c'])
+def test_a_stray_quote_far_before_the_next_quote_quarantines_one_line(stray) -> None:
+    """A quote opened by mistake, with the next quote 160 KB later (the csv module's default
+    field limit is 128 KiB): its line gets the unterminated-quote issue and every other line
+    stays a record of its own (found by review: the whole file was "not a readable CSV")."""
+    import csv
+
+    limit = csv.field_size_limit(128 * 1024)  # the default, whatever ran before
+    try:
+        text = "x,y\n1,2\n" + stray + "\n" + "1,2\n" * 40_000 + '4,"fine"\n'
+        parsed = _io.parse_csv_text(text, delimiter=",", file="x.csv")
+    finally:
+        csv.field_size_limit(max(limit, csv.field_size_limit()))
+    assert len(parsed.cells) == 1 + 1 + 40_000 + 1
+    assert parsed.lines.tolist() == list(range(2, 40_005))
+    flagged = parsed.issues.notna().to_numpy()
+    assert parsed.lines[flagged].tolist() == [3]
+    assert parsed.issues[flagged].iloc[0].startswith(_io.UNTERMINATED_QUOTE)
+    assert parsed.cells.iloc[-1].tolist() == ["4", "fine"]
+
+
 def test_fast_path_is_taken_for_plain_files_and_not_for_quoted_newlines() -> None:
     plain = "a,b\n1,2\n\n3,4\n"
     assert _io._fast_split(plain, delimiter=",") is not None

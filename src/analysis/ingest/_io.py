@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -380,6 +381,26 @@ def parse_csv_text(text: str, *, delimiter: str, file: str) -> CsvCells:
     return careful_split(text, delimiter=delimiter, file=file)
 
 
+#: Characters of a record spanning lines that can still be one quoted note (the csv
+#: module's default field limit, 128 KiB): a longer one with the header's width is taken as
+#: rows swallowed by a stray quote when one of its later lines is a row of its own.
+LONGEST_NOTE = 128 * 1024
+
+
+def _allow_fields_of(size: int) -> None:
+    """Let the csv module read a field of ``size`` characters (its default limit is 128 KiB).
+
+    A quote opened by mistake swallows the lines up to the next quote into one field, which
+    :func:`careful_split` must read whole to put the lines back; with the default limit a
+    stray quote 128 KiB before the next one made the whole file unreadable ("field larger
+    than field limit") instead of quarantining its line. The limit is process-wide and only
+    ever raised here, never lowered again: the other reading thread may be in a careful read
+    (the whole text is in memory already, so no field can be larger than it).
+    """
+    if csv.field_size_limit() < size:
+        csv.field_size_limit(min(size, sys.maxsize))
+
+
 def careful_split(text: str, *, delimiter: str, file: str) -> CsvCells:
     """The :mod:`csv`-module path of :func:`parse_csv_text` (any quoting, ragged rows).
 
@@ -390,6 +411,7 @@ def careful_split(text: str, *, delimiter: str, file: str) -> CsvCells:
     :data:`UNTERMINATED_QUOTE` issue (quarantined) and the lines after it are read again on
     their own, so every physical line stays one record of its own and none is lost.
     """
+    _allow_fields_of(len(text))
     physical = io.StringIO(text, newline="").readlines()  # the csv module's line breaks
     header: list[str] | None = None
     records: list[list[str]] = []
@@ -470,11 +492,13 @@ def _swallows_rows(record: Sequence[str], fields: int, *, delimiter: str, width:
     Either its quotes never close (an odd count: the file ended inside the quote), or the
     record does not have the header's ``width`` fields while a line after its first, read
     alone up to its first quote, has ``width`` fields or more (a row of its own). A quoted
-    note spanning lines leaves the record with the header's width, so it is kept.
+    note spanning lines leaves the record with the header's width, so it is kept, unless it
+    is longer than :data:`LONGEST_NOTE` characters: then the header's width is no sign of a
+    note (a quote opened inside a field and closed by a quote 40,000 rows on also leaves it).
     """
     if sum(line.count('"') for line in record) % 2:
         return True
-    if width < 2 or fields == width:
+    if width < 2 or (fields == width and sum(map(len, record)) <= LONGEST_NOTE):
         return False
     for line in record[1:]:
         before_quote = line.rstrip("\r\n").split('"', 1)[0]
