@@ -395,3 +395,27 @@ def test_rebuild_panel_equals_a_second_build_with_those_settings(small_processed
     pd.testing.assert_frame_equal(rebuild_panel(processed, **settings), expected)
     with pytest.raises(InputFileError, match="cannot change decay"):
         rebuild_panel(processed, decay="banister")
+
+
+def test_a_failed_restore_keeps_the_builds_own_error(monkeypatch):
+    """When restoring the settings fails after a build raised, the build's error is the
+    context of the restore's (found by review: it vanished from the traceback)."""
+    from contextlib import contextmanager
+
+    from analysis import pipeline
+
+    @contextmanager
+    def failing_restore(enabled):
+        try:
+            yield
+        finally:
+            raise RuntimeError("restore failed")
+
+    monkeypatch.setattr(pipeline, "_numpy_hugepages", failing_restore)
+    monkeypatch.setattr(pipeline, "_glibc", lambda: None)
+    settings = pipeline._BuildSettings()
+    with pytest.raises(RuntimeError, match="restore failed") as raised:
+        with settings():
+            raise ValueError("the build's error")
+    assert isinstance(raised.value.__context__, ValueError)
+    assert settings._running == 0 and settings._restore is None

@@ -242,12 +242,22 @@ class _BuildSettings:
             self._running += 1
         try:
             yield
-        finally:
-            with self._lock:
-                self._running -= 1
-                if self._running == 0 and self._restore is not None:
-                    restore, self._restore = self._restore, None
+        except BaseException as error:
+            self._leave(error)
+            raise
+        self._leave(None)
+
+    def _leave(self, error: BaseException | None) -> None:
+        """One build ended (with ``error``, or None); the last restores the settings, with
+        ``error`` as the context of a failure to restore (the build's error is kept)."""
+        with self._lock:
+            self._running -= 1
+            if self._running == 0 and self._restore is not None:
+                restore, self._restore = self._restore, None
+                if error is None:
                     restore.close()
+                else:
+                    restore.__exit__(type(error), error, error.__traceback__)
 
 
 #: Keep column-sized blocks in the malloc heap while building (:data:`HEAP_KEEP_BYTES`), in
