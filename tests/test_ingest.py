@@ -252,9 +252,9 @@ def test_garmin_miles_account() -> None:
 def test_garmin_cell_parsers() -> None:
     values = pd.Series(["1,684", "1,001.50", "8,5", "12", pd.NA], dtype="str")
     assert garmin.strip_thousands(values).tolist()[:4] == ["1684", "1001.50", "8,5", "12"]
-    times = pd.Series(["01:07:03", "00:09:24.5", "42:30", "--"], dtype="str")
+    times = pd.Series(["01:05:09", "00:08:12.5", "42:30", "--"], dtype="str")
     minutes = pd.to_numeric(garmin.hms_to_minutes(times))
-    assert minutes.tolist()[:3] == pytest.approx([67.05, 9 + 24.5 / 60, 42.5])
+    assert minutes.tolist()[:3] == pytest.approx([65.15, 8 + 12.5 / 60, 42.5])
     assert pd.isna(minutes.iloc[3])
 
 
