@@ -210,3 +210,18 @@ def test_labels_are_plain_strings_for_every_registry_entry() -> None:
                          columns=["column", "name", "unit"])
     assert frame["name"].str.len().min() > 2
     assert not frame["name"].str.contains("_").any()  # no raw column names leak as names
+
+
+def test_interval_text_uses_the_null_of_its_scale() -> None:
+    """A ratio keeps a bound that is not 1 from reading 1; a difference one that is not 0
+    from reading 0 (analysis.effects.NULL_EFFECT); the three texts as the index stores
+    them."""
+    from analysis.labels import interval_text, interval_texts, sentence
+
+    assert interval_text(2.5, 1.02, 4.0, ratio=True) == "2.50 (1.02 to 4.00)"  # not 1.0
+    assert interval_text(2.5, 1.02, 4.0, ratio=False) == "2.5 (1.0 to 4.0)"  # 0 is the null
+    assert interval_text(1.17, 0.02, 2.32, ratio=False, signed=True) == \
+        "+1.17 (+0.02 to +2.32)"  # not 0.0
+    assert interval_texts(0.5, 0.25, 1.0, ratio=True) == {
+        "text": "0.50", "low_text": "0.25", "high_text": "1.00"}
+    assert sentence("distance left out") == "Distance left out" and sentence("") == ""

@@ -162,7 +162,7 @@ def test_a_sorted_key_is_shown_unique_without_hashing_and_repeats_are_still_foun
     rng = np.random.default_rng(11)
     contract = schemas.TableContract("keys", {}, unique=("runner_id", "date"))
     ids = ["R1", "R10", "R2", "é", None]
-    days = list(pd.to_datetime(["2024-01-01", "2024-01-02", "2024-02-01"])) + [pd.NaT]
+    days = [*pd.to_datetime(["2024-01-01", "2024-01-02", "2024-02-01"]), pd.NaT]
     shown = 0
     for _ in range(400):
         n = int(rng.integers(0, 7))

@@ -82,6 +82,9 @@ _SUFFIX = re.compile(r"(_within|_between|_lag\d+w)+$")
 STEP_COLUMNS = ("step", "step_label", "estimate_step", "ci_low_step", "ci_high_step")
 #: The odds-ratio columns it adds for binomial models.
 ODDS_STEP_COLUMNS = ("odds_ratio_step", "or_ci_low_step", "or_ci_high_step")
+#: The null value of an effect on each scale: 0 NRS points (a difference), a ratio of 1
+#: (odds or hazard ratio).
+NULL_EFFECT = {"nrs": 0.0, "odds": 1.0}
 
 
 def base_exposure(term: str) -> str:
@@ -193,6 +196,7 @@ def step_effects(effects: Mapping[str, float], *, odds: bool = False) -> dict[st
 __all__ = [
     "BASIS",
     "CATEGORICAL",
+    "NULL_EFFECT",
     "ODDS_STEP_COLUMNS",
     "PER_UNIT",
     "READING_UNITS",

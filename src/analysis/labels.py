@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from analysis.effects import (
     CATEGORICAL_PREFIX,
     INTERCEPT,
+    NULL_EFFECT,
     ReadingUnit,
     reading_unit,
 )
@@ -159,8 +160,7 @@ def column_label(column: str) -> ColumnLabel:
     entry = COLUMN_LABELS.get(str(column))
     if entry is not None:
         return entry
-    text = str(column).replace("_", " ").strip()
-    return ColumnLabel(text[:1].upper() + text[1:])
+    return ColumnLabel(sentence(str(column).replace("_", " ").strip()))
 
 
 def has_label(column: str) -> bool:
@@ -423,6 +423,29 @@ def format_interval(estimate: object, low: object, high: object, *, signed: bool
     return text(estimate), text(low), text(high)
 
 
+def interval_texts(estimate: object, low: object, high: object, *, ratio: bool,
+                   signed: bool = False) -> dict[str, str]:
+    """``{"text", "low_text", "high_text"}`` of an effect and its 95 % CI
+    (:func:`format_interval`) with the null of its scale: 1 for a ratio (odds, hazard), 0
+    for a difference (:data:`analysis.effects.NULL_EFFECT`)."""
+    null = NULL_EFFECT["odds" if ratio else "nrs"]
+    text, lo, hi = format_interval(estimate, low, high, signed=signed, null=null)
+    return {"text": text, "low_text": lo, "high_text": hi}
+
+
+def interval_text(estimate: object, low: object, high: object, *, ratio: bool,
+                  signed: bool = False) -> str:
+    """``"1.12 (1.04 to 1.20)"``: :func:`interval_texts` in one string."""
+    t = interval_texts(estimate, low, high, ratio=ratio, signed=signed)
+    return f"{t['text']} ({t['low_text']} to {t['high_text']})"
+
+
+def sentence(text: str) -> str:
+    """``text`` with its first letter in upper case (labels and reasons are stored lower
+    case where they run inside a sentence)."""
+    return text[:1].upper() + text[1:]
+
+
 def format_fixed(x: object, decimals: int) -> str:
     """``x`` with a fixed number of decimals (``""`` when missing; ``-0.00`` reads
     ``0.00``)."""
@@ -579,8 +602,11 @@ __all__ = [
     "has_label",
     "humanize",
     "interval_decimals",
+    "interval_text",
+    "interval_texts",
     "label",
     "outcome_columns",
+    "sentence",
     "step_label",
     "step_text",
     "term_label",

@@ -216,7 +216,7 @@ def pain_over_time(panel: pd.DataFrame, *, outcome: OutcomeSpec = NRS,
     weekly = data.assign(week=data["date"].dt.to_period("W-SUN").dt.start_time)
     sns.lineplot(data=weekly, x="week", y="_y", errorbar=("ci", 95), n_boot=200, seed=0,
                  ax=ax, color=colour(3))
-    ax.set(xlabel="Week", ylabel=_sentence(outcome.mean_label),
+    ax.set(xlabel="Week", ylabel=labels.sentence(outcome.mean_label),
            title=f"{outcome.label} over time (mean, 95 % CI)",
            ylim=(outcome.low, outcome.high))
     _date_axis(ax)
@@ -243,7 +243,7 @@ def exposure_vs_pain(
         ax.tick_params(axis="x", labelrotation=30)
         for tick in ax.get_xticklabels():
             tick.set_horizontalalignment("right")
-    ax.set(xlabel=labels.axis_label(exposure), ylabel=_sentence(outcome.mean_label),
+    ax.set(xlabel=labels.axis_label(exposure), ylabel=labels.sentence(outcome.mean_label),
            title=f"By {labels.label(exposure).lower()}")
     return ax
 
@@ -272,11 +272,6 @@ def quantile_bins(values: pd.Series, *, bins: int = 6, scale: float = 1.0
     return binned.map(names).astype(str), order
 
 
-def _sentence(text: str) -> str:
-    """First letter upper case (outcome axis labels are stored lower case)."""
-    return text[:1].upper() + text[1:]
-
-
 def jump_bands_vs_pain(panel: pd.DataFrame, *, outcome: OutcomeSpec = NRS,
                        ax: Axes | None = None) -> Axes:
     """Mean outcome (pain by default, or the share with the flag) in the Nielsen
@@ -290,7 +285,8 @@ def jump_bands_vs_pain(panel: pd.DataFrame, *, outcome: OutcomeSpec = NRS,
     counts = data["jump_category"].value_counts()
     ax.set_xticks(range(len(order)), [f"{b.replace('%', ' %')}\n(n = {counts.get(b, 0)})"
                                       for b in order])
-    ax.set(xlabel="Week-over-week mileage change band", ylabel=_sentence(outcome.mean_label),
+    ax.set(xlabel="Week-over-week mileage change band",
+           ylabel=labels.sentence(outcome.mean_label),
            title="By mileage-change band (Nielsen 2014)")
     return ax
 
@@ -396,7 +392,7 @@ def forest_plot(effects: pd.DataFrame, *, null: float | None = None, xlabel: str
         ax.legend()
     default = outcome.effect_label if outcome is not None else (
         "odds ratio (95 % CI)" if null == 1.0 else "change in pain (NRS points, 95 % CI)")
-    ax.set(xlabel=_sentence(xlabel or default), title="Fixed effects (95 % CI)")
+    ax.set(xlabel=labels.sentence(xlabel or default), title="Fixed effects (95 % CI)")
     return ax
 
 
@@ -501,7 +497,7 @@ def predicted_pain(result: object, panel: pd.DataFrame, *, exposure: str,
     shown = grid * labels.display_scale(exposure)  # the reading unit's scale: % for a jump
     ax.plot(shown, eta, color=colour(0))
     ax.fill_between(shown, lo, hi, color=colour(0), alpha=0.25, linewidth=0)
-    ax.set(xlabel=labels.axis_label(exposure), ylabel=_sentence(ylabel),
+    ax.set(xlabel=labels.axis_label(exposure), ylabel=labels.sentence(ylabel),
            title=f"By {labels.label(exposure).lower()}")
     return ax
 
@@ -599,7 +595,7 @@ def flow_diagram(flow: Any, *, ax: Axes | None = None) -> Axes:
     ys = [1 - step * (k + 0.5) for k in range(len(stages))]
     x, side = 0.16, 0.33
     for k, ((stage, n), y) in enumerate(zip(stages, ys, strict=True)):
-        note = getattr(flow, "notes", {}).get(stage)
+        note = flow.notes.get(stage)
         ax.annotate(f"{stage}\nn = {n:,}" + (f"\n({note})" if note else ""), (x, y),
                     ha="center", va="center", fontsize=MIN_FONT_PT, bbox=_BOX)
         if k:

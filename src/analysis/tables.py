@@ -26,9 +26,9 @@ import pandas as pd
 from analysis.csvsafe import write_display_csv
 from analysis.errors import KneeloadError
 from analysis.labels import (
-    format_interval,
     format_number,
     format_p,
+    interval_texts,
     label,
     step_text,
     term_label,
@@ -453,13 +453,13 @@ def model_table(result: Any, *, outcome: Any | None = None) -> pd.DataFrame:
     unit = getattr(outcome, "unit", "NRS points")
     header = "Odds ratio" if odds else f"Difference ({unit})"
     # estimate and interval alike, with the decimals the interval supports
-    texts = [format_interval(e, a, b, null=1.0 if odds else 0.0) for e, a, b in
+    texts = [interval_texts(e, a, b, ratio=odds) for e, a, b in
              zip(rows[names[0]], rows[names[1]], rows[names[2]], strict=True)]
     return pd.DataFrame({
         "Term": [term_label(t) for t in rows["term"]],
         "Step": [step_text(t) for t in rows["term"]],
-        header: [e for e, _, _ in texts],
-        "95 % CI": [f"{a} to {b}" for _, a, b in texts],
+        header: [t["text"] for t in texts],
+        "95 % CI": [f"{t['low_text']} to {t['high_text']}" for t in texts],
         "p": [format_p(p) for p in rows["p_value"]] if "p_value" in rows else "",
     }).reset_index(drop=True)
 

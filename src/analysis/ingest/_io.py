@@ -292,9 +292,10 @@ def split_csv_bytes(data: bytes, *, delimiter: str) -> ArrowCells | None:
     than the non-empty lines, which sends the file to the careful path; without it, a
     quoted line break that fell just after pyarrow's 1 MiB block boundary behind a
     mid-field quote (``a"b,"c`` / ``d",e"f``: an even count of quotes on each line) split
-    one record into two clean rows (``tests/test_ingest.py``). Ragged rows (pyarrow refuses them), invalid UTF-8 and whitespace-only lines
-    (one field where the header has several) also give None. Cells are trimmed; empty ones
-    become null; rows whose every cell is empty are blank lines and dropped.
+    one record into two clean rows (``tests/test_ingest.py``). Ragged rows (pyarrow refuses
+    them), invalid UTF-8 and whitespace-only lines (one field where the header has several)
+    also give None. Cells are trimmed; empty ones become null; rows whose every cell is
+    empty are blank lines and dropped.
     """
     raw = np.frombuffer(data, dtype=np.uint8)
     if not _one_line_records(data, raw):

@@ -822,7 +822,7 @@ def term_notes(result: Any) -> dict[str, list[str]]:
     notes: dict[str, list[str]] = {}
     for problem in result.problems:
         for term in result.table["term"]:
-            if f": {term} " in f"{problem} " or problem.endswith(f": {term}"):
+            if f": {term} " in f"{problem} ":  # ": term p = ..." or ending ": term"
                 what = ("proportional hazards violated" if problem.startswith(PROBLEM_PH)
                         else "infinite estimate")
                 notes.setdefault(str(term), []).append(what)

@@ -436,7 +436,7 @@ class ExposureChoice:
         ``human=True`` names the exposures by their labels (:func:`analysis.labels.label`);
         a left-out one keeps its reason with the column name ``--param exposures=`` takes.
         """
-        from analysis.labels import humanize, label
+        from analysis.labels import humanize, label, sentence
 
         def names(columns: Sequence[str]) -> str:
             return "; ".join(label(c) for c in columns) if human else ", ".join(columns)
@@ -448,7 +448,7 @@ class ExposureChoice:
             # human: the column named by its label ("Distance on the current shoe left out:
             # ..."); the column names --param exposures= takes are in docs/exposures.md
             text = humanize(reason) if human else reason
-            lines.append(f"{text[:1].upper()}{text[1:]} (choose others with --param "
+            lines.append(f"{sentence(text)} (choose others with --param "
                          "exposures=COLUMNS).")
         return lines
 

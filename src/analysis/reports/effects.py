@@ -18,6 +18,7 @@ import pandas as pd
 
 from analysis.effects import (
     INTERCEPT,
+    NULL_EFFECT,
     ODDS_STEP_COLUMNS,
     READING_UNITS,
     STEP_COLUMNS,
@@ -33,8 +34,6 @@ from analysis.outcomes import OutcomeSpec, outcome_by_name
 NRS_STEP_VALUES = ("estimate_step", "ci_low_step", "ci_high_step")
 #: ... and for binomial models (odds ratios per step).
 ODDS_STEP_VALUES = ODDS_STEP_COLUMNS
-#: The null value of an effect on each scale: 0 NRS points, an odds ratio of 1.
-NULL_EFFECT = {"nrs": 0.0, "odds": 1.0}
 
 #: Characters that HTML-escaping replaces by entities (``html.escape(quote=True)``); every
 #: other ASCII punctuation character is backslash-escaped in Markdown text (CommonMark 0.31,

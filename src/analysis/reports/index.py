@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis import __version__
-from analysis.labels import format_interval, humanize, step_label
+from analysis.labels import humanize, interval_texts, sentence, step_label
 from analysis.outputs import atomic_write_text
 from analysis.reports.effects import escape_html
 from analysis.reports.manifest import (
@@ -94,7 +94,7 @@ def _index_row(outcome: CohortOutcome, out: Path) -> dict[str, Any]:
                       for e in headline_rows(summary)],
         "model_status": _model_status(outcome),
         "outcome_label": summary.get("outcome_label"),
-        "left_out": [_sentence(humanize(r))
+        "left_out": [sentence(humanize(r))
                      for r in (summary.get("exposures_left_out") or {}).values()],
         "model_note": humanize(summary["model_note"]) if summary.get("model_note") else None,
         "link": f"{folder}/report.html" if has_report else None,
@@ -106,18 +106,13 @@ def _index_row(outcome: CohortOutcome, out: Path) -> dict[str, Any]:
     }
 
 
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
 def _with_text(effect: dict[str, Any]) -> dict[str, Any]:
     """An effect row (``estimate``, ``ci_low``, ``ci_high``, ``scale``) with the three as
-    text (``text``, ``low_text``, ``high_text``): :func:`analysis.labels.format_interval`,
-    signed for a difference, as the cohort report's tables print them."""
+    text (``text``, ``low_text``, ``high_text``: :func:`analysis.labels.interval_texts`,
+    signed for a difference, as the pooled model's rows)."""
     odds = effect.get("scale") == "odds"
-    text = format_interval(effect["estimate"], effect["ci_low"], effect["ci_high"],
-                           signed=not odds, null=1.0 if odds else 0.0)
-    return {**effect, "text": text[0], "low_text": text[1], "high_text": text[2]}
+    return effect | interval_texts(effect["estimate"], effect["ci_low"], effect["ci_high"],
+                                   ratio=odds, signed=not odds)
 
 
 def _model_status(outcome: CohortOutcome) -> str:

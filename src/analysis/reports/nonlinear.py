@@ -146,8 +146,7 @@ def sensitivity_display(table: pd.DataFrame) -> pd.DataFrame:
         est, low, high = (row[c] for c in cols)
         if not np.isfinite(est):
             return ""
-        text, lo, hi = labels.format_interval(est, low, high, null=1.0 if odds else 0.0)
-        return f"{text} ({lo} to {hi})"
+        return labels.interval_text(est, low, high, ratio=odds)
 
     def note(text: str) -> str:  # "p_value: ..." names the API table's column: "p: ..."
         return labels.humanize(re.sub(r"^p_value:", "p:", text))
@@ -318,13 +317,14 @@ def _dlnm_part(section: NonlinearSection, view: CohortView, *, column: str, max_
     at_row = cumulative.loc[np.isclose(cumulative["x"], at)].iloc[0]
     est_cols = (("odds_ratio", "or_ci_low", "or_ci_high") if "odds_ratio" in at_row
                 else ("estimate", "ci_low", "ci_high"))
-    effect, low, high = labels.format_interval(
-        *(at_row[c] for c in est_cols), null=1.0 if "odds_ratio" in at_row else 0.0)
+    effect = labels.interval_texts(*(at_row[c] for c in est_cols),
+                                   ratio="odds_ratio" in at_row)
     section.text.append(
         f"**Distributed-lag model** of {markdown_text(name.lower())} over lags 0-{max_lag} "
         f"days ({result.n_obs} reports; cross-basis ns(load, {DLNM_VAR_DF}) x ns(lag, "
         f"{DLNM_LAG_DF})): {_fmt(at)} {load_unit} on every day of the window vs rest days, "
-        f"cumulative effect {effect} {scale} (95 % CI {low} to {high}).")
+        f"cumulative effect {effect['text']} {scale} (95 % CI {effect['low_text']} to "
+        f"{effect['high_text']}).")
     section.problems += [f"DLNM of {column}: {p}" for p in result.problems]
     section.lag = {
         "column": column, "max_lag": max_lag, "var_df": DLNM_VAR_DF, "lag_df": DLNM_LAG_DF,

@@ -20,10 +20,10 @@ import pandas as pd
 from analysis.effects import add_reading_units
 from analysis.errors import KneeloadError
 from analysis.labels import (
-    format_interval,
     format_number,
     format_p,
     humanize,
+    interval_texts,
     step_label,
     term_label,
 )
@@ -201,13 +201,11 @@ def fit_pooled(panel: pd.DataFrame, cohorts: Sequence[str], *, outcome: str,
     pooled.effects = []
     for row in table.to_dict(orient="records"):
         estimate, low, high = (float(row[v]) for v in values)
-        text = format_interval(estimate, low, high, signed=not odds,
-                               null=1.0 if odds else 0.0)
         pooled.effects.append({
             "term": row["term"], "label": step_label(row["term"]),
             "short": term_label(row["term"]), "estimate": estimate, "ci_low": low,
-            "ci_high": high, "text": text[0], "low_text": text[1], "high_text": text[2],
-            "p": format_p(row.get("p_value"))})
+            "ci_high": high, "p": format_p(row.get("p_value")),
+            **interval_texts(estimate, low, high, ratio=odds, signed=not odds)})
     if len(cohorts) > MAX_INTERACTION_COHORTS:
         pooled.interaction_note = (
             f"no interaction test: {len(cohorts)} cohorts would give the full model "

@@ -188,14 +188,15 @@ def model_comparison(results: Mapping[str, Any]) -> pd.DataFrame:
     ``results``: ``{model name: ModelResult}`` (e.g. ``cox``, ``andersen-gill``, ``pwp``
     from :func:`analysis.models.fit_survival`).
     """
-    from analysis.labels import format_number, term_label
+    from analysis.labels import format_number, interval_text, term_label
 
     columns: dict[str, dict[str, str]] = {}
     for name, r in results.items():
         notes = term_notes(r)
         col = {term_label(row.term): "not estimable (infinite estimate)"
                if "infinite estimate" in notes.get(row.term, [])
-               else _with_interval(row.hazard_ratio, row.hr_ci_low, row.hr_ci_high)
+               else interval_text(row.hazard_ratio, row.hr_ci_low, row.hr_ci_high,
+                                  ratio=True)
                for row in r.table.itertuples()}
         col |= {"episodes": str(r.extra["n_events"]), "rows at risk": f"{r.n_obs:,}",
                 "runners": str(r.n_runners),
@@ -240,15 +241,6 @@ def episode_counts(table: pd.DataFrame, *, by: str = "cohort") -> pd.DataFrame:
         "median duration (days)": groups["duration_days"].median(),
         "median time loss (days)": groups["time_loss_days"].median(),
     })
-
-
-def _with_interval(estimate: float, low: float, high: float) -> str:
-    """``"1.12 (1.04 to 1.20)"``: a ratio and its 95 % CI with the same decimals
-    (:func:`analysis.labels.format_interval`)."""
-    from analysis.labels import format_interval
-
-    text, lo, hi = format_interval(estimate, low, high, null=1.0)
-    return f"{text} ({lo} to {hi})"
 
 
 def _interval(low: float, high: float) -> str:
@@ -296,7 +288,7 @@ def _term_notes(tte: TimeToEvent) -> dict[str, list[str]]:
 def hazard_table(tte: TimeToEvent) -> pd.DataFrame:
     """Hazard ratios per reading step with 95 % CIs, p-values and a note per term
     (columns Term, Step, Hazard ratio (95 % CI), p, Note); empty without a model."""
-    from analysis.labels import format_p, term_label
+    from analysis.labels import format_p, interval_text, term_label
 
     columns = ["Term", "Step", "Hazard ratio (95 % CI)", "p", "Note"]
     if tte.result is None:
@@ -305,7 +297,7 @@ def hazard_table(tte: TimeToEvent) -> pd.DataFrame:
     table = hazard_steps(tte)
     rows = [[term_label(r.term), r.step_label,
              "not estimable" if "infinite estimate" in notes.get(r.term, [])
-             else _with_interval(r.hr_step, r.hr_step_low, r.hr_step_high),
+             else interval_text(r.hr_step, r.hr_step_low, r.hr_step_high, ratio=True),
              format_p(r.p_value), "; ".join(notes.get(r.term, []))]
             for r in table.itertuples()]
     return pd.DataFrame(rows, columns=columns)
