@@ -552,7 +552,7 @@ def _hazard_lines(result: Any) -> list[str]:
     import numpy as np
 
     from analysis.effects import add_reading_units
-    from analysis.labels import format_interval
+    from analysis.labels import interval_texts
     from analysis.models.survival import term_notes
 
     notes = term_notes(result)
@@ -561,10 +561,10 @@ def _hazard_lines(result: Any) -> list[str]:
         if "infinite estimate" in notes.get(str(row["term"]), []):
             lines.append(f"{row['term']}: HR not estimable (infinite estimate)")
             continue
-        hr, low, high = format_interval(*(float(np.exp(row[f"{c}_step"]))
-                                          for c in ("estimate", "ci_low", "ci_high")),
-                                        null=1.0)
-        lines.append(f"{row['term']}: HR {hr} {row['step_label']} (95 % CI {low} to {high})")
+        t = interval_texts(*(float(np.exp(row[f"{c}_step"]))
+                             for c in ("estimate", "ci_low", "ci_high")), ratio=True)
+        lines.append(f"{row['term']}: HR {t['text']} {row['step_label']} (95 % CI "
+                     f"{t['low_text']} to {t['high_text']})")
     return lines
 
 
@@ -584,21 +584,21 @@ def _effect_lines(table: Any, *, unit: str = "NRS points") -> list[str]:
     A categorical dummy reads ``C(sex)[T.M]: OR 0.8 vs the reference level (...)`` (its
     ``step_label``, :data:`analysis.effects.CATEGORICAL`).
     """
-    from analysis.labels import format_interval
+    from analysis.labels import interval_texts
 
     odds = "odds_ratio_step" in table.columns
     lines = []
     for row in table[table["term"] != "Intercept"].to_dict(orient="records"):
         if odds:
-            value, low, high = format_interval(row["odds_ratio_step"], row["or_ci_low_step"],
-                                               row["or_ci_high_step"], null=1.0)
-            lines.append(f"{row['term']}: OR {value} {row['step_label']} "
-                         f"(95 % CI {low} to {high})")
+            t = interval_texts(row["odds_ratio_step"], row["or_ci_low_step"],
+                               row["or_ci_high_step"], ratio=True)
+            lines.append(f"{row['term']}: OR {t['text']} {row['step_label']} "
+                         f"(95 % CI {t['low_text']} to {t['high_text']})")
         else:
-            value, low, high = format_interval(row["estimate_step"], row["ci_low_step"],
-                                               row["ci_high_step"], signed=True, null=0.0)
-            lines.append(f"{row['term']}: {value} {unit} {row['step_label']} "
-                         f"(95 % CI {low} to {high})")
+            t = interval_texts(row["estimate_step"], row["ci_low_step"], row["ci_high_step"],
+                               ratio=False, signed=True)
+            lines.append(f"{row['term']}: {t['text']} {unit} {row['step_label']} "
+                         f"(95 % CI {t['low_text']} to {t['high_text']})")
     return lines
 
 
