@@ -40,9 +40,17 @@ $(STAMP): $(VENV)/bin/python pyproject.toml $(CONSTRAINTS)
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name 'Python (kneeload)' >/dev/null
 	@touch $@
 
-setup: $(STAMP)  ## create .venv and install kneeload with its extras (pinned)
+# The package's bytecode, compiled whenever a source changed: an editable install writes
+# none, and with PYTHONDONTWRITEBYTECODE set (as on CI) every kneeload process would
+# otherwise compile the package again (0.05-0.1 s a process; bench/bench_build.py).
+BYTECODE := $(VENV)/.bytecode
+$(BYTECODE): $(STAMP) $(SRC)
+	$(PY) -m compileall -q src/analysis
+	@touch $@
 
-$(PROCESSED)/panel.parquet: $(STAMP) $(SRC) $(if $(RAW_CHANGED),FORCE)
+setup: $(STAMP) $(BYTECODE)  ## create .venv and install kneeload with its extras (pinned)
+
+$(PROCESSED)/panel.parquet: $(STAMP) $(BYTECODE) $(SRC) $(if $(RAW_CHANGED),FORCE)
 	$(KNEELOAD) build $(RAW) --out $(PROCESSED) $(BUILD_OPTS)
 
 build: $(PROCESSED)/panel.parquet  ## raw -> processed for DATASET (default: demo)
@@ -55,7 +63,7 @@ test: build  ## the package tests, then the notebooks under nbval
 	$(PY) -m pytest tests
 	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg -p no:randomly notebooks
 
-test-fast: $(STAMP)  ## package tests without the slow end-to-end ones
+test-fast: $(STAMP) $(BYTECODE)  ## package tests without the slow end-to-end ones
 	$(PY) -m pytest tests -m 'not slow and not browser'
 
 # The papermill template (cohort_report) keeps no stored outputs; nbval only checks that it runs.

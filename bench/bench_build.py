@@ -25,6 +25,8 @@ under 1 GiB; ``--big``: a 200 MB runs CSV of about 2 million rows builds in unde
 from __future__ import annotations
 
 import argparse
+import compileall
+import importlib.util
 import os
 import subprocess
 import sys
@@ -189,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="also build the 200 MB / 2 million-row runs CSV once "
                         "(heart rate, RPE, device and notes on every run)")
     args = parser.parse_args(argv)
+    # the package's bytecode up to date (untimed), as an installed package has it (make
+    # setup compiles it): with PYTHONDONTWRITEBYTECODE set, an edited source would
+    # otherwise be compiled again in every timed process
+    package = importlib.util.find_spec("analysis")
+    for folder in (package.submodule_search_locations or []) if package else []:
+        compileall.compile_dir(folder, quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp) / "raw", Path(tmp) / "processed"
         raw.mkdir()

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -81,8 +82,24 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert "make test" in readme and "make report" in readme
 
 
-def test_console_script_points_at_the_typer_app():
-    assert _pyproject()["project"]["scripts"] == {"kneeload": "analysis.cli:app"}
+def test_console_script_runs_the_typer_app_and_freezes_what_is_left():
+    assert _pyproject()["project"]["scripts"] == {"kneeload": "analysis.cli:main"}
+    import gc
+
+    from analysis import cli
+
+    before = gc.get_freeze_count()
+    argv = sys.argv
+    sys.argv = ["kneeload", "--help"]
+    try:
+        with pytest.raises(SystemExit) as done:
+            cli.main()
+    finally:
+        sys.argv = argv
+        frozen = gc.get_freeze_count()
+        gc.unfreeze()
+    assert done.value.code == 0
+    assert frozen > before  # the exit traces none of them
 
 
 def _make_would_build(tmp_path: Path, changed: Path) -> bool:
@@ -100,7 +117,7 @@ def _make_would_build(tmp_path: Path, changed: Path) -> bool:
     os.utime(changed, (4_000, 4_000))
     run = subprocess.run(
         ["make", "-n", "-f", str(ROOT / "Makefile"), f"RAW={raw}", f"PROCESSED={processed}",
-         f"STAMP={stamp}", "SRC=", "-o", str(stamp), str(panel)],
+         f"STAMP={stamp}", f"BYTECODE={stamp}", "SRC=", "-o", str(stamp), str(panel)],
         capture_output=True, text=True, check=True, cwd=tmp_path)
     return "kneeload build" in run.stdout
 
