@@ -200,3 +200,13 @@ def test_columns_with_data_names_each_column_holding_a_value() -> None:
     assert outcomes.columns_with_data(frame) == {"km", "flag", "day"}
     assert outcomes.columns_with_data(twice) == {"empty"}  # the second "empty" has a value
     assert outcomes.columns_with_data(frame.iloc[:0]) == set()
+    # a value only past the rows looked at first, in the last row or the first one past them
+    n = outcomes.HEAD_ROWS + 5
+    late = pd.DataFrame({"km": np.r_[np.full(n - 1, np.nan), 1.0],
+                         "note": pd.array([None] * outcomes.HEAD_ROWS + ["x"] * 5, dtype="str"),
+                         "empty": np.full(n, np.nan), "early": np.r_[1.0, np.full(n - 1, np.nan)]})
+    late_twice = pd.concat([late[["empty"]], late[["km"]].set_axis(["empty"], axis=1)], axis=1)
+    assert outcomes.columns_with_data(late) == {"km", "note", "early"}
+    assert outcomes.columns_with_data(late_twice) == {"empty"}
+    for rows in (1, outcomes.HEAD_ROWS, outcomes.HEAD_ROWS + 1):
+        assert outcomes.columns_with_data(late.iloc[-rows:]) == {"km", "note"}

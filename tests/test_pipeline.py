@@ -419,3 +419,24 @@ def test_a_failed_restore_keeps_the_builds_own_error(monkeypatch):
             raise ValueError("the build's error")
     assert isinstance(raised.value.__context__, ValueError)
     assert settings._running == 0 and settings._restore is None
+
+
+def test_json_records_write_the_same_json_as_to_dict_records():
+    import numpy as np
+
+    from analysis.pipeline import _json_default, _json_records
+
+    frame = pd.DataFrame({
+        "runner_id": pd.array(["a", None, "c"], dtype="str"),
+        "age_years": [20.0, np.nan, 3.5], "n": np.array([1, 2, 3]),
+        "flag": [True, False, True], "mixed": np.array([1, "x", None], dtype=object),
+        "source": pd.Categorical(["max", "default", None]),
+        "day": pd.to_datetime(["2024-01-01", None, "2024-01-03"])})
+    for table in (frame, frame.iloc[:0], frame[[]], frame.iloc[[2, 0]]):
+        expected = json.dumps(table.to_dict(orient="records"), default=_json_default,
+                              sort_keys=True)
+        records = _json_records(table)
+        assert json.dumps(records, default=_json_default, sort_keys=True) == expected
+        # Python values: the encoder's fallback is not needed per cell
+        assert all(not hasattr(v, "item") for row in records for v in row.values()
+                   if not isinstance(v, pd.Timestamp))

@@ -35,6 +35,7 @@ from analysis.ingest._io import (
 )
 from analysis.ingest._io import text_cells as _text
 from analysis.ingest.diary import SOURCE_COLUMN
+from analysis.keys import factorize
 from analysis.schemas import (
     HR_MAX_BPM,
     HR_MIN_BPM,
@@ -682,7 +683,7 @@ def _overlaps_any(timed: pd.DataFrame) -> np.ndarray:
     # rounded up by a microsecond: a superset of candidates is harmless, a missed one is not
     end = start + np.ceil(np.nan_to_num(dur) * 60e6).astype(np.int64) + 1
     runner = (timed["_runner_row"].to_numpy(dtype=np.int64) if "_runner_row" in timed
-              else pd.factorize(timed["runner_id"])[0].astype(np.int64))
+              else factorize(timed["runner_id"])[0].astype(np.int64))
     n = len(start)
     step_r, step_s = runner[1:] - runner[:-1], start[1:] >= start[:-1]
     if bool(np.all((step_r > 0) | ((step_r == 0) & step_s))):
@@ -743,7 +744,7 @@ def superseded_same_day(runner_id: pd.Series, day: pd.Series, pain: pd.Series) -
         pain (NRS 0-10).
     """
     n = len(pain)
-    runner = pd.factorize(runner_id)[0].astype(np.int64)
+    runner = factorize(runner_id)[0].astype(np.int64)
     days = pd.factorize(day)[0].astype(np.int64)
     # only reports sharing their (runner, day) with another can be superseded: one hash
     # pass finds them, and only those are sorted

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import ModelSpecError
+from analysis.keys import day_numbers, factorize, positions
 
 #: Consecutive reports below the pain threshold that resolve an episode. The 2020 IOC
 #: consensus (Bahr et al. 2020, BJSM 54:372) ends a health problem at full recovery and counts
@@ -69,12 +70,6 @@ def _require(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
     for col in columns:
         if col not in table.columns:
             raise ModelSpecError(f"{name} table has no column {col!r}", column=col)
-
-
-def _day_numbers(dates: pd.Series) -> np.ndarray:
-    """Whole days since 1970-01-01 (int64) of a date column of any datetime resolution."""
-    values = pd.to_datetime(dates).to_numpy(dtype="datetime64[D]")
-    return values.astype(np.int64)
 
 
 def _from_days(days: np.ndarray) -> np.ndarray:
@@ -147,12 +142,10 @@ def _runner_codes(values: pd.Series, ids: pd.Index | None = None
     Without ``ids``: codes into the row's own sorted IDs. Each distinct ID is compared once
     (factorize), never the column as Python strings.
     """
-    codes, uniques = pd.factorize(values, sort=ids is None)
-    uniques = pd.Index(uniques).astype(str)
-    if ids is None:
-        return codes, uniques
-    at = ids.get_indexer(uniques)
-    return np.where(codes >= 0, at[np.maximum(codes, 0)] if len(at) else -1, -1), ids
+    if ids is not None:
+        return positions(values, ids), ids
+    codes, uniques = factorize(values, sort=True)
+    return codes, uniques.astype(str)
 
 
 def _refuse_missing(missing: np.ndarray, column: str, name: str) -> None:
@@ -201,11 +194,11 @@ def _usable_reports(reports: pd.DataFrame) -> _Reports:
     if known.all():
         rows = np.arange(len(known))
         code, ids = _runner_codes(reports["runner_id"])
-        day = _day_numbers(reports["date"])
+        day = day_numbers(reports["date"])
     else:
         rows = np.flatnonzero(known)
         code, ids = _runner_codes(reports["runner_id"].iloc[rows])
-        day = _day_numbers(reports["date"].iloc[rows])
+        day = day_numbers(reports["date"].iloc[rows])
     if len(rows):
         origin = int(day.min())
         key = code * (int(day.max()) - origin + 1) + (day - origin)
@@ -294,8 +287,8 @@ def _daily_codes(daily: pd.DataFrame, ids: pd.Index) -> tuple[np.ndarray, np.nda
     _require(daily, DAILY_COLUMNS, "daily")
     _refuse_missing(daily["runner_id"].isna().to_numpy(), "runner_id", "daily")
     _refuse_missing(daily["date"].isna().to_numpy(), "date", "daily")
-    own, uniques = pd.factorize(daily["runner_id"])  # order of appearance: no sort
-    day = _day_numbers(daily["date"])
+    own, uniques = factorize(daily["runner_id"])  # order of appearance: no sort
+    day = day_numbers(daily["date"])
     if len(day):
         origin = int(day.min())
         twice = _duplicate(own * (int(day.max()) - origin + 1) + (day - origin))
@@ -556,11 +549,11 @@ def at_risk(daily: pd.DataFrame, episodes: pd.DataFrame, *,
         observed &= daily["in_follow_up"].to_numpy(dtype=bool)
 
     ep_code = _runner_codes(episodes["runner_id"], ids)[0]
-    ep_onset = _day_numbers(episodes["onset"])
+    ep_onset = day_numbers(episodes["onset"])
     resolved_on = pd.to_datetime(episodes["resolved_on"])
     big = np.iinfo(np.int64).max // 4
     ep_stop = np.where(resolved_on.isna().to_numpy(), big,
-                       _day_numbers(resolved_on.fillna(pd.Timestamp(0))))
+                       day_numbers(resolved_on.fillna(pd.Timestamp(0))))
     if (ep_code < 0).any():
         at = int(np.flatnonzero(ep_code < 0)[0])
         raise ModelSpecError("episode of a runner without pain reports: pass the reports "

@@ -10,7 +10,7 @@ Each pain report on day ``t`` gets the features of its reference day ``s = t - L
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +21,7 @@ import pandas as pd
 from analysis.clean import superseded_same_day
 from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD
 from analysis.errors import DataContractError, KneeloadError
+from analysis.keys import day_numbers, factorize, positions
 
 # OSTRC scoring lives in analysis.ostrc; its public names are re-exported from here (X as X)
 from analysis.ostrc import OSTRC_CODINGS, ostrc_columns
@@ -108,15 +109,6 @@ class PanelBuild:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _day_numbers(dates: pd.Series) -> np.ndarray:
-    """Calendar days since 1970-01-01 (int64); NaT becomes the int64 minimum."""
-    values = pd.to_datetime(dates).to_numpy()
-    days = values.astype("datetime64[D]")
-    out = days.astype(np.int64)
-    out[np.isnat(days)] = np.iinfo(np.int64).min
-    return out
-
-
 def _dates(days: np.ndarray) -> np.ndarray:
     """Day numbers as midnight timestamps (datetime64[us]); int arithmetic, no unit casts."""
     return (np.asarray(days, dtype=np.int64) * _US_PER_DAY).view(_DATE_UNIT)
@@ -191,13 +183,6 @@ def _runner_universe(runners: pd.DataFrame) -> pd.Index:
     return pd.Index(pd.unique(runners["runner_id"].astype("str").dropna())).sort_values()
 
 
-def _codes(values: pd.Series, universe: pd.Index) -> np.ndarray:
-    """Position of each value in ``universe`` (-1 when absent or missing); fast on strings."""
-    codes, uniques = pd.factorize(values)
-    lookup = universe.get_indexer(pd.Index(uniques))
-    return np.where(codes >= 0, lookup[np.maximum(codes, 0)] if len(lookup) else -1, -1)
-
-
 @dataclass
 class _Grid:
     """Internals of the calendar shared by the feature code (all integer arrays)."""
@@ -235,12 +220,12 @@ def _follow_up_windows(runners: pd.DataFrame, run_code: np.ndarray, run_day: np.
         mine = report_code >= 0
         np.maximum.at(last, report_code[mine], report_day[mine].astype(float))
     first = first_run.copy()
-    order = _codes(runners["runner_id"].astype("str"), ids)
+    order = positions(runners["runner_id"], ids)
     for col, target in (("follow_up_start", first), ("follow_up_end", last)):
         if col in runners.columns:
             given = runners[col]
             ok = given.notna().to_numpy() & (order >= 0)
-            target[order[ok]] = _day_numbers(given[ok]).astype(float)
+            target[order[ok]] = day_numbers(given[ok]).astype(float)
     valid = np.isfinite(first) & np.isfinite(last) & (last >= first)
     lead = np.where(first_run < first, np.maximum(first - LEAD_IN_DAYS, first_run), first)
     return (np.where(valid, lead, np.nan), np.where(valid, first, np.nan),
@@ -287,7 +272,7 @@ def _shoe_codes(runs: pd.DataFrame) -> tuple[np.ndarray, pd.MultiIndex]:
                                       names=["runner_id", "shoe_id"])
     if "shoe_id" not in runs.columns:
         return shoe, empty
-    runner, runner_ids = pd.factorize(runs["runner_id"].astype("str"), sort=True)
+    runner, runner_ids = factorize(runs["runner_id"].astype("str"), sort=True)
     name, names = pd.factorize(runs["shoe_id"].astype("str"), sort=True)
     ok = (name >= 0) & (runner >= 0)
     if not ok.any():
@@ -308,8 +293,8 @@ def _ordered_runs(runs: pd.DataFrame,
     "the latest run of the day" is well defined.
     """
     n = len(runs)
-    runner = _codes(runs["runner_id"].astype("str"), ids)
-    day = _day_numbers(runs["date"])
+    runner = positions(runs["runner_id"], ids)
+    day = day_numbers(runs["date"])
     km = runs["distance_km"].to_numpy(dtype=float)
     shoe, shoe_keys = _shoe_codes(runs)
     start = (_time_of_day_rank(runs["start_time"]) if "start_time" in runs.columns
@@ -388,8 +373,8 @@ def daily_calendar(
     report = None
     if pain is not None:
         _require(pain, ("runner_id", "date"), "pain")
-        report = (_codes(pain["runner_id"].astype("str"), _runner_universe(runners)),
-                  _day_numbers(pain["date"]))
+        report = (positions(pain["runner_id"], _runner_universe(runners)),
+                  day_numbers(pain["date"]))
     return _calendar(runs, runners, unlogged_gaps=unlogged_gaps, reports=report)[0]
 
 
@@ -727,7 +712,7 @@ def _shoe_features(grid: _Grid, shoes: pd.DataFrame | None) -> pd.DataFrame:
             fill = ok & shoes["start_date"].notna().to_numpy()
             # a start_date after the shoe's first logged run is not believed: the age counts
             # from that run (never a negative shoe_age_days; clean fixes or flags the row)
-            start_day[at[fill]] = np.fmin(_day_numbers(shoes["start_date"][fill]),
+            start_day[at[fill]] = np.fmin(day_numbers(shoes["start_date"][fill]),
                                           start_day[at[fill]])
 
     # the latest run of each runner-day (runs are in total order) and its shoe
@@ -1103,9 +1088,9 @@ def _split_reports(pain: pd.DataFrame, runners: pd.DataFrame, *, cleaned: bool =
     carries ``_runner``, the runner's position in :func:`_runner_universe`.
     """
     table = pain.assign(runner_id=pain["runner_id"].astype(str),
-                        _day=_day_numbers(pain["date"]), pain=pain["pain"].astype(float))
+                        _day=day_numbers(pain["date"]), pain=pain["pain"].astype(float))
     # one pass over the ID strings: integer codes for the dedupe, the join and the order
-    runner, names = pd.factorize(table["runner_id"], sort=True)
+    runner, names = factorize(table["runner_id"], sort=True)
     dup = (np.zeros(len(table), dtype=bool) if cleaned else
            superseded_same_day(pd.Series(runner, index=table.index), table["_day"],
                                table["pain"]).to_numpy())
@@ -1159,6 +1144,7 @@ def build_panel(
     decay: str = "williams",
     ostrc_coding: str = "auto",
     pain_cleaned: bool = False,
+    on_daily: Callable[[pd.DataFrame], None] | None = None,
 ) -> PanelBuild:
     """The exposure panel: one row per pain report with exposures at ``s = t - L``.
 
@@ -1183,6 +1169,10 @@ def build_panel(
         same-day reports were merged there by :func:`analysis.clean.superseded_same_day`,
         so the rule is not run a second time. False (default): it is applied here, to
         tables that did not come through cleaning.
+    on_daily
+        Called with the daily table as soon as it is complete, before the panel's columns
+        are looked up in it (the build checks and writes it meanwhile); the table is not
+        changed after, and is the ``daily`` returned.
 
     Returns
     -------
@@ -1203,6 +1193,9 @@ def build_panel(
     calendar, grid = _calendar(runs, runners, unlogged_gaps=unlogged_gaps,
                                reports=(kept["_runner"].to_numpy(), kept["_day"].to_numpy()))
     features = _daily_features(calendar, grid, shoes, decay=decay)
+    daily = _side_by_side(calendar, features)
+    if on_daily is not None:
+        on_daily(daily)
     columns = _report_columns(kept, runners, exposure_lag_days=exposure_lag_days,
                               pain_threshold=pain_threshold)
     if any(c in kept.columns for c in OSTRC_ITEMS):
@@ -1216,7 +1209,7 @@ def build_panel(
                        lags=lags, unlogged_gaps=unlogged_gaps, decay=decay,
                        ostrc_coding=ostrc_coding)
     return PanelBuild(panel=pd.DataFrame(columns, copy=False),
-                      daily=_side_by_side(calendar, features), meta=meta,
+                      daily=daily, meta=meta,
                       audit=_panel_audit(calendar, merged, unknown))
 
 

@@ -215,10 +215,22 @@ SOURCE_PHRASES = {
 }
 
 
+#: Rows :func:`columns_with_data` looks at first: only the columns missing in all of them
+#: are scanned further (most columns have a value in the first rows; the whole 2,000 x 365
+#: panel took 0.07 s, 0.27 s at 9,000 runners).
+HEAD_ROWS = 1024
+
+
 def columns_with_data(panel: Any) -> set[str]:
     """Columns of a DataFrame with at least one non-missing value."""
-    counts = panel.notna().sum()
-    return {str(name) for name, n in counts.items() if int(n) > 0}
+    head = panel.iloc[:HEAD_ROWS].notna().any().to_numpy()
+    found = {str(name) for name, known in zip(panel.columns, head, strict=True) if known}
+    empty = [i for i, known in enumerate(head) if not known]
+    if len(empty) and len(panel) > HEAD_ROWS:
+        rest = panel.iloc[HEAD_ROWS:, empty].notna().any().to_numpy()
+        found |= {str(name) for name, known in zip(panel.columns[empty], rest, strict=True)
+                  if known}
+    return found
 
 
 def default_exposures(columns: Iterable[str], meta: Mapping[str, Any], *,

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import ModelSpecError
+from analysis.keys import day_numbers
 from analysis.models.result import Z_95, ModelResult
 from analysis.models.splines import NaturalSpline, natural_spline
 
@@ -127,7 +128,7 @@ def lagged_loads(daily: pd.DataFrame, rows: pd.DataFrame, *, column: str, max_la
                 raise ModelSpecError(f"{name} table has no column {col!r}", column=col)
     runners = pd.Index(pd.unique(daily[group].astype(str)))
     d_code = runners.get_indexer(daily[group].astype(str))
-    d_day = _day_numbers(daily["date"])
+    d_day = day_numbers(daily["date"])
     span = int(d_day.max() - d_day.min()) + max_lag + 2
     base = int(d_day.min()) - max_lag - 1
     keys = pd.Index(d_code.astype(np.int64) * span + (d_day - base))
@@ -136,7 +137,7 @@ def lagged_loads(daily: pd.DataFrame, rows: pd.DataFrame, *, column: str, max_la
                              column="date")
     values = pd.to_numeric(daily[column], errors="coerce").to_numpy(dtype=float)
     r_code = runners.get_indexer(rows[group].astype(str))
-    r_day = _day_numbers(rows[day_column])
+    r_day = day_numbers(rows[day_column])
     out = np.full((len(rows), max_lag + 1), np.nan)
     for k in range(max_lag + 1):
         day = r_day - k - base
@@ -145,12 +146,6 @@ def lagged_loads(daily: pd.DataFrame, rows: pd.DataFrame, *, column: str, max_la
         got = np.where(where >= 0, values[np.clip(where, 0, None)], np.nan)
         out[np.flatnonzero(ok), k] = got
     return out
-
-
-def _day_numbers(dates: pd.Series) -> np.ndarray:
-    """Days since 1970-01-01 of a date column."""
-    days = pd.to_datetime(dates).to_numpy().astype("datetime64[D]").astype(np.int64)
-    return days
 
 
 def crossbasis(daily: pd.DataFrame, panel: pd.DataFrame, *, column: str = "distance_km",

@@ -1,0 +1,67 @@
+"""analysis.keys: the one day number and the ID codes every module uses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import keys
+
+
+@pytest.mark.parametrize("sort", [False, True])
+def test_factorize_gives_pandas_codes_and_values_for_any_order(sort):
+    """Grouped (the fast path), grouped with a value in two stretches, shuffled, with a
+    missing ID, numbers: always pandas.factorize's codes, values and dtypes."""
+    rng = np.random.default_rng(7)
+    fast = 0
+    for _ in range(2_000):
+        n, k = int(rng.integers(0, 30)), int(rng.integers(1, 6))
+        ids = np.array([f"R{i}" for i in rng.permutation(k)])
+        kind = int(rng.integers(0, 5))
+        if kind == 0:
+            values = np.sort(rng.choice(ids, n))
+        elif kind == 1:
+            values = np.repeat(ids, rng.integers(0, 5, k))
+        else:
+            values = rng.choice(ids, n)
+        series = pd.Series(values, dtype="str")
+        if kind == 3 and n:
+            series.iloc[int(rng.integers(0, n))] = None
+        if kind == 4:
+            series = pd.Series(rng.integers(0, k, n))
+        expected_codes, expected = pd.factorize(series, sort=sort)
+        codes, uniques = keys.factorize(series, sort=sort)
+        fast += keys._grouped_codes(series, sort=sort) is not None
+        np.testing.assert_array_equal(codes, expected_codes)
+        assert codes.dtype == expected_codes.dtype
+        pd.testing.assert_index_equal(uniques, pd.Index(expected), exact=True)
+    assert fast > 300  # the grouped path was taken, not only the fallback
+
+
+def test_factorize_takes_the_fast_path_only_when_each_value_stands_in_one_stretch():
+    grouped = pd.Series(["b", "b", "a", "c", "c"], dtype="str")
+    assert keys._grouped_codes(grouped, sort=False) is not None
+    assert keys._grouped_codes(grouped, sort=True) is None  # b before a: not sorted
+    assert keys._grouped_codes(pd.Series(["a", "b", "a"], dtype="str"), sort=False) is None
+    assert keys._grouped_codes(pd.Series(["a", None, "b"], dtype="str"), sort=False) is None
+
+
+def test_positions_look_each_value_up_in_the_index_as_text():
+    index = pd.Index(["R1", "R2", "R3"])
+    values = pd.Series(["R3", "R3", "R9", None, "R1"], dtype="str")
+    np.testing.assert_array_equal(keys.positions(values, index), [2, 2, -1, -1, 0])
+    numbers = pd.Series([3, 1, 7])
+    np.testing.assert_array_equal(keys.positions(numbers, pd.Index(["1", "3"])), [1, 0, -1])
+    assert len(keys.positions(values.iloc[:0], index)) == 0
+    np.testing.assert_array_equal(keys.positions(values, pd.Index([], dtype="str")),
+                                  [-1] * 5)
+
+
+def test_day_numbers_are_whole_days_of_any_resolution_and_missing_is_the_minimum():
+    dates = pd.Series(pd.to_datetime(["1970-01-02 23:59", None, "2024-03-01 00:00"]))
+    expected = [1, keys.MISSING_DAY, 19783]
+    for unit in ("s", "ms", "us", "ns"):
+        np.testing.assert_array_equal(keys.day_numbers(dates.astype(f"datetime64[{unit}]")),
+                                      expected)
+    np.testing.assert_array_equal(keys.day_numbers(pd.Series(["1969-12-31"])), [-1])
