@@ -128,6 +128,26 @@ def test_row_order_does_not_matter() -> None:
     pd.testing.assert_frame_equal(first, shuffled)
 
 
+def test_on_daily_gets_the_finished_daily_table_before_the_panel_is_built() -> None:
+    """The build checks and writes the daily table while the panel is looked up in it: the
+    table handed over is the one returned, already whole, and unchanged after."""
+    runs, runners, pain, shoes = _quick_tables()
+    seen: list[tuple[pd.DataFrame, pd.DataFrame]] = []
+    built = build_panel(runs, runners, pain, shoes,
+                        on_daily=lambda daily: seen.append((daily, daily.copy())))
+    assert len(seen) == 1
+    handed, at_the_time = seen[0]
+    assert handed is built.daily
+    pd.testing.assert_frame_equal(at_the_time, built.daily)
+    pd.testing.assert_frame_equal(built.daily, build_panel(runs, runners, pain, shoes).daily)
+
+    def refuse(daily: pd.DataFrame) -> None:
+        raise RuntimeError("daily contract")
+
+    with pytest.raises(RuntimeError, match="daily contract"):
+        build_panel(runs, runners, pain, shoes, on_daily=refuse)
+
+
 # --- the hand-computed fixture (tests/fixtures/exposures, README there) ----------------------
 
 
