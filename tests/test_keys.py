@@ -65,3 +65,9 @@ def test_day_numbers_are_whole_days_of_any_resolution_and_missing_is_the_minimum
         np.testing.assert_array_equal(keys.day_numbers(dates.astype(f"datetime64[{unit}]")),
                                       expected)
     np.testing.assert_array_equal(keys.day_numbers(pd.Series(["1969-12-31"])), [-1])
+    # a zone's own calendar: 23:30 and 00:30 in Oslo are two days (both 1 March in UTC)
+    oslo = pd.Series(pd.to_datetime(["2024-03-01 23:30", "2024-03-02 00:30", None])
+                     .tz_localize("Europe/Oslo"))
+    for given in (oslo, pd.DatetimeIndex(oslo)):
+        np.testing.assert_array_equal(keys.day_numbers(given),
+                                      [19783, 19784, keys.MISSING_DAY])

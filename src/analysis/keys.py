@@ -18,8 +18,13 @@ MISSING_DAY = np.iinfo(np.int64).min
 
 def day_numbers(dates: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
     """Whole days since 1970-01-01 (int64) of dates of any datetime resolution (a time of
-    day is dropped: the day it falls on); a missing date is :data:`MISSING_DAY`."""
-    days = pd.to_datetime(dates).to_numpy().astype("datetime64[D]")
+    day is dropped: the day it falls on; a time-zone-aware time counts on its own zone's
+    calendar, the day its runner lived it); a missing date is :data:`MISSING_DAY`."""
+    values = pd.to_datetime(dates)
+    if getattr(values.dtype, "tz", None) is not None:
+        values = values.dt.tz_localize(None) if isinstance(values, pd.Series) \
+            else values.tz_localize(None)
+    days = np.asarray(values).astype("datetime64[D]")
     return days.astype(np.int64)  # NaT is the int64 minimum, MISSING_DAY
 
 
