@@ -28,6 +28,7 @@ import argparse
 import compileall
 import importlib.util
 import os
+import py_compile
 import subprocess
 import sys
 import tempfile
@@ -196,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     # otherwise be compiled again in every timed process
     package = importlib.util.find_spec("analysis")
     for folder in (package.submodule_search_locations or []) if package else []:
-        compileall.compile_dir(folder, quiet=1)
+        compileall.compile_dir(folder, quiet=1, invalidation_mode=py_compile
+                               .PycInvalidationMode.CHECKED_HASH)
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp) / "raw", Path(tmp) / "processed"
         raw.mkdir()

@@ -131,10 +131,27 @@ def test_row_order_does_not_matter() -> None:
 def test_on_daily_gets_the_finished_daily_table_before_the_panel_is_built() -> None:
     """The build checks and writes the daily table while the panel is looked up in it: the
     table handed over is the one returned, already whole, and unchanged after."""
+    import analysis.exposures as exposures
+
     runs, runners, pain, shoes = _quick_tables()
     seen: list[tuple[pd.DataFrame, pd.DataFrame]] = []
-    built = build_panel(runs, runners, pain, shoes,
-                        on_daily=lambda daily: seen.append((daily, daily.copy())))
+    order: list[str] = []
+    lookup = exposures._exposure_columns
+
+    def looked_up(*args: object, **kwargs: object) -> dict:
+        order.append("panel")
+        return lookup(*args, **kwargs)
+
+    def handed_over(daily: pd.DataFrame) -> None:
+        order.append("daily")
+        seen.append((daily, daily.copy()))
+
+    exposures._exposure_columns = looked_up
+    try:
+        built = build_panel(runs, runners, pain, shoes, on_daily=handed_over)
+    finally:
+        exposures._exposure_columns = lookup
+    assert order == ["daily", "panel"]
     assert len(seen) == 1
     handed, at_the_time = seen[0]
     assert handed is built.daily

@@ -106,8 +106,9 @@ def _make_would_build(tmp_path: Path, changed: Path) -> bool:
     """Whether ``make`` would rebuild the panel after ``changed`` got newer than it (dry run
     with the raw/processed folders, stamp and sources pointed into ``tmp_path``)."""
     raw, processed = tmp_path / "raw", tmp_path / "processed"
-    stamp = tmp_path / "stamp"
+    stamp, bytecode = tmp_path / "stamp", tmp_path / "bytecode"
     stamp.touch()
+    bytecode.touch()
     panel = processed / "panel.parquet"
     os.utime(stamp, (1_000, 1_000))
     for path in raw.rglob("*"):
@@ -117,7 +118,8 @@ def _make_would_build(tmp_path: Path, changed: Path) -> bool:
     os.utime(changed, (4_000, 4_000))
     run = subprocess.run(
         ["make", "-n", "-f", str(ROOT / "Makefile"), f"RAW={raw}", f"PROCESSED={processed}",
-         f"STAMP={stamp}", f"BYTECODE={stamp}", "SRC=", "-o", str(stamp), str(panel)],
+         f"STAMP={stamp}", f"BYTECODE={bytecode}", "SRC=", "-o", str(stamp),
+         "-o", str(bytecode), str(panel)],
         capture_output=True, text=True, check=True, cwd=tmp_path)
     return "kneeload build" in run.stdout
 

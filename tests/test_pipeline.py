@@ -431,7 +431,13 @@ def test_json_records_write_the_same_json_as_to_dict_records():
         "age_years": [20.0, np.nan, 3.5], "n": np.array([1, 2, 3]),
         "flag": [True, False, True], "mixed": np.array([1, "x", None], dtype=object),
         "source": pd.Categorical(["max", "default", None]),
-        "day": pd.to_datetime(["2024-01-01", None, "2024-01-03"])})
+        "day": pd.to_datetime(["2024-01-01", None, "2024-01-03"]),
+        "hr_max": pd.array([190, None, 181], dtype="Int64"),
+        "ratio": pd.array([0.5, None, 1.5], dtype="Float64"),
+        "told": pd.array([True, None, False], dtype="boolean"),
+        "note": pd.array(["x", None, "z"], dtype="string[python]"),
+        "arrow": pd.array(["x", None, "z"], dtype="string[pyarrow]")})
+    twice = frame[["n", "age_years"]].set_axis(["n", "n"], axis=1)
     for table in (frame, frame.iloc[:0], frame[[]], frame.iloc[[2, 0]]):
         expected = json.dumps(table.to_dict(orient="records"), default=_json_default,
                               sort_keys=True)
@@ -440,3 +446,35 @@ def test_json_records_write_the_same_json_as_to_dict_records():
         # Python values: the encoder's fallback is not needed per cell
         assert all(not hasattr(v, "item") for row in records for v in row.values()
                    if not isinstance(v, pd.Timestamp))
+    assert _json_records(frame)[1]["hr_max"] is None  # null, as to_dict writes it
+    with pytest.warns(UserWarning, match="not unique"):  # pandas' own warning, kept
+        kept_last = _json_records(twice)
+    assert json.dumps(kept_last) == '[{"n": 20.0}, {"n": NaN}, {"n": 3.5}]'
+
+
+def test_the_build_checks_the_daily_and_panel_contracts_before_writing_them(tmp_path,
+                                                                            small_raw,
+                                                                            monkeypatch):
+    """Each table's contract at the boundary, once, before its Parquet write starts (the
+    daily table's now inside build_panel, as soon as the table is complete)."""
+    from analysis import pipeline, schemas
+
+    events: list[str] = []
+    check, write = schemas.check_table, pipeline._write_parquet
+    names = {id(schemas.DAILY_CONTRACT): "daily", id(schemas.PANEL_CONTRACT): "panel"}
+
+    def checked(table, contract, *args, **kwargs):
+        if id(contract) in names:
+            events.append(f"check {names[id(contract)]}")
+        return check(table, contract, *args, **kwargs)
+
+    def written(table, path):
+        events.append(f"write {path.stem}")  # the writer thread: after its submit
+        return write(table, path)
+
+    monkeypatch.setattr(schemas, "check_table", checked)
+    monkeypatch.setattr(pipeline, "_write_parquet", written)
+    build(small_raw, tmp_path / "out")
+    for name in ("daily", "panel"):
+        assert events.count(f"check {name}") == 1
+        assert events.index(f"check {name}") < events.index(f"write {name}")

@@ -1172,7 +1172,8 @@ def build_panel(
     on_daily
         Called with the daily table as soon as it is complete, before the panel's columns
         are looked up in it (the build checks and writes it meanwhile); the table is not
-        changed after, and is the ``daily`` returned.
+        changed after, and is the ``daily`` returned. It must only read the table: the
+        panel's exposures are taken from the same arrays.
 
     Returns
     -------
