@@ -4,13 +4,16 @@ Every table the build joins is keyed by runner and day. These functions turn bot
 integers once, in one way, wherever a module needs them: ``day_numbers`` (whole days since
 1970-01-01), ``factorize`` (``pandas.factorize``, without hashing a column whose equal
 values are already grouped together, as the build's tables are) and ``positions`` (where
-each value sits in an index of IDs).
+each value sits in an index of IDs); ``adjacent`` compares each row with the next (the
+build's sorted-key check, :func:`analysis.schemas.check_table`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 #: Day number of a missing date (NaT): the int64 minimum, below every real day.
 MISSING_DAY = np.iinfo(np.int64).min
@@ -52,25 +55,40 @@ def positions(values: pd.Series, index: pd.Index) -> np.ndarray:
     return np.where(codes >= 0, at[np.maximum(codes, 0)] if len(at) else -1, -1)
 
 
+def adjacent(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(equal, less)`` of each row with the next (``row i`` vs ``row i + 1``, bool arrays
+    of length n - 1, False where either is missing) for a text, number or datetime column;
+    None for any other dtype."""
+    cells = _arrow_text(series)
+    if cells is not None:
+        before, after = cells[:-1], cells[1:]
+        return tuple(pc.fill_null(op(before, after), False).to_numpy(zero_copy_only=False)
+                     for op in (pc.equal, pc.less))
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iufM":
+        values = series.to_numpy()
+        with np.errstate(invalid="ignore"):
+            return values[:-1] == values[1:], values[:-1] < values[1:]  # NaN, NaT: False
+    return None
+
+
 def _is_text(values: pd.Series) -> bool:
     return isinstance(values.dtype, pd.StringDtype)
+
+
+def _arrow_text(values: pd.Series) -> pa.ChunkedArray | None:
+    """The Arrow cells of a pyarrow-backed text column (no copy); None for any other."""
+    if not (_is_text(values) and values.dtype.storage == "pyarrow"):
+        return None
+    cells = values.array.__arrow_array__()
+    return pa.chunked_array([cells]) if isinstance(cells, pa.Array) else cells
 
 
 def _grouped_codes(values: pd.Series, *, sort: bool) -> tuple[np.ndarray, pd.Index] | None:
     """The codes of a pyarrow text column without missing values whose equal values each
     stand in one stretch (with ``sort``: stretches in increasing order); None otherwise."""
-    if not (isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow"):
-        return None
+    cells = _arrow_text(values)
     n = len(values)
-    if n < 2:
-        return None
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    cells = values.array.__arrow_array__()
-    if isinstance(cells, pa.Array):
-        cells = pa.chunked_array([cells])
-    if cells.null_count:
+    if cells is None or n < 2 or cells.null_count:
         return None
     new = np.empty(n, dtype=bool)
     new[0] = True

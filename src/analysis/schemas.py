@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis import keys
 from analysis.defaults import PAIN_MAX, PAIN_MIN  # NRS 0-10, defined once there
 from analysis.errors import DataContractError
 
@@ -258,27 +259,6 @@ def check_table(table: pd.DataFrame, contract: TableContract | str) -> pd.DataFr
     return table
 
 
-def _adjacent(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(equal, less)`` of each row with the next (``row i`` vs ``row i + 1``, bool arrays
-    of length n - 1, False where either is missing) for a text, number or datetime column;
-    None for any other dtype."""
-    if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        cells = series.array.__arrow_array__()
-        if isinstance(cells, pa.Array):
-            cells = pa.chunked_array([cells])
-        before, after = cells[:-1], cells[1:]
-        return tuple(pc.fill_null(op(before, after), False).to_numpy(zero_copy_only=False)
-                     for op in (pc.equal, pc.less))
-    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iufM":
-        values = series.to_numpy()
-        with np.errstate(invalid="ignore"):
-            return values[:-1] == values[1:], values[:-1] < values[1:]  # NaN, NaT: False
-    return None
-
-
 def _strictly_increasing(table: pd.DataFrame, key: Sequence[str]) -> bool:
     """True when the rows are in strictly increasing order of ``key`` (lexicographic, no
     missing value): then no key repeats, which the build's sorted tables show without
@@ -291,7 +271,7 @@ def _strictly_increasing(table: pd.DataFrame, key: Sequence[str]) -> bool:
         series = table[col]
         if isinstance(series, pd.DataFrame):
             return False
-        adjacent = _adjacent(series)
+        adjacent = keys.adjacent(series)
         if adjacent is None:
             return False
         equal, less = adjacent
