@@ -658,6 +658,72 @@ def test_arrow_typing_gives_the_pandas_typing_frame(rows: list[tuple[str, str]])
     pd.testing.assert_frame_equal(got, ref, check_exact=True)
 
 
+_LINE_ENDS = st.sampled_from(["\n", "\r\n"])
+_TYPED_ROWS = st.lists(st.one_of(
+    st.tuples(_NUMBER_CELLS, _NUMBER_CELLS, st.sampled_from(["", "x", " y ", "NA"])).map(
+        lambda row: ",".join(f'"{c}"' if "," in c else c for c in row)),
+    st.sampled_from(["", ",,", " , , ", '"","",""', "  "])), min_size=0, max_size=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=_TYPED_ROWS, end=_LINE_ENDS, lead=st.sampled_from(["", "\n", "\n\n"]),
+       last=st.booleans(), header=st.sampled_from(["km,hr,note", " KM , hr,note",
+                                                   "km,km,note", "note,hr,km"]),
+       probe=st.sampled_from([1, 12, 30, 1 << 20]))
+def test_number_columns_parsed_by_the_reader_give_the_text_read_frame(
+        rows: list[str], end: str, lead: str, last: bool, header: str, probe: int) -> None:
+    """split_csv_bytes told which columns are numbers (pyarrow parses them as float64 while
+    it splits; a column refused in the probe is read as text, a refusal after it means the
+    text read) gives the frame, lines and dtypes of the text read cast afterwards, for
+    number cells of every shape, blank and delimiter-only lines, CRLF, leading blank lines,
+    a missing last line break and probes of every size."""
+    text = lead + header + end + end.join(rows) + (end if last and rows else "")
+    data = text.encode("utf-8")
+    names = [_io.normalise_name(h) for h in header.split(",")]
+    numbers = ["km", "hr"]
+    before = _io.TYPED_PROBE_BYTES
+    _io.TYPED_PROBE_BYTES = probe
+    try:
+        typed = _io.split_csv_bytes(data, delimiter=",",
+                                    number=lambda cell: _io.normalise_name(cell) in numbers)
+    finally:
+        _io.TYPED_PROBE_BYTES = before
+    plain = _io.split_csv_bytes(data, delimiter=",")
+    assert (typed is None) == (plain is None)
+    if plain is None:
+        return
+    assert typed.header == plain.header
+    assert typed.lines.tolist() == plain.lines.tolist()
+    frames = [_io.typed_arrow_frame(cells, header=names, file="x.csv", numbers=numbers)
+              for cells in (typed, plain)]
+    pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=True)
+
+
+def test_the_reader_parses_number_columns_and_reads_a_refused_one_as_text(monkeypatch) -> None:
+    """A clean number column arrives as float64 from the reader; a column with ``NA`` or
+    ``--`` in the probe (cells pyarrow's float parser refuses) is read as text and cast
+    afterwards as before; a refused cell after the probe, or in a file no longer than it:
+    the text read, every column."""
+    monkeypatch.setattr(_io, "TYPED_PROBE_BYTES", 24)
+    data = b"a,b,c,d,e\n1, 2,x,NA,--\n3,4.5 ,y,5,6\n" + b"7,8,z,9,10\n" * 5
+    number = {"a", "b", "d", "e"}.__contains__
+    cells = _io.split_csv_bytes(data, delimiter=",", number=number)
+    assert [str(c.type) for c in cells.columns] == ["double", "double", "string", "string",
+                                                    "string"]
+    assert cells.columns[1].to_pylist() == [2.0, 4.5] + [8.0] * 5
+    assert cells.lines.tolist() == list(range(2, 9))
+    frame = _io.typed_arrow_frame(cells, header=cells.header, file="x.csv",
+                                  numbers=["a", "b", "d", "e"])
+    assert frame["d"].tolist()[1] == 5.0 and pd.isna(frame["d"].iloc[0])
+    assert frame["e"].tolist()[1:3] == [6.0, 10.0] and pd.isna(frame["e"].iloc[0])
+    late = b"a,b\n" + b"1,2\n" * 10 + b"NA,3\n"
+    assert all(str(c.type) == "string"
+               for c in _io.split_csv_bytes(late, delimiter=",", number=number).columns)
+    monkeypatch.setattr(_io, "TYPED_PROBE_BYTES", 1 << 20)
+    assert all(str(c.type) == "string"
+               for c in _io.split_csv_bytes(data, delimiter=",", number=number).columns)
+
+
 def test_a_date_column_is_typed_by_arrow_when_it_can_be() -> None:
     cells = _io.split_csv_bytes(b"date\n2024-01-07\n2024-01-07 06:30\n NA \n", delimiter=",")
     frame = _io.typed_arrow_frame(cells, header=["date"], file="x.csv", dates=["date"],

@@ -17,10 +17,11 @@ import csv
 import io
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -228,6 +229,7 @@ class ArrowCells:
 
     header: list[str]  # header cells, trimmed
     columns: list[pa.ChunkedArray]  # text per header cell; "" and whitespace -> null
+    # (float64 for the columns split_csv_bytes was told are numbers and could parse)
     lines: np.ndarray  # int64: physical line (1-based) of each record
 
 
@@ -282,7 +284,8 @@ def _one_line_records(data: bytes, raw: np.ndarray) -> bool:
 _CONTENT = re.compile(rb"[^\r\n]")
 
 
-def split_csv_bytes(data: bytes, *, delimiter: str) -> ArrowCells | None:
+def split_csv_bytes(data: bytes, *, delimiter: str,
+                    number: Callable[[str], bool] | None = None) -> ArrowCells | None:
     """pyarrow's CSV reader on UTF-8 ``data`` when every record is provably one physical
     line; else None (the careful path decides).
 
@@ -296,6 +299,10 @@ def split_csv_bytes(data: bytes, *, delimiter: str) -> ArrowCells | None:
     them), invalid UTF-8 and whitespace-only lines (one field where the header has several)
     also give None. Cells are trimmed; empty ones become null; rows whose every cell is
     empty are blank lines and dropped.
+
+    ``number`` (given a trimmed header cell: is it a number column?) lets pyarrow's reader
+    parse those columns as float64 while it splits (:func:`_typed_body`): the same values
+    as casting the trimmed text (:func:`typed_arrow_frame`), without the text.
     """
     raw = np.frombuffer(data, dtype=np.uint8)
     if not _one_line_records(data, raw):
@@ -307,48 +314,133 @@ def split_csv_bytes(data: bytes, *, delimiter: str) -> ArrowCells | None:
     header_line = data[lead:len(data) if first_end < 0 else first_end].removesuffix(b"\r")
     try:
         width = len(next(csv.reader([header_line.decode("utf-8")], delimiter=delimiter)))
-        table = pa_csv.read_csv(
-            io.BytesIO(data),
-            read_options=pa_csv.ReadOptions(autogenerate_column_names=True),
-            parse_options=pa_csv.ParseOptions(delimiter=delimiter, ignore_empty_lines=True,
-                                              newlines_in_values=True),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={f"f{i}": pa.string() for i in range(width)},
-                null_values=[""], strings_can_be_null=True,
-                quoted_strings_can_be_null=True),
-        )
+        if number is not None and first_end >= 0:
+            typed = _typed_body(data, lead=lead, body=first_end + 1, width=width,
+                                delimiter=delimiter, number=number)
+            if typed is not None:
+                return typed
+        table = _read_cells(data, delimiter=delimiter, width=width)
     except (pa.ArrowInvalid, ValueError, UnicodeDecodeError):
         return None  # ragged or otherwise unusual: the careful path decides
     n_physical = data.count(b"\n") + (not data.endswith(b"\n"))
     if table.num_rows == n_physical:  # no empty line: record i is on line i
         lines = np.arange(table.num_rows, dtype=np.int64)
     else:
-        _, length = _line_bounds(raw)
-        lines = np.flatnonzero(length > 0)
+        lines = _record_lines(data)
     if table.num_rows != len(lines) or table.num_columns == 0:
         return None
+    kept = _kept_rows(table, lines)
+    if kept is None:
+        return None
+    columns, rows = kept
+    header = [col[0].as_py() or "" for col in columns]
+    return ArrowCells(header=header, columns=[col[1:] for col in columns],
+                      lines=rows[1:] + 1)
+
+
+def _read_cells(data: Any, *, delimiter: str, width: int,
+                types: Mapping[int, pa.DataType] | None = None) -> pa.Table:
+    """pyarrow's CSV reader on ``data`` (bytes or an arrow buffer): ``width`` columns named
+    ``f0, f1, ...``, text unless ``types`` says otherwise; empty cells null."""
+    types = types or {}
+    return pa_csv.read_csv(
+        pa.BufferReader(data) if isinstance(data, pa.Buffer) else io.BytesIO(data),
+        read_options=pa_csv.ReadOptions(autogenerate_column_names=True),
+        parse_options=pa_csv.ParseOptions(delimiter=delimiter, ignore_empty_lines=True,
+                                          newlines_in_values=True),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={f"f{i}": types.get(i, pa.string()) for i in range(width)},
+            null_values=[""], strings_can_be_null=True,
+            quoted_strings_can_be_null=True),
+    )
+
+
+def _kept_rows(table: pa.Table, lines: np.ndarray
+               ) -> tuple[list[pa.ChunkedArray], np.ndarray] | None:
+    """The columns of ``table`` trimmed (text: empty cells null; other types as read) and
+    the rows with a cell (the others are blank lines), with their ``lines``; None when no
+    row has one."""
     columns = []
     filled = None  # rows with a non-empty cell (the others are blank lines)
     raw_columns = table.columns
     del table  # each untrimmed column is freed as soon as its trimmed copy exists
     for i in range(len(raw_columns)):
-        col = pc.utf8_trim_whitespace(raw_columns[i])
+        col = raw_columns[i]
         raw_columns[i] = None
-        empty = pc.equal(col, "")
-        if pc.any(empty).as_py():
-            col = pc.if_else(empty, pa.scalar(None, pa.string()), col)
+        if pa.types.is_string(col.type):
+            col = pc.utf8_trim_whitespace(col)
+            empty = pc.equal(col, "")
+            if pc.any(empty).as_py():
+                col = pc.if_else(empty, pa.scalar(None, pa.string()), col)
         valid = pc.is_valid(col)
         filled = valid if filled is None else pc.or_(filled, valid)
         columns.append(col)
-    if not pc.any(filled).as_py():
+    if filled is None or not pc.any(filled).as_py():
         return None
     rows = lines
     if not pc.all(filled).as_py():
         rows = lines[filled.to_numpy(zero_copy_only=False)]
         columns = [col.filter(filled) for col in columns]
-    header = [col[0].as_py() or "" for col in columns]
-    return ArrowCells(header=header, columns=[col[1:] for col in columns],
-                      lines=rows[1:] + 1)
+    return columns, rows
+
+
+#: Bytes of records (whole lines) that the typed read (:func:`_typed_body`) first parses on
+#: their own, to find the number columns holding a cell pyarrow's float parser refuses
+#: (``NA``, ``--``, whitespace), which are then read as text: a column with such cells
+#: usually has one early, and a refusal in the whole file costs a second read of it.
+TYPED_PROBE_BYTES = 1 << 20
+_REFUSED_COLUMN = re.compile(r"CSV column #(\d+)")
+
+
+def _typed_body(data: bytes, *, lead: int, body: int, width: int, delimiter: str,
+                number: Callable[[str], bool]) -> ArrowCells | None:
+    """:func:`split_csv_bytes` with the ``number`` columns parsed as float64 by the reader:
+    the header line (from ``lead``) read on its own as text, the records (from ``body``)
+    typed. pyarrow's float parser is the one its cast uses, and its reader trims the cell
+    first, so a column it parses holds the values the cast of the trimmed text gives.
+    Columns with a refused cell in the first :data:`TYPED_PROBE_BYTES` are read as text,
+    for :func:`typed_arrow_frame` to decide as before. None: no number column, a refused
+    cell later in the file, or anything unusual (the text read then decides)."""
+    header_table = _read_cells(data[lead:body], delimiter=delimiter, width=width)
+    if header_table.num_rows != 1 or header_table.num_columns != width:
+        return None
+    header = [pc.utf8_trim_whitespace(col)[0].as_py() or "" for col in header_table.columns]
+    types = {i: pa.float64() for i, name in enumerate(header) if number(name)}
+    records = pa.py_buffer(data).slice(body)
+    probe_end = data.rfind(b"\n", body, body + TYPED_PROBE_BYTES)
+    if probe_end > body and probe_end < len(data) - 1:
+        probe = records.slice(0, probe_end + 1 - body)
+        while types:
+            try:
+                _read_cells(probe, delimiter=delimiter, width=width, types=types)
+                break
+            except pa.ArrowInvalid as error:
+                refused = _REFUSED_COLUMN.search(str(error))
+                if refused is None or int(refused.group(1)) not in types:
+                    return None
+                del types[int(refused.group(1))]
+    if not types:
+        return None
+    try:
+        table = _read_cells(records, delimiter=delimiter, width=width, types=types)
+    except pa.ArrowInvalid:
+        return None
+    if table.num_columns != width:
+        return None
+    header_row = data.count(b"\n", 0, lead)
+    n_physical = data.count(b"\n") + (not data.endswith(b"\n"))
+    if table.num_rows == n_physical - header_row - 1:  # no empty line after the header
+        lines = np.arange(header_row + 1, n_physical, dtype=np.int64)
+    else:
+        lines = _record_lines(data)
+        lines = lines[lines > header_row]
+    if table.num_rows != len(lines):
+        return None
+    kept = _kept_rows(table, lines)
+    if kept is None:
+        return None
+    columns, rows = kept
+    return ArrowCells(header=header, columns=columns, lines=rows + 1)
 
 
 def _fast_split(text: str, *, delimiter: str) -> CsvCells | None:

@@ -206,7 +206,13 @@ def _read_csv(path: Path, name: str, *, required: Sequence[str], typed: bool,
         text = None  # the bytes are the text: hold one copy while pyarrow reads
     else:
         utf8 = text.encode("utf-8") if text is not None else data
-    split = split_csv_bytes(utf8, delimiter=delim)
+    number_names = set(numbers)
+
+    def number(cell: str) -> bool:
+        name = normalise_name(cell)
+        return name in number_names or (typed and name.startswith("x_"))
+
+    split = split_csv_bytes(utf8, delimiter=delim, number=number if typed else None)
     if split is not None:
         header = [normalise_name(h) for h in split.header]
         check_unique_columns(header, file=name)
