@@ -7,7 +7,6 @@ import shutil
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -172,57 +171,10 @@ def test_each_table_is_one_parquet_write_with_text_dictionaries(small_processed)
         runner = columns["runner_id"]
         assert "RLE_DICTIONARY" in runner.encodings and not runner.is_stats_set, name
         assert columns["date"].is_stats_set, name
-    daily = pd.read_parquet(small_processed.out_dir / "daily.parquet")
-    group = pq.ParquetFile(small_processed.out_dir / "daily.parquet").metadata.row_group(0)
-    codecs = {group.column(i).path_in_schema: group.column(i).compression
-              for i in range(group.num_columns)}
-    for name in ("km_7d", "acwr_ewma", "rest_days_7d"):
-        column = next(group.column(i) for i in range(group.num_columns)
-                      if group.column(i).path_in_schema == name)
-        assert "RLE_DICTIONARY" not in column.encodings, name
-    # measured floats (window sums and ratios) uncompressed, whole-number floats and every
-    # other column snappy
-    head = daily["acwr_ewma"].dropna().to_numpy()[:10]
-    assert (head != np.trunc(head)).any()
-    assert codecs["acwr_ewma"] == codecs["ctl"] == "UNCOMPRESSED"
-    assert codecs["rest_days_7d"] == codecs["days_since_rest"] == "SNAPPY"
-    assert codecs["runner_id"] == codecs["date"] == codecs["day_index"] == "SNAPPY"
-
-
-def test_parquet_codecs_leave_measured_floats_uncompressed_and_read_back_exactly(tmp_path):
-    """pipeline._codecs: a float column whose first finite values (PARQUET_CODEC_SAMPLE) are
-    not all whole numbers is written without compression; whole-number and all-missing
-    floats, nullable floats with NA, integers and text keep snappy; the table reads back
-    equal, dtypes included."""
-    import pyarrow.parquet as pq
-
-    from analysis import pipeline
-
-    n = pipeline.PARQUET_CODEC_SAMPLE + 10
-    whole_then_measured = np.r_[np.full(pipeline.PARQUET_CODEC_SAMPLE, 2.0), 0.5, np.ones(9)]
-    table = pd.DataFrame({
-        "measured": np.r_[np.nan, np.linspace(0.1, 9.7, n - 1)],
-        "counts": np.r_[np.nan, np.arange(n - 1, dtype=float)],
-        "missing": np.full(n, np.nan),
-        "late": whole_then_measured,
-        "nullable": pd.array([1.5, pd.NA] * (n // 2), dtype="Float64"),
-        "whole_nullable": pd.array([1.0, pd.NA] * (n // 2), dtype="Float64"),
-        "infinite": np.r_[np.inf, -np.inf, np.full(n - 2, 3.0)],
-        "integers": np.arange(n),
-        "text": pd.array(["a", "b"] * (n // 2), dtype="str"),
-    })
-    path = tmp_path / "t.parquet"
-    pipeline._write_parquet(table, path)
-    group = pq.ParquetFile(path).metadata.row_group(0)
-    codecs = {group.column(i).path_in_schema: group.column(i).compression
-              for i in range(group.num_columns)}
-    assert codecs == {"measured": "UNCOMPRESSED", "counts": "SNAPPY", "missing": "SNAPPY",
-                      "late": "SNAPPY", "nullable": "UNCOMPRESSED",
-                      "whole_nullable": "SNAPPY", "infinite": "SNAPPY",
-                      "integers": "SNAPPY", "text": "SNAPPY"}
-    pd.testing.assert_frame_equal(pd.read_parquet(path), table)
-    # no float column: one codec for the whole table
-    assert pipeline._codecs(table[["integers", "text"]]) == pipeline.PARQUET_COMPRESSION
+    km = pq.ParquetFile(small_processed.out_dir / "daily.parquet").metadata.row_group(0)
+    km_col = next(km.column(i) for i in range(km.num_columns)
+                  if km.column(i).path_in_schema == "km_7d")
+    assert "RLE_DICTIONARY" not in km_col.encodings and km_col.compression == "SNAPPY"
 
 
 def test_the_build_asks_for_no_huge_pages_and_restores_each_setting(tmp_path, small_raw,

@@ -60,17 +60,11 @@ OSTRC_PREFIX = "ostrc_"
 TOP_REASONS = 3
 #: Parquet codec of the processed tables (snappy: the fastest writer here; lz4 and zstd
 #: level 1 measured 1.3x and 1.9x slower on the 2,000 x 365 panel, bench/bench_build.py).
+#: Every column gets it: writing the measured float columns (window ratios, EWMAs; snappy
+#: leaves them 1.0-1.7:1) uncompressed made the 2,000 x 365 build 0.07 s faster but the
+#: 9,000 x 365 build 0.5 s slower (330 MB more written: system time 2.7 -> 3.8 s), and the
+#: files a quarter bigger (three fresh processes each, alternately).
 PARQUET_COMPRESSION = "snappy"
-#: Codec of float columns holding measured values (not whole numbers): none. Snappy leaves
-#: window ratios and EWMAs as they are (1.0:1) and km sums at 1.7:1, and compressing those
-#: columns was 40 % of the daily table's write (2,000 x 365 daily: 0.44 s -> 0.27 s, 92 MB ->
-#: 119 MB; panel 0.29 s -> 0.21 s, 78 MB -> 91 MB). Whole-number float columns (day counts
-#: with missing days) compress 5-6:1 and keep :data:`PARQUET_COMPRESSION`.
-PARQUET_MEASURED_FLOAT_COMPRESSION = "none"
-#: Values of a float column looked at to tell a whole-number column from a measured one (the
-#: first ones that are finite). The codec never changes a value read back; a wrong guess
-#: only costs size or time.
-PARQUET_CODEC_SAMPLE = 4096
 #: Rows per Parquet row group: one group per table up to a million rows (one write per
 #: table; the 2,000 x 365 daily table of 730,000 rows is one group).
 PARQUET_ROW_GROUP = 1 << 20
@@ -711,26 +705,8 @@ def _write_parquet(table: pd.DataFrame, path: Path) -> None:
             or isinstance(table[c].dtype, pd.CategoricalDtype)]
     other = [c for c in table.columns if c not in text]
     pq.write_table(pa.Table.from_pandas(table, preserve_index=False), path,
-                   compression=_codecs(table), use_dictionary=text or False,
+                   compression=PARQUET_COMPRESSION, use_dictionary=text or False,
                    write_statistics=other or False, row_group_size=PARQUET_ROW_GROUP)
-
-
-def _codecs(table: pd.DataFrame) -> str | dict[str, str]:
-    """The Parquet codec of each column: :data:`PARQUET_MEASURED_FLOAT_COMPRESSION` for a
-    float column whose first finite values (:data:`PARQUET_CODEC_SAMPLE`) are not all whole
-    numbers, :data:`PARQUET_COMPRESSION` for every other column."""
-    codecs = {}
-    for name in dict.fromkeys(table.columns):
-        column = table[name]
-        if isinstance(column, pd.DataFrame) or column.dtype.kind != "f":
-            continue
-        head = column.iloc[:PARQUET_CODEC_SAMPLE].to_numpy(dtype=float, na_value=np.nan)
-        head = head[np.isfinite(head)]
-        if len(head) and not np.array_equal(head, np.trunc(head)):
-            codecs[str(name)] = PARQUET_MEASURED_FLOAT_COMPRESSION
-    if not codecs:
-        return PARQUET_COMPRESSION
-    return {str(c): codecs.get(str(c), PARQUET_COMPRESSION) for c in table.columns}
 
 
 def _keep_cache(out: Path, staging: Path) -> None:
