@@ -120,6 +120,22 @@ def test_hand_fixture_at_risk():
     assert (days["cohort"].astype(str) == "x").all()
 
 
+@pytest.mark.parametrize("zone", ["Europe/Oslo", "America/Los_Angeles", "Asia/Tokyo"])
+def test_time_at_risk_of_time_zone_aware_episode_dates_with_open_episodes(zone):
+    """Episode dates that are time-zone aware (a library caller's table), an open episode's
+    ``resolved_on`` missing among them: the same time at risk as the naive dates (each day
+    on its own zone's calendar); this raised before (the missing value was filled with a
+    naive time)."""
+    reports, daily = fixture_reports(), fixture_daily()
+    ep = episodes(reports, daily, threshold=THRESHOLD)
+    assert ep["resolved_on"].isna().any() and ep["resolved_on"].notna().any()
+    aware = ep.assign(**{c: ep[c].dt.tz_localize(zone) + pd.Timedelta(hours=23)
+                         for c in ("onset", "resolved_on")})
+    naive = at_risk(daily, ep, reports=reports)
+    pd.testing.assert_frame_equal(at_risk(daily, aware, reports=reports), naive)
+    assert naive["event"].sum() == (~ep["prevalent"]).sum() == 2
+
+
 def test_a_threshold_that_did_not_build_pain_any_is_refused():
     with pytest.raises(ModelSpecError, match="pain_threshold"):
         episodes(fixture_reports(), fixture_daily(), threshold=5.0)

@@ -552,8 +552,9 @@ def at_risk(daily: pd.DataFrame, episodes: pd.DataFrame, *,
     ep_onset = day_numbers(episodes["onset"])
     resolved_on = pd.to_datetime(episodes["resolved_on"])
     big = np.iinfo(np.int64).max // 4
-    ep_stop = np.where(resolved_on.isna().to_numpy(), big,
-                       day_numbers(resolved_on.fillna(pd.Timestamp(0))))
+    # day_numbers keeps a time-zone-aware day on its own calendar and gives NaT its own
+    # value, replaced here (open episodes never stop)
+    ep_stop = np.where(resolved_on.isna().to_numpy(), big, day_numbers(resolved_on))
     if (ep_code < 0).any():
         at = int(np.flatnonzero(ep_code < 0)[0])
         raise ModelSpecError("episode of a runner without pain reports: pass the reports "
