@@ -577,7 +577,8 @@ def _counts(cleaned: CleanResult, built: PanelBuild) -> dict[str, Any]:
         return np.bincount(cohort_code[runner[runner >= 0]], minlength=k)
 
     panel_runner = positions(panel["runner_id"], ids)
-    reporting = np.unique(panel_runner[panel_runner >= 0])
+    # the runners with a panel row: a count per runner, not a sort of every row (np.unique)
+    reporting = np.flatnonzero(np.bincount(panel_runner[panel_runner >= 0], minlength=len(ids)))
     columns = {
         "runners": np.bincount(cohort_code, minlength=k),
         "runs": per_cohort(cleaned.runs["runner_id"]),
