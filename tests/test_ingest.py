@@ -669,9 +669,10 @@ _TYPED_ROWS = st.lists(st.one_of(
 @given(rows=_TYPED_ROWS, end=_LINE_ENDS, lead=st.sampled_from(["", "\n", "\n\n"]),
        last=st.booleans(), header=st.sampled_from(["km,hr,note", " KM , hr,note",
                                                    "km,km,note", "note,hr,km"]),
-       probe=st.sampled_from([1, 12, 30, 1 << 20]))
+       probe=st.sampled_from([1, 12, 30, 1 << 20]), probes=st.integers(1, 4))
 def test_number_columns_parsed_by_the_reader_give_the_text_read_frame(
-        rows: list[str], end: str, lead: str, last: bool, header: str, probe: int) -> None:
+        rows: list[str], end: str, lead: str, last: bool, header: str, probe: int,
+        probes: int) -> None:
     """split_csv_bytes told which columns are numbers (pyarrow parses them as float64 while
     it splits; a column refused in the probe is read as text, a refusal after it means the
     text read) gives the frame, lines and dtypes of the text read cast afterwards, for
@@ -681,13 +682,13 @@ def test_number_columns_parsed_by_the_reader_give_the_text_read_frame(
     data = text.encode("utf-8")
     names = [_io.normalise_name(h) for h in header.split(",")]
     numbers = ["km", "hr"]
-    before = _io.TYPED_PROBE_BYTES
-    _io.TYPED_PROBE_BYTES = probe
+    before = _io.TYPED_PROBE_BYTES, _io.TYPED_PROBES
+    _io.TYPED_PROBE_BYTES, _io.TYPED_PROBES = probe, probes
     try:
         typed = _io.split_csv_bytes(data, delimiter=",",
                                     number=lambda cell: _io.normalise_name(cell) in numbers)
     finally:
-        _io.TYPED_PROBE_BYTES = before
+        _io.TYPED_PROBE_BYTES, _io.TYPED_PROBES = before
     plain = _io.split_csv_bytes(data, delimiter=",")
     assert (typed is None) == (plain is None)
     if plain is None:
@@ -701,9 +702,9 @@ def test_number_columns_parsed_by_the_reader_give_the_text_read_frame(
 
 def test_the_reader_parses_number_columns_and_reads_a_refused_one_as_text(monkeypatch) -> None:
     """A clean number column arrives as float64 from the reader; a column with ``NA`` or
-    ``--`` in the probe (cells pyarrow's float parser refuses) is read as text and cast
-    afterwards as before; a refused cell after the probe, or in a file no longer than it:
-    the text read, every column."""
+    ``--`` in a probe (cells pyarrow's float parser refuses) is read as text and cast
+    afterwards as before; a refused cell that no probe meets, or in a file no longer than
+    one probe: the text read, every column."""
     monkeypatch.setattr(_io, "TYPED_PROBE_BYTES", 24)
     data = b"a,b,c,d,e\n1, 2,x,NA,--\n3,4.5 ,y,5,6\n" + b"7,8,z,9,10\n" * 5
     number = {"a", "b", "d", "e"}.__contains__
@@ -716,9 +717,21 @@ def test_the_reader_parses_number_columns_and_reads_a_refused_one_as_text(monkey
                                   numbers=["a", "b", "d", "e"])
     assert frame["d"].tolist()[1] == 5.0 and pd.isna(frame["d"].iloc[0])
     assert frame["e"].tolist()[1:3] == [6.0, 10.0] and pd.isna(frame["e"].iloc[0])
-    late = b"a,b\n" + b"1,2\n" * 10 + b"NA,3\n"
-    assert all(str(c.type) == "string"
-               for c in _io.split_csv_bytes(late, delimiter=",", number=number).columns)
+    # probes at the start, middle and end: a refused cell on the last line (no line break
+    # after it) is found, its column read as text and the other still typed
+    late = b"a,b\n" + b"1,2\n" * 10 + b"NA,3"
+    cells = _io.split_csv_bytes(late, delimiter=",", number=number)
+    assert [str(c.type) for c in cells.columns] == ["string", "double"]
+    assert cells.columns[0].to_pylist()[-1] == "NA" and cells.lines.tolist()[-1] == 12
+    # a refused cell between the probes: the text read, every column
+    monkeypatch.setattr(_io, "TYPED_PROBES", 2)
+    middle = b"a,b\n" + b"1,2\n" * 10 + b"NA,3\n" + b"1,2\n" * 10
+    assert [str(c.type) for c in _io.split_csv_bytes(middle, delimiter=",",
+                                                     number=number).columns] == ["string"] * 2
+    monkeypatch.setattr(_io, "TYPED_PROBES", 3)
+    assert [str(c.type) for c in _io.split_csv_bytes(middle, delimiter=",",
+                                                     number=number).columns] == ["string",
+                                                                                 "double"]
     monkeypatch.setattr(_io, "TYPED_PROBE_BYTES", 1 << 20)
     assert all(str(c.type) == "string"
                for c in _io.split_csv_bytes(data, delimiter=",", number=number).columns)

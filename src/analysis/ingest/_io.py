@@ -385,11 +385,42 @@ def _kept_rows(table: pa.Table, lines: np.ndarray
 
 
 #: Bytes of records (whole lines) that the typed read (:func:`_typed_body`) first parses on
-#: their own, to find the number columns holding a cell pyarrow's float parser refuses
-#: (``NA``, ``--``, whitespace), which are then read as text: a column with such cells
-#: usually has one early, and a refusal in the whole file costs a second read of it.
+#: their own, at the start, middle and end of the records (:data:`TYPED_PROBES`), to find
+#: the number columns holding a cell pyarrow's float parser refuses (``NA``, ``--``,
+#: whitespace), which are then read as text. A refusal that no probe met costs a second
+#: read of the whole file (review: a 40 MB file whose one ``NA`` is on its last line but
+#: not in a probe split and typed in 0.39 s, against 0.29 s as text and 0.21 s without it).
 TYPED_PROBE_BYTES = 1 << 20
+#: Probes of a file longer than the probe: first, middle and last stretch.
+TYPED_PROBES = 3
 _REFUSED_COLUMN = re.compile(r"CSV column #(\d+)")
+
+
+def _probes(data: bytes, body: int) -> list[tuple[int, int]]:
+    """Byte ranges [start, stop) of :data:`TYPED_PROBES` stretches of whole lines of the
+    records (from ``body``), about :data:`TYPED_PROBE_BYTES` each, evenly spaced from the
+    first to the last record; none when the records are no longer than one probe (the
+    whole read is then the probe)."""
+    size = len(data) - body
+    if size <= TYPED_PROBE_BYTES:
+        return []
+    ranges: list[tuple[int, int]] = []
+    step = (size - TYPED_PROBE_BYTES) / max(TYPED_PROBES - 1, 1)
+    for k in range(TYPED_PROBES):
+        at = body + int(k * step)
+        # from the first line starting at or after ``at`` to the last line break in reach
+        start = at if at == body or data[at - 1] == ord("\n") else data.find(b"\n", at) + 1
+        end = min(start + TYPED_PROBE_BYTES, len(data))
+        # the file's last record counts whether or not a line break ends it
+        stop = len(data) if end == len(data) else data.rfind(b"\n", start, end) + 1
+        if start <= 0 or stop <= start:
+            continue
+        if ranges and start < ranges[-1][1]:
+            start = ranges[-1][1]
+            if stop <= start:
+                continue
+        ranges.append((start, stop))
+    return ranges
 
 
 def _typed_body(data: bytes, *, lead: int, body: int, width: int, delimiter: str,
@@ -407,9 +438,8 @@ def _typed_body(data: bytes, *, lead: int, body: int, width: int, delimiter: str
     header = [pc.utf8_trim_whitespace(col)[0].as_py() or "" for col in header_table.columns]
     types = {i: pa.float64() for i, name in enumerate(header) if number(name)}
     records = pa.py_buffer(data).slice(body)
-    probe_end = data.rfind(b"\n", body, body + TYPED_PROBE_BYTES)
-    if probe_end > body and probe_end < len(data) - 1:
-        probe = records.slice(0, probe_end + 1 - body)
+    for start, stop in _probes(data, body):
+        probe = records.slice(start - body, stop - start)
         while types:
             try:
                 _read_cells(probe, delimiter=delimiter, width=width, types=types)
