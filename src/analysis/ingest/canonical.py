@@ -210,7 +210,7 @@ def _read_csv(path: Path, name: str, *, required: Sequence[str], typed: bool,
 
     def number(cell: str) -> bool:
         name = normalise_name(cell)
-        return name in number_names or (typed and name.startswith("x_"))
+        return name in number_names or name.startswith("x_")  # x_: extra numbers
 
     split = split_csv_bytes(utf8, delimiter=delim, number=number if typed else None)
     if split is not None:
