@@ -501,6 +501,7 @@ def test_lag_zero_must_be_asked_for_and_is_recorded() -> None:
 
 @pytest.mark.parametrize("bad", [
     {"exposure_lag_days": -1}, {"exposure_lag_days": 2.5}, {"pain_threshold": 11},
+    {"pain_threshold": -0.5}, {"pain_threshold": float("nan")},
     {"lags": (0,)}, {"unlogged_gaps": "zero"}, {"decay": "linear"}, {"ostrc_coding": "x"},
 ])
 def test_impossible_options_raise_a_kneeload_error(bad: dict) -> None:

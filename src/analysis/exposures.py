@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.clean import superseded_same_day
-from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD
+from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD, PAIN_MAX, PAIN_MIN
 from analysis.errors import DataContractError, KneeloadError
 from analysis.keys import day_numbers, factorize, positions
 
@@ -1108,8 +1108,9 @@ def _validate_options(exposure_lag_days: int, pain_threshold: float, lags: Seque
     if int(exposure_lag_days) != exposure_lag_days or exposure_lag_days < 0:
         raise KneeloadError(f"exposure_lag_days must be a whole number of days >= 0, "
                             f"got {exposure_lag_days!r}")
-    if not 0 <= pain_threshold <= 10:
-        raise KneeloadError(f"pain_threshold must be on the 0-10 NRS, got {pain_threshold!r}")
+    if not PAIN_MIN <= pain_threshold <= PAIN_MAX:
+        raise KneeloadError(f"pain_threshold must be on the {PAIN_MIN:g}-{PAIN_MAX:g} NRS, "
+                            f"got {pain_threshold!r}")
     if any(int(k) != k or k < 1 for k in lags):
         raise KneeloadError(f"lags must be whole weeks >= 1, got {list(lags)!r}")
     _check_choice("unlogged_gaps", unlogged_gaps, UNLOGGED_GAP_POLICIES)
