@@ -330,6 +330,51 @@ def test_build_passes_dayfirst_and_date_format_to_the_readers(tmp_path: Path) ->
     assert list(runs["date"].dt.strftime("%Y-%m-%d")) == ["2024-05-03", "2024-07-03"]
 
 
+_GARMIN_HEADER = ("Activity Type,Date,Favorite,Title,Distance,Calories,Time,Avg HR,"
+                  "Moving Time,Elapsed Time\n")
+
+
+def _garmin_run(day: str, km: float) -> str:
+    return f'Running,{day},false,"x","{km:.2f}","500","00:40:00","150","00:40:00","00:41:00"\n'
+
+
+@pytest.mark.parametrize("fmt", ["garmin", "strava"])
+def test_a_date_the_format_refuses_is_quarantined_alone(tmp_path: Path, fmt: str) -> None:
+    # review: with --date-format, one date the format refused sent the Garmin column to
+    # cleaning as text, which read it as ISO 8601: every run was lost (exit 2)
+    raw = tmp_path / "raw"
+    if fmt == "garmin":
+        (raw / "dave").mkdir(parents=True)
+        (raw / "dave" / "Activities.csv").write_text(
+            _GARMIN_HEADER + _garmin_run("05/03/2024 07:00", 10) + _garmin_run(
+                "31/02/2024 07:00", 6) + _garmin_run("06/03/2024 00:00", 8)
+            + _garmin_run("07/03/2024 18:45", 6), encoding="utf-8")
+        runner, date_format, bad = "dave", "%d/%m/%Y %H:%M", "31/02/2024 07:00"
+    else:
+        (raw / "dave").mkdir(parents=True)
+        (raw / "dave" / "activities.csv").write_text(
+            "Activity ID,Activity Date,Activity Type,Distance,Elapsed Time,Moving Time\n"
+            "1,05/03/2024 07:00:00,Run,10.0,1800,1800\n2,31/02/2024 07:00:00,Run,6.0,1800,1800\n"
+            "3,06/03/2024 00:00:00,Run,8.0,1800,1800\n4,07/03/2024 18:45:00,Run,6.0,1800,1800\n",
+            encoding="utf-8")
+        runner, date_format, bad = "dave", "%d/%m/%Y %H:%M:%S", "31/02/2024 07:00:00"
+    pd.DataFrame({"runner_id": [runner], "date": ["2024-03-10"], "pain": [1]}).to_csv(
+        raw / "pain.csv", index=False)
+    out = tmp_path / "out"
+    summary = build(raw, out, format=fmt, date_format=date_format, today=date(2025, 1, 1))
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert list(runs["date"].dt.strftime("%Y-%m-%d")) == ["2024-03-05", "2024-03-06",
+                                                         "2024-03-07"]
+    assert runs["distance_km"].tolist() == [10.0, 8.0, 6.0]
+    assert runs["source_line"].tolist() == [2, 4, 5]
+    quarantine = pd.read_csv(out / "quarantine.csv", dtype=str)
+    assert quarantine[["line", "column", "value", "reason"]].values.tolist() == [
+        ["3", "date", bad, "unparseable_date"]]
+    name = "Activities.csv" if fmt == "garmin" else "activities.csv"
+    export = summary.cleaning["files"][f"dave/{name}"]
+    assert (export["read"], export["kept"], export["quarantined"]) == (4, 3, 1)
+
+
 def test_outcome_and_default_exposures_are_in_panel_meta(small_processed) -> None:
     # the small canonical dataset has shoes: nothing is left out, the outcome is NRS pain
     meta = json.loads((small_processed.out_dir / "panel_meta.json").read_text())

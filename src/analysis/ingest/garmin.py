@@ -114,14 +114,24 @@ def read_activities(path: Path, *, name: str, runner_id: str, distance_unit: str
 
 
 def _dates(cells: pd.Series, date_format: str | None) -> tuple[pd.Series, pd.Series | None]:
-    """``Date`` cells typed: ISO 8601 (:func:`typed_date`), or by ``date_format``; when a
-    cell does not parse by the format the column stays text for cleaning to quarantine."""
+    """``Date`` cells typed: ISO 8601 (:func:`typed_date`), or by ``date_format``, with the
+    has-a-time-of-day mask.
+
+    When a cell does not parse by the format, the column stays text: the parsed cells in
+    ISO 8601 (``YYYY-MM-DD``, with `` HH:MM:SS`` where there is a time of day) and the
+    others as written, so cleaning quarantines only those as ``unparseable_date`` with the
+    text of the file (as :func:`analysis.ingest.strava.local_datetime` does); the mask is
+    then None (cleaning reads it off the text).
+    """
     if date_format is None:
         return typed_date(cells)
     parsed = pd.to_datetime(cells, format=date_format, errors="coerce").astype("datetime64[us]")
-    if (parsed.isna() & cells.notna()).any():
-        return cells, None
-    return parsed, parsed.notna() & (parsed != parsed.dt.normalize())
+    has_time = parsed.notna() & (parsed != parsed.dt.normalize())
+    if not (parsed.isna() & cells.notna()).any():
+        return parsed, has_time
+    iso = parsed.dt.strftime("%Y-%m-%d").where(~has_time,
+                                                parsed.dt.strftime("%Y-%m-%d %H:%M:%S"))
+    return iso.where(parsed.notna(), cells).astype("str"), None
 
 
 def read_garmin(raw_dir: Path, *, distance_unit: str = "km", cohort: str = "all",
