@@ -368,7 +368,7 @@ def test_a_date_the_format_refuses_is_quarantined_alone(tmp_path: Path, fmt: str
     assert runs["distance_km"].tolist() == [10.0, 8.0, 6.0]
     assert runs["source_line"].tolist() == [2, 4, 5]
     quarantine = pd.read_csv(out / "quarantine.csv", dtype=str)
-    assert quarantine[["line", "column", "value", "reason"]].values.tolist() == [
+    assert quarantine[["line", "column", "value", "reason"]].to_numpy().tolist() == [
         ["3", "date", bad, "unparseable_date"]]
     name = "Activities.csv" if fmt == "garmin" else "activities.csv"
     export = summary.cleaning["files"][f"dave/{name}"]
