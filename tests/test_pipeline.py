@@ -135,6 +135,28 @@ def test_pseudonymised_build_hashes_export_folder_names(tmp_path, monkeypatch):
     assert len(summary.meta["input_sha256"]) == len(input_hashes(export))
 
 
+@pytest.mark.parametrize(("export", "runner"), [("strava_export", "alice"),
+                                              ("garmin_export", "carol")])
+def test_a_pseudonymised_single_export_leaves_no_runner_name(tmp_path, monkeypatch, export,
+                                                             runner):
+    """One runner's export directly in the raw folder: the runner is named after that
+    folder, which is no folder part of any file name (review: panel_meta's dataset and the
+    format note kept the name). No output file holds it; the note names the pseudonym."""
+    from analysis.privacy import pseudonym
+
+    raw = tmp_path / runner
+    shutil.copytree(Path(__file__).parent / "fixtures" / "ingest" / export / runner, raw)
+    monkeypatch.setenv("KNEELOAD_ID_SALT", "test-salt")
+    summary = build(raw, tmp_path / "p", pseudonymise=True, today=date(2026, 1, 1))
+    hidden = pseudonym(runner, salt="test-salt")
+    for path in summary.out_dir.rglob("*"):
+        if path.is_file():
+            assert runner.encode() not in path.read_bytes().lower(), path.name
+    assert summary.meta["dataset"] == hidden
+    assert load_processed(summary.out_dir)["runners"]["runner_id"].tolist() == [hidden]
+    assert any(f"(runner '{hidden}')" in note for note in summary.cleaning["notes"])
+
+
 def test_pain_threshold_is_defined_once_and_recorded(tmp_path, small_raw):
     """One threshold: analysis.defaults holds it, exposures/pipeline/CLI read it, and the
     build records the one it used in panel_meta.json (what later steps should read)."""

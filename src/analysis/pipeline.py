@@ -437,7 +437,8 @@ def _build_meta(built: PanelBuild, raw: Path, *, format: str, pseudonymise: bool
     (``hashes``, :func:`input_hashes` of ``raw``)."""
     meta = {
         **built.meta,
-        "dataset": raw.name,
+        # the raw folder's name: a participant's, when it holds their export alone
+        "dataset": _pseudonymised_name(raw.name) if pseudonymise else raw.name,
         "format": format,
         "pseudonymised": pseudonymise,
         "package_version": __version__,
@@ -561,6 +562,11 @@ def _pseudonymised_keys(hashes: dict[str, str]) -> dict[str, str]:
 
     salt = resolve_salt()
     return {hide_folders(key, salt=salt): digest for key, digest in hashes.items()}
+
+
+def _pseudonymised_name(folder: str) -> str:
+    """A folder's name replaced by its keyed hash (:func:`analysis.privacy.hide_folders`)."""
+    return _pseudonymised_keys({f"{folder}/x": ""}).popitem()[0].removesuffix("/x")
 
 
 def _counts(cleaned: CleanResult, built: PanelBuild) -> dict[str, Any]:

@@ -5,13 +5,16 @@ HMAC-SHA256 with the secret salt ``KNEELOAD_ID_SALT``), the same function the re
 Shoe IDs, which in exports are gear names such as "Anna's Pegasus", get the same hash with
 an ``s-`` prefix. The same salt gives the same pseudonym in every table and build; without
 the salt the mapping cannot be recomputed from guessed names. Runner folder names in
-``source_file`` are replaced the same way. Every column that is not part of the data
+``source_file`` and the readers' notes are replaced the same way, and so is a runner named
+after the raw folder itself (one export directly in it; the build hashes that folder's name
+in ``panel_meta.json`` too). Every column that is not part of the data
 contract (free text such as activity names, descriptions, notes) is dropped; measured
 ``x_`` columns are kept.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -21,6 +24,7 @@ from analysis.errors import KneeloadError
 from analysis.ingest._io import ACTIVITY_ISSUE, HAS_TIME, MISSING_TOKENS, SOURCE_ISSUE, FileInfo
 from analysis.ingest.diary import SOURCE_COLUMN
 from analysis.privacy import ID_SALT_ENV, PSEUDONYM_PREFIX, hide_folders, id_salt
+from analysis.privacy import pseudonym as pseudonym_of
 from analysis.privacy import pseudonymise as _hash_ids
 from analysis.schemas import (
     PAIN_OPTIONAL,
@@ -74,6 +78,29 @@ def _folder_names(names: list[str], *, salt: str) -> dict[str, str]:
     return {f: hide_folders(f"{f}/x", salt=salt).removesuffix("/x") for f in folders}
 
 
+#: A quoted name in a reader's note (``'alice'`` or ``"o'neil"``, as ``repr`` writes it).
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+
+
+def _hidden_note(note: str, folders: dict[str, str], ids: set[str], *, salt: str) -> str:
+    """A reader's note with no runner name left: every folder of a path replaced by its
+    pseudonym, and every quoted name that is a folder or a runner ID by the same pseudonym
+    (a single export directly in the raw folder belongs to a runner named after that
+    folder, which is no folder part of any file name: the note names it quoted)."""
+    for folder, hashed in folders.items():
+        note = note.replace(f"{folder}/", f"{hashed}/")
+
+    def hide(match: re.Match[str]) -> str:
+        name = match.group(1) if match.group(1) is not None else match.group(2)
+        if name in folders:
+            return f"'{folders[name]}'"
+        if name.strip() in ids:
+            return f"'{pseudonym_of(name.strip(), salt=salt)}'"
+        return match.group(0)
+
+    return _QUOTED.sub(hide, note)
+
+
 def _rename_path(name: str, folders: dict[str, str]) -> str:
     parts = name.split("/")
     return "/".join([folders.get(p, p) for p in parts[:-1]] + parts[-1:])
@@ -111,12 +138,9 @@ def pseudonymise(raw: RawTables, *, salt: str | None = None) -> RawTables:
     info = {_rename_path(k, folder_names): FileInfo(_rename_path(k, folder_names), i.encoding,
                                                     i.delimiter, i.lines)
             for k, i in raw.file_info.items()}
-    notes = []
-    for note in raw.notes:
-        for folder, hashed in folder_names.items():
-            note = note.replace(f"{folder}/", f"{hashed}/").replace(f"'{folder}'",
-                                                                    f"'{hashed}'")
-        notes.append(note)
+    ids = {str(v).strip() for t in (raw.runners, raw.runs, raw.pain) if "runner_id" in t
+           for v in t["runner_id"].dropna().unique()}
+    notes = [_hidden_note(note, folder_names, ids, salt=key) for note in raw.notes]
     notes.append("pseudonymised: runner and shoe IDs are salted hashes, free text dropped")
     refs = raw.hr_references
     if refs is not None:
