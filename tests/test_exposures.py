@@ -727,6 +727,39 @@ def test_same_day_reports_follow_the_one_clean_rule() -> None:
     assert built.audit["duplicate_pain_reports"]["count"] == 1
 
 
+def test_unknown_runners_are_filtered_once_in_clean() -> None:
+    """The unknown-runner rule is clean's (quarantine reason unknown_runner): on clean
+    tables (pain_cleaned, the build) build_panel refuses such a report instead of dropping
+    it a second time; on other tables it drops it and counts it in the audit."""
+    from analysis.errors import DataContractError
+
+    runs, runners, pain, shoes = _quick_tables()
+    stranger = pd.DataFrame({"runner_id": ["ZZ"], "date": pain["date"].iloc[:1].to_numpy(),
+                             "pain": [5.0]})
+    with_stranger = pd.concat([pain, stranger], ignore_index=True)
+    with pytest.raises(DataContractError, match="'ZZ' not in the runners table"):
+        build_panel(runs, runners, with_stranger, shoes, pain_cleaned=True)
+    built = build_panel(runs, runners, with_stranger, shoes)
+    assert built.audit["pain_unknown_runner"]["count"] == 1
+    assert "ZZ" not in set(built.panel["runner_id"])
+    assert len(built.panel) == len(build_panel(runs, runners, pain, shoes).panel)
+
+
+def test_a_missing_pain_value_never_supersedes_a_number() -> None:
+    """Review: the same-day rule sorted NaN as the highest pain, so a table that did not
+    come through cleaning (which quarantines NaN pain first) kept the empty report and hid
+    the 7."""
+    from analysis.clean import superseded_same_day
+
+    runs, runners, _, _ = _quick_tables()
+    for values in ([7.0, np.nan], [np.nan, 7.0]):
+        pain = pd.DataFrame({"runner_id": ["A", "A"],
+                             "date": pd.to_datetime(["2025-01-20"] * 2), "pain": values})
+        mask = superseded_same_day(pain["runner_id"], pain["date"], pain["pain"])
+        assert mask.tolist() == [np.isnan(v) for v in values]
+        assert build_panel(runs, runners, pain).panel["pain"].tolist() == [7.0]
+
+
 def test_build_imports_no_scipy() -> None:
     """The build path does its EWMA and running max in numpy (no scipy import, no import
     on the feature threads: the c3542f9 race cannot come back)."""

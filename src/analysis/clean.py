@@ -731,8 +731,9 @@ def superseded_same_day(runner_id: pd.Series, day: pd.Series, pain: pd.Series) -
     """The one same-day pain rule: mask of reports another report of the runner and day
     supersedes.
 
-    Several reports on one day keep the highest pain (ties: the later row), so that a
-    flare-up is never hidden by a second, calmer report (issue 4, docs/cleaning.md).
+    Several reports on one day keep the highest pain (ties: the later row; a missing pain
+    value is the lowest), so that a flare-up is never hidden by a second, calmer or empty
+    report (issue 4, docs/cleaning.md).
     :func:`clean_tables` applies it (reason ``same_day_pain_report``);
     :func:`analysis.exposures.build_panel` applies the same function to tables that did
     not come through cleaning.
@@ -752,9 +753,11 @@ def superseded_same_day(runner_id: pd.Series, day: pd.Series, pain: pd.Series) -
     shared = np.flatnonzero(key.duplicated(keep=False).to_numpy())
     dup = np.zeros(n, dtype=bool)
     if len(shared):
-        values = pain.to_numpy(dtype=float)[shared]
-        # sorted by runner, day, pain (NaN last, as highest), then row: each group's last
-        # row is the one kept
+        # a missing pain value never supersedes a number (clean quarantines it first, as
+        # pain_not_number; build_panel on tables that did not come through cleaning may
+        # meet one): sorted as the lowest
+        values = np.nan_to_num(pain.to_numpy(dtype=float)[shared], nan=-np.inf)
+        # sorted by runner, day, pain, then row: each group's last row is the one kept
         order = np.lexsort((shared, values, days[shared], runner[shared]))
         key_r, key_d = runner[shared][order], days[shared][order]
         last = np.ones(len(shared), dtype=bool)

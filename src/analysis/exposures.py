@@ -1081,9 +1081,12 @@ def _split_reports(pain: pd.DataFrame, runners: pd.DataFrame, *, cleaned: bool =
                    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Pain reports -> (kept, superseded same-day reports, reports of unknown runners).
 
-    The same-day rule is :func:`analysis.clean.superseded_same_day`, the one clean applies;
-    on clean tables (the build) both other parts are empty, and with ``cleaned`` the rule
-    is not run again (clean merged the same-day reports). ``kept`` is in panel order
+    The same-day rule is :func:`analysis.clean.superseded_same_day`, the one clean applies.
+    With ``cleaned`` (the build) neither rule runs again: clean merged the same-day reports
+    and quarantined those of unknown runners (``unknown_runner``), so both other parts are
+    empty, and a report whose runner is not in ``runners`` is refused
+    (:class:`~analysis.errors.DataContractError`), not dropped a second time. Without it,
+    such reports are dropped here (counted in the audit). ``kept`` is in panel order
     (runner, then date), so the panel is built sorted and never sorted as a whole, and
     carries ``_runner``, the runner's position in :func:`_runner_universe`.
     """
@@ -1096,6 +1099,12 @@ def _split_reports(pain: pd.DataFrame, runners: pd.DataFrame, *, cleaned: bool =
                                table["pain"]).to_numpy())
     at = _runner_universe(runners).get_indexer(pd.Index(names))
     code = np.where(runner >= 0, at[np.maximum(runner, 0)] if len(at) else -1, -1)
+    if cleaned and (code < 0).any():
+        first = int(np.flatnonzero(code < 0)[0])
+        raise DataContractError(
+            f"pain report of runner {table['runner_id'].iloc[first]!r} not in the runners "
+            "table: pain_cleaned=True needs clean_tables' tables (it quarantines them)",
+            column="runner_id")
     keep = ~dup & (code >= 0)
     rows = np.flatnonzero(keep)
     order = rows[np.lexsort((table["_day"].to_numpy()[rows], code[rows]))]  # stable
