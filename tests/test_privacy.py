@@ -66,6 +66,12 @@ def test_sha256_file_is_hashlib_on_the_bytes(tmp_path: Path) -> None:
     path.write_bytes(data)
     assert sha256_file(path) == hashlib.sha256(data).hexdigest()
     assert manifest.sha256_file is sha256_file  # the one fingerprint, re-exported
+    # the download checksums hash with the same function (review: fetch had its own copy)
+    from analysis.ingest import fetch
+
+    assert fetch.sha256_file is sha256_file and fetch.file_digest is privacy.file_digest
+    assert not hasattr(fetch, "HASH_CHUNK_BYTES")
+    assert privacy.file_digest(path, algorithm="md5") == hashlib.md5(data).hexdigest()
 
 
 def test_hide_folders_hashes_every_folder_and_keeps_the_file_name() -> None:

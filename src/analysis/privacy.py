@@ -26,18 +26,27 @@ PSEUDONYM_PREFIX = "r-"
 #: Hex digits kept from the HMAC (48 bits). Birthday bound: the chance of any collision
 #: among n runners is about n^2 / 2^49, below 1e-6 for n < 16,000.
 PSEUDONYM_HEX_CHARS = 12
-#: Bytes read at a time by :func:`sha256_file` (memory stays flat for any file size).
+#: Bytes read at a time by :func:`file_digest` (memory stays flat for any file size).
 HASH_CHUNK_BYTES = 1 << 20
+#: The file fingerprint's hash (:func:`sha256_file`).
+FINGERPRINT_ALGORITHM = "sha256"
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in :data:`HASH_CHUNK_BYTES` chunks (the one file
-    fingerprint: raw inputs in ``panel_meta.json``, report outputs in the manifest)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
+def file_digest(path: str | Path, *, algorithm: str = FINGERPRINT_ALGORITHM) -> str:
+    """Hex digest of a file's bytes by ``algorithm`` (a :func:`hashlib.new` name), read in
+    :data:`HASH_CHUNK_BYTES` chunks: the one file hashing, for :func:`sha256_file` and the
+    checksums of downloaded datasets (:mod:`analysis.ingest.fetch`)."""
+    digest = hashlib.new(algorithm)
+    with Path(path).open("rb") as handle:
         for chunk in iter(lambda: handle.read(HASH_CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes (the one file fingerprint: raw inputs in
+    ``panel_meta.json``, report outputs in the manifest, ``SHA256SUMS`` of a fetch)."""
+    return file_digest(path)
 
 
 def id_salt() -> str | None:

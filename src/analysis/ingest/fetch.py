@@ -9,7 +9,6 @@ DataverseNL publishes for it (and against a pinned sha256 when one is known, or 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -20,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis.errors import KneeloadError
+from analysis.privacy import file_digest, sha256_file
 
-HASH_CHUNK_BYTES = 1 << 20
+#: Bytes of a download read (and written) at a time.
+DOWNLOAD_CHUNK_BYTES = 1 << 20
 SUMS_FILE = "SHA256SUMS"
 DATAVERSE_NL = "https://dataverse.nl"
 USER_AGENT = "kneeload (https://doi.org/10.34894/UWU9PV fetch)"
@@ -57,15 +58,6 @@ class FetchError(KneeloadError):
     """A download failed (offline, server error) or a file failed its checksum."""
 
 
-def file_digest(path: str | Path, *, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in chunks."""
-    digest = hashlib.new(algorithm)
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(HASH_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_sha256(path: str | Path, expected: str) -> str:
     """Check ``path`` against an expected sha256; returns the digest.
 
@@ -74,7 +66,7 @@ def verify_sha256(path: str | Path, expected: str) -> str:
     FetchError
         The digest differs (the message shows both).
     """
-    got = file_digest(path)
+    got = sha256_file(Path(path))
     if got.lower() != expected.strip().lower():
         raise FetchError(f"sha256 mismatch: expected {expected.strip().lower()}, got {got}",
                          file=Path(path).name)
@@ -171,7 +163,7 @@ def fetch_dataset(
         try:
             with os.fdopen(fd, "wb") as out, _open(url, timeout_s=timeout_s, what=file_name,
                                                    doi=spec.doi, dest=dest) as response:
-                for chunk in iter(lambda r=response: r.read(HASH_CHUNK_BYTES), b""):
+                for chunk in iter(lambda r=response: r.read(DOWNLOAD_CHUNK_BYTES), b""):
                     out.write(chunk)
             checksum = data_file.get("checksum") or {}
             algorithm = _ALGORITHMS.get(str(checksum.get("type", "")).upper())
@@ -181,7 +173,7 @@ def fetch_dataset(
                     raise FetchError(f"{checksum['type']} mismatch with the repository: "
                                      f"expected {checksum['value']}, got {got}", file=file_name)
             pinned = spec.files[file_name] or previous.get(file_name)
-            sums[file_name] = verify_sha256(tmp, pinned) if pinned else file_digest(tmp)
+            sums[file_name] = verify_sha256(tmp, pinned) if pinned else sha256_file(tmp)
             tmp.replace(dest / file_name)
         finally:
             tmp.unlink(missing_ok=True)
