@@ -225,3 +225,12 @@ def test_interval_text_uses_the_null_of_its_scale() -> None:
     assert interval_texts(0.5, 0.25, 1.0, ratio=True) == {
         "text": "0.50", "low_text": "0.25", "high_text": "1.00"}
     assert sentence("distance left out") == "Distance left out" and sentence("") == ""
+
+
+def test_the_caterpillar_caption_names_the_figures_normal_quantile() -> None:
+    """Review: the caption wrote 1.96 while the figure draws Z_95 conditional SDs."""
+    from analysis import labels
+    from analysis.models import Z_95
+
+    assert f"+/- {Z_95:.2f} conditional SD" in labels.caption("caterpillar")
+    assert "1.96" not in "".join(labels.CAPTIONS.values())

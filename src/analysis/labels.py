@@ -525,7 +525,7 @@ CAPTIONS: dict[str, str] = {
         "is the prediction, the band its pointwise 95 % confidence interval from the fixed "
         "effects (runner effects not included); x range the 2.5-97.5 % quantiles."),
     "caterpillar": (
-        "Each runner's conditional mode (random effect) with a 95 % interval (+/- 1.96 "
+        "Each runner's conditional mode (random effect) with a 95 % interval (+/- {z} "
         "conditional SD), runners sorted."),
     "residuals": (
         "Residual checks of the linear mixed model: residuals against fitted values (with "
@@ -575,6 +575,10 @@ def caption(kind: str, **fields: object) -> str:
         ``kind`` is not a key of :data:`CAPTIONS`.
     """
     defaults = {"outcome": "Knee pain", "null": "0"}
+    if "{z}" in CAPTIONS[kind]:  # the interval's normal quantile, the one the figure uses
+        from analysis.models.result import Z_95
+
+        defaults["z"] = f"{Z_95:.2f}"
     return CAPTIONS[kind].format(**(defaults | {k: str(v) for k, v in fields.items()}))
 
 
