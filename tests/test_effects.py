@@ -179,3 +179,32 @@ def test_predictions_outside_0_10_are_flagged_and_clipped(fitted):
     notes = [t.get_text() for t in ax.texts]
     assert any("outside 0-10: clipped" in n for n in notes), notes
     plt.close(ax.figure)
+
+
+def test_the_columns_shown_per_step_and_the_null_are_chosen_in_one_place() -> None:
+    """Review: the odds-or-NRS choice of the per-step columns (and the null line) was written
+    out in the notebook table, the pooled index headline, the forest plots, the non-linear
+    table, the sensitivity table and the CLI. Now effects.step_value_columns and
+    effects.null_effect: no other module spells the tuples or the null literals."""
+    import re
+    from pathlib import Path
+
+    assert effects.step_value_columns(odds=True) == effects.ODDS_STEP_COLUMNS
+    assert effects.step_value_columns(odds=False) == ("estimate_step", "ci_low_step",
+                                                      "ci_high_step")
+    assert set(effects.step_value_columns(odds=False)) | set(
+        effects.ODDS_STEP_COLUMNS) <= set(effects.add_reading_units(pd.DataFrame({
+            "term": ["km_7d"], "estimate": [0.1], "ci_low": [0.0], "ci_high": [0.2]}),
+            odds=True).columns)
+    assert (effects.null_effect(odds=True), effects.null_effect(odds=False)) == (1.0, 0.0)
+    # the package's modules (a notebook may name the columns of a model it fitted itself)
+    package = Path(effects.__file__).parent
+    sources = [p for p in package.rglob("*.py")
+               if p.name != "effects.py" or p.parent.name == "reports"]
+    assert len(sources) >= 40
+    tuple_text = re.compile(r"\"(estimate|odds_ratio)_step\",\s*\"(ci|or_ci)_low_step\"")
+    null_text = re.compile(r"1\.0 if odds else 0\.0|\(1\.0 if \w+ else 0\.0\)")
+    for path in sources:
+        text = path.read_text()
+        assert not tuple_text.search(text), path.name
+        assert not null_text.search(text), path.name

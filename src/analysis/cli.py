@@ -585,21 +585,17 @@ def _effect_lines(table: Any, *, unit: str = "NRS points") -> list[str]:
     A categorical dummy reads ``C(sex)[T.M]: OR 0.8 vs the reference level (...)`` (its
     ``step_label``, :data:`analysis.effects.CATEGORICAL`).
     """
+    from analysis.effects import INTERCEPT, step_value_columns
     from analysis.labels import interval_texts
 
     odds = "odds_ratio_step" in table.columns
+    names = step_value_columns(odds)
     lines = []
-    for row in table[table["term"] != "Intercept"].to_dict(orient="records"):
-        if odds:
-            t = interval_texts(row["odds_ratio_step"], row["or_ci_low_step"],
-                               row["or_ci_high_step"], ratio=True)
-            lines.append(f"{row['term']}: OR {t['text']} {row['step_label']} "
-                         f"(95 % CI {t['low_text']} to {t['high_text']})")
-        else:
-            t = interval_texts(row["estimate_step"], row["ci_low_step"], row["ci_high_step"],
-                               ratio=False, signed=True)
-            lines.append(f"{row['term']}: {t['text']} {unit} {row['step_label']} "
-                         f"(95 % CI {t['low_text']} to {t['high_text']})")
+    for row in table[table["term"] != INTERCEPT].to_dict(orient="records"):
+        t = interval_texts(*(row[c] for c in names), ratio=odds, signed=not odds)
+        value = f"OR {t['text']}" if odds else f"{t['text']} {unit}"
+        lines.append(f"{row['term']}: {value} {row['step_label']} "
+                     f"(95 % CI {t['low_text']} to {t['high_text']})")
     return lines
 
 

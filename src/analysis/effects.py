@@ -85,6 +85,23 @@ ODDS_STEP_COLUMNS = ("odds_ratio_step", "or_ci_low_step", "or_ci_high_step")
 #: The null value of an effect on each scale: 0 NRS points (a difference), a ratio of 1
 #: (odds or hazard ratio).
 NULL_EFFECT = {"nrs": 0.0, "odds": 1.0}
+#: The estimate and interval columns of a step reading on each scale (what
+#: :func:`add_reading_units` adds): NRS points, or odds ratios for binomial models.
+STEP_VALUE_COLUMNS = {"nrs": ("estimate_step", "ci_low_step", "ci_high_step"),
+                      "odds": ODDS_STEP_COLUMNS}
+
+
+def step_value_columns(odds: bool) -> tuple[str, str, str]:
+    """The estimate, lower and upper columns to show per step: odds ratios (``odds``) or
+    NRS points (:data:`STEP_VALUE_COLUMNS`; the one choice of every table, figure and
+    summary)."""
+    return STEP_VALUE_COLUMNS["odds" if odds else "nrs"]
+
+
+def null_effect(odds: bool) -> float:
+    """No effect on the scale shown: a ratio of 1 (``odds``) or a difference of 0
+    (:data:`NULL_EFFECT`)."""
+    return NULL_EFFECT["odds" if odds else "nrs"]
 
 
 def base_exposure(term: str) -> str:
@@ -201,11 +218,14 @@ __all__ = [
     "PER_UNIT",
     "READING_UNITS",
     "STEP_COLUMNS",
+    "STEP_VALUE_COLUMNS",
     "ReadingUnit",
     "add_reading_units",
     "base_exposure",
     "is_categorical_term",
+    "null_effect",
     "per_unit_effects",
     "reading_unit",
     "step_effects",
+    "step_value_columns",
 ]

@@ -30,7 +30,7 @@ from matplotlib.ticker import FuncFormatter, Locator
 from scipy import stats
 
 from analysis import labels
-from analysis.effects import ODDS_STEP_COLUMNS
+from analysis.effects import null_effect, step_value_columns
 from analysis.outcomes import FALLBACK_OUTCOME, OUTCOME_SPECS, OutcomeSpec
 from analysis.outputs import temporary_name
 from analysis.raster import svg_to_png, text_fonts
@@ -360,15 +360,16 @@ def forest_plot(effects: pd.DataFrame, *, null: float | None = None, xlabel: str
     rows = effects[effects["term"] != "Intercept"]
     if "estimate_step" in rows.columns:  # a ModelResult table: read per step, as labelled
         odds = "odds_ratio_step" in rows.columns
-        names = ODDS_STEP_COLUMNS if odds else ("estimate_step", "ci_low_step", "ci_high_step")
+        names = step_value_columns(odds)
         rows = rows.assign(estimate=rows[names[0]], ci_low=rows[names[1]],
                            ci_high=rows[names[2]])
-        null = (1.0 if odds else 0.0) if null is None else null
+        null = null_effect(odds) if null is None else null
     elif "odds_ratio" in rows.columns:  # a table of odds ratios per unit
         rows = rows.assign(estimate=rows["odds_ratio"], ci_low=rows["or_ci_low"],
                            ci_high=rows["or_ci_high"])
-        null = 1.0 if null is None else null
-    null = 0.0 if null is None else null
+        null = null_effect(odds=True) if null is None else null
+    null = null_effect(odds=False) if null is None else null
+    ratio = null == null_effect(odds=True)
     rows = rows.assign(
         label=[f"{labels.term_label(t)}\n({labels.step_text(t)})" for t in rows["term"]],
         model=rows["model"] if "model" in rows else "",
@@ -386,12 +387,12 @@ def forest_plot(effects: pd.DataFrame, *, null: float | None = None, xlabel: str
     ax.axvline(null, color="0.5", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(ylabels)), ylabels)
     ax.invert_yaxis()
-    if null == 1.0:  # ratios are symmetric on a log axis; keep plain tick labels
+    if ratio:  # ratios are symmetric on a log axis; keep plain tick labels
         ratio_axis(ax)
     if len(models) > 1:
         ax.legend()
     default = outcome.effect_label if outcome is not None else (
-        "odds ratio (95 % CI)" if null == 1.0 else "change in pain (NRS points, 95 % CI)")
+        "odds ratio (95 % CI)" if ratio else "change in pain (NRS points, 95 % CI)")
     ax.set(xlabel=labels.sentence(xlabel or default), title="Fixed effects (95 % CI)")
     return ax
 

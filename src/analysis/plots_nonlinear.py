@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from analysis.effects import null_effect
+
 #: One panel at a journal's text width (inches), as analysis.plots draws.
 FIGSIZE = (6.5, 3.2)
 #: Diverging colour map for the surface, centred on no effect (colour-blind safe).
@@ -36,8 +38,8 @@ def _columns(table: pd.DataFrame, odds: bool | None) -> tuple[list[str], float, 
     """The estimate and band columns to draw, the no-effect value and whether on odds."""
     odds = "odds_ratio" in table.columns if odds is None else odds
     if odds:
-        return ["odds_ratio", "or_ci_low", "or_ci_high"], 1.0, True
-    return ["estimate", "ci_low", "ci_high"], 0.0, False
+        return ["odds_ratio", "or_ci_low", "or_ci_high"], null_effect(odds=True), True
+    return ["estimate", "ci_low", "ci_high"], null_effect(odds=False), False
 
 
 def exposure_response_plot(curve: pd.DataFrame, *, values: Sequence[float] | None = None,

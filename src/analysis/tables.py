@@ -442,14 +442,13 @@ def model_table(result: Any, *, outcome: Any | None = None) -> pd.DataFrame:
     significant digits, no more than its interval supports) and p as journals print it
     (:func:`analysis.labels.format_p`). The intercept is left out.
     """
-    from analysis.effects import INTERCEPT, add_reading_units
+    from analysis.effects import INTERCEPT, add_reading_units, step_value_columns
 
     table = result.table
     odds = "odds_ratio" in table.columns
     rows = add_reading_units(table, odds=odds)
     rows = rows[rows["term"].astype(str) != INTERCEPT]
-    names = (("odds_ratio_step", "or_ci_low_step", "or_ci_high_step") if odds
-             else ("estimate_step", "ci_low_step", "ci_high_step"))
+    names = step_value_columns(odds)
     unit = getattr(outcome, "unit", "NRS points")
     header = "Odds ratio" if odds else f"Difference ({unit})"
     # estimate and interval alike, with the decimals the interval supports

@@ -20,14 +20,15 @@ import numpy as np
 import pandas as pd
 
 from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS
+from analysis.effects import step_value_columns
 from analysis.errors import KneeloadError, ModelSpecError
 from analysis.models.fit import fit_model
 from analysis.models.nonlinear import exposure_response
 from analysis.models.result import ModelResult
 
 #: Columns of the :func:`sensitivity` table.
-SENSITIVITY_COLUMNS = ("analysis", "term", "step_label", "estimate_step", "ci_low_step",
-                       "ci_high_step", "p_value", "n_obs", "note")
+SENSITIVITY_COLUMNS = ("analysis", "term", "step_label", *step_value_columns(odds=False),
+                       "p_value", "n_obs", "note")
 #: The spline row reads the curve at this quantile of the exposure against its median.
 SPLINE_READ_QUANTILE = 0.90
 #: Acute and chronic load as separate terms: the panel's 7-day and 28-day km
@@ -162,9 +163,9 @@ def sensitivity(panel: pd.DataFrame, *, exposure: str = "acwr_rolling",
                       "unlogged gaps as missing", [exposure])
     table = pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS))
     if model == "glmm":
-        table = table.assign(odds_ratio_step=np.exp(table["estimate_step"]),
-                             or_ci_low_step=np.exp(table["ci_low_step"]),
-                             or_ci_high_step=np.exp(table["ci_high_step"]))
+        # the per-step log-odds as odds ratios, in the columns every table shows them in
+        table = table.assign(**{odds: np.exp(table[log_odds]) for odds, log_odds in zip(
+            step_value_columns(odds=True), step_value_columns(odds=False), strict=True)})
     return table
 
 

@@ -27,13 +27,14 @@ from analysis.effects import (
     per_unit_effects,
     reading_unit,
     step_effects,
+    step_value_columns,
 )
 from analysis.outcomes import OutcomeSpec, outcome_by_name
 
-#: Reading-unit columns shown for linear models (NRS points per step) ...
-NRS_STEP_VALUES = ("estimate_step", "ci_low_step", "ci_high_step")
-#: ... and for binomial models (odds ratios per step).
-ODDS_STEP_VALUES = ODDS_STEP_COLUMNS
+#: Reading-unit columns shown for linear models (NRS points per step) and for binomial
+#: models (odds ratios per step): :func:`analysis.effects.step_value_columns`.
+NRS_STEP_VALUES = step_value_columns(odds=False)
+ODDS_STEP_VALUES = step_value_columns(odds=True)
 
 #: Characters that HTML-escaping replaces by entities (``html.escape(quote=True)``); every
 #: other ASCII punctuation character is backslash-escaped in Markdown text (CommonMark 0.31,
@@ -94,7 +95,7 @@ def step_values(table: pd.DataFrame, *, odds: bool | None = None) -> pd.DataFram
     odds = "odds_ratio" in table.columns if odds is None else odds
     rows = add_reading_units(table, odds=odds)
     rows = rows[rows["term"].astype(str) != INTERCEPT]
-    names = ODDS_STEP_VALUES if odds else NRS_STEP_VALUES
+    names = step_value_columns(odds)
     return pd.DataFrame({
         "term": rows["term"].astype(str), "step_label": rows["step_label"],
         "scale": "odds" if odds else "nrs",

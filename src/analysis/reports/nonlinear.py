@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.effects import step_value_columns
 from analysis.errors import KneeloadError, ReportError
 from analysis.outcomes import AUTO, report_outcome
 from analysis.reports.cohort import FIGURES_DIR, CohortView
@@ -123,8 +124,7 @@ def sensitivity_display(table: pd.DataFrame) -> pd.DataFrame:
     from analysis import labels
 
     odds = "odds_ratio_step" in table.columns
-    cols = (("odds_ratio_step", "or_ci_low_step", "or_ci_high_step") if odds
-            else ("estimate_step", "ci_low_step", "ci_high_step"))
+    cols = step_value_columns(odds)
 
     def analysis(text: str) -> str:
         match = _SPLINE_ANALYSIS.match(text)

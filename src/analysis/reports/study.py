@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.effects import add_reading_units
+from analysis.effects import add_reading_units, null_effect, step_value_columns
 from analysis.errors import KneeloadError
 from analysis.labels import (
     format_number,
@@ -193,8 +193,7 @@ def fit_pooled(panel: pd.DataFrame, cohorts: Sequence[str], *, outcome: str,
     table = add_reading_units(main.table)
     table = table[table["term"].isin(exposures)]
     odds = "odds_ratio_step" in table.columns
-    values = ("odds_ratio_step", "or_ci_low_step", "or_ci_high_step") if odds else (
-        "estimate_step", "ci_low_step", "ci_high_step")
+    values = step_value_columns(odds)
     pooled.n_obs, pooled.n_runners = int(main.n_obs), int(main.n_runners)
     pooled.converged = bool(main.converged)
     pooled.problems = [humanize(p) for p in main.problems]  # shown on the index page
@@ -308,7 +307,7 @@ def forest_across_cohorts(rows: pd.DataFrame, pooled: PooledModel | None, *,
             y = len(cohorts) + 0.5
             ax.fill([effect["ci_low"], effect["estimate"], effect["ci_high"],
                      effect["estimate"]], [y, y - 0.3, y, y + 0.3], color="#D55E00")
-        ax.axvline(1.0 if odds else 0.0, color="#999", ls="--", lw=1)
+        ax.axvline(null_effect(odds), color="#999", ls="--", lw=1)
         if odds:
             ratio_axis(ax)
         ax.set_title(textwrap.fill(_plain(step_label(term)), FOREST_TITLE_CHARS), fontsize=10)
