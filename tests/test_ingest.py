@@ -355,6 +355,23 @@ def test_lovdal_rebuilds_one_daily_series_from_the_newest_block(tmp_path: Path) 
     assert report["read"] == report["kept"] == 6 + 1 + 5
 
 
+def test_a_lovdal_rest_day_written_with_a_decimal_comma_is_a_rest_day(tmp_path: Path) -> None:
+    # review: the reader decided "not a run" with its own parser ("0,0" -> NaN, so a run),
+    # and cleaning then read 0.0 with the decimal-comma rule and quarantined it as
+    # distance_not_positive; both now read numbers by to_number
+    km = {(1, d): 5.0 for d in range(4, 18) if d % 3}
+    lovdal_file(tmp_path, [(1, 10, 0), (1, 17, 1)], km,
+                override={(1, 17, "total km.6"): '"0,0"', (1, 17, "total km.5"): '"5,5"'})
+    clean = clean_tables(read_dataset(tmp_path), today=TODAY)
+    day = (clean.runs["date"] - pd.Timestamp("2012-01-01")).dt.days
+    ran = dict(zip(day, clean.runs["distance_km"], strict=True))
+    assert 17 not in ran and ran[16] == 5.5  # day 17 (block .6 of Date 17) rests
+    assert ran == {d: (5.5 if d == 16 else 5.0) for d in range(4, 17) if d % 3}
+    assert clean.quarantine.empty
+    report = clean.report["files"]["day_approach_maskedID_timeseries.csv"]
+    assert report["read"] == report["kept"] + report["merged"] + report["quarantined"]
+
+
 def test_lovdal_without_day_file(tmp_path: Path) -> None:
     (tmp_path / "week_approach_maskedID_timeseries.csv").write_text(
         "total kms,Athlete ID,injury,Date\n1,0,0,0\n", encoding="utf-8")

@@ -39,6 +39,7 @@ from analysis.ingest._io import (
     FileInfo,
     read_text_table,
     records_frame,
+    to_number,
     typed_number,
 )
 from analysis.ingest.canonical import DERIVED_RUNNERS
@@ -144,10 +145,13 @@ def read_lovdal(raw_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, FileI
                              ascending=[True, True, False, True], kind="stable")
             .drop_duplicates(["runner_id", "_day"], keep="first"))
     long = long.assign(**{out: typed_number(long[out]) for out in FEATURES.values()})
-    km = pd.to_numeric(long["distance_km"], errors="coerce")
-    runs = long[~(km == 0)].copy()
+    # a day is a run unless its km reads as 0, and a rating is the sentinel, by cleaning's
+    # one number rule (to_number: a decimal comma too), so a rest day written "0,0" is a
+    # rest day, not a run that cleaning would quarantine as distance_not_positive
+    km, _ = to_number(long["distance_km"])
+    runs = long[~(km == 0).to_numpy()].copy()
     for col in PERCEIVED:
-        value = pd.to_numeric(runs[col], errors="coerce")
+        value, _ = to_number(runs[col])
         runs[col] = runs[col].mask(np.isclose(value, NO_RATING_SENTINEL))
     runs_out = runs.assign(
         date=(LOVDAL_EPOCH + pd.to_timedelta(runs["_day"], unit="D")).astype("datetime64[us]"),
