@@ -63,9 +63,6 @@ AT_RISK_COLUMNS = (
     "first_event", "episode", "episodes_before", "km", "hours",
 )
 
-_NS_PER_DAY = 86_400 * 10**9
-
-
 def _require(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
     for col in columns:
         if col not in table.columns:

@@ -195,8 +195,9 @@ def normalise_name(name: str) -> str:
     return "_".join(name.strip().lower().split())
 
 
-def pick_delimiter(header_line: str, *, required: Sequence[str], normalise: bool = True) -> str:
-    """The delimiter under which ``header_line`` holds all ``required`` columns.
+def pick_delimiter(header_line: str, *, required: Sequence[str]) -> str:
+    """The delimiter under which ``header_line`` holds all ``required`` columns (header
+    cells compared by :func:`normalise_name`).
 
     Falls back to the delimiter giving the most fields (the caller then reports the
     missing columns).
@@ -204,7 +205,7 @@ def pick_delimiter(header_line: str, *, required: Sequence[str], normalise: bool
     best, best_n = ",", 0
     for delim in DELIMITERS:
         cells = next(csv.reader([header_line], delimiter=delim))
-        names = {normalise_name(c) if normalise else c for c in cells}
+        names = {normalise_name(c) for c in cells}
         if set(required) <= names:
             return delim
         if len(cells) > best_n:

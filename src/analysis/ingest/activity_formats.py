@@ -234,10 +234,6 @@ def _utc(seconds_unix: float) -> pd.Timestamp:
     return pd.Timestamp(round(seconds_unix * 1e9), unit="ns", tz="UTC")
 
 
-def _float(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
 # --- FIT ------------------------------------------------------------------------------------
 
 def _fit_messages(data: bytes) -> dict[str, list[dict[str, Any]]]:

@@ -44,8 +44,6 @@ __all__ = ["ActivitySummary", "add_heart_rate_load", "link_strava_files",
            "read_activity_study", "runner_activity_folders"]
 
 SECONDS_PER_MINUTE = 60.0
-#: Where a Strava bulk export keeps its activity files, inside the runner's folder.
-STRAVA_FILES_FOLDER = "activities"
 #: Session key of a runs record without an activity file (its file and line).
 _ROW_KEY = "{file}:{line}"
 

@@ -196,11 +196,6 @@ class LaplaceProblem:
         self._u = self._u * signs
         return np.concatenate([lam[self.theta_rows, self.theta_cols], beta])
 
-    def full_theta(self, theta: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(self.free))
-        out[self.free] = theta
-        return out
-
     def start(self) -> np.ndarray:
         """lme4's theta start (identity) and the fixed effects of a plain logistic fit."""
         beta = np.zeros(self.p)
