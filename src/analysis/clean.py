@@ -36,6 +36,7 @@ from analysis.ingest._io import (
 from analysis.ingest._io import text_cells as _text
 from analysis.ingest.diary import SOURCE_COLUMN
 from analysis.keys import factorize
+from analysis.ostrc import OSTRC_VALID_ANSWERS  # option numbers 1-4 or OSTRC-O2 scores
 from analysis.schemas import (
     HR_MAX_BPM,
     HR_MIN_BPM,
@@ -66,9 +67,6 @@ TWO_DEVICE_DISTANCE_TOLERANCE = 0.05
 #: Longest possible run in calendar days a start can precede an overlapping record by:
 #: 100 km at 15 min/km is 25 h, which can touch the day after next.
 MAX_RUN_SPAN_DAYS = 2
-#: Valid OSTRC answers: option numbers 1-4 as printed, or OSTRC-O2 item scores 0, 8, 17, 25
-#: (Clarsen et al. 2020, BJSM 54:390); ``analysis.exposures`` tells the two codings apart.
-OSTRC_VALID_ANSWERS = (1.0, 2.0, 3.0, 4.0, 0.0, 8.0, 17.0, 25.0)
 KM_PER_MILE = 1.609344  # international mile (exact)
 #: Control characters (C0, DEL, C1) that no runner ID or cohort label may hold: they
 #: come from a file decoded with the wrong encoding or from a corrupted cell, and they

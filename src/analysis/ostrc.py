@@ -21,6 +21,10 @@ from analysis.schemas import OSTRC_ITEMS, SOURCE_FILE, SOURCE_LINE
 #: 54:390; the 2013 version scored items 2 and 3 as 0, 6, 13, 19, 25 over five options,
 #: Clarsen et al. 2013, BJSM 47:495). Severity is the sum, 0-100.
 OSTRC_O2_SCORES = (0.0, 8.0, 17.0, 25.0)
+#: The answer options of every item as printed (1..4), the other coding of an answer.
+OSTRC_OPTIONS = (1.0, 2.0, 3.0, 4.0)
+#: An answer of either coding (what cleaning accepts; :func:`ostrc_coding` tells them apart).
+OSTRC_VALID_ANSWERS = OSTRC_OPTIONS + OSTRC_O2_SCORES
 OSTRC_CODINGS = ("auto", "option", "score")
 #: Item 2 or 3 at "to a moderate extent" (17) or worse, or item 1 "could not participate"
 #: (25), is a substantial problem (Clarsen et al. 2013; 2020).
@@ -62,7 +66,7 @@ def ostrc_coding(pain: pd.DataFrame) -> str:
         return "option"
     answers = pain[items].to_numpy(dtype=float)
     answered = ~np.isnan(answers)
-    option = np.isin(answers, np.arange(1, 5))
+    option = np.isin(answers, OSTRC_OPTIONS)
     score = np.isin(answers, OSTRC_O2_SCORES)
     if (option | ~answered).all():
         return "option"
@@ -114,11 +118,10 @@ def ostrc_scores(pain: pd.DataFrame, *, coding: str = "auto") -> pd.DataFrame:
     if coding == "auto":
         coding = ostrc_coding(pain)
     scores = {}
-    for item in range(1, 5):
-        col = f"ostrc_q{item}"
+    for item, col in enumerate(OSTRC_ITEMS, start=1):  # ostrc_q1..q4
         raw = (pain[col].astype(float).to_numpy() if col in pain.columns
                else np.full(n, np.nan))
-        allowed = np.arange(1, 5) if coding == "option" else np.array(OSTRC_O2_SCORES)
+        allowed = np.array(OSTRC_OPTIONS if coding == "option" else OSTRC_O2_SCORES)
         bad = ~np.isnan(raw) & ~np.isin(raw, allowed)
         if bad.any():
             at = int(np.flatnonzero(bad)[0])
