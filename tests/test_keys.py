@@ -71,3 +71,21 @@ def test_day_numbers_are_whole_days_of_any_resolution_and_missing_is_the_minimum
     for given in (oslo, pd.DatetimeIndex(oslo)):
         np.testing.assert_array_equal(keys.day_numbers(given),
                                       [19783, 19784, keys.MISSING_DAY])
+
+
+def test_day_dates_is_the_inverse_of_day_numbers() -> None:
+    """Review: the inverse was written twice (exposures._dates, episodes._from_days)."""
+    import analysis.episodes as ep
+    import analysis.exposures as ex
+
+    dates = pd.Series(pd.to_datetime(["1969-12-31", None, "2024-02-29", "2025-01-06"]))
+    days = keys.day_numbers(dates)
+    back = keys.day_dates(days)
+    assert back.dtype == np.dtype(keys.DATE_UNIT)
+    assert pd.Series(back).equals(dates.astype(keys.DATE_UNIT))
+    as_float = np.where(days == keys.MISSING_DAY, np.nan, days.astype(float))
+    assert pd.Series(keys.day_dates(as_float)).equals(dates.astype(keys.DATE_UNIT))
+    assert keys.day_dates(np.array([19783, 19784])).tolist() == [
+        pd.Timestamp("2024-03-01").to_datetime64().astype(keys.DATE_UNIT).item(),
+        pd.Timestamp("2024-03-02").to_datetime64().astype(keys.DATE_UNIT).item()]
+    assert not hasattr(ex, "_dates") and not hasattr(ep, "_from_days")

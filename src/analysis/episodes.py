@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import ModelSpecError
-from analysis.keys import day_numbers, factorize, positions
+from analysis.keys import day_dates, day_numbers, factorize, positions
 
 #: Consecutive reports below the pain threshold that resolve an episode. The 2020 IOC
 #: consensus (Bahr et al. 2020, BJSM 54:372) ends a health problem at full recovery and counts
@@ -67,15 +67,6 @@ def _require(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
     for col in columns:
         if col not in table.columns:
             raise ModelSpecError(f"{name} table has no column {col!r}", column=col)
-
-
-def _from_days(days: np.ndarray) -> np.ndarray:
-    """Day numbers (float, NaN = missing) back to datetime64[us] (NaT where missing), the
-    resolution of the panel's dates."""
-    out = np.full(len(days), np.datetime64("NaT"), dtype="datetime64[us]")
-    ok = np.isfinite(days)
-    out[ok] = days[ok].astype(np.int64).astype("datetime64[D]").astype("datetime64[us]")
-    return out
 
 
 def ostrc_substantial(reports: pd.DataFrame, *, coding: str = "auto") -> pd.Series:
@@ -459,10 +450,10 @@ def episodes(pain_reports: pd.DataFrame, daily: pd.DataFrame, *, threshold: floa
         "episode": number.astype(np.int64),
         "first": runner_first & ~prevalent,
         "prevalent": prevalent,
-        "onset": _from_days(onset_day.astype(float)),
-        "last_pain": _from_days(day[last_pain_row].astype(float) if k else np.zeros(0)),
-        "end": _from_days(end),
-        "resolved_on": _from_days(resolved_on),
+        "onset": day_dates(onset_day.astype(float)),
+        "last_pain": day_dates(day[last_pain_row].astype(float) if k else np.zeros(0)),
+        "end": day_dates(end),
+        "resolved_on": day_dates(resolved_on),
         "resolved": resolved,
         "duration_days": (end_day - onset_day).astype(np.int64),
         "reports": reports_in.astype(np.int64),

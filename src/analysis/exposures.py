@@ -21,7 +21,7 @@ import pandas as pd
 from analysis.clean import superseded_same_day
 from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD, PAIN_MAX, PAIN_MIN
 from analysis.errors import DataContractError, KneeloadError
-from analysis.keys import day_numbers, factorize, positions
+from analysis.keys import day_dates, day_numbers, factorize, positions
 
 # OSTRC scoring lives in analysis.ostrc; its public names are re-exported from here (X as X)
 from analysis.ostrc import OSTRC_CODINGS, ostrc_columns
@@ -79,8 +79,6 @@ KM_WINDOW_NAMES = {"7d": "km_7d", "prev7d": "km_prev7d", "28d": "km_28d"}
 _FEATURE_THREADS = max(1, min(3, os.cpu_count() or 1))
 #: Cells (rows x columns) from which :func:`_take` gathers its columns on threads.
 _THREADED_TAKE_CELLS = 1_000_000
-_DATE_UNIT = "datetime64[us]"  # pandas 3 default resolution; inputs may be any resolution
-_US_PER_DAY = 86_400 * 1_000_000
 
 
 @dataclass
@@ -107,11 +105,6 @@ class PanelBuild:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _dates(days: np.ndarray) -> np.ndarray:
-    """Day numbers as midnight timestamps (datetime64[us]); int arithmetic, no unit casts."""
-    return (np.asarray(days, dtype=np.int64) * _US_PER_DAY).view(_DATE_UNIT)
 
 
 def _require(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
@@ -429,7 +422,7 @@ def _calendar(
                         dtype="str")
     daily = pd.DataFrame({
         "runner_id": pd.array(np.asarray(ids, dtype=object), dtype="str").take(code),
-        "date": _dates(day),
+        "date": day_dates(day),
         "day_index": day_index,
         "in_follow_up": in_follow_up,
         "distance_km": totals["distance_km"],
@@ -1244,8 +1237,8 @@ def _report_columns(kept: pd.DataFrame, runners: pd.DataFrame, *, exposure_lag_d
     for col in info_cols:
         out[col] = info[col].take(at).array
     out |= {
-        "date": _dates(report_day),
-        "reference_date": _dates(report_day - int(exposure_lag_days)),
+        "date": day_dates(report_day),
+        "reference_date": day_dates(report_day - int(exposure_lag_days)),
         "pain": pain,
         "pain_any": pain >= pain_threshold,
     }

@@ -2,10 +2,11 @@
 
 Every table the build joins is keyed by runner and day. These functions turn both into
 integers once, in one way, wherever a module needs them: ``day_numbers`` (whole days since
-1970-01-01), ``factorize`` (``pandas.factorize``, without hashing a column whose equal
-values are already grouped together, as the build's tables are) and ``positions`` (where
-each value sits in an index of IDs); ``adjacent`` compares each row with the next (the
-build's sorted-key check, :func:`analysis.schemas.check_table`).
+1970-01-01; ``day_dates`` turns them back into dates), ``factorize`` (``pandas.factorize``,
+without hashing a column whose equal values are already grouped together, as the build's
+tables are) and ``positions`` (where each value sits in an index of IDs); ``adjacent``
+compares each row with the next (the build's sorted-key check,
+:func:`analysis.schemas.check_table`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import pyarrow.compute as pc
 
 #: Day number of a missing date (NaT): the int64 minimum, below every real day.
 MISSING_DAY = np.iinfo(np.int64).min
+#: Resolution of the dates :func:`day_dates` gives back (pandas 3's default).
+DATE_UNIT = "datetime64[us]"
+_US_PER_DAY = 86_400 * 1_000_000
 
 
 def day_numbers(dates: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
@@ -29,6 +33,24 @@ def day_numbers(dates: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
             else values.tz_localize(None)
     days = np.asarray(values).astype("datetime64[D]")
     return days.astype(np.int64)  # NaT is the int64 minimum, MISSING_DAY
+
+
+def day_dates(days: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`day_numbers`: whole days since 1970-01-01 as midnight
+    datetimes (:data:`DATE_UNIT`); :data:`MISSING_DAY` or NaN (float day numbers) -> NaT.
+    Integer arithmetic on the days, no unit casts."""
+    days = np.asarray(days)
+    if days.dtype.kind == "f":
+        known = np.isfinite(days)
+        whole = np.where(known, days, 0).astype(np.int64)
+    else:
+        whole = days.astype(np.int64, copy=False)
+        known = whole != MISSING_DAY
+    if known.all():
+        return (whole * _US_PER_DAY).view(DATE_UNIT)
+    out = (np.where(known, whole, 0) * _US_PER_DAY).view(DATE_UNIT)
+    out[~known] = np.datetime64("NaT")
+    return out
 
 
 def factorize(values: pd.Series, *, sort: bool = False) -> tuple[np.ndarray, pd.Index]:

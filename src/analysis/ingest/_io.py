@@ -607,6 +607,9 @@ _TZ_SUFFIX = re.compile(
 _FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:$|[T ])")
 #: Cells naming a month or a year but no day (quarantined as ``partial_date``).
 PARTIAL_DATE = re.compile(r"^\d{4}(?:-\d{1,2})?$")
+#: Characters of a whole ISO 8601 date (``YYYY-MM-DD``): a longer date cell carries a time
+#: of day (or a zone); the one has-a-time rule of text and of pyarrow-typed dates.
+ISO_DATE_CHARS = 10
 _DATE_UNIT = "datetime64[us]"
 
 
@@ -671,7 +674,7 @@ def to_datetime(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     s = text_cells(series)
     full = s.str.match(_FULL_DATE).fillna(False).astype(bool)
     s = s.where(full)  # partial dates (2025-03) and other text: NaT, never the 1st
-    timed = (s.str.len() > 10).fillna(False).astype(bool)  # only these can carry a zone
+    timed = (s.str.len() > ISO_DATE_CHARS).fillna(False).astype(bool)  # (or a zone)
     stripped = s.where(~timed, s[timed].str.replace(_TZ_SUFFIX, r"\1", regex=True))
     try:
         dt = pd.to_datetime(stripped, format="ISO8601", errors="coerce")
@@ -794,7 +797,7 @@ def typed_arrow_frame(cells: ArrowCells, *, header: Sequence[str], file: str,
             if typed is not None:
                 out[name] = typed.to_numpy(zero_copy_only=False)
                 if name == time_of_day:  # missing tokens are shorter: never "long"
-                    long = pc.greater(pc.utf8_length(col), 10)
+                    long = pc.greater(pc.utf8_length(col), ISO_DATE_CHARS)
                     has_time = pc.fill_null(long, False).to_numpy(zero_copy_only=False)
             else:
                 out[name], mask = typed_date(col.to_pandas())
