@@ -1,17 +1,20 @@
 """The house is acyclic and layered: imports between ``analysis`` modules, read with ast.
 
 Every ``import`` counts, at module level or inside a function (a lazy import is still an
-arrow), except those under ``if TYPE_CHECKING:``, which never run.
+arrow), except those under ``if TYPE_CHECKING:``, which never run. docs/architecture.md names
+the same graph (its module table, the reports arrows and layers); a test holds it to the code.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import analysis
 
 SRC = Path(analysis.__file__).parent
+ARCHITECTURE_MD = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
 
 def _module_name(path: Path) -> str:
@@ -28,12 +31,15 @@ def _is_type_checking(node: ast.If) -> bool:
         == "TYPE_CHECKING"
 
 
-def _imports(tree: ast.AST, *, package: str) -> set[str]:
-    """analysis.* modules a tree imports (``from analysis import paths`` -> analysis.paths)."""
+def _imports(tree: ast.AST, *, package: str, functions: bool = True) -> set[str]:
+    """analysis.* modules a tree imports (``from analysis import paths`` -> analysis.paths);
+    with ``functions=False`` only those imported when the module loads (none of a def's)."""
     found: set[str] = set()
     todo = [tree]
     while todo:
         node = todo.pop()
+        if not functions and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
         if isinstance(node, ast.If) and _is_type_checking(node):
             todo.extend(node.orelse)
             continue
@@ -53,12 +59,14 @@ def _imports(tree: ast.AST, *, package: str) -> set[str]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    """{module: analysis modules it imports}, for every module of the package."""
+def import_graph(*, functions: bool = True) -> dict[str, set[str]]:
+    """{module: analysis modules it imports}, for every module of the package; with
+    ``functions=False`` only the imports that run when the module loads."""
     graph = {}
     for name, path in MODULES.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        graph[name] = _imports(ast.parse(path.read_text()), package=package) - {name}
+        graph[name] = _imports(ast.parse(path.read_text()), package=package,
+                               functions=functions) - {name}
     return graph
 
 
@@ -90,6 +98,8 @@ def test_the_graph_reader_sees_lazy_and_relative_imports() -> None:
                      "if TYPE_CHECKING:\n    from analysis.reports import runner\n")
     assert _imports(tree, package="analysis.reports") == {
         "analysis.models", "analysis.paths", "analysis.reports.cohort"}
+    assert _imports(tree, package="analysis.reports", functions=False) == {
+        "analysis.paths", "analysis.reports.cohort"}
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
@@ -157,3 +167,152 @@ def test_the_cli_loads_only_the_light_layer() -> None:
         third_party = {n.split(".")[0] for n in _module_level_imports(MODULES[light])}
         assert third_party <= {"__future__", "pathlib", "typing", "collections", "dataclasses"}, (
             light, third_party)
+
+
+# docs/architecture.md: module names relative to ``analysis.`` with ``/`` for the dots
+# (``models/result``), ``analysis`` for the package root, a package for its __init__.py;
+# an imports cell reads "a, b; lazily: c" (c imported only inside functions) or "nothing".
+
+
+def _doc_module(name: str) -> str:
+    """``models/result`` -> analysis.models.result; ``analysis`` stays the package root."""
+    return name if name == "analysis" else "analysis." + name.replace("/", ".")
+
+
+def _doc_name(module: str) -> str:
+    """The document's spelling of a module (the inverse of :func:`_doc_module`)."""
+    return module if module == "analysis" else module.removeprefix("analysis.").replace(".", "/")
+
+
+def _doc_imports(text: str) -> tuple[set[str], set[str]]:
+    """``"a, b; lazily: c"`` -> ({a, b} imported at load, {c} only inside functions)."""
+    text = " ".join(text.split())
+    if text == "nothing":
+        return set(), set()
+    loaded, _, lazy = text.partition("lazily:")
+
+    def names(part: str) -> set[str]:
+        return {_doc_module(n.strip()) for n in part.split(",") if n.strip()}
+
+    return names(loaded.strip().removesuffix(";")), names(lazy)
+
+
+def _documented_imports(lines: list[str]) -> list[tuple[str, str, set[str], set[str]]]:
+    """(where, module, imported at load, imported lazily) for every row of the module table
+    and every line of the reports arrows; the table's ``reports/*`` row defers to the arrows."""
+    found = []
+    header = lines.index("| module | job | imports (`analysis.`) |")
+    for line in lines[header + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = line.strip().strip("|").split(" | ")
+        module = re.match(r"\s*`([^`]+)`", cells[0])
+        assert module, f"module table: no `module` in the first cell of {line!r}"
+        if module[1] != "reports/*":
+            found.append(("module table", _doc_module(module[1]), *_doc_imports(cells[-1])))
+    start = next(i for i, line in enumerate(lines) if line.startswith("Import arrows ("))
+    fence = lines.index("```", start)
+    arrows: list[list[str]] = []
+    for line in lines[fence + 1:lines.index("```", fence + 1)]:
+        if "──▶" in line:
+            arrows.append(list(line.split("──▶")))
+        elif line.strip():
+            assert arrows and line.startswith(" "), f"reports arrows: stray line {line!r}"
+            arrows[-1][-1] += " " + line
+    found += [("reports arrows", _doc_module(source.strip()), *_doc_imports(targets))
+              for source, targets in arrows]
+    return found
+
+
+def _documented_layers(lines: list[str]) -> dict[str, int]:
+    """{reports module: its layer} from the numbered list after "Layers, bottom up"."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("Layers, bottom up"))
+    layers: dict[str, int] = {}
+    layer = 0
+    for line in lines[start + 1:]:
+        if re.match(r"\d+\. ", line):
+            layer += 1
+        elif not (layer and line.startswith("   ")):
+            if layer:
+                break
+            continue
+        for name in re.findall(r"`([^`]+)`", re.sub(r"\([^)]*\)", "", line)):
+            module = "analysis.reports" + ("" if name == "__init__" else f".{name}")
+            assert module not in layers, f"layers: {name} is listed twice"
+            layers[module] = layer
+    return layers
+
+
+def _import_problems(documented: list[tuple[str, str, set[str], set[str]]],
+                     graph: dict[str, set[str]], loaded: dict[str, set[str]]) -> list[str]:
+    """One line per module whose documented imports differ from the code's."""
+
+    def names(modules: set[str]) -> str:
+        return ", ".join(sorted(map(_doc_name, modules)))
+
+    problems, seen = [], set()
+    for where, module, eager, lazy in documented:
+        if (where, module) in seen:
+            problems.append(f"{where}: {_doc_name(module)} is listed twice")
+        seen.add((where, module))
+        if module not in graph:
+            problems.append(f"{where}: {_doc_name(module)} is not a module of analysis")
+            continue
+        lazily = graph[module] - loaded[module]
+        wrong = [eager & lazy, graph[module] - eager - lazy,
+                 (eager | lazy) - graph[module], eager & lazily, lazy & loaded[module]]
+        what = ["listed both before and after lazily:", "missing", "extra (not imported)",
+                "imported only inside functions (list after lazily:)",
+                "imported when the module loads (list before lazily:)"]
+        if any(wrong):
+            problems.append(f"{where}, {_doc_name(module)}: " + "; ".join(
+                f"{w} {names(m)}" for w, m in zip(what, wrong, strict=True) if m))
+    undocumented = set(graph) - {module for _, module, *_ in documented}
+    if undocumented:
+        problems.append(f"no row in the module table (reports: no arrow): {names(undocumented)}")
+    return problems
+
+
+def test_architecture_md_names_every_modules_imports() -> None:
+    """Every module has its row (the reports package: its arrow), naming exactly the analysis
+    modules it imports, the ones imported only inside functions after ``lazily:``."""
+    documented = _documented_imports(ARCHITECTURE_MD.read_text().splitlines())
+    problems = _import_problems(documented, import_graph(), import_graph(functions=False))
+    assert not problems, "docs/architecture.md is stale:\n" + "\n".join(problems)
+
+
+def test_architecture_md_layers_of_the_reports_package() -> None:
+    """Each reports module sits one layer above the highest module of the package it imports
+    (bottom layer: it imports none), as the document's numbered list says."""
+    graph = import_graph()
+    inside = {m: {i for i in imports if i.startswith("analysis.reports")}
+              for m, imports in graph.items() if m.startswith("analysis.reports")}
+    layer: dict[str, int] = {}
+
+    def level(module: str) -> int:
+        if module not in layer:
+            layer[module] = 1 + max(map(level, inside[module]), default=0)
+        return layer[module]
+
+    actual = {m: level(m) for m in inside}
+    documented = _documented_layers(ARCHITECTURE_MD.read_text().splitlines())
+    wrong = {_doc_name(m): (documented.get(m), actual.get(m))
+             for m in actual.keys() | documented.keys() if documented.get(m) != actual.get(m)}
+    assert not wrong, f"docs/architecture.md layers, module: (documented, actual): {wrong}"
+
+
+def test_the_document_reader_reads_lazily_and_reports_every_difference() -> None:
+    assert _doc_imports("nothing") == (set(), set())
+    assert _doc_imports("errors, models/result;\n  lazily: analysis, ingest") == (
+        {"analysis.errors", "analysis.models.result"}, {"analysis", "analysis.ingest"})
+    assert _doc_imports("lazily: keys") == (set(), {"analysis.keys"})
+    graph = {"analysis.a": {"analysis.b", "analysis.c"}, "analysis.b": set(), "analysis.c": set()}
+    loaded = {"analysis.a": {"analysis.b"}, "analysis.b": set(), "analysis.c": set()}
+    right = [("t", "analysis.a", {"analysis.b"}, {"analysis.c"}),
+             ("t", "analysis.b", set(), set()), ("t", "analysis.c", set(), set())]
+    assert _import_problems(right, graph, loaded) == []
+    wrong = [("t", "analysis.a", {"analysis.c", "analysis.d"}, set()),
+             ("t", "analysis.b", set(), set())]
+    assert _import_problems(wrong, graph, loaded) == [
+        "t, a: missing b; extra (not imported) d; imported only inside functions (list after "
+        "lazily:) c", "no row in the module table (reports: no arrow): c"]
