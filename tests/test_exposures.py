@@ -747,9 +747,11 @@ def test_unknown_runners_are_filtered_once_in_clean() -> None:
 
 def test_a_missing_pain_value_never_supersedes_a_number() -> None:
     """Review: the same-day rule sorted NaN as the highest pain, so a table that did not
-    come through cleaning (which quarantines NaN pain first) kept the empty report and hid
-    the 7."""
+    come through cleaning (which quarantines NaN pain first) kept the empty report, hid the
+    7 and gave it pain_any False. The rule now sorts a missing value lowest, and build_panel
+    refuses a report without a pain value on the NRS (the panel contract's pain)."""
     from analysis.clean import superseded_same_day
+    from analysis.errors import DataContractError
 
     runs, runners, _, _ = _quick_tables()
     for values in ([7.0, np.nan], [np.nan, 7.0]):
@@ -757,7 +759,13 @@ def test_a_missing_pain_value_never_supersedes_a_number() -> None:
                              "date": pd.to_datetime(["2025-01-20"] * 2), "pain": values})
         mask = superseded_same_day(pain["runner_id"], pain["date"], pain["pain"])
         assert mask.tolist() == [np.isnan(v) for v in values]
-        assert build_panel(runs, runners, pain).panel["pain"].tolist() == [7.0]
+        with pytest.raises(DataContractError, match="not a value on the 0-10 NRS"):
+            build_panel(runs, runners, pain)
+    for value in (-1.0, 10.5, np.inf):
+        pain = pd.DataFrame({"runner_id": ["A"], "date": pd.to_datetime(["2025-01-20"]),
+                             "pain": [value]})
+        with pytest.raises(DataContractError, match="pain report 0 has pain"):
+            build_panel(runs, runners, pain)
 
 
 def test_build_imports_no_scipy() -> None:

@@ -1085,6 +1085,7 @@ def _split_reports(pain: pd.DataFrame, runners: pd.DataFrame, *, cleaned: bool =
     """
     table = pain.assign(runner_id=pain["runner_id"].astype(str),
                         _day=day_numbers(pain["date"]), pain=pain["pain"].astype(float))
+    _check_pain_values(table["pain"].to_numpy())
     # one pass over the ID strings: integer codes for the dedupe, the join and the order
     runner, names = factorize(table["runner_id"], sort=True)
     dup = (np.zeros(len(table), dtype=bool) if cleaned else
@@ -1103,6 +1104,18 @@ def _split_reports(pain: pd.DataFrame, runners: pd.DataFrame, *, cleaned: bool =
     order = rows[np.lexsort((table["_day"].to_numpy()[rows], code[rows]))]  # stable
     kept = table.take(order).assign(_runner=code[order])
     return kept, table[dup], table[~dup & (code < 0)]
+
+
+def _check_pain_values(pain: np.ndarray) -> None:
+    """Every report has a pain value on the NRS (the panel contract's ``pain``): a missing
+    or out-of-range value is refused, not turned into ``pain_any`` False (clean_tables
+    quarantines such reports as ``pain_not_number`` / ``pain_out_of_range``)."""
+    bad = ~((pain >= PAIN_MIN) & (pain <= PAIN_MAX))  # NaN included
+    if bad.any():
+        at = int(np.flatnonzero(bad)[0])
+        raise DataContractError(
+            f"pain report {at} has pain {pain[at]!r}, not a value on the {PAIN_MIN:g}-"
+            f"{PAIN_MAX:g} NRS (clean_tables quarantines such reports)", column="pain")
 
 
 def _validate_options(exposure_lag_days: int, pain_threshold: float, lags: Sequence[int],
