@@ -363,24 +363,29 @@ def _garmin_run(day: str, km: float) -> str:
 @pytest.mark.parametrize("fmt", ["garmin", "strava"])
 def test_a_date_the_format_refuses_is_quarantined_alone(tmp_path: Path, fmt: str) -> None:
     # review: with --date-format, one date the format refused sent the Garmin column to
-    # cleaning as text, which read it as ISO 8601: every run was lost (exit 2)
+    # cleaning as text, which read it as ISO 8601: every run was lost (exit 2); and a
+    # refused cell that happened to be ISO 8601 was then kept (Strava: as local time,
+    # without the UTC conversion). Now each refused cell is quarantined with its text, an
+    # empty one is missing, and 00:00 under a format with a time is a time of day (the
+    # two-device rule merges the second 00:00 run as it does at 07:00)
     raw = tmp_path / "raw"
+    (raw / "dave").mkdir(parents=True)
+    days = ["05/03/2024 07:00", "31/02/2024 07:00", "06/03/2024 00:00", "06/03/2024 00:00",
+            "2024-03-07 07:00", "", "07/03/2024 18:45"]
+    km = [10, 6, 8, 8.1, 5, 4, 6]
     if fmt == "garmin":
-        (raw / "dave").mkdir(parents=True)
-        (raw / "dave" / "Activities.csv").write_text(
-            _GARMIN_HEADER + _garmin_run("05/03/2024 07:00", 10) + _garmin_run(
-                "31/02/2024 07:00", 6) + _garmin_run("06/03/2024 00:00", 8)
-            + _garmin_run("07/03/2024 18:45", 6), encoding="utf-8")
-        runner, date_format, bad = "dave", "%d/%m/%Y %H:%M", "31/02/2024 07:00"
+        (raw / "dave" / "Activities.csv").write_text(_GARMIN_HEADER + "".join(
+            _garmin_run(d, k) for d, k in zip(days, km, strict=True)), encoding="utf-8")
+        date_format = "%d/%m/%Y %H:%M"
     else:
-        (raw / "dave").mkdir(parents=True)
+        days = [d + ":00" if d else d for d in days]
         (raw / "dave" / "activities.csv").write_text(
             "Activity ID,Activity Date,Activity Type,Distance,Elapsed Time,Moving Time\n"
-            "1,05/03/2024 07:00:00,Run,10.0,1800,1800\n2,31/02/2024 07:00:00,Run,6.0,1800,1800\n"
-            "3,06/03/2024 00:00:00,Run,8.0,1800,1800\n4,07/03/2024 18:45:00,Run,6.0,1800,1800\n",
+            + "".join(f"{i},{d},Run,{k},1800,1800\n"
+                      for i, (d, k) in enumerate(zip(days, km, strict=True))),
             encoding="utf-8")
-        runner, date_format, bad = "dave", "%d/%m/%Y %H:%M:%S", "31/02/2024 07:00:00"
-    pd.DataFrame({"runner_id": [runner], "date": ["2024-03-10"], "pain": [1]}).to_csv(
+        date_format = "%d/%m/%Y %H:%M:%S"
+    pd.DataFrame({"runner_id": ["dave"], "date": ["2024-03-10"], "pain": [1]}).to_csv(
         raw / "pain.csv", index=False)
     out = tmp_path / "out"
     summary = build(raw, out, format=fmt, date_format=date_format, today=date(2025, 1, 1))
@@ -388,13 +393,18 @@ def test_a_date_the_format_refuses_is_quarantined_alone(tmp_path: Path, fmt: str
     assert list(runs["date"].dt.strftime("%Y-%m-%d")) == ["2024-03-05", "2024-03-06",
                                                          "2024-03-07"]
     assert runs["distance_km"].tolist() == [10.0, 8.0, 6.0]
-    assert runs["source_line"].tolist() == [2, 4, 5]
-    quarantine = pd.read_csv(out / "quarantine.csv", dtype=str)
+    assert runs["source_line"].tolist() == [2, 4, 8]
+    quarantine = pd.read_csv(out / "quarantine.csv", dtype=str, keep_default_na=False)
     assert quarantine[["line", "column", "value", "reason"]].to_numpy().tolist() == [
-        ["3", "date", bad, "unparseable_date"]]
+        ["3", "date", days[1], "unparseable_date"],
+        ["5", "distance_km", "8.1", "two_device_duplicate"],
+        ["6", "date", days[4], "unparseable_date"],
+        ["7", "date", "", "missing_value"]]
     name = "Activities.csv" if fmt == "garmin" else "activities.csv"
     export = summary.cleaning["files"][f"dave/{name}"]
-    assert (export["read"], export["kept"], export["quarantined"]) == (4, 3, 1)
+    assert (export["read"], export["kept"], export["merged"], export["quarantined"]) == (
+        7, 3, 1, 3)
+    assert "date_as_written" not in runs.columns
 
 
 def test_outcome_and_default_exposures_are_in_panel_meta(small_processed) -> None:

@@ -25,6 +25,7 @@ from analysis.errors import DataContractError
 from analysis.ingest import RawTables
 from analysis.ingest._io import (
     ACTIVITY_ISSUE,
+    DATE_AS_WRITTEN,
     HAS_TIME,
     PARTIAL_DATE,
     SOURCE_ISSUE,
@@ -96,7 +97,8 @@ QUARANTINE_REASONS: dict[str, str] = {
                     "the 1st",
     "missing_value": "a required column is empty",
     "non_running_activity": "activity_type is not running (ride, swim, walk, ...)",
-    "unparseable_date": "date is not an ISO 8601 date (YYYY-MM-DD[ HH:MM[:SS]])",
+    "unparseable_date": "date is not an ISO 8601 date (YYYY-MM-DD[ HH:MM[:SS]]), or not in "
+                        "the date format of a Strava or Garmin export (--date-format)",
     "future_date": "date after today",
     "outside_follow_up": "pain report outside the runner's follow-up, or run after its end",
     "distance_not_number": "distance is not a number",
@@ -236,6 +238,8 @@ def _common_rules(df: pd.DataFrame, led: _Ledger, required: tuple[str, ...]) -> 
     runner_id = _text(df["runner_id"]) if "runner_id" in df else None
     for col in required:
         missing = runner_id.isna() if col == "runner_id" else _is_missing(df[col])
+        if col == "date" and DATE_AS_WRITTEN in df:  # a refused date is not a missing one
+            missing = missing & df[DATE_AS_WRITTEN].isna()
         df = led.drop(df, missing, reason="missing_value", column=col)
     if runner_id is None:
         return df
@@ -311,7 +315,12 @@ def _date_rules(df: pd.DataFrame, led: _Ledger, today: date) -> pd.DataFrame:
         partial = df["_date"].isna() & _text(df["date"]).str.match(PARTIAL_DATE)
         df = led.drop(df, partial.fillna(False).astype(bool), reason="partial_date",
                       column="date")
-    df = led.drop(df, df["_date"].isna(), reason="unparseable_date", column="date")
+    # a date a reader's format refused is NaT with its text beside it (DATE_AS_WRITTEN):
+    # quarantined showing that text, never read again
+    shown = ((lambda bad: bad[DATE_AS_WRITTEN].fillna(bad["date"].astype("str")))
+             if DATE_AS_WRITTEN in df else None)
+    df = led.drop(df, df["_date"].isna(), reason="unparseable_date", column="date",
+                  values=shown)
     return led.drop(df, df["_date"] > pd.Timestamp(today), reason="future_date", column="date")
 
 

@@ -596,6 +596,29 @@ def careful_split(text: str, *, delimiter: str, file: str) -> CsvCells:
 #: day (``YYYY-MM-DD HH:MM``): the two-device rule needs "had a time", which a midnight
 #: datetime alone cannot tell from a bare date.
 HAS_TIME = "date_has_time"
+#: Column a reader adds beside a date it typed by a format of its own (``--date-format``,
+#: Strava's date formats): the cell as written where the format refused it (``date`` is NaT
+#: there), NA elsewhere. Cleaning quarantines those rows as ``unparseable_date`` showing this
+#: text, and never reads them again as ISO 8601 (a refused Strava cell would be taken as
+#: local time, skipping the UTC conversion).
+DATE_AS_WRITTEN = "date_as_written"
+#: strptime directives of a time of day: a format with one gives every date it parses a
+#: time of day, midnight included (``00:00`` is a time, not a bare date).
+_TIME_DIRECTIVE = re.compile(r"%[-#]?[HIMSfpXTRrc]")
+
+
+def format_has_time(date_format: str) -> bool:
+    """Whether dates parsed by the strptime ``date_format`` carry a time of day."""
+    return bool(_TIME_DIRECTIVE.search(date_format.replace("%%", "")))
+
+
+def refused_as_written(parsed: pd.Series, cells: pd.Series) -> pd.Series | None:
+    """The cells a reader's format refused (parsed NaT, cell not missing), as written, NA
+    elsewhere (:data:`DATE_AS_WRITTEN`); None when the format read every cell."""
+    refused = parsed.isna() & text_cells(cells).notna()
+    if not refused.any():
+        return None
+    return cells.astype("str").where(refused)
 
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 #: A zone suffix after a time of day: ``Z``, ``+01``, ``+0100``, ``+01:00`` (ISO 8601 allows

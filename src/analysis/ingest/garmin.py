@@ -21,10 +21,13 @@ import pandas as pd
 
 from analysis.errors import InputFileError, KneeloadError
 from analysis.ingest._io import (
+    DATE_AS_WRITTEN,
     HAS_TIME,
     SOURCE_ISSUE,
     FileInfo,
+    format_has_time,
     read_text_table,
+    refused_as_written,
     typed_date,
     typed_number,
 )
@@ -94,12 +97,13 @@ def read_activities(path: Path, *, name: str, runner_id: str, distance_unit: str
         return cells.mask(cells.isin(GARMIN_MISSING))
 
     distance = typed_number(strip_thousands(col(dist_idx)))
-    date, has_time = _dates(col("Date"), date_format)
+    date, has_time, refused = _dates(col("Date"), date_format)
     duration = hms_to_minutes(col("Moving Time")).fillna(hms_to_minutes(col("Time")))
     frame = pd.DataFrame({
         "runner_id": pd.Series([runner_id] * n, dtype="str"),
         "date": date,
         **({HAS_TIME: has_time} if has_time is not None else {}),
+        **({DATE_AS_WRITTEN: refused} if refused is not None else {}),
         "distance_km": distance,
         "distance_unit": pd.Series([unit] * n, dtype="str").where(distance.notna()),
         "duration_min": duration,
@@ -113,25 +117,22 @@ def read_activities(path: Path, *, name: str, runner_id: str, distance_unit: str
     return frame, info
 
 
-def _dates(cells: pd.Series, date_format: str | None) -> tuple[pd.Series, pd.Series | None]:
-    """``Date`` cells typed: ISO 8601 (:func:`typed_date`), or by ``date_format``, with the
-    has-a-time-of-day mask.
+def _dates(cells: pd.Series, date_format: str | None
+           ) -> tuple[pd.Series, pd.Series | None, pd.Series | None]:
+    """``Date`` cells typed, with the has-a-time-of-day mask and the refused cells.
 
-    When a cell does not parse by the format, the column stays text: the parsed cells in
-    ISO 8601 (``YYYY-MM-DD``, with `` HH:MM:SS`` where there is a time of day) and the
-    others as written, so cleaning quarantines only those as ``unparseable_date`` with the
-    text of the file (as :func:`analysis.ingest.strava.local_datetime` does); the mask is
-    then None (cleaning reads it off the text).
+    Without ``date_format``: ISO 8601 (:func:`typed_date`; a column with a cell it refuses
+    stays text, for cleaning). With it: every cell by that format, ``has_time`` where the
+    format has a time of day (:func:`format_has_time`: 00:00 is a time), and each cell the
+    format refuses NaT with its text kept (:func:`refused_as_written`), which cleaning
+    quarantines as ``unparseable_date``; such a cell is never read again as ISO 8601.
     """
     if date_format is None:
-        return typed_date(cells)
+        date, has_time = typed_date(cells)
+        return date, has_time, None
     parsed = pd.to_datetime(cells, format=date_format, errors="coerce").astype("datetime64[us]")
-    has_time = parsed.notna() & (parsed != parsed.dt.normalize())
-    if not (parsed.isna() & cells.notna()).any():
-        return parsed, has_time
-    iso = parsed.dt.strftime("%Y-%m-%d").where(~has_time,
-                                                parsed.dt.strftime("%Y-%m-%d %H:%M:%S"))
-    return iso.where(parsed.notna(), cells).astype("str"), None
+    has_time = parsed.notna() & format_has_time(date_format)
+    return parsed, has_time, refused_as_written(parsed, cells)
 
 
 def read_garmin(raw_dir: Path, *, distance_unit: str = "km", cohort: str = "all",

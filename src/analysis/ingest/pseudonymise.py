@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from analysis.errors import KneeloadError
-from analysis.ingest._io import ACTIVITY_ISSUE, HAS_TIME, MISSING_TOKENS, SOURCE_ISSUE, FileInfo
+from analysis.ingest._io import (
+    ACTIVITY_ISSUE,
+    DATE_AS_WRITTEN,
+    HAS_TIME,
+    MISSING_TOKENS,
+    SOURCE_ISSUE,
+    FileInfo,
+)
 from analysis.ingest.diary import SOURCE_COLUMN
 from analysis.privacy import ID_SALT_ENV, PSEUDONYM_PREFIX, hide_folders, id_salt
 from analysis.privacy import pseudonym as pseudonym_of
@@ -49,7 +56,8 @@ CONTRACT = {
     "pain": (*PAIN_REQUIRED, *PAIN_OPTIONAL),
     "shoes": (*SHOES_REQUIRED, *SHOES_OPTIONAL),
 }
-KEEP_ALWAYS = (*PROVENANCE, SOURCE_ISSUE, ACTIVITY_ISSUE, SOURCE_COLUMN, HAS_TIME)
+KEEP_ALWAYS = (*PROVENANCE, SOURCE_ISSUE, ACTIVITY_ISSUE, SOURCE_COLUMN, HAS_TIME,
+               DATE_AS_WRITTEN)
 
 
 def resolve_salt(salt: str | None = None) -> str:

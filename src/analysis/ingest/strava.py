@@ -30,10 +30,13 @@ import pandas as pd
 from analysis.errors import InputFileError, KneeloadError
 from analysis.ingest._io import (
     ACTIVITY_FILE,
+    DATE_AS_WRITTEN,
     HAS_TIME,
     SOURCE_ISSUE,
     FileInfo,
+    format_has_time,
     read_text_table,
+    refused_as_written,
     typed_number,
 )
 from analysis.ingest.exports import read_export_folder
@@ -352,21 +355,19 @@ def _check_month_first(cells: pd.DataFrame, first: pd.Series, second: pd.Series,
 
 def local_datetime(utc_text: pd.Series, *, timezone: str, language: str = "en",
                    dayfirst: bool | None = None, date_format: str | None = None,
-                   file: str | None = None) -> pd.Series:
-    """Strava UTC ``Activity Date`` strings -> local wall-clock datetime64.
+                   file: str | None = None) -> tuple[pd.Series, pd.Series | None]:
+    """Strava UTC ``Activity Date`` strings -> local wall-clock datetime64, and the cells
+    that did not parse.
 
-    Parsing: :func:`parse_activity_dates`. When a cell does not parse, the column is
-    returned as text, the parsed cells as local ``YYYY-MM-DD HH:MM:SS`` and the others
-    unchanged, so that clean quarantines those as ``unparseable_date`` with the text as
-    written (a broken file only: a well-formed export is typed once, here).
+    Parsing: :func:`parse_activity_dates`. A cell that does not parse is NaT, its text kept
+    in the second value (:func:`analysis.ingest._io.refused_as_written`; None when every
+    cell parsed): clean quarantines it as ``unparseable_date`` with the text as written,
+    and never reads it again as ISO 8601 (as local time, it would skip the UTC conversion).
     """
     parsed = parse_activity_dates(utc_text, language=language, dayfirst=dayfirst,
                                   date_format=date_format, file=file)
     local = parsed.dt.tz_localize("UTC").dt.tz_convert(timezone).dt.tz_localize(None)
-    if not (parsed.isna() & utc_text.notna()).any():
-        return local.astype("datetime64[us]")
-    text = local.dt.strftime("%Y-%m-%d %H:%M:%S").astype("str")
-    return text.where(parsed.notna(), utc_text)
+    return local.astype("datetime64[us]"), refused_as_written(parsed, utc_text)
 
 
 def _indices(header: list[str], name: str) -> list[int]:
@@ -430,11 +431,15 @@ def read_activities(path: Path, *, name: str, runner_id: str, timezone: str = "U
         na_action="ignore")).astype("str")
     activity = activity.where(~activity.str.casefold().isin(RUN_TYPES),
                               activity.str.casefold().map(RUN_TYPES))
+    date, refused = local_datetime(col("Activity Date"), timezone=timezone, language=language,
+                                   dayfirst=dayfirst, date_format=date_format, file=name)
     frame = pd.DataFrame({
         "runner_id": pd.Series([runner_id] * n, dtype="str"),
-        "date": local_datetime(col("Activity Date"), timezone=timezone, language=language,
-                               dayfirst=dayfirst, date_format=date_format, file=name),
-        HAS_TIME: pd.Series(True, index=range(n)),  # Strava dates always carry a time
+        "date": date,
+        # Strava dates always carry a time (a --date-format without one: its dates do not)
+        HAS_TIME: pd.Series(date_format is None or format_has_time(date_format),
+                            index=range(n)),
+        **({DATE_AS_WRITTEN: refused} if refused is not None else {}),
         "distance_km": typed_number(distance),
         "distance_unit": dist_unit,
         "duration_min": duration,
