@@ -135,26 +135,54 @@ def test_pseudonymised_build_hashes_export_folder_names(tmp_path, monkeypatch):
     assert len(summary.meta["input_sha256"]) == len(input_hashes(export))
 
 
-@pytest.mark.parametrize(("export", "runner"), [("strava_export", "alice"),
-                                              ("garmin_export", "carol")])
+def _written_forms(name: str) -> list[bytes]:
+    """How a name can stand in an output file: as is, JSON-escaped, as repr writes it."""
+    return [name.encode(), json.dumps(name)[1:-1].encode(), repr(name)[1:-1].encode()]
+
+
+@pytest.mark.parametrize(("export", "runner", "folder"), [
+    ("strava_export", "alice", "alice"), ("garmin_export", "carol", "carol"),
+    ("strava_export", "alice", 'Zoë "Z" O\'Neil'), ("garmin_export", "carol", "back\\slash"),
+    ("garmin_export", "carol", "Ann\u200bMarie")])
 def test_a_pseudonymised_single_export_leaves_no_runner_name(tmp_path, monkeypatch, export,
-                                                             runner):
+                                                             runner, folder):
     """One runner's export directly in the raw folder: the runner is named after that
     folder, which is no folder part of any file name (review: panel_meta's dataset and the
-    format note kept the name). No output file holds it; the note names the pseudonym."""
+    format note kept the name; then a name whose repr has escapes, quotes or backslashes).
+    No output file holds it in any written form; the note names the pseudonym."""
     from analysis.privacy import pseudonym
 
-    raw = tmp_path / runner
+    raw = tmp_path / folder
     shutil.copytree(Path(__file__).parent / "fixtures" / "ingest" / export / runner, raw)
     monkeypatch.setenv("KNEELOAD_ID_SALT", "test-salt")
     summary = build(raw, tmp_path / "p", pseudonymise=True, today=date(2026, 1, 1))
-    hidden = pseudonym(runner, salt="test-salt")
+    hidden = pseudonym(folder, salt="test-salt")
     for path in summary.out_dir.rglob("*"):
         if path.is_file():
-            assert runner.encode() not in path.read_bytes().lower(), path.name
+            data = path.read_bytes()
+            for form in _written_forms(folder):
+                assert form not in data, (path.name, form)
     assert summary.meta["dataset"] == hidden
     assert load_processed(summary.out_dir)["runners"]["runner_id"].tolist() == [hidden]
     assert any(f"(runner '{hidden}')" in note for note in summary.cleaning["notes"])
+
+
+def test_pseudonymised_folders_whose_names_overlap_get_their_own_pseudonyms(tmp_path,
+                                                                           monkeypatch):
+    """Review: folders aron and ron; ron/ was replaced inside aron/ in set order, leaving
+    'a' + ron's pseudonym in the note."""
+    from analysis.privacy import pseudonym
+
+    carol = Path(__file__).parent / "fixtures" / "ingest" / "garmin_export" / "carol"
+    for name in ("aron", "ron"):
+        shutil.copytree(carol, tmp_path / "raw" / name)
+    monkeypatch.setenv("KNEELOAD_ID_SALT", "test-salt")
+    summary = build(tmp_path / "raw", tmp_path / "p", pseudonymise=True,
+                    today=date(2026, 1, 1))
+    notes = " ".join(summary.cleaning["notes"])
+    aron, ron = (pseudonym(n, salt="test-salt") for n in ("aron", "ron"))
+    assert f"{aron}/Activities.csv" in notes and "aron" not in notes and "ron/" not in notes
+    assert set(load_processed(summary.out_dir)["runners"]["runner_id"]) == {aron, ron}
 
 
 def test_pain_threshold_is_defined_once_and_recorded(tmp_path, small_raw):

@@ -15,6 +15,7 @@ contract (free text such as activity names, descriptions, notes) is dropped; mea
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -86,27 +87,34 @@ def _folder_names(names: list[str], *, salt: str) -> dict[str, str]:
     return {f: hide_folders(f"{f}/x", salt=salt).removesuffix("/x") for f in folders}
 
 
-#: A quoted name in a reader's note (``'alice'`` or ``"o'neil"``, as ``repr`` writes it).
-_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+#: A quoted name in a reader's note as ``repr`` writes it (``'alice'``, ``"o'neil"``),
+#: backslash escapes included.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 
 
-def _hidden_note(note: str, folders: dict[str, str], ids: set[str], *, salt: str) -> str:
-    """A reader's note with no runner name left: every folder of a path replaced by its
-    pseudonym, and every quoted name that is a folder or a runner ID by the same pseudonym
-    (a single export directly in the raw folder belongs to a runner named after that
-    folder, which is no folder part of any file name: the note names it quoted)."""
-    for folder, hashed in folders.items():
-        note = note.replace(f"{folder}/", f"{hashed}/")
+def _note_hider(folders: dict[str, str], ids: set[str], *, salt: str) -> Callable[[str], str]:
+    """A function that leaves no runner name in a reader's note: every folder part of a
+    path (at the start of a part, longest name first, so ``aron/`` is not read as ``ron/``)
+    replaced by its pseudonym, and every quoted name that is a folder or a runner ID, as
+    ``repr`` writes it or plainly quoted, by the same pseudonym. A single export directly in
+    the raw folder belongs to a runner named after that folder, which is no folder part of
+    any file name: the notes name it quoted. (A quoted word that equals a runner ID is
+    hidden even where it means something else, such as a cohort 'all': hiding too much
+    costs a clearer note, hiding too little a name.)"""
+    names = {**{i: pseudonym_of(i, salt=salt) for i in ids}, **folders}
+    quoted = {form: hidden for name, hidden in names.items()
+              for form in (repr(name), f"'{name}'", f'"{name}"')}
+    parts = (re.compile(r"(?<![^\s'\"(/])(" + "|".join(
+        re.escape(f) for f in sorted(folders, key=len, reverse=True)) + ")/")
+        if folders else None)
 
-    def hide(match: re.Match[str]) -> str:
-        name = match.group(1) if match.group(1) is not None else match.group(2)
-        if name in folders:
-            return f"'{folders[name]}'"
-        if name.strip() in ids:
-            return f"'{pseudonym_of(name.strip(), salt=salt)}'"
-        return match.group(0)
+    def hide(note: str) -> str:
+        if parts is not None:
+            note = parts.sub(lambda m: f"{folders[m.group(1)]}/", note)
+        return _QUOTED.sub(lambda m: f"'{quoted[m.group(0)]}'" if m.group(0) in quoted
+                           else m.group(0), note)
 
-    return _QUOTED.sub(hide, note)
+    return hide
 
 
 def _rename_path(name: str, folders: dict[str, str]) -> str:
@@ -148,7 +156,8 @@ def pseudonymise(raw: RawTables, *, salt: str | None = None) -> RawTables:
             for k, i in raw.file_info.items()}
     ids = {str(v).strip() for t in (raw.runners, raw.runs, raw.pain) if "runner_id" in t
            for v in t["runner_id"].dropna().unique()}
-    notes = [_hidden_note(note, folder_names, ids, salt=key) for note in raw.notes]
+    hide = _note_hider(folder_names, ids, salt=key)
+    notes = [hide(note) for note in raw.notes]
     notes.append("pseudonymised: runner and shoe IDs are salted hashes, free text dropped")
     refs = raw.hr_references
     if refs is not None:
