@@ -759,13 +759,22 @@ def test_a_missing_pain_value_never_supersedes_a_number() -> None:
                              "date": pd.to_datetime(["2025-01-20"] * 2), "pain": values})
         mask = superseded_same_day(pain["runner_id"], pain["date"], pain["pain"])
         assert mask.tolist() == [np.isnan(v) for v in values]
-        with pytest.raises(DataContractError, match="not a value on the 0-10 NRS"):
+        # the empty second report is superseded, the 7 kept
+        built = build_panel(runs, runners, pain)
+        assert built.panel["pain"].tolist() == [7.0] and built.panel["pain_any"].tolist() == [
+            True]
+        assert built.audit["duplicate_pain_reports"]["count"] == 1
+    for value in (np.nan, -1.0, 10.5, np.inf):
+        pain = pd.DataFrame({"runner_id": ["A", "A", "ZZ"],
+                             "date": pd.to_datetime(["2025-01-19", "2025-01-20", "2025-01-20"]),
+                             "pain": [2.0, value, np.nan]})
+        with pytest.raises(DataContractError, match=(
+                rf"runner 'A' on 2025-01-20 has pain {value:g}, not a value on the 0-10 NRS")):
             build_panel(runs, runners, pain)
-    for value in (-1.0, 10.5, np.inf):
-        pain = pd.DataFrame({"runner_id": ["A"], "date": pd.to_datetime(["2025-01-20"]),
-                             "pain": [value]})
-        with pytest.raises(DataContractError, match="pain report 0 has pain"):
-            build_panel(runs, runners, pain)
+    # a report of an unknown runner is dropped (and counted) before its pain is looked at
+    pain = pd.DataFrame({"runner_id": ["A", "ZZ"], "date": pd.to_datetime(["2025-01-20"] * 2),
+                         "pain": [2.0, np.nan]})
+    assert build_panel(runs, runners, pain).audit["pain_unknown_runner"]["count"] == 1
 
 
 def test_build_imports_no_scipy() -> None:

@@ -1085,7 +1085,6 @@ def _split_reports(pain: pd.DataFrame, runners: pd.DataFrame, *, cleaned: bool =
     """
     table = pain.assign(runner_id=pain["runner_id"].astype(str),
                         _day=day_numbers(pain["date"]), pain=pain["pain"].astype(float))
-    _check_pain_values(table["pain"].to_numpy())
     # one pass over the ID strings: integer codes for the dedupe, the join and the order
     runner, names = factorize(table["runner_id"], sort=True)
     dup = (np.zeros(len(table), dtype=bool) if cleaned else
@@ -1101,20 +1100,25 @@ def _split_reports(pain: pd.DataFrame, runners: pd.DataFrame, *, cleaned: bool =
             column="runner_id")
     keep = ~dup & (code >= 0)
     rows = np.flatnonzero(keep)
+    _check_pain_values(table, rows)
     order = rows[np.lexsort((table["_day"].to_numpy()[rows], code[rows]))]  # stable
     kept = table.take(order).assign(_runner=code[order])
     return kept, table[dup], table[~dup & (code < 0)]
 
 
-def _check_pain_values(pain: np.ndarray) -> None:
-    """Every report has a pain value on the NRS (the panel contract's ``pain``): a missing
-    or out-of-range value is refused, not turned into ``pain_any`` False (clean_tables
-    quarantines such reports as ``pain_not_number`` / ``pain_out_of_range``)."""
+def _check_pain_values(table: pd.DataFrame, rows: np.ndarray) -> None:
+    """Every kept report (``rows`` of ``table``: known runner, not superseded the same day)
+    has a pain value on the NRS, the panel contract's ``pain``: a missing or out-of-range
+    value is refused, not turned into ``pain_any`` False (clean_tables quarantines such
+    reports as ``pain_not_number`` / ``pain_out_of_range``)."""
+    pain = table["pain"].to_numpy()[rows]
     bad = ~((pain >= PAIN_MIN) & (pain <= PAIN_MAX))  # NaN included
     if bad.any():
-        at = int(np.flatnonzero(bad)[0])
+        at = int(rows[np.flatnonzero(bad)[0]])
         raise DataContractError(
-            f"pain report {at} has pain {pain[at]!r}, not a value on the {PAIN_MIN:g}-"
+            f"the pain report of runner {table['runner_id'].iloc[at]!r} on "
+            f"{pd.Timestamp(table['date'].iloc[at]).date()} has pain "
+            f"{float(table['pain'].iloc[at]):g}, not a value on the {PAIN_MIN:g}-"
             f"{PAIN_MAX:g} NRS (clean_tables quarantines such reports)", column="pain")
 
 
