@@ -763,7 +763,8 @@ def superseded_same_day(runner_id: pd.Series, day: pd.Series, pain: pd.Series) -
         # a missing pain value never supersedes a number (clean quarantines it first, as
         # pain_not_number; build_panel on tables that did not come through cleaning may
         # meet one): sorted as the lowest
-        values = np.nan_to_num(pain.to_numpy(dtype=float)[shared], nan=-np.inf)
+        values = pain.to_numpy(dtype=float)[shared]
+        values = np.where(np.isnan(values), -np.inf, values)
         # sorted by runner, day, pain, then row: each group's last row is the one kept
         order = np.lexsort((shared, values, days[shared], runner[shared]))
         key_r, key_d = runner[shared][order], days[shared][order]

@@ -21,6 +21,7 @@ MISSING_DAY = np.iinfo(np.int64).min
 #: Resolution of the dates :func:`day_dates` gives back (pandas 3's default).
 DATE_UNIT = "datetime64[us]"
 _US_PER_DAY = 86_400 * 1_000_000
+_MAX_DAYS = np.iinfo(np.int64).max // _US_PER_DAY  # about 292,000 years either side of 1970
 
 
 def day_numbers(dates: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
@@ -41,11 +42,14 @@ def day_dates(days: np.ndarray) -> np.ndarray:
     Integer arithmetic on the days, no unit casts."""
     days = np.asarray(days)
     if days.dtype.kind == "f":
-        known = np.isfinite(days)
+        known = np.isfinite(days) & (days != float(MISSING_DAY))
         whole = np.where(known, days, 0).astype(np.int64)
     else:
         whole = days.astype(np.int64, copy=False)
         known = whole != MISSING_DAY
+    if len(whole) and np.abs(np.where(known, whole, 0)).max() > _MAX_DAYS:
+        raise ValueError(f"day numbers beyond +/-{_MAX_DAYS:,} days (the range of "
+                         f"{DATE_UNIT}) have no date")
     if known.all():
         return (whole * _US_PER_DAY).view(DATE_UNIT)
     out = (np.where(known, whole, 0) * _US_PER_DAY).view(DATE_UNIT)
