@@ -140,12 +140,15 @@ def _written_forms(name: str) -> list[bytes]:
     return [name.encode(), json.dumps(name)[1:-1].encode(), repr(name)[1:-1].encode()]
 
 
-@pytest.mark.parametrize(("export", "runner", "folder"), [
-    ("strava_export", "alice", "alice"), ("garmin_export", "carol", "carol"),
-    ("strava_export", "alice", 'Zoë "Z" O\'Neil'), ("garmin_export", "carol", "back\\slash"),
-    ("garmin_export", "carol", "Ann\u200bMarie")])
+@pytest.mark.parametrize(("export", "runner", "folder", "rename"), [
+    ("strava_export", "alice", "alice", None), ("garmin_export", "carol", "carol", None),
+    ("strava_export", "alice", 'Zoë "Z" O\'Neil', None),
+    ("garmin_export", "carol", "back\\slash", None),
+    ("garmin_export", "carol", "Ann\u200bMarie", None),
+    ("strava_export", "alice", "alice", "activities_Jan'25.csv"),
+    ("garmin_export", "carol", "Carol Smith", "Activities_o'clock.csv")])
 def test_a_pseudonymised_single_export_leaves_no_runner_name(tmp_path, monkeypatch, export,
-                                                             runner, folder):
+                                                             runner, folder, rename):
     """One runner's export directly in the raw folder: the runner is named after that
     folder, which is no folder part of any file name (review: panel_meta's dataset and the
     format note kept the name; then a name whose repr has escapes, quotes or backslashes).
@@ -154,6 +157,8 @@ def test_a_pseudonymised_single_export_leaves_no_runner_name(tmp_path, monkeypat
 
     raw = tmp_path / folder
     shutil.copytree(Path(__file__).parent / "fixtures" / "ingest" / export / runner, raw)
+    if rename:  # an apostrophe in the file name, before the quoted name in the note
+        next(raw.glob("*.csv")).rename(raw / rename)
     monkeypatch.setenv("KNEELOAD_ID_SALT", "test-salt")
     summary = build(raw, tmp_path / "p", pseudonymise=True, today=date(2026, 1, 1))
     hidden = pseudonym(folder, salt="test-salt")

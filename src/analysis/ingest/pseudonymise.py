@@ -87,23 +87,21 @@ def _folder_names(names: list[str], *, salt: str) -> dict[str, str]:
     return {f: hide_folders(f"{f}/x", salt=salt).removesuffix("/x") for f in folders}
 
 
-#: A quoted name in a reader's note as ``repr`` writes it (``'alice'``, ``"o'neil"``),
-#: backslash escapes included.
-_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
-
-
 def _note_hider(folders: dict[str, str], ids: set[str], *, salt: str) -> Callable[[str], str]:
     """A function that leaves no runner name in a reader's note: every folder part of a
     path (at the start of a part, longest name first, so ``aron/`` is not read as ``ron/``)
-    replaced by its pseudonym, and every quoted name that is a folder or a runner ID, as
-    ``repr`` writes it or plainly quoted, by the same pseudonym. A single export directly in
-    the raw folder belongs to a runner named after that folder, which is no folder part of
-    any file name: the notes name it quoted. (A quoted word that equals a runner ID is
-    hidden even where it means something else, such as a cohort 'all': hiding too much
-    costs a clearer note, hiding too little a name.)"""
+    replaced by its pseudonym, and every quoted name that is a folder or a runner ID, in
+    each form a note writes it (``repr``, plainly quoted), by the same pseudonym, found as a
+    plain substring (review: matching quoted stretches left to right paired the apostrophe
+    of a file name such as ``activities_Jan'25.csv`` with the name's opening quote). A
+    single export directly in the raw folder belongs to a runner named after that folder,
+    which is no folder part of any file name: the notes name it quoted. (A word that equals
+    a folder or a runner ID is hidden even where it means something else, such as a cohort
+    'all' or a ``GPX/`` folder: hiding too much costs a clearer note, too little a name.)"""
     names = {**{i: pseudonym_of(i, salt=salt) for i in ids}, **folders}
-    quoted = {form: hidden for name, hidden in names.items()
+    quoted = {form: f"'{hidden}'" for name, hidden in names.items()
               for form in (repr(name), f"'{name}'", f'"{name}"')}
+    longest_first = sorted(quoted, key=len, reverse=True)
     parts = (re.compile(r"(?<![^\s'\"(/])(" + "|".join(
         re.escape(f) for f in sorted(folders, key=len, reverse=True)) + ")/")
         if folders else None)
@@ -111,8 +109,10 @@ def _note_hider(folders: dict[str, str], ids: set[str], *, salt: str) -> Callabl
     def hide(note: str) -> str:
         if parts is not None:
             note = parts.sub(lambda m: f"{folders[m.group(1)]}/", note)
-        return _QUOTED.sub(lambda m: f"'{quoted[m.group(0)]}'" if m.group(0) in quoted
-                           else m.group(0), note)
+        present = [form for form in longest_first if form in note]
+        if present:
+            note = re.sub("|".join(map(re.escape, present)), lambda m: quoted[m.group(0)], note)
+        return note
 
     return hide
 
