@@ -140,6 +140,30 @@ def _written_forms(name: str) -> list[bytes]:
     return [name.encode(), json.dumps(name)[1:-1].encode(), repr(name)[1:-1].encode()]
 
 
+@pytest.mark.parametrize("date_format", [None, "%d/%m/%Y"])
+def test_a_strava_date_without_a_time_is_the_day_as_written(tmp_path: Path,
+                                                           date_format: str | None) -> None:
+    # review: a date-only cell was taken as UTC midnight and converted, so west of UTC every
+    # such run moved a day back, and two of them on one day were merged as one
+    raw = tmp_path / "raw"
+    (raw / "ann").mkdir(parents=True)
+    days = (["2024-03-05", "2024-03-05", "2024-03-06"] if date_format is None
+            else ["05/03/2024", "05/03/2024", "06/03/2024"])
+    (raw / "ann" / "activities.csv").write_text(
+        "Activity ID,Activity Date,Activity Type,Distance,Elapsed Time,Moving Time\n"
+        + "".join(f"{i},{d},Run,{k},1800,1800\n"
+                  for i, (d, k) in enumerate(zip(days, (8.0, 8.1, 5.0), strict=True))),
+        encoding="utf-8")
+    pd.DataFrame({"runner_id": ["ann"], "date": ["2024-03-10"], "pain": [1]}).to_csv(
+        raw / "pain.csv", index=False)
+    build(raw, tmp_path / "out", format="strava", date_format=date_format,
+          timezone="America/New_York", today=date(2025, 1, 1))
+    runs = pd.read_parquet(tmp_path / "out" / "runs.parquet")
+    assert list(runs["date"].dt.strftime("%Y-%m-%d")) == ["2024-03-05", "2024-03-05",
+                                                         "2024-03-06"]
+    assert runs["distance_km"].tolist() == [8.0, 8.1, 5.0]  # no time: no two-device merge
+
+
 @pytest.mark.parametrize(("export", "runner", "folder", "rename"), [
     ("strava_export", "alice", "alice", None), ("garmin_export", "carol", "carol", None),
     ("strava_export", "alice", 'Zoë "Z" O\'Neil', None),

@@ -37,6 +37,7 @@ from analysis.ingest._io import (
     format_has_time,
     read_text_table,
     refused_as_written,
+    text_cells,
     typed_number,
 )
 from analysis.ingest.exports import read_export_folder
@@ -355,19 +356,29 @@ def _check_month_first(cells: pd.DataFrame, first: pd.Series, second: pd.Series,
 
 def local_datetime(utc_text: pd.Series, *, timezone: str, language: str = "en",
                    dayfirst: bool | None = None, date_format: str | None = None,
-                   file: str | None = None) -> tuple[pd.Series, pd.Series | None]:
-    """Strava UTC ``Activity Date`` strings -> local wall-clock datetime64, and the cells
-    that did not parse.
+                   file: str | None = None
+                   ) -> tuple[pd.Series, pd.Series, pd.Series | None]:
+    """Strava UTC ``Activity Date`` strings -> local wall-clock datetime64, which cells had
+    a time of day, and the cells that did not parse.
 
-    Parsing: :func:`parse_activity_dates`. A cell that does not parse is NaT, its text kept
-    in the second value (:func:`analysis.ingest._io.refused_as_written`; None when every
-    cell parsed): clean quarantines it as ``unparseable_date`` with the text as written,
-    and never reads it again as ISO 8601 (as local time, it would skip the UTC conversion).
+    Parsing: :func:`parse_activity_dates`. A time of day is a UTC instant, converted to
+    ``timezone``; a cell without one (``2024-03-05``, or every cell of a ``date_format``
+    without a time, :func:`analysis.ingest._io.format_has_time`) is a calendar day, kept
+    as written (review: converting its midnight moved it a day back west of UTC). A cell
+    that does not parse is NaT, its text kept in the third value
+    (:func:`analysis.ingest._io.refused_as_written`; None when every cell parsed): clean
+    quarantines it as ``unparseable_date`` with the text as written, and never reads it
+    again as ISO 8601 (as local time, it would skip the UTC conversion).
     """
     parsed = parse_activity_dates(utc_text, language=language, dayfirst=dayfirst,
                                   date_format=date_format, file=file)
+    if date_format is not None:
+        timed = pd.Series(format_has_time(date_format), index=utc_text.index)
+    else:  # every Strava date format with a time writes it as H:MM[:SS]
+        timed = text_cells(utc_text).str.contains(":", regex=False).fillna(False).astype(bool)
     local = parsed.dt.tz_localize("UTC").dt.tz_convert(timezone).dt.tz_localize(None)
-    return local.astype("datetime64[us]"), refused_as_written(parsed, utc_text)
+    local = local.astype("datetime64[us]").where(timed, parsed.astype("datetime64[us]"))
+    return local, timed & parsed.notna(), refused_as_written(parsed, utc_text)
 
 
 def _indices(header: list[str], name: str) -> list[int]:
@@ -431,14 +442,13 @@ def read_activities(path: Path, *, name: str, runner_id: str, timezone: str = "U
         na_action="ignore")).astype("str")
     activity = activity.where(~activity.str.casefold().isin(RUN_TYPES),
                               activity.str.casefold().map(RUN_TYPES))
-    date, refused = local_datetime(col("Activity Date"), timezone=timezone, language=language,
-                                   dayfirst=dayfirst, date_format=date_format, file=name)
+    date, timed, refused = local_datetime(col("Activity Date"), timezone=timezone,
+                                          language=language, dayfirst=dayfirst,
+                                          date_format=date_format, file=name)
     frame = pd.DataFrame({
         "runner_id": pd.Series([runner_id] * n, dtype="str"),
         "date": date,
-        # Strava dates always carry a time (a --date-format without one: its dates do not)
-        HAS_TIME: pd.Series(date_format is None or format_has_time(date_format),
-                            index=range(n)),
+        HAS_TIME: timed,
         **({DATE_AS_WRITTEN: refused} if refused is not None else {}),
         "distance_km": typed_number(distance),
         "distance_unit": dist_unit,
