@@ -164,6 +164,42 @@ def test_a_strava_date_without_a_time_is_the_day_as_written(tmp_path: Path,
     assert runs["distance_km"].tolist() == [8.0, 8.1, 5.0]  # no time: no two-device merge
 
 
+def test_export_dates_missing_or_partial_keep_their_reason_and_text(tmp_path: Path) -> None:
+    # review: a missing token (null) lost its text in the quarantine, and a partial date of
+    # an export became unparseable_date
+    raw = tmp_path / "raw"
+    (raw / "ann").mkdir(parents=True)
+    cells = ['"Mar 5, 2024, 6:30:00 AM"', "null", "2024-03", '"Mar 6, 2024, 6:30:00 AM"']
+    (raw / "ann" / "activities.csv").write_text(
+        "Activity ID,Activity Date,Activity Type,Distance,Elapsed Time,Moving Time\n"
+        + "".join(f"{i},{c},Run,5.0,1800,1800\n" for i, c in enumerate(cells)),
+        encoding="utf-8")
+    pd.DataFrame({"runner_id": ["ann"], "date": ["2024-03-10"], "pain": [1]}).to_csv(
+        raw / "pain.csv", index=False)
+    build(raw, tmp_path / "out", format="strava", today=date(2025, 1, 1))
+    quarantine = pd.read_csv(tmp_path / "out" / "quarantine.csv", dtype=str,
+                             keep_default_na=False)
+    assert quarantine[["line", "value", "reason"]].to_numpy().tolist() == [
+        ["3", "null", "missing_value"], ["4", "2024-03", "partial_date"]]
+
+
+def test_date_only_runs_of_a_garmin_file_stay_untimed_beside_a_typed_file(tmp_path: Path):
+    # review: a file with one non-ISO cell has no has-a-time column; concatenated with a
+    # file that has one, its rows were read as timed (NaN as True) and two date-only runs
+    # of one day merged as a two-device duplicate
+    raw = tmp_path / "raw"
+    for folder, rows in (("a", [("2024-03-06 07:00:00", 5)]),
+                         ("b", [("2024-03-06", 8), ("2024-03-06", 8.1), ("06/03/2024", 3)])):
+        (raw / folder).mkdir(parents=True)
+        (raw / folder / "Activities.csv").write_text(
+            _GARMIN_HEADER + "".join(_garmin_run(d, k) for d, k in rows), encoding="utf-8")
+    pd.DataFrame({"runner_id": ["a", "b"], "date": ["2024-03-10"] * 2, "pain": [1, 1]}).to_csv(
+        raw / "pain.csv", index=False)
+    build(raw, tmp_path / "out", format="garmin", today=date(2025, 1, 1))
+    runs = pd.read_parquet(tmp_path / "out" / "runs.parquet")
+    assert runs.loc[runs["runner_id"] == "b", "distance_km"].tolist() == [8.0, 8.1]
+
+
 @pytest.mark.parametrize(("export", "runner", "folder", "rename"), [
     ("strava_export", "alice", "alice", None), ("garmin_export", "carol", "carol", None),
     ("strava_export", "alice", 'Zoë "Z" O\'Neil', None),

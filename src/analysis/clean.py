@@ -238,9 +238,12 @@ def _common_rules(df: pd.DataFrame, led: _Ledger, required: tuple[str, ...]) -> 
     runner_id = _text(df["runner_id"]) if "runner_id" in df else None
     for col in required:
         missing = runner_id.isna() if col == "runner_id" else _is_missing(df[col])
-        if col == "date" and DATE_AS_WRITTEN in df:  # a refused date is not a missing one
-            missing = missing & df[DATE_AS_WRITTEN].isna()
-        df = led.drop(df, missing, reason="missing_value", column=col)
+        shown = None
+        if col == "date" and DATE_AS_WRITTEN in df:
+            # a refused date is not a missing one; a missing token (null) is, shown as written
+            missing = missing & _text(df[DATE_AS_WRITTEN]).isna()
+            shown = (lambda bad: bad[DATE_AS_WRITTEN])  # noqa: E731 (one use)
+        df = led.drop(df, missing, reason="missing_value", column=col, values=shown)
     if runner_id is None:
         return df
     df = led.drop(df, _has_control(runner_id.reindex(df.index)), reason="control_character",
@@ -309,12 +312,19 @@ def _runner_filter(
 def _date_rules(df: pd.DataFrame, led: _Ledger, today: date) -> pd.DataFrame:
     dt, has_time = to_datetime(df["date"])
     if HAS_TIME in df:  # the reader typed the dates and kept which had a time of day
-        has_time = df[HAS_TIME].astype(bool)
+        # (missing where a file of the table did not say: the cells tell, review: NaN read
+        # as True made the date-only runs of such a file timed)
+        has_time = df[HAS_TIME].astype("boolean").fillna(has_time).astype(bool)
     df = df.assign(_start=dt, _date=dt.dt.normalize(), _has_time=has_time)
-    if df["date"].dtype == object or pd.api.types.is_string_dtype(df["date"]):
-        partial = df["_date"].isna() & _text(df["date"]).str.match(PARTIAL_DATE)
+    written = df[DATE_AS_WRITTEN] if DATE_AS_WRITTEN in df else None
+    if written is not None or df["date"].dtype == object or pd.api.types.is_string_dtype(
+            df["date"]):
+        text = _text(df["date"] if written is None else written.fillna(
+            df["date"].astype("str")))
+        partial = df["_date"].isna() & text.str.match(PARTIAL_DATE)
         df = led.drop(df, partial.fillna(False).astype(bool), reason="partial_date",
-                      column="date")
+                      column="date", values=None if written is None else (
+                          lambda bad: bad[DATE_AS_WRITTEN]))
     # a date a reader's format refused is NaT with its text beside it (DATE_AS_WRITTEN):
     # quarantined showing that text, never read again
     shown = ((lambda bad: bad[DATE_AS_WRITTEN].fillna(bad["date"].astype("str")))

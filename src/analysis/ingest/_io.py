@@ -613,12 +613,15 @@ def format_has_time(date_format: str) -> bool:
 
 
 def refused_as_written(parsed: pd.Series, cells: pd.Series) -> pd.Series | None:
-    """The cells a reader's format refused (parsed NaT, cell not missing), as written, NA
-    elsewhere (:data:`DATE_AS_WRITTEN`); None when the format read every cell."""
-    refused = parsed.isna() & text_cells(cells).notna()
+    """The cells a reader's format did not read (parsed NaT, the cell not blank), as
+    written, NA elsewhere (:data:`DATE_AS_WRITTEN`): refused dates, and missing tokens such
+    as ``null`` (cleaning counts those as missing, showing the token); None when there is
+    no such cell."""
+    text = cells.astype("str")
+    refused = parsed.isna() & text.str.strip().ne("").fillna(False).astype(bool)
     if not refused.any():
         return None
-    return cells.astype("str").where(refused)
+    return text.where(refused)
 
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 #: A zone suffix after a time of day: ``Z``, ``+01``, ``+0100``, ``+01:00`` (ISO 8601 allows
