@@ -771,6 +771,12 @@ def test_a_missing_pain_value_never_supersedes_a_number() -> None:
         with pytest.raises(DataContractError, match=(
                 rf"runner 'A' on 2025-01-20 has pain {value:g}, not a value on the 0-10 NRS")):
             build_panel(runs, runners, pain)
+    # review: a report without a date raised a bare ValueError (lag 7) or gave a NaT row
+    for lag in (0, 7):
+        pain = pd.DataFrame({"runner_id": ["A", "A"],
+                             "date": pd.to_datetime(["2025-01-19", None]), "pain": [2.0, 3.0]})
+        with pytest.raises(DataContractError, match="runner 'A' has no date"):
+            build_panel(runs, runners, pain, exposure_lag_days=lag)
     # a report of an unknown runner is dropped (and counted) before its pain is looked at
     pain = pd.DataFrame({"runner_id": ["A", "ZZ"], "date": pd.to_datetime(["2025-01-20"] * 2),
                          "pain": [2.0, np.nan]})

@@ -91,6 +91,7 @@ def test_day_dates_is_the_inverse_of_day_numbers() -> None:
     assert not hasattr(ex, "_dates") and not hasattr(ep, "_from_days")
     # review: MISSING_DAY stored as a float is missing too; a day beyond the range raises
     assert pd.isna(keys.day_dates(np.array([float(keys.MISSING_DAY)]))[0])
-    with pytest.raises(ValueError, match="have no date"):
-        keys.day_dates(np.array([1e11]))
+    for beyond in ([1e11], [1e19], [-1e20], [-1e300]):
+        with pytest.raises(ValueError, match="have no date"):
+            keys.day_dates(np.array(beyond))
     assert keys.day_dates(np.array([], dtype=np.int64)).dtype == np.dtype(keys.DATE_UNIT)

@@ -21,7 +21,7 @@ import pandas as pd
 from analysis.clean import superseded_same_day
 from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD, PAIN_MAX, PAIN_MIN
 from analysis.errors import DataContractError, KneeloadError
-from analysis.keys import day_dates, day_numbers, factorize, positions
+from analysis.keys import MISSING_DAY, day_dates, day_numbers, factorize, positions
 
 # OSTRC scoring lives in analysis.ostrc; its public names are re-exported from here (X as X)
 from analysis.ostrc import OSTRC_CODINGS, ostrc_columns
@@ -1112,6 +1112,12 @@ def _check_pain_values(table: pd.DataFrame, rows: np.ndarray) -> None:
     value is refused, not turned into ``pain_any`` False (clean_tables quarantines such
     reports as ``pain_not_number`` / ``pain_out_of_range``)."""
     pain = table["pain"].to_numpy()[rows]
+    undated = table["_day"].to_numpy()[rows] == MISSING_DAY
+    if undated.any():
+        at = int(rows[np.flatnonzero(undated)[0]])
+        raise DataContractError(
+            f"a pain report of runner {table['runner_id'].iloc[at]!r} has no date "
+            "(clean_tables quarantines such reports)", column="date")
     bad = ~((pain >= PAIN_MIN) & (pain <= PAIN_MAX))  # NaN included
     if bad.any():
         at = int(rows[np.flatnonzero(bad)[0]])

@@ -43,11 +43,13 @@ def day_dates(days: np.ndarray) -> np.ndarray:
     days = np.asarray(days)
     if days.dtype.kind == "f":
         known = np.isfinite(days) & (days != float(MISSING_DAY))
-        whole = np.where(known, days, 0).astype(np.int64)
+        size = np.abs(np.where(known, days, 0.0))  # checked before the cast can wrap
+        whole = np.where(known & (size <= _MAX_DAYS), days, 0).astype(np.int64)
     else:
         whole = days.astype(np.int64, copy=False)
         known = whole != MISSING_DAY
-    if len(whole) and np.abs(np.where(known, whole, 0)).max() > _MAX_DAYS:
+        size = np.abs(np.where(known, whole, 0))
+    if len(size) and size.max() > _MAX_DAYS:
         raise ValueError(f"day numbers beyond +/-{_MAX_DAYS:,} days (the range of "
                          f"{DATE_UNIT}) have no date")
     if known.all():
