@@ -238,12 +238,11 @@ def _common_rules(df: pd.DataFrame, led: _Ledger, required: tuple[str, ...]) -> 
     runner_id = _text(df["runner_id"]) if "runner_id" in df else None
     for col in required:
         missing = runner_id.isna() if col == "runner_id" else _is_missing(df[col])
-        shown = None
         if col == "date" and DATE_AS_WRITTEN in df:
             # a refused date is not a missing one; a missing token (null) is, shown as written
             missing = missing & _text(df[DATE_AS_WRITTEN]).isna()
-            shown = (lambda bad: bad[DATE_AS_WRITTEN])  # noqa: E731 (one use)
-        df = led.drop(df, missing, reason="missing_value", column=col, values=shown)
+        df = led.drop(df, missing, reason="missing_value", column=col,
+                      values=_date_as_written if col == "date" else None)
     if runner_id is None:
         return df
     df = led.drop(df, _has_control(runner_id.reindex(df.index)), reason="control_character",
@@ -309,6 +308,15 @@ def _runner_filter(
     return led.drop(df, unknown, reason="unknown_runner", column="runner_id")
 
 
+def _date_as_written(bad: pd.DataFrame) -> pd.Series:
+    """The audit value of a dropped date: the text a reader's format did not read
+    (:data:`~analysis.ingest._io.DATE_AS_WRITTEN`), else the cell."""
+    if DATE_AS_WRITTEN not in bad:
+        return bad["date"]
+    written = bad[DATE_AS_WRITTEN].astype(object)
+    return written.where(written.notna(), bad["date"].astype(object))
+
+
 def _date_rules(df: pd.DataFrame, led: _Ledger, today: date) -> pd.DataFrame:
     dt, has_time = to_datetime(df["date"])
     if HAS_TIME in df:  # the reader typed the dates and kept which had a time of day
@@ -316,21 +324,17 @@ def _date_rules(df: pd.DataFrame, led: _Ledger, today: date) -> pd.DataFrame:
         # as True made the date-only runs of such a file timed)
         has_time = df[HAS_TIME].astype("boolean").fillna(has_time).astype(bool)
     df = df.assign(_start=dt, _date=dt.dt.normalize(), _has_time=has_time)
-    written = df[DATE_AS_WRITTEN] if DATE_AS_WRITTEN in df else None
-    if written is not None or df["date"].dtype == object or pd.api.types.is_string_dtype(
-            df["date"]):
-        text = _text(df["date"] if written is None else written.fillna(
-            df["date"].astype("str")))
-        partial = df["_date"].isna() & text.str.match(PARTIAL_DATE)
+    text = df["date"] if df["date"].dtype == object or pd.api.types.is_string_dtype(
+        df["date"]) else None
+    if DATE_AS_WRITTEN in df:  # a date a reader's format refused: NaT, its text beside it
+        text = df[DATE_AS_WRITTEN] if text is None else df[DATE_AS_WRITTEN].fillna(text)
+    if text is not None:
+        partial = df["_date"].isna() & _text(text).str.match(PARTIAL_DATE)
         df = led.drop(df, partial.fillna(False).astype(bool), reason="partial_date",
-                      column="date", values=None if written is None else (
-                          lambda bad: bad[DATE_AS_WRITTEN]))
-    # a date a reader's format refused is NaT with its text beside it (DATE_AS_WRITTEN):
-    # quarantined showing that text, never read again
-    shown = ((lambda bad: bad[DATE_AS_WRITTEN].fillna(bad["date"].astype("str")))
-             if DATE_AS_WRITTEN in df else None)
+                      column="date", values=_date_as_written)
+    # never read again: quarantined showing the text as written
     df = led.drop(df, df["_date"].isna(), reason="unparseable_date", column="date",
-                  values=shown)
+                  values=_date_as_written)
     return led.drop(df, df["_date"] > pd.Timestamp(today), reason="future_date", column="date")
 
 

@@ -1100,17 +1100,17 @@ def _split_reports(pain: pd.DataFrame, runners: pd.DataFrame, *, cleaned: bool =
             column="runner_id")
     keep = ~dup & (code >= 0)
     rows = np.flatnonzero(keep)
-    _check_pain_values(table, rows)
+    _check_kept_reports(table, rows)
     order = rows[np.lexsort((table["_day"].to_numpy()[rows], code[rows]))]  # stable
     kept = table.take(order).assign(_runner=code[order])
     return kept, table[dup], table[~dup & (code < 0)]
 
 
-def _check_pain_values(table: pd.DataFrame, rows: np.ndarray) -> None:
+def _check_kept_reports(table: pd.DataFrame, rows: np.ndarray) -> None:
     """Every kept report (``rows`` of ``table``: known runner, not superseded the same day)
-    has a pain value on the NRS, the panel contract's ``pain``: a missing or out-of-range
-    value is refused, not turned into ``pain_any`` False (clean_tables quarantines such
-    reports as ``pain_not_number`` / ``pain_out_of_range``)."""
+    has a date and a pain value on the NRS, as the panel contract's ``date`` and ``pain``
+    require: a missing date, or a missing or out-of-range value (which would become
+    ``pain_any`` False), is refused (clean_tables quarantines such reports)."""
     pain = table["pain"].to_numpy()[rows]
     undated = table["_day"].to_numpy()[rows] == MISSING_DAY
     if undated.any():

@@ -38,7 +38,7 @@ from analysis.ingest import read_dataset
 from analysis.keys import positions
 from analysis.outcomes import panel_defaults
 from analysis.outputs import OutputFolderError, check_output_folder
-from analysis.privacy import hide_folders, sha256_file
+from analysis.privacy import hide_folder, hide_folders, sha256_file
 
 TABLES = ("runners", "runs", "pain", "shoes")
 PROCESSED_MARKER = "panel_meta.json"  # a folder holding it was written by build()
@@ -565,8 +565,10 @@ def _pseudonymised_keys(hashes: dict[str, str]) -> dict[str, str]:
 
 
 def _pseudonymised_name(folder: str) -> str:
-    """A folder's name replaced by its keyed hash (:func:`analysis.privacy.hide_folders`)."""
-    return _pseudonymised_keys({f"{folder}/x": ""}).popitem()[0].removesuffix("/x")
+    """A folder's name replaced by its keyed hash (:func:`analysis.privacy.hide_folder`)."""
+    from analysis.ingest.pseudonymise import resolve_salt
+
+    return hide_folder(folder, salt=resolve_salt())
 
 
 def _counts(cleaned: CleanResult, built: PanelBuild) -> dict[str, Any]:

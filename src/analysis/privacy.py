@@ -90,6 +90,12 @@ def pseudonymise(ids: pd.Series, *, salt: str | None) -> pd.Series:
 PATH_SEPARATOR = "/"
 
 
+def hide_folder(folder: str, *, salt: str) -> str:
+    """One folder's name as :func:`hide_folders` writes it: :func:`pseudonym` of the trimmed
+    name (a folder named after a runner gets that runner's pseudonym)."""
+    return pseudonym(folder.strip(), salt=salt)
+
+
 def hide_folders(name: str, *, salt: str) -> str:
     """A relative file name with every folder name replaced by its pseudonym (the one
     folder-name-hiding rule: exports often come as one folder per runner, named after them).
@@ -111,5 +117,4 @@ def hide_folders(name: str, *, salt: str) -> str:
         The same path with hidden folder names; a name without folders is returned as is.
     """
     *folders, file_name = name.split(PATH_SEPARATOR)
-    return PATH_SEPARATOR.join([*(pseudonym(f.strip(), salt=salt) for f in folders),
-                                file_name])
+    return PATH_SEPARATOR.join([*(hide_folder(f, salt=salt) for f in folders), file_name])

@@ -31,7 +31,7 @@ from analysis.ingest._io import (
     FileInfo,
 )
 from analysis.ingest.diary import SOURCE_COLUMN
-from analysis.privacy import ID_SALT_ENV, PSEUDONYM_PREFIX, hide_folders, id_salt
+from analysis.privacy import ID_SALT_ENV, PSEUDONYM_PREFIX, hide_folder, id_salt
 from analysis.privacy import pseudonym as pseudonym_of
 from analysis.privacy import pseudonymise as _hash_ids
 from analysis.schemas import (
@@ -81,10 +81,10 @@ def pseudonym(values: pd.Series, *, salt: str, prefix: str = PSEUDONYM_PREFIX) -
 
 
 def _folder_names(names: list[str], *, salt: str) -> dict[str, str]:
-    """Every folder part of ``names`` -> its pseudonym, by :func:`analysis.privacy.hide_folders`
+    """Every folder part of ``names`` -> its pseudonym, by :func:`analysis.privacy.hide_folder`
     (the one folder-hiding rule: every folder, not only those named like a runner ID)."""
     folders = {part for name in names for part in name.split("/")[:-1]}
-    return {f: hide_folders(f"{f}/x", salt=salt).removesuffix("/x") for f in folders}
+    return {f: hide_folder(f, salt=salt) for f in folders}
 
 
 def _note_hider(folders: dict[str, str], ids: set[str], *, salt: str) -> Callable[[str], str]:
