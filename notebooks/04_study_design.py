@@ -122,12 +122,12 @@ ax.set(xticks=runner_list,
 # more, or call `analysis.power.power_curve` directly.
 
 # %%
-reached = curve[curve["power"] >= plots.POWER_TARGET].sort_values(["runners", "weeks"])
+reached = power.smallest_designs(curve)
 target = f"{plots.POWER_TARGET * 100:.0f} %"  # the dashed line of the figure
 display(Markdown(
     f"No design in this grid reaches {target} power: extend `runners` or `weeks`."
     if reached.empty else f"Smallest designs with estimated power of at least {target}: "
     + "; ".join(f"{r.runners} runners x {r.weeks} weeks ({r.power:.0%})"
-                for r in reached.drop_duplicates("weeks").itertuples())
+                for r in reached.itertuples())
     + "."
 ))

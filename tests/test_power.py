@@ -254,3 +254,18 @@ def test_simulated_fits_carry_the_status_of_the_same_fit():
     np.testing.assert_allclose(sims.set_index("term")["estimate"],
                                direct.table.set_index("term").loc[sims["term"], "estimate"],
                                rtol=1e-12)
+
+
+def test_smallest_designs_names_the_fewest_runners_per_weeks_that_reach_the_target() -> None:
+    """What notebook 04 reports (the rule lived in the notebook): per number of weeks, the
+    fewest runners whose estimated power reaches the target, fewest runners first."""
+    from analysis import plots, power
+    from analysis.defaults import POWER_TARGET
+
+    curve = pd.DataFrame({"runners": [10, 20, 30, 10, 20, 30],
+                          "weeks": [8, 8, 8, 16, 16, 16],
+                          "power": [0.5, 0.79, 0.85, 0.6, 0.8, 0.95]})
+    reached = power.smallest_designs(curve)
+    assert reached[["runners", "weeks"]].to_numpy().tolist() == [[20, 16], [30, 8]]
+    assert power.smallest_designs(curve, target=0.96).empty
+    assert plots.POWER_TARGET is POWER_TARGET == 0.8

@@ -9,7 +9,7 @@ pay for numpy, pandas or scipy, and so that the pain threshold is written in one
 from __future__ import annotations
 
 __all__ = ["DEFAULT_EXPOSURES", "DEFAULT_EXPOSURE_LAG_DAYS", "DEFAULT_PAIN_THRESHOLD",
-           "DEFAULT_SEED", "PAIN_MAX", "PAIN_MIN"]
+           "DEFAULT_SEED", "PAIN_MAX", "PAIN_MIN", "POWER_TARGET"]
 
 #: s = t - 7: a pain report's exposures are taken at the week before the report's week
 #: (issue 4, docs/exposures.md).
@@ -18,6 +18,10 @@ DEFAULT_EXPOSURE_LAG_DAYS = 7
 DEFAULT_PAIN_THRESHOLD = 3.0
 #: Master seed of the simulator (``kneeload simulate`` and ``power``).
 DEFAULT_SEED = 20261125
+#: Power a study is usually designed for: 80 % (Cohen 1988, Statistical Power Analysis for
+#: the Behavioral Sciences, 2nd ed., section 2.4); the power curve's reference line and the
+#: designs :func:`analysis.power.smallest_designs` names.
+POWER_TARGET = 0.8
 #: The numeric rating scale (NRS 0-10) of pain reports; here, not in ``schemas``, so that
 #: predictions can be clipped to it without importing pandera (0.25 s on ``kneeload fit``).
 PAIN_MIN, PAIN_MAX = 0.0, 10.0

@@ -30,6 +30,7 @@ from matplotlib.ticker import FuncFormatter, Locator
 from scipy import stats
 
 from analysis import labels
+from analysis.defaults import POWER_TARGET  # the reference line of power_curve_plot
 from analysis.effects import null_effect, step_value_columns
 from analysis.outcomes import FALLBACK_OUTCOME, OUTCOME_SPECS, OutcomeSpec
 from analysis.outputs import temporary_name
@@ -57,9 +58,6 @@ NIELSEN_ORDER = ("<10%", "10-30%", ">30%")  # jump_category levels (Nielsen et a
 #: Plain labels on a log axis, each with its reciprocal (0.8 and 1.25, 0.67 and 1.5 ...).
 ODDS_TICKS = (0.05, 0.1, 0.2, 0.25, 0.33, 0.5, 0.67, 0.8, 0.9, 1, 1.11, 1.25, 1.5, 2, 3, 4,
               5, 10, 20)
-#: Power a study is usually designed for, drawn as a reference line: 80 % (Cohen 1988,
-#: Statistical Power Analysis for the Behavioral Sciences, 2nd ed., section 2.4).
-POWER_TARGET = 0.8
 
 
 #: The outcome of figures called without one (every figure drew NRS knee pain before).

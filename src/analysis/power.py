@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.defaults import POWER_TARGET
 from analysis.effects import per_unit_effects, reading_unit
 from analysis.epi import wilson_interval
 from analysis.errors import KneeloadError, ModelSpecError
@@ -411,3 +412,12 @@ def power_curve(
     first = ["runners", "weeks", "term", "effect", "step", "step_label", "truth", "power",
              "power_ci_low", "power_ci_high"]
     return out[first + [c for c in out.columns if c not in first]]
+
+
+def smallest_designs(curve: pd.DataFrame, *, target: float = POWER_TARGET) -> pd.DataFrame:
+    """The designs of a :func:`power_curve` table whose estimated ``power`` reaches
+    ``target`` (default :data:`~analysis.defaults.POWER_TARGET`): for each number of
+    ``weeks``, the one with the fewest ``runners``, sorted by runners then weeks (empty when
+    no design reaches it)."""
+    reached = curve[curve["power"] >= target].sort_values(["runners", "weeks"])
+    return reached.drop_duplicates("weeks")
