@@ -487,3 +487,25 @@ def test_build_help_names_every_input_format() -> None:
     out = subprocess.run([KNEELOAD, "build", "--help"], capture_output=True, text=True,
                          check=True).stdout
     assert all(f in out for f in (*INPUT_FORMATS, "auto"))
+
+
+def test_a_build_process_with_its_heap_warmed_writes_what_an_in_process_build_writes(
+        tmp_path: Path) -> None:
+    """``kneeload build`` faults in its heap while it imports and starts no BLAS worker
+    (analysis.memory.prepare_build_process); an input big enough for the warm-up must give
+    the tables a library call of ``build`` gives, value for value."""
+    from analysis import memory
+    from analysis.pipeline import build
+
+    raw = tmp_path / "raw"
+    run("simulate", "--out", raw, "--runners-per-cohort", "40", "--weeks", "52", check=True)
+    assert memory.warm_bytes(raw) >= memory.WARM_MIN_BYTES  # the warm-up does run
+    run("build", raw, "--out", tmp_path / "cli", check=True)
+    build(raw, tmp_path / "library")
+    tables = sorted(p.name for p in (tmp_path / "library").glob("*.parquet"))
+    assert {"runs.parquet", "pain.parquet", "daily.parquet", "panel.parquet",
+            "episodes.parquet"} <= set(tables)
+    for name in tables:
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "cli" / name),
+                                      pd.read_parquet(tmp_path / "library" / name),
+                                      check_exact=True, obj=name)

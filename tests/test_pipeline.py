@@ -273,9 +273,11 @@ def test_input_hashes_are_the_one_file_fingerprint(small_raw):
 
 
 def test_each_table_is_one_parquet_write_with_text_dictionaries(small_processed):
-    """One row group per table (one write), dictionary-encoded text, plain floats, and
-    statistics on the non-text columns only."""
+    """One row group per table (one write), dictionary-encoded text compressed with snappy,
+    uncompressed number columns, and statistics on the non-text columns only."""
     import pyarrow.parquet as pq
+
+    from analysis import pipeline
 
     for name in ("runs", "pain", "daily", "panel"):
         meta = pq.ParquetFile(small_processed.out_dir / f"{name}.parquet").metadata
@@ -285,17 +287,54 @@ def test_each_table_is_one_parquet_write_with_text_dictionaries(small_processed)
                    for i in range(group.num_columns)}
         runner = columns["runner_id"]
         assert "RLE_DICTIONARY" in runner.encodings and not runner.is_stats_set, name
+        assert runner.compression == pipeline.PARQUET_TEXT_COMPRESSION.upper(), name
         assert columns["date"].is_stats_set, name
     km = pq.ParquetFile(small_processed.out_dir / "daily.parquet").metadata.row_group(0)
     km_col = next(km.column(i) for i in range(km.num_columns)
                   if km.column(i).path_in_schema == "km_7d")
-    assert "RLE_DICTIONARY" not in km_col.encodings and km_col.compression == "SNAPPY"
+    assert km_col.compression == "UNCOMPRESSED" and km_col.is_stats_set
+
+
+def test_number_columns_keep_a_dictionary_only_while_it_is_small(tmp_path):
+    """A number column with few distinct values is written as dictionary indices (a fraction
+    of its 8 bytes a value); one with a distinct value per row falls back to plain pages
+    once its dictionary outgrows PARQUET_DICTIONARY_PAGE_BYTES (about its 8 bytes a value,
+    not a dictionary as big as the column); every value and dtype reads back the same."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from analysis import pipeline
+
+    n = 200_000
+    rng = np.random.default_rng(3)
+    distinct = pipeline.PARQUET_DICTIONARY_PAGE_BYTES // 8
+    frame = pd.DataFrame({
+        "runner_id": pd.array(np.char.add("R", (np.arange(n) // 365).astype(str)), dtype="str"),
+        "rest_days_7d": rng.integers(0, 8, n).astype(float),
+        "acwr": np.where(rng.random(n) < 0.1, np.nan, rng.random(n)),
+        "shoe_km": rng.integers(0, distinct * 4, n) / 10.0,
+    })
+    path = tmp_path / "t.parquet"
+    pipeline._write_parquet(frame, path)
+    back = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(back, frame)
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    size = {group.column(i).path_in_schema: group.column(i).total_compressed_size
+            for i in range(group.num_columns)}
+    codec = {group.column(i).path_in_schema: group.column(i).compression
+             for i in range(group.num_columns)}
+    assert codec == {"runner_id": "SNAPPY", "rest_days_7d": "UNCOMPRESSED",
+                     "acwr": "UNCOMPRESSED", "shoe_km": "UNCOMPRESSED"}
+    assert size["rest_days_7d"] < n  # 3-bit indices, not 8 bytes a value
+    assert 0.85 * 8 * n < size["acwr"] / 0.9 < 1.1 * 8 * n  # plain: nulls take no bytes
+    # more distinct values than the dictionary page holds: plain after the first pages
+    assert 0.8 * 8 * n < size["shoe_km"] < 1.1 * 8 * n
 
 
 def test_the_build_asks_for_no_huge_pages_and_restores_each_setting(tmp_path, small_raw,
                                                                       monkeypatch):
     """Inside the build numpy advises no huge pages and pyarrow allocates from the system
-    heap (pipeline.BUILD_NUMPY_HUGEPAGES, BUILD_ARROW_POOL); afterwards the caller's numpy
+    heap (memory.BUILD_NUMPY_HUGEPAGES, BUILD_ARROW_POOL); afterwards the caller's numpy
     setting and pyarrow pool are back, whichever they were."""
     import numpy as np
     import pyarrow as pa
@@ -565,30 +604,6 @@ def test_rebuild_panel_equals_a_second_build_with_those_settings(small_processed
     pd.testing.assert_frame_equal(rebuild_panel(processed, **settings), expected)
     with pytest.raises(InputFileError, match="cannot change decay"):
         rebuild_panel(processed, decay="banister")
-
-
-def test_a_failed_restore_keeps_the_builds_own_error(monkeypatch):
-    """When restoring the settings fails after a build raised, the build's error is the
-    context of the restore's (found by review: it vanished from the traceback)."""
-    from contextlib import contextmanager
-
-    from analysis import pipeline
-
-    @contextmanager
-    def failing_restore(enabled):
-        try:
-            yield
-        finally:
-            raise RuntimeError("restore failed")
-
-    monkeypatch.setattr(pipeline, "_numpy_hugepages", failing_restore)
-    monkeypatch.setattr(pipeline, "_glibc", lambda: None)
-    settings = pipeline._BuildSettings()
-    with pytest.raises(RuntimeError, match="restore failed") as raised:
-        with settings():
-            raise ValueError("the build's error")
-    assert isinstance(raised.value.__context__, ValueError)
-    assert settings._running == 0 and settings._restore is None
 
 
 def test_json_records_write_the_same_json_as_to_dict_records():

@@ -160,7 +160,13 @@ def build(
              "detection).")] = None,
 ) -> None:
     """Validate and clean raw files, build the exposure panel, write Parquet."""
+    from analysis.memory import prepare_build_process
+
+    # before numpy and pandas are imported: their import time faults in the build's heap
+    warmed = prepare_build_process(raw)
     from analysis.pipeline import build as build_dataset
+
+    warmed()
 
     with user_errors():
         summary = build_dataset(raw, out, format=format, exposure_lag_days=exposure_lag_days,

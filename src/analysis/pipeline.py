@@ -7,16 +7,14 @@ Raw inputs are only ever read.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import re
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -36,6 +34,7 @@ from analysis.errors import InputFileError
 from analysis.exposures import PanelBuild, build_panel
 from analysis.ingest import read_dataset
 from analysis.keys import positions
+from analysis.memory import heap_for_large_tables
 from analysis.outcomes import panel_defaults
 from analysis.outputs import OutputFolderError, check_output_folder
 from analysis.privacy import hide_folder, hide_folders, sha256_file
@@ -58,52 +57,33 @@ EPISODE_REPORT_COLUMNS = (*EPISODE_REQUIRED, "cohort", "pain")
 OSTRC_PREFIX = "ostrc_"
 #: Quarantine reasons named when a build keeps no runs or no pain reports.
 TOP_REASONS = 3
-#: Parquet codec of the processed tables (snappy: the fastest writer here; lz4 and zstd
-#: level 1 measured 1.3x and 1.9x slower on the 2,000 x 365 panel, bench/bench_build.py).
-#: Every column gets it: writing the measured float columns (window ratios, EWMAs; snappy
-#: leaves them 1.0-1.7:1) uncompressed made the 2,000 x 365 build 0.07 s faster but the
-#: 9,000 x 365 build 0.5 s slower (330 MB more written: system time 2.7 -> 3.8 s), and the
-#: files a quarter bigger (three fresh processes each, alternately).
-PARQUET_COMPRESSION = "snappy"
+#: Parquet codec of the processed tables' text columns (dictionary-encoded, then snappy: a
+#: free-text column whose dictionary outgrows :data:`PARQUET_DICTIONARY_PAGE_BYTES` is still
+#: compressed).
+PARQUET_TEXT_COMPRESSION = "snappy"
+#: ... and of every other column: none. Each of them is dictionary-encoded until its
+#: dictionary outgrows :data:`PARQUET_DICTIONARY_PAGE_BYTES`, then plain: counts, km and
+#: minutes (a few thousand distinct values) stay small without a codec, and the window
+#: ratios and EWMAs (one distinct value per row, which snappy leaves 1.0-1.7:1) are written
+#: as they are. Against snappy on every column and a dictionary on text only (``perf``: 9 %
+#: of the 2,000 x 365 build's CPU time in snappy), one write of the 2,000 x 365 daily table
+#: took 0.244 s instead of 0.307 s and the panel 0.196 s instead of 0.234 s (median of
+#: five), 13 % bigger files (99 and 84 MiB); at 9,000 x 365 (``--big``) 2.33 s instead of
+#: 2.88 s and 1.84 s instead of 2.21 s, 18 % and 15 % bigger (797 and 627 MiB). Snappy on
+#: every column had been chosen over writing the float columns uncompressed without a
+#: dictionary, which wrote 330 MB more at 9,000 x 365 (system time 2.7 -> 3.8 s); lz4 and
+#: zstd level 1 measured 1.3x and 1.9x slower than snappy.
+PARQUET_COMPRESSION = "none"
+#: Largest dictionary page of a column chunk (pyarrow ``dictionary_pagesize_limit``): 4,096
+#: distinct float64 values, or about 3,000 runner IDs. A column with more distinct values
+#: falls back to plain pages soon, where pyarrow's default (1 MiB) built a dictionary of
+#: 131,072 values first (the 2,000 x 365 daily table took 0.39 s to write with it).
+PARQUET_DICTIONARY_PAGE_BYTES = 32 << 10
 #: Rows per Parquet row group: one group per table up to a million rows (one write per
 #: table; the 2,000 x 365 daily table of 730,000 rows is one group).
 PARQUET_ROW_GROUP = 1 << 20
 #: Tables written at once (pyarrow encodes and compresses without holding the GIL).
 WRITE_THREADS = 2
-#: During a build, glibc malloc serves blocks up to this size from its heap and keeps freed
-#: memory up to this size for reuse (mallopt M_MMAP_THRESHOLD / M_TRIM_THRESHOLD). The
-#: build's numpy temporaries are column-sized (6 MB at 2,000 x 365, 26 MB at 9,000 x 365);
-#: by default each one is a fresh mmap, page-faulted in and unmapped again with a TLB
-#: shootdown across the feature threads. Measured on the 9,000 x 365 build_panel (three
-#: fresh processes each, 2-core VM): system time 1.9-2.1 s -> 0.5-1.2 s, wall 4.2-4.6 s ->
-#: 2.9-3.9 s, peak +60 MiB. glibc's defaults (128 KiB) are restored afterwards.
-HEAP_KEEP_BYTES = 1 << 30
-#: malloc arenas while building (mallopt M_ARENA_MAX): one, shared by the feature and writer
-#: threads. With an arena per thread, a block one thread freed could not serve another
-#: thread's next column, and each arena kept its own free memory (the trim threshold
-#: above): 2,000 x 365 build peak 1,043-1,055 MiB -> 940-958 MiB, CPU time no higher
-#: (three fresh processes each, 2-core VM, bench/bench_build.py data). glibc fixes its arena
-#: limit the first time a thread needs an arena of its own, so this one is not undone: a
-#: process that has built keeps one arena (only the malloc speed of many threads at once
-#: is affected, never a value).
-BUILD_MALLOC_ARENAS = 1
-#: pyarrow's memory pool while building: the system allocator (the malloc heap above), not
-#: pyarrow's own mimalloc pool, so the CSV reader's and the writers' freed buffers serve the
-#: numpy columns that follow instead of staying in a second allocator: 2,000 x 365 build
-#: peak 940-961 MiB -> 905-916 MiB, CPU time no higher (three processes each, as above).
-BUILD_ARROW_POOL = "system"
-#: numpy's transparent-huge-page advice while building: off. numpy advises the kernel to back
-#: every array of 4 MiB or more with 2 MiB pages (madvise MADV_HUGEPAGE); the build touches
-#: its columns about once, and on a virtual machine that returns freed guest memory to the
-#: host (virtio free-page reporting, as on this project's machines) each huge page is
-#: faulted in from the host and zeroed whole: a fresh 1 GiB of arrays took 2.8 s with the
-#: advice and 0.4-0.5 s without (five fresh processes each). 9,000 x 365 build
-#: (bench/bench_build.py --big data, three fresh processes each, alternately): system time
-#: 6.1-6.5 s -> 3.9-4.2 s, wall 14.2-15.1 s -> 13.3-13.9 s; no value changes (it only
-#: chooses the page size). The previous setting is restored afterwards.
-BUILD_NUMPY_HUGEPAGES = False
-_GLIBC_DEFAULT_THRESHOLD = 128 * 1024
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc <malloc.h>
 
 
 @dataclass
@@ -177,7 +157,7 @@ def build(
     recover_leftovers(out)
     _check_output_folder(raw, out)
 
-    with _heap_for_large_tables(), _Staging(out) as stage:
+    with heap_for_large_tables(), _Staging(out) as stage:
         # the input fingerprints are hashed while the files are read (hashlib and the
         # Parquet writer release the GIL); each table is written as soon as it is final
         hashes = stage.submit(input_hashes, raw)
@@ -226,106 +206,6 @@ def build(
                       "audit": built.audit}, meta=meta)
     return BuildSummary(out_dir=out, format=detected, counts=counts,
                         cleaning=cleaned.report, meta=meta)
-
-
-class _BuildSettings:
-    """The process-wide memory settings of builds, entered by the first build running and
-    restored when the last one ends: builds overlapping on threads of one process (a
-    library caller's) would otherwise each restore what they found on entry, so the last
-    to finish put back another build's settings, not the caller's."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running = 0
-        self._restore: ExitStack | None = None
-
-    @contextmanager
-    def __call__(self) -> Iterator[None]:
-        with self._lock:
-            if self._running == 0:
-                with ExitStack() as stack:
-                    stack.enter_context(_numpy_hugepages(BUILD_NUMPY_HUGEPAGES))
-                    libc = _glibc()
-                    if libc is not None:
-                        stack.enter_context(_malloc_for_large_tables(libc))
-                    self._restore = stack.pop_all()
-            self._running += 1
-        try:
-            yield
-        except BaseException as error:
-            self._leave(error)
-            raise
-        self._leave(None)
-
-    def _leave(self, error: BaseException | None) -> None:
-        """One build ended (with ``error``, or None); the last restores the settings, with
-        ``error`` as the context of a failure to restore (the build's error is kept)."""
-        with self._lock:
-            self._running -= 1
-            if self._running == 0 and self._restore is not None:
-                restore, self._restore = self._restore, None
-                if error is None:
-                    restore.close()
-                else:
-                    restore.__exit__(type(error), error, error.__traceback__)
-
-
-#: Keep column-sized blocks in the malloc heap while building (:data:`HEAP_KEEP_BYTES`), in
-#: :data:`BUILD_MALLOC_ARENAS` arena(s) shared by the build's threads, with pyarrow
-#: allocating from the same heap (:data:`BUILD_ARROW_POOL`) and numpy not asking for huge
-#: pages (:data:`BUILD_NUMPY_HUGEPAGES`); when the last build running ends, glibc's default
-#: thresholds, pyarrow's pool and numpy's setting again (the arena limit stays) and the free
-#: heap returned. The malloc part is a no-op where the C library is not glibc.
-_heap_for_large_tables = _BuildSettings()
-
-
-@contextmanager
-def _malloc_for_large_tables(libc: Any) -> Iterator[None]:
-    """glibc's thresholds and arena limit and pyarrow's pool while building (see
-    :data:`_heap_for_large_tables`)."""
-    import pyarrow as pa
-
-    pool = pa.default_memory_pool()
-    pa.set_memory_pool(getattr(pa, f"{BUILD_ARROW_POOL}_memory_pool")())
-    libc.mallopt(_M_MMAP_THRESHOLD, HEAP_KEEP_BYTES)
-    libc.mallopt(_M_TRIM_THRESHOLD, HEAP_KEEP_BYTES)
-    libc.mallopt(_M_ARENA_MAX, BUILD_MALLOC_ARENAS)
-    try:
-        yield
-    finally:
-        libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
-        libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
-        pa.set_memory_pool(pool)
-        libc.malloc_trim(0)
-
-
-@contextmanager
-def _numpy_hugepages(enabled: bool) -> Iterator[None]:
-    """numpy's huge-page advice set to ``enabled`` inside, the previous setting after
-    (:data:`BUILD_NUMPY_HUGEPAGES`); a no-op where numpy has no such switch."""
-    # numpy's own switch (numpy 2: numpy._core.multiarray; NUMPY_MADVISE_HUGEPAGE=0 sets it
-    # for a whole process, at import)
-    switch = getattr(getattr(getattr(np, "_core", None), "multiarray", None),
-                     "_set_madvise_hugepage", None)
-    if switch is None:
-        yield
-        return
-    before = switch(enabled)
-    try:
-        yield
-    finally:
-        switch(before)
-
-
-def _glibc() -> Any:
-    """The process's C library when it is glibc (``mallopt``, ``malloc_trim``), else None."""
-    try:
-        libc = ctypes.CDLL(None)  # the symbols already loaded into this process
-    except OSError:
-        return None
-    if not all(hasattr(libc, f) for f in ("gnu_get_libc_version", "mallopt", "malloc_trim")):
-        return None
-    return libc
 
 
 @dataclass(frozen=True)
@@ -698,13 +578,14 @@ def _remove_staging(staging: Path) -> None:
 
 
 def _write_parquet(table: pd.DataFrame, path: Path) -> None:
-    """One Parquet write per table, :data:`PARQUET_COMPRESSION`.
+    """One Parquet write per table: every column dictionary-encoded up to
+    :data:`PARQUET_DICTIONARY_PAGE_BYTES`, text compressed with
+    :data:`PARQUET_TEXT_COMPRESSION` and the other columns with :data:`PARQUET_COMPRESSION`.
 
-    Text columns get dictionary encoding (on the panel's float columns it cost half the
-    write time and saved no space); the other columns get min/max statistics (on text they
-    cost a fifth of the write time and prune nothing: one row group per table up to a
-    million rows). The Arrow table shares the float and integer buffers of the pandas
-    columns (only validity bitmaps are new), so the write adds little memory.
+    The columns that are not text get min/max statistics (on text they cost a fifth of the
+    write time and prune nothing: one row group per table up to a million rows). The Arrow
+    table shares the float and integer buffers of the pandas columns (only validity bitmaps
+    are new), so the write adds little memory.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -713,8 +594,11 @@ def _write_parquet(table: pd.DataFrame, path: Path) -> None:
             if pd.api.types.is_string_dtype(table[c]) or table[c].dtype == object
             or isinstance(table[c].dtype, pd.CategoricalDtype)]
     other = [c for c in table.columns if c not in text]
+    codec = {c: PARQUET_TEXT_COMPRESSION if c in text else PARQUET_COMPRESSION
+             for c in table.columns}
     pq.write_table(pa.Table.from_pandas(table, preserve_index=False), path,
-                   compression=PARQUET_COMPRESSION, use_dictionary=text or False,
+                   compression=codec or PARQUET_COMPRESSION, use_dictionary=True,
+                   dictionary_pagesize_limit=PARQUET_DICTIONARY_PAGE_BYTES,
                    write_statistics=other or False, row_group_size=PARQUET_ROW_GROUP)
 
 
