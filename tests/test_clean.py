@@ -475,3 +475,40 @@ def test_a_shoe_started_after_its_first_run_is_moved_to_it(tmp_path: Path) -> No
     assert any("1 shoe(s) had a start_date after their first logged run" in n
                for n in result.report["notes"])
     assert result.quarantine.empty
+
+
+def test_the_control_character_check_agrees_with_its_regex_on_any_text_column():
+    """clean._has_control skips the regex when every byte of a column is printable ASCII
+    (clean._printable_ascii); on random columns (printable, with C0/DEL/C1 controls, other
+    non-ASCII text, missing cells, several chunks sharing one buffer, python-backed) it
+    must flag exactly the cells the regex flags."""
+    import numpy as np
+    import pyarrow as pa
+
+    from analysis.clean import CONTROL_CHARACTERS, _has_control
+
+    rng = np.random.default_rng(17)
+    alphabet = [chr(c) for c in range(0x20, 0x7F)]
+    odd = ["\x00", "\x1f", "\x7f", "\x80", "\x9f", "\xa0", "ø", "\u200b", "\t", "\n"]
+    for trial in range(300):
+        n = int(rng.integers(0, 40))
+        letters = alphabet + (odd[: int(rng.integers(0, len(odd) + 1))] if trial % 3 else [])
+        cells = ["".join(rng.choice(letters, int(rng.integers(0, 6)))) for _ in range(n)]
+        cells = [None if rng.random() < 0.1 else c for c in cells]
+        if trial % 4 == 0 and n > 2:  # chunks that are slices of one array (one buffer)
+            whole = pa.array(cells, type=pa.large_string())
+            cut = int(rng.integers(1, n))
+            arrow = pa.chunked_array([whole.slice(0, cut), whole.slice(cut)])
+            series = pd.Series(pd.arrays.ArrowStringArray(arrow))
+            series = series.astype("str")
+        elif trial % 4 == 1:
+            series = pd.Series(cells, dtype="string[python]")
+        else:
+            series = pd.Series(cells, dtype="str")
+        expected = series.str.contains(CONTROL_CHARACTERS).fillna(False).astype(bool)
+        got = _has_control(series)
+        assert got.tolist() == expected.tolist(), (trial, cells)
+    # a slice whose shared buffer holds a control character outside it: still no flag
+    whole = pa.array(["ok", "b\x07d"], type=pa.large_string())
+    sliced = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([whole.slice(0, 1)])))
+    assert _has_control(sliced.astype("str")).tolist() == [False]

@@ -95,3 +95,21 @@ def test_day_dates_is_the_inverse_of_day_numbers() -> None:
         with pytest.raises(ValueError, match="have no date"):
             keys.day_dates(np.array(beyond))
     assert keys.day_dates(np.array([], dtype=np.int64)).dtype == np.dtype(keys.DATE_UNIT)
+
+
+def test_stable_order_is_lexsort_sorted_input_or_not() -> None:
+    """stable_order(major, minor) is np.lexsort((minor, major)) on random keys with ties and
+    on keys already in order (where it skips the sort), empty and one-row input included."""
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 2, 50, 5_000):
+        major = rng.integers(-3, 4, n)
+        minor = rng.integers(0, 3, n)  # many equal (major, minor) pairs: ties keep row order
+        np.testing.assert_array_equal(keys.stable_order(major, minor),
+                                      np.lexsort((minor, major)))
+        ordered = np.lexsort((minor, major))
+        np.testing.assert_array_equal(keys.stable_order(major[ordered], minor[ordered]),
+                                      np.arange(n))
+    # in order by major but not by minor within a major: sorted, not taken as in order
+    np.testing.assert_array_equal(keys.stable_order(np.array([0, 0, 1]), np.array([5, 4, 0])),
+                                  [1, 0, 2])
+    np.testing.assert_array_equal(keys.stable_order(np.array([1, 0]), np.array([0, 9])), [1, 0])

@@ -21,7 +21,7 @@ import pandas as pd
 from analysis.clean import superseded_same_day
 from analysis.defaults import DEFAULT_EXPOSURE_LAG_DAYS, DEFAULT_PAIN_THRESHOLD, PAIN_MAX, PAIN_MIN
 from analysis.errors import DataContractError, KneeloadError
-from analysis.keys import MISSING_DAY, day_dates, day_numbers, factorize, positions
+from analysis.keys import MISSING_DAY, day_dates, day_numbers, factorize, positions, stable_order
 
 # OSTRC scoring lives in analysis.ostrc; its public names are re-exported from here (X as X)
 from analysis.ostrc import OSTRC_CODINGS, ostrc_columns
@@ -1101,7 +1101,7 @@ def _split_reports(pain: pd.DataFrame, runners: pd.DataFrame, *, cleaned: bool =
     keep = ~dup & (code >= 0)
     rows = np.flatnonzero(keep)
     _check_kept_reports(table, rows)
-    order = rows[np.lexsort((table["_day"].to_numpy()[rows], code[rows]))]  # stable
+    order = rows[stable_order(code[rows], table["_day"].to_numpy()[rows])]
     kept = table.take(order).assign(_runner=code[order])
     return kept, table[dup], table[~dup & (code < 0)]
 

@@ -4,9 +4,9 @@ Every table the build joins is keyed by runner and day. These functions turn bot
 integers once, in one way, wherever a module needs them: ``day_numbers`` (whole days since
 1970-01-01; ``day_dates`` turns them back into dates), ``factorize`` (``pandas.factorize``,
 without hashing a column whose equal values are already grouped together, as the build's
-tables are) and ``positions`` (where each value sits in an index of IDs); ``adjacent``
-compares each row with the next (the build's sorted-key check,
-:func:`analysis.schemas.check_table`).
+tables are), ``stable_order`` (a lexical sort that skips rows already in order) and
+``positions`` (where each value sits in an index of IDs); ``adjacent`` compares each row
+with the next (the build's sorted-key check, :func:`analysis.schemas.check_table`).
 """
 
 from __future__ import annotations
@@ -73,6 +73,20 @@ def factorize(values: pd.Series, *, sort: bool = False) -> tuple[np.ndarray, pd.
         return grouped
     codes, uniques = pd.factorize(values, sort=sort)
     return codes, pd.Index(uniques)
+
+
+def stable_order(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
+    """Row positions sorted by ``major`` then ``minor`` (integer arrays), ties in row order:
+    ``np.lexsort((minor, major))``. Rows already in that order (the build's cleaned tables,
+    runner then day) give ``arange(n)`` after one comparison of each row with the next,
+    without the sort (30 ms of the 2,000 x 365 build's 660,000 pain reports)."""
+    major, minor = np.asarray(major), np.asarray(minor)
+    if len(major) < 2:
+        return np.arange(len(major))
+    same = major[1:] == major[:-1]
+    if ((major[1:] > major[:-1]) | (same & (minor[1:] >= minor[:-1]))).all():
+        return np.arange(len(major))
+    return np.lexsort((minor, major))
 
 
 def positions(values: pd.Series, index: pd.Index) -> np.ndarray:
