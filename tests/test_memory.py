@@ -115,3 +115,65 @@ def test_a_failed_restore_keeps_the_builds_own_error(monkeypatch):
             raise ValueError("the build's error")
     assert isinstance(raised.value.__context__, ValueError)
     assert settings._running == 0 and settings._restore is None
+
+
+@pytest.mark.parametrize(("argv", "folder"), [
+    (["build", "data/raw/demo", "--out", "x"], "data/raw/demo"),
+    (["build", "my raw", "--format", "strava"], "my raw"),
+    (["build", "--out", "x", "data/raw/demo"], None),  # an option first: the command warms
+    (["build", "--help"], None),
+    (["build"], None),
+    (["report", "data/processed/demo"], None),
+    ([], None),
+])
+def test_the_console_script_finds_the_raw_folder_only_where_click_would(argv, folder):
+    from analysis.__main__ import build_folder
+
+    assert build_folder(argv) == folder
+
+
+_CONSOLE = textwrap.dedent("""
+    import json, sys, threading
+    from analysis import memory
+
+    calls, real = [], memory.prepare_build_process
+
+    def record(raw):
+        wait = real(raw)
+        calls.append({"raw": str(raw), "typer": "typer" in sys.modules,
+                      "numpy": "numpy" in sys.modules, "wait": id(wait),
+                      "warming": any(t.name == "kneeload-warm-heap"
+                                     for t in threading.enumerate())})
+        return wait
+
+    memory.prepare_build_process = record
+    sys.argv = ["kneeload", "build", sys.argv[1], "--out", sys.argv[2]]
+    from analysis.__main__ import main
+    try:
+        main()
+        code = 0
+    except SystemExit as done:
+        code = done.code
+    print(json.dumps({"calls": calls, "code": code}))
+""")
+
+
+@pytest.mark.skipif(memory._glibc() is None, reason="the heap warm-up needs glibc's malloc")
+def test_the_console_script_starts_the_warm_up_before_the_cli_loads(tmp_path):
+    """``kneeload build RAW`` starts the warm-up before typer (or numpy) is imported; the
+    build command's own call returns that same wait and starts no second thread."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "padding.bin").write_bytes(b"")  # sparse: the warm-up's full size, no disk used
+    os.truncate(raw / "padding.bin", memory.WARM_MAX_BYTES // memory.WARM_BYTES_PER_INPUT_BYTE)
+    environ = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", _CONSOLE, str(raw), str(tmp_path / "out")],
+                          capture_output=True, text=True, env=environ, timeout=120,
+                          check=True)
+    report = json.loads(done.stdout.splitlines()[-1])
+    first, again = report["calls"]
+    assert first == {"raw": str(raw), "typer": False, "numpy": False, "wait": first["wait"],
+                     "warming": True}
+    assert again["typer"] and again["wait"] == first["wait"]
+    assert report["code"] == 2  # the folder holds no dataset: the build's one-line error
+    assert not (tmp_path / "out").exists()

@@ -83,17 +83,17 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 
 def test_console_script_runs_the_typer_app_and_freezes_what_is_left():
-    assert _pyproject()["project"]["scripts"] == {"kneeload": "analysis.cli:main"}
+    assert _pyproject()["project"]["scripts"] == {"kneeload": "analysis.__main__:main"}
     import gc
 
-    from analysis import cli
+    from analysis.__main__ import main
 
     before = gc.get_freeze_count()
     argv = sys.argv
     sys.argv = ["kneeload", "--help"]
     try:
         with pytest.raises(SystemExit) as done:
-            cli.main()
+            main()
     finally:
         sys.argv = argv
         frozen = gc.get_freeze_count()

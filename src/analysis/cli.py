@@ -163,6 +163,7 @@ def build(
     from analysis.memory import prepare_build_process
 
     # before numpy and pandas are imported: their import time faults in the build's heap
+    # (already started by the console script when RAW came first: analysis.__main__)
     warmed = prepare_build_process(raw)
     from analysis.pipeline import build as build_dataset
 
@@ -816,7 +817,8 @@ def _stamp() -> str:
 
 
 def main() -> None:
-    """The ``kneeload`` console script (and ``python -m analysis.cli``): the typer app.
+    """The typer app, run by the ``kneeload`` console script (:mod:`analysis.__main__`) and
+    ``python -m analysis.cli``.
 
     When the command is done, every object left is handed to the garbage collector's
     permanent generation (:func:`gc.freeze`), so the interpreter's exit does not trace the

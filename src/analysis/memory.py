@@ -182,10 +182,27 @@ def prepare_build_process(raw_dir: str | Path) -> Callable[[], None]:
     Returns the function that waits for the warm-up (call it once the imports are done,
     before the build allocates: the warmed block is freed into the heap, where the build's
     columns then find pages that are already faulted in). A no-op when numpy is already
-    imported (a library caller's process: its heap is its own).
+    imported (a library caller's process: its heap is its own). Called again in the same
+    process (the console script calls it before the CLI loads, the build command after
+    parsing its options: :mod:`analysis.__main__`), it returns the first call's wait and
+    starts nothing.
     """
+    global _prepared
+    if _prepared is not None:
+        return _prepared
     if "numpy" in sys.modules:
         return lambda: None
+    _prepared = _start_warm_up(raw_dir)
+    return _prepared
+
+
+#: The wait of this process's first :func:`prepare_build_process` (None: not called yet).
+_prepared: Callable[[], None] | None = None
+
+
+def _start_warm_up(raw_dir: str | Path) -> Callable[[], None]:
+    """:data:`BUILD_BLAS_THREADS`, then (glibc only, :data:`WARM_MIN_BYTES` or more to warm)
+    the heap options and the warm-up thread; its join (a no-op when none started)."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(BUILD_BLAS_THREADS))
     size = warm_bytes(raw_dir)
     libc = _glibc()
