@@ -5,8 +5,9 @@ before anything heavy is imported, then runs the typer app (:func:`analysis.cli.
 interpreter imports (:func:`analysis.memory.prepare_build_process`). Started here, before
 typer, rich and the CLI module load (0.07-0.1 s), rather than from the build command: on
 this project's 2-core VMs the warm-up of the 2,000 x 365 bench build (640 MiB, 0.35-0.4 s)
-outlasts the imports after the command starts, so the build waited for it. Twelve fresh
-processes each, alternately (``bench/bench_build.py`` data): wall 2.10 -> 1.91 s median.
+outlasted the imports after the command started, so the build waited for it. Twelve fresh
+processes each, alternately (``bench/bench_build.py`` data), in two runs: wall 2.10 ->
+1.91 s and 2.38 -> 2.26 s median; the bench's ratio to DuckDB 2.33x -> 2.14x.
 This module imports only :mod:`analysis.memory` (standard library) before the CLI.
 """
 
