@@ -200,6 +200,16 @@ def test_a_symlink_leading_out_of_the_raw_folder_is_refused(tmp_path: Path) -> N
     hostile_build(raw, tmp_path / "out", expect=2, names=("extra/pain_more.csv", "outside"))
 
 
+def test_a_loop_of_symlinks_in_the_raw_folder_is_one_line_not_a_traceback(
+        tmp_path: Path) -> None:
+    """Found by review: Path.resolve raised RuntimeError ("Symlink loop") out of the link
+    check, a traceback with exit 1."""
+    raw = make_raw(tmp_path / "raw")
+    (raw / "a.csv").symlink_to(raw / "b.csv")
+    (raw / "b.csv").symlink_to(raw / "a.csv")
+    hostile_build(raw, tmp_path / "out", expect=2, names=("a.csv", "loop"))
+
+
 def test_a_symlink_inside_the_raw_folder_is_read(tmp_path: Path) -> None:
     raw = make_raw(tmp_path / "raw")
     (raw / "store").mkdir()

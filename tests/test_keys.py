@@ -113,3 +113,10 @@ def test_stable_order_is_lexsort_sorted_input_or_not() -> None:
     np.testing.assert_array_equal(keys.stable_order(np.array([0, 0, 1]), np.array([5, 4, 0])),
                                   [1, 0, 2])
     np.testing.assert_array_equal(keys.stable_order(np.array([1, 0]), np.array([0, 9])), [1, 0])
+
+
+def test_stable_order_refuses_keys_of_two_lengths_as_lexsort_does() -> None:
+    """Found by review: keys of unequal length gave an order of the shorter silently."""
+    for major, minor in (([1, 2], [1]), ([[1, 2]], [[1, 2]])):
+        with pytest.raises(ValueError, match="1-d arrays of one length"):
+            keys.stable_order(np.array(major), np.array(minor))

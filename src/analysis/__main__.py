@@ -19,12 +19,17 @@ import sys
 BUILD_COMMAND = "build"
 
 
+#: Options that make the command print and exit without building.
+HELP_OPTIONS = ("--help",)
+
+
 def build_folder(argv: list[str]) -> str | None:
     """RAW of ``kneeload build RAW ...`` (``argv`` without the program name) when it comes
     right after the command, where click reads it as RAW whatever follows; None otherwise
-    (an option first, another command): the build command then starts the warm-up itself,
-    after the imports."""
-    if len(argv) >= 2 and argv[0] == BUILD_COMMAND and not argv[1].startswith("-"):
+    (an option first, another command, a request for help): the build command then starts
+    the warm-up itself, after the imports and once its options are checked."""
+    if (len(argv) >= 2 and argv[0] == BUILD_COMMAND and not argv[1].startswith("-")
+            and not any(a in HELP_OPTIONS for a in argv[2:])):
         return argv[1]
     return None
 

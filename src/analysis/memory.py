@@ -20,13 +20,18 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from analysis.defaults import ACTIVITY_FORMATS, TABLE_SUFFIXES
+
 #: During a build, glibc malloc serves blocks up to this size from its heap and keeps freed
 #: memory up to this size for reuse (mallopt M_MMAP_THRESHOLD / M_TRIM_THRESHOLD). The
 #: build's numpy temporaries are column-sized (6 MB at 2,000 x 365, 26 MB at 9,000 x 365);
 #: by default each one is a fresh mmap, page-faulted in and unmapped again with a TLB
 #: shootdown across the feature threads. Measured on the 9,000 x 365 build_panel (three
 #: fresh processes each, 2-core VM): system time 1.9-2.1 s -> 0.5-1.2 s, wall 4.2-4.6 s ->
-#: 2.9-3.9 s, peak +60 MiB. glibc's defaults (128 KiB) are restored afterwards.
+#: 2.9-3.9 s, peak +60 MiB. Afterwards the process's own values again: glibc's 128 KiB, or
+#: what ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES`` set
+#: (:func:`_process_threshold`). glibc's dynamic mmap threshold (raised as large blocks are
+#: freed) stays off once set: mallopt has no way to switch it back on (speed only).
 HEAP_KEEP_BYTES = 1 << 30
 #: malloc arenas while building (mallopt M_ARENA_MAX): one, shared by the feature and writer
 #: threads. With an arena per thread, a block one thread freed could not serve another
@@ -53,6 +58,9 @@ BUILD_ARROW_POOL = "system"
 #: chooses the page size). The previous setting is restored afterwards.
 BUILD_NUMPY_HUGEPAGES = False
 _GLIBC_DEFAULT_THRESHOLD = 128 * 1024
+#: The environment's names of the two thresholds (glibc's legacy variables, GLIBC_TUNABLES).
+_THRESHOLD_ENV = {"mmap": ("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold"),
+                  "trim": ("MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold")}
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc <malloc.h>
 
 #: OpenBLAS worker threads of a ``kneeload build`` process (``OPENBLAS_NUM_THREADS``, set
@@ -137,10 +145,26 @@ def _malloc_for_large_tables(libc: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
-        libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+        libc.mallopt(_M_MMAP_THRESHOLD, _process_threshold("mmap"))
+        libc.mallopt(_M_TRIM_THRESHOLD, _process_threshold("trim"))
         pa.set_memory_pool(pool)
         libc.malloc_trim(0)
+
+
+def _process_threshold(kind: str) -> int:
+    """The process's own ``kind`` (``"mmap"`` or ``"trim"``) threshold in bytes: the value
+    ``GLIBC_TUNABLES`` or glibc's legacy variable gives it (the tunable wins, as in glibc),
+    else glibc's default."""
+    legacy, tunable = _THRESHOLD_ENV[kind]
+    values = [os.environ.get(legacy, "")]
+    for item in os.environ.get("GLIBC_TUNABLES", "").split(":"):
+        name, _, value = item.partition("=")
+        if name == tunable:
+            values.append(value)
+    for value in reversed(values):
+        if value.strip().isdigit():
+            return int(value)
+    return _GLIBC_DEFAULT_THRESHOLD
 
 
 @contextmanager
@@ -206,7 +230,7 @@ def _start_warm_up(raw_dir: str | Path) -> Callable[[], None]:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(BUILD_BLAS_THREADS))
     size = warm_bytes(raw_dir)
     libc = _glibc()
-    if libc is None or size < WARM_MIN_BYTES:
+    if libc is None or size < WARM_MIN_BYTES or _address_space_limited():
         return lambda: None
     # before the thread starts: one arena (the thread's block comes from the main heap,
     # where the build allocates) and freed memory kept in the heap, not returned
@@ -219,25 +243,49 @@ def _start_warm_up(raw_dir: str | Path) -> Callable[[], None]:
 
 def warm_bytes(raw_dir: str | Path) -> int:
     """Bytes of heap to fault in ahead of a build of ``raw_dir``:
-    :data:`WARM_BYTES_PER_INPUT_BYTE` x the size of its files (symbolic links not followed;
-    the walk stops at :data:`WARM_MAX_BYTES`); 0 for a folder that cannot be read."""
+    :data:`WARM_BYTES_PER_INPUT_BYTE` x the size of the files its readers parse
+    (:func:`_parsed_file`; hidden files and folders, archives and anything else the build
+    only fingerprints do not count; symbolic links not followed; the walk stops at
+    :data:`WARM_MAX_BYTES`); 0 for a path that cannot be read as a folder."""
     limit = WARM_MAX_BYTES // WARM_BYTES_PER_INPUT_BYTE
     total = 0
-    folders = [Path(raw_dir)]
+    folders = [raw_dir]
     while folders and total < limit:
         try:
             entries = list(os.scandir(folders.pop()))
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL in the path
             continue  # the build itself reports an unreadable folder
         for entry in entries:
+            if entry.name.startswith("."):
+                continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    folders.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=False):
+                    folders.append(entry.path)
+                elif entry.is_file(follow_symlinks=False) and _parsed_file(entry.name):
                     total += entry.stat(follow_symlinks=False).st_size
             except OSError:
                 continue
     return min(total * WARM_BYTES_PER_INPUT_BYTE, WARM_MAX_BYTES)
+
+
+def _parsed_file(name: str) -> bool:
+    """Whether a file of this name is one the readers parse: a table
+    (:data:`~analysis.defaults.TABLE_SUFFIXES`) or a watch activity file, gzipped or not
+    (:data:`~analysis.defaults.ACTIVITY_FORMATS`)."""
+    lower = name.lower().removesuffix(".gz")
+    return lower.endswith(TABLE_SUFFIXES) or lower.endswith(
+        tuple(f".{fmt}" for fmt in ACTIVITY_FORMATS))
+
+
+def _address_space_limited() -> bool:
+    """Whether the process runs under an address-space or data-segment limit (``ulimit -v``,
+    ``ulimit -d``): there the heap the warm-up keeps could leave too little room for the
+    build's thread stacks (found by review: ``ulimit -v 2000000`` made a build that passes
+    without the warm-up fail to start a thread), so none is warmed."""
+    import resource
+
+    return any(resource.getrlimit(limit)[0] != resource.RLIM_INFINITY
+               for limit in (resource.RLIMIT_AS, resource.RLIMIT_DATA))
 
 
 def _fault_in(libc: Any, size: int) -> None:

@@ -364,14 +364,19 @@ def _check_links(raw: Path) -> None:
     Raises
     ------
     InputFileError
-        Naming the first such link and where it points.
+        Naming the first such link and where it points, or the first link of a loop.
     """
     for folder, dirs, files in os.walk(raw):
         for name in sorted([*dirs, *files]):
             path = Path(folder) / name
             if not path.is_symlink():
                 continue
-            target = path.resolve()
+            try:
+                target = path.resolve()
+            except (RuntimeError, OSError) as error:  # a loop of links (3.13: OSError)
+                raise InputFileError("symbolic link that leads back to itself (a loop of "
+                                     "links); remove the link",
+                                     file=path.relative_to(raw).as_posix()) from error
             if target != raw and raw not in target.parents:
                 raise InputFileError(f"symbolic link to {target}, outside the raw data "
                                      "folder; copy the file in or remove the link",

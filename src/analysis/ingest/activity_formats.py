@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.defaults import ACTIVITY_FORMATS
 from analysis.errors import InputFileError
 
 #: Mean Earth radius (IUGG R1 = 6,371,008.8 m; Moritz 2000, Geodetic Reference System 1980,
@@ -54,7 +55,7 @@ FIT_SIGNATURE = b".FIT"
 GZIP_MAGIC = b"\x1f\x8b"
 
 #: The formats :func:`parse_activity_bytes` reads, by their suffix.
-FORMATS = ("fit", "gpx", "tcx")
+FORMATS = ACTIVITY_FORMATS
 
 
 class ActivityFileError(InputFileError):

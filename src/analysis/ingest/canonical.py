@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.defaults import TABLE_SUFFIXES
 from analysis.errors import InputFileError
 from analysis.ingest._io import (
     HAS_TIME,
@@ -53,7 +54,8 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
     "pain": (PAIN_REQUIRED, PAIN_OPTIONAL, True),
     "shoes": (SHOES_REQUIRED, SHOES_OPTIONAL, False),
 }
-SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".parquet")
+#: Table files of the canonical format and the diaries, by suffix.
+SUFFIXES = TABLE_SUFFIXES
 #: Suffixes read through pandas' Excel/Parquet readers (not on the reading threads).
 BINARY_SUFFIXES = (".xlsx", ".parquet")
 #: Text table files read at once (runs and pain, the two large ones, on two cores): the
