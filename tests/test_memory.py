@@ -187,13 +187,15 @@ def test_the_console_script_starts_the_warm_up_before_the_cli_loads(tmp_path):
 
 def test_only_the_files_the_readers_parse_size_the_warm_up(tmp_path):
     """Found by review: a 40 MB archive in a hidden folder of a small dataset warmed 640 MiB
-    (peak 176 -> 822 MB). Tables and activity files count (gzipped too, any case); hidden
-    files and folders, archives and documents do not; a path with a NUL gives 0."""
+    (peak 176 -> 822 MB). Tables and activity files count (any case; activity files gzipped
+    too); hidden files and folders, archives, documents and gzipped tables do not; a path
+    with a NUL gives 0."""
     (tmp_path / "runs.CSV").write_bytes(b"x" * 100)
     (tmp_path / "activities").mkdir()
     (tmp_path / "activities" / "1.fit.gz").write_bytes(b"y" * 10)
     (tmp_path / "activities" / "2.GPX").write_bytes(b"y" * 1)
     (tmp_path / "export.zip").write_bytes(b"z" * 1000)
+    (tmp_path / "runs.csv.gz").write_bytes(b"z" * 1000)  # tables are read unzipped only
     (tmp_path / "protocol.pdf").write_bytes(b"z" * 1000)
     (tmp_path / ".hidden.csv").write_bytes(b"z" * 1000)
     (tmp_path / ".archive").mkdir()

@@ -272,8 +272,8 @@ def _parsed_file(name: str) -> bool:
     """Whether a file of this name is one the readers parse: a table
     (:data:`~analysis.defaults.TABLE_SUFFIXES`) or a watch activity file, gzipped or not
     (:data:`~analysis.defaults.ACTIVITY_FORMATS`)."""
-    lower = name.lower().removesuffix(".gz")
-    return lower.endswith(TABLE_SUFFIXES) or lower.endswith(
+    lower = name.lower()
+    return lower.endswith(TABLE_SUFFIXES) or lower.removesuffix(".gz").endswith(
         tuple(f".{fmt}" for fmt in ACTIVITY_FORMATS))
 
 
