@@ -34,10 +34,3 @@ DEFAULT_EXPOSURES = ("mileage_jump", "shoe_km", "rest_days_7d")
 #: Input formats ``kneeload build --format`` accepts (besides ``auto``), one reader each in
 #: :mod:`analysis.ingest` (docs/data-contract.md).
 INPUT_FORMATS = ("canonical", "strava", "garmin", "lovdal", "diary", "activity")
-#: Suffixes of the table files the readers parse (CSV and other delimited text, Excel,
-#: Parquet): here, not in :mod:`analysis.ingest.canonical`, so that the build process can
-#: size its heap warm-up by them before pandas loads (:func:`analysis.memory.warm_bytes`).
-TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".parquet")
-#: Watch activity file formats the readers parse, by suffix, each also gzipped
-#: (``.fit.gz``), for the same reason.
-ACTIVITY_FORMATS = ("fit", "gpx", "tcx")

@@ -20,7 +20,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from analysis.defaults import ACTIVITY_FORMATS, TABLE_SUFFIXES
+from analysis.filenames import is_parsed_file
 
 #: During a build, glibc malloc serves blocks up to this size from its heap and keeps freed
 #: memory up to this size for reuse (mallopt M_MMAP_THRESHOLD / M_TRIM_THRESHOLD). The
@@ -156,12 +156,9 @@ def _process_threshold(kind: str) -> int:
     ``GLIBC_TUNABLES`` or glibc's legacy variable gives it (the tunable wins, as in glibc),
     else glibc's default."""
     legacy, tunable = _THRESHOLD_ENV[kind]
-    values = [os.environ.get(legacy, "")]
-    for item in os.environ.get("GLIBC_TUNABLES", "").split(":"):
-        name, _, value = item.partition("=")
-        if name == tunable:
-            values.append(value)
-    for value in reversed(values):
+    tunables = dict(item.partition("=")[::2]
+                    for item in os.environ.get("GLIBC_TUNABLES", "").split(":"))
+    for value in (tunables.get(tunable, ""), os.environ.get(legacy, "")):
         if value.strip().isdigit():
             return int(value)
     return _GLIBC_DEFAULT_THRESHOLD
@@ -228,9 +225,11 @@ def _start_warm_up(raw_dir: str | Path) -> Callable[[], None]:
     """:data:`BUILD_BLAS_THREADS`, then (glibc only, :data:`WARM_MIN_BYTES` or more to warm)
     the heap options and the warm-up thread; its join (a no-op when none started)."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(BUILD_BLAS_THREADS))
-    size = warm_bytes(raw_dir)
     libc = _glibc()
-    if libc is None or size < WARM_MIN_BYTES or _address_space_limited():
+    if libc is None or _address_space_limited():
+        return lambda: None
+    size = warm_bytes(raw_dir)
+    if size < WARM_MIN_BYTES:
         return lambda: None
     # before the thread starts: one arena (the thread's block comes from the main heap,
     # where the build allocates) and freed memory kept in the heap, not returned
@@ -244,9 +243,10 @@ def _start_warm_up(raw_dir: str | Path) -> Callable[[], None]:
 def warm_bytes(raw_dir: str | Path) -> int:
     """Bytes of heap to fault in ahead of a build of ``raw_dir``:
     :data:`WARM_BYTES_PER_INPUT_BYTE` x the size of the files its readers parse
-    (:func:`_parsed_file`; hidden files and folders, archives and anything else the build
-    only fingerprints do not count; symbolic links not followed; the walk stops at
-    :data:`WARM_MAX_BYTES`); 0 for a path that cannot be read as a folder."""
+    (:func:`analysis.filenames.is_parsed_file`; hidden files and folders, archives and
+    anything else the build only fingerprints do not count; symbolic links not followed;
+    the walk stops at :data:`WARM_MAX_BYTES`); 0 for a path that cannot be read as a
+    folder."""
     limit = WARM_MAX_BYTES // WARM_BYTES_PER_INPUT_BYTE
     total = 0
     folders = [raw_dir]
@@ -261,20 +261,11 @@ def warm_bytes(raw_dir: str | Path) -> int:
             try:
                 if entry.is_dir(follow_symlinks=False):
                     folders.append(entry.path)
-                elif entry.is_file(follow_symlinks=False) and _parsed_file(entry.name):
+                elif entry.is_file(follow_symlinks=False) and is_parsed_file(entry.name):
                     total += entry.stat(follow_symlinks=False).st_size
             except OSError:
                 continue
     return min(total * WARM_BYTES_PER_INPUT_BYTE, WARM_MAX_BYTES)
-
-
-def _parsed_file(name: str) -> bool:
-    """Whether a file of this name is one the readers parse: a table
-    (:data:`~analysis.defaults.TABLE_SUFFIXES`) or a watch activity file, gzipped or not
-    (:data:`~analysis.defaults.ACTIVITY_FORMATS`)."""
-    lower = name.lower()
-    return lower.endswith(TABLE_SUFFIXES) or lower.removesuffix(".gz").endswith(
-        tuple(f".{fmt}" for fmt in ACTIVITY_FORMATS))
 
 
 def _address_space_limited() -> bool:

@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import InputFileError
+from analysis.filenames import is_activity_file
 from analysis.ingest.activity_formats import (
     ActivityFileError,
     Session,
     parse_activity_bytes,
-    split_suffix,
 )
 from analysis.privacy import sha256_file
 
@@ -298,14 +298,10 @@ def _read_many(paths: list[Path], cache_dir: Path | None, *, workers: int) -> li
 
 # --- folders -------------------------------------------------------------------------------
 
-def _is_activity_name(name: str) -> bool:
-    return split_suffix(name)[0] is not None
-
-
 def activity_files(folder: Path) -> list[Path]:
     """Activity files under ``folder`` (recursive; ``.fit``/``.gpx``/``.tcx``, each also
     ``.gz``, any case), sorted; none when ``folder`` does not exist."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and _is_activity_name(p.name))
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_activity_file(p.name))
 
 
 def _strava_links(csv_path: Path, folder: Path, rel: str

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.defaults import ACTIVITY_FORMATS
 from analysis.errors import InputFileError
+from analysis.filenames import split_suffix
 
 #: Mean Earth radius (IUGG R1 = 6,371,008.8 m; Moritz 2000, Geodetic Reference System 1980,
 #: J. Geodesy 74:128-133) for the haversine length of a GPS track.
@@ -54,8 +54,6 @@ FIT_SIGNATURE = b".FIT"
 #: The two first bytes of a gzip member (RFC 1952, ID1 ID2).
 GZIP_MAGIC = b"\x1f\x8b"
 
-#: The formats :func:`parse_activity_bytes` reads, by their suffix.
-FORMATS = ACTIVITY_FORMATS
 
 
 class ActivityFileError(InputFileError):
@@ -108,15 +106,6 @@ def _bad(reason: str) -> ActivityFileError:
 
 
 # --- detection and decompression -----------------------------------------------------------
-
-def split_suffix(name: str) -> tuple[str | None, bool]:
-    """(format from the file name, gzipped?) e.g. ``"1.fit.gz" -> ("fit", True)``."""
-    lower = name.lower()
-    gz = lower.endswith(".gz")
-    if gz:
-        lower = lower[:-3]
-    fmt = lower.rpartition(".")[2]
-    return (fmt if fmt in FORMATS and "." in lower else None), gz
 
 
 def sniff_format(data: bytes) -> str | None:

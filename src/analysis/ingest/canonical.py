@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.defaults import TABLE_SUFFIXES
 from analysis.errors import InputFileError
+from analysis.filenames import TABLE_SUFFIXES
 from analysis.ingest._io import (
     HAS_TIME,
     SOURCE_ISSUE,
@@ -54,8 +54,6 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
     "pain": (PAIN_REQUIRED, PAIN_OPTIONAL, True),
     "shoes": (SHOES_REQUIRED, SHOES_OPTIONAL, False),
 }
-#: Table files of the canonical format and the diaries, by suffix.
-SUFFIXES = TABLE_SUFFIXES
 #: Suffixes read through pandas' Excel/Parquet readers (not on the reading threads).
 BINARY_SUFFIXES = (".xlsx", ".parquet")
 #: Text table files read at once (runs and pain, the two large ones, on two cores): the
@@ -83,7 +81,8 @@ def empty_table(table: str) -> pd.DataFrame:
 
 def find_table_file(raw_dir: Path, table: str) -> Path | None:
     """The one file holding ``table`` in ``raw_dir`` (any supported suffix), or None."""
-    found = [raw_dir / f"{table}{s}" for s in SUFFIXES if (raw_dir / f"{table}{s}").is_file()]
+    found = [raw_dir / f"{table}{s}" for s in TABLE_SUFFIXES
+             if (raw_dir / f"{table}{s}").is_file()]
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
         raise InputFileError(f"more than one file for table {table!r}: {names}; keep one",
@@ -359,7 +358,7 @@ def _table_job(raw_dir: Path, table: str, pool: ThreadPoolExecutor, *,
         if not must_exist:
             return lambda: None
         return partial(_raise, InputFileError(
-            f"missing file {table}.csv (also looked for {', '.join(SUFFIXES[1:])})",
+            f"missing file {table}.csv (also looked for {', '.join(TABLE_SUFFIXES[1:])})",
             file=raw_dir / f"{table}.csv"))
     read = partial(read_table_file, path, required=required, optional=optional, table=table)
     if path.suffix.lower() in BINARY_SUFFIXES:

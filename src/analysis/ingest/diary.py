@@ -21,8 +21,9 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.errors import InputFileError
+from analysis.filenames import TABLE_SUFFIXES
 from analysis.ingest._io import SOURCE_ISSUE, FileInfo, typed_number
-from analysis.ingest.canonical import SUFFIXES, read_table_file
+from analysis.ingest.canonical import read_table_file
 from analysis.schemas import SOURCE_FILE, SOURCE_LINE
 
 DIARY_STEMS = ("pain_diary", "pain_wide")
@@ -36,7 +37,7 @@ START_COLUMNS = ("start_date", "diary_start", "week_1_start")
 def find_diary(raw_dir: Path) -> Path | None:
     """The wide pain diary file in ``raw_dir``, if any."""
     for stem in DIARY_STEMS:
-        for suffix in SUFFIXES:
+        for suffix in TABLE_SUFFIXES:
             if (raw_dir / f"{stem}{suffix}").is_file():
                 return raw_dir / f"{stem}{suffix}"
     return None
