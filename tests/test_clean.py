@@ -376,6 +376,54 @@ def test_same_day_rule_is_the_former_clean_rule(rows: list[tuple[str, int, float
     assert got.tolist() == _former_same_day_rule(runner, day, pain)
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("ABC"), st.integers(0, 3),
+                          st.sampled_from([0.0, 2.0, 2.0, 5.0, 10.0])), max_size=25),
+       st.booleans(), st.sampled_from(["days", "midnight", "time of day"]))
+def test_same_day_rule_in_runner_day_order_is_the_former_rule(
+        rows: list[tuple[str, int, float]], ordered: bool, kind: str) -> None:
+    """Reports already in runner-then-day order take the path without a hash
+    (``_ordered_pair_key``); day numbers, midnight datetimes and datetimes with a time of
+    day (the hash path: whole values compared) all give the former rule's answer."""
+    from analysis.clean import _ordered_pair_key, superseded_same_day
+
+    if ordered:
+        rows = sorted(rows, key=lambda r: (r[0], r[1]))
+    runner, day, pain = ([r[i] for r in rows] for i in range(3))
+    if kind == "days":
+        days = pd.Series(day, dtype="int64")
+        former_days: list = day
+    else:
+        hours = [7 * (i % 2) if kind == "time of day" else 0 for i in range(len(day))]
+        stamps = [pd.Timestamp("2025-03-01") + pd.Timedelta(days=d, hours=h)
+                  for d, h in zip(day, hours, strict=True)]
+        days = pd.Series(stamps, dtype="datetime64[us]")
+        former_days = stamps
+    got = superseded_same_day(pd.Series(runner, dtype="str"), days,
+                              pd.Series(pain, dtype="float64"))
+    assert got.tolist() == _former_same_day_rule(runner, former_days, pain)
+    codes = pd.factorize(pd.Series(runner, dtype="str"))[0].astype("int64")
+    fast = _ordered_pair_key(codes, days)
+    if ordered and kind != "time of day" and len(rows) >= 2:
+        assert fast is not None  # the path without a hash was taken
+    if kind == "time of day" and any(h for h in hours):
+        assert fast is None
+
+
+def test_ordered_pair_key_refuses_what_it_cannot_key() -> None:
+    from analysis.clean import _ordered_pair_key
+    from analysis.keys import MISSING_DAY
+
+    codes = np.array([0, 0, 1], dtype=np.int64)
+    assert _ordered_pair_key(codes, pd.Series([1, 2, 1])) is not None
+    assert _ordered_pair_key(codes, pd.Series([2, 1, 1])) is None  # not in order
+    assert _ordered_pair_key(np.array([-1, 0, 1]), pd.Series([1, 2, 1])) is None  # missing ID
+    assert _ordered_pair_key(codes, pd.Series([MISSING_DAY, 2, 1])) is None  # key overflow
+    assert _ordered_pair_key(codes, pd.Series(pd.to_datetime(["2025-01-01", None,
+                                                              "2025-01-02"]))) is None
+    assert _ordered_pair_key(codes, pd.Series([1.0, 2.0, 1.0])) is None  # not day numbers
+
+
 def _brute_force_two_device(runs: pd.DataFrame) -> set[int]:
     """Every pair checked (O(n^2)): the later record of an overlapping, close pair."""
     from analysis.clean import TWO_DEVICE_DISTANCE_TOLERANCE

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis.errors import DataContractError
-from analysis.ingest import RawTables
+from analysis.ingest import RawTables, count_files
 from analysis.ingest._io import (
     ACTIVITY_ISSUE,
     DATE_AS_WRITTEN,
@@ -771,6 +771,10 @@ def _clean_pain(
     return led.drop(df, superseded, reason="same_day_pain_report", column="pain")
 
 
+#: Largest (runner, day) pair key :func:`_ordered_pair_key` builds (int64 with room).
+_PAIR_KEY_LIMIT = 1 << 62
+
+
 def superseded_same_day(runner_id: pd.Series, day: pd.Series, pain: pd.Series) -> pd.Series:
     """The one same-day pain rule: mask of reports another report of the runner and day
     supersedes.
@@ -790,11 +794,22 @@ def superseded_same_day(runner_id: pd.Series, day: pd.Series, pain: pd.Series) -
     """
     n = len(pain)
     runner = factorize(runner_id)[0].astype(np.int64)
-    days = pd.factorize(day)[0].astype(np.int64)
-    # only reports sharing their (runner, day) with another can be superseded: one hash
-    # pass finds them, and only those are sorted
-    key = pd.Series(runner * (int(days.max(initial=0)) + 1) + days)
-    shared = np.flatnonzero(key.duplicated(keep=False).to_numpy())
+    ordered = _ordered_pair_key(runner, day)
+    if ordered is not None:
+        # reports already in runner-then-day order (the build's files, cleaned in file
+        # order): a shared key stands beside its twin, no hash pass
+        same = ordered[1:] == ordered[:-1]
+        beside = np.zeros(n, dtype=bool)
+        beside[1:] |= same
+        beside[:-1] |= same
+        shared = np.flatnonzero(beside)
+        days = ordered  # one value per (runner, day): groups as (runner, day) does
+    else:
+        days = pd.factorize(day)[0].astype(np.int64)
+        # only reports sharing their (runner, day) with another can be superseded: one
+        # hash pass finds them, and only those are sorted
+        key = pd.Series(runner * (int(days.max(initial=0)) + 1) + days)
+        shared = np.flatnonzero(key.duplicated(keep=False).to_numpy())
     dup = np.zeros(n, dtype=bool)
     if len(shared):
         # a missing pain value never supersedes a number (clean quarantines it first, as
@@ -811,33 +826,61 @@ def superseded_same_day(runner_id: pd.Series, day: pd.Series, pain: pd.Series) -
     return pd.Series(dup, index=pain.index)
 
 
+def _ordered_pair_key(runner: np.ndarray, day: pd.Series) -> np.ndarray | None:
+    """One int64 per (runner code, day) pair, increasing with runner then day, when the rows
+    are already in that order (non-decreasing); None otherwise, or when ``day`` is not
+    integer day numbers or midnight datetimes without NaT, or the key would not fit in
+    int64 (then :func:`superseded_same_day` hashes the pairs). Equal pairs, and only
+    they, get equal keys, so its groups are the hash path's
+    (``tests/test_clean.py::test_same_day_rule_is_the_former_clean_rule``)."""
+    n = len(runner)
+    if n < 2 or runner.min() < 0:
+        return None
+    values = day.to_numpy()
+    if values.dtype.kind == "M":
+        ticks = values.view(np.int64)
+        if (ticks == np.iinfo(np.int64).min).any():  # NaT
+            return None
+        per_day = np.timedelta64(1, "D") // np.timedelta64(1, np.datetime_data(values.dtype)[0])
+        if (ticks % per_day).any():  # a time of day: the hash path compares whole values
+            return None
+        days = ticks // per_day
+    elif values.dtype.kind in "iu":
+        days = values.astype(np.int64, copy=False)
+    else:
+        return None
+    low, high = int(days.min()), int(days.max())
+    span = high - low + 1
+    if (int(runner.max()) + 1) * span >= _PAIR_KEY_LIMIT:
+        return None
+    key = runner * span + (days - low)
+    return key if (key[1:] >= key[:-1]).all() else None
+
+
 def _report(raw: RawTables, kept: dict[str, pd.DataFrame], quarantine: pd.DataFrame) -> dict:
     """Per-file counts; raises ConservationError when read != kept + merged + quarantined."""
     fix_cols = sorted({c for t in kept.values() for c in t.columns if c.startswith("_fix_")})
-    kept_n: dict[str, int] = {}
+    kept_n = count_files(kept)
     fixed_n: dict[str, int] = {}
     fix_n: dict[str, dict[str, int]] = {}
     for t in kept.values():
-        if not len(t):
-            continue
-        files = t[SOURCE_FILE].astype("str")
-        for name, count in files.value_counts(sort=False).items():
-            kept_n[str(name)] = kept_n.get(str(name), 0) + int(count)
         present = [c for c in fix_cols if c in t]
-        if not present:
+        if not len(t) or not present:
             continue
-        flags = t[present].astype(bool).assign(_any=lambda f: f.any(axis=1))
-        sums = flags.groupby(files.to_numpy()).sum()
-        for name, row in sums.iterrows():
-            fixed_n[str(name)] = fixed_n.get(str(name), 0) + int(row["_any"])
-            per = fix_n.setdefault(str(name), {})
-            for c in present:
-                per[c] = per.get(c, 0) + int(row[c])
-    raw_n: dict[str, int] = {}
-    for t in raw.tables().values():
-        if len(t):
-            for name, count in t[SOURCE_FILE].value_counts(sort=False).items():
-                raw_n[str(name)] = raw_n.get(str(name), 0) + int(count)
+        # each file's fixed records, coded as count_files codes them (no hash per row)
+        codes, names = factorize(t[SOURCE_FILE])
+        known = codes >= 0
+        flags = t[present].to_numpy(dtype=bool)[known]
+        code = codes[known]
+        fixed = np.bincount(code, weights=flags.any(axis=1), minlength=len(names))
+        per_column = [np.bincount(code, weights=flags[:, j], minlength=len(names))
+                      for j in range(len(present))]
+        for i, name in enumerate(str(n) for n in names):
+            fixed_n[name] = fixed_n.get(name, 0) + int(fixed[i])
+            per = fix_n.setdefault(name, {})
+            for c, sums in zip(present, per_column, strict=True):
+                per[c] = per.get(c, 0) + int(sums[i])
+    raw_n = count_files(raw.tables())
     merged = quarantine["reason"].isin(list(MERGE_REASONS))
     by_file = quarantine.groupby("file", sort=False).groups if len(quarantine) else {}
     files: dict[str, dict] = {}
