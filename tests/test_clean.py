@@ -527,7 +527,7 @@ def test_a_shoe_started_after_its_first_run_is_moved_to_it(tmp_path: Path) -> No
 
 def test_the_control_character_check_agrees_with_its_regex_on_any_text_column():
     """clean._has_control skips the regex when every byte of a column is printable ASCII
-    (clean._printable_ascii); on random columns (printable, with C0/DEL/C1 controls, other
+    (ingest._io.printable_ascii); on random columns (printable, with C0/DEL/C1 controls, other
     non-ASCII text, missing cells, several chunks sharing one buffer, python-backed) it
     must flag exactly the cells the regex flags."""
     import numpy as np

@@ -879,3 +879,47 @@ def test_date_options_a_canonical_reader_would_ignore_are_refused(small_raw, opt
 def test_a_date_format_that_cannot_read_a_date_is_one_line(date_format, message):
     with pytest.raises(InputFileError, match=message):
         read_dataset(FIXTURES / "garmin_export", format="garmin", date_format=date_format)
+
+
+def _former_text_cells(series: pd.Series) -> pd.Series:
+    """text_cells as written before its short path: strip, then mask the missing tokens."""
+    s = series.astype("str").str.strip()
+    return s.mask(s.str.lower().isin(_io.MISSING_TOKENS))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(sorted(_io.MISSING_TOKENS)),
+                          st.sampled_from([" NA", "Null ", "n/A", "R0001", " R0002 ", "R0003",
+                                           "runner 7", "ø12345", "R\u00a0123", "\tR9", "-",
+                                           "NONE", "abcde", "  ", "x"])),
+                max_size=30),
+       st.sampled_from(["str", "string[python]", "object", "sliced"]))
+def test_text_cells_takes_the_short_path_with_the_same_values(cells: list, kind: str) -> None:
+    """The short path (no strip without an edge space, no token lookup when every cell is
+    longer than a token, printable ASCII only) gives exactly the former values, NA where
+    the former gave NA, on every kind of text column."""
+    import pyarrow as pa
+
+    if kind == "sliced" and len(cells) > 2:
+        whole = pa.array(cells, type=pa.large_string())
+        series = pd.Series(pd.arrays.ArrowStringArray(
+            pa.chunked_array([whole.slice(0, 1), whole.slice(1)]))).astype("str")
+    else:
+        series = pd.Series(cells, dtype="object" if kind in ("object", "sliced") else kind)
+    got, expected = _io.text_cells(series), _former_text_cells(series)
+    assert got.isna().tolist() == expected.isna().tolist()
+    assert got.dropna().tolist() == expected.dropna().tolist()
+    assert str(got.dtype) == str(expected.dtype)
+
+
+def test_text_cells_short_path_on_ids_keeps_every_value() -> None:
+    """Long printable IDs without edge spaces come back unchanged and unmasked; one edge
+    space or one short token anywhere takes the full path."""
+    ids = pd.Series([f"R{i:05d}" for i in range(1000)], dtype="str")
+    assert _io.text_cells(ids).tolist() == ids.tolist()
+    spaced = ids.copy()
+    spaced.iloc[500] = " R00500"
+    assert _io.text_cells(spaced).iloc[500] == "R00500"
+    token = ids.copy()
+    token.iloc[3] = "NULL"
+    assert pd.isna(_io.text_cells(token).iloc[3])
