@@ -923,3 +923,18 @@ def test_text_cells_short_path_on_ids_keeps_every_value() -> None:
     token = ids.copy()
     token.iloc[3] = "NULL"
     assert pd.isna(_io.text_cells(token).iloc[3])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(-80_000, 80_000).map(
+    lambda minutes: pd.Timestamp("1969-12-25") + pd.Timedelta(minutes=minutes * 37))),
+    max_size=20), st.sampled_from(["s", "ms", "us", "ns"]))
+def test_time_of_day_is_not_midnight(stamps: list, unit: str) -> None:
+    """The typed date path's time-of-day mask from integer ticks equals the former
+    ``notna & (dt != dt.dt.normalize())``, before and after 1970, in every unit, NaT
+    included."""
+    dt = pd.Series(stamps, dtype=f"datetime64[{unit}]")
+    expected = dt.notna() & (dt != dt.dt.normalize())
+    got = _io._time_of_day(dt)
+    assert got.tolist() == expected.tolist()
+    assert got.index.equals(dt.index)

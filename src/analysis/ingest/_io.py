@@ -748,6 +748,18 @@ def to_number(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     return values, comma
 
 
+def _time_of_day(dt: pd.Series) -> pd.Series:
+    """True where a naive datetime is not midnight (False where missing):
+    ``dt.notna() & (dt != dt.dt.normalize())``, on numpy datetimes from the integer ticks
+    (no normalised copy: 16 -> 2 ms for the bench's 1.1 million run and report dates)."""
+    if not isinstance(dt.dtype, np.dtype):
+        return dt.notna() & (dt != dt.dt.normalize())
+    ticks = dt.to_numpy().view(np.int64)
+    per_day = np.timedelta64(1, "D") // np.timedelta64(1, np.datetime_data(dt.dtype)[0])
+    known = ticks != np.iinfo(np.int64).min  # NaT
+    return pd.Series(known & (ticks % per_day != 0), index=dt.index)
+
+
 def to_datetime(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     """ISO 8601 cells -> local wall-clock datetime64 (a zone suffix is dropped as written).
 
@@ -757,7 +769,7 @@ def to_datetime(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     """
     if pd.api.types.is_datetime64_any_dtype(series):
         dt = series.dt.tz_localize(None) if series.dt.tz is not None else series
-        return dt.astype(_DATE_UNIT), dt.notna() & (dt != dt.dt.normalize())
+        return dt.astype(_DATE_UNIT), _time_of_day(dt)
     s = text_cells(series)
     full = s.str.match(_FULL_DATE).fillna(False).astype(bool)
     s = s.where(full)  # partial dates (2025-03) and other text: NaT, never the 1st
