@@ -295,6 +295,43 @@ def test_each_table_is_one_parquet_write_with_text_dictionaries(small_processed)
     assert km_col.compression == "UNCOMPRESSED" and km_col.is_stats_set
 
 
+def test_the_arrow_table_written_is_from_pandas_table(tmp_path):
+    """_arrow_table (float64 validity from numpy) is pyarrow's from_pandas table: the same
+    values, nulls and schema with its pandas metadata, for every dtype a processed table
+    holds (NaN, inf, -0.0, a float column that is a strided view of a 2-d block, an empty
+    table), and the Parquet file reads back as the frame."""
+    import numpy as np
+    import pyarrow as pa
+
+    from analysis import pipeline
+
+    rng = np.random.default_rng(11)
+    n = 1_000
+    floats = rng.normal(size=(n, 3))
+    floats[rng.random((n, 3)) < 0.2] = np.nan
+    floats[:5, 0] = [np.inf, -np.inf, -0.0, 0.0, np.nan]
+    block = pd.DataFrame(floats, columns=["a", "b", "c"])  # one 2-d block: strided columns
+    frame = block.assign(
+        runner_id=pd.array([f"R{i % 7}" if i % 13 else None for i in range(n)], dtype="str"),
+        date=pd.Series(pd.date_range("2025-01-01", periods=n, freq="D"),
+                       dtype="datetime64[us]").where(rng.random(n) > 0.1),
+        count=rng.integers(0, 5, n), flag=rng.random(n) < 0.5,
+        maybe=pd.array([True, None, False] * (n // 3) + [True], dtype="boolean"),
+        band=pd.Categorical.from_codes(rng.integers(-1, 3, n), ["<10%", "10-30%", ">30%"],
+                                       ordered=True),
+        all_missing=np.full(n, np.nan), none_missing=np.arange(n, dtype=float))
+    for table in (frame, frame.iloc[:0], frame[["a"]]):
+        expected = pa.Table.from_pandas(table, preserve_index=False)
+        got = pipeline._arrow_table(table)
+        assert got.schema.equals(expected.schema, check_metadata=True)
+        assert got.equals(expected)
+        for name in table.columns:
+            assert got[name].null_count == expected[name].null_count, name
+    path = tmp_path / "t.parquet"
+    pipeline._write_parquet(frame, path)
+    pd.testing.assert_frame_equal(pd.read_parquet(path), frame)
+
+
 def test_number_columns_keep_a_dictionary_only_while_it_is_small(tmp_path):
     """A number column with few distinct values is written as dictionary indices (a fraction
     of its 8 bytes a value); one with a distinct value per row falls back to plain pages
