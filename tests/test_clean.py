@@ -560,3 +560,19 @@ def test_the_control_character_check_agrees_with_its_regex_on_any_text_column():
     whole = pa.array(["ok", "b\x07d"], type=pa.large_string())
     sliced = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([whole.slice(0, 1)])))
     assert _has_control(sliced.astype("str")).tolist() == [False]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(-10**15, 10**15)), max_size=40))
+def test_running_max_by_group_is_groupby_cummax(rows: list[tuple[int, int]]) -> None:
+    """The lifted accumulate equals pandas' per-group cummax on groups in order, with values
+    either side of zero and spans near the int64 fallback."""
+    from analysis.clean import _running_max_by
+
+    rows = sorted(rows, key=lambda r: r[0])
+    group = np.array([r[0] for r in rows], dtype=np.int64)
+    values = np.array([r[1] for r in rows], dtype=np.int64)
+    expected = pd.Series(values, dtype="int64").groupby(group, sort=False).cummax().to_numpy()
+    assert _running_max_by(group, values).tolist() == expected.tolist()
+    huge = np.array([-(2**61), 2**61, 0], dtype=np.int64)  # the lifted values would overflow
+    assert _running_max_by(np.array([0, 1, 1]), huge).tolist() == [-(2**61), 2**61, 2**61]
