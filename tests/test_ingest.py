@@ -935,6 +935,20 @@ def test_time_of_day_is_not_midnight(stamps: list, unit: str) -> None:
     included."""
     dt = pd.Series(stamps, dtype=f"datetime64[{unit}]")
     expected = dt.notna() & (dt != dt.dt.normalize())
-    got = _io._time_of_day(dt)
+    got = _io._time_of_day(dt.rename("date"))
     assert got.tolist() == expected.tolist()
-    assert got.index.equals(dt.index)
+    assert got.index.equals(dt.index) and got.name == "date"
+
+
+def test_count_files_counts_records_per_file_as_value_counts_does() -> None:
+    """Per-file records from codes and bincount: interleaved files, a missing file name
+    (not counted), object and categorical columns (every category, 0 without records)."""
+    from analysis.ingest import count_files
+
+    files = pd.Series(["b.csv", "a.csv", "b.csv", None, "c.csv", "a.csv"], dtype="str")
+    tables = {"x": pd.DataFrame({"source_file": files}),
+              "y": pd.DataFrame({"source_file": pd.Series(["a.csv"], dtype=object)}),
+              "z": pd.DataFrame({"source_file": pd.Categorical(["d.csv"],
+                                                               categories=["d.csv", "e.csv"])}),
+              "empty": pd.DataFrame({"source_file": pd.Series([], dtype="str")})}
+    assert count_files(tables) == {"a.csv": 3, "b.csv": 2, "c.csv": 1, "d.csv": 1, "e.csv": 0}

@@ -330,6 +330,11 @@ def test_the_arrow_table_written_is_from_pandas_table(tmp_path):
     path = tmp_path / "t.parquet"
     pipeline._write_parquet(frame, path)
     pd.testing.assert_frame_equal(pd.read_parquet(path), frame)
+    # a column Arrow cannot take fails as from_pandas fails: its message names the column
+    bad = pd.DataFrame({"ok": [1.0, 2.0], "mixed": [b"x", 1]})
+    with pytest.raises(pa.ArrowTypeError) as raised:
+        pipeline._arrow_table(bad)
+    assert "Conversion failed for column mixed" in str(raised.value)
 
 
 def test_number_columns_keep_a_dictionary_only_while_it_is_small(tmp_path):

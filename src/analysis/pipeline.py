@@ -614,14 +614,18 @@ def _arrow_table(table: pd.DataFrame) -> Any:
     time in that check). ``tests/test_pipeline.py`` compares the two on every dtype."""
     import pyarrow as pa
 
-    schema = pa.Schema.from_pandas(table, preserve_index=False)
-    arrays = []
-    for name, field in zip(table.columns, schema, strict=True):
-        column = table[name]
-        if column.dtype == np.float64:
-            arrays.append(_float_array(np.ascontiguousarray(column.to_numpy())))
-        else:
-            arrays.append(pa.array(column, type=field.type, from_pandas=True))
+    try:
+        schema = pa.Schema.from_pandas(table, preserve_index=False)
+        arrays = []
+        for name, field in zip(table.columns, schema, strict=True):
+            column = table[name]
+            if column.dtype == np.float64:
+                arrays.append(_float_array(np.ascontiguousarray(column.to_numpy())))
+            else:
+                arrays.append(pa.array(column, type=field.type, from_pandas=True))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        # a column Arrow cannot take: from_pandas raises its own error, naming the column
+        return pa.Table.from_pandas(table, preserve_index=False)
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

@@ -91,7 +91,8 @@ class RawTables:
 def count_files(tables: dict[str, pd.DataFrame]) -> dict[str, int]:
     """Records per source file over all tables (the conservation denominators; cleaning
     counts its kept records with the same function), sorted by file name. A record without
-    a source file is not counted.
+    a source file is not counted; a categorical column counts every category (0 for one
+    without records), as ``value_counts`` does.
 
     The files are coded with :func:`analysis.keys.factorize` (a table read file by file
     holds each file's records together: coded without a hash) and counted with
@@ -102,12 +103,16 @@ def count_files(tables: dict[str, pd.DataFrame]) -> dict[str, int]:
 
     counts: dict[str, int] = {}
     for frame in tables.values():
-        if len(frame):
+        if not len(frame):
+            continue
+        if isinstance(frame[SOURCE_FILE].dtype, pd.CategoricalDtype):  # every category
+            for name, n in frame[SOURCE_FILE].value_counts(sort=False).items():
+                counts[str(name)] = counts.get(str(name), 0) + int(n)
+        else:
             codes, names = factorize(frame[SOURCE_FILE])
             per_file = np.bincount(codes[codes >= 0], minlength=len(names))
             for name, n in zip(names, per_file, strict=True):
-                if n:
-                    counts[str(name)] = counts.get(str(name), 0) + int(n)
+                counts[str(name)] = counts.get(str(name), 0) + int(n)
     return dict(sorted(counts.items()))
 
 
