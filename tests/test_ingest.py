@@ -935,7 +935,7 @@ def test_time_of_day_is_not_midnight(stamps: list, unit: str) -> None:
     included."""
     dt = pd.Series(stamps, dtype=f"datetime64[{unit}]")
     expected = dt.notna() & (dt != dt.dt.normalize())
-    got = _io._time_of_day(dt.rename("date"))
+    got = _io.time_of_day(dt.rename("date"))
     assert got.tolist() == expected.tolist()
     assert got.index.equals(dt.index) and got.name == "date"
 

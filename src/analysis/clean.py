@@ -32,12 +32,13 @@ from analysis.ingest._io import (
     UNTERMINATED_QUOTE,
     printable_ascii,
     shown_values,
+    time_of_day,
     to_datetime,
     to_number,
 )
 from analysis.ingest._io import text_cells as _text
 from analysis.ingest.diary import SOURCE_COLUMN
-from analysis.keys import factorize
+from analysis.keys import day_numbers, factorize
 from analysis.ostrc import OSTRC_VALID_ANSWERS  # option numbers 1-4 or OSTRC-O2 scores
 from analysis.schemas import (
     HR_MAX_BPM,
@@ -702,7 +703,7 @@ def _running_max_by(group: np.ndarray, values: np.ndarray) -> np.ndarray:
         return values.copy()
     low = int(values.min())
     span = int(values.max()) - low + 1
-    if (int(group[-1]) + 1) * span >= _PAIR_KEY_LIMIT:
+    if (int(group[-1]) + 1) * span >= _INT64_KEY_LIMIT:
         return pd.Series(values).groupby(group, sort=False).cummax().to_numpy()
     lift = group.astype(np.int64) * span
     return np.maximum.accumulate(lift + (values - low)) - lift + low
@@ -766,8 +767,9 @@ def _clean_pain(
     return led.drop(df, superseded, reason="same_day_pain_report", column="pain")
 
 
-#: Largest (runner, day) pair key :func:`_ordered_pair_key` builds (int64 with room).
-_PAIR_KEY_LIMIT = 1 << 62
+#: Largest key built from two integers (:func:`_ordered_pair_key`, :func:`_running_max_by`):
+#: int64 with room.
+_INT64_KEY_LIMIT = 1 << 62
 
 
 def superseded_same_day(runner_id: pd.Series, day: pd.Series, pain: pd.Series) -> pd.Series:
@@ -833,20 +835,17 @@ def _ordered_pair_key(runner: np.ndarray, day: pd.Series) -> np.ndarray | None:
         return None
     values = day.to_numpy()
     if values.dtype.kind == "M":
-        ticks = values.view(np.int64)
-        if (ticks == np.iinfo(np.int64).min).any():  # NaT
+        # midnight datetimes only (a time of day: the hash path compares whole values)
+        if pd.isna(values).any() or time_of_day(day).any():
             return None
-        per_day = np.timedelta64(1, "D") // np.timedelta64(1, np.datetime_data(values.dtype)[0])
-        if (ticks % per_day).any():  # a time of day: the hash path compares whole values
-            return None
-        days = ticks // per_day
+        days = day_numbers(values)  # the one day number (analysis.keys)
     elif values.dtype.kind in "iu":
         days = values.astype(np.int64, copy=False)
     else:
         return None
     low, high = int(days.min()), int(days.max())
     span = high - low + 1
-    if (int(runner.max()) + 1) * span >= _PAIR_KEY_LIMIT:
+    if (int(runner.max()) + 1) * span >= _INT64_KEY_LIMIT:
         return None
     key = runner * span + (days - low)
     return key if (key[1:] >= key[:-1]).all() else None

@@ -731,8 +731,6 @@ def printable_ascii(text: pd.Series) -> bool:
     return True
 
 
-
-
 def to_number(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Cells -> float; returns the values (NaN where not a finite number) and a
     decimal-comma mask. A column a reader already typed is only checked for finiteness."""
@@ -748,7 +746,7 @@ def to_number(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     return values, comma
 
 
-def _time_of_day(dt: pd.Series) -> pd.Series:
+def time_of_day(dt: pd.Series) -> pd.Series:
     """True where a naive datetime is not midnight (False where missing):
     ``dt.notna() & (dt != dt.dt.normalize())``, on numpy datetimes from the integer ticks
     (no normalised copy: 16 -> 2 ms for the bench's 1.1 million run and report dates)."""
@@ -769,7 +767,7 @@ def to_datetime(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     """
     if pd.api.types.is_datetime64_any_dtype(series):
         dt = series.dt.tz_localize(None) if series.dt.tz is not None else series
-        return dt.astype(_DATE_UNIT), _time_of_day(dt)
+        return dt.astype(_DATE_UNIT), time_of_day(dt)
     s = text_cells(series)
     full = s.str.match(_FULL_DATE).fillna(False).astype(bool)
     s = s.where(full)  # partial dates (2025-03) and other text: NaT, never the 1st
