@@ -91,10 +91,13 @@ def _open_run_and_check(lab_server: Any, browser: Any) -> None:
     ).click()
 
     def finished() -> bool:
+        if _kernel_state(lab_server, NOTEBOOK) != "idle":
+            return False
+        if browser.find_elements(By.CSS_SELECTOR, ERROR_OUTPUT):
+            return True  # a cell failed and the rest will not run: the assert below says why
         texts = [p.text.strip() for p in browser.find_elements(
             By.CSS_SELECTOR, ".jp-CodeCell .jp-InputArea-prompt")]
-        return (len(texts) == n_code and all(PROMPT_DONE.match(t) for t in texts)
-                and _kernel_state(lab_server, NOTEBOOK) == "idle")
+        return len(texts) == n_code and all(PROMPT_DONE.match(t) for t in texts)
 
     _wait(finished, RUN_TIMEOUT_S, "all cells to finish", lab_server)
 
