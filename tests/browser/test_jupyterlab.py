@@ -25,6 +25,8 @@ RUN_TIMEOUT_S = 90
 SCREENSHOT = paths.project_root() / "reports" / "browser" / "01_data_quality.png"
 FAILED_SCREENSHOT = SCREENSHOT.with_suffix(".failed.png")
 PROMPT_DONE = re.compile(r"^\[\d+\]:$")
+#: The prompt of a cell that is queued or running.
+RUNNING_PROMPT = "[*]:"
 ERROR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 
 
@@ -91,12 +93,14 @@ def _open_run_and_check(lab_server: Any, browser: Any) -> None:
     ).click()
 
     def finished() -> bool:
+        texts = [p.text.strip() for p in browser.find_elements(
+            By.CSS_SELECTOR, ".jp-CodeCell .jp-InputArea-prompt")]
+        if any(t == RUNNING_PROMPT for t in texts):
+            return False  # a cell is queued or running (the kernel flickers idle between)
         if _kernel_state(lab_server, NOTEBOOK) != "idle":
             return False
         if browser.find_elements(By.CSS_SELECTOR, ERROR_OUTPUT):
-            return True  # a cell failed and the rest will not run: the assert below says why
-        texts = [p.text.strip() for p in browser.find_elements(
-            By.CSS_SELECTOR, ".jp-CodeCell .jp-InputArea-prompt")]
+            return True  # a cell failed and the rest were not run: the assert below says why
         return len(texts) == n_code and all(PROMPT_DONE.match(t) for t in texts)
 
     _wait(finished, RUN_TIMEOUT_S, "all cells to finish", lab_server)
