@@ -633,9 +633,11 @@ def report(
     manifest or index could not be written), 2 the run could not start (bad parameter,
     output folder refused, lock held), 130 interrupted.
     """
+    from analysis.reports.execute import block_unused_slow_modules
     from analysis.reports.parameters import parse_param_items
     from analysis.reports.runner import run_reports
 
+    block_unused_slow_modules()  # this process imports papermill (the template's parameters)
     with user_errors(), _progress() as progress:
         params = parse_param_items(param or [], template=template)
         try:

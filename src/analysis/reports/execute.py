@@ -43,6 +43,12 @@ from typing import Any
 
 from analysis.outputs import temporary_name
 
+#: Optional modules kneeload's own processes never import: jsonschema (imported by nbformat
+#: and papermill) imports ``rfc3987_syntax`` when it is installed (JupyterLab's
+#: jupyter-events brings it), and that builds Lark grammars at import, 1.1-1.5 s of every
+#: process, for the "iri" string format that no notebook schema uses (jsonschema issue
+#: #1428); jsonschema skips that check when the import fails.
+UNUSED_SLOW_MODULES = ("rfc3987_syntax",)
 #: Cohorts one kernel serves before it is replaced by a fresh one (bounds any slow leak).
 KERNEL_REUSE_MAX = 25
 #: Seconds to wait for a kernel to start (papermill's default).
@@ -320,11 +326,18 @@ def _html_exporter() -> Any:
                         exclude_output_prompt=True)
 
 
+def block_unused_slow_modules() -> None:
+    """Make :data:`UNUSED_SLOW_MODULES` unimportable in this process (a module already
+    imported is left alone). Called first by kneeload's own processes that import papermill
+    or nbformat: the report worker (:func:`serve`) and the ``kneeload report`` command; never
+    on import of the package, so a user's kernel keeps every format check it has."""
+    for name in UNUSED_SLOW_MODULES:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+
+
 def serve(kernel_name: str, cwd: str) -> None:
     """The worker loop: one JSON job per stdin line, one JSON answer per stdout line."""
-    # jsonschema (via nbformat) imports the optional rfc3987_syntax, which builds a grammar
-    # at import time for a string format no notebook schema uses: 1.2-1.5 s saved
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    block_unused_slow_modules()
     session = KernelSession(kernel_name, cwd)
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing but answers on the protocol stream
