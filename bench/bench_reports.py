@@ -138,6 +138,10 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=8, help="cohorts timed one by one")
     parser.add_argument("--keep", type=Path, help="keep the data and reports here")
     args = parser.parse_args()
+    # as the kneeload report command does (its process then reads the template with papermill)
+    from analysis.reports.execute import block_unused_slow_modules
+
+    block_unused_slow_modules()
     root = Path(tempfile.mkdtemp(prefix="bench-reports-")) if not args.keep else args.keep
     root.mkdir(parents=True, exist_ok=True)
     try:

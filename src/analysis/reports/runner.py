@@ -80,6 +80,8 @@ from analysis.reports.parameters import (
 from analysis.reports.study import remove_study_files, remove_table_files
 
 LOCK_NAME = ".kneeload-report.lock"
+#: The notebook format version papermill writes (and reports are read as).
+NBFORMAT_VERSION = 4
 #: Seconds to wait for a Dask scheduler before giving up.
 DASK_CONNECT_TIMEOUT_S = 10
 #: Seconds the cluster may have no worker at all while cohorts are pending before those
@@ -789,32 +791,35 @@ def run_cohort(job: CohortJob, *, worker: ReportWorker | None = None) -> CohortO
     return outcome
 
 
-def _readable_notebook(path: Path) -> bool:
-    import nbformat
-
-    if not path.is_file():
-        return False
+def _notebook_json(path: Path) -> dict[str, Any] | None:
+    """The saved notebook as JSON; None when it is missing, truncated (a full disk, a killed
+    papermill) or not an nbformat 4 notebook. Read with ``json``, not nbformat: a Dask
+    worker, which kneeload does not start, would import jsonschema's IRI grammar with it
+    (:data:`analysis.reports.execute.UNUSED_SLOW_MODULES`, 1.1 s)."""
     try:
-        nbformat.read(str(path), as_version=4)
-    except Exception:  # truncated JSON, not a notebook
-        return False
-    return True
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(notebook, dict) or notebook.get("nbformat") != NBFORMAT_VERSION or \
+            not isinstance(notebook.get("cells"), list):
+        return None
+    return notebook
+
+
+def _readable_notebook(path: Path) -> bool:
+    return _notebook_json(path) is not None
 
 
 def _notebook_error(notebook_path: Path) -> str | None:
     """'cell N: ErrorName: message' for the first code cell that raised, if any."""
-    import nbformat
-
-    if not notebook_path.is_file():
+    notebook = _notebook_json(notebook_path)
+    if notebook is None:
         return None
-    try:
-        notebook = nbformat.read(str(notebook_path), as_version=4)
-    except Exception:  # a half-written notebook from a killed papermill
-        return None
-    code_cells = [c for c in notebook.cells if c.cell_type == "code"]
+    code_cells = [c for c in notebook["cells"]
+                  if isinstance(c, dict) and c.get("cell_type") == "code"]
     for number, cell in enumerate(code_cells, start=1):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
+        for output in cell.get("outputs") or []:
+            if isinstance(output, dict) and output.get("output_type") == "error":
                 message = " ".join(str(output.get("evalue", "")).split())
                 return f"cell {number}: {output.get('ename')}: {message}"
     return None
