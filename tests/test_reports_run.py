@@ -474,13 +474,20 @@ def test_dask_local_cluster_gives_the_same_reports_as_local_workers(
     assert_consistent(out)
 
 
+def _installed(distribution: str) -> bool:
+    """True when the named distribution is installed (without importing it)."""
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def test_the_report_command_imports_papermill_without_the_iri_grammar(tmp_path: Path) -> None:
     """`kneeload report` reads the template's parameters with papermill; jsonschema under it
     would import rfc3987_syntax, 1.1-1.5 s of grammar building (the process took 1.9-2.2 s
     to refuse a missing folder, now 0.8 s). Import times on stderr name every module."""
-    try:  # not imported here: that is the 1.1 s
-        importlib.metadata.distribution("rfc3987-syntax")
-    except importlib.metadata.PackageNotFoundError:
+    if not _installed("rfc3987-syntax"):  # not imported here: that is the 1.1 s
         pytest.skip("nothing to block: rfc3987-syntax is not installed "
                     "(jsonschema[format-nongpl] brings it)")
     env = {**_env(None), "PYTHONPROFILEIMPORTTIME": "1"}
@@ -501,7 +508,13 @@ def test_the_report_command_imports_papermill_without_the_iri_grammar(tmp_path: 
 def test_a_saved_notebooks_first_error_is_read_without_nbformat(tmp_path: Path) -> None:
     """The runner names a failed cohort's first raising code cell and keeps only a readable
     notebook; it reads the file as JSON (a Dask worker imports no nbformat for it)."""
-    from analysis.reports.runner import _notebook_error, _readable_notebook
+    from analysis.reports.runner import _first_error, _notebook_json
+
+    def _readable_notebook(path: Path) -> bool:
+        return _notebook_json(path) is not None
+
+    def _notebook_error(path: Path) -> str | None:
+        return _first_error(_notebook_json(path))
 
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("# title"),
@@ -546,12 +559,7 @@ def test_a_blocked_module_is_left_alone_once_imported() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=CLI_TIMEOUT_S)
     # the GPL rfc3987, when installed, gives jsonschema its IRI check without the grammar
-    try:
-        importlib.metadata.distribution("rfc3987")
-        iri_elsewhere = True
-    except importlib.metadata.PackageNotFoundError:
-        iri_elsewhere = False
-    assert out.stdout.split() == ["True", "True", str(iri_elsewhere), "True"]
+    assert out.stdout.split() == ["True", "True", str(_installed("rfc3987")), "True"]
 
 
 @pytest.mark.slow

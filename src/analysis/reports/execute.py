@@ -49,6 +49,8 @@ from analysis.outputs import temporary_name
 #: process, for the "iri" string format that no notebook schema uses (jsonschema issue
 #: #1428); jsonschema skips that check when the import fails.
 UNUSED_SLOW_MODULES = ("rfc3987_syntax",)
+#: The notebook format version papermill writes and reports are read as.
+NBFORMAT_VERSION = 4
 #: Cohorts one kernel serves before it is replaced by a fresh one (bounds any slow leak).
 KERNEL_REUSE_MAX = 25
 #: Seconds to wait for a kernel to start (papermill's default).
@@ -309,7 +311,7 @@ def render_html(notebook_path: str | Path) -> str:
 
     with _EXPORTER_LOCK:
         body, _ = _html_exporter().from_notebook_node(
-            nbformat.read(str(notebook_path), as_version=4))
+            nbformat.read(str(notebook_path), as_version=NBFORMAT_VERSION))
     return body
 
 

@@ -48,7 +48,7 @@ from analysis.outputs import (
 )
 from analysis.privacy import id_salt, pseudonym
 from analysis.reports.cohort import cohort_sizes
-from analysis.reports.execute import render_html, strip_machine_paths
+from analysis.reports.execute import NBFORMAT_VERSION, render_html, strip_machine_paths
 from analysis.reports.index import write_index
 from analysis.reports.manifest import (
     FAILED_NOTEBOOK,
@@ -80,8 +80,6 @@ from analysis.reports.parameters import (
 from analysis.reports.study import remove_study_files, remove_table_files
 
 LOCK_NAME = ".kneeload-report.lock"
-#: The notebook format version papermill writes (and reports are read as).
-NBFORMAT_VERSION = 4
 #: Seconds to wait for a Dask scheduler before giving up.
 DASK_CONNECT_TIMEOUT_S = 10
 #: Seconds the cluster may have no worker at all while cohorts are pending before those
@@ -754,11 +752,12 @@ def run_cohort(job: CohortJob, *, worker: ReportWorker | None = None) -> CohortO
         if worker is None:
             worker = ReportWorker.for_job(job)
         answer = worker.run(payload)
-        error = _notebook_error(tmp_nb)
+        notebook = _notebook_json(tmp_nb)
+        error = _first_error(notebook)
         if not tmp_nb.is_file() or error or not answer.get("ok") or not tmp_html.is_file():
             outcome.status = "failed"
             outcome.error = error or answer.get("error") or "the report was not rendered"
-            if _readable_notebook(tmp_nb):  # a truncated one (full disk, kill) is not kept
+            if notebook is not None:  # a truncated one (full disk, kill) is not kept
                 strip_machine_paths(tmp_nb, machine_paths)
                 tmp_nb.replace(folder / FAILED_NOTEBOOK)
         else:
@@ -806,13 +805,9 @@ def _notebook_json(path: Path) -> dict[str, Any] | None:
     return notebook
 
 
-def _readable_notebook(path: Path) -> bool:
-    return _notebook_json(path) is not None
-
-
-def _notebook_error(notebook_path: Path) -> str | None:
-    """'cell N: ErrorName: message' for the first code cell that raised, if any."""
-    notebook = _notebook_json(notebook_path)
+def _first_error(notebook: dict[str, Any] | None) -> str | None:
+    """'cell N: ErrorName: message' for the first code cell of a saved notebook
+    (:func:`_notebook_json`) that raised, if any."""
     if notebook is None:
         return None
     code_cells = [c for c in notebook["cells"]
