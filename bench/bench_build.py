@@ -10,22 +10,25 @@ Writes (to a temporary folder) a canonical dataset of N runners x D days: about 
 days have a run (with a start time, a duration and one of two shoes), about 90 % a pain
 report (2,000 x 365: about 438,000 runs and 660,000 pain reports, the size of issue 11's
 measurement), runners with a follow-up window, and a shoes table. Then times, as separate
-whole processes started the same way, alternately (``--repeat`` pairs):
+whole processes started the same way, ``--repeat`` rounds of three:
 
-* ``kneeload build RAW --out OUT`` into a folder that does not exist (read, clean with every
-  rule and the conservation check, the exposure panel, pandera contracts, Parquet and audit
-  files),
+* ``kneeload build RAW --out OUT`` into a folder that does not exist (removed untimed
+  first; read, clean with every rule and the conservation check, the exposure panel,
+  pandera contracts, Parquet and audit files),
 * a DuckDB process reading the same CSVs and computing the daily calendar and ``km_7d``,
   ``km_prev7d``, ``rest_days_7d`` and ``acwr_rolling`` with window functions, joined to the
   pain reports (the baseline of issue 11), and
 * the same build command again (a rebuild: it also swaps the new folder in and removes the
-  previous one's 200 MB of files, which on a disk mounted with ``discard`` costs ~0.14 s),
+  previous one's files, about 200 MB at the default size),
 
-and prints the wall time and peak resident memory of each (``wait4``), the median ratio of
-the pairs (fresh build / DuckDB, and rebuild / the same round's DuckDB) and the best-vs-best
-ratio. Until session 15 the bench timed only the first build fresh and the others as
-rebuilds, so its median was a rebuild's. Targets (issue 11): ratio <= 2 (stretch 1.3), peak
-under 1 GiB; ``--big``: a 200 MB runs CSV of about 2 million rows builds in under 15 s.
+the rebuild and DuckDB in turn first (odd and even rounds), so neither always follows the
+other. It prints the medians and bests of the wall times, kneeload's peak resident memory
+over both builds and DuckDB's of the last round (``wait4``), the median ratio of the rounds
+(fresh build / DuckDB and rebuild / DuckDB, each with the same round's DuckDB), the
+best-vs-best ratio and the median of each round's rebuild minus fresh build. A round takes
+about as long as three builds (at 2,000 x 365: 8-10 s on a 2-core VM). Targets (issue 11):
+ratio <= 2 (stretch 1.3), peak under 1 GiB; ``--big``: a 200 MB runs CSV of about 2
+million rows builds in under 15 s.
 """
 
 from __future__ import annotations
@@ -174,23 +177,27 @@ def run_process(args: list[str]) -> tuple[float, float, str]:
 
 def compare(raw: Path, out: Path, repeat: int
             ) -> tuple[list[float], list[float], list[float], float]:
-    """``repeat`` rounds of: a fresh kneeload build (``out`` removed first, untimed), DuckDB,
-    and a rebuild (the same command again: it replaces the folder the fresh build made and
-    removes the old one's files). Returns the fresh, DuckDB and rebuild times and the peak.
-    """
+    """``repeat`` rounds of: a fresh kneeload build (``out`` removed first, untimed), then
+    DuckDB and a rebuild (the same command again: it replaces the folder the fresh build
+    made and removes the old one's files), in turn first. Returns the fresh, DuckDB and
+    rebuild times (index i: round i) and the peak of the builds."""
     ours, base, again, peak, cpu = [], [], [], 0.0, []
     command = [str(KNEELOAD), "build", str(raw), "--out", str(out)]
-    for _ in range(repeat):
+    duckdb = [sys.executable, "-c", DUCKDB_SCRIPT, str(raw)]
+    for round_ in range(repeat):
         shutil.rmtree(out, ignore_errors=True)
         wall, rss, text = run_process(command)
         ours.append(wall)
         cpu.append(LAST_CPU_S[0])
         peak = max(peak, rss)
-        wall_b, rss_b, text_b = run_process([sys.executable, "-c", DUCKDB_SCRIPT, str(raw)])
-        base.append(wall_b)
-        wall_r, rss_r, _ = run_process(command)
-        again.append(wall_r)
-        peak = max(peak, rss_r)
+        for job in (("duckdb", "rebuild") if round_ % 2 == 0 else ("rebuild", "duckdb")):
+            if job == "duckdb":
+                wall_b, rss_b, text_b = run_process(duckdb)
+                base.append(wall_b)
+            else:
+                wall_r, rss_r, _ = run_process(command)
+                again.append(wall_r)
+                peak = max(peak, rss_r)
     print(f"  kneeload: {text.strip().splitlines()[0][:160]}")
     # CPU / wall above 1: the build's threads used the second core
     print(f"  kneeload CPU {np.median(cpu):.2f} s median (CPU / wall "
@@ -228,15 +235,17 @@ def main(argv: list[str] | None = None) -> int:
         ours, base, again, peak = compare(raw, out, args.repeat)
         ratio = float(np.median(np.array(ours) / np.array(base)))
         best = min(ours) / min(base)
-        print(f"kneeload build {np.median(ours):.2f} s (best {min(ours):.2f}), duckdb "
-              f"{np.median(base):.2f} s (best {min(base):.2f}); ratio {ratio:.2f}x median of "
-              f"pairs, {best:.2f}x best vs best (target <= {TARGET_RATIO}x, stretch "
-              f"{STRETCH_RATIO}x); kneeload peak {peak:,.0f} MiB (target < "
-              f"{PEAK_LIMIT_MIB:,.0f})")
+        print(f"kneeload build into a new folder {np.median(ours):.2f} s (best "
+              f"{min(ours):.2f}), duckdb {np.median(base):.2f} s (best {min(base):.2f}); "
+              f"ratio {ratio:.2f}x median of rounds, {best:.2f}x best vs best (target <= "
+              f"{TARGET_RATIO}x, stretch {STRETCH_RATIO}x); kneeload peak of both builds "
+              f"{peak:,.0f} MiB (target < {PEAK_LIMIT_MIB:,.0f})")
         rebuild = float(np.median(np.array(again) / np.array(base)))
+        extra = float(np.median(np.array(again) - np.array(ours)))
         print(f"rebuild (the same command again: replaces the folder, removes the old "
               f"one's files) {np.median(again):.2f} s (best {min(again):.2f}); ratio "
-              f"{rebuild:.2f}x median of pairs with the same round's duckdb")
+              f"{rebuild:.2f}x median of rounds, {min(again) / min(base):.2f}x best vs best; "
+              f"rebuild minus fresh build {extra:+.2f} s median of rounds")
         if args.big:
             big_raw, big_out = Path(tmp) / "big", Path(tmp) / "big_processed"
             big_raw.mkdir()
