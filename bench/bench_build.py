@@ -181,29 +181,33 @@ def compare(raw: Path, out: Path, repeat: int
     DuckDB and a rebuild (the same command again: it replaces the folder the fresh build
     made and removes the old one's files), in turn first. Returns the fresh, DuckDB and
     rebuild times (index i: round i) and the peak of the builds."""
-    ours, base, again, peak, cpu = [], [], [], 0.0, []
+    ours, base, again, peaks, cpu = [], [], [], [], []
     command = [str(KNEELOAD), "build", str(raw), "--out", str(out)]
     duckdb = [sys.executable, "-c", DUCKDB_SCRIPT, str(raw)]
+
+    def rebuild() -> None:
+        wall_r, rss_r, _ = run_process(command)
+        again.append(wall_r)
+        peaks.append(rss_r)
+
     for round_ in range(repeat):
         shutil.rmtree(out, ignore_errors=True)
         wall, rss, text = run_process(command)
         ours.append(wall)
         cpu.append(LAST_CPU_S[0])
-        peak = max(peak, rss)
-        for job in (("duckdb", "rebuild") if round_ % 2 == 0 else ("rebuild", "duckdb")):
-            if job == "duckdb":
-                wall_b, rss_b, text_b = run_process(duckdb)
-                base.append(wall_b)
-            else:
-                wall_r, rss_r, _ = run_process(command)
-                again.append(wall_r)
-                peak = max(peak, rss_r)
+        peaks.append(rss)
+        if round_ % 2:  # odd rounds: the rebuild before DuckDB
+            rebuild()
+        wall_b, rss_b, text_b = run_process(duckdb)
+        base.append(wall_b)
+        if not round_ % 2:
+            rebuild()
     print(f"  kneeload: {text.strip().splitlines()[0][:160]}")
     # CPU / wall above 1: the build's threads used the second core
     print(f"  kneeload CPU {np.median(cpu):.2f} s median (CPU / wall "
           f"{np.median(np.array(cpu) / np.array(ours)):.2f})")
     print(f"  duckdb:   {text_b.strip()} (peak {rss_b:,.0f} MiB)")
-    return ours, base, again, peak
+    return ours, base, again, max(peaks)
 
 
 def main(argv: list[str] | None = None) -> int:
