@@ -30,8 +30,11 @@ KNEELOAD = str(Path(sys.executable).with_name("kneeload"))
 def _seconds(cmd: list[str]) -> float:
     """Wall time of one whole process, in seconds; raises if it fails."""
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-    return time.perf_counter() - start
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
+    return seconds
 
 
 def best_times(rounds: int) -> tuple[float, float]:
