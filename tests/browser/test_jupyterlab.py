@@ -17,7 +17,8 @@ import pytest
 
 from analysis import paths
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# one xdist worker runs every browser test (make test: --dist loadgroup)
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 NOTEBOOK = "01_data_quality.ipynb"
 OPEN_TIMEOUT_S = 60

@@ -26,7 +26,8 @@ from pages import (
 from analysis import paths, reports
 from analysis.effects import READING_UNITS
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# one xdist worker runs every browser test (make test: --dist loadgroup)
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 
 @pytest.fixture(scope="module")
