@@ -7,13 +7,6 @@ set -euo pipefail
 
 have() { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }
 
-# Two callers at once (parallel test workers) take turns: the second waits for the first's
-# install and then finds Chromium there. flock is util-linux's (Debian's base system).
-if ! have && command -v flock >/dev/null 2>&1; then
-    exec 9>"${TMPDIR:-/tmp}/kneeload-ensure-chromium.lock"
-    flock -w 900 9 || { echo "ensure-chromium: another install held the lock for 15 min" >&2; exit 1; }
-fi
-
 if ! have; then
     if ! command -v apt-get >/dev/null 2>&1; then
         echo "ensure-chromium: chromium/chromedriver missing and no apt-get here;" \
@@ -31,11 +24,17 @@ if ! have; then
     fi
     echo "ensure-chromium: installing chromium chromium-driver with apt-get" >&2
     export DEBIAN_FRONTEND=noninteractive
-    # wait for an apt run of anything else (up to 10 min) instead of failing on its lock
-    APT_WAIT=(-o DPkg::Lock::Timeout=600)
-    "${SUDO[@]}" apt-get "${APT_WAIT[@]}" update -qq
-    "${SUDO[@]}" apt-get "${APT_WAIT[@]}" install -y -qq --no-install-recommends chromium \
-        chromium-driver >&2
+    # Another apt run (a second checkout's tests, apt-daily) holds its locks for a while:
+    # wait for it instead of failing. DPkg::Lock::Timeout covers only the dpkg lock, so
+    # `update` (the package lists' lock) is retried. Waits stay inside the browser fixture's
+    # 600 s: update up to 12 x 10 s, install up to 240 s.
+    for try in $(seq 12); do
+        "${SUDO[@]}" apt-get update -qq && break
+        [ "$try" -eq 12 ] && { echo "ensure-chromium: apt-get update kept failing" >&2; exit 1; }
+        sleep 10
+    done
+    "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=240 install -y -qq --no-install-recommends \
+        chromium chromium-driver >&2
     have || { echo "ensure-chromium: install finished but chromium is still missing" >&2; exit 1; }
 fi
 

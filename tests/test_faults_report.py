@@ -182,9 +182,12 @@ def test_a_killed_dask_worker_fails_its_cohort_within_the_timeout(study: Study,
     dask = str(Path(sys.executable).with_name("dask"))
     scheduler_file = tmp_path / "scheduler.json"
     out = tmp_path / "reports"
+    # their scratch folders in tmp_path, not the system's /tmp
+    scratch = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(tmp_path)}
     scheduler = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
                                   "--no-dashboard", "--scheduler-file", str(scheduler_file)],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 env=scratch, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
     worker = None
     report = None
     try:
@@ -193,7 +196,8 @@ def test_a_killed_dask_worker_fails_its_cohort_within_the_timeout(study: Study,
         address = json.loads(scheduler_file.read_text())["address"]
         worker = subprocess.Popen([dask, "worker", "--no-nanny", "--nthreads", "1",
                                    "--no-dashboard", "--scheduler-file", str(scheduler_file)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  env=scratch, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
         report = subprocess.Popen(_command("report", study.processed, "--out", out,
                                            "--cohort", study.normal, "--dask-scheduler",
                                            address, "--dask-timeout", str(DASK_TIMEOUT_S)),

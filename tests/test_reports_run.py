@@ -454,11 +454,14 @@ def test_second_run_on_a_locked_folder_exits_2_with_a_clear_message(study: Study
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_reports_as_local_workers(
         study: Study, baseline: tuple, failure_run: tuple, tmp_path: Path) -> None:
+    import dask
     from distributed import LocalCluster
 
     out = tmp_path / "dask"
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
-                      host="127.0.0.1", dashboard_address=None) as cluster:
+    # the scheduler's and the worker's scratch folders in tmp_path, not the system's /tmp
+    with dask.config.set({"temporary-directory": str(tmp_path)}), \
+            LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
+                         host="127.0.0.1", dashboard_address=None) as cluster:
         address = cluster.scheduler_address
         assert address.startswith("tcp://127.0.0.1:")
         done = kneeload("report", study.processed, "--out", out, "--dask-scheduler",

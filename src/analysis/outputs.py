@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import stat
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -156,6 +159,53 @@ def remove_temporaries(folders: Iterable[Path]) -> list[Path]:
             if is_temporary_name(path.name) and path.is_file() and not path.is_symlink():
                 path.unlink(missing_ok=True)
                 removed.append(path)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """True when process ``pid`` exists (this process counts as alive; so does another
+    user's)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def pid_temporary_folder(prefix: str) -> Path:
+    """A new private folder ``<prefix><pid>-<random>`` in the system's temporary folder.
+
+    First removes this user's folders of that prefix whose process has ended: a process
+    killed with SIGKILL cannot remove its own (:func:`remove_orphaned_folders`).
+    """
+    temp = Path(tempfile.gettempdir())
+    remove_orphaned_folders(temp, prefix=prefix)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=temp))
+
+
+def remove_orphaned_folders(folder: Path, *, prefix: str) -> list[Path]:
+    """Delete the folders ``<prefix><pid>-*`` directly in ``folder`` that this user owns and
+    whose process ``pid`` has ended; returns them. Nothing else is touched: not links, not
+    files, not another user's folders, not a live process's."""
+    removed = []
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    for path in folder.iterdir():
+        if not path.name.startswith(prefix) or "-" not in path.name[len(prefix):]:
+            continue
+        pid = path.name[len(prefix):].split("-", 1)[0]
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if (not pid.isdigit() or not stat.S_ISDIR(info.st_mode)
+                or (uid is not None and info.st_uid != uid) or process_alive(int(pid))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
     return removed
 
 

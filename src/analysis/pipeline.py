@@ -36,7 +36,7 @@ from analysis.ingest import read_dataset
 from analysis.keys import positions
 from analysis.memory import heap_for_large_tables
 from analysis.outcomes import panel_defaults
-from analysis.outputs import OutputFolderError, check_output_folder
+from analysis.outputs import OutputFolderError, check_output_folder, process_alive
 from analysis.privacy import hide_folder, hide_folders, sha256_file
 
 TABLES = ("runners", "runs", "pain", "shoes")
@@ -399,7 +399,7 @@ def recover_leftovers(out: Path) -> list[Path]:
     for path in parent.iterdir():
         match = _LEFTOVER.match(path.name)
         if (match and match["name"] == out.name and path.is_dir() and not path.is_symlink()
-                and not _alive(int(match["pid"]))):
+                and not process_alive(int(match["pid"]))):
             mine.append((match["kind"], path))
     removed = []
     olds = sorted((p for kind, p in mine if kind == "old" and (p / PROCESSED_MARKER).is_file()),
@@ -412,19 +412,6 @@ def recover_leftovers(out: Path) -> list[Path]:
             _remove_marked(path, marker=marker)
             removed.append(path)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    """True when process ``pid`` exists (this process counts as alive)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def _remove_marked(folder: Path, *, marker: str) -> None:

@@ -31,6 +31,8 @@ from analysis import paths
 
 ROOT = paths.project_root()
 ENSURE_CHROMIUM = ROOT / "scripts" / "ensure-chromium.sh"
+#: Longest wait for it (s): its apt waits (update retries, the dpkg lock) stay below this.
+ENSURE_CHROMIUM_TIMEOUT_S = 600
 SERVER_START_TIMEOUT_S = 60
 #: Flags that make Chromium work headless in a container without a GPU or network.
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -81,10 +83,14 @@ def _stripped_copy(source: Path, target: Path) -> None:
 @pytest.fixture(scope="session")
 def chromium() -> tuple[str, str]:
     """Paths of chromium and chromedriver, installed by scripts/ensure-chromium.sh if needed."""
-    done = subprocess.run(["bash", str(ENSURE_CHROMIUM)], capture_output=True, text=True,
-                          timeout=600, check=False)
-    if done.returncode != 0:
-        message = f"headless Chromium unavailable: {done.stderr.strip()}"
+    try:
+        done = subprocess.run(["bash", str(ENSURE_CHROMIUM)], capture_output=True, text=True,
+                              timeout=ENSURE_CHROMIUM_TIMEOUT_S, check=False)
+        failed = done.stderr.strip() if done.returncode != 0 else None
+    except subprocess.TimeoutExpired:
+        failed = f"{ENSURE_CHROMIUM.name} did not finish in {ENSURE_CHROMIUM_TIMEOUT_S} s"
+    if failed is not None:
+        message = f"headless Chromium unavailable: {failed}"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

@@ -34,14 +34,13 @@ import functools
 import json
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from analysis.outputs import temporary_name
+from analysis.outputs import pid_temporary_folder, temporary_name
 
 #: Optional modules kneeload's own processes never import: jsonschema (imported by nbformat
 #: and papermill) imports ``rfc3987_syntax`` when it is installed (JupyterLab's
@@ -55,6 +54,10 @@ NBFORMAT_VERSION = 4
 KERNEL_REUSE_MAX = 25
 #: Seconds to wait for a kernel to start (papermill's default).
 KERNEL_START_TIMEOUT_S = 60
+#: Prefix of a kernel's socket folder in the temporary folder, followed by the pid of the
+#: process that made it: a later run removes the folders of processes killed before they
+#: could (:func:`analysis.outputs.pid_temporary_folder`).
+KERNEL_RUNTIME_PREFIX = "kl-kernel-"
 #: papermill rewrites (and validates) the whole notebook after every cell when True; the
 #: report is written at its start and end either way (and every 30 s), so False saves the
 #: per-cell rewrites (bench/bench_reports.py).
@@ -106,7 +109,7 @@ class KernelSession:
 
         self.close()
         # a short private folder: Unix socket paths are limited to ~107 characters
-        self._runtime = tempfile.mkdtemp(prefix="kl-kernel-")
+        self._runtime = str(pid_temporary_folder(KERNEL_RUNTIME_PREFIX))
         self.km = _kept_manager_class()(kernel_name=self.kernel_name, transport="ipc",
                                         connection_file=str(Path(self._runtime) / "k.json"))
         run_sync(self.km.start_kernel)(cwd=self.cwd, extra_arguments=list(KERNEL_ARGUMENTS))
