@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from faults import tmpfs
 
+from analysis.outputs import process_alive
 from analysis.pipeline import PROCESSED_MARKER, STAGING_MARKER, recover_leftovers
 
 FIXTURE = Path(__file__).parent / "fixtures" / "exposures"
@@ -144,22 +145,12 @@ def test_only_kneeloads_own_leftovers_of_dead_builds_are_removed(tmp_path: Path)
         (tmp_path / name / "data.txt").write_text("user data")
         if marker:
             (tmp_path / name / marker).write_text("{}")
-    if _alive(int(f"{pid}1")):
+    if process_alive(int(f"{pid}1")):
         pytest.skip("the made-up dead pid is alive")
     assert kneeload_build(raw, out).returncode == 0
     names = {p.name for p in tmp_path.iterdir()}
     assert set(keep) <= names
     assert not set(gone) & names
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def test_a_full_disk_fails_in_one_line_and_keeps_the_previous_folder(tmp_path: Path) -> None:

@@ -193,16 +193,18 @@ def remove_orphaned_folders(folder: Path, *, prefix: str) -> list[Path]:
     files, not another user's folders, not a live process's."""
     removed = []
     uid = os.getuid() if hasattr(os, "getuid") else None
+    name = re.compile(rf"{re.escape(prefix)}(?P<pid>\d+)-.+")
     for path in folder.iterdir():
-        if not path.name.startswith(prefix) or "-" not in path.name[len(prefix):]:
+        match = name.fullmatch(path.name)
+        if match is None:
             continue
-        pid = path.name[len(prefix):].split("-", 1)[0]
         try:
             info = path.lstat()
         except OSError:
             continue
-        if (not pid.isdigit() or not stat.S_ISDIR(info.st_mode)
-                or (uid is not None and info.st_uid != uid) or process_alive(int(pid))):
+        if (not stat.S_ISDIR(info.st_mode)
+                or (uid is not None and info.st_uid != uid)
+                or process_alive(int(match["pid"]))):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
